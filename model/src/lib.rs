@@ -1,0 +1,45 @@
+//! The Pharos data model and wire format.
+//!
+//! This crate owns what every other Pharos crate agrees on:
+//! - [`Labels`]: a sorted, de-duplicated label set; the metric name travels as `__name__`.
+//! - [`Sample`] and [`LogRecord`]: one metric point and one log line, each with its labels.
+//! - [`identity`]: how OpenTelemetry resource attributes (`k8s.pod.name`, …) become the short
+//!   identity labels Pharos stores (`pod`, …), per ARCHITECTURE.md decision 6.
+//! - [`otlp`]: encoding samples/log records as OTLP `Export*ServiceRequest` protobuf (what the
+//!   agent ships through Kafka or HTTP) and decoding OTLP protobuf or OTLP/JSON back.
+//!
+//! ```
+//! use pharos_model::{Labels, Sample, otlp};
+//! let s = Sample::new(Labels::from_pairs([("__name__", "up"), ("job", "node")]), 1_000, 1.0);
+//! let wire = otlp::encode_metrics(&Labels::default(), &[s.clone()]);
+//! let back = otlp::decode_metrics_protobuf(&wire).unwrap();
+//! assert_eq!(back, vec![s]);
+//! ```
+#![warn(missing_docs)]
+
+pub mod identity;
+mod labels;
+pub mod otlp;
+mod record;
+pub mod select;
+
+pub use labels::{Labels, METRIC_NAME};
+pub use record::{LogRecord, Sample};
+pub use select::{LabelMatcher, LogsReader, MetricsReader, Series};
+
+/// Errors of this crate: input that is not valid OTLP.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not a valid protobuf message of the expected type.
+    #[error("invalid OTLP protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The body is not valid OTLP/JSON.
+    #[error("invalid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The message decoded but holds something Pharos cannot represent.
+    #[error("invalid OTLP content: {0}")]
+    Content(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

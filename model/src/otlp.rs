@@ -1,0 +1,349 @@
+//! OTLP wire format: `ExportMetricsServiceRequest` / `ExportLogsServiceRequest` protobuf (the
+//! encoding of the OpenTelemetry Collector's Kafka exporter) and OTLP/JSON.
+//!
+//! Metrics map to Prometheus series the way Prometheus' own OTLP receiver does it: gauges and sums
+//! become one series per data point, classic histograms become `_bucket{le}`/`_sum`/`_count`,
+//! summaries become `{quantile}`/`_sum`/`_count`. Resource attributes become labels through
+//! [`crate::identity`].
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use crate::identity::{attribute_to_label, label_to_attribute};
+use crate::{Error, Labels, LogRecord, METRIC_NAME, Result, Sample};
+
+/// The NaN bit pattern Prometheus uses as a staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// OTLP data point flag: no recorded value (the OTLP form of a staleness marker).
+const FLAG_NO_RECORDED_VALUE: u32 = 1;
+const SCOPE_NAME: &str = "pharos";
+
+/// True when `v` is the Prometheus staleness marker.
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+        ..Default::default()
+    }
+}
+
+fn resource_of(labels: &Labels) -> Option<Resource> {
+    Some(Resource {
+        attributes: labels.iter().map(|(k, v)| string_kv(label_to_attribute(k), v)).collect(),
+        ..Default::default()
+    })
+}
+
+/// Encodes samples as one `ExportMetricsServiceRequest`: `resource` labels become resource
+/// attributes (identity labels as `k8s.*`), samples are grouped into one gauge metric per name.
+pub fn encode_metrics(resource: &Labels, samples: &[Sample]) -> Vec<u8> {
+    let mut by_name: BTreeMap<&str, Vec<NumberDataPoint>> = BTreeMap::new();
+    for s in samples {
+        let name = s.labels.metric_name().unwrap_or_default();
+        let stale = is_stale_nan(s.value);
+        by_name.entry(name).or_default().push(NumberDataPoint {
+            attributes: s
+                .labels
+                .iter()
+                .filter(|(k, _)| *k != METRIC_NAME)
+                .map(|(k, v)| string_kv(k, v))
+                .collect(),
+            time_unix_nano: (s.timestamp_ms.max(0) as u64) * 1_000_000,
+            flags: if stale { FLAG_NO_RECORDED_VALUE } else { 0 },
+            value: Some(number_data_point::Value::AsDouble(s.value)),
+            ..Default::default()
+        });
+    }
+    let metrics = by_name
+        .into_iter()
+        .map(|(name, data_points)| Metric {
+            name: name.to_string(),
+            data: Some(metric::Data::Gauge(Gauge { data_points })),
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource_of(resource),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                    name: SCOPE_NAME.into(),
+                    ..Default::default()
+                }),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    req.encode_to_vec()
+}
+
+/// Encodes log records as one `ExportLogsServiceRequest`, one `ResourceLogs` per label set.
+pub fn encode_logs(records: &[LogRecord]) -> Vec<u8> {
+    let mut by_stream: BTreeMap<&Labels, Vec<OtlpLogRecord>> = BTreeMap::new();
+    for r in records {
+        by_stream.entry(&r.labels).or_default().push(OtlpLogRecord {
+            time_unix_nano: r.timestamp_ns.max(0) as u64,
+            severity_text: r.severity.clone(),
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(r.body.clone())) }),
+            ..Default::default()
+        });
+    }
+    let req = ExportLogsServiceRequest {
+        resource_logs: by_stream
+            .into_iter()
+            .map(|(labels, log_records)| ResourceLogs {
+                resource: resource_of(labels),
+                scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    req.encode_to_vec()
+}
+
+/// Decodes an `ExportMetricsServiceRequest` protobuf into samples.
+pub fn decode_metrics_protobuf(body: &[u8]) -> Result<Vec<Sample>> {
+    metrics_to_samples(ExportMetricsServiceRequest::decode(body)?)
+}
+
+/// Decodes an OTLP/JSON `ExportMetricsServiceRequest` into samples.
+pub fn decode_metrics_json(body: &[u8]) -> Result<Vec<Sample>> {
+    metrics_to_samples(serde_json::from_slice(body)?)
+}
+
+/// Decodes an `ExportLogsServiceRequest` protobuf into log records.
+pub fn decode_logs_protobuf(body: &[u8]) -> Result<Vec<LogRecord>> {
+    Ok(logs_to_records(ExportLogsServiceRequest::decode(body)?))
+}
+
+/// Decodes an OTLP/JSON `ExportLogsServiceRequest` into log records.
+pub fn decode_logs_json(body: &[u8]) -> Result<Vec<LogRecord>> {
+    Ok(logs_to_records(serde_json::from_slice(body)?))
+}
+
+fn any_value_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            let items: Vec<String> = a.values.iter().map(any_value_string).collect();
+            format!("[{}]", items.join(","))
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            let items: Vec<String> = kv
+                .values
+                .iter()
+                .map(|kv| {
+                    format!("{}={}", kv.key, kv.value.as_ref().map(any_value_string).unwrap_or_default())
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+fn attrs_to_pairs(attrs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
+    attrs.iter().map(|kv| {
+        (attribute_to_label(&kv.key), kv.value.as_ref().map(any_value_string).unwrap_or_default())
+    })
+}
+
+fn series(resource: &[(String, String)], name: &str, attrs: &[KeyValue], extra: &[(&str, String)]) -> Labels {
+    let mut pairs: Vec<(String, String)> = resource.to_vec();
+    pairs.extend(attrs_to_pairs(attrs));
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    pairs.push((METRIC_NAME.to_string(), name.to_string()));
+    Labels::from_pairs(pairs)
+}
+
+fn ms(time_unix_nano: u64) -> i64 {
+    (time_unix_nano / 1_000_000) as i64
+}
+
+fn value_or_stale(flags: u32, v: f64) -> f64 {
+    if flags & FLAG_NO_RECORDED_VALUE != 0 { f64::from_bits(STALE_NAN_BITS) } else { v }
+}
+
+/// Formats a float the way Prometheus formats `le`/`quantile` label values.
+fn prom_float(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v:?}").trim_end_matches(".0").to_string()
+    }
+}
+
+fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    for rm in req.resource_metrics {
+        let resource: Vec<(String, String)> = rm
+            .resource
+            .as_ref()
+            .map(|r| attrs_to_pairs(&r.attributes).collect())
+            .unwrap_or_default();
+        for sm in rm.scope_metrics {
+            for m in sm.metrics {
+                if m.name.is_empty() {
+                    return Err(Error::Content("metric without a name".into()));
+                }
+                push_metric(&resource, &m, &mut out)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn push_metric(resource: &[(String, String)], m: &Metric, out: &mut Vec<Sample>) -> Result<()> {
+    let number = |dp: &NumberDataPoint| match dp.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => f64::NAN,
+    };
+    match &m.data {
+        Some(metric::Data::Gauge(g)) => {
+            for dp in &g.data_points {
+                let l = series(resource, &m.name, &dp.attributes, &[]);
+                out.push(Sample::new(l, ms(dp.time_unix_nano), value_or_stale(dp.flags, number(dp))));
+            }
+        }
+        Some(metric::Data::Sum(s)) => {
+            for dp in &s.data_points {
+                let l = series(resource, &m.name, &dp.attributes, &[]);
+                out.push(Sample::new(l, ms(dp.time_unix_nano), value_or_stale(dp.flags, number(dp))));
+            }
+        }
+        Some(metric::Data::Histogram(h)) => {
+            for dp in &h.data_points {
+                let t = ms(dp.time_unix_nano);
+                let mut cumulative = 0u64;
+                for (i, count) in dp.bucket_counts.iter().enumerate() {
+                    cumulative += count;
+                    let le = dp.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                    let l = series(resource, &format!("{}_bucket", m.name), &dp.attributes, &[("le", prom_float(le))]);
+                    out.push(Sample::new(l, t, value_or_stale(dp.flags, cumulative as f64)));
+                }
+                if let Some(sum) = dp.sum {
+                    let l = series(resource, &format!("{}_sum", m.name), &dp.attributes, &[]);
+                    out.push(Sample::new(l, t, value_or_stale(dp.flags, sum)));
+                }
+                let l = series(resource, &format!("{}_count", m.name), &dp.attributes, &[]);
+                out.push(Sample::new(l, t, value_or_stale(dp.flags, dp.count as f64)));
+            }
+        }
+        Some(metric::Data::Summary(s)) => {
+            for dp in &s.data_points {
+                let t = ms(dp.time_unix_nano);
+                for q in &dp.quantile_values {
+                    let l = series(resource, &m.name, &dp.attributes, &[("quantile", prom_float(q.quantile))]);
+                    out.push(Sample::new(l, t, value_or_stale(dp.flags, q.value)));
+                }
+                let l = series(resource, &format!("{}_sum", m.name), &dp.attributes, &[]);
+                out.push(Sample::new(l, t, value_or_stale(dp.flags, dp.sum)));
+                let l = series(resource, &format!("{}_count", m.name), &dp.attributes, &[]);
+                out.push(Sample::new(l, t, value_or_stale(dp.flags, dp.count as f64)));
+            }
+        }
+        Some(metric::Data::ExponentialHistogram(_)) => {
+            return Err(Error::Content(format!(
+                "metric {:?}: exponential histograms are not supported yet",
+                m.name
+            )));
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn logs_to_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    for rl in req.resource_logs {
+        let labels = Labels::from_pairs(
+            rl.resource.as_ref().map(|r| attrs_to_pairs(&r.attributes).collect::<Vec<_>>()).unwrap_or_default(),
+        );
+        for sl in rl.scope_logs {
+            for r in sl.log_records {
+                let ts = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
+                out.push(LogRecord {
+                    labels: labels.clone(),
+                    timestamp_ns: ts.min(i64::MAX as u64) as i64,
+                    body: r.body.as_ref().map(any_value_string).unwrap_or_default(),
+                    severity: r.severity_text,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_round_trip_with_identity() {
+        let resource = Labels::from_pairs([("cluster", "c1"), ("node", "n1")]);
+        let s = Sample::new(Labels::from_pairs([("__name__", "m"), ("a", "x\"y")]), 1_700_000_000_123, 2.5);
+        let stale = Sample::new(s.labels.clone(), 1_700_000_000_124, f64::from_bits(STALE_NAN_BITS));
+        let back = decode_metrics_protobuf(&encode_metrics(&resource, &[s, stale])).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].labels.get("cluster"), Some("c1"));
+        assert_eq!(back[0].labels.get("a"), Some("x\"y"));
+        assert_eq!(back[0].timestamp_ms, 1_700_000_000_123);
+        assert_eq!(back[0].value, 2.5);
+        assert!(is_stale_nan(back[1].value));
+    }
+
+    #[test]
+    fn otlp_json_histogram_becomes_classic_series() {
+        let body = br#"{"resourceMetrics":[{"resource":{"attributes":[
+            {"key":"k8s.pod.name","value":{"stringValue":"p1"}}]},
+          "scopeMetrics":[{"metrics":[{"name":"lat","histogram":{"aggregationTemporality":2,
+            "dataPoints":[{"timeUnixNano":"2000000000","count":"3","sum":1.5,
+              "bucketCounts":["1","2"],"explicitBounds":[0.5]}]}}]}]}]}"#;
+        let s = decode_metrics_json(body).unwrap();
+        let find = |name: &str, le: Option<&str>| {
+            s.iter()
+                .find(|s| s.labels.metric_name() == Some(name) && s.labels.get("le") == le)
+                .map(|s| s.value)
+        };
+        assert_eq!(find("lat_bucket", Some("0.5")), Some(1.0));
+        assert_eq!(find("lat_bucket", Some("+Inf")), Some(3.0));
+        assert_eq!(find("lat_sum", None), Some(1.5));
+        assert_eq!(find("lat_count", None), Some(3.0));
+        assert!(s.iter().all(|s| s.labels.get("pod") == Some("p1") && s.timestamp_ms == 2000));
+    }
+
+    #[test]
+    fn logs_round_trip_and_garbage_is_an_error() {
+        let r = LogRecord {
+            labels: Labels::from_pairs([("namespace", "ns"), ("pod", "p")]),
+            timestamp_ns: 1_700_000_000_000_000_001,
+            body: "hello".into(),
+            severity: "INFO".into(),
+        };
+        assert_eq!(decode_logs_protobuf(&encode_logs(std::slice::from_ref(&r))).unwrap(), vec![r]);
+        assert!(decode_logs_protobuf(b"\xff\xff\xff garbage").is_err());
+        assert!(decode_metrics_json(b"{not json").is_err());
+    }
+}
