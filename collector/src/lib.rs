@@ -1,1 +1,111 @@
-//! placeholder
+//! The Pharos collector: everything between the transport and the files queries read.
+//!
+//! - Ingest from Kafka ([`kafka`]: a consumer group without auto-commit, resuming after the
+//!   offsets the metastore published) and over OTLP/HTTP ([`http`]: `POST /v1/metrics`,
+//!   `/v1/logs`, protected by a local [`wal`] because no broker stands behind it).
+//! - The in-memory [`head`], queryable at once.
+//! - Flushes: samples to Parquet under `metrics/date=…/hour=…/` ([`parquet_files`]), log records
+//!   to tantivy splits under `logs/` ([`log_splits`]), published with the offsets they cover in one
+//!   atomic [`metastore`] step.
+//! - [`Store`] ties them together and implements `pharos_model`'s `MetricsReader`/`LogsReader`
+//!   for the query layer.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pharos_collector::{Collector, CollectorConfig, telemetry::CollectorMetrics};
+//! let collector = Collector::start(std::path::Path::new("./data"), CollectorConfig::default(),
+//!     Arc::new(CollectorMetrics::default())).unwrap();
+//! let app = pharos_collector::http::router(collector.store());
+//! # let _ = app;
+//! ```
+#![warn(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod head;
+pub mod http;
+pub mod kafka;
+pub mod log_splits;
+pub mod metastore;
+pub mod parquet_files;
+pub mod store;
+pub mod telemetry;
+pub mod wal;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use config::{CollectorConfig, KafkaConsumerConfig};
+pub use error::{Error, Result};
+pub use store::Store;
+
+use telemetry::CollectorMetrics;
+
+/// A running collector: the store, its flusher thread and, when configured, the Kafka consumer.
+pub struct Collector {
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+    flusher: Option<JoinHandle<()>>,
+    kafka: Option<kafka::KafkaIngest>,
+}
+
+impl Collector {
+    /// Opens the store in `data_dir` (replaying what was not published) and starts flushing and,
+    /// if configured, consuming Kafka.
+    pub fn start(data_dir: &Path, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Result<Collector> {
+        let store = Arc::new(Store::open(data_dir, metrics.clone())?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (store, stop) = (store.clone(), stop.clone());
+            let interval = Duration::from_millis(config.flush_interval_ms.max(1));
+            let max_rows = config.flush_max_rows;
+            std::thread::Builder::new()
+                .name("flusher".into())
+                .spawn(move || flush_loop(&store, &stop, interval, max_rows))
+                .map_err(|e| Error::Internal(format!("spawning flusher: {e}")))?
+        };
+        let kafka = match &config.kafka {
+            Some(k) => Some(kafka::start(store.clone(), k.clone(), metrics)?),
+            None => None,
+        };
+        Ok(Collector { store, stop, flusher: Some(flusher), kafka })
+    }
+
+    /// The store, for HTTP ingest routes and the query layer.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// Stops consuming, flushes what the head holds, and stops the flusher.
+    pub fn shutdown(mut self) {
+        if let Some(k) = self.kafka.take() {
+            k.stop();
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(f) = self.flusher.take() {
+            let _ = f.join();
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed; the data will be replayed at the next start");
+        }
+    }
+}
+
+fn flush_loop(store: &Store, stop: &AtomicBool, interval: Duration, max_rows: usize) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(interval));
+        if last.elapsed() < interval && store.head_rows() < max_rows {
+            continue;
+        }
+        last = Instant::now();
+        match store.flush() {
+            Ok(r) if r.rows > 0 => tracing::debug!(rows = r.rows, files = r.metric_files, splits = r.log_splits, "flushed"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "flush failed; will retry"),
+        }
+    }
+}

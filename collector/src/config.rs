@@ -1,0 +1,81 @@
+//! Collector configuration (the `collector:` section of `pharos.yaml`).
+
+use serde::Deserialize;
+
+/// How the collector ingests and when it publishes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// How often the head is flushed to Parquet files and log splits and published in the
+    /// metastore. Default: 10000 (10 s).
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Flush early once the head holds this many samples plus log records. Default: 2000000.
+    #[serde(default = "default_flush_max_rows")]
+    pub flush_max_rows: usize,
+    /// Kafka consumption; absent means HTTP ingest only (the embedded default).
+    #[serde(default)]
+    pub kafka: Option<KafkaConsumerConfig>,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            flush_interval_ms: default_flush_interval_ms(),
+            flush_max_rows: default_flush_max_rows(),
+            kafka: None,
+        }
+    }
+}
+
+/// Kafka consumption settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConsumerConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group shared by all collectors. Default: `pharos-collector`.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Topic carrying OTLP `ExportMetricsServiceRequest`. Default: `pharos.metrics`.
+    #[serde(default = "default_metrics_topic")]
+    pub metrics_topic: String,
+    /// Topic carrying OTLP `ExportLogsServiceRequest`. Default: `pharos.logs`.
+    #[serde(default = "default_logs_topic")]
+    pub logs_topic: String,
+    /// Partitions to create for each topic when it does not exist yet. Default: 3.
+    #[serde(default = "default_partitions")]
+    pub create_topics_partitions: i32,
+}
+
+impl KafkaConsumerConfig {
+    /// Settings for `brokers` with every other field at its default.
+    pub fn with_brokers(brokers: &str) -> Self {
+        KafkaConsumerConfig {
+            brokers: brokers.to_string(),
+            group_id: default_group_id(),
+            metrics_topic: default_metrics_topic(),
+            logs_topic: default_logs_topic(),
+            create_topics_partitions: default_partitions(),
+        }
+    }
+}
+
+fn default_flush_interval_ms() -> u64 {
+    10_000
+}
+fn default_flush_max_rows() -> usize {
+    2_000_000
+}
+fn default_group_id() -> String {
+    "pharos-collector".into()
+}
+fn default_metrics_topic() -> String {
+    "pharos.metrics".into()
+}
+fn default_logs_topic() -> String {
+    "pharos.logs".into()
+}
+fn default_partitions() -> i32 {
+    3
+}

@@ -1,0 +1,82 @@
+//! OTLP/HTTP ingest: `POST /v1/metrics` and `POST /v1/logs`, protobuf or JSON, optionally gzip.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::Error;
+use crate::store::Store;
+use crate::wal::WalKind;
+
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Routes of the OTLP/HTTP receiver.
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/v1/metrics", post(metrics))
+        .route("/v1/logs", post(logs))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(store)
+}
+
+async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
+    receive(store, headers, body, WalKind::MetricsProtobuf, WalKind::MetricsJson).await
+}
+
+async fn logs(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
+    receive(store, headers, body, WalKind::LogsProtobuf, WalKind::LogsJson).await
+}
+
+fn bad_request(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, msg).into_response()
+}
+
+async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind, json: WalKind) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = if content_type.starts_with("application/json") {
+        true
+    } else if content_type.is_empty() || content_type.starts_with("application/x-protobuf") || content_type.starts_with("application/protobuf") {
+        false
+    } else {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {content_type:?}: use application/x-protobuf or application/json"),
+        )
+            .into_response();
+    };
+    let body = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        None | Some("identity") => body.to_vec(),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY_BYTES as u64 * 8);
+            if let Err(e) = d.read_to_end(&mut out) {
+                return bad_request(format!("invalid gzip body: {e}"));
+            }
+            out
+        }
+        Some(other) => return bad_request(format!("unsupported content encoding {other:?} (gzip or none)")),
+    };
+    let kind = if is_json { json } else { pb };
+    let result = tokio::task::spawn_blocking(move || store.ingest_durable(kind, &body)).await;
+    match result {
+        Ok(Ok(_)) => {
+            if is_json {
+                ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+            } else {
+                ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
+            }
+        }
+        Ok(Err(Error::BadInput(msg))) => bad_request(msg),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "ingest failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}")).into_response(),
+    }
+}

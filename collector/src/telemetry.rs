@@ -1,0 +1,50 @@
+//! The collector's own metrics (one place defines them all).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Counters and gauges of the collector, exposed on the control plane's `/metrics`.
+#[derive(Default)]
+pub struct CollectorMetrics {
+    /// Samples accepted into the head.
+    pub samples_ingested: Counter,
+    /// Log records accepted into the head.
+    pub log_records_ingested: Counter,
+    /// Batches skipped because their offset was already ingested or published.
+    pub batches_duplicate: Counter,
+    /// Batches that could not be decoded (bad OTLP), from HTTP or Kafka.
+    pub batches_rejected: Counter,
+    /// Kafka messages consumed.
+    pub kafka_messages: Counter,
+    /// Successful flushes (files written and published).
+    pub flushes: Counter,
+    /// Failed flushes (retried at the next interval; the data stays in the head).
+    pub flush_errors: Counter,
+    /// Parquet files published.
+    pub metric_files_published: Counter,
+    /// Log splits published.
+    pub log_splits_published: Counter,
+    /// Series in the head.
+    pub head_series: Gauge,
+    /// Samples plus log records in the head.
+    pub head_rows: Gauge,
+}
+
+impl CollectorMetrics {
+    /// Registers every metric under the `pharos_collector_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("pharos_collector");
+        r.register("samples_ingested", "Samples accepted into the head", self.samples_ingested.clone());
+        r.register("log_records_ingested", "Log records accepted into the head", self.log_records_ingested.clone());
+        r.register("batches_duplicate", "Batches skipped as already ingested", self.batches_duplicate.clone());
+        r.register("batches_rejected", "Batches that were not valid OTLP", self.batches_rejected.clone());
+        r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
+        r.register("flushes", "Flushes published", self.flushes.clone());
+        r.register("flush_errors", "Flushes that failed", self.flush_errors.clone());
+        r.register("metric_files_published", "Parquet files published", self.metric_files_published.clone());
+        r.register("log_splits_published", "Log splits published", self.log_splits_published.clone());
+        r.register("head_series", "Series in the in-memory head", self.head_series.clone());
+        r.register("head_rows", "Samples and log records in the in-memory head", self.head_rows.clone());
+    }
+}
