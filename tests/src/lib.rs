@@ -168,3 +168,203 @@ pub fn append_lines(path: &Path, lines: &[String]) {
     }
     f.flush().expect("flush");
 }
+
+/// A control-plane process and the address it serves on.
+pub struct Pharos {
+    /// The process.
+    pub proc: Proc,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    args: Vec<String>,
+    log_dir: PathBuf,
+}
+
+impl Pharos {
+    /// Starts `pharos serve --listen <free port> <extra args>` and waits for `/-/ready`.
+    pub async fn serve(log_dir: &Path, extra: &[&str]) -> Pharos {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), addr.clone()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut p = Pharos { proc: Self::spawn(&args, log_dir), addr, args, log_dir: log_dir.to_path_buf() };
+        p.wait_ready().await;
+        p
+    }
+
+    fn spawn(args: &[String], log_dir: &Path) -> Proc {
+        let mut cmd = Command::new(bin("pharos"));
+        cmd.args(args).env("PHAROS_LOG", "info,pharos_collector=debug");
+        Proc::spawn("pharos", cmd, log_dir)
+    }
+
+    /// Waits until `/-/ready` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let url = format!("http://{}/-/ready", self.addr);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.proc.assert_running();
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "pharos not ready; log:\n{}", self.proc.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILLs the process and starts it again with the same arguments.
+    pub async fn kill9_and_restart(&mut self) {
+        self.proc.kill9();
+        self.proc = Self::spawn(&self.args, &self.log_dir);
+        self.wait_ready().await;
+    }
+
+    /// GET `path` (with query string) and parse the JSON answer; returns (status, body).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new().get(format!("http://{}{path}", self.addr)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `[ts, "value"]` pairs of the single series of a Prometheus matrix or vector answer.
+pub fn prom_values(answer: &serde_json::Value) -> Vec<(f64, String)> {
+    let result = &answer["data"]["result"];
+    let mut out = Vec::new();
+    for series in result.as_array().into_iter().flatten() {
+        let pairs = series["values"].as_array().cloned().unwrap_or_else(|| vec![series["value"].clone()]);
+        for p in pairs {
+            if let (Some(t), Some(v)) = (p[0].as_f64(), p[1].as_str()) {
+                out.push((t, v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Every log line of a Loki `streams` answer.
+pub fn loki_lines(answer: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for stream in answer["data"]["result"].as_array().into_iter().flatten() {
+        for v in stream["values"].as_array().into_iter().flatten() {
+            if let Some(l) = v[1].as_str() {
+                out.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A Prometheus exposition endpoint whose values the test controls.
+///
+/// `pharos_test_scrapes_total` is the number of successful scrapes served so far, counting this
+/// one: scrape k returns k, so a store holding every scrape exactly once holds exactly 1..=n.
+/// `pharos_test_gauge` is whatever the test last set. Label values carry escapes, commas and
+/// braces to exercise the exposition parser.
+pub struct ExpositionServer {
+    /// `http://127.0.0.1:<port>/metrics`.
+    pub url: String,
+    state: std::sync::Arc<ExpositionState>,
+}
+
+/// Guarded by one lock so `go_down` returns an exact count (no scrape in flight).
+#[derive(Default)]
+struct ExpositionInner {
+    served: u64,
+    down: bool,
+    gauge: f64,
+}
+
+type ExpositionState = std::sync::Mutex<ExpositionInner>;
+
+/// The label set every test series carries, as written in the exposition.
+pub const EXPOSITION_LABELS: &str = r#"case="e2e",tricky="a\"b,c}d\\e""#;
+/// The same `tricky` label value, unescaped.
+pub const TRICKY_VALUE: &str = "a\"b,c}d\\e";
+
+impl ExpositionServer {
+    /// Starts serving on a free port.
+    pub async fn start() -> ExpositionServer {
+        let state = std::sync::Arc::new(ExpositionState::default());
+        let st = state.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let st = st.clone();
+                async move {
+                    let (n, g) = {
+                        let mut s = st.lock().expect("exposition state");
+                        if s.down {
+                            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::from("down")).into_response_parts();
+                        }
+                        s.served += 1;
+                        (s.served, s.gauge)
+                    };
+                    let body = format!(
+                        "# HELP pharos_test_scrapes_total Scrapes served.\n# TYPE pharos_test_scrapes_total counter\n\
+                         pharos_test_scrapes_total{{{EXPOSITION_LABELS}}} {n}\n\
+                         # TYPE pharos_test_gauge gauge\npharos_test_gauge{{{EXPOSITION_LABELS}}} {g}\n\
+                         # TYPE pharos_test_latency_seconds histogram\n\
+                         pharos_test_latency_seconds_bucket{{case=\"e2e\",le=\"0.5\"}} 3\n\
+                         pharos_test_latency_seconds_bucket{{case=\"e2e\",le=\"+Inf\"}} 5\n\
+                         pharos_test_latency_seconds_sum{{case=\"e2e\"}} 2.25\n\
+                         pharos_test_latency_seconds_count{{case=\"e2e\"}} 5\n"
+                    );
+                    (axum::http::StatusCode::OK, body).into_response_parts()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ExpositionServer { url, state }
+    }
+
+    /// Sets the gauge value served from now on.
+    pub fn set_gauge(&self, v: f64) {
+        self.state.lock().expect("exposition state").gauge = v;
+    }
+
+    /// From now on every scrape fails with 503; returns how many scrapes succeeded.
+    pub fn go_down(&self) -> u64 {
+        let mut s = self.state.lock().expect("exposition state");
+        s.down = true;
+        s.served
+    }
+
+    /// Successful scrapes so far.
+    pub fn served(&self) -> u64 {
+        self.state.lock().expect("exposition state").served
+    }
+}
+
+trait IntoParts {
+    fn into_response_parts(self) -> axum::response::Response;
+}
+
+impl IntoParts for (axum::http::StatusCode, String) {
+    fn into_response_parts(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        self.into_response()
+    }
+}
+
+/// A CRI log line with the current time.
+pub fn cri_line(msg: &str) -> String {
+    format!("{} stdout F {msg}", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+}

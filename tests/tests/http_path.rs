@@ -1,0 +1,143 @@
+//! The embedded default (no Kafka): agent → OTLP/HTTP → collector → query; malformed input;
+//! bad configs; and acknowledged HTTP data surviving SIGKILL.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pharos_e2e::*;
+use pharos_model::{Labels, Sample, otlp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_ships_over_http_with_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("data");
+    let pharos = Pharos::serve(root, &["--data-dir", data.to_str().unwrap()]).await;
+    let expo = ExpositionServer::start().await;
+    expo.set_gauge(3.0);
+    let pods = root.join("pods/default_web-0_uid-1/nginx");
+    std::fs::create_dir_all(&pods).unwrap();
+    append_lines(&pods.join("0.log"), &[cri_line("GET / 200"), cri_line("GET /missing 404")]);
+    let yaml = format!(
+        "scrape:\n  interval_ms: 200\n  targets:\n    - url: {}\n      job: web\nlogs:\n  include: [{:?}]\n  poll_interval_ms: 50\n",
+        expo.url,
+        format!("{}/pods/*/*/*.log", root.display())
+    );
+    std::fs::write(root.join("agent.yaml"), yaml).unwrap();
+    let mut cmd = Command::new(bin("pharos-agent"));
+    cmd.args([
+        "--config", root.join("agent.yaml").to_str().unwrap(),
+        "--collector-url", &format!("http://{}", pharos.addr),
+        "--data-dir", root.join("agent").to_str().unwrap(),
+        "--listen", &format!("127.0.0.1:{}", free_port()),
+    ]);
+    let mut agent = Proc::spawn("agent", cmd, root);
+
+    let up = wait_for_async("up{job=\"web\"} == 1", Duration::from_secs(60), || {
+        let p = &pharos;
+        async move {
+            let (_, b) = p.get_json(&format!("/api/v1/query?query={}", enc("up{job=\"web\"}"))).await;
+            prom_values(&b).first().map(|v| v.1.clone())
+        }
+    })
+    .await;
+    agent.assert_running();
+    assert_eq!(up, "1");
+    let (_, b) = pharos.get_json(&format!("/api/v1/query?query={}", enc("sum by (job) (pharos_test_gauge)"))).await;
+    assert_eq!(prom_values(&b).first().map(|v| v.1.as_str()), Some("3"), "{b}");
+
+    let got = wait_for_async("both lines", Duration::from_secs(30), || {
+        let p = &pharos;
+        async move {
+            let (_, b) = p.get_json(&format!("/loki/api/v1/query_range?query={}&direction=forward", enc("{pod=\"web-0\"}"))).await;
+            let l = loki_lines(&b);
+            (l.len() >= 2).then_some(l)
+        }
+    })
+    .await;
+    assert_eq!(got, vec!["GET / 200".to_string(), "GET /missing 404".to_string()]);
+    let (_, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={}", enc("{pod=\"web-0\"} != \"404\""))).await;
+    assert_eq!(loki_lines(&b), vec!["GET / 200".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_4xx_and_the_process_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", pharos.addr);
+
+    let r = client.post(url("/v1/metrics")).header("content-type", "application/x-protobuf").body(vec![0xff, 0xff, 0x01, 0x02]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("invalid OTLP protobuf"));
+    let r = client.post(url("/v1/logs")).header("content-type", "application/json").body("{\"resourceLogs\": 7}").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("invalid OTLP/JSON"));
+    let r = client.post(url("/v1/metrics")).header("content-type", "text/csv").body("a,b").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+
+    let (status, b) = pharos.get_json(&format!("/api/v1/query?query={}", enc("sum(rate(x[5m])"))).await;
+    assert_eq!((status, b["status"].as_str(), b["errorType"].as_str()), (400, Some("error"), Some("bad_data")), "{b}");
+    let (status, b) = pharos.get_json("/api/v1/query_range?query=up&start=10&end=5&step=1").await;
+    assert_eq!((status, b["errorType"].as_str()), (400, Some("bad_data")), "{b}");
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={}", enc("{pod=\"x\""))).await;
+    assert_eq!(status, 400, "{b}");
+
+    // Still serving: a valid write and a query work.
+    let s = Sample::new(Labels::from_pairs([("__name__", "still_alive"), ("job", "t")]), chrono::Utc::now().timestamp_millis(), 1.0);
+    let r = client.post(url("/v1/metrics")).header("content-type", "application/x-protobuf").body(otlp::encode_metrics(&Labels::default(), &[s])).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (status, b) = pharos.get_json("/api/v1/query?query=still_alive").await;
+    assert_eq!((status, prom_values(&b).len()), (200, 1), "{b}");
+    pharos.proc.assert_running();
+}
+
+#[test]
+fn bad_configs_exit_non_zero_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "listen: not-an-address\n").unwrap();
+    let out = Command::new(bin("pharos")).args(["serve", "--config", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.yaml") && err.contains("listen"), "{err}");
+
+    std::fs::write(&bad, "scrape:\n  targets:\n    - url: \"::not a url\"\n").unwrap();
+    let out = Command::new(bin("pharos-agent")).args(["--config", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("url"), "{err}");
+
+    let out = Command::new(bin("pharos")).arg("--help").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("serve"));
+    let out = Command::new(bin("pharos-agent")).arg("--help").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--collector-url"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_http_writes_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut pharos = Pharos::serve(dir.path(), &["--data-dir", data.to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let base = chrono::Utc::now().timestamp_millis() - 60_000;
+    let mut acked = 0;
+    for round in 0..4 {
+        for _ in 0..25 {
+            let s = Sample::new(Labels::from_pairs([("__name__", "acked_total")]), base + acked * 100, acked as f64);
+            let r = client
+                .post(format!("http://{}/v1/metrics", pharos.addr))
+                .body(otlp::encode_metrics(&Labels::default(), &[s]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            acked += 1;
+        }
+        eprintln!("round {round}: {acked} acknowledged; SIGKILL");
+        pharos.kill9_and_restart().await;
+    }
+    let (_, b) = pharos.get_json("/api/v1/query?query=acked_total[1h]").await;
+    let got: Vec<i64> = prom_values(&b).iter().map(|(_, v)| v.parse::<f64>().unwrap() as i64).collect();
+    assert_eq!(got, (0..acked).collect::<Vec<_>>(), "every acknowledged sample exactly once");
+}
