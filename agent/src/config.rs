@@ -1,0 +1,528 @@
+//! The agent's configuration: one YAML file, command-line overrides on top, and one
+//! [`AgentConfig::validate`] step that rejects a bad config before anything starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+/// The whole agent configuration (`agent.yaml`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Cluster identity label put on every series and log record. Default: `local`.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// Node identity label put on every series and log record. Default: `$HOSTNAME`, else
+    /// `localhost`.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Address of the agent's own HTTP server (`/metrics`, `/-/ready`). Default: `127.0.0.1:9495`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the agent's state (the log tailing checkpoint). Default: `./agent-data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Prometheus/OpenMetrics scraping. Default: no targets.
+    #[serde(default)]
+    pub scrape: ScrapeConfig,
+    /// Container log tailing. Default: no files.
+    #[serde(default)]
+    pub logs: LogsConfig,
+    /// Where the agent ships its data. Default: OTLP/HTTP to `http://127.0.0.1:9494`.
+    #[serde(default)]
+    pub sink: SinkConfig,
+}
+
+/// Scraping of Prometheus text / OpenMetrics endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// Time between two scrapes of one target, in milliseconds. Default: `15000`.
+    #[serde(default = "default_scrape_interval_ms")]
+    pub interval_ms: u64,
+    /// Time a scrape may take before it fails, in milliseconds; at most `interval_ms`.
+    /// Default: `10000`.
+    #[serde(default = "default_scrape_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The endpoints to scrape. Default: none.
+    #[serde(default)]
+    pub targets: Vec<ScrapeTarget>,
+}
+
+/// One endpoint to scrape.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeTarget {
+    /// Full URL of the metrics endpoint, e.g. `http://127.0.0.1:9100/metrics` (plain HTTP).
+    /// Required.
+    pub url: String,
+    /// Value of the `job` label. Default: `agent`.
+    #[serde(default = "default_job")]
+    pub job: String,
+    /// Extra labels added to every series of this target. Default: none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Tailing of Kubernetes container log files (CRI or docker json-file format).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Glob patterns of files to tail, re-evaluated on every poll, e.g.
+    /// `/var/log/pods/*/*/*.log`. Default: none (no tailing).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Time between two looks for new lines, in milliseconds. Default: `250`.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Most log records shipped in one batch. Default: `1000`.
+    #[serde(default = "default_batch_max_records")]
+    pub batch_max_records: usize,
+}
+
+/// Where data goes: Kafka when `kafka` is set, otherwise OTLP/HTTP to `collector_url`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Ship through Kafka (the production path). Default: absent.
+    #[serde(default)]
+    pub kafka: Option<KafkaSinkConfig>,
+    /// Base URL of a Pharos collector, receiving OTLP/HTTP on `/v1/metrics` and `/v1/logs`;
+    /// used when `kafka` is absent. Default: `http://127.0.0.1:9494`.
+    #[serde(default = "default_collector_url")]
+    pub collector_url: Option<String>,
+}
+
+/// The Kafka sink: an idempotent producer (acks=all) writing OTLP protobuf.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`. Required.
+    pub brokers: String,
+    /// Topic receiving `ExportMetricsServiceRequest` messages. Default: `pharos.metrics`.
+    #[serde(default = "default_metrics_topic")]
+    pub metrics_topic: String,
+    /// Topic receiving `ExportLogsServiceRequest` messages. Default: `pharos.logs`.
+    #[serde(default = "default_logs_topic")]
+    pub logs_topic: String,
+    /// Compression codec: `lz4`, `zstd`, `gzip`, `snappy` or `none`. Default: `lz4`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// How long the producer keeps retrying one message (e.g. across a broker restart) before
+    /// reporting it failed, in milliseconds; the agent then retries it again. Default: `300000`.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// How long the producer waits to fill a batch, in milliseconds. Default: `5`.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Extra librdkafka producer properties (e.g. `security.protocol`), applied last.
+    /// Default: none.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Kafka compression codec.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// LZ4 (the default).
+    #[default]
+    Lz4,
+    /// Zstandard.
+    Zstd,
+    /// Gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    /// The librdkafka `compression.type` value.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// Command-line overrides applied on top of the file (`--listen`, `--data-dir`, …).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Replaces `listen`.
+    pub listen: Option<SocketAddr>,
+    /// Replaces `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Sets `sink.kafka.brokers`, creating the Kafka section with default topics if absent.
+    pub kafka_brokers: Option<String>,
+    /// Sets `sink.collector_url`.
+    pub collector_url: Option<String>,
+}
+
+/// A config that does not make sense: which field, and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Path of the field, e.g. `scrape.targets[0].url`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+fn default_cluster() -> String {
+    "local".into()
+}
+fn default_node() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9495))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./agent-data")
+}
+fn default_scrape_interval_ms() -> u64 {
+    15_000
+}
+fn default_scrape_timeout_ms() -> u64 {
+    10_000
+}
+fn default_job() -> String {
+    "agent".into()
+}
+fn default_poll_interval_ms() -> u64 {
+    250
+}
+fn default_batch_max_records() -> usize {
+    1000
+}
+fn default_collector_url() -> Option<String> {
+    Some("http://127.0.0.1:9494".into())
+}
+fn default_metrics_topic() -> String {
+    "pharos.metrics".into()
+}
+fn default_logs_topic() -> String {
+    "pharos.logs".into()
+}
+fn default_message_timeout_ms() -> u64 {
+    300_000
+}
+fn default_linger_ms() -> u64 {
+    5
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            cluster: default_cluster(),
+            node: default_node(),
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            scrape: ScrapeConfig::default(),
+            logs: LogsConfig::default(),
+            sink: SinkConfig::default(),
+        }
+    }
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        ScrapeConfig {
+            interval_ms: default_scrape_interval_ms(),
+            timeout_ms: default_scrape_timeout_ms(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            include: Vec::new(),
+            poll_interval_ms: default_poll_interval_ms(),
+            batch_max_records: default_batch_max_records(),
+        }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig { kafka: None, collector_url: default_collector_url() }
+    }
+}
+
+impl KafkaSinkConfig {
+    /// A Kafka section with the given brokers and every other field at its default.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        KafkaSinkConfig {
+            brokers: brokers.into(),
+            metrics_topic: default_metrics_topic(),
+            logs_topic: default_logs_topic(),
+            compression: Compression::default(),
+            message_timeout_ms: default_message_timeout_ms(),
+            linger_ms: default_linger_ms(),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads and parses a YAML config file (not yet validated: apply overrides, then call
+    /// [`AgentConfig::validate`]).
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_yaml(&text)
+    }
+
+    /// Parses a YAML config (an empty document gives the defaults).
+    pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
+        if text.trim().is_empty() {
+            return Ok(AgentConfig::default());
+        }
+        Ok(serde_yaml::from_str(text)?)
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(listen) = o.listen {
+            self.listen = listen;
+        }
+        if let Some(dir) = o.data_dir {
+            self.data_dir = dir;
+        }
+        if let Some(brokers) = o.kafka_brokers {
+            match &mut self.sink.kafka {
+                Some(k) => k.brokers = brokers,
+                None => self.sink.kafka = Some(KafkaSinkConfig::with_brokers(brokers)),
+            }
+        }
+        if let Some(url) = o.collector_url {
+            self.sink.collector_url = Some(url);
+        }
+    }
+
+    /// Checks everything that can be checked before starting; the first problem found is
+    /// returned, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(invalid("cluster", "must not be empty"));
+        }
+        if self.node.is_empty() {
+            return Err(invalid("node", "must not be empty"));
+        }
+        self.scrape.validate()?;
+        self.logs.validate()?;
+        self.sink.validate()
+    }
+}
+
+/// Parses a plain-HTTP URL (this build has no TLS).
+pub(crate) fn parse_http_url(field: &str, url: &str) -> Result<Url, ConfigError> {
+    let parsed = Url::parse(url).map_err(|e| invalid(field, e.to_string()))?;
+    if parsed.scheme() != "http" {
+        return Err(invalid(
+            field,
+            format!("unsupported scheme {:?} in {url:?} (only http is supported)", parsed.scheme()),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(field, format!("no host in {url:?}")));
+    }
+    Ok(parsed)
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl ScrapeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval_ms == 0 {
+            return Err(invalid("scrape.interval_ms", "must be greater than 0"));
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid("scrape.timeout_ms", "must be greater than 0"));
+        }
+        if self.timeout_ms > self.interval_ms {
+            return Err(invalid(
+                "scrape.timeout_ms",
+                format!("{} is greater than scrape.interval_ms {}", self.timeout_ms, self.interval_ms),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let at = |f: &str| format!("scrape.targets[{i}].{f}");
+            parse_http_url(&at("url"), &t.url)?;
+            if t.job.is_empty() {
+                return Err(invalid(at("job"), "must not be empty"));
+            }
+            for name in t.labels.keys() {
+                if !is_label_name(name) {
+                    return Err(invalid(at("labels"), format!("{name:?} is not a valid label name")));
+                }
+                if name.starts_with("__") {
+                    return Err(invalid(at("labels"), format!("{name:?}: names starting with __ are reserved")));
+                }
+                if name == "job" || name == "instance" {
+                    return Err(invalid(at("labels"), format!("{name:?} is set by the agent")));
+                }
+            }
+            if !seen.insert((t.url.as_str(), t.job.as_str())) {
+                return Err(invalid(at("url"), format!("duplicate target {:?} in job {:?}", t.url, t.job)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (i, pattern) in self.include.iter().enumerate() {
+            glob::Pattern::new(pattern)
+                .map_err(|e| invalid(format!("logs.include[{i}]"), format!("bad glob {pattern:?}: {e}")))?;
+        }
+        if self.poll_interval_ms == 0 {
+            return Err(invalid("logs.poll_interval_ms", "must be greater than 0"));
+        }
+        if self.batch_max_records == 0 {
+            return Err(invalid("logs.batch_max_records", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.kafka, &self.collector_url) {
+            (Some(k), _) => k.validate(),
+            (None, Some(url)) => parse_http_url("sink.collector_url", url).map(|_| ()),
+            (None, None) => Err(invalid("sink", "no sink: set sink.kafka or sink.collector_url")),
+        }
+    }
+}
+
+impl KafkaSinkConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.split(',').all(|b| b.trim().is_empty()) {
+            return Err(invalid("sink.kafka.brokers", "must not be empty"));
+        }
+        for (field, topic) in [("metrics_topic", &self.metrics_topic), ("logs_topic", &self.logs_topic)] {
+            let valid = !topic.is_empty()
+                && topic.len() <= 249
+                && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !valid {
+                return Err(invalid(format!("sink.kafka.{field}"), format!("{topic:?} is not a valid Kafka topic name")));
+            }
+        }
+        if self.message_timeout_ms == 0 {
+            return Err(invalid("sink.kafka.message_timeout_ms", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        match AgentConfig::from_yaml(yaml) {
+            Ok(c) => c.validate().expect_err("config should be invalid").to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = AgentConfig::from_yaml(
+            r#"
+cluster: prod-1
+node: n7
+listen: 0.0.0.0:9000
+data_dir: /var/lib/pharos
+scrape:
+  interval_ms: 5000
+  timeout_ms: 2000
+  targets:
+    - url: http://127.0.0.1:9100/metrics
+      job: node
+      labels: {env: dev}
+logs:
+  include: ["/var/log/pods/*/*/*.log"]
+  poll_interval_ms: 100
+  batch_max_records: 10
+sink:
+  kafka:
+    brokers: 127.0.0.1:9092
+    compression: zstd
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster, "prod-1");
+        assert_eq!(c.scrape.targets[0].labels["env"], "dev");
+        let k = c.sink.kafka.unwrap();
+        assert_eq!(k.compression, Compression::Zstd);
+        assert_eq!(k.metrics_topic, "pharos.metrics");
+        assert_eq!(k.message_timeout_ms, 300_000);
+    }
+
+    #[test]
+    fn empty_document_is_the_valid_default() {
+        let c = AgentConfig::from_yaml("").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster, "local");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9495");
+        assert_eq!(c.sink.collector_url.as_deref(), Some("http://127.0.0.1:9494"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            err("scrape:\n  targets:\n    - url: /metrics\n"),
+            "scrape.targets[0].url: relative URL without a base"
+        );
+        assert!(err("scrape:\n  targets:\n    - url: https://x:1/m\n").contains("only http"));
+        assert!(err("scrape:\n  targets:\n    - urll: http://x/\n").contains("unknown field `urll`"));
+        assert!(err("scrape:\n  interval_ms: 1000\n  timeout_ms: 2000\n").starts_with("scrape.timeout_ms:"));
+        assert!(err("logs:\n  include: ['/var/log/[']\n").starts_with("logs.include[0]: bad glob"));
+        assert_eq!(err("sink:\n  collector_url: null\n"), "sink: no sink: set sink.kafka or sink.collector_url");
+        assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    logs_topic: ''\n").starts_with("sink.kafka.logs_topic:"));
+        assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    compression: brotli\n").contains("unknown variant `brotli`"));
+        assert!(err("scrape:\n  targets:\n    - url: http://x/\n      labels: {instance: y}\n").contains("set by the agent"));
+    }
+
+    #[test]
+    fn overrides_apply_on_top() {
+        let mut c = AgentConfig::default();
+        c.apply(Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            kafka_brokers: Some("k:9092".into()),
+            collector_url: None,
+        });
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        let k = c.sink.kafka.as_ref().unwrap();
+        assert_eq!((k.brokers.as_str(), k.logs_topic.as_str()), ("k:9092", "pharos.logs"));
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,194 @@
+//! One scrape target: fetch, parse, label and hand samples to the sink, the way a Prometheus
+//! scrape loop does (`honor_labels: false`, report series, staleness markers).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use pharos_model::otlp::{STALE_NAN_BITS, encode_metrics};
+use pharos_model::{Labels, METRIC_NAME, Sample};
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+use super::exposition::{self, Format};
+use crate::config::ScrapeTarget;
+use crate::sink::{Signal, Sink};
+use crate::telemetry::AgentMetrics;
+
+/// The `Accept` header Prometheus sends: OpenMetrics preferred, text format 0.0.4 accepted.
+pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
+application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+/// Most samples put in one OTLP payload (keeps Kafka messages well under 1 MB).
+pub const MAX_SAMPLES_PER_PAYLOAD: usize = 2000;
+
+/// What one scrape produced.
+#[derive(Debug)]
+pub struct ScrapeOutcome {
+    /// Labelled samples, report series (`up`, …) and staleness markers, ready to send.
+    pub samples: Vec<Sample>,
+    /// Whether the target answered with a parseable exposition.
+    pub success: bool,
+    /// Why the scrape failed, when it did.
+    pub error: Option<String>,
+}
+
+/// Scrapes one target and remembers its previous series for staleness.
+pub struct TargetScraper {
+    url: Url,
+    client: reqwest::Client,
+    timeout: Duration,
+    /// `job`, `instance` and the configured labels, attached to every series.
+    target_labels: Vec<(String, String)>,
+    /// Series (without explicit timestamps) of the last scrape.
+    previous: HashSet<Labels>,
+}
+
+impl TargetScraper {
+    /// A scraper for `target` with the per-scrape `timeout`.
+    pub fn new(target: &ScrapeTarget, timeout: Duration) -> anyhow::Result<TargetScraper> {
+        let url = crate::config::parse_http_url("url", &target.url)?;
+        let host = url.host_str().unwrap_or_default();
+        let instance = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let mut target_labels = vec![("job".to_string(), target.job.clone()), ("instance".to_string(), instance)];
+        target_labels.extend(target.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(TargetScraper {
+            url,
+            client: reqwest::Client::builder().build()?,
+            timeout,
+            target_labels,
+            previous: HashSet::new(),
+        })
+    }
+
+    /// The value of the `instance` label.
+    pub fn instance(&self) -> &str {
+        self.target_labels.iter().find(|(k, _)| k == "instance").map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Scrapes once at `now_ms` (the timestamp of samples without one).
+    pub async fn scrape_once(&mut self, now_ms: i64) -> ScrapeOutcome {
+        let started = Instant::now();
+        let result = self.fetch_and_parse().await;
+        let duration = started.elapsed().as_secs_f64();
+        let (mut samples, error) = match result {
+            Ok(parsed) => (parsed, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let scraped = samples.len();
+        let target_labels = self.target_labels.clone();
+        let mut current = HashSet::with_capacity(samples.len());
+        let mut out: Vec<Sample> = Vec::with_capacity(samples.len() + 8);
+        let mut series_added = 0usize;
+        for s in samples.drain(..) {
+            let labels = apply_target_labels(&s.labels, &target_labels);
+            match s.timestamp_ms {
+                Some(ts) => out.push(Sample::new(labels, ts, s.value)),
+                None => {
+                    // A duplicate series in one scrape keeps its first sample, like Prometheus.
+                    if !current.insert(labels.clone()) {
+                        continue;
+                    }
+                    if !self.previous.contains(&labels) {
+                        series_added += 1;
+                    }
+                    out.push(Sample::new(labels, now_ms, s.value));
+                }
+            }
+        }
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        for gone in self.previous.difference(&current) {
+            out.push(Sample::new(gone.clone(), now_ms, stale));
+        }
+        self.previous = current;
+        let report = |name: &str, value: f64| {
+            let mut pairs = target_labels.clone();
+            pairs.push((METRIC_NAME.to_string(), name.to_string()));
+            Sample::new(Labels::from_pairs(pairs), now_ms, value)
+        };
+        let success = error.is_none();
+        out.push(report("up", if success { 1.0 } else { 0.0 }));
+        out.push(report("scrape_duration_seconds", duration));
+        out.push(report("scrape_samples_scraped", scraped as f64));
+        out.push(report("scrape_samples_post_metric_relabeling", scraped as f64));
+        out.push(report("scrape_series_added", series_added as f64));
+        ScrapeOutcome { samples: out, success, error }
+    }
+
+    async fn fetch_and_parse(&self) -> Result<Vec<exposition::ScrapedSample>, String> {
+        let response = self
+            .client
+            .get(self.url.clone())
+            .header(ACCEPT, ACCEPT_HEADER)
+            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", self.timeout.as_secs_f64()))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET {}: {}", self.url, crate::sink::error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GET {}: server returned HTTP status {status}", self.url));
+        }
+        let format = Format::from_content_type(response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+        let body = response.bytes().await.map_err(|e| format!("GET {}: reading body: {e}", self.url))?;
+        // Parsing a large exposition is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let text = std::str::from_utf8(&body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+            exposition::parse(text, format).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("parser task failed: {e}"))?
+    }
+}
+
+/// Adds target labels to scraped labels; a scraped label that clashes with a target label is
+/// kept as `exported_<name>` (Prometheus `honor_labels: false`).
+pub fn apply_target_labels(scraped: &Labels, target: &[(String, String)]) -> Labels {
+    let mut pairs: Vec<(String, String)> = scraped.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for (name, value) in target {
+        if let Some(pos) = pairs.iter().position(|(k, _)| k == name) {
+            let mut renamed = format!("exported_{name}");
+            while pairs.iter().any(|(k, _)| *k == renamed) {
+                renamed = format!("exported_{renamed}");
+            }
+            pairs[pos].0 = renamed;
+        }
+        pairs.push((name.clone(), value.clone()));
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Scrapes `scraper` every `interval` (first scrape immediately) and sends every scrape's
+/// samples through `sink`, with `resource` (cluster, node) as OTLP resource labels. Runs forever.
+pub async fn run_target(
+    mut scraper: TargetScraper,
+    interval: Duration,
+    sink: Sink,
+    resource: Labels,
+    metrics: AgentMetrics,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let outcome = scraper.scrape_once(now_ms()).await;
+        metrics.count_scrape(outcome.success);
+        match &outcome.error {
+            None => tracing::debug!(url = %scraper.url, samples = outcome.samples.len(), "scraped"),
+            Some(error) => tracing::warn!(url = %scraper.url, %error, "scrape failed"),
+        }
+        for chunk in outcome.samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
+            sink.send(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "target_tests.rs"]
+mod tests;

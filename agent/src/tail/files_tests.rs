@@ -1,0 +1,208 @@
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+use crate::sink::Sink;
+use crate::tail::run_tailer;
+use crate::telemetry::AgentMetrics;
+use crate::test_support::collector;
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let container = root.join("pods/shop_web-0_1f2e-33/app");
+    std::fs::create_dir_all(&container).unwrap();
+    let data = root.join("data");
+    Fixture { log: container.join("0.log"), root, data, _dir: dir }
+}
+
+fn tailer(fx: &Fixture) -> Tailer {
+    let glob = format!("{}/pods/*/*/*.log", fx.root.display());
+    let base = vec![("cluster".to_string(), "c1".to_string()), ("node".to_string(), "n1".to_string())];
+    Tailer::open(vec![glob], base, 100, &fx.data).unwrap()
+}
+
+fn poll(t: &mut Tailer) -> Batch {
+    t.discover();
+    t.read_batch()
+}
+
+fn bodies(b: &Batch) -> Vec<&str> {
+    b.records.iter().map(|r| r.body.as_str()).collect()
+}
+
+#[test]
+fn kubelet_paths_give_identity_labels() {
+    let l = path_labels(Path::new("/var/log/pods/kube-system_coredns-5d_0a1b-2c/coredns/3.log"));
+    assert_eq!(
+        l,
+        vec![
+            ("namespace".to_string(), "kube-system".to_string()),
+            ("pod".to_string(), "coredns-5d".to_string()),
+            ("pod_uid".to_string(), "0a1b-2c".to_string()),
+            ("container".to_string(), "coredns".to_string()),
+        ]
+    );
+    assert_eq!(path_labels(Path::new("/var/log/syslog")), vec![("filename".to_string(), "/var/log/syslog".to_string())]);
+    assert_eq!(path_labels(Path::new("/x/pods/not-three-parts/c/0.log"))[0].0, "filename");
+}
+
+#[test]
+fn reads_complete_lines_merges_partials_and_labels_records() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F first\n2024-05-01T12:00:01Z stderr P par");
+    let mut t = tailer(&fx);
+    let b = poll(&mut t);
+    assert_eq!(bodies(&b), ["first"], "the unterminated line waits");
+    let r = &b.records[0];
+    assert_eq!(r.timestamp_ns, 1_714_564_800_000_000_000);
+    for (k, v) in [("cluster", "c1"), ("node", "n1"), ("namespace", "shop"), ("pod", "web-0"), ("pod_uid", "1f2e-33"), ("container", "app"), ("stream", "stdout")] {
+        assert_eq!(r.labels.get(k), Some(v), "{k}");
+    }
+    t.commit(&b.advances).unwrap();
+
+    // The P line is complete now but its entry is not: still nothing to ship.
+    append(&fx.log, "t1\n");
+    assert!(poll(&mut t).records.is_empty());
+    append(&fx.log, "2024-05-01T12:00:02Z stderr F -done\nnot cri at all\n");
+    let b = poll(&mut t);
+    assert_eq!(bodies(&b), ["part1-done", "not cri at all"]);
+    assert_eq!(b.records[0].labels.get("stream"), Some("stderr"));
+    assert_eq!(b.records[1].labels.get("stream"), None);
+    assert_eq!(b.advances, vec![(b.advances[0].0, std::fs::metadata(&fx.log).unwrap().len())]);
+}
+
+#[test]
+fn restart_resumes_after_acknowledged_lines_only() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F a\n2024-05-01T12:00:00Z stdout F b\n");
+    let mut t = tailer(&fx);
+    let b = poll(&mut t);
+    assert_eq!(bodies(&b), ["a", "b"]);
+    t.commit(&b.advances).unwrap();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F c\n");
+    // Read but never acknowledged (the agent dies before the sink answers).
+    assert_eq!(bodies(&poll(&mut t)), ["c"]);
+    drop(t);
+
+    let mut restarted = tailer(&fx);
+    let b = poll(&mut restarted);
+    assert_eq!(bodies(&b), ["c"], "no loss, no repeat");
+    restarted.commit(&b.advances).unwrap();
+    drop(restarted);
+    assert!(poll(&mut tailer(&fx)).records.is_empty());
+}
+
+#[test]
+fn batch_limit_leaves_the_rest_for_the_next_batch() {
+    let fx = fixture();
+    let lines: String = (0..250).map(|i| format!("2024-05-01T12:00:00Z stdout F line{i}\n")).collect();
+    append(&fx.log, &lines);
+    let mut t = tailer(&fx);
+    let mut seen = Vec::new();
+    loop {
+        let b = poll(&mut t);
+        if b.records.is_empty() {
+            break;
+        }
+        assert!(b.records.len() <= 100);
+        seen.extend(b.records.iter().map(|r| r.body.clone()));
+        t.commit(&b.advances).unwrap();
+    }
+    assert_eq!(seen, (0..250).map(|i| format!("line{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn truncation_restarts_at_zero() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F long old line\n");
+    let mut t = tailer(&fx);
+    let b = poll(&mut t);
+    t.commit(&b.advances).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&fx.log).unwrap();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F new\n");
+    assert_eq!(bodies(&poll(&mut t)), ["new"]);
+}
+
+#[test]
+fn rotation_by_rename_finishes_the_old_file_and_starts_the_new_one_at_zero() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F one\n");
+    let mut t = tailer(&fx);
+    let b = poll(&mut t);
+    t.commit(&b.advances).unwrap();
+    // A line lands, then the kubelet rotates: 0.log → 0.log.20240501 (outside the glob) and a
+    // fresh 0.log (new inode) appears.
+    append(&fx.log, "2024-05-01T12:00:01Z stdout F two\n");
+    std::fs::rename(&fx.log, fx.log.with_extension("log.20240501")).unwrap();
+    append(&fx.log, "2024-05-01T12:00:02Z stdout F three\n");
+    let b = poll(&mut t);
+    let mut got = bodies(&b);
+    got.sort();
+    assert_eq!(got, ["three", "two"]);
+    t.commit(&b.advances).unwrap();
+    assert_eq!(t.file_count(), 2);
+    assert!(poll(&mut t).records.is_empty());
+    assert_eq!(t.file_count(), 1, "the rotated file, read to the end, is forgotten");
+
+    // Restart: the checkpoint holds the new file only, at its end.
+    drop(t);
+    let mut restarted = tailer(&fx);
+    assert!(poll(&mut restarted).records.is_empty());
+}
+
+#[test]
+fn rename_within_the_glob_continues_at_the_same_offset() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F one\n");
+    let mut t = tailer(&fx);
+    let b = poll(&mut t);
+    t.commit(&b.advances).unwrap();
+    drop(t);
+    let moved = fx.log.with_file_name("1.log");
+    std::fs::rename(&fx.log, &moved).unwrap();
+    append(&moved, "2024-05-01T12:00:01Z stdout F two\n");
+    let mut restarted = tailer(&fx);
+    assert_eq!(bodies(&poll(&mut restarted)), ["two"], "same inode at a new path continues");
+}
+
+#[tokio::test]
+async fn run_tailer_ships_and_checkpoints_after_acknowledgement() {
+    let fx = fixture();
+    append(&fx.log, "2024-05-01T12:00:00Z stdout F hello\n2024-05-01T12:00:01Z stdout F world\n");
+    let (url, mut received) = collector(vec![500]).await;
+    let metrics = AgentMetrics::new();
+    let sink = Sink::http(&url, metrics.clone()).unwrap();
+    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), sink));
+    let records = tokio::time::timeout(Duration::from_secs(10), received.logs.recv()).await.unwrap().unwrap();
+    assert_eq!(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["hello", "world"]);
+    assert_eq!(records[0].labels.get("pod"), Some("web-0"));
+    // Wait until the checkpoint names the end of the file, then restart: nothing is re-read.
+    let size = std::fs::metadata(&fx.log).unwrap().len();
+    let cp_path = fx.data.join(super::super::checkpoint::CHECKPOINT_FILE);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if Checkpoint::load(&cp_path).is_ok_and(|cp| cp.files.iter().any(|f| f.offset == size)) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    task.abort();
+    assert_eq!(metrics.sink_retries.get(), 1);
+    assert!(poll(&mut tailer(&fx)).records.is_empty());
+}

@@ -1,0 +1,135 @@
+//! The agent's own telemetry: every counter it exposes on `/metrics`, defined in one place, and
+//! the small HTTP server serving `/metrics` and `/-/ready`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Counters of the agent (cheap to clone; clones share the values).
+#[derive(Clone)]
+pub struct AgentMetrics {
+    registry: Arc<Registry>,
+    /// `pharos_agent_scrapes_total{result="success"|"failure"}`.
+    pub scrapes: Family<Vec<(String, String)>, Counter>,
+    /// `pharos_agent_samples_sent_total`: samples acknowledged by the sink.
+    pub samples_sent: Counter,
+    /// `pharos_agent_log_records_sent_total`: log records acknowledged by the sink.
+    pub log_records_sent: Counter,
+    /// `pharos_agent_sink_errors_total`: failed send attempts (each is retried).
+    pub sink_errors: Counter,
+    /// `pharos_agent_sink_retries_total`: send attempts after a failure.
+    pub sink_retries: Counter,
+    /// `pharos_agent_sink_rejected_total`: payloads the collector refused with a 4xx (dropped).
+    pub sink_rejected: Counter,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    /// Creates and registers every counter.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let scrapes = Family::<Vec<(String, String)>, Counter>::default();
+        let samples_sent = Counter::default();
+        let log_records_sent = Counter::default();
+        let sink_errors = Counter::default();
+        let sink_retries = Counter::default();
+        let sink_rejected = Counter::default();
+        // prometheus-client appends `_total` to counter names.
+        registry.register("pharos_agent_scrapes", "Scrapes by result (success or failure)", scrapes.clone());
+        registry.register("pharos_agent_samples_sent", "Samples acknowledged by the sink", samples_sent.clone());
+        registry.register(
+            "pharos_agent_log_records_sent",
+            "Log records acknowledged by the sink",
+            log_records_sent.clone(),
+        );
+        registry.register("pharos_agent_sink_errors", "Failed sink send attempts", sink_errors.clone());
+        registry.register("pharos_agent_sink_retries", "Sink send attempts after a failure", sink_retries.clone());
+        registry.register(
+            "pharos_agent_sink_rejected",
+            "Payloads rejected by the collector with a 4xx status and dropped",
+            sink_rejected.clone(),
+        );
+        AgentMetrics {
+            registry: Arc::new(registry),
+            scrapes,
+            samples_sent,
+            log_records_sent,
+            sink_errors,
+            sink_retries,
+            sink_rejected,
+        }
+    }
+
+    /// Counts one scrape of a target.
+    pub fn count_scrape(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.scrapes.get_or_create(&vec![("result".to_string(), result.to_string())]).inc();
+    }
+
+    /// The Prometheus text exposition of all counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+async fn metrics_handler(State(metrics): State<AgentMetrics>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.render(),
+    )
+}
+
+async fn ready_handler() -> impl IntoResponse {
+    (StatusCode::OK, "ready\n")
+}
+
+/// Binds the agent's HTTP server; the returned future serves until dropped.
+pub async fn bind(
+    listen: SocketAddr,
+    metrics: AgentMetrics,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/-/ready", get(ready_handler))
+        .with_state(metrics);
+    Ok((local, async move { axum::serve(listener, app).await }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_total_suffix() {
+        let m = AgentMetrics::new();
+        m.count_scrape(true);
+        m.count_scrape(false);
+        m.count_scrape(false);
+        m.samples_sent.inc_by(5);
+        let text = m.render();
+        assert!(text.contains("pharos_agent_scrapes_total{result=\"failure\"} 2"), "{text}");
+        assert!(text.contains("pharos_agent_samples_sent_total 5"), "{text}");
+        assert!(text.contains("pharos_agent_sink_retries_total 0"), "{text}");
+    }
+}
