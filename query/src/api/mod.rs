@@ -1,0 +1,38 @@
+//! HTTP routes: the Prometheus query API and the Loki-shaped log query API.
+
+mod loki;
+mod params;
+mod prometheus;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use pharos_model::{LogsReader, MetricsReader};
+
+/// What every handler reads from.
+#[derive(Clone)]
+pub struct AppState {
+    metrics: Arc<dyn MetricsReader>,
+    logs: Arc<dyn LogsReader>,
+}
+
+/// The query routes (see the crate docs for the list).
+pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/query",
+            get(prometheus::query_get).post(prometheus::query_post),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range_get).post(prometheus::query_range_post),
+        )
+        .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route("/loki/api/v1/query_range", get(loki::query_range))
+        .route("/loki/api/v1/query", get(loki::query))
+        .with_state(AppState { metrics, logs })
+}

@@ -1,0 +1,94 @@
+//! The Prometheus HTTP API: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/status/buildinfo`.
+
+use axum::Json;
+use axum::extract::{Form, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::params::{Params, now_ms, parse_duration_ms, required, time_param_ms};
+use crate::error::{Error, Result};
+use crate::promql;
+
+/// `GET /api/v1/query`.
+pub async fn query_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    respond(instant(state, params).await)
+}
+
+/// `POST /api/v1/query` (form body; query-string parameters also read).
+pub async fn query_post(
+    State(state): State<AppState>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Response {
+    params.extend(form);
+    respond(instant(state, params).await)
+}
+
+/// `GET /api/v1/query_range`.
+pub async fn query_range_get(
+    State(state): State<AppState>,
+    Query(params): Query<Params>,
+) -> Response {
+    respond(range(state, params).await)
+}
+
+/// `POST /api/v1/query_range` (form body; query-string parameters also read).
+pub async fn query_range_post(
+    State(state): State<AppState>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Response {
+    params.extend(form);
+    respond(range(state, params).await)
+}
+
+/// `GET /api/v1/status/buildinfo`.
+pub async fn buildinfo() -> Response {
+    Json(json!({
+        "status": "success",
+        "data": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
+        }
+    }))
+    .into_response()
+}
+
+fn respond(result: Result<promql::QueryResult>) -> Response {
+    match result {
+        Ok(r) => Json(json!({"status": "success", "data": r.to_json()})).into_response(),
+        Err(e) => {
+            if matches!(e, Error::Internal(_)) {
+                tracing::warn!(error = %e, "query failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn instant(state: AppState, params: Params) -> Result<promql::QueryResult> {
+    let query = required(&params, "query")?.to_string();
+    let time_ms = time_param_ms(&params, "time", now_ms())?;
+    run_blocking(move || promql::instant_query(state.metrics.as_ref(), &query, time_ms)).await
+}
+
+async fn range(state: AppState, params: Params) -> Result<promql::QueryResult> {
+    let query = required(&params, "query")?.to_string();
+    let start_ms = super::params::parse_time_ms("start", required(&params, "start")?)?;
+    let end_ms = super::params::parse_time_ms("end", required(&params, "end")?)?;
+    let step_ms = parse_duration_ms("step", required(&params, "step")?)?;
+    run_blocking(move || {
+        promql::range_query(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms)
+    })
+    .await
+}
+
+/// Runs query evaluation off the async workers.
+pub async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("query evaluation task failed: {e}")))?
+}

@@ -1,0 +1,243 @@
+//! Router tests: requests through the real axum router, responses checked as JSON.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use pharos_model::select::matches_all;
+use pharos_model::{LabelMatcher, Labels, LogRecord, LogsReader, MetricsReader, Series};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::promql::tests::MemStore;
+
+#[derive(Default)]
+struct MemLogs(Vec<LogRecord>);
+
+impl LogsReader for MemLogs {
+    fn select_logs(
+        &self,
+        m: &[LabelMatcher],
+        contains: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<LogRecord>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| {
+                matches_all(m, &r.labels) && r.timestamp_ns >= start && r.timestamp_ns <= end
+            })
+            .filter(|r| contains.iter().all(|c| r.body.contains(c.as_str())))
+            .cloned()
+            .collect())
+    }
+}
+
+struct Broken;
+
+impl MetricsReader for Broken {
+    fn select_series(&self, _: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<Series>, String> {
+        Err("disk on fire".into())
+    }
+}
+
+fn metrics() -> MemStore {
+    let mut s = MemStore::default();
+    s.add(
+        &[("__name__", "up"), ("job", "node")],
+        &[(10_000, 1.0), (20_000, 0.5)],
+    );
+    s
+}
+
+fn logs() -> MemLogs {
+    let rec = |app: &str, ts: i64, body: &str| LogRecord {
+        labels: Labels::from_pairs([("app", app)]),
+        timestamp_ns: ts,
+        body: body.into(),
+        severity: String::new(),
+    };
+    MemLogs(vec![
+        rec("api", 1_000_000_000, "error one"),
+        rec("api", 2_000_000_000, "ok two"),
+        rec("web", 3_000_000_000, "error three"),
+        rec("api", 4_000_000_000, "error four timeout"),
+        rec("web", 5_000_000_000, "error five"),
+    ])
+}
+
+async fn send_with(metrics: Arc<dyn MetricsReader>, req: Request<Body>) -> (StatusCode, Value) {
+    let app = super::router(metrics, Arc::new(logs()));
+    let resp = app.oneshot(req).await.expect("router never fails");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
+    (status, body)
+}
+
+async fn get(uri: &str) -> (StatusCode, Value) {
+    send_with(
+        Arc::new(metrics()),
+        Request::get(uri).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn instant_query_in_prometheus_shape() {
+    let (status, body) = get("/api/v1/query?query=up&time=25").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "up", "job": "node"}, "value": [25, "0.5"]}
+        ]}})
+    );
+    let (_, body) = get("/api/v1/query?query=1%2F0&time=1.5").await;
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "scalar", "result": [1.5, "+Inf"]})
+    );
+}
+
+#[tokio::test]
+async fn post_form_and_range_query() {
+    let req = Request::post("/api/v1/query_range?step=10s")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("query=up&start=1970-01-01T00:00:10Z&end=30"))
+        .expect("request");
+    let (status, body) = send_with(Arc::new(metrics()), req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "matrix", "result": [
+            {"metric": {"__name__": "up", "job": "node"}, "values": [[10, "1"], [20, "0.5"], [30, "0.5"]]}
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn malformed_promql_is_400_bad_data() {
+    let (status, body) = get("/api/v1/query?query=sum(up").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid parameter \"query\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_and_unsupported_features_are_400() {
+    for uri in [
+        "/api/v1/query?query=up&time=tomorrow",
+        "/api/v1/query",
+        "/api/v1/query_range?query=up&start=0&end=10",
+        "/api/v1/query_range?query=up&start=0&end=10&step=0",
+        "/api/v1/query_range?query=up&start=0&end=100000&step=1",
+        "/api/v1/query?query=rate(up[5m:1m])",
+    ] {
+        let (status, body) = get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["errorType"], "bad_data", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn store_failure_is_500_internal() {
+    let req = Request::get("/api/v1/query?query=up")
+        .body(Body::empty())
+        .expect("request");
+    let (status, body) = send_with(Arc::new(Broken), req).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["errorType"], "internal");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disk on fire")
+    );
+}
+
+#[tokio::test]
+async fn evaluation_conflict_is_422_execution() {
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "a"), ("x", "1")], &[(0, 1.0)]);
+    s.add(&[("__name__", "b"), ("x", "1")], &[(0, 1.0)]);
+    let req = Request::get("/api/v1/query?query=%7Bx%3D%221%22%7D%2B1&time=1")
+        .body(Body::empty())
+        .expect("request");
+    let (status, body) = send_with(Arc::new(s), req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errorType"], "execution");
+}
+
+#[tokio::test]
+async fn buildinfo() {
+    let (status, body) = get("/api/v1/status/buildinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+fn lines(body: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for stream in body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        for v in stream["values"].as_array().cloned().unwrap_or_default() {
+            out.push((
+                stream["stream"]["app"].as_str().unwrap_or("").to_string(),
+                v[0].as_str().unwrap_or("").to_string(),
+                v[1].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn loki_query_range_filters_orders_and_limits() {
+    // Filters: contains "error", not "timeout" -> one(api,1s), three(web,3s), five(web,5s).
+    let q = "/loki/api/v1/query_range?query=%7Bapp%3D~%22.%2B%22%7D%20%7C%3D%20%22error%22%20!%3D%20%22timeout%22&start=0&end=10";
+    let (status, body) = get(&format!("{q}&limit=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "streams");
+    // backward: the two newest (5s, 3s), both web.
+    assert_eq!(
+        lines(&body),
+        vec![
+            ("web".into(), "5000000000".into(), "error five".into()),
+            ("web".into(), "3000000000".into(), "error three".into()),
+        ]
+    );
+    let (_, body) = get(&format!("{q}&limit=2&direction=forward")).await;
+    assert_eq!(
+        lines(&body),
+        vec![
+            ("api".into(), "1000000000".into(), "error one".into()),
+            ("web".into(), "3000000000".into(), "error three".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn loki_rejects_unsupported_queries() {
+    let (status, body) =
+        get("/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D%20%7C%20json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not supported yet"),
+        "{body}"
+    );
+}

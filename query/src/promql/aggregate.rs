@@ -1,0 +1,256 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, …) with `by`/`without` grouping, following
+//! Prometheus' `aggregation` in promql/engine.go (Kahan summation included).
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use pharos_model::{Labels, METRIC_NAME};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::eval::Evaluator;
+use super::value::{Sample, Value, format_float};
+use crate::error::{Error, Result};
+
+/// Neumaier-compensated addition, Prometheus' `kahanSumInc`.
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Compensated sum of `values`.
+pub fn kahan_sum(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (s, c) = values
+        .into_iter()
+        .fold((0.0, 0.0), |(s, c), v| kahan_sum_inc(v, s, c));
+    s + c
+}
+
+/// Mean as Prometheus computes it: compensated sum, switching to an incremental mean when the
+/// sum would overflow.
+pub fn kahan_mean(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut sum, mut c, mut mean, mut count) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut incremental = false;
+    for f in values {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_sum_inc(f, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                (sum, c) = (ns, nc);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        let corrected = mean + c;
+        (mean, c) = kahan_sum_inc(f / count - corrected / count, mean, c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        (sum + c) / count
+    }
+}
+
+/// Population variance (Welford), NaN when any value is NaN or infinite.
+pub fn variance(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+    for f in values {
+        if f.is_nan() || f.is_infinite() {
+            return f64::NAN;
+        }
+        count += 1.0;
+        let delta = f - mean;
+        mean += delta / count;
+        m2 += delta * (f - mean);
+    }
+    m2 / count
+}
+
+/// Prometheus' `quantile`: linear interpolation between the closest ranks.
+pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(nan_first);
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn nan_first(a: &f64, b: &f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+    }
+}
+
+fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => labels.filter(|k| by.labels.iter().any(|l| l == k)),
+        Some(LabelModifier::Exclude(without)) => {
+            labels.filter(|k| k != METRIC_NAME && !without.labels.iter().any(|l| l == k))
+        }
+        None => Labels::default(),
+    }
+}
+
+/// Evaluates an aggregation at `t`.
+pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
+    let op = a.op.id();
+    let input = ev.eval_vector(&a.expr, t)?;
+    let param_scalar = |p: &Option<Box<Expr>>| -> Result<f64> {
+        match p {
+            Some(p) => ev.eval_scalar(p, t),
+            None => Err(Error::BadData(format!("{} requires a parameter", a.op))),
+        }
+    };
+
+    if op == T_COUNT_VALUES {
+        let label = match a.param.as_deref().map(|p| ev.eval(p, t)).transpose()? {
+            Some(Value::String(s)) => s,
+            _ => {
+                return Err(Error::BadData(
+                    "count_values requires a string parameter".into(),
+                ));
+            }
+        };
+        if !is_valid_label_name(&label) {
+            return Err(Error::BadData(format!("invalid label name {label:?}")));
+        }
+        let mut counts: Vec<(Labels, f64)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in &input {
+            let key = grouping_labels(&s.labels, &a.modifier).with(&label, &format_float(s.value));
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                counts.push((key, 0.0));
+                counts.len() - 1
+            });
+            counts[i].1 += 1.0;
+        }
+        return Ok(Value::Vector(
+            counts
+                .into_iter()
+                .map(|(labels, value)| Sample { labels, value })
+                .collect(),
+        ));
+    }
+
+    // Group the input in first-seen order, as Prometheus does.
+    let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in input {
+        let key = grouping_labels(&s.labels, &a.modifier);
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(s);
+    }
+
+    if op == T_TOPK || op == T_BOTTOMK {
+        let k = param_scalar(&a.param)?;
+        if k.is_nan() {
+            return Err(Error::Execution(format!(
+                "Parameter value is NaN for {}",
+                a.op
+            )));
+        }
+        let k = if k >= 1.0 {
+            k.min(usize::MAX as f64) as usize
+        } else {
+            0
+        };
+        let mut out = Vec::new();
+        for (_, mut members) in groups {
+            // NaN sorts last for both: it is neither the largest nor the smallest.
+            members.sort_by(|x, y| {
+                let ord = if op == T_TOPK {
+                    nan_first(&y.value, &x.value)
+                } else {
+                    nan_first(&x.value, &y.value)
+                };
+                match (x.value.is_nan(), y.value.is_nan()) {
+                    (true, false) => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    _ => ord,
+                }
+            });
+            out.extend(members.into_iter().take(k));
+        }
+        return Ok(Value::Vector(out));
+    }
+
+    let q = if op == T_QUANTILE {
+        Some(param_scalar(&a.param)?)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    for (labels, members) in groups {
+        let values = members.iter().map(|s| s.value);
+        let value = match op {
+            T_SUM => kahan_sum(values),
+            T_AVG => kahan_mean(values),
+            T_COUNT => members.len() as f64,
+            T_GROUP => 1.0,
+            T_MAX => members.iter().skip(1).fold(members[0].value, |acc, s| {
+                if acc < s.value || acc.is_nan() {
+                    s.value
+                } else {
+                    acc
+                }
+            }),
+            T_MIN => members.iter().skip(1).fold(members[0].value, |acc, s| {
+                if acc > s.value || acc.is_nan() {
+                    s.value
+                } else {
+                    acc
+                }
+            }),
+            T_STDVAR => variance(values),
+            T_STDDEV => variance(values).sqrt(),
+            T_QUANTILE => quantile(q.unwrap_or(f64::NAN), values.collect()),
+            _ => return Err(Error::unsupported(format!("aggregation {}", a.op))),
+        };
+        out.push(Sample { labels, value });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// True when `name` is a valid Prometheus label name.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,296 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), set operators, and vector
+//! matching (`on`/`ignoring`, `group_left`/`group_right`), following Prometheus' `VectorBinop`.
+
+use std::collections::{HashMap, HashSet};
+
+use pharos_model::{Labels, METRIC_NAME};
+use promql_parser::parser::token::{
+    T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
+    T_MUL, T_NEQ, T_POW, T_SUB,
+};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::eval::{Evaluator, check_unique};
+use super::value::{Sample, Value};
+use crate::error::{Error, Result};
+
+/// Evaluates a binary expression at `t`.
+pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
+    if let Some(m) = &b.modifier
+        && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+    {
+        return Err(Error::unsupported("the fill modifier of binary operators"));
+    }
+    let op = b.op.id();
+    let return_bool = b.return_bool();
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    match (lhs, rhs) {
+        (Value::Scalar(l), Value::Scalar(r)) => {
+            let (v, keep) = apply(op, l, r)?;
+            Ok(Value::Scalar(if is_comparison(op) {
+                bool_value(keep)
+            } else {
+                v
+            }))
+        }
+        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool)
+            .and_then(check_unique)
+            .map(Value::Vector),
+        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool)
+            .and_then(check_unique)
+            .map(Value::Vector),
+        (Value::Vector(l), Value::Vector(r)) => {
+            let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+            match op {
+                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
+                _ => {
+                    let card = b
+                        .modifier
+                        .as_ref()
+                        .map(|m| m.card.clone())
+                        .unwrap_or(VectorMatchCardinality::OneToOne);
+                    vector_vector(op, l, r, &matching, &card, return_bool)
+                        .and_then(check_unique)
+                        .map(Value::Vector)
+                }
+            }
+        }
+        (l, r) => Err(Error::BadData(format!(
+            "binary operator {} is not defined between a {} and a {}",
+            b.op,
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn is_comparison(op: u16) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+/// Arithmetic operators drop the metric name of their result.
+fn drops_name(op: u16) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
+}
+
+fn bool_value(keep: bool) -> f64 {
+    if keep { 1.0 } else { 0.0 }
+}
+
+/// Prometheus' `vectorElemBinop`: the value and whether a comparison keeps the element.
+fn apply(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_POW => (l.powf(r), true),
+        T_MOD => (l % r, true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        other => {
+            return Err(Error::unsupported(format!(
+                "binary operator {}",
+                promql_parser::parser::token::TokenType::new(other)
+            )));
+        }
+    })
+}
+
+fn vector_scalar(
+    op: u16,
+    vector: Vec<Sample>,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+) -> Result<Vec<Sample>> {
+    let mut out = Vec::with_capacity(vector.len());
+    for s in vector {
+        let (l, r) = if scalar_on_left {
+            (scalar, s.value)
+        } else {
+            (s.value, scalar)
+        };
+        let (mut value, mut keep) = apply(op, l, r)?;
+        if is_comparison(op) {
+            value = s.value; // a comparison keeps the vector's value on either side
+        }
+        if return_bool {
+            value = bool_value(keep);
+            keep = true;
+        }
+        if keep {
+            let labels = if drops_name(op) || return_bool {
+                s.labels.without_name()
+            } else {
+                s.labels
+            };
+            out.push(Sample { labels, value });
+        }
+    }
+    Ok(out)
+}
+
+/// The matching signature of a series: the `on` labels, or all but the `ignoring` labels and
+/// the metric name.
+fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => labels.filter(|k| on.labels.iter().any(|l| l == k)),
+        Some(LabelModifier::Exclude(ign)) => {
+            labels.filter(|k| k != METRIC_NAME && !ign.labels.iter().any(|l| l == k))
+        }
+        None => labels.without_name(),
+    }
+}
+
+fn set_op(
+    op: u16,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    matching: &Option<LabelModifier>,
+) -> Vec<Sample> {
+    match op {
+        T_LAND => {
+            let right: HashSet<Labels> =
+                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            lhs.into_iter()
+                .filter(|s| right.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        T_LUNLESS => {
+            let right: HashSet<Labels> =
+                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            lhs.into_iter()
+                .filter(|s| !right.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        _ => {
+            let left: HashSet<Labels> =
+                lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = lhs;
+            out.extend(
+                rhs.into_iter()
+                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
+            );
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    op: u16,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+) -> Result<Vec<Sample>> {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let include: Vec<String> = match card {
+        VectorMatchCardinality::OneToMany(l) | VectorMatchCardinality::ManyToOne(l) => {
+            l.labels.clone()
+        }
+        _ => Vec::new(),
+    };
+    // The "many" side is iterated, the "one" side indexed by signature.
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    for s in one {
+        let sig = signature(&s.labels, matching);
+        if let Some(dup) = one_by_sig.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            return Err(Error::Execution(format!(
+                "found duplicate series for the match group {sig} on the {side} hand-side of the \
+                 operation: [{}, {}];many-to-many matching not allowed: matching labels must be \
+                 unique on one side",
+                s.labels, dup.labels
+            )));
+        }
+        one_by_sig.insert(sig, s);
+    }
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for m in many {
+        let sig = signature(&m.labels, matching);
+        let Some(o) = one_by_sig.get(&sig) else {
+            continue;
+        };
+        let (l, r) = if one_to_many {
+            (o.value, m.value)
+        } else {
+            (m.value, o.value)
+        };
+        let (mut value, keep) = apply(op, l, r)?;
+        if return_bool {
+            value = bool_value(keep);
+        } else if !keep {
+            continue;
+        }
+        let labels = result_labels(
+            &m.labels,
+            &o.labels,
+            op,
+            matching,
+            one_to_one,
+            &include,
+            return_bool,
+        );
+        let inserted = matched.entry(sig).or_default();
+        if one_to_one {
+            if !inserted.is_empty() {
+                return Err(Error::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit \
+                     (group_left/group_right)"
+                        .into(),
+                ));
+            }
+        } else if inserted.contains(&labels) {
+            return Err(Error::Execution(
+                "multiple matches for labels: grouping labels must ensure unique matches".into(),
+            ));
+        }
+        inserted.insert(labels.clone());
+        out.push(Sample { labels, value });
+    }
+    Ok(out)
+}
+
+/// Prometheus' `resultMetric`.
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    op: u16,
+    matching: &Option<LabelModifier>,
+    one_to_one: bool,
+    include: &[String],
+    return_bool: bool,
+) -> Labels {
+    let mut labels = many.clone();
+    if drops_name(op) || return_bool {
+        labels = labels.without_name();
+    }
+    if one_to_one {
+        labels = match matching {
+            Some(LabelModifier::Include(on)) => labels.filter(|k| on.labels.iter().any(|l| l == k)),
+            Some(LabelModifier::Exclude(ign)) => {
+                labels.filter(|k| !ign.labels.iter().any(|l| l == k))
+            }
+            None => labels,
+        };
+    }
+    for name in include {
+        // `with` removes the label when the "one" side lacks it.
+        labels = labels.with(name, one.get(name).unwrap_or(""));
+    }
+    labels
+}

@@ -1,0 +1,106 @@
+//! The evaluator: one expression at one instant, over data fetched up front.
+
+use std::collections::HashSet;
+
+use pharos_model::Labels;
+use promql_parser::parser::{Expr, MatrixSelector};
+
+use super::selector::{Fetched, Frame, reference_time};
+use super::value::{RangeSeries, Sample, Value};
+use super::{aggregate, binary, functions};
+use crate::error::{Error, Result};
+
+/// Evaluates expressions of one query at any instant of its frame.
+pub struct Evaluator {
+    /// The query's time frame (for `@ start()`/`@ end()`).
+    pub frame: Frame,
+    /// Every selector's samples.
+    pub fetched: Fetched,
+}
+
+impl Evaluator {
+    /// Evaluates `expr` at time `t` (ms).
+    pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(samples) => {
+                    let out = samples
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: s.labels.without_name(),
+                            value: -s.value,
+                        })
+                        .collect();
+                    check_unique(out).map(Value::Vector)
+                }
+                other => Err(Error::BadData(format!(
+                    "unary minus is not defined on a {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => {
+                let at = reference_time(vs, self.frame, t);
+                Ok(Value::Vector(self.fetched.instant(vs, at)?))
+            }
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range(ms, t)?)),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Call(c) => functions::call(self, c, t),
+            Expr::Subquery(_) => Err(Error::unsupported("subquery")),
+            Expr::Extension(_) => Err(Error::unsupported("extension expression")),
+        }
+    }
+
+    /// The range vector of a matrix selector at evaluation time `t`.
+    pub fn range(&self, ms: &MatrixSelector, t: i64) -> Result<Vec<RangeSeries>> {
+        let at = reference_time(&ms.vs, self.frame, t);
+        self.fetched.range(&ms.vs, ms.range.as_millis() as i64, at)
+    }
+
+    /// Evaluates an expression the parser typed as instant vector.
+    pub fn eval_vector(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>> {
+        match self.eval(expr, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(Error::Internal(format!(
+                "expected a vector, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates an expression the parser typed as scalar.
+    pub fn eval_scalar(&self, expr: &Expr, t: i64) -> Result<f64> {
+        match self.eval(expr, t)? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(Error::Internal(format!(
+                "expected a scalar, got a {}",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// Prometheus rejects a vector holding one label set twice (e.g. after dropping names).
+pub fn check_unique(samples: Vec<Sample>) -> Result<Vec<Sample>> {
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity(samples.len());
+    for s in &samples {
+        if !seen.insert(&s.labels) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(samples)
+}
+
+/// Unwraps parentheses (`rate((x[5m]))` is `rate(x[5m])`).
+pub fn unwrap_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(p) = expr {
+        expr = &p.expr;
+    }
+    expr
+}

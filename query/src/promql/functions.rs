@@ -1,0 +1,316 @@
+//! Function calls: dispatch, instant-vector functions and label manipulation.
+
+use std::cmp::Ordering;
+
+use pharos_model::{Labels, METRIC_NAME};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{Call, Expr, MatrixSelector};
+use regex::Regex;
+
+use super::aggregate::is_valid_label_name;
+use super::eval::{Evaluator, check_unique, unwrap_parens};
+use super::range_functions::{Window, over_series};
+use super::selector::reference_time;
+use super::value::{Sample, Value};
+use crate::error::{Error, Result};
+
+const RANGE_FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "sum_over_time",
+    "avg_over_time",
+    "count_over_time",
+    "present_over_time",
+    "last_over_time",
+    "min_over_time",
+    "max_over_time",
+    "stdvar_over_time",
+    "stddev_over_time",
+    "quantile_over_time",
+    "changes",
+    "resets",
+    "deriv",
+    "predict_linear",
+];
+
+/// Evaluates a function call at `t`.
+pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
+    let name = c.func.name;
+    let args = &c.args.args;
+    let arg = |i: usize| -> Result<&Expr> {
+        args.get(i)
+            .map(|a| a.as_ref())
+            .ok_or_else(|| Error::BadData(format!("missing argument {} of {name}()", i + 1)))
+    };
+    if RANGE_FUNCTIONS.contains(&name) {
+        return range_call(ev, name, args.iter().map(|a| a.as_ref()).collect(), t);
+    }
+    match name {
+        "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
+        "vector" => {
+            let v = ev.eval_scalar(arg(0)?, t)?;
+            Ok(Value::Vector(vec![Sample {
+                labels: Labels::default(),
+                value: v,
+            }]))
+        }
+        "scalar" => {
+            let v = ev.eval_vector(arg(0)?, t)?;
+            Ok(Value::Scalar(if v.len() == 1 {
+                v[0].value
+            } else {
+                f64::NAN
+            }))
+        }
+        "abs" | "ceil" | "floor" | "sqrt" | "exp" | "ln" | "log2" | "log10" | "sgn" => {
+            let f: fn(f64) -> f64 = match name {
+                "abs" => f64::abs,
+                "ceil" => f64::ceil,
+                "floor" => f64::floor,
+                "sqrt" => f64::sqrt,
+                "exp" => f64::exp,
+                "ln" => f64::ln,
+                "log2" => f64::log2,
+                "log10" => f64::log10,
+                _ => |v: f64| {
+                    if v > 0.0 {
+                        1.0
+                    } else if v < 0.0 {
+                        -1.0
+                    } else {
+                        v
+                    }
+                },
+            };
+            map_values(ev.eval_vector(arg(0)?, t)?, f)
+        }
+        "round" => {
+            let to_nearest = match args.get(1) {
+                Some(a) => ev.eval_scalar(a, t)?,
+                None => 1.0,
+            };
+            let inv = 1.0 / to_nearest;
+            // Prometheus rounds half up: floor(v * inv + 0.5) / inv.
+            map_values(ev.eval_vector(arg(0)?, t)?, |v| {
+                (v * inv + 0.5).floor() / inv
+            })
+        }
+        "clamp" => {
+            let (min, max) = (ev.eval_scalar(arg(1)?, t)?, ev.eval_scalar(arg(2)?, t)?);
+            if max < min {
+                return Ok(Value::Vector(Vec::new()));
+            }
+            map_values(ev.eval_vector(arg(0)?, t)?, |v| go_max(min, go_min(max, v)))
+        }
+        "clamp_min" => {
+            let min = ev.eval_scalar(arg(1)?, t)?;
+            map_values(ev.eval_vector(arg(0)?, t)?, |v| go_max(min, v))
+        }
+        "clamp_max" => {
+            let max = ev.eval_scalar(arg(1)?, t)?;
+            map_values(ev.eval_vector(arg(0)?, t)?, |v| go_min(max, v))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = ev.eval_vector(arg(0)?, t)?;
+            let desc = name == "sort_desc";
+            v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+            });
+            Ok(Value::Vector(v))
+        }
+        "label_replace" => label_replace(ev, args, t),
+        "label_join" => label_join(ev, args, t),
+        "absent" => {
+            let v = ev.eval_vector(arg(0)?, t)?;
+            absent(v.is_empty(), unwrap_parens(arg(0)?))
+        }
+        other => Err(Error::unsupported(format!("function {other}()"))),
+    }
+}
+
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Applies `f` to every value, dropping metric names (as Prometheus' simple functions do).
+fn map_values(samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Result<Value> {
+    let out = samples
+        .into_iter()
+        .map(|s| Sample {
+            labels: s.labels.without_name(),
+            value: f(s.value),
+        })
+        .collect();
+    check_unique(out).map(Value::Vector)
+}
+
+fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Value> {
+    // quantile_over_time(φ, m) has the matrix second; predict_linear(m, s) first.
+    let (matrix_arg, scalar_arg) = match name {
+        "quantile_over_time" => (args.get(1), args.first()),
+        "predict_linear" => (args.first(), args.get(1)),
+        _ => (args.first(), None),
+    };
+    let ms = match matrix_arg.map(|a| unwrap_parens(a)) {
+        Some(Expr::MatrixSelector(ms)) => ms,
+        Some(Expr::Subquery(_)) => return Err(Error::unsupported("subquery")),
+        _ => {
+            return Err(Error::BadData(format!(
+                "{name}() expects a range vector argument"
+            )));
+        }
+    };
+    let param = match scalar_arg {
+        Some(a) => ev.eval_scalar(a, t)?,
+        None => f64::NAN,
+    };
+    let at = reference_time(&ms.vs, ev.frame, t);
+    let window = Window {
+        start_ms: at.saturating_sub(ms.range.as_millis() as i64),
+        end_ms: at,
+    };
+    let intercept_ms = intercept_time(ev, ms, t);
+    let keep_name = name == "last_over_time";
+    let mut out = Vec::new();
+    for s in ev.range(ms, t)? {
+        let value = over_series(name, &s.points, window, param, intercept_ms)
+            .map_err(|()| Error::unsupported(format!("function {name}()")))?;
+        if let Some(value) = value {
+            let labels = if keep_name {
+                s.labels
+            } else {
+                s.labels.without_name()
+            };
+            out.push(Sample { labels, value });
+        }
+    }
+    check_unique(out).map(Value::Vector)
+}
+
+/// `predict_linear` predicts relative to the evaluation time; Prometheus evaluates
+/// expressions pinned with `@` once, at the query start.
+fn intercept_time(ev: &Evaluator, ms: &MatrixSelector, t: i64) -> i64 {
+    if ms.vs.at.is_some() {
+        ev.frame.start_ms
+    } else {
+        t
+    }
+}
+
+fn string_arg(ev: &Evaluator, args: &[Box<Expr>], i: usize, t: i64, func: &str) -> Result<String> {
+    match args.get(i).map(|a| ev.eval(a, t)).transpose()? {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(Error::BadData(format!(
+            "argument {} of {func}() must be a string",
+            i + 1
+        ))),
+    }
+}
+
+fn label_replace(ev: &Evaluator, args: &[Box<Expr>], t: i64) -> Result<Value> {
+    let [dst, repl, src, re] = [1, 2, 3, 4].map(|i| string_arg(ev, args, i, t, "label_replace"));
+    let (dst, repl, src, re) = (dst?, repl?, src?, re?);
+    let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+        Error::BadData(format!(
+            "invalid regular expression in label_replace(): {re}: {e}"
+        ))
+    })?;
+    if !is_valid_label_name(&dst) {
+        return Err(Error::BadData(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let input = ev.eval_vector(&args[0], t)?;
+    let mut out = Vec::with_capacity(input.len());
+    for s in input {
+        let value = s.labels.get(&src).unwrap_or("");
+        let labels = match regex.captures(value) {
+            Some(caps) => {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                s.labels.with(&dst, &res)
+            }
+            None => s.labels,
+        };
+        out.push(Sample {
+            labels,
+            value: s.value,
+        });
+    }
+    check_unique(out).map(Value::Vector)
+}
+
+fn label_join(ev: &Evaluator, args: &[Box<Expr>], t: i64) -> Result<Value> {
+    let dst = string_arg(ev, args, 1, t, "label_join")?;
+    let sep = string_arg(ev, args, 2, t, "label_join")?;
+    let srcs: Vec<String> = (3..args.len())
+        .map(|i| string_arg(ev, args, i, t, "label_join"))
+        .collect::<Result<_>>()?;
+    if !is_valid_label_name(&dst) {
+        return Err(Error::BadData(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let input = ev.eval_vector(&args[0], t)?;
+    let out = input
+        .into_iter()
+        .map(|s| {
+            let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+            Sample {
+                labels: s.labels.with(&dst, &joined.join(&sep)),
+                value: s.value,
+            }
+        })
+        .collect();
+    check_unique(out).map(Value::Vector)
+}
+
+/// `absent(v)`: one sample of value 1 when `v` is empty, labelled from the selector's equality
+/// matchers (Prometheus' `createLabelsForAbsentFunction`).
+fn absent(is_empty: bool, arg: &Expr) -> Result<Value> {
+    if !is_empty {
+        return Ok(Value::Vector(Vec::new()));
+    }
+    let mut labels = Labels::default();
+    if let Expr::VectorSelector(vs) = arg {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(Error::unsupported(
+                "absent() of a selector with `or` matchers",
+            ));
+        }
+        let mut dropped: Vec<&str> = Vec::new();
+        for m in &vs.matchers.matchers {
+            if m.name == METRIC_NAME {
+                continue;
+            }
+            if m.op == MatchOp::Equal && labels.get(&m.name).is_none() {
+                labels = labels.with(&m.name, &m.value);
+            } else if labels.get(&m.name).is_some() {
+                dropped.push(&m.name);
+            }
+        }
+        for name in dropped {
+            labels = labels.with(name, "");
+        }
+    }
+    Ok(Value::Vector(vec![Sample { labels, value: 1.0 }]))
+}

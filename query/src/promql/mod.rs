@@ -1,0 +1,163 @@
+//! PromQL: parsing with `promql-parser`, evaluation over a [`MetricsReader`].
+//!
+//! Each selector's data is fetched from the reader once for the whole query, then every
+//! evaluation step slices it in memory. Anything not implemented is rejected with a
+//! [`Error::BadData`] saying "… is not supported yet", never answered approximately.
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod range_functions;
+mod selector;
+mod value;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashMap;
+
+use pharos_model::{Labels, MetricsReader};
+use promql_parser::parser::Expr;
+use promql_parser::parser::token::{T_BOTTOMK, T_TOPK};
+use promql_parser::parser::value::ValueType;
+
+pub use selector::{LOOKBACK_MS, MAX_SAMPLES};
+pub use value::{
+    QueryResult, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
+};
+
+use crate::error::{Error, Result};
+use eval::Evaluator;
+use selector::{Fetched, Frame};
+
+/// Most points a range query may return per series (as Prometheus).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Parses a PromQL expression; a parse error is [`Error::BadData`] carrying the parser's message.
+pub fn parse(query: &str) -> Result<Expr> {
+    // The parser is third-party code fed untrusted input: never let it take the process down.
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| Error::BadData(format!("failed to parse PromQL query {query:?}")))?;
+    parsed.map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+/// Evaluates `query` at `time_ms` (an instant query).
+pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> Result<QueryResult> {
+    let expr = parse(query)?;
+    let frame = Frame {
+        start_ms: time_ms,
+        end_ms: time_ms,
+    };
+    let ev = Evaluator {
+        frame,
+        fetched: Fetched::load(reader, &expr, frame)?,
+    };
+    let value = match ev.eval(&expr, time_ms)? {
+        Value::Vector(mut v) => {
+            if !keeps_order(&expr) {
+                v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+            Value::Vector(v)
+        }
+        Value::Matrix(mut m) => {
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(m)
+        }
+        other => other,
+    };
+    Ok(QueryResult { value, time_ms })
+}
+
+/// True when the expression's own order is its meaning (`sort`, `topk`, …).
+fn keeps_order(expr: &Expr) -> bool {
+    match eval::unwrap_parens(expr) {
+        Expr::Call(c) => matches!(c.func.name, "sort" | "sort_desc"),
+        Expr::Aggregate(a) => matches!(a.op.id(), T_TOPK | T_BOTTOMK),
+        _ => false,
+    }
+}
+
+/// Evaluates `query` at `start_ms, start_ms + step_ms, … ≤ end_ms` (a range query); the result
+/// is a matrix sorted by labels.
+pub fn range_query(
+    reader: &dyn MetricsReader,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<QueryResult> {
+    if step_ms <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if end_ms < start_ms {
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    if (end_ms as i128 - start_ms as i128) / step_ms as i128 > MAX_POINTS_PER_SERIES as i128 {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the \
+             query resolution (?step=XX)"
+                .into(),
+        ));
+    }
+    let expr = parse(query)?;
+    match expr.value_type() {
+        ValueType::Scalar | ValueType::Vector => {}
+        other => {
+            let name = if other == ValueType::Matrix {
+                "range vector"
+            } else {
+                "string"
+            };
+            return Err(Error::BadData(format!(
+                "invalid expression type \"{name}\" for range query, must be Scalar or instant \
+                 Vector"
+            )));
+        }
+    }
+    let frame = Frame { start_ms, end_ms };
+    let ev = Evaluator {
+        frame,
+        fetched: Fetched::load(reader, &expr, frame)?,
+    };
+    let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+    let mut t = start_ms;
+    while t <= end_ms {
+        match ev.eval(&expr, t)? {
+            Value::Scalar(v) => by_labels.entry(Labels::default()).or_default().push((t, v)),
+            Value::Vector(samples) => {
+                for s in samples {
+                    by_labels.entry(s.labels).or_default().push((t, s.value));
+                }
+            }
+            other => {
+                return Err(Error::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant \
+                     Vector",
+                    match other {
+                        Value::Matrix(_) => "range vector",
+                        _ => other.type_name(),
+                    }
+                )));
+            }
+        }
+        match t.checked_add(step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
+    }
+    let mut series: Vec<RangeSeries> = by_labels
+        .into_iter()
+        .map(|(labels, points)| RangeSeries { labels, points })
+        .collect();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(QueryResult {
+        value: Value::Matrix(series),
+        time_ms: end_ms,
+    })
+}

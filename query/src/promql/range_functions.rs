@@ -1,0 +1,279 @@
+//! Functions over range vectors (`rate`, `increase`, `*_over_time`, …), following
+//! promql/functions.go in Prometheus.
+
+use super::aggregate::{kahan_mean, kahan_sum, kahan_sum_inc, quantile};
+
+/// The window a range function looked at: `(start_ms, end_ms]` and its length.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Left (open) bound: reference time minus range.
+    pub start_ms: i64,
+    /// Right (closed) bound: the reference time.
+    pub end_ms: i64,
+}
+
+impl Window {
+    fn range_seconds(&self) -> f64 {
+        (self.end_ms - self.start_ms) as f64 / 1000.0
+    }
+}
+
+/// Prometheus' `extrapolatedRate`: `rate` (`is_counter && is_rate`), `increase`
+/// (`is_counter`), `delta` (neither). `None` with fewer than two samples.
+pub fn extrapolated_rate(
+    points: &[(i64, f64)],
+    w: Window,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (first_t, first_v) = points[0];
+    let (last_t, last_v) = points[points.len() - 1];
+    let mut result = last_v - first_v;
+    if is_counter {
+        let mut prev = first_v;
+        for &(_, v) in &points[1..] {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let mut to_start = (first_t - w.start_ms) as f64 / 1000.0;
+    let mut to_end = (w.end_ms - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_step = sampled / (points.len() - 1) as f64;
+    let threshold = avg_step * 1.1;
+    if to_start >= threshold {
+        to_start = avg_step / 2.0;
+    }
+    if is_counter && result > 0.0 && first_v >= 0.0 {
+        // A counter cannot go below zero: do not extrapolate past its zero point.
+        let to_zero = sampled * (first_v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_step / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= w.range_seconds();
+    }
+    Some(result * factor)
+}
+
+/// Prometheus' `instantValue`: `irate` (`is_rate`) and `idelta` from the last two samples.
+pub fn instant_value(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (prev_t, prev_v) = points[points.len() - 2];
+    let (last_t, last_v) = points[points.len() - 1];
+    let mut result = if is_rate && last_v < prev_v {
+        last_v
+    } else {
+        last_v - prev_v
+    };
+    let interval = last_t - prev_t;
+    if interval == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Prometheus' `linearRegression` with x in seconds relative to `intercept_ms`.
+pub fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
+    let init_y = points[0].1;
+    let const_y = points.iter().all(|(_, v)| *v == init_y);
+    let (mut n, mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    for &(ts, v) in points {
+        n += 1.0;
+        let x = (ts - intercept_ms) as f64 / 1e3;
+        (sx, cx) = kahan_sum_inc(x, sx, cx);
+        (sy, cy) = kahan_sum_inc(v, sy, cy);
+        (sxy, cxy) = kahan_sum_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_sum_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+/// Population variance over time with compensated sums (Prometheus' `varianceOverTime`).
+fn variance_over_time(points: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in points {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Evaluates the range function `name` on one series' non-empty `points`. `param` is the
+/// scalar argument of `quantile_over_time`/`predict_linear`; `intercept_ms` the evaluation
+/// time for `predict_linear`. `None` drops the series; `Err` names an unknown function.
+pub fn over_series(
+    name: &str,
+    points: &[(i64, f64)],
+    w: Window,
+    param: f64,
+    intercept_ms: i64,
+) -> Result<Option<f64>, ()> {
+    let values = || points.iter().map(|(_, v)| *v);
+    Ok(match name {
+        "rate" => extrapolated_rate(points, w, true, true),
+        "increase" => extrapolated_rate(points, w, true, false),
+        "delta" => extrapolated_rate(points, w, false, false),
+        "irate" => instant_value(points, true),
+        "idelta" => instant_value(points, false),
+        "sum_over_time" => Some(kahan_sum(values())),
+        "avg_over_time" => Some(kahan_mean(values())),
+        "count_over_time" => Some(points.len() as f64),
+        "present_over_time" => Some(1.0),
+        "last_over_time" => points.last().map(|(_, v)| *v),
+        "min_over_time" => {
+            Some(values().fold(
+                points[0].1,
+                |acc, v| {
+                    if v < acc || acc.is_nan() { v } else { acc }
+                },
+            ))
+        }
+        "max_over_time" => {
+            Some(values().fold(
+                points[0].1,
+                |acc, v| {
+                    if v > acc || acc.is_nan() { v } else { acc }
+                },
+            ))
+        }
+        "stdvar_over_time" => Some(variance_over_time(points)),
+        "stddev_over_time" => Some(variance_over_time(points).sqrt()),
+        "quantile_over_time" => Some(quantile(param, values().collect())),
+        "changes" => Some(
+            points
+                .windows(2)
+                .filter(|p| !(p[0].1 == p[1].1 || (p[0].1.is_nan() && p[1].1.is_nan())))
+                .count() as f64,
+        ),
+        "resets" => Some(points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+        "deriv" if points.len() >= 2 => Some(linear_regression(points, points[0].0).0),
+        "predict_linear" if points.len() >= 2 => {
+            let (slope, intercept) = linear_regression(points, intercept_ms);
+            Some(slope * param + intercept)
+        }
+        "deriv" | "predict_linear" => None,
+        _ => return Err(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(start_ms: i64, end_ms: i64) -> Window {
+        Window { start_ms, end_ms }
+    }
+
+    #[test]
+    fn rate_extrapolates_to_window_edges_when_samples_are_close() {
+        // Window (0s, 60s], samples every 10s at 5..55s: values 0,10,...,50 would hit zero-point
+        // clamping, so start at 100: 100,110,120,130,140,150. Increase in samples = 50 over 50s.
+        // to_start = 5s, to_end = 5s, avg step 10s, threshold 11s: both extrapolate fully.
+        // Zero point: 50s * 100/50 = 100s > 5s, no clamp. Extrapolated: 50 * 60/50 = 60.
+        // rate = 60 / 60s = 1.
+        let pts: Vec<(i64, f64)> = (0..6)
+            .map(|i| (5_000 + i * 10_000, 100.0 + 10.0 * i as f64))
+            .collect();
+        assert_eq!(
+            extrapolated_rate(&pts, w(0, 60_000), true, false),
+            Some(60.0)
+        );
+        assert_eq!(extrapolated_rate(&pts, w(0, 60_000), true, true), Some(1.0));
+    }
+
+    #[test]
+    fn rate_extrapolates_half_a_step_when_series_starts_inside_window() {
+        // Window (0, 60s]; samples at 30,40,50s: 10,20,30. avg step 10s, threshold 11s.
+        // to_start = 30s >= 11 -> 5s; zero point = 20s * 10/20 = 10s > 5s, no clamp.
+        // to_end = 10s < 11 -> kept. Interval = 20 + 5 + 10 = 35s; increase = 20 * 35/20 = 35.
+        let pts = [(30_000, 10.0), (40_000, 20.0), (50_000, 30.0)];
+        assert_eq!(
+            extrapolated_rate(&pts, w(0, 60_000), true, false),
+            Some(35.0)
+        );
+    }
+
+    #[test]
+    fn increase_clamps_extrapolation_at_counter_zero_point() {
+        // Window (0, 60s]; samples at 10,20,...,50s: 1,11,21,31,41. result 40 over 40s.
+        // to_start = 10s (< 11 threshold); zero point = 40 * 1/40 = 1s < 10 -> 1s.
+        // to_end = 10s. Interval = 40 + 1 + 10 = 51s; increase = 40 * 51/40 = 51.
+        let pts = [
+            (10_000, 1.0),
+            (20_000, 11.0),
+            (30_000, 21.0),
+            (40_000, 31.0),
+            (50_000, 41.0),
+        ];
+        assert_eq!(
+            extrapolated_rate(&pts, w(0, 60_000), true, false),
+            Some(51.0)
+        );
+    }
+
+    #[test]
+    fn counter_reset_adds_the_value_before_the_reset() {
+        // Samples at 10,20,30s: 10, 20, 5 (reset). result = 5 - 10 + 20 = 15 over 20s.
+        // Window (10s-ish): use (5s, 35s]: to_start 5s, to_end 5s, avg 10s: full extrapolation.
+        // Zero point: 20 * 10/15 = 13.3s > 5s. Interval = 30s; increase = 15 * 30/20 = 22.5.
+        let pts = [(10_000, 10.0), (20_000, 20.0), (30_000, 5.0)];
+        assert_eq!(
+            extrapolated_rate(&pts, w(5_000, 35_000), true, false),
+            Some(22.5)
+        );
+        // delta ignores resets: -5 * 30/20 = -7.5.
+        assert_eq!(
+            extrapolated_rate(&pts, w(5_000, 35_000), false, false),
+            Some(-7.5)
+        );
+    }
+
+    #[test]
+    fn irate_uses_last_two_samples_and_handles_resets() {
+        assert_eq!(
+            instant_value(&[(0, 1.0), (10_000, 5.0), (20_000, 25.0)], true),
+            Some(2.0)
+        );
+        assert_eq!(instant_value(&[(0, 50.0), (10_000, 20.0)], true), Some(2.0));
+        assert_eq!(
+            instant_value(&[(0, 50.0), (10_000, 20.0)], false),
+            Some(-30.0)
+        );
+        assert_eq!(instant_value(&[(0, 1.0)], true), None);
+    }
+
+    #[test]
+    fn deriv_of_a_line_is_its_slope() {
+        let pts: Vec<(i64, f64)> = (0..5).map(|i| (i * 1000, 3.0 + 2.0 * i as f64)).collect();
+        assert_eq!(linear_regression(&pts, 0), (2.0, 3.0));
+    }
+}

@@ -1,0 +1,235 @@
+//! Vector and matrix selectors: fetching each selector's data once for the whole query, then
+//! slicing it in memory per evaluation step (lookback, ranges, staleness, `offset` and `@`).
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pharos_model::otlp::is_stale_nan;
+use pharos_model::select::MatchOp as ModelMatchOp;
+use pharos_model::{LabelMatcher, Labels, METRIC_NAME, MetricsReader, Series};
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::value::{RangeSeries, Sample};
+use crate::error::{Error, Result};
+
+/// How far back an instant vector selector looks for a sample (Prometheus' default 5m).
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Most samples one query may load from the store (Prometheus' default `query.max-samples`).
+pub const MAX_SAMPLES: usize = 50_000_000;
+
+/// The query's time frame, which `@ start()` / `@ end()` refer to.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// First evaluation time (ms).
+    pub start_ms: i64,
+    /// Last evaluation time (ms).
+    pub end_ms: i64,
+}
+
+/// Data of every selector of one query, keyed by the selector's address in the AST.
+#[derive(Default)]
+pub struct Fetched {
+    by_selector: HashMap<usize, Vec<Series>>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The time a selector reads at when the query evaluates at `t`: `@` then `offset` applied.
+pub fn reference_time(vs: &VectorSelector, frame: Frame, t: i64) -> i64 {
+    let base = match &vs.at {
+        None => t,
+        Some(AtModifier::Start) => frame.start_ms,
+        Some(AtModifier::End) => frame.end_ms,
+        Some(AtModifier::At(st)) => system_time_ms(st),
+    };
+    let offset = match &vs.offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    };
+    base.saturating_sub(offset)
+}
+
+fn model_matcher(m: &Matcher) -> LabelMatcher {
+    let op = match &m.op {
+        MatchOp::Equal => ModelMatchOp::Equal,
+        MatchOp::NotEqual => ModelMatchOp::NotEqual,
+        // The parser's regexes are already anchored and Go-compatible.
+        MatchOp::Re(re) => ModelMatchOp::Regex(re.clone()),
+        MatchOp::NotRe(re) => ModelMatchOp::NotRegex(re.clone()),
+    };
+    LabelMatcher {
+        name: m.name.clone(),
+        op,
+        value: m.value.clone(),
+    }
+}
+
+/// The selector's matchers as alternatives (`{a="1" or b="2"}` gives two groups).
+pub fn matcher_groups(vs: &VectorSelector) -> Vec<Vec<LabelMatcher>> {
+    let mut common: Vec<LabelMatcher> = vs.matchers.matchers.iter().map(model_matcher).collect();
+    if let Some(name) = &vs.name {
+        common.push(LabelMatcher::equal(METRIC_NAME, name));
+    }
+    if vs.matchers.or_matchers.is_empty() {
+        return vec![common];
+    }
+    vs.matchers
+        .or_matchers
+        .iter()
+        .map(|group| {
+            let mut g: Vec<LabelMatcher> = group.iter().map(model_matcher).collect();
+            g.extend(common.iter().cloned());
+            g
+        })
+        .collect()
+}
+
+impl Fetched {
+    /// Walks `expr` and loads every selector's samples for the whole frame.
+    pub fn load(reader: &dyn MetricsReader, expr: &Expr, frame: Frame) -> Result<Fetched> {
+        let mut fetched = Fetched::default();
+        let mut total = 0usize;
+        fetched.walk(reader, expr, frame, &mut total)?;
+        Ok(fetched)
+    }
+
+    fn walk(
+        &mut self,
+        reader: &dyn MetricsReader,
+        expr: &Expr,
+        frame: Frame,
+        total: &mut usize,
+    ) -> Result<()> {
+        match expr {
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+            Expr::Paren(p) => self.walk(reader, &p.expr, frame, total),
+            Expr::Unary(u) => self.walk(reader, &u.expr, frame, total),
+            Expr::Binary(b) => {
+                self.walk(reader, &b.lhs, frame, total)?;
+                self.walk(reader, &b.rhs, frame, total)
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.walk(reader, p, frame, total)?;
+                }
+                self.walk(reader, &a.expr, frame, total)
+            }
+            Expr::Call(c) => {
+                for arg in &c.args.args {
+                    self.walk(reader, arg, frame, total)?;
+                }
+                Ok(())
+            }
+            Expr::VectorSelector(vs) => self.fetch(reader, vs, LOOKBACK_MS, frame, total),
+            Expr::MatrixSelector(ms) => {
+                self.fetch(reader, &ms.vs, ms.range.as_millis() as i64, frame, total)
+            }
+            Expr::Subquery(_) => Err(Error::unsupported("subquery")),
+            Expr::Extension(_) => Err(Error::unsupported("extension expression")),
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        reader: &dyn MetricsReader,
+        vs: &VectorSelector,
+        range_ms: i64,
+        frame: Frame,
+        total: &mut usize,
+    ) -> Result<()> {
+        let first = reference_time(vs, frame, frame.start_ms);
+        let last = reference_time(vs, frame, frame.end_ms);
+        // Windows are left-open: (ref - range, ref].
+        let from = first.saturating_sub(range_ms).saturating_add(1);
+        let mut seen: HashMap<Labels, usize> = HashMap::new();
+        let mut series: Vec<Series> = Vec::new();
+        for group in matcher_groups(vs) {
+            let found = reader
+                .select_series(&group, from, last)
+                .map_err(|e| Error::Internal(format!("reading series for {vs}: {e}")))?;
+            for s in found {
+                if seen.contains_key(&s.labels) {
+                    continue; // matched by two `or` alternatives
+                }
+                *total += s.samples.len();
+                if *total > MAX_SAMPLES {
+                    return Err(Error::Execution(
+                        "query processing would load too many samples into memory in query \
+                         execution"
+                            .into(),
+                    ));
+                }
+                seen.insert(s.labels.clone(), series.len());
+                series.push(s);
+            }
+        }
+        self.by_selector.insert(key(vs), series);
+        Ok(())
+    }
+
+    fn series(&self, vs: &VectorSelector) -> Result<&[Series]> {
+        self.by_selector
+            .get(&key(vs))
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::Internal(format!("selector {vs} was not loaded")))
+    }
+
+    /// The instant vector of `vs` at reference time `at`: per series the latest sample in
+    /// `(at - 5m, at]`, absent when that sample is a staleness marker.
+    pub fn instant(&self, vs: &VectorSelector, at: i64) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        for s in self.series(vs)? {
+            let idx = s.samples.partition_point(|(ts, _)| *ts <= at);
+            if idx == 0 {
+                continue;
+            }
+            let (ts, v) = s.samples[idx - 1];
+            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+                out.push(Sample {
+                    labels: s.labels.clone(),
+                    value: v,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The range vector of `vs` with `range_ms` ending at reference time `at`: samples in
+    /// `(at - range, at]`, staleness markers removed, series without samples omitted.
+    pub fn range(&self, vs: &VectorSelector, range_ms: i64, at: i64) -> Result<Vec<RangeSeries>> {
+        let mut out = Vec::new();
+        for s in self.series(vs)? {
+            let lo = s
+                .samples
+                .partition_point(|(ts, _)| *ts <= at.saturating_sub(range_ms));
+            let hi = s.samples.partition_point(|(ts, _)| *ts <= at);
+            if lo >= hi {
+                continue;
+            }
+            let points: Vec<(i64, f64)> = s.samples[lo..hi]
+                .iter()
+                .copied()
+                .filter(|(_, v)| !is_stale_nan(*v))
+                .collect();
+            if !points.is_empty() {
+                out.push(RangeSeries {
+                    labels: s.labels.clone(),
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

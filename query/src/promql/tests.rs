@@ -1,0 +1,514 @@
+//! Evaluator tests against an in-memory store; expected values are worked out by hand.
+
+use pharos_model::otlp::STALE_NAN_BITS;
+use pharos_model::select::matches_all;
+use pharos_model::{LabelMatcher, Labels, MetricsReader, Series};
+
+use super::*;
+
+/// In-memory store; records every `select_series` call.
+#[derive(Default)]
+pub struct MemStore {
+    pub series: Vec<Series>,
+    pub calls: std::sync::Mutex<usize>,
+}
+
+impl MemStore {
+    pub fn add(&mut self, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        self.series.push(Series {
+            labels: Labels::from_pairs(labels.iter().copied()),
+            samples: samples.to_vec(),
+        });
+    }
+}
+
+impl MetricsReader for MemStore {
+    fn select_series(
+        &self,
+        m: &[LabelMatcher],
+        start: i64,
+        end: i64,
+    ) -> std::result::Result<Vec<Series>, String> {
+        *self.calls.lock().map_err(|e| e.to_string())? += 1;
+        Ok(self
+            .series
+            .iter()
+            .filter(|s| matches_all(m, &s.labels))
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|(t, _)| *t >= start && *t <= end)
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+}
+
+fn stale() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+const S: i64 = 1000;
+
+fn vector(store: &MemStore, q: &str, t: i64) -> Vec<(String, f64)> {
+    match instant_query(store, q, t).unwrap().value {
+        Value::Vector(v) => v
+            .into_iter()
+            .map(|s| (s.labels.to_string(), s.value))
+            .collect(),
+        other => panic!("{q}: expected vector, got {other:?}"),
+    }
+}
+
+fn scalar(store: &MemStore, q: &str, t: i64) -> f64 {
+    match instant_query(store, q, t).unwrap().value {
+        Value::Scalar(v) => v,
+        other => panic!("{q}: expected scalar, got {other:?}"),
+    }
+}
+
+fn err(store: &MemStore, q: &str) -> Error {
+    instant_query(store, q, 150 * S).unwrap_err()
+}
+
+fn pair(l: &str, v: f64) -> (String, f64) {
+    (l.to_string(), v)
+}
+
+/// Two counters of job "api" on instances a/b, one gauge, sampled every 15s from 0 to 600s.
+fn store() -> MemStore {
+    let mut s = MemStore::default();
+    let every15 = |f: &dyn Fn(i64) -> f64| -> Vec<(i64, f64)> {
+        (0..=40).map(|i| (i * 15 * S, f(i))).collect()
+    };
+    // a grows 1 per 15s; b grows 2 per 15s.
+    s.add(
+        &[("__name__", "reqs"), ("job", "api"), ("instance", "a")],
+        &every15(&|i| i as f64),
+    );
+    s.add(
+        &[("__name__", "reqs"), ("job", "api"), ("instance", "b")],
+        &every15(&|i| 2.0 * i as f64),
+    );
+    s.add(
+        &[("__name__", "temp"), ("job", "api"), ("instance", "a")],
+        &every15(&|_| 20.0),
+    );
+    s.add(&[("__name__", "limit"), ("instance", "a")], &[(0, 10.0)]);
+    s.add(&[("__name__", "limit"), ("instance", "b")], &[(0, 100.0)]);
+    s
+}
+
+#[test]
+fn literals_and_scalar_arithmetic() {
+    let s = store();
+    assert_eq!(scalar(&s, "1 + 2 * 3", 0), 7.0);
+    assert_eq!(scalar(&s, "-(2 ^ 3) % 5", 0), -3.0);
+    assert_eq!(scalar(&s, "2 > bool 1", 0), 1.0);
+    assert_eq!(scalar(&s, "time()", 90 * S), 90.0);
+    assert_eq!(
+        instant_query(&s, "\"hi\"", 0).unwrap().value,
+        Value::String("hi".into())
+    );
+}
+
+#[test]
+fn lookback_window_is_five_minutes_left_open() {
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "g")], &[(0, 5.0)]);
+    assert_eq!(vector(&s, "g", 299_999), vec![pair("g{}", 5.0)]);
+    assert!(
+        vector(&s, "g", 300_000).is_empty(),
+        "sample exactly 5m old is out of the window"
+    );
+}
+
+#[test]
+fn staleness_marker_ends_the_series() {
+    let mut s = MemStore::default();
+    s.add(
+        &[("__name__", "g")],
+        &[(0, 1.0), (60 * S, 2.0), (120 * S, stale())],
+    );
+    assert_eq!(vector(&s, "g", 90 * S), vec![pair("g{}", 2.0)]);
+    assert!(vector(&s, "g", 120 * S).is_empty());
+    assert!(
+        vector(&s, "g", 200 * S).is_empty(),
+        "stale marker is the latest sample in the lookback"
+    );
+    // In a range vector the marker is dropped: count_over_time(g[2m]) at 120s sees 60s only
+    // (0s is excluded by the left-open bound).
+    assert_eq!(
+        vector(&s, "count_over_time(g[2m])", 120 * S),
+        vec![pair("{}", 1.0)]
+    );
+}
+
+#[test]
+fn matchers_offset_and_at() {
+    let s = store();
+    assert_eq!(
+        vector(&s, "reqs{instance=~\"a|c\"}", 150 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 10.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs{instance!=\"a\"}", 150 * S),
+        vec![pair("reqs{instance=\"b\", job=\"api\"}", 20.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs{instance!~\"b\"} offset 1m", 150 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 6.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs{instance=\"a\"} @ 30", 600 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 2.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs{instance=\"a\"} @ 60 offset 30s", 600 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 2.0)]
+    );
+    assert_eq!(
+        vector(&s, "{__name__=\"temp\"}", 600 * S),
+        vec![pair("temp{instance=\"a\", job=\"api\"}", 20.0)]
+    );
+}
+
+#[test]
+fn bare_matrix_selector_is_left_open_and_keeps_duplicates() {
+    let mut s = MemStore::default();
+    s.add(
+        &[("__name__", "m")],
+        &[(0, 1.0), (30 * S, 2.0), (30 * S, 2.0), (60 * S, 3.0)],
+    );
+    let r = instant_query(&s, "m[1m]", 60 * S).unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("expected matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        m[0].points,
+        vec![(30 * S, 2.0), (30 * S, 2.0), (60 * S, 3.0)]
+    );
+    assert_eq!(m[0].labels.metric_name(), Some("m"));
+}
+
+#[test]
+fn rate_and_increase_through_the_engine() {
+    let s = store();
+    // reqs{a} at t=600s over [1m]: window (540, 600], samples at 555,570,585,600 = 37..40.
+    // increase in samples 3 over 45s; to_start = 15s (< 16.5 threshold) -> extrapolate 15s;
+    // zero point 45 * 37/3 far away; to_end = 0. increase = 3 * 60/45 = 4; rate = 4/60.
+    let inc = vector(&s, "increase(reqs{instance=\"a\"}[1m])", 600 * S);
+    assert_eq!(inc.len(), 1);
+    assert_eq!(
+        inc[0].0, "{instance=\"a\", job=\"api\"}",
+        "rate drops the metric name"
+    );
+    assert!((inc[0].1 - 4.0).abs() < 1e-12);
+    let rate = vector(&s, "rate(reqs[1m])", 600 * S);
+    assert!((rate[0].1 - 4.0 / 60.0).abs() < 1e-12);
+    assert!((rate[1].1 - 8.0 / 60.0).abs() < 1e-12);
+    // irate: last two samples of b: (78 - 76)/15s.
+    let irate = vector(&s, "irate(reqs{instance=\"b\"}[1m])", 600 * S);
+    assert!((irate[0].1 - 2.0 / 15.0).abs() < 1e-12);
+}
+
+#[test]
+fn over_time_functions() {
+    let s = store();
+    // reqs{a} in (540, 600]: 37, 38, 39, 40.
+    let q = |f: &str| vector(&s, &format!("{f}(reqs{{instance=\"a\"}}[1m])"), 600 * S)[0].1;
+    assert_eq!(q("sum_over_time"), 154.0);
+    assert_eq!(q("avg_over_time"), 38.5);
+    assert_eq!(q("min_over_time"), 37.0);
+    assert_eq!(q("max_over_time"), 40.0);
+    assert_eq!(q("count_over_time"), 4.0);
+    assert_eq!(q("last_over_time"), 40.0);
+    assert_eq!(q("changes"), 3.0);
+    // population variance of 37..40: mean 38.5, squares 2.25+0.25+0.25+2.25 = 5 / 4.
+    assert_eq!(q("stdvar_over_time"), 1.25);
+    assert_eq!(
+        vector(&s, "last_over_time(temp[1m])", 600 * S)[0].0,
+        "temp{instance=\"a\", job=\"api\"}"
+    );
+}
+
+#[test]
+fn aggregations() {
+    let s = store();
+    // At 150s: reqs a = 10, b = 20.
+    assert_eq!(vector(&s, "sum(reqs)", 150 * S), vec![pair("{}", 30.0)]);
+    assert_eq!(
+        vector(&s, "sum by (job) (reqs)", 150 * S),
+        vec![pair("{job=\"api\"}", 30.0)]
+    );
+    assert_eq!(
+        vector(&s, "sum without (instance) (reqs)", 150 * S),
+        vec![pair("{job=\"api\"}", 30.0)],
+        "without drops the metric name too"
+    );
+    assert_eq!(vector(&s, "avg(reqs)", 150 * S), vec![pair("{}", 15.0)]);
+    assert_eq!(vector(&s, "count(reqs)", 150 * S), vec![pair("{}", 2.0)]);
+    assert_eq!(vector(&s, "max(reqs)", 150 * S), vec![pair("{}", 20.0)]);
+    assert_eq!(vector(&s, "min(reqs)", 150 * S), vec![pair("{}", 10.0)]);
+    assert_eq!(vector(&s, "group(reqs)", 150 * S), vec![pair("{}", 1.0)]);
+    assert_eq!(vector(&s, "stddev(reqs)", 150 * S), vec![pair("{}", 5.0)]);
+    assert_eq!(
+        vector(&s, "quantile(0.5, reqs)", 150 * S),
+        vec![pair("{}", 15.0)]
+    );
+    assert_eq!(
+        vector(&s, "topk(1, reqs)", 150 * S),
+        vec![pair("reqs{instance=\"b\", job=\"api\"}", 20.0)],
+        "topk keeps the metric name"
+    );
+    assert_eq!(
+        vector(&s, "bottomk(1, reqs)", 150 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 10.0)]
+    );
+    assert_eq!(
+        vector(&s, "count_values(\"v\", reqs)", 150 * S),
+        vec![pair("{v=\"10\"}", 1.0), pair("{v=\"20\"}", 1.0)]
+    );
+}
+
+#[test]
+fn vector_scalar_operators_and_name_dropping() {
+    let s = store();
+    assert_eq!(
+        vector(&s, "reqs * 2", 150 * S),
+        vec![
+            pair("{instance=\"a\", job=\"api\"}", 20.0),
+            pair("{instance=\"b\", job=\"api\"}", 40.0)
+        ]
+    );
+    assert_eq!(
+        vector(&s, "reqs > 15", 150 * S),
+        vec![pair("reqs{instance=\"b\", job=\"api\"}", 20.0)]
+    );
+    assert_eq!(
+        vector(&s, "15 < reqs", 150 * S),
+        vec![pair("reqs{instance=\"b\", job=\"api\"}", 20.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs > bool 15", 150 * S),
+        vec![
+            pair("{instance=\"a\", job=\"api\"}", 0.0),
+            pair("{instance=\"b\", job=\"api\"}", 1.0)
+        ]
+    );
+    assert_eq!(
+        vector(&s, "-temp", 150 * S),
+        vec![pair("{instance=\"a\", job=\"api\"}", -20.0)]
+    );
+}
+
+#[test]
+fn vector_matching() {
+    let s = store();
+    // One-to-one on all labels but the name: temp{a} / reqs{a} at 150s = 20/10.
+    assert_eq!(
+        vector(&s, "temp / reqs", 150 * S),
+        vec![pair("{instance=\"a\", job=\"api\"}", 2.0)]
+    );
+    // on(instance) keeps only the instance label.
+    assert_eq!(
+        vector(&s, "reqs / on(instance) limit", 150 * S),
+        vec![pair("{instance=\"a\"}", 1.0), pair("{instance=\"b\"}", 0.2)]
+    );
+    assert_eq!(
+        vector(&s, "reqs / ignoring(job) limit", 150 * S),
+        vec![pair("{instance=\"a\"}", 1.0), pair("{instance=\"b\"}", 0.2)]
+    );
+    // Filtering comparison keeps the left value; one-to-one on() keeps only the on labels
+    // (Prometheus' resultMetric `Keep`, which drops the name too). a: 10 < 10 no; b: 20 < 100.
+    assert!(vector(&s, "reqs > on(instance) limit", 150 * S).is_empty());
+    assert_eq!(
+        vector(&s, "reqs < on(instance) limit", 150 * S),
+        vec![pair("{instance=\"b\"}", 20.0)]
+    );
+    // Without on(), the filtering comparison keeps the name: temp{a} (20) >= reqs{a} (10).
+    assert_eq!(
+        vector(&s, "temp >= reqs", 150 * S),
+        vec![pair("temp{instance=\"a\", job=\"api\"}", 20.0)]
+    );
+    // group_left keeps all labels of the many side plus included labels from the one side.
+    let mut s2 = store();
+    s2.add(
+        &[("__name__", "info"), ("job", "api"), ("team", "core")],
+        &[(0, 1.0)],
+    );
+    assert_eq!(
+        vector(&s2, "reqs * on(job) group_left(team) info", 150 * S),
+        vec![
+            pair("{instance=\"a\", job=\"api\", team=\"core\"}", 10.0),
+            pair("{instance=\"b\", job=\"api\", team=\"core\"}", 20.0),
+        ]
+    );
+    let e = err(&s2, "reqs * on(job) info");
+    assert!(matches!(e, Error::Execution(_)), "{e}");
+    let e = err(&s2, "info * on(job) reqs");
+    assert!(
+        e.to_string().contains("many-to-many matching not allowed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn set_operators() {
+    let s = store();
+    assert_eq!(
+        vector(&s, "reqs and on(instance) temp", 150 * S),
+        vec![pair("reqs{instance=\"a\", job=\"api\"}", 10.0)]
+    );
+    assert_eq!(
+        vector(&s, "reqs unless on(instance) temp", 150 * S),
+        vec![pair("reqs{instance=\"b\", job=\"api\"}", 20.0)]
+    );
+    assert_eq!(
+        vector(&s, "temp or reqs", 150 * S),
+        vec![
+            pair("reqs{instance=\"b\", job=\"api\"}", 20.0),
+            pair("temp{instance=\"a\", job=\"api\"}", 20.0)
+        ]
+    );
+}
+
+#[test]
+fn simple_functions() {
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "v"), ("k", "1")], &[(0, -2.5)]);
+    s.add(&[("__name__", "v"), ("k", "2")], &[(0, 1.25)]);
+    let q = |e: &str| {
+        vector(&s, e, 0)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(q("abs(v)"), vec![2.5, 1.25]);
+    assert_eq!(q("ceil(v)"), vec![-2.0, 2.0]);
+    assert_eq!(q("floor(v)"), vec![-3.0, 1.0]);
+    assert_eq!(q("round(v)"), vec![-2.0, 1.0], "Prometheus rounds half up");
+    assert_eq!(q("round(v, 0.5)"), vec![-2.5, 1.5]);
+    assert_eq!(q("clamp(v, -1, 1)"), vec![-1.0, 1.0]);
+    assert_eq!(q("sort_desc(v)"), vec![1.25, -2.5]);
+    assert_eq!(scalar(&s, "scalar(v{k=\"1\"})", 0), -2.5);
+    assert!(scalar(&s, "scalar(v)", 0).is_nan());
+    assert_eq!(vector(&s, "vector(3)", 0), vec![pair("{}", 3.0)]);
+    assert_eq!(
+        vector(&s, "absent(nope{a=\"x\"})", 0),
+        vec![pair("{a=\"x\"}", 1.0)]
+    );
+    assert_eq!(
+        vector(
+            &s,
+            "label_replace(v{k=\"1\"}, \"dst\", \"x-$1\", \"k\", \"(.*)\")",
+            0
+        ),
+        vec![pair("v{dst=\"x-1\", k=\"1\"}", -2.5)]
+    );
+}
+
+#[test]
+fn range_query_assembles_sorted_matrix() {
+    let s = store();
+    let r = range_query(&s, "reqs", 0, 60 * S, 30 * S).unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("expected matrix")
+    };
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].labels.get("instance"), Some("a"));
+    assert_eq!(m[0].points, vec![(0, 0.0), (30 * S, 2.0), (60 * S, 4.0)]);
+    assert_eq!(m[1].points, vec![(0, 0.0), (30 * S, 4.0), (60 * S, 8.0)]);
+    // A scalar becomes one series with no labels.
+    let r = range_query(&s, "time()", 0, 20 * S, 10 * S).unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("expected matrix")
+    };
+    assert_eq!(m[0].labels, Labels::default());
+    assert_eq!(m[0].points, vec![(0, 0.0), (10 * S, 10.0), (20 * S, 20.0)]);
+}
+
+#[test]
+fn at_start_and_end_pin_the_evaluation_time_in_range_queries() {
+    let s = store();
+    // reqs{a} at 60s is 4 and at 0s is 0, at every step.
+    let points = |q: &str| {
+        let Value::Matrix(m) = range_query(&s, q, 0, 60 * S, 30 * S).unwrap().value else {
+            panic!()
+        };
+        m[0].points.clone()
+    };
+    assert_eq!(
+        points("reqs{instance=\"a\"} @ end()"),
+        vec![(0, 4.0), (30 * S, 4.0), (60 * S, 4.0)]
+    );
+    assert_eq!(
+        points("reqs{instance=\"a\"} @ start()"),
+        vec![(0, 0.0), (30 * S, 0.0), (60 * S, 0.0)]
+    );
+}
+
+#[test]
+fn range_query_reads_the_store_once_per_selector() {
+    let s = store();
+    range_query(
+        &s,
+        "rate(reqs[1m]) / on(instance) group_left limit",
+        0,
+        600 * S,
+        15 * S,
+    )
+    .unwrap();
+    assert_eq!(*s.calls.lock().unwrap(), 2);
+}
+
+#[test]
+fn range_query_limits() {
+    let s = store();
+    let e = range_query(&s, "reqs", 0, 11_001 * S, S).unwrap_err();
+    assert!(e.to_string().contains("11,000 points"), "{e}");
+    assert!(range_query(&s, "reqs", 0, 11_000 * S, S).is_ok());
+    assert!(matches!(
+        range_query(&s, "reqs[1m]", 0, 10, 1).unwrap_err(),
+        Error::BadData(_)
+    ));
+    assert!(matches!(
+        range_query(&s, "reqs", 10, 0, 1).unwrap_err(),
+        Error::BadData(_)
+    ));
+}
+
+#[test]
+fn unsupported_and_invalid_queries_are_bad_data() {
+    let s = store();
+    for q in [
+        "rate(reqs[5m:1m])",
+        "histogram_quantile(0.9, reqs)",
+        "limitk(1, reqs)",
+        "timestamp(reqs)",
+    ] {
+        let e = err(&s, q);
+        assert!(
+            matches!(e, Error::BadData(_)) && e.to_string().contains("not supported yet"),
+            "{q}: {e}"
+        );
+    }
+    let e = err(&s, "sum(reqs");
+    assert!(matches!(e, Error::BadData(_)), "{e}");
+}
+
+#[test]
+fn same_labelset_after_name_drop_is_an_execution_error() {
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "x"), ("a", "1")], &[(0, 1.0)]);
+    s.add(&[("__name__", "y"), ("a", "1")], &[(0, 2.0)]);
+    let e = instant_query(&s, "{a=\"1\"} * 2", 0).unwrap_err();
+    assert!(matches!(e, Error::Execution(_)), "{e}");
+    // Filtering comparisons keep the names, so no conflict.
+    assert_eq!(vector(&s, "{a=\"1\"} > 0", 0).len(), 2);
+}
