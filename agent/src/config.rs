@@ -45,9 +45,9 @@ pub struct ScrapeConfig {
     #[serde(default = "default_scrape_interval_ms")]
     pub interval_ms: u64,
     /// Time a scrape may take before it fails, in milliseconds; at most `interval_ms`.
-    /// Default: `10000`.
-    #[serde(default = "default_scrape_timeout_ms")]
-    pub timeout_ms: u64,
+    /// Default: the smaller of `10000` and `interval_ms` (as Prometheus does).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     /// The endpoints to scrape. Default: none.
     #[serde(default)]
     pub targets: Vec<ScrapeTarget>,
@@ -200,6 +200,13 @@ fn default_scrape_interval_ms() -> u64 {
 fn default_scrape_timeout_ms() -> u64 {
     10_000
 }
+
+impl ScrapeConfig {
+    /// The scrape timeout in effect: `timeout_ms`, or the default derived from the interval.
+    pub fn effective_timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or_else(|| default_scrape_timeout_ms().min(self.interval_ms))
+    }
+}
 fn default_job() -> String {
     "agent".into()
 }
@@ -243,7 +250,7 @@ impl Default for ScrapeConfig {
     fn default() -> Self {
         ScrapeConfig {
             interval_ms: default_scrape_interval_ms(),
-            timeout_ms: default_scrape_timeout_ms(),
+            timeout_ms: None,
             targets: Vec::new(),
         }
     }
@@ -358,13 +365,14 @@ impl ScrapeConfig {
         if self.interval_ms == 0 {
             return Err(invalid("scrape.interval_ms", "must be greater than 0"));
         }
-        if self.timeout_ms == 0 {
+        let timeout_ms = self.effective_timeout_ms();
+        if timeout_ms == 0 {
             return Err(invalid("scrape.timeout_ms", "must be greater than 0"));
         }
-        if self.timeout_ms > self.interval_ms {
+        if timeout_ms > self.interval_ms {
             return Err(invalid(
                 "scrape.timeout_ms",
-                format!("{} is greater than scrape.interval_ms {}", self.timeout_ms, self.interval_ms),
+                format!("{timeout_ms} is greater than scrape.interval_ms {}", self.interval_ms),
             ));
         }
         let mut seen = BTreeSet::new();
@@ -525,4 +533,14 @@ sink:
         assert_eq!((k.brokers.as_str(), k.logs_topic.as_str()), ("k:9092", "pharos.logs"));
         c.validate().unwrap();
     }
+
+    #[test]
+    fn scrape_timeout_defaults_to_the_interval_when_shorter_than_10s() {
+        let c = AgentConfig::from_yaml("scrape:\n  interval_ms: 200\n").unwrap();
+        assert_eq!(c.scrape.effective_timeout_ms(), 200);
+        c.validate().unwrap();
+        let c = AgentConfig::from_yaml("scrape:\n  interval_ms: 60000\n").unwrap();
+        assert_eq!(c.scrape.effective_timeout_ms(), 10_000);
+    }
+
 }

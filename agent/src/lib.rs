@@ -63,7 +63,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(async move { server.await.context("agent HTTP server failed") });
 
     let interval = Duration::from_millis(config.scrape.interval_ms);
-    let timeout = Duration::from_millis(config.scrape.timeout_ms);
+    let timeout = Duration::from_millis(config.scrape.effective_timeout_ms());
     for target in &config.scrape.targets {
         let scraper = TargetScraper::new(target, timeout)
             .with_context(|| format!("scrape target {}", target.url))?;

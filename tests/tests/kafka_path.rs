@@ -11,7 +11,7 @@ use pharos_e2e::*;
 fn agent_yaml(broker: &str, target: &str, pods: &Path, data: &Path) -> String {
     format!(
         "cluster: e2e\nnode: node-1\nlisten: 127.0.0.1:{port}\ndata_dir: {data:?}\n\
-         scrape:\n  interval_ms: 200\n  timeout_ms: 2000\n  targets:\n    - url: {target}\n      job: exposition\n\
+         scrape:\n  interval_ms: 200\n  targets:\n    - url: {target}\n      job: exposition\n\
          logs:\n  include: [{glob:?}]\n  poll_interval_ms: 50\n\
          sink:\n  kafka:\n    brokers: {broker}\n    compression: lz4\n",
         port = free_port(),
