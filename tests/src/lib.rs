@@ -368,3 +368,16 @@ impl IntoParts for (axum::http::StatusCode, String) {
 pub fn cri_line(msg: &str) -> String {
     format!("{} stdout F {msg}", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }
+
+impl Pharos {
+    /// The value of a sample of Pharos' own `/metrics` whose line starts with `name` (0 if absent).
+    pub async fn own_metric(&self, name: &str) -> f64 {
+        let Ok(r) = reqwest::get(format!("http://{}/metrics", self.addr)).await else { return 0.0 };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| !l.starts_with('#') && l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}

@@ -28,7 +28,7 @@ fn pharos_yaml(broker: &str, data: &Path) -> String {
 }
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     _broker: Broker,
     pharos: Pharos,
     agent: Proc,
@@ -39,6 +39,7 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    eprintln!("test directory: {} (set PHAROS_E2E_KEEP=1 to keep it)", root.display());
     let broker = Broker::start(root);
     let expo = ExpositionServer::start().await;
     expo.set_gauge(42.5);
@@ -55,6 +56,7 @@ async fn setup() -> Setup {
     let mut cmd = Command::new(bin("pharos-agent"));
     cmd.args(["--config", root.join("agent.yaml").to_str().unwrap()]).env("RUST_LOG", "info");
     let agent = Proc::spawn("agent", cmd, root);
+    let dir = if std::env::var_os("PHAROS_E2E_KEEP").is_some() { let _ = dir.keep(); None } else { Some(dir) };
     Setup { _dir: dir, _broker: broker, pharos, agent, expo, log_file }
 }
 
@@ -137,16 +139,37 @@ async fn exact_values_and_lines_come_back_through_kafka() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_sigkilled_mid_stream_loses_and_duplicates_nothing() {
     let mut s = setup().await;
+    // Start killing only once data flows end to end (consumer group joined, agent scraping).
+    wait_for_async("the first scrape to be queryable", Duration::from_secs(90), || {
+        let p = &s.pharos;
+        async move { (!prom_values(&query(p, "pharos_test_scrapes_total").await).is_empty()).then_some(()) }
+    })
+    .await;
     let mut next = 1usize;
     // Kill at different moments relative to appends and flushes (flush interval 400 ms).
     for (round, delay_ms) in [0u64, 150, 450, 900, 1700].into_iter().enumerate() {
+        // Each kill hits a collector that is consuming and has published at least once.
+        let started = std::time::Instant::now();
+        wait_for_async("the restarted collector to consume and publish", Duration::from_secs(90), || {
+            let p = &s.pharos;
+            async move {
+                let consumed = p.own_metric("pharos_collector_kafka_messages_total").await;
+                let flushed = p.own_metric("pharos_collector_flushes_total").await;
+                (consumed > 0.0 && flushed > 0.0).then_some(())
+            }
+        })
+        .await;
         let batch: Vec<String> = (next..next + 40).map(|i| cri_line(&msg(i))).collect();
         next += 40;
         append_lines(&s.log_file, &batch);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await; // choosing the kill moment, not waiting on a result
         s.pharos.kill9_and_restart().await;
         s.agent.assert_running();
-        eprintln!("round {round}: killed after {delay_ms} ms; scrapes served so far: {}", s.expo.served());
+        eprintln!(
+            "round {round}: consuming after {:?}; killed {delay_ms} ms after appending; scrapes served so far: {}",
+            started.elapsed(),
+            s.expo.served()
+        );
     }
     // Keep the agent sending for a while after the last restart, then stop the target.
     let after = s.expo.served() + 10;
