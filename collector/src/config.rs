@@ -43,6 +43,15 @@ pub struct KafkaConsumerConfig {
     /// Topic carrying OTLP `ExportLogsServiceRequest`. Default: `pharos.logs`.
     #[serde(default = "default_logs_topic")]
     pub logs_topic: String,
+    /// Static group membership id (`group.instance.id`), stable across restarts — e.g. the
+    /// StatefulSet pod name. A restarted collector with the same id gets its partitions back at
+    /// once instead of after the session timeout. Default: none (dynamic membership).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Consumer session timeout in milliseconds: how long a collector that died without leaving
+    /// keeps its partitions. Default: 10000.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
     /// Partitions to create for each topic when it does not exist yet. Default: 3.
     #[serde(default = "default_partitions")]
     pub create_topics_partitions: i32,
@@ -56,6 +65,8 @@ impl KafkaConsumerConfig {
             group_id: default_group_id(),
             metrics_topic: default_metrics_topic(),
             logs_topic: default_logs_topic(),
+            instance_id: None,
+            session_timeout_ms: default_session_timeout_ms(),
             create_topics_partitions: default_partitions(),
         }
     }
@@ -75,6 +86,9 @@ fn default_metrics_topic() -> String {
 }
 fn default_logs_topic() -> String {
     "pharos.logs".into()
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
 }
 fn default_partitions() -> i32 {
     3

@@ -102,7 +102,9 @@ pub fn ensure_topics(cfg: &KafkaConsumerConfig) -> Result<()> {
         .into_iter()
         .map(|t| NewTopic::new(t, cfg.create_topics_partitions, TopicReplication::Fixed(1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(5)));
     let results = futures::executor::block_on(admin.create_topics(&topics, &opts))
         .map_err(|e| Error::Internal(format!("creating topics on {}: {e}", cfg.brokers)))?;
     for r in results {
@@ -117,28 +119,52 @@ pub fn ensure_topics(cfg: &KafkaConsumerConfig) -> Result<()> {
     Ok(())
 }
 
-/// Starts consuming `cfg`'s topics into `store` on a dedicated thread.
+/// Starts consuming `cfg`'s topics into `store` on a dedicated thread. An unreachable broker does
+/// not stop the control plane: the thread retries (and says so in the log) until it connects.
 pub fn start(store: Arc<Store>, cfg: KafkaConsumerConfig, metrics: Arc<CollectorMetrics>) -> Result<KafkaIngest> {
-    ensure_topics(&cfg)?;
-    let consumer: BaseConsumer<ExactlyOnceContext> = ClientConfig::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("kafka-consumer".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(500);
+            while !stop2.load(Ordering::SeqCst) {
+                match ensure_topics(&cfg).and_then(|()| subscribe(&store, &cfg)) {
+                    Ok(consumer) => return consume(consumer, store, cfg, metrics, stop2),
+                    Err(e) => {
+                        tracing::warn!(brokers = cfg.brokers, error = %e, retry_in = ?backoff, "Kafka not ready");
+                        let until = Instant::now() + backoff;
+                        while Instant::now() < until && !stop2.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::Internal(format!("spawning consumer thread: {e}")))?;
+    Ok(KafkaIngest { stop, thread: Some(thread) })
+}
+
+fn subscribe(store: &Arc<Store>, cfg: &KafkaConsumerConfig) -> Result<BaseConsumer<ExactlyOnceContext>> {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
+    if let Some(id) = &cfg.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<ExactlyOnceContext> = client
         .create_with_context(ExactlyOnceContext { store: store.clone() })
         .map_err(|e| Error::Internal(format!("kafka consumer for {}: {e}", cfg.brokers)))?;
     consumer
         .subscribe(&[&cfg.metrics_topic, &cfg.logs_topic])
         .map_err(|e| Error::Internal(format!("subscribing to {} and {}: {e}", cfg.metrics_topic, cfg.logs_topic)))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("kafka-consumer".into())
-        .spawn(move || consume(consumer, store, cfg, metrics, stop2))
-        .map_err(|e| Error::Internal(format!("spawning consumer thread: {e}")))?;
-    Ok(KafkaIngest { stop, thread: Some(thread) })
+    Ok(consumer)
 }
 
 fn consume(

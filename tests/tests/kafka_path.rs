@@ -22,7 +22,7 @@ fn agent_yaml(broker: &str, target: &str, pods: &Path, data: &Path) -> String {
 
 fn pharos_yaml(broker: &str, data: &Path) -> String {
     format!(
-        "data_dir: {data:?}\ncollector:\n  flush_interval_ms: 400\n  kafka:\n    brokers: {broker}\n    create_topics_partitions: 2\n",
+        "data_dir: {data:?}\ncollector:\n  flush_interval_ms: 400\n  kafka:\n    brokers: {broker}\n    create_topics_partitions: 2\n    instance_id: collector-0\n    session_timeout_ms: 3000\n",
         data = data.display().to_string()
     )
 }
