@@ -27,6 +27,9 @@ struct Cli {
     /// Collector base URL for OTLP/HTTP, used when Kafka is not configured.
     #[arg(long, value_name = "URL")]
     collector_url: Option<String>,
+    /// Only check the configuration (file plus overrides) and exit: 0 when valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 async fn shutdown_signal() {
@@ -70,6 +73,7 @@ fn load_config(cli: Cli) -> Result<AgentConfig, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check_only = cli.check_config;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -77,6 +81,10 @@ fn main() -> ExitCode {
         )
         .init();
     let config = match load_config(cli) {
+        Ok(_) if check_only => {
+            println!("config ok");
+            return ExitCode::SUCCESS;
+        }
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");

@@ -12,13 +12,13 @@ use anyhow::Context;
 
 /// Where the demo writes its pod logs, in the kubelet's layout.
 pub fn demo_log_file(data_dir: &Path) -> PathBuf {
-    data_dir.join("demo-pods/demo_pharos-demo-0_7f3c9a52-demo/app/0.log")
+    data_dir.join("demo/pods/demo_pharos-demo-0_7f3c9a52-demo/app/0.log")
 }
 
 /// The embedded agent's configuration: scrape `listen`'s `/metrics`, tail the demo pods
 /// directory, ship over OTLP/HTTP to `listen`.
 pub fn agent_config_yaml(listen: std::net::SocketAddr, agent_listen: std::net::SocketAddr, data_dir: &Path) -> String {
-    let pods = data_dir.join("demo-pods");
+    let pods = data_dir.join("demo/pods");
     format!(
         "cluster: local\n\
          listen: {agent_listen}\n\

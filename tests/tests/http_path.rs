@@ -141,3 +141,38 @@ async fn acknowledged_http_writes_survive_sigkill_exactly_once() {
     let got: Vec<i64> = prom_values(&b).iter().map(|(_, v)| v.parse::<f64>().unwrap() as i64).collect();
     assert_eq!(got, (0..acked).collect::<Vec<_>>(), "every acknowledged sample exactly once");
 }
+
+/// The README's run command: `pharos up` alone shows live metrics and logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pharos_up_shows_its_own_metrics_and_demo_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(bin("pharos"));
+    cmd.args(["up", "--listen", &addr, "--data-dir", dir.path().join("data").to_str().unwrap()]);
+    let mut proc = Proc::spawn("pharos-up", cmd, dir.path());
+    let get = |path: String| {
+        let url = format!("http://{addr}{path}");
+        async move {
+            let r = reqwest::get(url).await.ok()?;
+            serde_json::from_str::<serde_json::Value>(&r.text().await.ok()?).ok()
+        }
+    };
+    let up = wait_for_async("up{job=\"pharos\"}", Duration::from_secs(60), || {
+        let q = get(format!("/api/v1/query?query={}", enc("up{job=\"pharos\"}")));
+        async move { prom_values(&q.await?).first().map(|v| v.1.clone()) }
+    })
+    .await;
+    assert_eq!(up, "1");
+    proc.assert_running();
+    let lines = wait_for_async("demo log lines", Duration::from_secs(30), || {
+        let q = get(format!("/loki/api/v1/query_range?query={}", enc("{namespace=\"demo\"}")));
+        async move {
+            let l = loki_lines(&q.await?);
+            (!l.is_empty()).then_some(l)
+        }
+    })
+    .await;
+    assert!(lines.iter().all(|l| l.contains("(line ")), "{lines:?}");
+    let status = proc.terminate();
+    assert!(status.success(), "pharos up exits cleanly on SIGTERM: {status}");
+}
