@@ -154,7 +154,9 @@ fn subscribe(store: &Arc<Store>, cfg: &KafkaConsumerConfig) -> Result<BaseConsum
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        // Data is queryable as soon as it is consumed: do not let the broker hold fetches long.
+        .set("fetch.wait.max.ms", "50");
     if let Some(id) = &cfg.instance_id {
         client.set("group.instance.id", id);
     }

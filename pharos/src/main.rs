@@ -64,7 +64,7 @@ fn run(overrides: Overrides, demo: bool) -> anyhow::Result<()> {
         let server = serve::Server::start(&cfg).await?;
         let mut background = Vec::new();
         if demo {
-            let agent_listen = std::net::SocketAddr::new(server.addr.ip(), server.addr.port().wrapping_add(1));
+            let agent_listen = std::net::SocketAddr::new(server.addr.ip(), 0);
             let yaml = demo::agent_config_yaml(server.addr, agent_listen, &cfg.data_dir);
             let agent_cfg = pharos_agent::AgentConfig::from_yaml(&yaml).context("embedded agent config")?;
             background.push(tokio::spawn(async move {
