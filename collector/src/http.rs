@@ -1,4 +1,5 @@
-//! OTLP/HTTP ingest: `POST /v1/metrics` and `POST /v1/logs`, protobuf or JSON, optionally gzip.
+//! HTTP ingest: OTLP/HTTP (`POST /v1/metrics`, `POST /v1/logs`; protobuf or JSON, optionally
+//! gzip) and the Prometheus remote_write 1.0 receiver (`POST /api/v1/write`, snappy protobuf).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub fn router(store: Arc<Store>) -> Router {
     Router::new()
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
+        .route("/api/v1/write", post(remote_write))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
 }
@@ -63,18 +65,41 @@ async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind
         Some(other) => return bad_request(format!("unsupported content encoding {other:?} (gzip or none)")),
     };
     let kind = if is_json { json } else { pb };
-    let result = tokio::task::spawn_blocking(move || store.ingest_durable(kind, &body)).await;
-    match result {
-        Ok(Ok(_)) => {
-            if is_json {
-                ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
-            } else {
-                ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
-            }
-        }
+    let ok = if is_json {
+        ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
+    };
+    ingest(store, kind, body, ok).await
+}
+
+async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("io.prometheus.write.v2") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote_write 2.0 is not supported yet; send 1.0 (prometheus.WriteRequest)",
+        )
+            .into_response();
+    }
+    match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        None | Some("snappy") => {}
+        Some(other) => return bad_request(format!("unsupported content encoding {other:?}: remote_write bodies are snappy")),
+    }
+    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+        Ok(raw) => raw,
+        Err(e) => return bad_request(format!("remote_write body is not snappy-compressed: {e}")),
+    };
+    ingest(store, WalKind::RemoteWrite, raw, StatusCode::NO_CONTENT.into_response()).await
+}
+
+/// Stores `body` durably (WAL fsync) and answers `ok`, or the error sorted by whose fault it is.
+async fn ingest(store: Arc<Store>, kind: WalKind, body: Vec<u8>, ok: Response) -> Response {
+    match tokio::task::spawn_blocking(move || store.ingest_durable(kind, &body)).await {
+        Ok(Ok(_)) => ok,
         Ok(Err(Error::BadInput(msg))) => bad_request(msg),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "ingest failed");
+            tracing::error!(error = %e, ?kind, "ingest failed");
             (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}")).into_response(),

@@ -40,6 +40,7 @@ impl Batch {
             WalKind::MetricsJson => Batch::Metrics(otlp::decode_metrics_json(body)?),
             WalKind::LogsProtobuf => Batch::Logs(otlp::decode_logs_protobuf(body)?),
             WalKind::LogsJson => Batch::Logs(otlp::decode_logs_json(body)?),
+            WalKind::RemoteWrite => Batch::Metrics(pharos_model::remote_write::decode_uncompressed(body)?),
         })
     }
 

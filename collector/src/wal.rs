@@ -28,6 +28,8 @@ pub enum WalKind {
     LogsProtobuf = 3,
     /// OTLP logs, JSON.
     LogsJson = 4,
+    /// Prometheus remote_write `WriteRequest`, uncompressed protobuf.
+    RemoteWrite = 5,
 }
 
 impl WalKind {
@@ -37,6 +39,7 @@ impl WalKind {
             2 => WalKind::MetricsJson,
             3 => WalKind::LogsProtobuf,
             4 => WalKind::LogsJson,
+            5 => WalKind::RemoteWrite,
             _ => return None,
         })
     }

@@ -20,6 +20,7 @@
 pub mod identity;
 mod labels;
 pub mod otlp;
+pub mod remote_write;
 mod record;
 pub mod select;
 

@@ -176,3 +176,30 @@ async fn pharos_up_shows_its_own_metrics_and_demo_logs() {
     let status = proc.terminate();
     assert!(status.success(), "pharos up exits cleanly on SIGTERM: {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_samples_are_queryable_and_bad_bodies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let labels = Labels::from_pairs([("__name__", "rw_temperature_celsius"), ("room", "a")]);
+    let samples = vec![Sample::new(labels.clone(), now - 2000, 20.5), Sample::new(labels, now - 1000, 21.25)];
+    let r = client
+        .post(format!("http://{}/api/v1/write", pharos.addr))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(pharos_model::remote_write::encode(&samples))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (_, b) = pharos.get_json(&format!("/api/v1/query?query={}", enc("rw_temperature_celsius{room=\"a\"}[1m]"))).await;
+    let got: Vec<String> = prom_values(&b).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(got, vec!["20.5".to_string(), "21.25".to_string()], "{b}");
+
+    let r = client.post(format!("http://{}/api/v1/write", pharos.addr)).body("plain text").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("snappy"));
+}
