@@ -294,6 +294,8 @@ impl AgentConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        // `${NODE_NAME}` and friends: one ConfigMap serves every node.
+        let text = pharos_model::env::expand(&text).map_err(anyhow::Error::msg)?;
         Self::from_yaml(&text)
     }
 

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod env;
 pub mod identity;
 mod labels;
 pub mod otlp;

@@ -58,6 +58,8 @@ impl PharosConfig {
     /// Loads a YAML file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = pharos_model::env::expand(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         let cfg: PharosConfig = if text.trim().is_empty() {
             PharosConfig::default()
         } else {
