@@ -241,3 +241,48 @@ async fn loki_rejects_unsupported_queries() {
         "{body}"
     );
 }
+
+fn two_jobs() -> MemStore {
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "up"), ("job", "node"), ("instance", "a")], &[(10_000, 1.0)]);
+    s.add(&[("__name__", "up"), ("job", "api"), ("instance", "b")], &[(10_000, 1.0)]);
+    s.add(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "200")], &[(90_000, 5.0)]);
+    s
+}
+
+#[tokio::test]
+async fn series_labels_and_label_values() {
+    let send = |uri: &str| send_with(Arc::new(two_jobs()), Request::get(uri).body(Body::empty()).expect("request"));
+    // Two match[] selectors are a union; the time range filters series without samples in it.
+    let (status, body) = send("/api/v1/series?match[]=up%7Bjob%3D%22node%22%7D&match[]=http_requests_total").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!([
+            {"__name__": "http_requests_total", "code": "200", "job": "api"},
+            {"__name__": "up", "instance": "a", "job": "node"},
+        ])
+    );
+    let (_, body) = send("/api/v1/series?match[]=%7Bjob%3D%22api%22%7D&start=0&end=50").await;
+    assert_eq!(body["data"], json!([{"__name__": "up", "instance": "b", "job": "api"}]));
+    let (status, body) = send("/api/v1/series").await;
+    assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")));
+    let (status, _) = send("/api/v1/series?match[]=sum(up)").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (_, body) = send("/api/v1/labels").await;
+    assert_eq!(body["data"], json!(["__name__", "code", "instance", "job"]));
+    let (_, body) = send("/api/v1/labels?match[]=up").await;
+    assert_eq!(body["data"], json!(["__name__", "instance", "job"]));
+    let (_, body) = send("/api/v1/label/__name__/values").await;
+    assert_eq!(body["data"], json!(["http_requests_total", "up"]));
+    let (_, body) = send("/api/v1/label/job/values?match[]=up").await;
+    assert_eq!(body["data"], json!(["api", "node"]));
+
+    let req = Request::post("/api/v1/labels")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("match[]=http_requests_total"))
+        .expect("request");
+    let (_, body) = send_with(Arc::new(two_jobs()), req).await;
+    assert_eq!(body["data"], json!(["__name__", "code", "job"]));
+}

@@ -22,7 +22,7 @@ use promql_parser::parser::Expr;
 use promql_parser::parser::token::{T_BOTTOMK, T_TOPK};
 use promql_parser::parser::value::ValueType;
 
-pub use selector::{LOOKBACK_MS, MAX_SAMPLES};
+pub use selector::{LOOKBACK_MS, MAX_SAMPLES, matcher_groups};
 pub use value::{
     QueryResult, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
 };

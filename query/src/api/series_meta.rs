@@ -1,0 +1,143 @@
+//! Series metadata routes of the Prometheus HTTP API: `/api/v1/series`, `/api/v1/labels`,
+//! `/api/v1/label/<name>/values`, `/api/v1/metadata` (what Grafana and `promtool` use for
+//! autocompletion and series lookups).
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use pharos_model::{LabelMatcher, Labels};
+use promql_parser::parser::Expr;
+use serde_json::json;
+
+use super::AppState;
+use super::params::parse_time_ms;
+use super::prometheus::run_blocking;
+use crate::error::{Error, Result};
+use crate::promql;
+
+/// Query-string and form parameters, keeping repeated keys (`match[]`).
+struct MultiParams(Vec<(String, String)>);
+
+impl MultiParams {
+    fn parse(query: Option<String>, body: &[u8]) -> Result<Self> {
+        let mut pairs: Vec<(String, String)> = match query {
+            Some(q) => serde_urlencoded::from_str(&q).map_err(|e| Error::BadData(format!("invalid query string: {e}")))?,
+            None => Vec::new(),
+        };
+        if !body.is_empty() {
+            let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| Error::BadData(format!("invalid form body: {e}")))?;
+            pairs.extend(form);
+        }
+        Ok(MultiParams(pairs))
+    }
+
+    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn time(&self, key: &str, default: i64) -> Result<i64> {
+        match self.all(key).last() {
+            Some(v) => parse_time_ms(key, v),
+            None => Ok(default),
+        }
+    }
+
+    /// `match[]` selectors, each as alternative matcher groups; `None` when none was given.
+    fn selectors(&self) -> Result<Option<Vec<Vec<LabelMatcher>>>> {
+        let mut groups = Vec::new();
+        for m in self.all("match[]") {
+            match promql::parse(m)? {
+                Expr::VectorSelector(vs) => groups.extend(promql::matcher_groups(&vs)),
+                _ => return Err(Error::BadData(format!("invalid parameter \"match[]\": {m:?} is not a series selector"))),
+            }
+        }
+        Ok((!groups.is_empty()).then_some(groups))
+    }
+}
+
+/// The distinct label sets of series matching any group in `[start, end]`.
+async fn matching_series(state: &AppState, p: &MultiParams, required: bool) -> Result<Vec<Labels>> {
+    let groups = match p.selectors()? {
+        Some(g) => g,
+        None if required => return Err(Error::BadData("no match[] parameter provided".into())),
+        None => vec![vec![LabelMatcher::new("__name__", "=~", ".+").map_err(Error::Internal)?]],
+    };
+    let (start, end) = (p.time("start", i64::MIN / 2)?, p.time("end", i64::MAX / 2)?);
+    if end < start {
+        return Err(Error::BadData("end timestamp must not be before start time".into()));
+    }
+    let reader = state.metrics.clone();
+    run_blocking(move || {
+        let mut out = BTreeSet::new();
+        for g in &groups {
+            for s in reader.select_series(g, start, end).map_err(Error::Internal)? {
+                out.insert(s.labels);
+            }
+        }
+        Ok(out.into_iter().collect())
+    })
+    .await
+}
+
+fn success(data: serde_json::Value) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+fn labels_object(l: &Labels) -> serde_json::Value {
+    serde_json::Value::Object(l.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
+}
+
+/// `GET/POST /api/v1/series`.
+pub async fn series(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let result = async {
+        let p = MultiParams::parse(q, &body)?;
+        matching_series(&state, &p, true).await
+    }
+    .await;
+    match result {
+        Ok(series) => success(json!(series.iter().map(labels_object).collect::<Vec<_>>())),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET/POST /api/v1/labels`.
+pub async fn labels(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let result = async {
+        let p = MultiParams::parse(q, &body)?;
+        matching_series(&state, &p, false).await
+    }
+    .await;
+    match result {
+        Ok(series) => {
+            let names: BTreeSet<&str> = series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
+            success(json!(names))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/label/<name>/values`.
+pub async fn label_values(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let result = async {
+        let p = MultiParams::parse(q, &[])?;
+        matching_series(&state, &p, false).await
+    }
+    .await;
+    match result {
+        Ok(series) => {
+            let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
+            success(json!(values))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/metadata`: Pharos does not keep HELP/TYPE metadata yet, so the answer is the
+/// valid empty result (what Prometheus answers for metrics without metadata).
+pub async fn metadata() -> Response {
+    success(json!({}))
+}
