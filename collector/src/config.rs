@@ -13,6 +13,17 @@ pub struct CollectorConfig {
     /// Flush early once the head holds this many samples plus log records. Default: 2000000.
     #[serde(default = "default_flush_max_rows")]
     pub flush_max_rows: usize,
+    /// An hour partition with at least this many Parquet files is merged into one file.
+    /// Default: 8.
+    #[serde(default = "default_compaction_min_files")]
+    pub compaction_min_files: usize,
+    /// Metric files and log splits whose newest data is older than this many days are deleted;
+    /// 0 keeps everything. Default: 15 (as Prometheus).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
+    /// How often compaction and retention run. Default: 60000 (1 min).
+    #[serde(default = "default_maintenance_interval_ms")]
+    pub maintenance_interval_ms: u64,
     /// Kafka consumption; absent means HTTP ingest only (the embedded default).
     #[serde(default)]
     pub kafka: Option<KafkaConsumerConfig>,
@@ -23,6 +34,9 @@ impl Default for CollectorConfig {
         CollectorConfig {
             flush_interval_ms: default_flush_interval_ms(),
             flush_max_rows: default_flush_max_rows(),
+            compaction_min_files: default_compaction_min_files(),
+            retention_days: default_retention_days(),
+            maintenance_interval_ms: default_maintenance_interval_ms(),
             kafka: None,
         }
     }
@@ -77,6 +91,15 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_flush_max_rows() -> usize {
     2_000_000
+}
+fn default_compaction_min_files() -> usize {
+    8
+}
+fn default_retention_days() -> u64 {
+    15
+}
+fn default_maintenance_interval_ms() -> u64 {
+    60_000
 }
 fn default_group_id() -> String {
     "pharos-collector".into()

@@ -26,6 +26,7 @@ pub mod head;
 pub mod http;
 pub mod kafka;
 pub mod log_splits;
+pub mod maintenance;
 pub mod metastore;
 pub mod parquet_files;
 pub mod store;
@@ -60,11 +61,10 @@ impl Collector {
         let stop = Arc::new(AtomicBool::new(false));
         let flusher = {
             let (store, stop) = (store.clone(), stop.clone());
-            let interval = Duration::from_millis(config.flush_interval_ms.max(1));
-            let max_rows = config.flush_max_rows;
+            let cfg = config.clone();
             std::thread::Builder::new()
                 .name("flusher".into())
-                .spawn(move || flush_loop(&store, &stop, interval, max_rows))
+                .spawn(move || flush_loop(&store, &stop, &cfg))
                 .map_err(|e| Error::Internal(format!("spawning flusher: {e}")))?
         };
         let kafka = match &config.kafka {
@@ -94,11 +94,18 @@ impl Collector {
     }
 }
 
-fn flush_loop(store: &Store, stop: &AtomicBool, interval: Duration, max_rows: usize) {
+fn flush_loop(store: &Store, stop: &AtomicBool, cfg: &CollectorConfig) {
+    let interval = Duration::from_millis(cfg.flush_interval_ms.max(1));
+    let maintenance_interval = Duration::from_millis(cfg.maintenance_interval_ms.max(1));
     let mut last = Instant::now();
+    let mut last_maintenance = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50).min(interval));
-        if last.elapsed() < interval && store.head_rows() < max_rows {
+        if last_maintenance.elapsed() >= maintenance_interval {
+            last_maintenance = Instant::now();
+            maintain(store, cfg);
+        }
+        if last.elapsed() < interval && store.head_rows() < cfg.flush_max_rows {
             continue;
         }
         last = Instant::now();
@@ -108,4 +115,23 @@ fn flush_loop(store: &Store, stop: &AtomicBool, interval: Duration, max_rows: us
             Err(e) => tracing::error!(error = %e, "flush failed; will retry"),
         }
     }
+}
+
+fn maintain(store: &Store, cfg: &CollectorConfig) {
+    match store.compact(cfg.compaction_min_files) {
+        Ok(r) if r.files_compacted > 0 => tracing::info!(merged = r.files_compacted, written = r.files_written, "compacted"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+    }
+    if cfg.retention_days > 0 {
+        let retention = Duration::from_secs(cfg.retention_days * 86_400);
+        match store.apply_retention(retention, chrono::Utc::now().timestamp_millis()) {
+            Ok(r) if r.metric_files_expired + r.log_splits_expired > 0 => {
+                tracing::info!(metric_files = r.metric_files_expired, log_splits = r.log_splits_expired, "retention deleted old data")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed; will retry"),
+        }
+    }
+    store.delete_unpublished(maintenance::DELETE_GRACE);
 }

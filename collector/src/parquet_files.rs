@@ -80,9 +80,7 @@ pub fn write_files(
         let dir = path.parent().unwrap_or(data_dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .build();
+        let props = writer_properties();
         let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
         let mut series_count = 0u64;
@@ -129,6 +127,22 @@ pub fn write_files(
         });
     }
     Ok(out)
+}
+
+/// Encodings chosen for size: series columns are dictionary-encoded (one entry per series),
+/// timestamps (regular scrape intervals) delta-encoded, values byte-stream-split so zstd finds
+/// the repetition in exponents and high mantissa bytes.
+fn writer_properties() -> WriterProperties {
+    use parquet::basic::Encoding;
+    use parquet::schema::types::ColumnPath;
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
+        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+        .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT)
+        .build()
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {

@@ -52,10 +52,10 @@ impl Batch {
     }
 }
 
-struct State {
-    head: Head,
-    frozen: Option<Arc<Head>>,
-    manifest: Arc<Manifest>,
+pub(crate) struct State {
+    pub(crate) head: Head,
+    pub(crate) frozen: Option<Arc<Head>>,
+    pub(crate) manifest: Arc<Manifest>,
 }
 
 impl State {
@@ -85,13 +85,16 @@ pub struct FlushReport {
 
 /// Storage of the collector: see the module docs.
 pub struct Store {
-    data_dir: PathBuf,
-    state: RwLock<State>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) state: RwLock<State>,
     wal: Mutex<Wal>,
-    flush_lock: Mutex<()>,
+    /// Serializes every change of the manifest (flush, compaction, retention).
+    pub(crate) flush_lock: Mutex<()>,
     log_fields: LogFields,
-    split_readers: Mutex<HashMap<String, IndexReader>>,
-    metrics: Arc<CollectorMetrics>,
+    pub(crate) split_readers: Mutex<HashMap<String, IndexReader>>,
+    pub(crate) metrics: Arc<CollectorMetrics>,
+    /// Files no longer published, deleted once queries that may still read them are done.
+    pub(crate) pending_deletes: Mutex<Vec<(std::time::Instant, PathBuf)>>,
 }
 
 impl Store {
@@ -114,6 +117,7 @@ impl Store {
             log_fields: LogFields::new(),
             split_readers: Mutex::new(HashMap::new()),
             metrics,
+            pending_deletes: Mutex::new(Vec::new()),
         };
         let replayed = replay.len();
         for rec in replay {

@@ -1,0 +1,201 @@
+//! Background maintenance of published data: compaction of small Parquet files and retention.
+//!
+//! Both change the manifest the same way a flush does — one atomic publish — and never change
+//! offsets. Files that leave the manifest are deleted after [`DELETE_GRACE`], so a query that
+//! took its snapshot just before can still read them; files a crash left behind are removed at
+//! the next start by `Manifest::remove_unpublished`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pharos_model::Labels;
+
+use crate::metastore::{LogSplit, Manifest, MetricFile};
+use crate::parquet_files;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// How long an unpublished file stays on disk for queries already running.
+pub const DELETE_GRACE: Duration = Duration::from_secs(120);
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Parquet files merged away.
+    pub files_compacted: usize,
+    /// Parquet files written by compaction.
+    pub files_written: usize,
+    /// Metric files dropped by retention.
+    pub metric_files_expired: usize,
+    /// Log splits dropped by retention.
+    pub log_splits_expired: usize,
+}
+
+fn partition_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
+}
+
+impl Store {
+    /// Merges the Parquet files of every hour partition that has at least `min_files` files into
+    /// one file per partition, and publishes the result.
+    pub fn compact(&self, min_files: usize) -> Result<MaintenanceReport> {
+        let _guard = self.flush_lock.lock();
+        let manifest = self.manifest();
+        let mut by_partition: BTreeMap<&str, Vec<&MetricFile>> = BTreeMap::new();
+        for f in &manifest.metric_files {
+            by_partition.entry(partition_of(&f.path)).or_default().push(f);
+        }
+        let mut removed: Vec<MetricFile> = Vec::new();
+        let mut written: Vec<MetricFile> = Vec::new();
+        for files in by_partition.values().filter(|fs| fs.len() >= min_files.max(2)) {
+            let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+            for f in files {
+                parquet_files::read_file(&self.data_dir.join(&f.path), &[], i64::MIN, i64::MAX, &mut series)?;
+            }
+            let out = parquet_files::write_files(&self.data_dir, &series)?;
+            let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
+            if before != after {
+                return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));
+            }
+            removed.extend(files.iter().map(|f| (*f).clone()));
+            written.extend(out);
+        }
+        if removed.is_empty() {
+            return Ok(MaintenanceReport::default());
+        }
+        let report = MaintenanceReport { files_compacted: removed.len(), files_written: written.len(), ..Default::default() };
+        self.replace_files(&manifest, &removed, written, &[])?;
+        Ok(report)
+    }
+
+    /// Drops metric files and log splits whose newest data is older than `retention`.
+    pub fn apply_retention(&self, retention: Duration, now_ms: i64) -> Result<MaintenanceReport> {
+        let _guard = self.flush_lock.lock();
+        let manifest = self.manifest();
+        let cutoff_ms = now_ms - retention.as_millis() as i64;
+        let old_files: Vec<MetricFile> = manifest.metric_files.iter().filter(|f| f.max_ts_ms < cutoff_ms).cloned().collect();
+        let old_splits: Vec<LogSplit> =
+            manifest.log_splits.iter().filter(|s| s.max_ts_ns / 1_000_000 < cutoff_ms).cloned().collect();
+        if old_files.is_empty() && old_splits.is_empty() {
+            return Ok(MaintenanceReport::default());
+        }
+        let report = MaintenanceReport {
+            metric_files_expired: old_files.len(),
+            log_splits_expired: old_splits.len(),
+            ..Default::default()
+        };
+        self.replace_files(&manifest, &old_files, Vec::new(), &old_splits)?;
+        Ok(report)
+    }
+
+    /// Publishes `manifest` minus `removed`/`removed_splits` plus `added`, then schedules the
+    /// removed files for deletion. Caller holds the flush lock.
+    fn replace_files(
+        &self,
+        manifest: &Manifest,
+        removed: &[MetricFile],
+        added: Vec<MetricFile>,
+        removed_splits: &[LogSplit],
+    ) -> Result<()> {
+        let mut next = manifest.clone();
+        next.generation += 1;
+        next.metric_files.retain(|f| !removed.iter().any(|r| r.path == f.path));
+        next.metric_files.extend(added);
+        next.log_splits.retain(|s| !removed_splits.iter().any(|r| r.path == s.path));
+        next.publish(&self.data_dir)?;
+        self.state.write().manifest = Arc::new(next);
+        let mut pending = self.pending_deletes.lock();
+        let now = Instant::now();
+        pending.extend(removed.iter().map(|f| (now, self.data_dir.join(&f.path))));
+        pending.extend(removed_splits.iter().map(|s| (now, self.data_dir.join(&s.path))));
+        let mut readers = self.split_readers.lock();
+        for s in removed_splits {
+            readers.remove(&s.path);
+        }
+        Ok(())
+    }
+
+    /// Deletes files unpublished more than `grace` ago.
+    pub fn delete_unpublished(&self, grace: Duration) {
+        let mut pending = self.pending_deletes.lock();
+        pending.retain(|(at, path)| {
+            if at.elapsed() < grace {
+                return true;
+            }
+            remove_path(path);
+            false
+        });
+    }
+}
+
+fn remove_path(path: &Path) {
+    let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete unpublished file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Batch;
+    use crate::telemetry::CollectorMetrics;
+    use pharos_model::{LabelMatcher, MetricsReader, Sample};
+
+    fn all(store: &Store) -> Vec<(i64, f64)> {
+        let m = [LabelMatcher::new("__name__", "=", "m").unwrap()];
+        store.select_series(&m, i64::MIN, i64::MAX).unwrap().into_iter().flat_map(|s| s.samples).collect()
+    }
+
+    #[test]
+    fn compaction_keeps_every_sample_and_retention_drops_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let labels = Labels::from_pairs([("__name__", "m")]);
+        let hour = 3_600_000;
+        // Four flushes into hour 0, one into hour 5.
+        for i in 0..4 {
+            store.ingest("kafka:t:0", i, Batch::Metrics(vec![Sample::new(labels.clone(), i * 1000, i as f64)]));
+            store.flush().unwrap();
+        }
+        store.ingest("kafka:t:0", 4, Batch::Metrics(vec![Sample::new(labels.clone(), 5 * hour, 9.0)]));
+        store.flush().unwrap();
+        let before = all(&store);
+        assert_eq!(store.manifest().metric_files.len(), 5);
+
+        let r = store.compact(3).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (4, 1), "only the partition with >= 3 files");
+        assert_eq!(store.manifest().metric_files.len(), 2);
+        assert_eq!(all(&store), before, "same samples, none duplicated");
+        assert_eq!(store.published_offset("kafka:t:0"), Some(4), "offsets untouched");
+        // Replaced files are deleted only after the grace period.
+        store.delete_unpublished(Duration::from_secs(3600));
+        let files_on_disk = |d: &Path| walk(d).len();
+        assert_eq!(files_on_disk(&dir.path().join("metrics")), 6);
+        store.delete_unpublished(Duration::ZERO);
+        assert_eq!(files_on_disk(&dir.path().join("metrics")), 2);
+
+        // Reopen: the compacted state is what was published.
+        drop(store);
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        assert_eq!(all(&store), before);
+
+        // Retention of 2 h at t = 6 h 30 min (cutoff 4 h 30 min) drops hour 0, keeps hour 5.
+        let r = store.apply_retention(Duration::from_secs(7200), 6 * hour + hour / 2).unwrap();
+        assert_eq!(r.metric_files_expired, 1);
+        assert_eq!(all(&store), vec![(5 * hour, 9.0)]);
+    }
+
+    fn walk(d: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+        out
+    }
+}
