@@ -8,10 +8,12 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+#[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace says 1.85
 fn quantity_cpu(m: u64) -> String {
     if m % 1000 == 0 { (m / 1000).to_string() } else { format!("{m}m") }
 }
 
+#[allow(clippy::manual_is_multiple_of)]
 fn quantity_mem(b: u64) -> String {
     const MI: u64 = 1024 * 1024;
     if b % (1024 * MI) == 0 { format!("{}Gi", b / (1024 * MI)) } else { format!("{}Mi", b / MI) }

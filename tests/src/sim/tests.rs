@@ -37,7 +37,12 @@ fn bodies(sim: &Simulation) -> Vec<(String, String)> {
 
 /// A strict reader of the text format: returns (metric name, sorted labels, value) per sample,
 /// failing on malformed lines, a TYPE after its samples, or a TYPE given twice.
-fn strict_parse(body: &str) -> Result<Vec<(String, Vec<(String, String)>, f64)>, String> {
+/// (metric name, sorted labels, value).
+type ParsedSample = (String, Vec<(String, String)>, f64);
+/// (endpoint, metric name, sorted labels).
+type SeriesKey = (String, String, Vec<(String, String)>);
+
+fn strict_parse(body: &str) -> Result<Vec<ParsedSample>, String> {
     let mut out = Vec::new();
     let mut typed = BTreeSet::new();
     let mut seen_names = BTreeSet::new();
@@ -198,7 +203,7 @@ fn every_body_is_valid_exposition_without_duplicate_series() {
 #[test]
 fn counters_never_decrease() {
     let mut sim = Simulation::new(SimConfig::default()).unwrap();
-    let mut last: BTreeMap<(String, String, Vec<(String, String)>), f64> = BTreeMap::new();
+    let mut last: BTreeMap<SeriesKey, f64> = BTreeMap::new();
     let mut compared = 0;
     for _ in 0..60 {
         sim.tick().unwrap();
