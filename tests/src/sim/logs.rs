@@ -67,6 +67,16 @@ impl LogWriter {
         self.root.join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid)).join(&container.name)
     }
 
+    /// Deletes the log directory of a pod that no longer exists.
+    pub fn remove_pod(&mut self, namespace: &str, pod: &str, uid: &str) -> io::Result<()> {
+        let dir = self.root.join(format!("{namespace}_{pod}_{uid}"));
+        self.sizes.retain(|p, _| !p.starts_with(&dir));
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Appends `lines` to the container's `0.log`, rotating when it grew past the limit.
     pub fn write(&mut self, pod: &Pod, container: &Container, lines: &[PendingLine], now_ms: i64) -> io::Result<()> {
         if lines.is_empty() {

@@ -22,6 +22,7 @@ pub mod logs;
 pub mod node_exporter;
 pub mod server;
 pub mod spark;
+pub mod topology;
 pub mod trino;
 pub mod world;
 

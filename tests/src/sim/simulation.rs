@@ -38,7 +38,7 @@ impl Simulation {
     pub fn new(cfg: SimConfig) -> io::Result<Simulation> {
         let mut rng = Rng::new(cfg.seed);
         let teams = world::team_names(cfg.teams);
-        let clusters = world::build_clusters(&cfg, &mut rng, &teams);
+        let clusters = super::topology::build_clusters(&cfg, &mut rng, &teams);
         let logs = match &cfg.out_dir {
             Some(dir) => {
                 fs::create_dir_all(dir.join("spark-events"))?;
@@ -106,7 +106,14 @@ impl Simulation {
         for cluster in &mut self.clusters {
             world::advance_usage(cluster, &mut self.rng, t1, self.cfg.tick_ms);
             spark::maybe_start(cluster, &mut self.rng, &self.cfg, &self.teams, t1, &mut event_writes);
+            let before: Vec<(String, String, String)> = cluster.pods.iter().map(|p| (p.namespace.clone(), p.name.clone(), p.uid.clone())).collect();
             spark::advance(cluster, &mut self.rng, t0, t1, &mut event_writes);
+            if let Some(writer) = &mut self.logs {
+                // Like the kubelet, delete the log directory of a pod once the pod is gone.
+                for (ns, name, uid) in before.iter().filter(|(_, _, uid)| cluster.pod_index(uid).is_none()) {
+                    writer.remove_pod(ns, name, uid)?;
+                }
+            }
             trino_events.extend(trino::advance(cluster, &mut self.rng, &self.teams, self.cfg.trino_queries_per_tick, t0, t1));
             for pod in &mut cluster.pods {
                 logs::chatter(pod, &mut self.rng, self.cfg.log_lines_per_tick, t0, t1);
