@@ -171,6 +171,7 @@ impl SimServer {
                         }
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => eprintln!("pharos-sim: tick failed: {e}"),
+                        Err(e) if e.is_cancelled() => break, // runtime shutting down
                         Err(e) => eprintln!("pharos-sim: tick panicked: {e}"),
                     }
                 }
