@@ -3,6 +3,11 @@
 //!
 //! The binaries must be built first (`cargo build --bins`; `scripts/test.sh` does it). The broker
 //! binary comes from `scripts/install-tansu.sh` (or `$PHAROS_TANSU`).
+//!
+//! [`sim`] is the telemetry simulator (`pharos-sim`): emulated clusters, Spark and Trino in their
+//! real formats, usable in-process by end-to-end tests and `pharos-bench`.
+
+pub mod sim;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
