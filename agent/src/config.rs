@@ -573,6 +573,24 @@ sink:
     }
 
     #[test]
+    fn source_sections_parse_and_validate() {
+        let c = AgentConfig::from_yaml(
+            "scrape:\n  file_targets: [/etc/t.json]\nteams:\n  rules: [{namespace: 'spark-*', team: de}]\n  default: other\nkubernetes:\n  kubelet_url: http://127.0.0.1:10255\n  token_file: null\nspark_event_logs:\n  dirs: [/tmp/ev]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.scrape.file_targets_refresh_ms, 5000);
+        assert_eq!(c.teams.label, "team");
+        let k = c.kubernetes.as_ref().unwrap();
+        assert_eq!((k.token_file.as_ref(), k.refresh_interval_ms), (None, 30_000));
+        assert_eq!(c.spark_event_logs.as_ref().unwrap().poll_interval_ms, 10_000);
+        assert_eq!(err("teams:\n  rules: [{namespace: a, team: ''}]\n"), "teams.rules[0].team: must not be empty");
+        assert_eq!(err("spark_event_logs:\n  dirs: []\n"), "spark_event_logs.dirs: must name at least one directory");
+        assert!(err("kubernetes:\n  kubelet_url: 'x:/'\n").starts_with("kubernetes.kubelet_url:"));
+        assert!(err("teams:\n  rule: []\n").contains("unknown field `rule`"));
+    }
+
+    #[test]
     fn scrape_timeout_defaults_to_the_interval_when_shorter_than_10s() {
         let c = AgentConfig::from_yaml("scrape:\n  interval_ms: 200\n").unwrap();
         assert_eq!(c.scrape.effective_timeout_ms(), 200);
