@@ -35,6 +35,16 @@ pub struct AgentConfig {
     /// Where the agent ships its data. Default: OTLP/HTTP to `http://127.0.0.1:9494`.
     #[serde(default)]
     pub sink: SinkConfig,
+    /// Team mapping: adds `team` to every series and log record with a `namespace`.
+    /// Default: no rules, pod label `team`, no default team.
+    #[serde(default)]
+    pub teams: pharos_model::team::TeamMapping,
+    /// Discovery from the node's kubelet. Default: absent (off).
+    #[serde(default)]
+    pub kubernetes: Option<crate::kubernetes::KubernetesConfig>,
+    /// Spark event logs read into per-application usage. Default: absent (off).
+    #[serde(default)]
+    pub spark_event_logs: Option<crate::spark::eventlog::SparkEventLogsConfig>,
 }
 
 /// Scraping of Prometheus text / OpenMetrics endpoints.
@@ -51,6 +61,13 @@ pub struct ScrapeConfig {
     /// The endpoints to scrape. Default: none.
     #[serde(default)]
     pub targets: Vec<ScrapeTarget>,
+    /// Files listing more targets in Prometheus `file_sd` format (JSON or YAML
+    /// `[{targets: ["host:port"], labels: {…}}]`), re-read when they change. Default: none.
+    #[serde(default)]
+    pub file_targets: Vec<PathBuf>,
+    /// How often `file_targets` are checked for changes, in milliseconds. Default: `5000`.
+    #[serde(default = "default_file_targets_refresh_ms")]
+    pub file_targets_refresh_ms: u64,
 }
 
 /// One endpoint to scrape.
@@ -207,6 +224,9 @@ impl ScrapeConfig {
         self.timeout_ms.unwrap_or_else(|| default_scrape_timeout_ms().min(self.interval_ms))
     }
 }
+fn default_file_targets_refresh_ms() -> u64 {
+    5_000
+}
 fn default_job() -> String {
     "agent".into()
 }
@@ -242,6 +262,9 @@ impl Default for AgentConfig {
             scrape: ScrapeConfig::default(),
             logs: LogsConfig::default(),
             sink: SinkConfig::default(),
+            teams: Default::default(),
+            kubernetes: None,
+            spark_event_logs: None,
         }
     }
 }
@@ -252,6 +275,8 @@ impl Default for ScrapeConfig {
             interval_ms: default_scrape_interval_ms(),
             timeout_ms: None,
             targets: Vec::new(),
+            file_targets: Vec::new(),
+            file_targets_refresh_ms: default_file_targets_refresh_ms(),
         }
     }
 }
@@ -337,6 +362,16 @@ impl AgentConfig {
         }
         self.scrape.validate()?;
         self.logs.validate()?;
+        self.teams.validate().map_err(|e| match e.split_once(": ") {
+            Some((field, message)) => invalid(format!("teams.{field}"), message),
+            None => invalid("teams", e),
+        })?;
+        if let Some(k) = &self.kubernetes {
+            k.validate()?;
+        }
+        if let Some(e) = &self.spark_event_logs {
+            e.validate()?;
+        }
         self.sink.validate()
     }
 }
@@ -376,6 +411,9 @@ impl ScrapeConfig {
                 "scrape.timeout_ms",
                 format!("{timeout_ms} is greater than scrape.interval_ms {}", self.interval_ms),
             ));
+        }
+        if !self.file_targets.is_empty() && self.file_targets_refresh_ms == 0 {
+            return Err(invalid("scrape.file_targets_refresh_ms", "must be greater than 0"));
         }
         let mut seen = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
@@ -534,6 +572,24 @@ sink:
         let k = c.sink.kafka.as_ref().unwrap();
         assert_eq!((k.brokers.as_str(), k.logs_topic.as_str()), ("k:9092", "pharos.logs"));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn source_sections_parse_and_validate() {
+        let c = AgentConfig::from_yaml(
+            "scrape:\n  file_targets: [/etc/t.json]\nteams:\n  rules: [{namespace: 'spark-*', team: de}]\n  default: other\nkubernetes:\n  kubelet_url: http://127.0.0.1:10255\n  token_file: null\nspark_event_logs:\n  dirs: [/tmp/ev]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.scrape.file_targets_refresh_ms, 5000);
+        assert_eq!(c.teams.label, "team");
+        let k = c.kubernetes.as_ref().unwrap();
+        assert_eq!((k.token_file.as_ref(), k.refresh_interval_ms), (None, 30_000));
+        assert_eq!(c.spark_event_logs.as_ref().unwrap().poll_interval_ms, 10_000);
+        assert_eq!(err("teams:\n  rules: [{namespace: a, team: ''}]\n"), "teams.rules[0].team: must not be empty");
+        assert_eq!(err("spark_event_logs:\n  dirs: []\n"), "spark_event_logs.dirs: must name at least one directory");
+        assert!(err("kubernetes:\n  kubelet_url: 'x:/'\n").starts_with("kubernetes.kubelet_url:"));
+        assert!(err("teams:\n  rule: []\n").contains("unknown field `rule`"));
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! - [`sink`]: [`sink::Sink`], an idempotent Kafka producer or an OTLP/HTTP client, retrying
 //!   transient failures forever.
 //! - [`telemetry`]: the agent's own `/metrics` and `/-/ready`.
+//! - [`teams`]: the `team` label from the team mapping (namespace rules, pod label override).
+//! - [`kubernetes`]: discovery from the node's kubelet (annotated pods, Spark drivers,
+//!   cAdvisor/resource metrics); [`scrape::file_sd`] reads file-based target lists.
+//! - [`spark`]: Spark driver metrics made queryable, event logs → per-application usage.
+//! - [`trino`]: `POST /v1/trino/events`, Trino query-completed events → per-query samples.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -26,10 +31,14 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod kubernetes;
 pub mod scrape;
 pub mod sink;
+pub mod spark;
 pub mod tail;
+pub mod teams;
 pub mod telemetry;
+pub mod trino;
 #[cfg(test)]
 mod test_support;
 
@@ -56,8 +65,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     config.validate().context("invalid config")?;
     let metrics = AgentMetrics::new();
     let sink = Sink::build(&config, metrics.clone())?;
-    let (addr, server) = telemetry::bind(config.listen, metrics.clone()).await?;
     let resource = Labels::from_pairs([("cluster", config.cluster.as_str()), ("node", config.node.as_str())]);
+    let labeler = teams::TeamLabeler::new(config.teams.clone());
+    let trino_routes = trino::router(sink.clone(), resource.clone());
+    let (addr, server) = telemetry::bind(config.listen, metrics.clone(), trino_routes).await?;
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     tasks.spawn(async move { server.await.context("agent HTTP server failed") });
@@ -66,12 +77,33 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let timeout = Duration::from_millis(config.scrape.effective_timeout_ms());
     for target in &config.scrape.targets {
         let scraper = TargetScraper::new(target, timeout)
-            .with_context(|| format!("scrape target {}", target.url))?;
+            .with_context(|| format!("scrape target {}", target.url))?
+            .with_team_labeler(labeler.clone());
         let (sink, resource, metrics) = (sink.clone(), resource.clone(), metrics.clone());
         tasks.spawn(async move {
             run_target(scraper, interval, sink, resource, metrics).await;
             Ok(())
         });
+    }
+
+    let context = scrape::ScrapeContext {
+        sink: sink.clone(),
+        resource: resource.clone(),
+        metrics: metrics.clone(),
+        interval,
+        timeout,
+        labeler: labeler.clone(),
+    };
+    if !config.scrape.file_targets.is_empty() {
+        let refresh = Duration::from_millis(config.scrape.file_targets_refresh_ms);
+        tasks.spawn(scrape::file_sd::run_file_targets(config.scrape.file_targets.clone(), refresh, context.clone()));
+    }
+    if let Some(k) = &config.kubernetes {
+        let discovery = kubernetes::KubernetesDiscovery::build(k, context.clone()).context("kubernetes discovery")?;
+        tasks.spawn(discovery.run());
+    }
+    if let Some(e) = &config.spark_event_logs {
+        tasks.spawn(spark::eventlog::run_event_logs(e.clone(), sink.clone(), resource.clone(), labeler.clone()));
     }
 
     if !config.logs.include.is_empty() {
@@ -80,7 +112,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let base = vec![("cluster".to_string(), config.cluster.clone()), ("node".to_string(), config.node.clone())];
         let tailer = tokio::task::spawn_blocking(move || Tailer::open(include, base, max, &dir)).await??;
         let poll = Duration::from_millis(config.logs.poll_interval_ms);
-        tasks.spawn(run_tailer(tailer, poll, sink.clone()));
+        tasks.spawn(run_tailer(tailer, poll, sink.clone(), labeler.clone()));
     }
 
     tracing::info!(
@@ -90,6 +122,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         sink = %sink.describe(),
         targets = config.scrape.targets.len(),
         log_globs = config.logs.include.len(),
+        file_targets = config.scrape.file_targets.len(),
+        kubernetes = config.kubernetes.is_some(),
+        spark_event_logs = config.spark_event_logs.is_some(),
         "pharos agent started"
     );
 

@@ -100,10 +100,12 @@ async fn ready_handler() -> impl IntoResponse {
     (StatusCode::OK, "ready\n")
 }
 
-/// Binds the agent's HTTP server; the returned future serves until dropped.
+/// Binds the agent's HTTP server, with `extra` routes (event receivers) next to `/metrics`;
+/// the returned future serves until dropped.
 pub async fn bind(
     listen: SocketAddr,
     metrics: AgentMetrics,
+    extra: Router,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -112,7 +114,8 @@ pub async fn bind(
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/-/ready", get(ready_handler))
-        .with_state(metrics);
+        .with_state(metrics)
+        .merge(extra);
     Ok((local, async move { axum::serve(listener, app).await }))
 }
 

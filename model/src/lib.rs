@@ -7,6 +7,8 @@
 //!   identity labels Pharos stores (`pod`, …), per ARCHITECTURE.md decision 6.
 //! - [`otlp`]: encoding samples/log records as OTLP `Export*ServiceRequest` protobuf (what the
 //!   agent ships through Kafka or HTTP) and decoding OTLP protobuf or OTLP/JSON back.
+//! - [`team`]: the team mapping (namespace globs, pod label override) behind the `team` label.
+//! - [`trino`]: Trino query-completed events → per-query samples (agent HTTP and Kafka listener).
 //!
 //! ```
 //! use pharos_model::{Labels, Sample, otlp};
@@ -24,6 +26,8 @@ pub mod otlp;
 pub mod remote_write;
 mod record;
 pub mod select;
+pub mod team;
+pub mod trino;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use record::{LogRecord, Sample};

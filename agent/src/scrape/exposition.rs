@@ -430,4 +430,38 @@ mod tests {
         assert_eq!(Format::from_content_type(Some("text/plain; version=0.0.4")), Format::PrometheusText);
         assert_eq!(Format::from_content_type(None), Format::PrometheusText);
     }
+
+    /// Shaped like Trino's `/metrics` (OpenMetrics from JMX): HELP/TYPE/UNIT lines, `unknown`
+    /// types, counters with `_total` and `_created`, and the final `# EOF`.
+    #[test]
+    fn trino_openmetrics_output() {
+        let body = "# TYPE trino_execution_name_QueryManager_RunningQueries gauge\n\
+# HELP trino_execution_name_QueryManager_RunningQueries RunningQueries\n\
+trino_execution_name_QueryManager_RunningQueries 3.0\n\
+# TYPE trino_execution_name_QueryManager_CompletedQueries_TotalCount counter\n\
+# HELP trino_execution_name_QueryManager_CompletedQueries_TotalCount CompletedQueries.TotalCount\n\
+trino_execution_name_QueryManager_CompletedQueries_TotalCount_total 42.0\n\
+trino_execution_name_QueryManager_CompletedQueries_TotalCount_created 1.7179869184E9\n\
+# TYPE jvm_memory_heap_used_bytes unknown\n\
+# UNIT jvm_memory_heap_used_bytes bytes\n\
+jvm_memory_heap_used_bytes{pool=\"G1 Eden Space\"} 1.23456789E8\n\
+# EOF\n\
+ignored_after_eof 1\n";
+        let v = parse(body, Format::OpenMetrics).unwrap();
+        let names: Vec<_> = v.iter().map(|s| s.labels.metric_name().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "trino_execution_name_QueryManager_RunningQueries",
+                "trino_execution_name_QueryManager_CompletedQueries_TotalCount_total",
+                // Kept as its own series, as Prometheus does without created-timestamp ingestion.
+                "trino_execution_name_QueryManager_CompletedQueries_TotalCount_created",
+                "jvm_memory_heap_used_bytes",
+            ]
+        );
+        assert_eq!(v[1].value, 42.0);
+        assert_eq!(v[2].value, 1_717_986_918.4);
+        assert_eq!(v[3].labels.get("pool"), Some("G1 Eden Space"));
+        assert_eq!(v[3].value, 123_456_789.0);
+    }
 }

@@ -185,7 +185,7 @@ async fn run_tailer_ships_and_checkpoints_after_acknowledgement() {
     let (url, mut received) = collector(vec![500]).await;
     let metrics = AgentMetrics::new();
     let sink = Sink::http(&url, metrics.clone()).unwrap();
-    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), sink));
+    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), sink, Default::default()));
     let records = tokio::time::timeout(Duration::from_secs(10), received.logs.recv()).await.unwrap().unwrap();
     assert_eq!(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["hello", "world"]);
     assert_eq!(records[0].labels.get("pod"), Some("web-0"));

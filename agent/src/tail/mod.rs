@@ -17,7 +17,13 @@ use crate::sink::{Signal, Sink};
 /// Polls `tailer` every `poll_interval` (immediately again while batches come out full), ships
 /// each batch through `sink`, and commits offsets after the sink acknowledged it. Runs until an
 /// I/O task fails.
-pub async fn run_tailer(mut tailer: Tailer, poll_interval: Duration, sink: Sink) -> anyhow::Result<()> {
+/// `labeler` adds `team` to records with a `namespace`.
+pub async fn run_tailer(
+    mut tailer: Tailer,
+    poll_interval: Duration,
+    sink: Sink,
+    labeler: crate::teams::TeamLabeler,
+) -> anyhow::Result<()> {
     loop {
         let (t, batch) = tokio::task::spawn_blocking(move || {
             tailer.discover();
@@ -26,6 +32,8 @@ pub async fn run_tailer(mut tailer: Tailer, poll_interval: Duration, sink: Sink)
         })
         .await?;
         tailer = t;
+        let mut batch = batch;
+        labeler.label_records(&mut batch.records);
         if !batch.records.is_empty() {
             let count = batch.records.len() as u64;
             let payload = encode_logs(&batch.records);
