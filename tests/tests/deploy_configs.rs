@@ -12,6 +12,8 @@ fn check(binary: &str, path: &std::path::Path) -> std::process::Output {
     } else {
         cmd.arg("--check-config").arg("--config").arg(path);
     }
+    // The variables the DaemonSet/StatefulSet pass through the downward API.
+    cmd.env("NODE_NAME", "node-a").env("NODE_IP", "10.0.0.7").env("POD_NAME", "pharos-0");
     cmd.output().expect("run check")
 }
 

@@ -40,7 +40,7 @@ fn check_config(binary: &str, config: &str) {
     } else {
         cmd.args(["--check-config", "--config"]).arg(&path);
     }
-    let out = cmd.env("NODE_NAME", "node-a").env("POD_NAME", "pharos-0").output().unwrap();
+    let out = cmd.env("NODE_NAME", "node-a").env("NODE_IP", "10.0.0.7").env("POD_NAME", "pharos-0").output().unwrap();
     assert!(out.status.success(), "{binary} refused:\n{config}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
