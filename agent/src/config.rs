@@ -23,7 +23,8 @@ pub struct AgentConfig {
     /// Address of the agent's own HTTP server (`/metrics`, `/-/ready`). Default: `127.0.0.1:9495`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Directory for the agent's state (the log tailing checkpoint). Default: `./agent-data`.
+    /// Directory for the agent's state (the disk buffer, which also keeps the log tailing
+    /// checkpoint). Default: `./agent-data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Prometheus/OpenMetrics scraping. Default: no targets.
@@ -35,6 +36,9 @@ pub struct AgentConfig {
     /// Where the agent ships its data. Default: OTLP/HTTP to `http://127.0.0.1:9494`.
     #[serde(default)]
     pub sink: SinkConfig,
+    /// The on-disk buffer in front of the sink (`<data_dir>/buffer/`). Default: 256 MiB.
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// Scraping of Prometheus text / OpenMetrics endpoints.
@@ -242,6 +246,7 @@ impl Default for AgentConfig {
             scrape: ScrapeConfig::default(),
             logs: LogsConfig::default(),
             sink: SinkConfig::default(),
+            buffer: crate::buffer::BufferConfig::default(),
         }
     }
 }
@@ -335,6 +340,7 @@ impl AgentConfig {
         }
         self.scrape.validate()?;
         self.logs.validate()?;
+        self.buffer.validate()?;
         self.sink.validate()
     }
 }
@@ -516,6 +522,8 @@ sink:
         assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    logs_topic: ''\n").starts_with("sink.kafka.logs_topic:"));
         assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    compression: brotli\n").contains("unknown variant `brotli`"));
         assert!(err("scrape:\n  targets:\n    - url: http://x/\n      labels: {instance: y}\n").contains("set by the agent"));
+        assert!(err("buffer:\n  max_bytes: 10\n").starts_with("buffer.max_bytes:"));
+        assert!(err("buffer:\n  max_byte: 10\n").contains("unknown field `max_byte`"));
     }
 
     #[test]

@@ -93,6 +93,15 @@ impl Sink {
         }
     }
 
+    /// How many sends the buffer forwarder keeps in flight: several for Kafka (the idempotent
+    /// producer keeps them in order per partition), one for HTTP (requests are not ordered).
+    pub fn max_in_flight(&self) -> usize {
+        match &*self.transport {
+            Transport::Kafka(_) => 8,
+            Transport::Http(_) => 1,
+        }
+    }
+
     /// Sends one payload holding `items` samples or records, retrying transient failures with
     /// backoff until it is acknowledged or rejected.
     pub async fn send(&self, signal: Signal, payload: Vec<u8>, items: u64) -> Delivery {
