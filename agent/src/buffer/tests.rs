@@ -97,7 +97,7 @@ async fn a_full_buffer_makes_appends_wait_until_the_sink_acknowledges() {
     assert!(!third.is_finished());
     assert_eq!(metrics.buffer_records.get(), 2);
 
-    assert_eq!(read_and_ack(&mut opened.reader, 1).await, [big.clone()]);
+    assert_eq!(read_and_ack(&mut opened.reader, 1).await, std::slice::from_ref(&big));
     assert_eq!(tokio::time::timeout(Duration::from_secs(5), third).await.unwrap().unwrap(), 2);
     assert_eq!(metrics.buffer_full.get(), 0);
     assert!(metrics.buffer_blocked_seconds.get() > 0.0);

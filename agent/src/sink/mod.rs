@@ -93,12 +93,13 @@ impl Sink {
         }
     }
 
-    /// How many sends the buffer forwarder keeps in flight: several for Kafka (the idempotent
-    /// producer keeps them in order per partition), one for HTTP (requests are not ordered).
+    /// How many sends the buffer forwarder keeps in flight. One for both transports: HTTP
+    /// requests in parallel are not ordered, and a Kafka send that fails for good (e.g. an
+    /// unknown topic) is retried by [`Sink::send`] after later ones may have landed, which
+    /// would reorder a key's messages. The forwarder acknowledges in order for any value.
     pub fn max_in_flight(&self) -> usize {
         match &*self.transport {
-            Transport::Kafka(_) => 8,
-            Transport::Http(_) => 1,
+            Transport::Kafka(_) | Transport::Http(_) => 1,
         }
     }
 
