@@ -23,7 +23,8 @@ pub struct AgentConfig {
     /// Address of the agent's own HTTP server (`/metrics`, `/-/ready`). Default: `127.0.0.1:9495`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Directory for the agent's state (the log tailing checkpoint). Default: `./agent-data`.
+    /// Directory for the agent's state (the disk buffer, which also keeps the log tailing
+    /// checkpoint). Default: `./agent-data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Prometheus/OpenMetrics scraping. Default: no targets.
@@ -45,6 +46,9 @@ pub struct AgentConfig {
     /// Spark event logs read into per-application usage. Default: absent (off).
     #[serde(default)]
     pub spark_event_logs: Option<crate::spark::eventlog::SparkEventLogsConfig>,
+    /// The on-disk buffer in front of the sink (`<data_dir>/buffer/`). Default: 256 MiB.
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// Scraping of Prometheus text / OpenMetrics endpoints.
@@ -265,6 +269,7 @@ impl Default for AgentConfig {
             teams: Default::default(),
             kubernetes: None,
             spark_event_logs: None,
+            buffer: crate::buffer::BufferConfig::default(),
         }
     }
 }
@@ -372,6 +377,7 @@ impl AgentConfig {
         if let Some(e) = &self.spark_event_logs {
             e.validate()?;
         }
+        self.buffer.validate()?;
         self.sink.validate()
     }
 }
@@ -556,6 +562,8 @@ sink:
         assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    logs_topic: ''\n").starts_with("sink.kafka.logs_topic:"));
         assert!(err("sink:\n  kafka:\n    brokers: b:9092\n    compression: brotli\n").contains("unknown variant `brotli`"));
         assert!(err("scrape:\n  targets:\n    - url: http://x/\n      labels: {instance: y}\n").contains("set by the agent"));
+        assert!(err("buffer:\n  max_bytes: 10\n").starts_with("buffer.max_bytes:"));
+        assert!(err("buffer:\n  max_byte: 10\n").contains("unknown field `max_byte`"));
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   loop per target ([`scrape::TargetScraper`]): target labels, `up` and friends, staleness
 //!   markers.
 //! - [`tail`]: container log tailing ([`tail::Tailer`]): CRI and docker json-file lines, partial
-//!   line merging, a versioned on-disk checkpoint advanced only after the sink acknowledged.
+//!   line merging, a versioned checkpoint advanced once the lines are in the disk buffer.
+//! - [`buffer`]: the bounded on-disk buffer between the sources and the sink: durable
+//!   appends with backpressure when full, in-order replay after the sink acknowledged, and the
+//!   tail checkpoint stored in the same records as the lines it covers.
 //! - [`sink`]: [`sink::Sink`], an idempotent Kafka producer or an OTLP/HTTP client, retrying
 //!   transient failures forever.
 //! - [`telemetry`]: the agent's own `/metrics` and `/-/ready`.
@@ -30,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod buffer;
 pub mod config;
 pub mod kubernetes;
 pub mod scrape;
@@ -50,24 +54,30 @@ use tokio::task::JoinSet;
 
 pub use config::AgentConfig;
 
+use buffer::{BUFFER_DIR, Buffer, run_forwarder};
 use scrape::{TargetScraper, run_target};
 use sink::Sink;
 use tail::{Tailer, run_tailer};
 use telemetry::AgentMetrics;
 
-/// How long shutdown waits for the Kafka producer to deliver what it holds.
+/// How long shutdown waits for sends in flight (and the Kafka producer) to be acknowledged.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// Runs an agent until `shutdown` completes (or a component fails): validates the config,
 /// serves `/metrics` and `/-/ready` on `config.listen`, scrapes every target, tails the
-/// configured logs, and ships everything through the configured sink.
+/// configured logs into the disk buffer, and forwards the buffer through the configured sink.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().context("invalid config")?;
     let metrics = AgentMetrics::new();
     let sink = Sink::build(&config, metrics.clone())?;
+    let (buffer_dir, buffer_config, m) = (config.data_dir.join(BUFFER_DIR), config.buffer.clone(), metrics.clone());
+    let opened = tokio::task::spawn_blocking(move || Buffer::open(&buffer_dir, &buffer_config, m)).await??;
+    let buffer = opened.buffer;
+    let (stop_forwarder, stop_rx) = tokio::sync::watch::channel(false);
+    let mut forwarder = tokio::spawn(run_forwarder(opened.reader, sink.clone(), stop_rx));
     let resource = Labels::from_pairs([("cluster", config.cluster.as_str()), ("node", config.node.as_str())]);
     let labeler = teams::TeamLabeler::new(config.teams.clone());
-    let trino_routes = trino::router(sink.clone(), resource.clone());
+    let trino_routes = trino::router(buffer.clone(), resource.clone());
     let (addr, server) = telemetry::bind(config.listen, metrics.clone(), trino_routes).await?;
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -79,15 +89,15 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let scraper = TargetScraper::new(target, timeout)
             .with_context(|| format!("scrape target {}", target.url))?
             .with_team_labeler(labeler.clone());
-        let (sink, resource, metrics) = (sink.clone(), resource.clone(), metrics.clone());
+        let (buffer, resource, metrics) = (buffer.clone(), resource.clone(), metrics.clone());
         tasks.spawn(async move {
-            run_target(scraper, interval, sink, resource, metrics).await;
+            run_target(scraper, interval, buffer, resource, metrics).await;
             Ok(())
         });
     }
 
     let context = scrape::ScrapeContext {
-        sink: sink.clone(),
+        buffer: buffer.clone(),
         resource: resource.clone(),
         metrics: metrics.clone(),
         interval,
@@ -103,16 +113,21 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         tasks.spawn(discovery.run());
     }
     if let Some(e) = &config.spark_event_logs {
-        tasks.spawn(spark::eventlog::run_event_logs(e.clone(), sink.clone(), resource.clone(), labeler.clone()));
+        tasks.spawn(spark::eventlog::run_event_logs(e.clone(), buffer.clone(), resource.clone(), labeler.clone()));
     }
 
     if !config.logs.include.is_empty() {
         let (include, max, dir) =
             (config.logs.include.clone(), config.logs.batch_max_records, config.data_dir.clone());
         let base = vec![("cluster".to_string(), config.cluster.clone()), ("node".to_string(), config.node.clone())];
-        let tailer = tokio::task::spawn_blocking(move || Tailer::open(include, base, max, &dir)).await??;
+        let mut tailer = tokio::task::spawn_blocking(move || Tailer::open(include, base, max, &dir)).await??;
+        // The buffer's checkpoint is the current one; `tail-checkpoint.json` is read only when
+        // the buffer has none yet (an agent upgraded from before the buffer).
+        if let Some(checkpoint) = &opened.tail_checkpoint {
+            tailer.resume_from(checkpoint);
+        }
         let poll = Duration::from_millis(config.logs.poll_interval_ms);
-        tasks.spawn(run_tailer(tailer, poll, sink.clone(), labeler.clone()));
+        tasks.spawn(run_tailer(tailer, poll, buffer.clone(), labeler.clone()));
     }
 
     tracing::info!(
@@ -135,9 +150,20 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow::anyhow!("an agent task panicked: {e}")),
         },
+        ended = &mut forwarder => match ended {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the buffer forwarder stopped unexpectedly")),
+            Ok(Err(e)) => Err(e.context("buffer forwarder failed")),
+            Err(e) => Err(anyhow::anyhow!("the buffer forwarder panicked: {e}")),
+        },
     };
-    // Unacknowledged log batches are simply re-read after a restart (the checkpoint lags them).
+    // Sources stop; what they appended stays in the buffer for the next start. The forwarder
+    // finishes the sends in flight and records them, so a restart repeats nothing.
     tasks.abort_all();
+    let _ = stop_forwarder.send(true);
+    if !forwarder.is_finished() && tokio::time::timeout(SHUTDOWN_FLUSH, &mut forwarder).await.is_err() {
+        tracing::warn!("sends in flight not acknowledged at shutdown; they are sent again on the next start");
+        forwarder.abort();
+    }
     sink.flush(SHUTDOWN_FLUSH).await;
     tracing::info!("pharos agent stopped");
     result

@@ -18,7 +18,7 @@ struct Cli {
     /// Address of the agent's own /metrics and /-/ready (overrides `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Directory for the tailing checkpoint (overrides `data_dir`).
+    /// Directory for the disk buffer and tailing checkpoint (overrides `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Ship through Kafka at HOST:PORT[,HOST:PORT] (creates `sink.kafka` with default topics).

@@ -12,6 +12,8 @@ use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::AtomicU64;
 use prometheus_client::registry::Registry;
 
 /// Counters of the agent (cheap to clone; clones share the values).
@@ -30,6 +32,14 @@ pub struct AgentMetrics {
     pub sink_retries: Counter,
     /// `pharos_agent_sink_rejected_total`: payloads the collector refused with a 4xx (dropped).
     pub sink_rejected: Counter,
+    /// `pharos_agent_buffer_bytes`: bytes of unacknowledged records in the disk buffer.
+    pub buffer_bytes: Gauge,
+    /// `pharos_agent_buffer_records`: unacknowledged records in the disk buffer.
+    pub buffer_records: Gauge,
+    /// `pharos_agent_buffer_full`: 1 while an append waits for space (backpressure active).
+    pub buffer_full: Gauge,
+    /// `pharos_agent_buffer_blocked_seconds_total`: time appends spent waiting for space.
+    pub buffer_blocked_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for AgentMetrics {
@@ -48,6 +58,10 @@ impl AgentMetrics {
         let sink_errors = Counter::default();
         let sink_retries = Counter::default();
         let sink_rejected = Counter::default();
+        let buffer_bytes = Gauge::default();
+        let buffer_records = Gauge::default();
+        let buffer_full = Gauge::default();
+        let buffer_blocked_seconds = Counter::<f64, AtomicU64>::default();
         // prometheus-client appends `_total` to counter names.
         registry.register("pharos_agent_scrapes", "Scrapes by result (success or failure)", scrapes.clone());
         registry.register("pharos_agent_samples_sent", "Samples acknowledged by the sink", samples_sent.clone());
@@ -63,6 +77,18 @@ impl AgentMetrics {
             "Payloads rejected by the collector with a 4xx status and dropped",
             sink_rejected.clone(),
         );
+        registry.register("pharos_agent_buffer_bytes", "Bytes of unacknowledged records in the disk buffer", buffer_bytes.clone());
+        registry.register("pharos_agent_buffer_records", "Unacknowledged records in the disk buffer", buffer_records.clone());
+        registry.register(
+            "pharos_agent_buffer_full",
+            "1 while the disk buffer is full and sources wait (backpressure active)",
+            buffer_full.clone(),
+        );
+        registry.register(
+            "pharos_agent_buffer_blocked_seconds",
+            "Time sources spent waiting for space in the disk buffer",
+            buffer_blocked_seconds.clone(),
+        );
         AgentMetrics {
             registry: Arc::new(registry),
             scrapes,
@@ -71,6 +97,10 @@ impl AgentMetrics {
             sink_errors,
             sink_retries,
             sink_rejected,
+            buffer_bytes,
+            buffer_records,
+            buffer_full,
+            buffer_blocked_seconds,
         }
     }
 
@@ -134,5 +164,11 @@ mod tests {
         assert!(text.contains("pharos_agent_scrapes_total{result=\"failure\"} 2"), "{text}");
         assert!(text.contains("pharos_agent_samples_sent_total 5"), "{text}");
         assert!(text.contains("pharos_agent_sink_retries_total 0"), "{text}");
+        m.buffer_full.set(1);
+        m.buffer_blocked_seconds.inc_by(1.5);
+        let text = m.render();
+        assert!(text.contains("pharos_agent_buffer_full 1"), "{text}");
+        assert!(text.contains("pharos_agent_buffer_blocked_seconds_total 1.5"), "{text}");
+        assert!(text.contains("pharos_agent_buffer_bytes 0"), "{text}");
     }
 }

@@ -88,3 +88,20 @@ pub async fn collector(fail_first: Vec<u16>) -> (String, Received) {
     let addr = serve(app).await;
     (format!("http://{addr}"), Received { metrics: mrx, logs: lrx })
 }
+
+/// A disk buffer in `dir` forwarding to the OTLP/HTTP collector at `url` (the forwarder runs
+/// until the returned handle is aborted).
+pub fn buffer_to_http(
+    dir: &std::path::Path,
+    url: &str,
+    metrics: crate::telemetry::AgentMetrics,
+) -> (crate::buffer::Buffer, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let sink = crate::sink::Sink::http(url, metrics.clone()).unwrap();
+    let opened = crate::buffer::Buffer::open(dir, &crate::buffer::BufferConfig::default(), metrics).unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let forwarder = tokio::spawn(async move {
+        let _stop = stop;
+        crate::buffer::run_forwarder(opened.reader, sink, stop_rx).await
+    });
+    (opened.buffer, forwarder)
+}

@@ -15,17 +15,17 @@ use pharos_model::Labels;
 use pharos_model::otlp::encode_metrics;
 use pharos_model::trino::parse_query_completed_batch;
 
-use crate::sink::{Signal, Sink};
+use crate::sink::Signal;
 
 #[derive(Clone)]
 struct TrinoState {
-    sink: Sink,
+    buffer: crate::buffer::Buffer,
     resource: Labels,
 }
 
 /// The route, to merge into the agent's HTTP server.
-pub fn router(sink: Sink, resource: Labels) -> Router {
-    Router::new().route("/v1/trino/events", post(receive)).with_state(TrinoState { sink, resource })
+pub fn router(buffer: crate::buffer::Buffer, resource: Labels) -> Router {
+    Router::new().route("/v1/trino/events", post(receive)).with_state(TrinoState { buffer, resource })
 }
 
 async fn receive(State(state): State<TrinoState>, body: Bytes) -> (StatusCode, String) {
@@ -49,8 +49,8 @@ async fn receive(State(state): State<TrinoState>, body: Bytes) -> (StatusCode, S
         samples.extend(q.to_samples(&extra));
     }
     if !samples.is_empty() {
-        // Answer only once the sink has the samples: Trino's listener retries on failure.
-        state.sink.send(Signal::Metrics, encode_metrics(&state.resource, &samples), samples.len() as u64).await;
+        // Answer only once the samples are durably buffered: Trino's listener retries on failure.
+        state.buffer.append(Signal::Metrics, encode_metrics(&state.resource, &samples), samples.len() as u64).await;
     }
     (StatusCode::OK, format!("accepted {} queries\n", queries.len()))
 }
@@ -66,11 +66,12 @@ mod tests {
     #[tokio::test]
     async fn events_become_samples_and_bad_json_is_a_400() {
         let (url, mut received) = collector(vec![]).await;
-        let sink = Sink::http(&url, AgentMetrics::new()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (buffer, _forwarder) = crate::test_support::buffer_to_http(dir.path(), &url, AgentMetrics::new());
         let (addr, server) = crate::telemetry::bind(
             "127.0.0.1:0".parse().unwrap(),
             AgentMetrics::new(),
-            router(sink, Labels::from_pairs([("cluster", "c1")])),
+            router(buffer, Labels::from_pairs([("cluster", "c1")])),
         )
         .await
         .unwrap();

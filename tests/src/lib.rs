@@ -150,7 +150,11 @@ pub struct Broker {
 impl Broker {
     /// Starts the broker and waits until it accepts connections.
     pub fn start(log_dir: &Path) -> Broker {
-        let port = free_port();
+        Self::start_on(log_dir, free_port())
+    }
+
+    /// Starts the broker on `port` (e.g. one an agent was pointed at before the broker existed).
+    pub fn start_on(log_dir: &Path, port: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(tansu_bin());
         cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
@@ -187,7 +191,12 @@ pub struct Pharos {
 impl Pharos {
     /// Starts `pharos serve --listen <free port> <extra args>` and waits for `/-/ready`.
     pub async fn serve(log_dir: &Path, extra: &[&str]) -> Pharos {
-        let addr = format!("127.0.0.1:{}", free_port());
+        Self::serve_on(log_dir, &format!("127.0.0.1:{}", free_port()), extra).await
+    }
+
+    /// Starts `pharos serve --listen <addr> <extra args>` and waits for `/-/ready`.
+    pub async fn serve_on(log_dir: &Path, addr: &str, extra: &[&str]) -> Pharos {
+        let addr = addr.to_string();
         let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), addr.clone()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut p = Pharos { proc: Self::spawn(&args, log_dir), addr, args, log_dir: log_dir.to_path_buf() };
@@ -221,6 +230,17 @@ impl Pharos {
     /// SIGKILLs the process and starts it again with the same arguments.
     pub async fn kill9_and_restart(&mut self) {
         self.proc.kill9();
+        self.proc = Self::spawn(&self.args, &self.log_dir);
+        self.wait_ready().await;
+    }
+
+    /// Stops the process gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.proc.terminate()
+    }
+
+    /// Starts the process again with the same arguments (same port, same data) after [`Pharos::stop`].
+    pub async fn start_again(&mut self) {
         self.proc = Self::spawn(&self.args, &self.log_dir);
         self.wait_ready().await;
     }
@@ -385,4 +405,14 @@ impl Pharos {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// The value of the first sample named `name` on `http://<addr>/metrics` (an agent's or the
+/// control plane's own metrics); `None` when unreachable or absent.
+pub async fn metric_value(addr: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find(|l| !l.starts_with('#') && l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }

@@ -12,7 +12,6 @@ use pharos_model::team::{TeamMapping, TeamRule};
 
 use super::*;
 use crate::scrape::ScrapeContext;
-use crate::sink::Sink;
 use crate::teams::TeamLabeler;
 use crate::telemetry::AgentMetrics;
 use crate::test_support::collector;
@@ -125,8 +124,10 @@ async fn kubelet_pods_become_targets_that_come_and_go() {
         rules: vec![TeamRule { namespace: "spark-*".into(), team: "data-eng".into() }],
         ..TeamMapping::default()
     });
+    let buffer_dir = tempfile::tempdir().unwrap();
+    let (buffer, _forwarder) = crate::test_support::buffer_to_http(buffer_dir.path(), &url, metrics.clone());
     let context = ScrapeContext {
-        sink: Sink::http(&url, metrics.clone()).unwrap(),
+        buffer,
         resource: pharos_model::Labels::from_pairs([("cluster", "c1")]),
         metrics,
         interval: Duration::from_millis(100),

@@ -14,7 +14,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::target::{MAX_SAMPLES_PER_PAYLOAD, SampleRewrite, TargetScraper, now_ms};
-use crate::sink::{Signal, Sink};
+use crate::buffer::Buffer;
+use crate::sink::Signal;
 use crate::teams::TeamLabeler;
 use crate::telemetry::AgentMetrics;
 
@@ -22,7 +23,7 @@ use crate::telemetry::AgentMetrics;
 #[derive(Clone)]
 pub struct ScrapeContext {
     /// Where samples go.
-    pub sink: Sink,
+    pub buffer: Buffer,
     /// OTLP resource labels (cluster, node).
     pub resource: Labels,
     /// The agent's counters.
@@ -176,7 +177,7 @@ impl Drop for ScrapePool {
 
 async fn send(context: &ScrapeContext, samples: &[pharos_model::Sample]) {
     for chunk in samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
-        context.sink.send(Signal::Metrics, encode_metrics(&context.resource, chunk), chunk.len() as u64).await;
+        context.buffer.append(Signal::Metrics, encode_metrics(&context.resource, chunk), chunk.len() as u64).await;
     }
 }
 

@@ -13,7 +13,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::exposition::{self, Format};
 use crate::config::ScrapeTarget;
-use crate::sink::{Signal, Sink};
+use crate::buffer::Buffer;
+use crate::sink::Signal;
 use crate::teams::TeamLabeler;
 use crate::telemetry::AgentMetrics;
 
@@ -267,11 +268,12 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Scrapes `scraper` every `interval` (first scrape immediately) and sends every scrape's
-/// samples through `sink`, with `resource` (cluster, node) as OTLP resource labels. Runs forever.
+/// samples into the disk `buffer`, with `resource` (cluster, node) as OTLP resource labels.
+/// While the buffer is full the append waits and the next scrape is delayed. Runs forever.
 pub async fn run_target(
     mut scraper: TargetScraper,
     interval: Duration,
-    sink: Sink,
+    buffer: Buffer,
     resource: Labels,
     metrics: AgentMetrics,
 ) {
@@ -287,7 +289,7 @@ pub async fn run_target(
             Some(error) => tracing::warn!(url = %scraper.url, %error, "scrape failed"),
         }
         for chunk in outcome.samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
-            sink.send(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
+            buffer.append(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
         }
     }
 }

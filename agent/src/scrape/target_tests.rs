@@ -4,7 +4,7 @@ use std::time::Duration;
 use pharos_model::otlp::is_stale_nan;
 
 use super::*;
-use crate::test_support::{collector, exposition_server};
+use crate::test_support::{buffer_to_http, collector, exposition_server};
 
 fn target(url: String) -> ScrapeTarget {
     ScrapeTarget { url, job: "node".into(), labels: BTreeMap::from([("env".to_string(), "dev".to_string())]) }
@@ -91,10 +91,11 @@ async fn scrape_loop_ships_through_http_sink_with_resource_labels() {
     let (addr, _state) = exposition_server("# TYPE h histogram\nh_bucket{le=\"1.0\"} 3\nh_bucket{le=\"+Inf\"} 4\n").await;
     let (url, mut received) = collector(vec![503]).await;
     let metrics = AgentMetrics::new();
-    let sink = Sink::http(&url, metrics.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (buffer, forwarder) = buffer_to_http(dir.path(), &url, metrics.clone());
     let scraper = TargetScraper::new(&target(format!("http://{addr}/metrics")), Duration::from_secs(5)).unwrap();
     let resource = Labels::from_pairs([("cluster", "c1"), ("node", "n1")]);
-    let task = tokio::spawn(run_target(scraper, Duration::from_secs(3600), sink, resource, metrics.clone()));
+    let task = tokio::spawn(run_target(scraper, Duration::from_secs(3600), buffer, resource, metrics.clone()));
 
     // The first POST gets a 503 and is retried; the retry delivers the first scrape.
     let samples = tokio::time::timeout(Duration::from_secs(10), received.metrics.recv()).await.unwrap().unwrap();
@@ -107,6 +108,7 @@ async fn scrape_loop_ships_through_http_sink_with_resource_labels() {
     .await
     .unwrap();
     task.abort();
+    forwarder.abort();
     let buckets = find(&samples, "h_bucket");
     assert_eq!(buckets.len(), 2);
     let one = buckets.iter().find(|s| s.labels.get("le") == Some("1")).expect("le=\"1.0\" normalised to 1");

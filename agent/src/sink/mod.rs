@@ -93,6 +93,16 @@ impl Sink {
         }
     }
 
+    /// How many sends the buffer forwarder keeps in flight. One for both transports: HTTP
+    /// requests in parallel are not ordered, and a Kafka send that fails for good (e.g. an
+    /// unknown topic) is retried by [`Sink::send`] after later ones may have landed, which
+    /// would reorder a key's messages. The forwarder acknowledges in order for any value.
+    pub fn max_in_flight(&self) -> usize {
+        match &*self.transport {
+            Transport::Kafka(_) | Transport::Http(_) => 1,
+        }
+    }
+
     /// Sends one payload holding `items` samples or records, retrying transient failures with
     /// backoff until it is acknowledged or rejected.
     pub async fn send(&self, signal: Signal, payload: Vec<u8>, items: u64) -> Delivery {

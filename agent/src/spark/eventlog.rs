@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::usage::AppUsage;
 use crate::scrape::target::{MAX_SAMPLES_PER_PAYLOAD, now_ms};
-use crate::sink::{Signal, Sink};
+use crate::sink::Signal;
 use crate::teams::TeamLabeler;
 
 /// The `spark_event_logs:` config section.
@@ -283,7 +283,7 @@ fn extra_labels(usage: &AppUsage, labeler: &TeamLabeler) -> Labels {
 /// Polls the event logs every `config.poll_interval_ms` and ships usage samples. Runs forever.
 pub async fn run_event_logs(
     config: SparkEventLogsConfig,
-    sink: Sink,
+    buffer: crate::buffer::Buffer,
     resource: Labels,
     labeler: TeamLabeler,
 ) -> anyhow::Result<()> {
@@ -302,7 +302,7 @@ pub async fn run_event_logs(
         let samples: Vec<Sample> =
             apps.iter().flat_map(|app| app.to_samples(&extra_labels(app, &labeler), now)).collect();
         for chunk in samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
-            sink.send(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
+            buffer.append(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
         }
         if !apps.is_empty() {
             tracing::debug!(applications = apps.len(), samples = samples.len(), "shipped Spark usage");

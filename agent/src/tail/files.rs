@@ -196,23 +196,42 @@ impl Tailer {
 
     /// Records that the batch's records were delivered and persists the new offsets.
     pub fn commit(&mut self, advances: &[(FileKey, u64)]) -> anyhow::Result<()> {
+        self.advance(advances);
+        self.save()
+    }
+
+    /// Resumes from `checkpoint` instead of the file in `data_dir` (the disk buffer keeps the
+    /// checkpoint with the data it covers). Call before the first [`Tailer::discover`].
+    pub fn resume_from(&mut self, checkpoint: &Checkpoint) {
+        self.restored = checkpoint.files.iter().map(|f| (FileKey { dev: f.dev, ino: f.ino }, f.offset)).collect();
+    }
+
+    /// Moves the offsets in memory only (the caller made them durable elsewhere).
+    pub fn advance(&mut self, advances: &[(FileKey, u64)]) {
         for (key, offset) in advances {
             if let Some(f) = self.files.get_mut(key) {
                 f.offset = *offset;
             }
         }
-        self.save()
+    }
+
+    /// The checkpoint of every tailed file as it will be once `advances` are applied.
+    pub fn checkpoint_after(&self, advances: &[(FileKey, u64)]) -> Checkpoint {
+        let mut files: Vec<FileCheckpoint> = self
+            .files
+            .iter()
+            .map(|(k, f)| {
+                let offset = advances.iter().rev().find(|(a, _)| a == k).map_or(f.offset, |(_, o)| *o);
+                FileCheckpoint { dev: k.dev, ino: k.ino, path: f.path.clone(), offset }
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Checkpoint { version: CHECKPOINT_VERSION, files }
     }
 
     /// Writes the checkpoint of every tailed file.
     pub fn save(&self) -> anyhow::Result<()> {
-        let mut files: Vec<FileCheckpoint> = self
-            .files
-            .iter()
-            .map(|(k, f)| FileCheckpoint { dev: k.dev, ino: k.ino, path: f.path.clone(), offset: f.offset })
-            .collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Checkpoint { version: CHECKPOINT_VERSION, files }.save(&self.checkpoint_path)
+        self.checkpoint_after(&[]).save(&self.checkpoint_path)
     }
 }
 

@@ -2,10 +2,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::*;
-use crate::sink::Sink;
 use crate::tail::run_tailer;
 use crate::telemetry::AgentMetrics;
-use crate::test_support::collector;
+use crate::test_support::{buffer_to_http, collector};
 
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
@@ -179,30 +178,27 @@ fn rename_within_the_glob_continues_at_the_same_offset() {
 }
 
 #[tokio::test]
-async fn run_tailer_ships_and_checkpoints_after_acknowledgement() {
+async fn run_tailer_ships_through_the_buffer_and_resumes_from_its_checkpoint() {
     let fx = fixture();
     append(&fx.log, "2024-05-01T12:00:00Z stdout F hello\n2024-05-01T12:00:01Z stdout F world\n");
     let (url, mut received) = collector(vec![500]).await;
     let metrics = AgentMetrics::new();
-    let sink = Sink::http(&url, metrics.clone()).unwrap();
-    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), sink, Default::default()));
+    let buffer_dir = fx.data.join("buffer");
+    let (buffer, forwarder) = buffer_to_http(&buffer_dir, &url, metrics.clone());
+    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), buffer, Default::default()));
     let records = tokio::time::timeout(Duration::from_secs(10), received.logs.recv()).await.unwrap().unwrap();
     assert_eq!(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["hello", "world"]);
     assert_eq!(records[0].labels.get("pod"), Some("web-0"));
-    // Wait until the checkpoint names the end of the file, then restart: nothing is re-read.
-    let size = std::fs::metadata(&fx.log).unwrap().len();
-    let cp_path = fx.data.join(super::super::checkpoint::CHECKPOINT_FILE);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if Checkpoint::load(&cp_path).is_ok_and(|cp| cp.files.iter().any(|f| f.offset == size)) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
     task.abort();
+    forwarder.abort();
+    let _ = forwarder.await;
     assert_eq!(metrics.sink_retries.get(), 1);
-    assert!(poll(&mut tailer(&fx)).records.is_empty());
+    // The checkpoint lives in the buffer: a restarted tailer resuming from it reads nothing again.
+    let size = std::fs::metadata(&fx.log).unwrap().len();
+    let opened = crate::buffer::Buffer::open(&buffer_dir, &Default::default(), AgentMetrics::new()).unwrap();
+    let cp = opened.tail_checkpoint.expect("a tail checkpoint in the buffer");
+    assert_eq!(cp.files.iter().map(|f| f.offset).collect::<Vec<_>>(), [size]);
+    let mut restarted = tailer(&fx);
+    restarted.resume_from(&cp);
+    assert!(poll(&mut restarted).records.is_empty());
 }

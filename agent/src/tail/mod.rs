@@ -1,6 +1,6 @@
 //! Tailing Kubernetes container logs: [`files`] discovers and reads files, [`cri`] decodes lines
-//! and merges partial ones, [`checkpoint`] persists offsets. [`run_tailer`] ties them to a sink
-//! with end-to-end acknowledgement: offsets advance only after the sink has the batch.
+//! and merges partial ones, [`checkpoint`] holds offsets. [`run_tailer`] ties them to the disk
+//! buffer: offsets advance once a batch and its checkpoint are durably in the buffer.
 
 pub mod checkpoint;
 pub mod cri;
@@ -12,16 +12,17 @@ use pharos_model::otlp::encode_logs;
 
 pub use files::{Batch, FileKey, Tailer};
 
-use crate::sink::{Signal, Sink};
+use crate::buffer::Buffer;
 
-/// Polls `tailer` every `poll_interval` (immediately again while batches come out full), ships
-/// each batch through `sink`, and commits offsets after the sink acknowledged it. Runs until an
-/// I/O task fails.
-/// `labeler` adds `team` to records with a `namespace`.
+/// Polls `tailer` every `poll_interval` (immediately again while batches come out full) and
+/// appends each batch to the disk `buffer` together with the checkpoint it reaches, in one
+/// durable write; offsets move in memory once the append returned. While the buffer is full
+/// the append waits, so no file is read further. `labeler` adds `team` to records with a
+/// `namespace`. Runs until an I/O task fails.
 pub async fn run_tailer(
     mut tailer: Tailer,
     poll_interval: Duration,
-    sink: Sink,
+    buffer: Buffer,
     labeler: crate::teams::TeamLabeler,
 ) -> anyhow::Result<()> {
     loop {
@@ -34,24 +35,13 @@ pub async fn run_tailer(
         tailer = t;
         let mut batch = batch;
         labeler.label_records(&mut batch.records);
-        if !batch.records.is_empty() {
+        if !batch.records.is_empty() || !batch.advances.is_empty() {
             let count = batch.records.len() as u64;
-            let payload = encode_logs(&batch.records);
-            // Acknowledged or rejected for good: either way these lines are done with.
-            let delivery = sink.send(Signal::Logs, payload, count).await;
-            tracing::debug!(records = count, ?delivery, "log batch delivered");
-        }
-        if !batch.advances.is_empty() {
-            let advances = batch.advances;
-            let (t, saved) = tokio::task::spawn_blocking(move || {
-                let saved = tailer.commit(&advances);
-                (tailer, saved)
-            })
-            .await?;
-            tailer = t;
-            if let Err(e) = saved {
-                tracing::error!(error = %format!("{e:#}"), "cannot persist tail checkpoint");
-            }
+            let checkpoint = tailer.checkpoint_after(&batch.advances);
+            let payload = (!batch.records.is_empty()).then(|| encode_logs(&batch.records));
+            let seq = buffer.append_logs(payload, count, &checkpoint).await;
+            tailer.advance(&batch.advances);
+            tracing::debug!(records = count, seq, "log batch buffered");
         }
         if !batch.full {
             tokio::time::sleep(poll_interval).await;
