@@ -4,6 +4,8 @@
 //! The binaries must be built first (`cargo build --bins`; `scripts/test.sh` does it). The broker
 //! binary comes from `scripts/install-tansu.sh` (or `$PHAROS_TANSU`).
 
+pub mod promqltest;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
