@@ -705,7 +705,18 @@ fn fmt_points(p: &[(i64, f64)], ev: &Eval) -> String {
 /// True when a case involves native histograms and is skipped.
 fn is_histogram_case(ev: &Eval, histogram_names: &HashSet<String>) -> bool {
     let in_expected = matches!(&ev.expected, Expected::Series(s) if s.iter().any(|d| d.points.contains(&Point::Histogram)));
-    in_expected || mentions(&ev.query, histogram_names)
+    in_expected || mentions(&ev.query, histogram_names) || name_regex_matches(&ev.query, histogram_names)
+}
+
+/// True when a `__name__=~"re"` matcher of `query` matches one of `names`.
+fn name_regex_matches(query: &str, names: &HashSet<String>) -> bool {
+    let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.match_indices("__name__=~").any(|(i, m)| {
+        let rest = &compact[i + m.len()..];
+        let Ok((re, _)) = parse_quoted(rest) else { return false };
+        let Ok(re) = regex::Regex::new(&format!("^(?:{re})$")) else { return false };
+        names.iter().any(|n| re.is_match(n))
+    })
 }
 
 /// Runs a test script's text against fresh Pharos instances; Pharos logs go to `log_dir`.
