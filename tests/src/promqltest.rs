@@ -55,7 +55,10 @@ pub enum Expected {
     /// A string literal.
     String(String),
     /// An error, optionally with a message (`msg`: substring) or a regex.
-    Fail { msg: Option<String>, regex: Option<String> },
+    Fail {
+        msg: Option<String>,
+        regex: Option<String>,
+    },
 }
 
 /// One `eval` command.
@@ -81,7 +84,11 @@ pub struct Eval {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// `load <interval>` (or `load_with_nhcb`): series to add.
-    Load { interval_ms: i64, series: Vec<SeriesDesc>, nhcb: bool },
+    Load {
+        interval_ms: i64,
+        series: Vec<SeriesDesc>,
+        nhcb: bool,
+    },
     /// `clear`.
     Clear,
     /// `eval …`.
@@ -104,13 +111,19 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
         return Err(format!("empty duration {s:?}"));
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("bad duration {s:?}"));
         }
-        let n: i64 = rest[..digits].parse().map_err(|_| format!("bad duration {s:?}"))?;
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
@@ -150,13 +163,25 @@ fn expand_item(item: &str, out: &mut Vec<Point>) -> Result<(), String> {
         return Ok(());
     }
     let (head, times) = match item.rfind('x') {
-        Some(i) if i > 0 && i + 1 < item.len() && item[i + 1..].chars().all(|c| c.is_ascii_digit()) => {
-            (&item[..i], Some(item[i + 1..].parse::<u64>().map_err(|e| format!("{item}: {e}"))?))
+        Some(i)
+            if i > 0 && i + 1 < item.len() && item[i + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            (
+                &item[..i],
+                Some(
+                    item[i + 1..]
+                        .parse::<u64>()
+                        .map_err(|e| format!("{item}: {e}"))?,
+                ),
+            )
         }
         _ => (item, None),
     };
     if head == "_" {
-        out.extend(std::iter::repeat_n(Point::Omitted, times.unwrap_or(1) as usize));
+        out.extend(std::iter::repeat_n(
+            Point::Omitted,
+            times.unwrap_or(1) as usize,
+        ));
         return Ok(());
     }
     // Split `a+b` / `a-b` at the last sign that is not at the start or after an exponent `e`.
@@ -190,13 +215,17 @@ pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
     let mut rest = s.trim();
     while !rest.is_empty() {
         if rest.starts_with("{{") {
-            let end = rest.find("}}").ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
+            let end = rest
+                .find("}}")
+                .ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
             rest = &rest[end + 2..];
             // `{{…}}+{{…}}x3`: an increasing histogram series.
             if let Some(r) = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-'))
                 && r.starts_with("{{")
             {
-                let end = r.find("}}").ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
+                let end = r
+                    .find("}}")
+                    .ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
                 rest = &r[end + 2..];
             }
             // `{{…}}x3` repeats the histogram.
@@ -298,7 +327,10 @@ fn parse_eval_header(line_no: usize, rest: &str) -> Result<Eval, String> {
     let rest = words.next().ok_or_else(bad)?.trim_start();
     let take = |s: &str| -> (String, String) {
         let mut it = s.trim_start().splitn(2, char::is_whitespace);
-        (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").trim_start().to_string())
+        (
+            it.next().unwrap_or("").to_string(),
+            it.next().unwrap_or("").trim_start().to_string(),
+        )
     };
     let blank = |query: String, start_ms, end_ms, step_ms| Eval {
         line: line_no,
@@ -322,7 +354,12 @@ fn parse_eval_header(line_no: usize, rest: &str) -> Result<Eval, String> {
             let (to, r) = take(&r);
             let r = strip_kv(&r, "step").ok_or_else(bad)?.to_string();
             let (step, query) = take(&r);
-            Ok(blank(query, parse_time(&from)?, Some(parse_time(&to)?), parse_duration_ms(&step)?))
+            Ok(blank(
+                query,
+                parse_time(&from)?,
+                Some(parse_time(&to)?),
+                parse_duration_ms(&step)?,
+            ))
         }
         _ => Err(bad()),
     }
@@ -341,10 +378,15 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let (word, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+        let (word, rest) = trimmed
+            .split_once(char::is_whitespace)
+            .unwrap_or((trimmed, ""));
         // Body lines: indented, until a blank line or the next command.
         let mut body: Vec<(usize, &str)> = Vec::new();
-        while i < lines.len() && (is_body(lines[i]) || lines[i].trim_start().starts_with('#') && !lines[i].trim().is_empty()) {
+        while i < lines.len()
+            && (is_body(lines[i])
+                || lines[i].trim_start().starts_with('#') && !lines[i].trim().is_empty())
+        {
             if !lines[i].trim_start().starts_with('#') {
                 body.push((i + 1, lines[i].trim()));
             }
@@ -360,7 +402,11 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     let points = parse_points(pts).map_err(|e| format!("line {n}: {e}"))?;
                     series.push(SeriesDesc { labels, points });
                 }
-                cmds.push(Command::Load { interval_ms, series, nhcb: word == "load_with_nhcb" });
+                cmds.push(Command::Load {
+                    interval_ms,
+                    series,
+                    nhcb: word == "load_with_nhcb",
+                });
             }
             "eval" | "eval_fail" | "eval_ordered" | "eval_warn" | "eval_info" => {
                 let mut ev = parse_eval_header(i, rest)?;
@@ -372,7 +418,10 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                 let mut scalar = None;
                 let mut string = None;
                 for (n, l) in body {
-                    if let Some(e) = l.strip_prefix("expect ").or_else(|| (l == "expect").then_some("")) {
+                    if let Some(e) = l
+                        .strip_prefix("expect ")
+                        .or_else(|| (l == "expect").then_some(""))
+                    {
                         let e = e.trim();
                         let (kind, arg) = e.split_once(char::is_whitespace).unwrap_or((e, ""));
                         let kind = kind.trim_end_matches(':');
@@ -387,8 +436,18 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                                 }
                             }
                             "ordered" => ev.ordered = true,
-                            "string" => string = Some(parse_quoted(arg.trim()).map(|(s, _)| s).map_err(|e| format!("line {n}: {e}"))?),
-                            "range" => return Err(format!("line {n}: `expect range vector` is not supported by this runner")),
+                            "string" => {
+                                string = Some(
+                                    parse_quoted(arg.trim())
+                                        .map(|(s, _)| s)
+                                        .map_err(|e| format!("line {n}: {e}"))?,
+                                )
+                            }
+                            "range" => {
+                                return Err(format!(
+                                    "line {n}: `expect range vector` is not supported by this runner"
+                                ));
+                            }
                             _ => {} // warn / info / no_warn / no_info: annotations are not compared
                         }
                     } else if let Some(m) = l.strip_prefix("expected_fail_message") {
@@ -398,7 +457,8 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                     } else if let Some(v) = parse_float(l) {
                         scalar = Some(v);
                     } else {
-                        let (labels, pts) = parse_series(l).map_err(|e| format!("line {n}: {e}"))?;
+                        let (labels, pts) =
+                            parse_series(l).map_err(|e| format!("line {n}: {e}"))?;
                         let points = parse_points(pts).map_err(|e| format!("line {n}: {e}"))?;
                         series.push(SeriesDesc { labels, points });
                     }
@@ -478,7 +538,11 @@ impl FileReport {
 
     /// Passed / total float cases (1.0 when none ran).
     pub fn pass_rate(&self) -> f64 {
-        if self.total() == 0 { 1.0 } else { self.passed as f64 / self.total() as f64 }
+        if self.total() == 0 {
+            1.0
+        } else {
+            self.passed as f64 / self.total() as f64
+        }
     }
 
     /// `name: passed/total (pct%), N skipped (native histograms)`.
@@ -504,10 +568,18 @@ async fn fresh(log_dir: &Path) -> Instance {
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().to_string_lossy().to_string();
     let pharos = Pharos::serve(log_dir, &["--data-dir", &dir]).await;
-    Instance { pharos, _data: data }
+    Instance {
+        pharos,
+        _data: data,
+    }
 }
 
-async fn load(p: &Pharos, client: &reqwest::Client, interval_ms: i64, series: &[SeriesDesc]) -> Result<(), String> {
+async fn load(
+    p: &Pharos,
+    client: &reqwest::Client,
+    interval_ms: i64,
+    series: &[SeriesDesc],
+) -> Result<(), String> {
     let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
     let mut samples = Vec::new();
     for s in series {
@@ -531,7 +603,10 @@ async fn load(p: &Pharos, client: &reqwest::Client, interval_ms: i64, series: &[
             .map_err(|e| format!("remote_write: {e}"))?;
         if !r.status().is_success() {
             let status = r.status();
-            return Err(format!("remote_write answered {status}: {}", r.text().await.unwrap_or_default()));
+            return Err(format!(
+                "remote_write answered {status}: {}",
+                r.text().await.unwrap_or_default()
+            ));
         }
     }
     Ok(())
@@ -556,7 +631,12 @@ fn mentions(query: &str, names: &HashSet<String>) -> bool {
 /// Runs one eval against `p`; `Ok(())` when it matches.
 async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(), String> {
     let url = match ev.end_ms {
-        None => format!("http://{}/api/v1/query?query={}&time={}", p.addr, enc(&ev.query), fmt_ms(ev.start_ms)),
+        None => format!(
+            "http://{}/api/v1/query?query={}&time={}",
+            p.addr,
+            enc(&ev.query),
+            fmt_ms(ev.start_ms)
+        ),
         Some(end) => format!(
             "http://{}/api/v1/query_range?query={}&start={}&end={}&step={}",
             p.addr,
@@ -566,10 +646,15 @@ async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(),
             fmt_ms(ev.step_ms)
         ),
     };
-    let r = client.get(url).send().await.map_err(|e| format!("HTTP: {e}"))?;
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
     let status = r.status().as_u16();
     let text = r.text().await.map_err(|e| format!("HTTP body: {e}"))?;
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+    let body: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
     let error = body["error"].as_str().unwrap_or(&text).to_string();
     if let Expected::Fail { msg, regex } = &ev.expected {
         if status == 200 {
@@ -587,7 +672,9 @@ async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(),
             return Err(format!("error {error:?} lacks {m:?}"));
         }
         if let Some(re) = regex
-            && !regex::Regex::new(re).map(|re| re.is_match(&error)).unwrap_or(false)
+            && !regex::Regex::new(re)
+                .map(|re| re.is_match(&error))
+                .unwrap_or(false)
         {
             return Err(format!("error {error:?} does not match /{re}/"));
         }
@@ -605,10 +692,18 @@ async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(),
         },
         Expected::Scalar(v) => {
             if data["resultType"] != "scalar" {
-                return Err(format!("expected scalar {v}, got {} {}", data["resultType"], short(result)));
+                return Err(format!(
+                    "expected scalar {v}, got {} {}",
+                    data["resultType"],
+                    short(result)
+                ));
             }
             let got = result[1].as_str().and_then(parse_float).unwrap_or(f64::NAN);
-            if almost_equal(*v, got, EPSILON) { Ok(()) } else { Err(format!("expected scalar {v}, got {got}")) }
+            if almost_equal(*v, got, EPSILON) {
+                Ok(())
+            } else {
+                Err(format!("expected scalar {v}, got {got}"))
+            }
         }
         Expected::Series(exp) => compare_series(ev, exp, data),
         Expected::Fail { .. } => Ok(()),
@@ -617,7 +712,11 @@ async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(),
 
 fn short(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.len() > 300 { format!("{}…", &s[..300]) } else { s }
+    if s.len() > 300 {
+        format!("{}…", &s[..300])
+    } else {
+        s
+    }
 }
 
 fn labels_of(metric: &serde_json::Value) -> Labels {
@@ -645,14 +744,25 @@ fn json_points(pairs: &serde_json::Value) -> Vec<(i64, f64)> {
 fn compare_series(ev: &Eval, exp: &[SeriesDesc], data: &serde_json::Value) -> Result<(), String> {
     let result = data["result"].as_array().cloned().unwrap_or_default();
     let kind = data["resultType"].as_str().unwrap_or("");
-    let want_kind = if ev.end_ms.is_some() { "matrix" } else { "vector" };
+    let want_kind = if ev.end_ms.is_some() {
+        "matrix"
+    } else {
+        "vector"
+    };
     if kind != want_kind {
-        return Err(format!("expected a {want_kind}, got {kind} {}", short(&data["result"])));
+        return Err(format!(
+            "expected a {want_kind}, got {kind} {}",
+            short(&data["result"])
+        ));
     }
     let got: Vec<(Labels, Vec<(i64, f64)>)> = result
         .iter()
         .map(|s| {
-            let pts = if ev.end_ms.is_some() { json_points(&s["values"]) } else { json_points(&serde_json::json!([s["value"]])) };
+            let pts = if ev.end_ms.is_some() {
+                json_points(&s["values"])
+            } else {
+                json_points(&serde_json::json!([s["value"]]))
+            };
             (labels_of(&s["metric"]), pts)
         })
         .collect();
@@ -675,7 +785,11 @@ fn compare_series(ev: &Eval, exp: &[SeriesDesc], data: &serde_json::Value) -> Re
     if got.len() != want.len() {
         let g: Vec<String> = got.iter().map(|(l, _)| l.to_string()).collect();
         let w: Vec<String> = want.iter().map(|(l, _)| l.to_string()).collect();
-        return Err(format!("expected {} series {w:?}, got {} {g:?}", want.len(), got.len()));
+        return Err(format!(
+            "expected {} series {w:?}, got {} {g:?}",
+            want.len(),
+            got.len()
+        ));
     }
     for (pos, (labels, points)) in want.iter().enumerate() {
         let Some(gi) = got.iter().position(|(l, _)| l == labels) else {
@@ -687,9 +801,15 @@ fn compare_series(ev: &Eval, exp: &[SeriesDesc], data: &serde_json::Value) -> Re
         }
         let gp = &got[gi].1;
         let same = gp.len() == points.len()
-            && gp.iter().zip(points).all(|(g, w)| (ev.end_ms.is_none() || g.0 == w.0) && almost_equal(g.1, w.1, EPSILON));
+            && gp.iter().zip(points).all(|(g, w)| {
+                (ev.end_ms.is_none() || g.0 == w.0) && almost_equal(g.1, w.1, EPSILON)
+            });
         if !same {
-            return Err(format!("{labels}: expected {}, got {}", fmt_points(points, ev), fmt_points(gp, ev)));
+            return Err(format!(
+                "{labels}: expected {}, got {}",
+                fmt_points(points, ev),
+                fmt_points(gp, ev)
+            ));
         }
     }
     Ok(())
@@ -697,15 +817,24 @@ fn compare_series(ev: &Eval, exp: &[SeriesDesc], data: &serde_json::Value) -> Re
 
 fn fmt_points(p: &[(i64, f64)], ev: &Eval) -> String {
     if ev.end_ms.is_none() {
-        return p.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>().join(" ");
+        return p
+            .iter()
+            .map(|(_, v)| v.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
     }
-    p.iter().map(|(t, v)| format!("{v}@{}", fmt_ms(*t))).collect::<Vec<_>>().join(" ")
+    p.iter()
+        .map(|(t, v)| format!("{v}@{}", fmt_ms(*t)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// True when a case involves native histograms and is skipped.
 fn is_histogram_case(ev: &Eval, histogram_names: &HashSet<String>) -> bool {
     let in_expected = matches!(&ev.expected, Expected::Series(s) if s.iter().any(|d| d.points.contains(&Point::Histogram)));
-    in_expected || mentions(&ev.query, histogram_names) || name_regex_matches(&ev.query, histogram_names)
+    in_expected
+        || mentions(&ev.query, histogram_names)
+        || name_regex_matches(&ev.query, histogram_names)
 }
 
 /// True when a `__name__=~"re"` matcher of `query` matches one of `names`.
@@ -713,8 +842,12 @@ fn name_regex_matches(query: &str, names: &HashSet<String>) -> bool {
     let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
     compact.match_indices("__name__=~").any(|(i, m)| {
         let rest = &compact[i + m.len()..];
-        let Ok((re, _)) = parse_quoted(rest) else { return false };
-        let Ok(re) = regex::Regex::new(&format!("^(?:{re})$")) else { return false };
+        let Ok((re, _)) = parse_quoted(rest) else {
+            return false;
+        };
+        let Ok(re) = regex::Regex::new(&format!("^(?:{re})$")) else {
+            return false;
+        };
         names.iter().any(|n| re.is_match(n))
     })
 }
@@ -723,7 +856,10 @@ fn name_regex_matches(query: &str, names: &HashSet<String>) -> bool {
 pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileReport, String> {
     let cmds = parse(text).map_err(|e| format!("{name}: {e}"))?;
     let client = reqwest::Client::new();
-    let mut report = FileReport { name: name.to_string(), ..Default::default() };
+    let mut report = FileReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
     let mut inst: Option<Instance> = None;
     let mut histogram_names: HashSet<String> = HashSet::new();
     for cmd in &cmds {
@@ -732,7 +868,11 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                 inst = None;
                 histogram_names.clear();
             }
-            Command::Load { interval_ms, series, nhcb } => {
+            Command::Load {
+                interval_ms,
+                series,
+                nhcb,
+            } => {
                 for s in series {
                     let name = s.labels.metric_name().unwrap_or("").to_string();
                     if s.points.contains(&Point::Histogram) {
@@ -746,7 +886,9 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                     inst = Some(fresh(log_dir).await);
                 }
                 let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
-                load(p, &client, *interval_ms, series).await.map_err(|e| format!("{name}: {e}"))?;
+                load(p, &client, *interval_ms, series)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
             }
             Command::Eval(ev) => {
                 if is_histogram_case(ev, &histogram_names) {
@@ -759,7 +901,11 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                 let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
                 match run_eval(p, &client, ev).await {
                     Ok(()) => report.passed += 1,
-                    Err(diff) => report.failures.push(Failure { line: ev.line, query: ev.query.clone(), diff }),
+                    Err(diff) => report.failures.push(Failure {
+                        line: ev.line,
+                        query: ev.query.clone(),
+                        diff,
+                    }),
                 }
             }
         }
@@ -777,8 +923,12 @@ pub async fn run_dir(dir: &Path, log_dir: &Path) -> Result<Vec<FileReport>, Stri
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         out.push(run_script(&name, &text, log_dir).await?);
     }
     Ok(out)
@@ -790,11 +940,19 @@ pub fn render(reports: &[FileReport]) -> String {
     for r in reports {
         s.push_str(&format!("  {}\n", r.summary_line()));
     }
-    let (p, t, k) = reports.iter().fold((0, 0, 0), |(p, t, k), r| (p + r.passed, t + r.total(), k + r.skipped_histograms));
-    s.push_str(&format!("  total: {p}/{t} passed ({:.1}%), {k} skipped (native histograms)\n", 100.0 * p as f64 / t.max(1) as f64));
+    let (p, t, k) = reports.iter().fold((0, 0, 0), |(p, t, k), r| {
+        (p + r.passed, t + r.total(), k + r.skipped_histograms)
+    });
+    s.push_str(&format!(
+        "  total: {p}/{t} passed ({:.1}%), {k} skipped (native histograms)\n",
+        100.0 * p as f64 / t.max(1) as f64
+    ));
     for r in reports {
         for f in &r.failures {
-            s.push_str(&format!("FAIL {}:{} {}\n     {}\n", r.name, f.line, f.query, f.diff));
+            s.push_str(&format!(
+                "FAIL {}:{} {}\n     {}\n",
+                r.name, f.line, f.query, f.diff
+            ));
         }
     }
     s
@@ -807,11 +965,26 @@ mod tests {
     #[test]
     fn series_notation_expands_like_promqltest() {
         let v = |x: f64| Point::Value(x);
-        assert_eq!(parse_points("1+2x3").unwrap(), vec![v(1.0), v(3.0), v(5.0), v(7.0)]);
-        assert_eq!(parse_points("5-1x2 _ stale").unwrap(), vec![v(5.0), v(4.0), v(3.0), Point::Omitted, Point::Stale]);
-        assert_eq!(parse_points("_x2 1x1").unwrap(), vec![Point::Omitted, Point::Omitted, v(1.0), v(1.0)]);
-        assert_eq!(parse_points("-2+1x1 1e3 Inf").unwrap(), vec![v(-2.0), v(-1.0), v(1000.0), v(f64::INFINITY)]);
-        assert_eq!(parse_points("{{schema:1 sum:3}} 2").unwrap(), vec![Point::Histogram, v(2.0)]);
+        assert_eq!(
+            parse_points("1+2x3").unwrap(),
+            vec![v(1.0), v(3.0), v(5.0), v(7.0)]
+        );
+        assert_eq!(
+            parse_points("5-1x2 _ stale").unwrap(),
+            vec![v(5.0), v(4.0), v(3.0), Point::Omitted, Point::Stale]
+        );
+        assert_eq!(
+            parse_points("_x2 1x1").unwrap(),
+            vec![Point::Omitted, Point::Omitted, v(1.0), v(1.0)]
+        );
+        assert_eq!(
+            parse_points("-2+1x1 1e3 Inf").unwrap(),
+            vec![v(-2.0), v(-1.0), v(1000.0), v(f64::INFINITY)]
+        );
+        assert_eq!(
+            parse_points("{{schema:1 sum:3}} 2").unwrap(),
+            vec![Point::Histogram, v(2.0)]
+        );
     }
 
     #[test]
@@ -835,7 +1008,9 @@ mod tests {
         assert_eq!(e.start_ms, 300_000);
         let Command::Eval(e) = &cmds[2] else { panic!() };
         assert_eq!((e.end_ms, e.step_ms), (Some(600_000), 300_000));
-        assert!(matches!(&cmds[3], Command::Eval(e) if matches!(e.expected, Expected::Fail { .. })));
+        assert!(
+            matches!(&cmds[3], Command::Eval(e) if matches!(e.expected, Expected::Fail { .. }))
+        );
         assert!(matches!(&cmds[4], Command::Eval(e) if e.expected == Expected::Scalar(1.0)));
     }
 

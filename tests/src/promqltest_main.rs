@@ -11,7 +11,9 @@ async fn main() -> anyhow::Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| pharos_e2e::repo_root().join("../shared/conformance/promql"));
     let logs = tempfile::tempdir()?;
-    let reports = run_dir(&dir, logs.path()).await.map_err(anyhow::Error::msg)?;
+    let reports = run_dir(&dir, logs.path())
+        .await
+        .map_err(anyhow::Error::msg)?;
     print!("{}", render(&reports));
     Ok(())
 }

@@ -23,20 +23,33 @@ const FLOORS: &[(&str, f64)] = &[
 async fn promql_conformance() {
     let dir = pharos_e2e::repo_root().join("../shared/conformance/promql");
     if !dir.is_dir() {
-        eprintln!("SKIPPED: {} is absent (Prometheus' promqltest files are not checked out)", dir.display());
+        eprintln!(
+            "SKIPPED: {} is absent (Prometheus' promqltest files are not checked out)",
+            dir.display()
+        );
         return;
     }
     let logs = tempfile::tempdir().expect("log dir");
-    let reports = run_dir(&dir, logs.path()).await.expect("running the promqltest files");
+    let reports = run_dir(&dir, logs.path())
+        .await
+        .expect("running the promqltest files");
     println!("{}", render(&reports));
     let mut low = Vec::new();
     for r in &reports {
         let floor = FLOORS.iter().find(|(f, _)| *f == r.name).map(|(_, f)| *f);
         match floor {
             Some(floor) if r.pass_rate() + 1e-9 >= floor => {}
-            Some(floor) => low.push(format!("{} below its floor {:.1}%", r.summary_line(), 100.0 * floor)),
+            Some(floor) => low.push(format!(
+                "{} below its floor {:.1}%",
+                r.summary_line(),
+                100.0 * floor
+            )),
             None => low.push(format!("{}: no floor in FLOORS; add one", r.name)),
         }
     }
-    assert!(low.is_empty(), "PromQL conformance regressed:\n{}", low.join("\n"));
+    assert!(
+        low.is_empty(),
+        "PromQL conformance regressed:\n{}",
+        low.join("\n")
+    );
 }
