@@ -9,6 +9,8 @@
 
 pub mod sim;
 
+pub mod promqltest;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

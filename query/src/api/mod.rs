@@ -33,9 +33,18 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             get(prometheus::query_range_get).post(prometheus::query_range_post),
         )
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
-        .route("/api/v1/series", get(series_meta::series).post(series_meta::series))
-        .route("/api/v1/labels", get(series_meta::labels).post(series_meta::labels))
-        .route("/api/v1/label/{name}/values", get(series_meta::label_values))
+        .route(
+            "/api/v1/series",
+            get(series_meta::series).post(series_meta::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(series_meta::labels).post(series_meta::labels),
+        )
+        .route(
+            "/api/v1/label/{name}/values",
+            get(series_meta::label_values),
+        )
         .route("/api/v1/metadata", get(series_meta::metadata))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::query))

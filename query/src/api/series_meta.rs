@@ -24,7 +24,8 @@ struct MultiParams(Vec<(String, String)>);
 impl MultiParams {
     fn parse(query: Option<String>, body: &[u8]) -> Result<Self> {
         let mut pairs: Vec<(String, String)> = match query {
-            Some(q) => serde_urlencoded::from_str(&q).map_err(|e| Error::BadData(format!("invalid query string: {e}")))?,
+            Some(q) => serde_urlencoded::from_str(&q)
+                .map_err(|e| Error::BadData(format!("invalid query string: {e}")))?,
             None => Vec::new(),
         };
         if !body.is_empty() {
@@ -36,7 +37,10 @@ impl MultiParams {
     }
 
     fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn time(&self, key: &str, default: i64) -> Result<i64> {
@@ -52,7 +56,11 @@ impl MultiParams {
         for m in self.all("match[]") {
             match promql::parse(m)? {
                 Expr::VectorSelector(vs) => groups.extend(promql::matcher_groups(&vs)),
-                _ => return Err(Error::BadData(format!("invalid parameter \"match[]\": {m:?} is not a series selector"))),
+                _ => {
+                    return Err(Error::BadData(format!(
+                        "invalid parameter \"match[]\": {m:?} is not a series selector"
+                    )));
+                }
             }
         }
         Ok((!groups.is_empty()).then_some(groups))
@@ -64,17 +72,24 @@ async fn matching_series(state: &AppState, p: &MultiParams, required: bool) -> R
     let groups = match p.selectors()? {
         Some(g) => g,
         None if required => return Err(Error::BadData("no match[] parameter provided".into())),
-        None => vec![vec![LabelMatcher::new("__name__", "=~", ".+").map_err(Error::Internal)?]],
+        None => vec![vec![
+            LabelMatcher::new("__name__", "=~", ".+").map_err(Error::Internal)?,
+        ]],
     };
     let (start, end) = (p.time("start", i64::MIN / 2)?, p.time("end", i64::MAX / 2)?);
     if end < start {
-        return Err(Error::BadData("end timestamp must not be before start time".into()));
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
     }
     let reader = state.metrics.clone();
     run_blocking(move || {
         let mut out = BTreeSet::new();
         for g in &groups {
-            for s in reader.select_series(g, start, end).map_err(Error::Internal)? {
+            for s in reader
+                .select_series(g, start, end)
+                .map_err(Error::Internal)?
+            {
                 out.insert(s.labels);
             }
         }
@@ -113,7 +128,10 @@ pub async fn labels(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
     .await;
     match result {
         Ok(series) => {
-            let names: BTreeSet<&str> = series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
+            let names: BTreeSet<&str> = series
+                .iter()
+                .flat_map(|l| l.iter().map(|(k, _)| k))
+                .collect();
             success(json!(names))
         }
         Err(e) => e.into_response(),
@@ -121,7 +139,11 @@ pub async fn labels(State(state): State<AppState>, RawQuery(q): RawQuery, body: 
 }
 
 /// `GET /api/v1/label/<name>/values`.
-pub async fn label_values(State(state): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let result = async {
         let p = MultiParams::parse(q, &[])?;
         matching_series(&state, &p, false).await

@@ -141,7 +141,7 @@ async fn bad_parameters_and_unsupported_features_are_400() {
         "/api/v1/query_range?query=up&start=0&end=10",
         "/api/v1/query_range?query=up&start=0&end=10&step=0",
         "/api/v1/query_range?query=up&start=0&end=100000&step=1",
-        "/api/v1/query?query=rate(up[5m:1m])",
+        "/api/v1/query?query=histogram_quantile(0.9,up)",
     ] {
         let (status, body) = get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
@@ -244,17 +244,36 @@ async fn loki_rejects_unsupported_queries() {
 
 fn two_jobs() -> MemStore {
     let mut s = MemStore::default();
-    s.add(&[("__name__", "up"), ("job", "node"), ("instance", "a")], &[(10_000, 1.0)]);
-    s.add(&[("__name__", "up"), ("job", "api"), ("instance", "b")], &[(10_000, 1.0)]);
-    s.add(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "200")], &[(90_000, 5.0)]);
+    s.add(
+        &[("__name__", "up"), ("job", "node"), ("instance", "a")],
+        &[(10_000, 1.0)],
+    );
+    s.add(
+        &[("__name__", "up"), ("job", "api"), ("instance", "b")],
+        &[(10_000, 1.0)],
+    );
+    s.add(
+        &[
+            ("__name__", "http_requests_total"),
+            ("job", "api"),
+            ("code", "200"),
+        ],
+        &[(90_000, 5.0)],
+    );
     s
 }
 
 #[tokio::test]
 async fn series_labels_and_label_values() {
-    let send = |uri: &str| send_with(Arc::new(two_jobs()), Request::get(uri).body(Body::empty()).expect("request"));
+    let send = |uri: &str| {
+        send_with(
+            Arc::new(two_jobs()),
+            Request::get(uri).body(Body::empty()).expect("request"),
+        )
+    };
     // Two match[] selectors are a union; the time range filters series without samples in it.
-    let (status, body) = send("/api/v1/series?match[]=up%7Bjob%3D%22node%22%7D&match[]=http_requests_total").await;
+    let (status, body) =
+        send("/api/v1/series?match[]=up%7Bjob%3D%22node%22%7D&match[]=http_requests_total").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["data"],
@@ -264,9 +283,15 @@ async fn series_labels_and_label_values() {
         ])
     );
     let (_, body) = send("/api/v1/series?match[]=%7Bjob%3D%22api%22%7D&start=0&end=50").await;
-    assert_eq!(body["data"], json!([{"__name__": "up", "instance": "b", "job": "api"}]));
+    assert_eq!(
+        body["data"],
+        json!([{"__name__": "up", "instance": "b", "job": "api"}])
+    );
     let (status, body) = send("/api/v1/series").await;
-    assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")));
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_data"))
+    );
     let (status, _) = send("/api/v1/series?match[]=sum(up)").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 

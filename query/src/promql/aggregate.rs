@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use pharos_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
-    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
-    T_STDVAR, T_SUM, T_TOPK,
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
@@ -176,6 +176,38 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             groups.len() - 1
         });
         groups[i].1.push(s);
+    }
+
+    if op == T_LIMIT_RATIO {
+        let ratio = param_scalar(&a.param)?;
+        if ratio.is_nan() {
+            return Err(Error::Execution(format!("Ratio value is NaN for {}", a.op)));
+        }
+        // Prometheus picks series by a hash of their labels; without the same hash the
+        // selection would differ, so this stays unsupported rather than approximate.
+        return Err(Error::unsupported("aggregation limit_ratio"));
+    }
+
+    if op == T_LIMITK {
+        let k = param_scalar(&a.param)?;
+        if k.is_nan() {
+            return Err(Error::Execution(format!(
+                "Parameter value is NaN for {}",
+                a.op
+            )));
+        }
+        let k = if k >= 1.0 {
+            k.min(usize::MAX as f64) as usize
+        } else {
+            0
+        };
+        // The first k series of each group in Prometheus' series order (sorted by labels).
+        let mut out = Vec::new();
+        for (_, mut members) in groups {
+            members.sort_by(|x, y| x.labels.cmp(&y.labels));
+            out.extend(members.into_iter().take(k));
+        }
+        return Ok(Value::Vector(out));
     }
 
     if op == T_TOPK || op == T_BOTTOMK {

@@ -208,17 +208,22 @@ fn vector_vector(
         let sig = signature(&s.labels, matching);
         if let Some(dup) = one_by_sig.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
+            let (mut a, mut b) = (go_labels(&s.labels), go_labels(&dup.labels));
+            if b < a {
+                std::mem::swap(&mut a, &mut b);
+            }
             return Err(Error::Execution(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the \
-                 operation: [{}, {}];many-to-many matching not allowed: matching labels must be \
+                "found duplicate series for the match group {} on the {side} hand-side of the \
+                 operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be \
                  unique on one side",
-                s.labels, dup.labels
+                go_labels(&sig)
             )));
         }
         one_by_sig.insert(sig, s);
     }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut matched_sigs: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for m in many {
         let sig = signature(&m.labels, matching);
@@ -231,6 +236,15 @@ fn vector_vector(
             (m.value, o.value)
         };
         let (mut value, keep) = apply(op, l, r)?;
+        // Prometheus detects many-to-one without group_* even when a comparison drops the
+        // colliding samples.
+        if one_to_one && !matched_sigs.insert(sig.clone()) {
+            return Err(Error::Execution(
+                "multiple matches for labels: many-to-one matching must be explicit \
+                 (group_left/group_right)"
+                    .into(),
+            ));
+        }
         if return_bool {
             value = bool_value(keep);
         } else if !keep {
@@ -263,6 +277,15 @@ fn vector_vector(
         out.push(Sample { labels, value });
     }
     Ok(out)
+}
+
+/// Labels as Go's `labels.Labels.String()` prints them: `{__name__="m", a="b"}`.
+fn go_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.to_string())))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 /// Prometheus' `resultMetric`.

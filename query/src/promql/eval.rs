@@ -50,7 +50,7 @@ impl Evaluator {
             Expr::Binary(b) => binary::eval(self, b, t),
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
             Expr::Call(c) => functions::call(self, c, t),
-            Expr::Subquery(_) => Err(Error::unsupported("subquery")),
+            Expr::Subquery(sq) => Ok(Value::Matrix(super::subquery::eval(self, sq, t)?)),
             Expr::Extension(_) => Err(Error::unsupported("extension expression")),
         }
     }

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use pharos_model::{Labels, METRIC_NAME};
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{Call, Expr, MatrixSelector};
+use promql_parser::parser::{Call, Expr, VectorSelector};
 use regex::Regex;
 
 use super::aggregate::is_valid_label_name;
@@ -34,6 +34,14 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "resets",
     "deriv",
     "predict_linear",
+    "mad_over_time",
+    "first_over_time",
+    "ts_of_min_over_time",
+    "ts_of_max_over_time",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "absent_over_time",
+    "double_exponential_smoothing",
 ];
 
 /// Evaluates a function call at `t`.
@@ -48,8 +56,31 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
     if RANGE_FUNCTIONS.contains(&name) {
         return range_call(ev, name, args.iter().map(|a| a.as_ref()).collect(), t);
     }
+    if let Some(v) = super::time_functions::frame_function(ev, name) {
+        return Ok(Value::Scalar(v));
+    }
+    if super::time_functions::DATE_FUNCTIONS.contains(&name) {
+        return super::time_functions::date_function(ev, name, args, t);
+    }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
+        "timestamp" => super::time_functions::timestamp(ev, arg(0)?, t),
+        "min_of" | "max_of" => {
+            let (a, b) = (ev.eval_scalar(arg(0)?, t)?, ev.eval_scalar(arg(1)?, t)?);
+            Ok(Value::Scalar(if name == "min_of" {
+                go_min(a, b)
+            } else {
+                go_max(a, b)
+            }))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let labels: Vec<String> = (1..args.len())
+                .map(|i| string_arg(ev, args, i, t, name))
+                .collect::<Result<_>>()?;
+            let mut v = ev.eval_vector(arg(0)?, t)?;
+            sort_by_label(&mut v, &labels, name == "sort_by_label_desc");
+            Ok(Value::Vector(v))
+        }
         "vector" => {
             let v = ev.eval_scalar(arg(0)?, t)?;
             Ok(Value::Vector(vec![Sample {
@@ -129,10 +160,74 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         "label_join" => label_join(ev, args, t),
         "absent" => {
             let v = ev.eval_vector(arg(0)?, t)?;
-            absent(v.is_empty(), unwrap_parens(arg(0)?))
+            let vs = match unwrap_parens(arg(0)?) {
+                Expr::VectorSelector(vs) => Some(vs),
+                _ => None,
+            };
+            absent(v.is_empty(), vs)
         }
         other => Err(Error::unsupported(format!("function {other}()"))),
     }
+}
+
+/// `sort_by_label`: by the named labels' values in natural order (digit runs compared as
+/// numbers), then by the whole label set; `desc` reverses both.
+pub fn sort_by_label(v: &mut [Sample], labels: &[String], desc: bool) {
+    v.sort_by(|a, b| {
+        for l in labels {
+            let (x, y) = (a.labels.get(l).unwrap_or(""), b.labels.get(l).unwrap_or(""));
+            if x == y {
+                continue;
+            }
+            let less = natural_less(x, y);
+            return if less != desc {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        if desc {
+            b.labels.cmp(&a.labels)
+        } else {
+            a.labels.cmp(&b.labels)
+        }
+    });
+}
+
+fn chunks(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = s.as_bytes();
+    for i in 1..=bytes.len() {
+        if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+            out.push(&s[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// `a < b` in the natural order of `github.com/facette/natsort`, which Prometheus uses.
+pub fn natural_less(a: &str, b: &str) -> bool {
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (i, x) in ca.iter().enumerate() {
+        let Some(y) = cb.get(i) else { return false };
+        let equal = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(p), Ok(q)) if p != q => return p < q,
+            (Ok(_), Ok(_)) => true,
+            _ => x == y,
+        };
+        if equal {
+            if i == ca.len() - 1 {
+                return true;
+            } else if i == cb.len() - 1 {
+                return false;
+            }
+            continue;
+        }
+        return x < y;
+    }
+    false
 }
 
 fn go_max(a: f64, b: f64) -> f64 {
@@ -164,36 +259,77 @@ fn map_values(samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Result<Value> {
 }
 
 fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Value> {
-    // quantile_over_time(φ, m) has the matrix second; predict_linear(m, s) first.
+    // quantile_over_time(φ, m) has the matrix second; predict_linear(m, s) and
+    // double_exponential_smoothing(m, sf, tf) first.
     let (matrix_arg, scalar_arg) = match name {
         "quantile_over_time" => (args.get(1), args.first()),
-        "predict_linear" => (args.first(), args.get(1)),
+        "predict_linear" | "double_exponential_smoothing" => (args.first(), args.get(1)),
         _ => (args.first(), None),
     };
-    let ms = match matrix_arg.map(|a| unwrap_parens(a)) {
-        Some(Expr::MatrixSelector(ms)) => ms,
-        Some(Expr::Subquery(_)) => return Err(Error::unsupported("subquery")),
+    let param = match scalar_arg {
+        Some(a) => ev.eval_scalar(a, t)?,
+        None => f64::NAN,
+    };
+    let param2 = match (name, args.get(2)) {
+        ("double_exponential_smoothing", Some(a)) => ev.eval_scalar(a, t)?,
+        _ => f64::NAN,
+    };
+    let matrix_arg = matrix_arg.map(|a| unwrap_parens(a));
+    let (series, window, intercept_ms) = match matrix_arg {
+        Some(Expr::MatrixSelector(ms)) => {
+            let at = reference_time(&ms.vs, ev.frame, t);
+            let window = Window {
+                start_ms: at.saturating_sub(ms.range.as_millis() as i64),
+                end_ms: at,
+            };
+            (
+                ev.range(ms, t)?,
+                window,
+                intercept_time(ev, ms.vs.at.is_some(), t),
+            )
+        }
+        Some(Expr::Subquery(sq)) => {
+            let at = super::subquery::reference_time(sq, ev.frame, t);
+            let window = Window {
+                start_ms: at.saturating_sub(sq.range.as_millis() as i64),
+                end_ms: at,
+            };
+            let series = super::subquery::eval(ev, sq, t)?;
+            (series, window, intercept_time(ev, sq.at.is_some(), t))
+        }
         _ => {
             return Err(Error::BadData(format!(
                 "{name}() expects a range vector argument"
             )));
         }
     };
-    let param = match scalar_arg {
-        Some(a) => ev.eval_scalar(a, t)?,
-        None => f64::NAN,
-    };
-    let at = reference_time(&ms.vs, ev.frame, t);
-    let window = Window {
-        start_ms: at.saturating_sub(ms.range.as_millis() as i64),
-        end_ms: at,
-    };
-    let intercept_ms = intercept_time(ev, ms, t);
-    let keep_name = name == "last_over_time";
+    if name == "absent_over_time" {
+        return match matrix_arg {
+            Some(Expr::MatrixSelector(ms)) => absent(series.is_empty(), Some(&ms.vs)),
+            _ => absent(series.is_empty(), None),
+        };
+    }
+    if name == "double_exponential_smoothing" {
+        if !(param > 0.0 && param < 1.0) {
+            return Err(Error::Execution(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {param}"
+            )));
+        }
+        if !(param2 > 0.0 && param2 < 1.0) {
+            return Err(Error::Execution(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {param2}"
+            )));
+        }
+    }
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let mut out = Vec::new();
-    for s in ev.range(ms, t)? {
-        let value = over_series(name, &s.points, window, param, intercept_ms)
-            .map_err(|()| Error::unsupported(format!("function {name}()")))?;
+    for s in series {
+        let value = if name == "double_exponential_smoothing" {
+            super::range_functions::double_exponential_smoothing(&s.points, param, param2)
+        } else {
+            over_series(name, &s.points, window, param, intercept_ms)
+                .map_err(|()| Error::unsupported(format!("function {name}()")))?
+        };
         if let Some(value) = value {
             let labels = if keep_name {
                 s.labels
@@ -208,12 +344,8 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
 
 /// `predict_linear` predicts relative to the evaluation time; Prometheus evaluates
 /// expressions pinned with `@` once, at the query start.
-fn intercept_time(ev: &Evaluator, ms: &MatrixSelector, t: i64) -> i64 {
-    if ms.vs.at.is_some() {
-        ev.frame.start_ms
-    } else {
-        t
-    }
+fn intercept_time(ev: &Evaluator, pinned: bool, t: i64) -> i64 {
+    if pinned { ev.frame.start_ms } else { t }
 }
 
 fn string_arg(ev: &Evaluator, args: &[Box<Expr>], i: usize, t: i64, func: &str) -> Result<String> {
@@ -286,12 +418,12 @@ fn label_join(ev: &Evaluator, args: &[Box<Expr>], t: i64) -> Result<Value> {
 
 /// `absent(v)`: one sample of value 1 when `v` is empty, labelled from the selector's equality
 /// matchers (Prometheus' `createLabelsForAbsentFunction`).
-fn absent(is_empty: bool, arg: &Expr) -> Result<Value> {
+fn absent(is_empty: bool, selector: Option<&VectorSelector>) -> Result<Value> {
     if !is_empty {
         return Ok(Value::Vector(Vec::new()));
     }
     let mut labels = Labels::default();
-    if let Expr::VectorSelector(vs) = arg {
+    if let Some(vs) = selector {
         if !vs.matchers.or_matchers.is_empty() {
             return Err(Error::unsupported(
                 "absent() of a selector with `or` matchers",

@@ -10,10 +10,14 @@ mod eval;
 mod functions;
 mod range_functions;
 mod selector;
+mod subquery;
+mod time_functions;
 mod value;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_subquery_time;
 
 use std::collections::HashMap;
 
@@ -48,6 +52,7 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
     let frame = Frame {
         start_ms: time_ms,
         end_ms: time_ms,
+        step_ms: 0,
     };
     let ev = Evaluator {
         frame,
@@ -72,7 +77,10 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
 /// True when the expression's own order is its meaning (`sort`, `topk`, …).
 fn keeps_order(expr: &Expr) -> bool {
     match eval::unwrap_parens(expr) {
-        Expr::Call(c) => matches!(c.func.name, "sort" | "sort_desc"),
+        Expr::Call(c) => matches!(
+            c.func.name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ),
         Expr::Aggregate(a) => matches!(a.op.id(), T_TOPK | T_BOTTOMK),
         _ => false,
     }
@@ -120,7 +128,11 @@ pub fn range_query(
             )));
         }
     }
-    let frame = Frame { start_ms, end_ms };
+    let frame = Frame {
+        start_ms,
+        end_ms,
+        step_ms,
+    };
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,

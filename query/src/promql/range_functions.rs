@@ -127,6 +127,49 @@ fn variance_over_time(points: &[(i64, f64)]) -> f64 {
     (aux + c_aux) / count
 }
 
+/// The timestamp of the first sample `better` than all before it (NaN is beaten by anything),
+/// Prometheus' `compareOverTime` with timestamps.
+fn ts_of_extreme(points: &[(i64, f64)], better: impl Fn(f64, f64) -> bool) -> i64 {
+    let (mut best_t, mut best) = points[0];
+    for &(ts, v) in &points[1..] {
+        if better(v, best) || best.is_nan() {
+            (best_t, best) = (ts, v);
+        }
+    }
+    best_t
+}
+
+/// Median of the absolute deviations from the median; NaN when any sample is NaN.
+fn median_absolute_deviation(points: &[(i64, f64)]) -> f64 {
+    if points.iter().any(|(_, v)| v.is_nan()) {
+        return f64::NAN;
+    }
+    let median = quantile(0.5, points.iter().map(|(_, v)| *v).collect());
+    quantile(
+        0.5,
+        points.iter().map(|(_, v)| (v - median).abs()).collect(),
+    )
+}
+
+/// Prometheus' `funcDoubleExponentialSmoothing` (Holt's linear trend) with smoothing factor
+/// `sf` and trend factor `tf`; `None` with fewer than two samples.
+pub fn double_exponential_smoothing(points: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, points[0].1);
+    let mut b = points[1].1 - points[0].1;
+    for (i, &(_, v)) in points.iter().enumerate().skip(1) {
+        let x = sf * v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
+}
+
 /// Evaluates the range function `name` on one series' non-empty `points`. `param` is the
 /// scalar argument of `quantile_over_time`/`predict_linear`; `intercept_ms` the evaluation
 /// time for `predict_linear`. `None` drops the series; `Err` names an unknown function.
@@ -181,6 +224,16 @@ pub fn over_series(
             Some(slope * param + intercept)
         }
         "deriv" | "predict_linear" => None,
+        "first_over_time" => Some(points[0].1),
+        "mad_over_time" => Some(median_absolute_deviation(points)),
+        "ts_of_first_over_time" => Some(points[0].0 as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(points[points.len() - 1].0 as f64 / 1000.0),
+        "ts_of_min_over_time" => {
+            Some(ts_of_extreme(points, |cur, best| cur < best) as f64 / 1000.0)
+        }
+        "ts_of_max_over_time" => {
+            Some(ts_of_extreme(points, |cur, best| cur > best) as f64 / 1000.0)
+        }
         _ => return Err(()),
     })
 }
@@ -269,6 +322,44 @@ mod tests {
             Some(-30.0)
         );
         assert_eq!(instant_value(&[(0, 1.0)], true), None);
+    }
+
+    #[test]
+    fn mad_is_the_median_of_absolute_deviations() {
+        // 1..=7: median 4, deviations 3 2 1 0 1 2 3, their median 2.
+        let pts: Vec<(i64, f64)> = (1..=7).map(|i| (i * 1000, i as f64)).collect();
+        assert_eq!(median_absolute_deviation(&pts), 2.0);
+        // 1 2 3 4 5 6: median 3.5, deviations 2.5 1.5 0.5 0.5 1.5 2.5, their median 1.5.
+        let pts: Vec<(i64, f64)> = (1..=6).map(|i| (i * 1000, i as f64)).collect();
+        assert_eq!(median_absolute_deviation(&pts), 1.5);
+        assert!(median_absolute_deviation(&[(0, 1.0), (1, f64::NAN)]).is_nan());
+    }
+
+    #[test]
+    fn ts_of_min_and_max_take_the_first_extreme() {
+        let pts = [(0, 2.0), (10, 0.0), (20, 5.0), (30, 0.0), (40, 5.0)];
+        assert_eq!(
+            over_series("ts_of_min_over_time", &pts, w(0, 50), 0.0, 0),
+            Ok(Some(0.01))
+        );
+        assert_eq!(
+            over_series("ts_of_max_over_time", &pts, w(0, 50), 0.0, 0),
+            Ok(Some(0.02))
+        );
+        assert_eq!(
+            over_series("ts_of_last_over_time", &pts, w(0, 50), 0.0, 0),
+            Ok(Some(0.04))
+        );
+    }
+
+    #[test]
+    fn double_exponential_smoothing_by_hand() {
+        // 0, 10, 20 with sf = tf = 0.5: s1 = 0, b = 10.
+        // i=1: x = 5, y = 0.5 * (0 + 10) = 5 -> s0 = 0, s1 = 10.
+        // i=2: b = 0.5 * (10 - 0) + 0.5 * 10 = 10; x = 10, y = 0.5 * (10 + 10) = 10 -> s1 = 20.
+        let pts = [(0, 0.0), (1, 10.0), (2, 20.0)];
+        assert_eq!(double_exponential_smoothing(&pts, 0.5, 0.5), Some(20.0));
+        assert_eq!(double_exponential_smoothing(&pts[..1], 0.5, 0.5), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Frame {
     pub start_ms: i64,
     /// Last evaluation time (ms).
     pub end_ms: i64,
+    /// Step between evaluations (ms); 0 for instant queries.
+    pub step_ms: i64,
 }
 
 /// Data of every selector of one query, keyed by the selector's address in the AST.
@@ -38,7 +40,7 @@ fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }
 
-fn system_time_ms(t: &SystemTime) -> i64 {
+pub fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
@@ -101,42 +103,57 @@ impl Fetched {
     pub fn load(reader: &dyn MetricsReader, expr: &Expr, frame: Frame) -> Result<Fetched> {
         let mut fetched = Fetched::default();
         let mut total = 0usize;
-        fetched.walk(reader, expr, frame, &mut total)?;
+        let span = (frame.start_ms, frame.end_ms);
+        fetched.walk(reader, expr, frame, span, &mut total)?;
         Ok(fetched)
     }
 
+    /// `span` is the first and last time `expr` can be evaluated at (wider than the frame
+    /// inside subqueries).
     fn walk(
         &mut self,
         reader: &dyn MetricsReader,
         expr: &Expr,
         frame: Frame,
+        span: (i64, i64),
         total: &mut usize,
     ) -> Result<()> {
         match expr {
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
-            Expr::Paren(p) => self.walk(reader, &p.expr, frame, total),
-            Expr::Unary(u) => self.walk(reader, &u.expr, frame, total),
+            Expr::Paren(p) => self.walk(reader, &p.expr, frame, span, total),
+            Expr::Unary(u) => self.walk(reader, &u.expr, frame, span, total),
             Expr::Binary(b) => {
-                self.walk(reader, &b.lhs, frame, total)?;
-                self.walk(reader, &b.rhs, frame, total)
+                self.walk(reader, &b.lhs, frame, span, total)?;
+                self.walk(reader, &b.rhs, frame, span, total)
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.walk(reader, p, frame, total)?;
+                    self.walk(reader, p, frame, span, total)?;
                 }
-                self.walk(reader, &a.expr, frame, total)
+                self.walk(reader, &a.expr, frame, span, total)
             }
             Expr::Call(c) => {
                 for arg in &c.args.args {
-                    self.walk(reader, arg, frame, total)?;
+                    self.walk(reader, arg, frame, span, total)?;
                 }
                 Ok(())
             }
-            Expr::VectorSelector(vs) => self.fetch(reader, vs, LOOKBACK_MS, frame, total),
-            Expr::MatrixSelector(ms) => {
-                self.fetch(reader, &ms.vs, ms.range.as_millis() as i64, frame, total)
+            Expr::VectorSelector(vs) => self.fetch(reader, vs, LOOKBACK_MS, frame, span, total),
+            Expr::MatrixSelector(ms) => self.fetch(
+                reader,
+                &ms.vs,
+                ms.range.as_millis() as i64,
+                frame,
+                span,
+                total,
+            ),
+            Expr::Subquery(sq) => {
+                let (range_ms, _) = super::subquery::range_and_step(sq);
+                let first = super::subquery::reference_time(sq, frame, span.0);
+                let last = super::subquery::reference_time(sq, frame, span.1);
+                let inner = (first.saturating_sub(range_ms), last);
+                self.walk(reader, &sq.expr, frame, inner, total)
             }
-            Expr::Subquery(_) => Err(Error::unsupported("subquery")),
             Expr::Extension(_) => Err(Error::unsupported("extension expression")),
         }
     }
@@ -147,10 +164,11 @@ impl Fetched {
         vs: &VectorSelector,
         range_ms: i64,
         frame: Frame,
+        span: (i64, i64),
         total: &mut usize,
     ) -> Result<()> {
-        let first = reference_time(vs, frame, frame.start_ms);
-        let last = reference_time(vs, frame, frame.end_ms);
+        let first = reference_time(vs, frame, span.0);
+        let last = reference_time(vs, frame, span.1);
         // Windows are left-open: (ref - range, ref].
         let from = first.saturating_sub(range_ms).saturating_add(1);
         let mut seen: HashMap<Labels, usize> = HashMap::new();
@@ -200,6 +218,25 @@ impl Fetched {
                 out.push(Sample {
                     labels: s.labels.clone(),
                     value: v,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like [`Fetched::instant`], with each sample's timestamp (seconds) as its value.
+    pub fn instant_timestamps(&self, vs: &VectorSelector, at: i64) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        for s in self.series(vs)? {
+            let idx = s.samples.partition_point(|(ts, _)| *ts <= at);
+            if idx == 0 {
+                continue;
+            }
+            let (ts, v) = s.samples[idx - 1];
+            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+                out.push(Sample {
+                    labels: s.labels.clone(),
+                    value: ts as f64 / 1000.0,
                 });
             }
         }

@@ -1,0 +1,1024 @@
+//! A runner for Prometheus' `promqltest` scripts (the `.test` files of
+//! `prometheus/promql/promqltest/testdata`, format in `shared/conformance/promql/FORMAT.md`),
+//! driving a real `pharos serve` over HTTP the way a user would.
+//!
+//! Per file: every `load` block becomes one remote_write request to a fresh Pharos, every `clear`
+//! starts another fresh Pharos, and every `eval` runs through `/api/v1/query` (instant) or
+//! `/api/v1/query_range` (range) and is compared like promqltest compares: floats with a relative
+//! tolerance of 1e-6 (NaN equals NaN), label sets exactly, order only for `expect ordered`.
+//!
+//! What is not compared: `expect warn`/`info`/`no_warn`/`no_info` (annotations), and the extra
+//! runs promqltest adds (each instant query again with `@` and as a one-step range query).
+//! Cases touching native histograms (`{{…}}` in loaded or expected points, or `load_with_nhcb`)
+//! are counted as skipped, not run. A failure the server reports as "not supported yet" never
+//! counts as an expected failure: it is a gap, not a correct answer.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use pharos_model::{Labels, Sample};
+
+use crate::{Pharos, enc};
+
+/// Relative tolerance of float comparison (promqltest's `defaultEpsilon`).
+pub const EPSILON: f64 = 1e-6;
+
+/// One point of a series description: a value, a staleness marker, or nothing (`_`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Point {
+    /// A float value.
+    Value(f64),
+    /// A staleness marker.
+    Stale,
+    /// No point at this step.
+    Omitted,
+    /// A native histogram (`{{…}}`); never loaded, its case is skipped.
+    Histogram,
+}
+
+/// A series and its points, as written after `load` or under an `eval`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesDesc {
+    /// Labels including `__name__` when written.
+    pub labels: Labels,
+    /// Points at 0, interval, 2·interval, …
+    pub points: Vec<Point>,
+}
+
+/// What an `eval` expects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expected {
+    /// Series (instant vector: one point each; range: one point per step).
+    Series(Vec<SeriesDesc>),
+    /// A scalar.
+    Scalar(f64),
+    /// A string literal.
+    String(String),
+    /// An error, optionally with a message (`msg`: substring) or a regex.
+    Fail {
+        msg: Option<String>,
+        regex: Option<String>,
+    },
+}
+
+/// One `eval` command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Eval {
+    /// Line number in the file (1-based).
+    pub line: usize,
+    /// The PromQL expression.
+    pub query: String,
+    /// Instant time, or range start (ms).
+    pub start_ms: i64,
+    /// Range end (ms); `None` for instant queries.
+    pub end_ms: Option<i64>,
+    /// Range step (ms).
+    pub step_ms: i64,
+    /// `expect ordered` / `eval_ordered`.
+    pub ordered: bool,
+    /// The expected outcome.
+    pub expected: Expected,
+}
+
+/// A command of a test script.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `load <interval>` (or `load_with_nhcb`): series to add.
+    Load {
+        interval_ms: i64,
+        series: Vec<SeriesDesc>,
+        nhcb: bool,
+    },
+    /// `clear`.
+    Clear,
+    /// `eval …`.
+    Eval(Eval),
+}
+
+/// Parses a duration like `5m`, `1h30m`, `10s53ms`, `-1m` or plain seconds `10`, in ms.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if let Ok(secs) = body.parse::<f64>() {
+        let ms = (secs * 1000.0).round() as i64;
+        return Ok(if neg { -ms } else { ms });
+    }
+    let mut total: i64 = 0;
+    let mut rest = body;
+    if rest.is_empty() {
+        return Err(format!("empty duration {s:?}"));
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("bad duration {s:?}"));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            other => return Err(format!("bad duration unit {other:?} in {s:?}")),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(if neg { -total } else { total })
+}
+
+/// Parses a float as Go's `strconv.ParseFloat` does for the values in test files.
+pub fn parse_float(s: &str) -> Option<f64> {
+    let (sign, body) = match s.as_bytes().first() {
+        Some(b'-') => (-1.0, &s[1..]),
+        Some(b'+') => (1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    let v = match body.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => f64::INFINITY,
+        "nan" => f64::NAN,
+        b if b.starts_with("0x") => i64::from_str_radix(&b[2..], 16).ok()? as f64,
+        _ => body.parse::<f64>().ok()?,
+    };
+    Some(sign * v)
+}
+
+/// Expands one item of the series notation: `1`, `1+2x3`, `5-1x2`, `1x3`, `_`, `_x3`, `stale`.
+fn expand_item(item: &str, out: &mut Vec<Point>) -> Result<(), String> {
+    if item == "stale" {
+        out.push(Point::Stale);
+        return Ok(());
+    }
+    let (head, times) = match item.rfind('x') {
+        Some(i)
+            if i > 0 && i + 1 < item.len() && item[i + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            (
+                &item[..i],
+                Some(
+                    item[i + 1..]
+                        .parse::<u64>()
+                        .map_err(|e| format!("{item}: {e}"))?,
+                ),
+            )
+        }
+        _ => (item, None),
+    };
+    if head == "_" {
+        out.extend(std::iter::repeat_n(
+            Point::Omitted,
+            times.unwrap_or(1) as usize,
+        ));
+        return Ok(());
+    }
+    // Split `a+b` / `a-b` at the last sign that is not at the start or after an exponent `e`.
+    let bytes = head.as_bytes();
+    let split = (1..bytes.len())
+        .rev()
+        .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
+    let (a, b) = match split {
+        Some(i) if times.is_some() => (&head[..i], Some(&head[i..])),
+        _ => (head, None),
+    };
+    let mut a = parse_float(a).ok_or_else(|| format!("bad value {item:?}"))?;
+    match (b, times) {
+        (None, None) => out.push(Point::Value(a)),
+        (None, Some(n)) => out.extend(std::iter::repeat_n(Point::Value(a), n as usize + 1)),
+        (Some(b), Some(n)) => {
+            let b = parse_float(b).ok_or_else(|| format!("bad increment {item:?}"))?;
+            for _ in 0..=n {
+                out.push(Point::Value(a));
+                a += b; // accumulated, as promqltest does
+            }
+        }
+        (Some(_), None) => return Err(format!("bad value {item:?}")),
+    }
+    Ok(())
+}
+
+/// Expands the points notation of a whole line (after the series).
+pub fn parse_points(s: &str) -> Result<Vec<Point>, String> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            let end = rest
+                .find("}}")
+                .ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
+            rest = &rest[end + 2..];
+            // `{{…}}+{{…}}x3`: an increasing histogram series.
+            if let Some(r) = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-'))
+                && r.starts_with("{{")
+            {
+                let end = r
+                    .find("}}")
+                    .ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
+                rest = &r[end + 2..];
+            }
+            // `{{…}}x3` repeats the histogram.
+            let n = if let Some(r) = rest.strip_prefix('x') {
+                let d = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+                rest = r[d..].trim_start();
+                r[..d].parse::<usize>().unwrap_or(0) + 1
+            } else {
+                1
+            };
+            rest = rest.trim_start();
+            out.extend(std::iter::repeat_n(Point::Histogram, n));
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        expand_item(&rest[..end], &mut out)?;
+        rest = rest[end..].trim_start();
+    }
+    Ok(out)
+}
+
+fn parse_quoted(s: &str) -> Result<(String, &str), String> {
+    let quote = s.chars().next().ok_or("expected a quoted string")?;
+    let mut out = String::new();
+    let mut chars = s[1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if quote != '`' => match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, c)) => out.push(c),
+                None => break,
+            },
+            c if c == quote => return Ok((out, &s[1 + i + 1..])),
+            c => out.push(c),
+        }
+    }
+    Err(format!("unterminated string in {s:?}"))
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == ':'
+}
+
+/// Parses `name{a="b",…} <points>` into labels and the rest of the line.
+pub fn parse_series(line: &str) -> Result<(Labels, &str), String> {
+    let line = line.trim();
+    let name_end = line.find(|c: char| !is_ident(c)).unwrap_or(line.len());
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if name_end > 0 {
+        pairs.push(("__name__".into(), line[..name_end].into()));
+    }
+    let mut rest = &line[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        rest = r.trim_start();
+        loop {
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let (name, r) = if rest.starts_with('"') {
+                parse_quoted(rest)?
+            } else {
+                let e = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+                (rest[..e].to_string(), &rest[e..])
+            };
+            let r = r.trim_start();
+            if let Some(r2) = r.strip_prefix('=') {
+                let (value, r3) = parse_quoted(r2.trim_start())?;
+                pairs.push((name, value));
+                rest = r3.trim_start();
+            } else {
+                // A quoted metric name alone: `{"metric.name", a="b"}`.
+                pairs.push(("__name__".into(), name));
+                rest = r;
+            }
+            rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+        }
+    }
+    if name_end == 0 && !line.starts_with('{') {
+        return Err(format!("no series in {line:?}"));
+    }
+    Ok((Labels::from_pairs(pairs), rest))
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    parse_duration_ms(s)
+}
+
+fn strip_kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    s.strip_prefix(key).map(str::trim_start)
+}
+
+/// Parses the `eval` header (everything after `eval`/`eval_fail`/…).
+fn parse_eval_header(line_no: usize, rest: &str) -> Result<Eval, String> {
+    let bad = || format!("line {line_no}: cannot parse eval {rest:?}");
+    let mut words = rest.splitn(2, char::is_whitespace);
+    let kind = words.next().ok_or_else(bad)?;
+    let rest = words.next().ok_or_else(bad)?.trim_start();
+    let take = |s: &str| -> (String, String) {
+        let mut it = s.trim_start().splitn(2, char::is_whitespace);
+        (
+            it.next().unwrap_or("").to_string(),
+            it.next().unwrap_or("").trim_start().to_string(),
+        )
+    };
+    let blank = |query: String, start_ms, end_ms, step_ms| Eval {
+        line: line_no,
+        query,
+        start_ms,
+        end_ms,
+        step_ms,
+        ordered: false,
+        expected: Expected::Series(Vec::new()),
+    };
+    match kind {
+        "instant" => {
+            let r = strip_kv(rest, "at").ok_or_else(bad)?;
+            let (t, query) = take(r);
+            Ok(blank(query, parse_time(&t)?, None, 0))
+        }
+        "range" => {
+            let r = strip_kv(rest, "from").ok_or_else(bad)?;
+            let (from, r) = take(r);
+            let r = strip_kv(&r, "to").ok_or_else(bad)?.to_string();
+            let (to, r) = take(&r);
+            let r = strip_kv(&r, "step").ok_or_else(bad)?.to_string();
+            let (step, query) = take(&r);
+            Ok(blank(
+                query,
+                parse_time(&from)?,
+                Some(parse_time(&to)?),
+                parse_duration_ms(&step)?,
+            ))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Parses a whole test script.
+pub fn parse(text: &str) -> Result<Vec<Command>, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut cmds = Vec::new();
+    let mut i = 0;
+    let is_body = |l: &str| !l.trim().is_empty() && l.starts_with(char::is_whitespace);
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim();
+        i += 1;
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let (word, rest) = trimmed
+            .split_once(char::is_whitespace)
+            .unwrap_or((trimmed, ""));
+        // Body lines: indented, until a blank line or the next command.
+        let mut body: Vec<(usize, &str)> = Vec::new();
+        while i < lines.len()
+            && (is_body(lines[i])
+                || lines[i].trim_start().starts_with('#') && !lines[i].trim().is_empty())
+        {
+            if !lines[i].trim_start().starts_with('#') {
+                body.push((i + 1, lines[i].trim()));
+            }
+            i += 1;
+        }
+        match word {
+            "clear" => cmds.push(Command::Clear),
+            "load" | "load_with_nhcb" => {
+                let interval_ms = parse_duration_ms(rest.trim())?;
+                let mut series = Vec::new();
+                for (n, l) in body {
+                    let (labels, pts) = parse_series(l).map_err(|e| format!("line {n}: {e}"))?;
+                    let points = parse_points(pts).map_err(|e| format!("line {n}: {e}"))?;
+                    series.push(SeriesDesc { labels, points });
+                }
+                cmds.push(Command::Load {
+                    interval_ms,
+                    series,
+                    nhcb: word == "load_with_nhcb",
+                });
+            }
+            "eval" | "eval_fail" | "eval_ordered" | "eval_warn" | "eval_info" => {
+                let mut ev = parse_eval_header(i, rest)?;
+                ev.line = i - body.len();
+                let mut fail = word == "eval_fail";
+                ev.ordered = word == "eval_ordered";
+                let (mut msg, mut regex) = (None, None);
+                let mut series = Vec::new();
+                let mut scalar = None;
+                let mut string = None;
+                for (n, l) in body {
+                    if let Some(e) = l
+                        .strip_prefix("expect ")
+                        .or_else(|| (l == "expect").then_some(""))
+                    {
+                        let e = e.trim();
+                        let (kind, arg) = e.split_once(char::is_whitespace).unwrap_or((e, ""));
+                        let kind = kind.trim_end_matches(':');
+                        match kind {
+                            "fail" => {
+                                fail = true;
+                                let arg = arg.trim();
+                                if let Some(m) = arg.strip_prefix("msg:") {
+                                    msg = Some(unquote(m.trim()));
+                                } else if let Some(r) = arg.strip_prefix("regex:") {
+                                    regex = Some(unquote(r.trim()));
+                                }
+                            }
+                            "ordered" => ev.ordered = true,
+                            "string" => {
+                                string = Some(
+                                    parse_quoted(arg.trim())
+                                        .map(|(s, _)| s)
+                                        .map_err(|e| format!("line {n}: {e}"))?,
+                                )
+                            }
+                            "range" => {
+                                return Err(format!(
+                                    "line {n}: `expect range vector` is not supported by this runner"
+                                ));
+                            }
+                            _ => {} // warn / info / no_warn / no_info: annotations are not compared
+                        }
+                    } else if let Some(m) = l.strip_prefix("expected_fail_message") {
+                        msg = Some(m.trim().to_string());
+                    } else if let Some(r) = l.strip_prefix("expected_fail_regexp") {
+                        regex = Some(r.trim().to_string());
+                    } else if let Some(v) = parse_float(l) {
+                        scalar = Some(v);
+                    } else {
+                        let (labels, pts) =
+                            parse_series(l).map_err(|e| format!("line {n}: {e}"))?;
+                        let points = parse_points(pts).map_err(|e| format!("line {n}: {e}"))?;
+                        series.push(SeriesDesc { labels, points });
+                    }
+                }
+                ev.expected = if fail {
+                    Expected::Fail { msg, regex }
+                } else if let Some(s) = string {
+                    Expected::String(s)
+                } else if let Some(v) = scalar {
+                    Expected::Scalar(v)
+                } else {
+                    Expected::Series(series)
+                };
+                cmds.push(Command::Eval(ev));
+            }
+            other => return Err(format!("line {}: unknown command {other:?}", i)),
+        }
+    }
+    Ok(cmds)
+}
+
+fn unquote(s: &str) -> String {
+    if (s.starts_with('"') || s.starts_with('`')) && s.len() >= 2 {
+        if let Ok((v, _)) = parse_quoted(s) {
+            return v;
+        }
+    }
+    s.to_string()
+}
+
+/// promqltest's `almost.Equal`: NaN equals NaN, otherwise relative difference below `epsilon`.
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < epsilon * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Line of the `eval`.
+    pub line: usize,
+    /// The query.
+    pub query: String,
+    /// What differed.
+    pub diff: String,
+}
+
+/// Results of one file.
+#[derive(Clone, Debug, Default)]
+pub struct FileReport {
+    /// File name.
+    pub name: String,
+    /// Cases that matched.
+    pub passed: usize,
+    /// Float cases that did not match.
+    pub failures: Vec<Failure>,
+    /// Cases skipped because they involve native histograms.
+    pub skipped_histograms: usize,
+}
+
+impl FileReport {
+    /// Float cases run (passed + failed).
+    pub fn total(&self) -> usize {
+        self.passed + self.failures.len()
+    }
+
+    /// Passed / total float cases (1.0 when none ran).
+    pub fn pass_rate(&self) -> f64 {
+        if self.total() == 0 {
+            1.0
+        } else {
+            self.passed as f64 / self.total() as f64
+        }
+    }
+
+    /// `name: passed/total (pct%), N skipped (native histograms)`.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{}: {}/{} passed ({:.1}%), {} skipped (native histograms)",
+            self.name,
+            self.passed,
+            self.total(),
+            100.0 * self.pass_rate(),
+            self.skipped_histograms
+        )
+    }
+}
+
+/// A Pharos for one `clear`-section of a file.
+struct Instance {
+    pharos: Pharos,
+    _data: tempfile::TempDir,
+}
+
+async fn fresh(log_dir: &Path) -> Instance {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_string_lossy().to_string();
+    let pharos = Pharos::serve(log_dir, &["--data-dir", &dir]).await;
+    Instance {
+        pharos,
+        _data: data,
+    }
+}
+
+async fn load(
+    p: &Pharos,
+    client: &reqwest::Client,
+    interval_ms: i64,
+    series: &[SeriesDesc],
+) -> Result<(), String> {
+    let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+    let mut samples = Vec::new();
+    for s in series {
+        for (i, pt) in s.points.iter().enumerate() {
+            let t = i as i64 * interval_ms;
+            match pt {
+                Point::Value(v) => samples.push(Sample::new(s.labels.clone(), t, *v)),
+                Point::Stale => samples.push(Sample::new(s.labels.clone(), t, stale)),
+                Point::Omitted | Point::Histogram => {}
+            }
+        }
+    }
+    for chunk in samples.chunks(200_000) {
+        let r = client
+            .post(format!("http://{}/api/v1/write", p.addr))
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .body(pharos_model::remote_write::encode(chunk))
+            .send()
+            .await
+            .map_err(|e| format!("remote_write: {e}"))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            return Err(format!(
+                "remote_write answered {status}: {}",
+                r.text().await.unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms as f64 / 1000.0;
+    format!("{secs}")
+}
+
+/// True when `query` mentions one of `names` as a whole word.
+fn mentions(query: &str, names: &HashSet<String>) -> bool {
+    names.iter().any(|n| {
+        query.match_indices(n.as_str()).any(|(i, _)| {
+            let before = query[..i].chars().next_back();
+            let after = query[i + n.len()..].chars().next();
+            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+        })
+    })
+}
+
+/// Runs one eval against `p`; `Ok(())` when it matches.
+async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(), String> {
+    let url = match ev.end_ms {
+        None => format!(
+            "http://{}/api/v1/query?query={}&time={}",
+            p.addr,
+            enc(&ev.query),
+            fmt_ms(ev.start_ms)
+        ),
+        Some(end) => format!(
+            "http://{}/api/v1/query_range?query={}&start={}&end={}&step={}",
+            p.addr,
+            enc(&ev.query),
+            fmt_ms(ev.start_ms),
+            fmt_ms(end),
+            fmt_ms(ev.step_ms)
+        ),
+    };
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let status = r.status().as_u16();
+    let text = r.text().await.map_err(|e| format!("HTTP body: {e}"))?;
+    let body: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()));
+    let error = body["error"].as_str().unwrap_or(&text).to_string();
+    if let Expected::Fail { msg, regex } = &ev.expected {
+        if status == 200 {
+            return Err("expected an error, got a result".into());
+        }
+        if error.contains("not supported yet") {
+            return Err(format!("expected an error, got {status} {error}"));
+        }
+        if !(400..500).contains(&status) {
+            return Err(format!("expected a 4xx error, got {status} {error}"));
+        }
+        if let Some(m) = msg
+            && !error.contains(m.as_str())
+        {
+            return Err(format!("error {error:?} lacks {m:?}"));
+        }
+        if let Some(re) = regex
+            && !regex::Regex::new(re)
+                .map(|re| re.is_match(&error))
+                .unwrap_or(false)
+        {
+            return Err(format!("error {error:?} does not match /{re}/"));
+        }
+        return Ok(());
+    }
+    if status != 200 {
+        return Err(format!("{status} {error}"));
+    }
+    let data = &body["data"];
+    let result = &data["result"];
+    match &ev.expected {
+        Expected::String(s) => match result[1].as_str() {
+            Some(got) if data["resultType"] == "string" && got == s => Ok(()),
+            _ => Err(format!("expected string {s:?}, got {result}")),
+        },
+        Expected::Scalar(v) => {
+            if data["resultType"] != "scalar" {
+                return Err(format!(
+                    "expected scalar {v}, got {} {}",
+                    data["resultType"],
+                    short(result)
+                ));
+            }
+            let got = result[1].as_str().and_then(parse_float).unwrap_or(f64::NAN);
+            if almost_equal(*v, got, EPSILON) {
+                Ok(())
+            } else {
+                Err(format!("expected scalar {v}, got {got}"))
+            }
+        }
+        Expected::Series(exp) => compare_series(ev, exp, data),
+        Expected::Fail { .. } => Ok(()),
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 300 {
+        format!("{}…", &s[..300])
+    } else {
+        s
+    }
+}
+
+fn labels_of(metric: &serde_json::Value) -> Labels {
+    Labels::from_pairs(
+        metric
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())),
+    )
+}
+
+fn json_points(pairs: &serde_json::Value) -> Vec<(i64, f64)> {
+    pairs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let t = (p[0].as_f64().unwrap_or(f64::NAN) * 1000.0).round() as i64;
+            (t, p[1].as_str().and_then(parse_float).unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+fn compare_series(ev: &Eval, exp: &[SeriesDesc], data: &serde_json::Value) -> Result<(), String> {
+    let result = data["result"].as_array().cloned().unwrap_or_default();
+    let kind = data["resultType"].as_str().unwrap_or("");
+    let want_kind = if ev.end_ms.is_some() {
+        "matrix"
+    } else {
+        "vector"
+    };
+    if kind != want_kind {
+        return Err(format!(
+            "expected a {want_kind}, got {kind} {}",
+            short(&data["result"])
+        ));
+    }
+    let got: Vec<(Labels, Vec<(i64, f64)>)> = result
+        .iter()
+        .map(|s| {
+            let pts = if ev.end_ms.is_some() {
+                json_points(&s["values"])
+            } else {
+                json_points(&serde_json::json!([s["value"]]))
+            };
+            (labels_of(&s["metric"]), pts)
+        })
+        .collect();
+    // Expected points: instant = the one value; range = one per step, `_` = none.
+    let want: Vec<(Labels, Vec<(i64, f64)>)> = exp
+        .iter()
+        .map(|s| {
+            let pts = s
+                .points
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| match p {
+                    Point::Value(v) => Some((ev.start_ms + i as i64 * ev.step_ms, *v)),
+                    _ => None,
+                })
+                .collect();
+            (s.labels.clone(), pts)
+        })
+        .collect();
+    if got.len() != want.len() {
+        let g: Vec<String> = got.iter().map(|(l, _)| l.to_string()).collect();
+        let w: Vec<String> = want.iter().map(|(l, _)| l.to_string()).collect();
+        return Err(format!(
+            "expected {} series {w:?}, got {} {g:?}",
+            want.len(),
+            got.len()
+        ));
+    }
+    for (pos, (labels, points)) in want.iter().enumerate() {
+        let Some(gi) = got.iter().position(|(l, _)| l == labels) else {
+            let g: Vec<String> = got.iter().map(|(l, _)| l.to_string()).collect();
+            return Err(format!("missing series {labels}; got {g:?}"));
+        };
+        if ev.ordered && gi != pos {
+            return Err(format!("series {labels} at position {gi}, expected {pos}"));
+        }
+        let gp = &got[gi].1;
+        let same = gp.len() == points.len()
+            && gp.iter().zip(points).all(|(g, w)| {
+                (ev.end_ms.is_none() || g.0 == w.0) && almost_equal(g.1, w.1, EPSILON)
+            });
+        if !same {
+            return Err(format!(
+                "{labels}: expected {}, got {}",
+                fmt_points(points, ev),
+                fmt_points(gp, ev)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn fmt_points(p: &[(i64, f64)], ev: &Eval) -> String {
+    if ev.end_ms.is_none() {
+        return p
+            .iter()
+            .map(|(_, v)| v.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    p.iter()
+        .map(|(t, v)| format!("{v}@{}", fmt_ms(*t)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// True when a case involves native histograms and is skipped.
+fn is_histogram_case(ev: &Eval, histogram_names: &HashSet<String>) -> bool {
+    let in_expected = matches!(&ev.expected, Expected::Series(s) if s.iter().any(|d| d.points.contains(&Point::Histogram)));
+    in_expected
+        || mentions(&ev.query, histogram_names)
+        || name_regex_matches(&ev.query, histogram_names)
+}
+
+/// True when a `__name__=~"re"` matcher of `query` matches one of `names`.
+fn name_regex_matches(query: &str, names: &HashSet<String>) -> bool {
+    let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.match_indices("__name__=~").any(|(i, m)| {
+        let rest = &compact[i + m.len()..];
+        let Ok((re, _)) = parse_quoted(rest) else {
+            return false;
+        };
+        let Ok(re) = regex::Regex::new(&format!("^(?:{re})$")) else {
+            return false;
+        };
+        names.iter().any(|n| re.is_match(n))
+    })
+}
+
+/// Runs a test script's text against fresh Pharos instances; Pharos logs go to `log_dir`.
+pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileReport, String> {
+    let cmds = parse(text).map_err(|e| format!("{name}: {e}"))?;
+    let client = reqwest::Client::new();
+    let mut report = FileReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let mut inst: Option<Instance> = None;
+    let mut histogram_names: HashSet<String> = HashSet::new();
+    for cmd in &cmds {
+        match cmd {
+            Command::Clear => {
+                inst = None;
+                histogram_names.clear();
+            }
+            Command::Load {
+                interval_ms,
+                series,
+                nhcb,
+            } => {
+                for s in series {
+                    let name = s.labels.metric_name().unwrap_or("").to_string();
+                    if s.points.contains(&Point::Histogram) {
+                        histogram_names.insert(name.clone());
+                    }
+                    if *nhcb && let Some(base) = name.strip_suffix("_bucket") {
+                        histogram_names.insert(base.to_string());
+                    }
+                }
+                if inst.is_none() {
+                    inst = Some(fresh(log_dir).await);
+                }
+                let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
+                load(p, &client, *interval_ms, series)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+            }
+            Command::Eval(ev) => {
+                if is_histogram_case(ev, &histogram_names) {
+                    report.skipped_histograms += 1;
+                    continue;
+                }
+                if inst.is_none() {
+                    inst = Some(fresh(log_dir).await);
+                }
+                let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
+                match run_eval(p, &client, ev).await {
+                    Ok(()) => report.passed += 1,
+                    Err(diff) => report.failures.push(Failure {
+                        line: ev.line,
+                        query: ev.query.clone(),
+                        diff,
+                    }),
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs every `*.test` file of `dir` (sorted by name).
+pub async fn run_dir(dir: &Path, log_dir: &Path) -> Result<Vec<FileReport>, String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        out.push(run_script(&name, &text, log_dir).await?);
+    }
+    Ok(out)
+}
+
+/// The summary printed by the test and the binary: per-file lines, then every failure.
+pub fn render(reports: &[FileReport]) -> String {
+    let mut s = String::from("PromQL conformance (Prometheus promqltest files)\n");
+    for r in reports {
+        s.push_str(&format!("  {}\n", r.summary_line()));
+    }
+    let (p, t, k) = reports.iter().fold((0, 0, 0), |(p, t, k), r| {
+        (p + r.passed, t + r.total(), k + r.skipped_histograms)
+    });
+    s.push_str(&format!(
+        "  total: {p}/{t} passed ({:.1}%), {k} skipped (native histograms)\n",
+        100.0 * p as f64 / t.max(1) as f64
+    ));
+    for r in reports {
+        for f in &r.failures {
+            s.push_str(&format!(
+                "FAIL {}:{} {}\n     {}\n",
+                r.name, f.line, f.query, f.diff
+            ));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_notation_expands_like_promqltest() {
+        let v = |x: f64| Point::Value(x);
+        assert_eq!(
+            parse_points("1+2x3").unwrap(),
+            vec![v(1.0), v(3.0), v(5.0), v(7.0)]
+        );
+        assert_eq!(
+            parse_points("5-1x2 _ stale").unwrap(),
+            vec![v(5.0), v(4.0), v(3.0), Point::Omitted, Point::Stale]
+        );
+        assert_eq!(
+            parse_points("_x2 1x1").unwrap(),
+            vec![Point::Omitted, Point::Omitted, v(1.0), v(1.0)]
+        );
+        assert_eq!(
+            parse_points("-2+1x1 1e3 Inf").unwrap(),
+            vec![v(-2.0), v(-1.0), v(1000.0), v(f64::INFINITY)]
+        );
+        assert_eq!(
+            parse_points("{{schema:1 sum:3}} 2").unwrap(),
+            vec![Point::Histogram, v(2.0)]
+        );
+    }
+
+    #[test]
+    fn series_descriptions_and_durations_parse() {
+        let (l, rest) = parse_series(r#"m{a="x y", b="q\"z"} 1 2"#).unwrap();
+        assert_eq!(l.get("a"), Some("x y"));
+        assert_eq!(l.get("b"), Some("q\"z"));
+        assert_eq!(l.metric_name(), Some("m"));
+        assert_eq!(rest.trim(), "1 2");
+        assert_eq!(parse_duration_ms("10s53ms").unwrap(), 10_053);
+        assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
+        assert_eq!(parse_duration_ms("-1m").unwrap(), -60_000);
+    }
+
+    #[test]
+    fn evals_parse_with_expectations() {
+        let cmds = parse("load 5m\n  m 1 2\n\neval instant at 5m m\n  expect ordered\n  m 2\n\neval range from 0 to 10m step 5m m\n  m 1 2 _\n\neval_fail instant at 0 x\n\neval instant at 0 1\n  1\n").unwrap();
+        assert_eq!(cmds.len(), 5);
+        let Command::Eval(e) = &cmds[1] else { panic!() };
+        assert!(e.ordered);
+        assert_eq!(e.start_ms, 300_000);
+        let Command::Eval(e) = &cmds[2] else { panic!() };
+        assert_eq!((e.end_ms, e.step_ms), (Some(600_000), 300_000));
+        assert!(
+            matches!(&cmds[3], Command::Eval(e) if matches!(e.expected, Expected::Fail { .. }))
+        );
+        assert!(matches!(&cmds[4], Command::Eval(e) if e.expected == Expected::Scalar(1.0)));
+    }
+
+    #[test]
+    fn floats_compare_relatively_and_nan_equals_nan() {
+        assert!(almost_equal(f64::NAN, f64::NAN, EPSILON));
+        assert!(almost_equal(1.0, 1.0 + 1e-9, EPSILON));
+        assert!(!almost_equal(1.0, 1.001, EPSILON));
+        assert!(!almost_equal(0.0, 1e-300, EPSILON));
+    }
+}

@@ -1,0 +1,55 @@
+//! PromQL conformance against Prometheus' own promqltest files
+//! (`../shared/conformance/promql/*.test`, relative to the repository root): each file runs
+//! against fresh `pharos serve` processes over HTTP (see `pharos_e2e::promqltest`).
+//!
+//! The floors below are the pass rates measured when they were last raised: a file whose rate
+//! drops below its floor is a regression. Raise a floor whenever the evaluator gains cases.
+//! Native-histogram cases are skipped and not counted. Re-run and see every failure with
+//! `cargo nextest run -p pharos-e2e promql_conformance --no-capture`.
+
+use pharos_e2e::promqltest::{render, run_dir};
+
+/// `(file, minimum passed / float cases)`.
+const FLOORS: &[(&str, f64)] = &[
+    // file              passed / float cases   (skipped native-histogram cases)
+    ("aggregators.test", 129.0 / 129.0), //     (31)
+    ("functions.test", 329.0 / 329.0),   //     (102)
+    ("literals.test", 25.0 / 25.0),      //     (0)
+    ("operators.test", 143.0 / 143.0),   //     (71)
+    ("selectors.test", 31.0 / 31.0),     //     (0)
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_conformance() {
+    let dir = pharos_e2e::repo_root().join("../shared/conformance/promql");
+    if !dir.is_dir() {
+        eprintln!(
+            "SKIPPED: {} is absent (Prometheus' promqltest files are not checked out)",
+            dir.display()
+        );
+        return;
+    }
+    let logs = tempfile::tempdir().expect("log dir");
+    let reports = run_dir(&dir, logs.path())
+        .await
+        .expect("running the promqltest files");
+    println!("{}", render(&reports));
+    let mut low = Vec::new();
+    for r in &reports {
+        let floor = FLOORS.iter().find(|(f, _)| *f == r.name).map(|(_, f)| *f);
+        match floor {
+            Some(floor) if r.pass_rate() + 1e-9 >= floor => {}
+            Some(floor) => low.push(format!(
+                "{} below its floor {:.1}%",
+                r.summary_line(),
+                100.0 * floor
+            )),
+            None => low.push(format!("{}: no floor in FLOORS; add one", r.name)),
+        }
+    }
+    assert!(
+        low.is_empty(),
+        "PromQL conformance regressed:\n{}",
+        low.join("\n")
+    );
+}
