@@ -38,6 +38,19 @@ struct Cli {
     /// POST each Trino QueryCompletedEvent here (retried until accepted).
     #[arg(long)]
     trino_events_url: Option<String>,
+    /// Also write an agent config wired to this simulator to this path (with
+    /// `--collector-url`, `--agent-listen`, `--agent-data-dir`).
+    #[arg(long)]
+    write_agent_config: Option<PathBuf>,
+    /// Collector base URL for the written agent config.
+    #[arg(long, default_value = "http://127.0.0.1:9494")]
+    collector_url: String,
+    /// Listen address for the written agent config.
+    #[arg(long, default_value = "127.0.0.1:9495")]
+    agent_listen: std::net::SocketAddr,
+    /// Data directory for the written agent config.
+    #[arg(long, default_value = "./agent-data")]
+    agent_data_dir: PathBuf,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<u64>,
@@ -81,6 +94,28 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("failed to start pharos-sim")?;
     let base = server.base_url();
+    if let Some(path) = &cli.write_agent_config {
+        let (cluster, node) = server
+            .sim
+            .lock()
+            .ok()
+            .and_then(|s| s.clusters().first().and_then(|c| c.nodes.first().map(|n| (c.name.clone(), n.name.clone()))))
+            .context("the simulation has no node")?;
+        let out_dir = std::path::absolute(&cli.out_dir)?;
+        let agent_data_dir = std::path::absolute(&cli.agent_data_dir)?;
+        let yaml = pharos_e2e::sim::demo::DemoAgent {
+            sim_addr: server.addr,
+            sim_out_dir: &out_dir,
+            cluster: &cluster,
+            node: &node,
+            collector_url: &cli.collector_url,
+            agent_listen: cli.agent_listen,
+            agent_data_dir: &agent_data_dir,
+        }
+        .config_yaml();
+        std::fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        println!("agent config written to {}", path.display());
+    }
     println!("pharos-sim listening on {base} (seed {}, tick {} ms)", cli.seed, cli.tick_ms);
     let paths = server.sim.lock().map(|s| s.endpoint_paths()).unwrap_or_default();
     for p in paths {

@@ -52,8 +52,7 @@ impl KubeletClient {
 
     /// `GET /pods`.
     pub async fn pods(&self, timeout: Duration) -> anyhow::Result<PodList> {
-        let mut url = self.base.clone();
-        url.set_path("/pods");
+        let url = super::pods::kubelet_path(&self.base, "/pods");
         let mut request = self.client.get(url.clone()).timeout(timeout);
         if let Some(path) = &self.token_file {
             let token = tokio::fs::read_to_string(path)

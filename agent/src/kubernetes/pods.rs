@@ -197,8 +197,7 @@ pub fn kubelet_targets(kubelet: &Url, cadvisor: bool, resource: bool) -> Vec<Dis
         if !enabled {
             continue;
         }
-        let mut url = kubelet.clone();
-        url.set_path(path);
+        let url = kubelet_path(kubelet, path);
         out.push(DiscoveredTarget {
             url,
             job: "kubelet".into(),
@@ -208,6 +207,15 @@ pub fn kubelet_targets(kubelet: &Url, cadvisor: bool, resource: bool) -> Vec<Dis
         });
     }
     out
+}
+
+/// `path` under the kubelet URL, keeping a path prefix the URL may have (a kubelet reached
+/// through the API server proxy, or an emulated one).
+pub fn kubelet_path(kubelet: &Url, path: &str) -> Url {
+    let mut url = kubelet.clone();
+    let prefix = kubelet.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("{prefix}{path}"));
+    url
 }
 
 /// Pod labels by (namespace, pod), for the team labeler.

@@ -37,6 +37,14 @@ pub fn parse_file_sd(text: &str) -> Result<Vec<DiscoveredTarget>, String> {
         let scheme = group.labels.get("__scheme__").map_or("http", String::as_str);
         let path = group.labels.get("__metrics_path__").map_or("/metrics", String::as_str);
         let job = group.labels.get("job").map_or(DEFAULT_FILE_SD_JOB, String::as_str);
+        // `__spark_endpoint__: driver|executors` marks Spark servlet endpoints, which get the same
+        // treatment as discovered drivers (app id out of metric names, `spark_role`).
+        let kind = match group.labels.get("__spark_endpoint__").map(String::as_str) {
+            None => TargetKind::Plain,
+            Some("driver") => TargetKind::SparkDriver { app_id: group.labels.get("spark_app_id").cloned().unwrap_or_default() },
+            Some("executors") => TargetKind::SparkExecutors,
+            Some(other) => return Err(format!("group {g}: __spark_endpoint__ must be driver or executors, not {other:?}")),
+        };
         let labels: Vec<(String, String)> = group
             .labels
             .iter()
@@ -53,7 +61,7 @@ pub fn parse_file_sd(text: &str) -> Result<Vec<DiscoveredTarget>, String> {
                 url,
                 job: job.to_string(),
                 labels: labels.clone(),
-                kind: TargetKind::Plain,
+                kind: kind.clone(),
                 kubelet_auth: false,
             });
         }

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod cadvisor;
+pub mod demo;
 pub mod exposition;
 pub mod kube_state;
 pub mod kubelet_pods;

@@ -158,7 +158,9 @@ impl SimServer {
                     let s = sim.clone();
                     let res = tokio::task::spawn_blocking(move || {
                         let mut sim = s.lock().unwrap_or_else(|p| p.into_inner());
-                        sim.tick().map(|_| sim.take_trino_events())
+                        sim.tick()?;
+                        write_file_sd(&sim, addr)?;
+                        Ok::<_, std::io::Error>(sim.take_trino_events())
                     })
                     .await;
                     match res {
@@ -176,6 +178,10 @@ impl SimServer {
                     }
                 }
             }));
+        }
+        {
+            let s = sim.lock().unwrap_or_else(|p| p.into_inner());
+            write_file_sd(&s, addr)?;
         }
         Ok(SimServer { addr, sim, tasks })
     }
@@ -214,4 +220,18 @@ async fn post_events(url: String, mut rx: mpsc::Receiver<String>) {
             delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
+}
+
+/// Writes `<out-dir>/file_sd.json` (atomically: temp file, rename) so an agent's
+/// `scrape.file_targets` follows the endpoints as Spark applications come and go.
+fn write_file_sd(sim: &Simulation, addr: SocketAddr) -> std::io::Result<()> {
+    let Some(dir) = sim.out_dir() else { return Ok(()) };
+    let body = serde_json::to_vec_pretty(&sim.file_sd_groups(&addr.to_string()))?;
+    let path = dir.join("file_sd.json");
+    if std::fs::read(&path).ok().as_deref() == Some(body.as_slice()) {
+        return Ok(());
+    }
+    let tmp = dir.join("file_sd.json.tmp");
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(&tmp, &path)
 }

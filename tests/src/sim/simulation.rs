@@ -239,6 +239,48 @@ impl Simulation {
         v
     }
 
+    /// Every scrape endpoint that exists now as Prometheus file_sd target groups, for an agent's
+    /// `scrape.file_targets` (`__metrics_path__` carries the path under `address`; Spark servlet
+    /// endpoints are marked with `__spark_endpoint__`).
+    pub fn file_sd_groups(&self, address: &str) -> serde_json::Value {
+        let group = |path: String, labels: serde_json::Value| {
+            let mut l = labels;
+            l["__metrics_path__"] = serde_json::Value::String(path);
+            serde_json::json!({"targets": [address], "labels": l})
+        };
+        let mut groups = Vec::new();
+        for c in &self.clusters {
+            for n in &c.nodes {
+                groups.push(group(
+                    format!("/c/{}/n/{}/node-exporter/metrics", c.name, n.name),
+                    serde_json::json!({"job": "node-exporter", "cluster": c.name, "node": n.name}),
+                ));
+                for endpoint in ["cadvisor", "resource"] {
+                    groups.push(group(
+                        format!("/c/{}/n/{}/kubelet/metrics/{endpoint}", c.name, n.name),
+                        serde_json::json!({"job": "kubelet", "cluster": c.name, "node": n.name, "metrics_path": format!("/metrics/{endpoint}")}),
+                    ));
+                }
+            }
+            groups.push(group(
+                format!("/c/{}/kube-state-metrics/metrics", c.name),
+                serde_json::json!({"job": "kube-state-metrics", "cluster": c.name}),
+            ));
+            groups.push(group(format!("/c/{}/trino/metrics", c.name), serde_json::json!({"job": "trino", "cluster": c.name})));
+            for a in c.spark_apps.iter().filter(|a| a.finished_ms.is_none()) {
+                groups.push(group(
+                    format!("/c/{}/spark/{}/metrics/prometheus/", c.name, a.id),
+                    serde_json::json!({"job": "spark-driver", "cluster": c.name, "spark_app_id": a.id, "__spark_endpoint__": "driver"}),
+                ));
+                groups.push(group(
+                    format!("/c/{}/spark/{}/metrics/executors/prometheus", c.name, a.id),
+                    serde_json::json!({"job": "spark-executors", "cluster": c.name, "__spark_endpoint__": "executors"}),
+                ));
+            }
+        }
+        serde_json::Value::Array(groups)
+    }
+
     /// The output directory, when files are written.
     pub fn out_dir(&self) -> Option<PathBuf> {
         self.cfg.out_dir.clone()
