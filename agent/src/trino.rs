@@ -42,11 +42,7 @@ async fn receive(State(state): State<TrinoState>, body: Bytes) -> (StatusCode, S
     };
     let mut samples = Vec::new();
     for q in &queries {
-        let extra = match q.client_tag("team") {
-            Some(team) if !team.is_empty() => Labels::from_pairs([("team", team)]),
-            _ => Labels::default(),
-        };
-        samples.extend(q.to_samples(&extra));
+        samples.extend(q.to_samples(&q.owner_labels()));
     }
     if !samples.is_empty() {
         // Answer only once the samples are durably buffered: Trino's listener retries on failure.

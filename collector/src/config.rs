@@ -24,6 +24,11 @@ pub struct CollectorConfig {
     /// How often compaction and retention run. Default: 60000 (1 min).
     #[serde(default = "default_maintenance_interval_ms")]
     pub maintenance_interval_ms: u64,
+    /// Team mapping, the same section as the agent's `teams:`: data that arrives with a
+    /// `namespace` but no `team` (an OpenTelemetry Collector, remote_write, Trino's Kafka event
+    /// listener) gets `team` here. Default: no rules.
+    #[serde(default)]
+    pub teams: pharos_model::team::TeamMapping,
     /// Kafka consumption; absent means HTTP ingest only (the embedded default).
     #[serde(default)]
     pub kafka: Option<KafkaConsumerConfig>,
@@ -37,6 +42,7 @@ impl Default for CollectorConfig {
             compaction_min_files: default_compaction_min_files(),
             retention_days: default_retention_days(),
             maintenance_interval_ms: default_maintenance_interval_ms(),
+            teams: Default::default(),
             kafka: None,
         }
     }
@@ -66,6 +72,10 @@ pub struct KafkaConsumerConfig {
     /// keeps its partitions. Default: 10000.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// Topic of Trino's Kafka event listener (QueryCompletedEvent JSON), turned into the same
+    /// `trino_query_*` samples the agent's HTTP event listener produces. Default: none.
+    #[serde(default)]
+    pub trino_events_topic: Option<String>,
     /// Partitions to create for each topic when it does not exist yet. Default: 3.
     #[serde(default = "default_partitions")]
     pub create_topics_partitions: i32,
@@ -80,6 +90,7 @@ impl KafkaConsumerConfig {
             metrics_topic: default_metrics_topic(),
             logs_topic: default_logs_topic(),
             instance_id: None,
+            trino_events_topic: None,
             session_timeout_ms: default_session_timeout_ms(),
             create_topics_partitions: default_partitions(),
         }

@@ -98,8 +98,9 @@ pub fn ensure_topics(cfg: &KafkaConsumerConfig) -> Result<()> {
         .set("bootstrap.servers", &cfg.brokers)
         .create()
         .map_err(|e| Error::Internal(format!("kafka admin client for {}: {e}", cfg.brokers)))?;
-    let topics: Vec<NewTopic> = [&cfg.metrics_topic, &cfg.logs_topic]
+    let topics: Vec<NewTopic> = [Some(&cfg.metrics_topic), Some(&cfg.logs_topic), cfg.trino_events_topic.as_ref()]
         .into_iter()
+        .flatten()
         .map(|t| NewTopic::new(t, cfg.create_topics_partitions, TopicReplication::Fixed(1)))
         .collect();
     let opts = AdminOptions::new()
@@ -163,9 +164,9 @@ fn subscribe(store: &Arc<Store>, cfg: &KafkaConsumerConfig) -> Result<BaseConsum
     let consumer: BaseConsumer<ExactlyOnceContext> = client
         .create_with_context(ExactlyOnceContext { store: store.clone() })
         .map_err(|e| Error::Internal(format!("kafka consumer for {}: {e}", cfg.brokers)))?;
-    consumer
-        .subscribe(&[&cfg.metrics_topic, &cfg.logs_topic])
-        .map_err(|e| Error::Internal(format!("subscribing to {} and {}: {e}", cfg.metrics_topic, cfg.logs_topic)))?;
+    let mut topics = vec![cfg.metrics_topic.as_str(), cfg.logs_topic.as_str()];
+    topics.extend(cfg.trino_events_topic.as_deref());
+    consumer.subscribe(&topics).map_err(|e| Error::Internal(format!("subscribing to {topics:?}: {e}")))?;
     Ok(consumer)
 }
 
@@ -183,15 +184,18 @@ fn consume(
             Some(Err(e)) => tracing::warn!(error = %e, "kafka poll error"),
             Some(Ok(msg)) => {
                 metrics.kafka_messages.inc();
-                let kind = if msg.topic() == cfg.metrics_topic { WalKind::MetricsProtobuf } else { WalKind::LogsProtobuf };
-                let batch = Batch::decode(kind, msg.payload().unwrap_or_default()).unwrap_or_else(|e| {
+                let payload = msg.payload().unwrap_or_default();
+                let decoded = if cfg.trino_events_topic.as_deref() == Some(msg.topic()) {
+                    trino_batch(payload)
+                } else {
+                    let kind = if msg.topic() == cfg.metrics_topic { WalKind::MetricsProtobuf } else { WalKind::LogsProtobuf };
+                    Batch::decode(kind, payload)
+                };
+                let batch = decoded.unwrap_or_else(|e| {
                     metrics.batches_rejected.inc();
                     tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), error = %e, "skipping undecodable message");
                     // The offset still advances: a poison message must not be re-read forever.
-                    match kind {
-                        WalKind::MetricsProtobuf => Batch::Metrics(Vec::new()),
-                        _ => Batch::Logs(Vec::new()),
-                    }
+                    Batch::Metrics(Vec::new())
                 });
                 store.ingest(&source_name(msg.topic(), msg.partition()), msg.offset(), batch);
             }
@@ -203,6 +207,14 @@ fn consume(
     }
     commit_published(&consumer, &store);
     consumer.unsubscribe();
+}
+
+/// A message of Trino's Kafka event listener: QueryCompletedEvent JSON (one or an array).
+fn trino_batch(payload: &[u8]) -> Result<Batch> {
+    let text = std::str::from_utf8(payload).map_err(|e| Error::BadInput(format!("Trino event is not UTF-8: {e}")))?;
+    let queries = pharos_model::trino::parse_query_completed_batch(text)
+        .map_err(|e| Error::BadInput(format!("invalid Trino event: {e}")))?;
+    Ok(Batch::Metrics(queries.iter().flat_map(|q| q.to_samples(&q.owner_labels())).collect()))
 }
 
 /// Commits the published offsets of the assigned partitions (advisory, for lag monitoring).

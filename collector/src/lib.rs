@@ -57,7 +57,8 @@ impl Collector {
     /// Opens the store in `data_dir` (replaying what was not published) and starts flushing and,
     /// if configured, consuming Kafka.
     pub fn start(data_dir: &Path, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Result<Collector> {
-        let store = Arc::new(Store::open(data_dir, metrics.clone())?);
+        config.teams.validate().map_err(|e| Error::BadInput(format!("collector.teams: {e}")))?;
+        let store = Arc::new(Store::open_with_teams(data_dir, metrics.clone(), config.teams.clone())?);
         let stop = Arc::new(AtomicBool::new(false));
         let flusher = {
             let (store, stop) = (store.clone(), stop.clone());

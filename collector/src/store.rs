@@ -95,12 +95,23 @@ pub struct Store {
     pub(crate) metrics: Arc<CollectorMetrics>,
     /// Files no longer published, deleted once queries that may still read them are done.
     pub(crate) pending_deletes: Mutex<Vec<(std::time::Instant, PathBuf)>>,
+    teams: pharos_model::team::TeamMapping,
 }
 
 impl Store {
     /// Opens (or creates) the store in `data_dir`: loads the manifest, removes files a crashed
     /// flush left unpublished, and replays the WAL records after the published WAL offset.
     pub fn open(data_dir: &Path, metrics: Arc<CollectorMetrics>) -> Result<Store> {
+        Self::open_with_teams(data_dir, metrics, Default::default())
+    }
+
+    /// [`Store::open`] with a team mapping applied to everything ingested (see
+    /// `CollectorConfig::teams`).
+    pub fn open_with_teams(
+        data_dir: &Path,
+        metrics: Arc<CollectorMetrics>,
+        teams: pharos_model::team::TeamMapping,
+    ) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
         let manifest = Manifest::load(data_dir)?;
         let removed = manifest.remove_unpublished(data_dir)?;
@@ -118,6 +129,7 @@ impl Store {
             split_readers: Mutex::new(HashMap::new()),
             metrics,
             pending_deletes: Mutex::new(Vec::new()),
+            teams,
         };
         let replayed = replay.len();
         for rec in replay {
@@ -163,6 +175,7 @@ impl Store {
             return false;
         }
         let n = batch.len() as u64;
+        let batch = self.with_teams(batch);
         match batch {
             Batch::Metrics(samples) => {
                 st.head.append_samples(samples);
@@ -257,6 +270,39 @@ impl Store {
         self.metrics.head_series.set(st.head.series_count() as i64);
         self.metrics.head_rows.set(st.head.rows() as i64);
         Ok(report)
+    }
+
+    /// Adds `team` where the data has a `namespace` and no `team` and the mapping knows one.
+    fn with_teams(&self, batch: Batch) -> Batch {
+        if self.teams.rules.is_empty() && self.teams.default.is_none() {
+            return batch;
+        }
+        let no_pod_labels = std::collections::BTreeMap::new();
+        let team_of = |l: &Labels| -> Option<Labels> {
+            if l.get("team").is_some() {
+                return None;
+            }
+            let ns = l.get("namespace")?;
+            self.teams.team_for(ns, &no_pod_labels).map(|t| l.with("team", &t))
+        };
+        match batch {
+            Batch::Metrics(mut samples) => {
+                for s in &mut samples {
+                    if let Some(l) = team_of(&s.labels) {
+                        s.labels = l;
+                    }
+                }
+                Batch::Metrics(samples)
+            }
+            Batch::Logs(mut records) => {
+                for r in &mut records {
+                    if let Some(l) = team_of(&r.labels) {
+                        r.labels = l;
+                    }
+                }
+                Batch::Logs(records)
+            }
+        }
     }
 
     fn split_reader(&self, rel: &str) -> Result<IndexReader> {
@@ -399,6 +445,41 @@ mod tests {
         assert_eq!(all(&store, "h"), vec![(1000, 1000.0), (2000, 2000.0)]);
         store.ingest_durable(WalKind::MetricsProtobuf, &body(3000)).unwrap();
         assert_eq!(all(&store, "h").len(), 3, "sequence numbers continue after a restart");
+    }
+
+    #[test]
+    fn team_mapping_fills_team_only_where_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let teams: pharos_model::team::TeamMapping =
+            serde_json::from_str(r#"{"rules": [{"namespace": "spark-*", "team": "data-eng"}]}"#).unwrap();
+        let store = Store::open_with_teams(dir.path(), Arc::new(CollectorMetrics::default()), teams).unwrap();
+        let s = |pairs: &[(&str, &str)]| {
+            let mut p = vec![("__name__", "m")];
+            p.extend_from_slice(pairs);
+            Sample::new(Labels::from_pairs(p.iter().copied()), 1000, 1.0)
+        };
+        store.ingest(
+            "wal",
+            1,
+            Batch::Metrics(vec![
+                s(&[("namespace", "spark-etl")]),
+                s(&[("namespace", "spark-etl2"), ("team", "finance")]),
+                s(&[("namespace", "web")]),
+                s(&[("pod", "x")]),
+            ]),
+        );
+        let got: Vec<(Option<String>, Option<String>)> = store
+            .select_series(&[LabelMatcher::new("__name__", "=", "m").unwrap()], 0, 2000)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.labels.get("namespace").map(str::to_string), s.labels.get("team").map(str::to_string)))
+            .collect();
+        let expect = |ns: Option<&str>, team: Option<&str>| (ns.map(str::to_string), team.map(str::to_string));
+        assert_eq!(got.len(), 4);
+        assert!(got.contains(&expect(Some("spark-etl"), Some("data-eng"))), "{got:?}");
+        assert!(got.contains(&expect(Some("spark-etl2"), Some("finance"))), "an existing team wins: {got:?}");
+        assert!(got.contains(&expect(Some("web"), None)), "no rule, no default: {got:?}");
+        assert!(got.contains(&expect(None, None)), "no namespace: {got:?}");
     }
 
     #[test]

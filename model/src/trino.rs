@@ -214,6 +214,14 @@ impl TrinoQuery {
         self.client_tags.iter().find_map(|t| t.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim()))
     }
 
+    /// Labels every source adds to the query's samples: `team` from a `team=<x>` client tag.
+    pub fn owner_labels(&self) -> Labels {
+        match self.client_tag("team") {
+            Some(team) if !team.is_empty() => Labels::from_pairs([("team", team)]),
+            _ => Labels::default(),
+        }
+    }
+
     /// The query's samples at its end time (create time, else 0 when neither is known), each
     /// with `extra` labels (cluster, team, …) under the query's own labels.
     pub fn to_samples(&self, extra: &Labels) -> Vec<Sample> {

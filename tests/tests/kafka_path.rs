@@ -22,7 +22,7 @@ fn agent_yaml(broker: &str, target: &str, pods: &Path, data: &Path) -> String {
 
 fn pharos_yaml(broker: &str, data: &Path) -> String {
     format!(
-        "data_dir: {data:?}\ncollector:\n  flush_interval_ms: 400\n  kafka:\n    brokers: {broker}\n    create_topics_partitions: 2\n    instance_id: collector-0\n    session_timeout_ms: 3000\n",
+        "data_dir: {data:?}\ncollector:\n  flush_interval_ms: 400\n  kafka:\n    brokers: {broker}\n    create_topics_partitions: 2\n    trino_events_topic: trino.events\n    instance_id: collector-0\n    session_timeout_ms: 3000\n",
         data = data.display().to_string()
     )
 }
@@ -30,6 +30,7 @@ fn pharos_yaml(broker: &str, data: &Path) -> String {
 struct Setup {
     _dir: Option<tempfile::TempDir>,
     _broker: Broker,
+    broker_addr: String,
     pharos: Pharos,
     agent: Proc,
     expo: ExpositionServer,
@@ -57,7 +58,7 @@ async fn setup() -> Setup {
     cmd.args(["--config", root.join("agent.yaml").to_str().unwrap()]).env("RUST_LOG", "info");
     let agent = Proc::spawn("agent", cmd, root);
     let dir = if std::env::var_os("PHAROS_E2E_KEEP").is_some() { let _ = dir.keep(); None } else { Some(dir) };
-    Setup { _dir: dir, _broker: broker, pharos, agent, expo, log_file }
+    Setup { _dir: dir, broker_addr: broker.addr.clone(), _broker: broker, pharos, agent, expo, log_file }
 }
 
 async fn query(p: &Pharos, q: &str) -> serde_json::Value {
@@ -134,6 +135,35 @@ async fn exact_values_and_lines_come_back_through_kafka() {
     let filtered = lines(&s.pharos, "{namespace=\"payments\"} |= \"/payments/1\" != \"line-00010\"").await;
     let want: Vec<String> = [1, 11, 12, 13, 14, 15, 16, 17, 18, 19].into_iter().map(msg).collect();
     assert_eq!(filtered, want, "line filters");
+
+    // Trino's Kafka event listener topic: a QueryCompletedEvent becomes trino_query_* samples.
+    let end = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let event = format!(
+        r#"{{"metadata": {{"queryId": "20261122_1_00001_e2e", "queryState": "FINISHED"}},
+            "context": {{"user": "bob", "source": "superset", "clientTags": ["team=finance"], "resourceGroupId": ["global", "bi"]}},
+            "statistics": {{"cpuTime": "PT1M2.5S", "wallTime": "PT3S", "peakUserMemoryBytes": 1048576,
+                           "cumulativeMemory": 2.5E9, "totalBytes": 5242880, "outputBytes": 2048}},
+            "createTime": "{end}", "endTime": "{end}"}}"#
+    );
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &s.broker_addr).create().unwrap();
+    producer
+        .send(rdkafka::producer::FutureRecord::to("trino.events").key("coordinator").payload(&event), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let q = "trino_query_cpu_seconds{trino_query_id=\"20261122_1_00001_e2e\"}";
+    let r = wait_for_async("the Trino query", Duration::from_secs(60), || {
+        let p = &s.pharos;
+        async move {
+            let r = query(p, q).await["data"]["result"].as_array().cloned().unwrap_or_default();
+            (!r.is_empty()).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r[0]["value"][1], "62.5", "PT1M2.5S of CPU");
+    let m = &r[0]["metric"];
+    assert_eq!((m["trino_user"].as_str(), m["team"].as_str(), m["trino_resource_group"].as_str()), (Some("bob"), Some("finance"), Some("global.bi")), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

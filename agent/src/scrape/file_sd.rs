@@ -166,6 +166,23 @@ mod tests {
     }
 
     #[test]
+    fn spark_endpoint_label_selects_the_spark_rewrites() {
+        let yaml = r#"
+- targets: ["sim:9700"]
+  labels: {job: spark-driver, spark_app_id: spark-1, __spark_endpoint__: driver, __metrics_path__: /c/x/spark/spark-1/metrics/prometheus/}
+- targets: ["sim:9700"]
+  labels: {job: spark-executors, __spark_endpoint__: executors}
+"#;
+        let t = parse_file_sd(yaml).unwrap();
+        assert!(matches!(&t[0].kind, TargetKind::SparkDriver { app_id } if app_id == "spark-1"));
+        assert_eq!(t[0].url.path(), "/c/x/spark/spark-1/metrics/prometheus/");
+        assert!(matches!(t[1].kind, TargetKind::SparkExecutors));
+        assert!(t.iter().all(|t| t.labels.iter().all(|(k, _)| !k.starts_with("__"))));
+        let e = parse_file_sd("[{targets: [a:1], labels: {__spark_endpoint__: history}}]").unwrap_err();
+        assert!(e.contains("__spark_endpoint__"), "{e}");
+    }
+
+    #[test]
     fn refresh_rereads_on_change_and_keeps_targets_of_a_broken_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("targets.json");
