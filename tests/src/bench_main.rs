@@ -162,7 +162,6 @@ async fn throughput(transport: Transport, lines: usize, series: usize, scrape_se
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let env = start_env(transport, None, 1000).await;
-    let line_bytes = 200;
     let batch: Vec<String> = (0..lines)
         .map(|i| cri_line(&format!("{i:08} INFO o.a.spark.scheduler.TaskSetManager: Finished task {i}.0 in stage 7.0 (TID {i}) in 1843 ms on 10.0.3.17 (executor 4) ({i}/{lines}) {}", "x".repeat(40))))
         .collect();
@@ -177,9 +176,10 @@ async fn throughput(transport: Transport, lines: usize, series: usize, scrape_se
     .await;
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "logs ({}): {lines} lines ({:.1} MB raw, ~{line_bytes} B/line) queryable in {secs:.2} s: {:.0} lines/s, {:.2} MB/s",
+        "logs ({}): {lines} lines ({:.1} MB raw, {} B/line) queryable in {secs:.2} s: {:.0} lines/s, {:.2} MB/s",
         if transport == Transport::Kafka { "kafka" } else { "http" },
         raw_bytes as f64 / 1e6,
+        raw_bytes / lines.max(1),
         lines as f64 / secs,
         raw_bytes as f64 / 1e6 / secs
     );
