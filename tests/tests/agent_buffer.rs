@@ -221,6 +221,44 @@ async fn agent_started_before_the_broker_delivers_everything_exactly_once_throug
     assert_everything_exactly_once(&pharos, &mut load, &mut agent).await;
 }
 
+/// The broker stops answering mid-stream (SIGSTOP: tansu keeps its in-memory data, a restart
+/// would empty it) while the agent keeps scraping and tailing, then resumes (SIGCONT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_paused_under_load_then_everything_arrives_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let _dir = keep(dir);
+    let broker = Broker::start(&root);
+    let yaml = format!(
+        "data_dir: {data:?}\ncollector:\n  flush_interval_ms: 400\n  kafka:\n    brokers: {brokers}\n    create_topics_partitions: 2\n",
+        data = root.join("data").display().to_string(),
+        brokers = broker.addr,
+    );
+    std::fs::write(root.join("pharos.yaml"), yaml).unwrap();
+    let pharos = Pharos::serve(&root, &["--config", root.join("pharos.yaml").to_str().unwrap()]).await;
+    let mut load = Load::start(&root).await;
+    load.append(10);
+    let agent_addr = format!("127.0.0.1:{}", free_port());
+    let sink = format!("  kafka:\n    brokers: {}\n    options:\n      reconnect.backoff.max.ms: \"500\"\n", broker.addr);
+    let mut agent = start_agent(&root, &agent_yaml(&load, &root, &agent_addr, &sink, ""));
+    wait_first_scrape(&pharos).await;
+
+    let pid = broker.proc.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let served_before = load.expo.served();
+    load.run(40, 10).await; // 4 s of appends while the broker is frozen
+    let buffered = wait_for_async("records to pile up in the agent's buffer", Duration::from_secs(30), || {
+        let a = &agent_addr;
+        async move { metric_value(a, "pharos_agent_buffer_records").await.filter(|r| *r >= 5.0) }
+    })
+    .await;
+    assert!(load.expo.served() > served_before, "scraping went on while the broker was frozen");
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    eprintln!("broker frozen: {buffered} records buffered meanwhile");
+    load.run(10, 10).await;
+    assert_everything_exactly_once(&pharos, &mut load, &mut agent).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_applies_backpressure_and_drops_nothing() {
     let dir = tempfile::tempdir().unwrap();
