@@ -189,18 +189,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     }
 
     if op == T_LIMITK {
-        let k = param_scalar(&a.param)?;
-        if k.is_nan() {
-            return Err(Error::Execution(format!(
-                "Parameter value is NaN for {}",
-                a.op
-            )));
-        }
-        let k = if k >= 1.0 {
-            k.min(usize::MAX as f64) as usize
-        } else {
-            0
-        };
+        let k = count_param(param_scalar(&a.param)?, a)?;
         // The first k series of each group in Prometheus' series order (sorted by labels).
         let mut out = Vec::new();
         for (_, mut members) in groups {
@@ -211,18 +200,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     }
 
     if op == T_TOPK || op == T_BOTTOMK {
-        let k = param_scalar(&a.param)?;
-        if k.is_nan() {
-            return Err(Error::Execution(format!(
-                "Parameter value is NaN for {}",
-                a.op
-            )));
-        }
-        let k = if k >= 1.0 {
-            k.min(usize::MAX as f64) as usize
-        } else {
-            0
-        };
+        let k = count_param(param_scalar(&a.param)?, a)?;
         let mut out = Vec::new();
         for (_, mut members) in groups {
             // NaN sorts last for both: it is neither the largest nor the smallest.
@@ -285,4 +263,13 @@ pub fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `k` of `topk`/`bottomk`/`limitk`: the parameter truncated to a count (below 1 → 0); NaN
+/// is an execution error, as in Prometheus.
+fn count_param(k: f64, a: &AggregateExpr) -> Result<usize> {
+    if k.is_nan() {
+        return Err(Error::Execution(format!("Parameter value is NaN for {}", a.op)));
+    }
+    Ok(if k >= 1.0 { k.min(usize::MAX as f64) as usize } else { 0 })
 }

@@ -207,6 +207,12 @@ impl Fetched {
     /// The instant vector of `vs` at reference time `at`: per series the latest sample in
     /// `(at - 5m, at]`, absent when that sample is a staleness marker.
     pub fn instant(&self, vs: &VectorSelector, at: i64) -> Result<Vec<Sample>> {
+        self.latest(vs, at, |_, v| v)
+    }
+
+    /// Per series the latest sample in `(at - 5m, at]` unless it is a staleness marker, mapped
+    /// by `value(timestamp_ms, value)`.
+    fn latest(&self, vs: &VectorSelector, at: i64, value: impl Fn(i64, f64) -> f64) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
         for s in self.series(vs)? {
             let idx = s.samples.partition_point(|(ts, _)| *ts <= at);
@@ -215,10 +221,7 @@ impl Fetched {
             }
             let (ts, v) = s.samples[idx - 1];
             if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
-                out.push(Sample {
-                    labels: s.labels.clone(),
-                    value: v,
-                });
+                out.push(Sample { labels: s.labels.clone(), value: value(ts, v) });
             }
         }
         Ok(out)
@@ -226,21 +229,7 @@ impl Fetched {
 
     /// Like [`Fetched::instant`], with each sample's timestamp (seconds) as its value.
     pub fn instant_timestamps(&self, vs: &VectorSelector, at: i64) -> Result<Vec<Sample>> {
-        let mut out = Vec::new();
-        for s in self.series(vs)? {
-            let idx = s.samples.partition_point(|(ts, _)| *ts <= at);
-            if idx == 0 {
-                continue;
-            }
-            let (ts, v) = s.samples[idx - 1];
-            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
-                out.push(Sample {
-                    labels: s.labels.clone(),
-                    value: ts as f64 / 1000.0,
-                });
-            }
-        }
-        Ok(out)
+        self.latest(vs, at, |ts, _| ts as f64 / 1000.0)
     }
 
     /// The range vector of `vs` with `range_ms` ending at reference time `at`: samples in
