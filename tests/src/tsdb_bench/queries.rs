@@ -36,9 +36,10 @@ impl Shape {
 pub type Answer = BTreeMap<String, Vec<(f64, f64)>>;
 
 fn url(addr: &str, q: &str, shape: Shape, start_ms: i64, end_ms: i64, vm: bool) -> String {
-    let end = end_ms as f64 / 1000.0;
-    // Range start on a 60 s multiple after the data's start, so each engine sees the same steps.
-    let full_start = ((start_ms / 1000) / 60 + 1) as f64 * 60.0;
+    // Query times sit 7 s off the 15 s scrape grid: no sample lies on a range's left boundary,
+    // where Prometheus 2.x (closed `[t-5m, t]`) and 3.x / Pharos (left-open) differ.
+    let end = end_ms as f64 / 1000.0 + 7.0;
+    let full_start = ((start_ms / 1000) / 60 + 1) as f64 * 60.0 + 7.0;
     let extra = if vm { "&nocache=1" } else { "" };
     match shape {
         Shape::Instant => format!("http://{addr}/api/v1/query?query={}&time={end}{extra}", enc(q)),
