@@ -5,6 +5,8 @@
 //! `pharos-bench throughput` — lines per second and samples per second through
 //! agent → (Kafka | HTTP) → collector → head.
 //!
+//! `pharos-bench tsdb` — issue 3: Pharos vs VictoriaMetrics vs Prometheus (see `tsdb_bench`).
+//!
 //! Build in release and run: `cargo build --release --bins && target/release/pharos-bench freshness`.
 
 use std::collections::HashMap;
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use pharos_e2e::*;
+
+mod tsdb_bench;
 
 #[derive(Parser)]
 #[command(about = "Pharos foundation benchmarks (real broker, real binaries)")]
@@ -54,6 +58,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         scrape_seconds: u64,
     },
+    /// Issue 3: Pharos vs VictoriaMetrics vs Prometheus on one remote_write dataset.
+    Tsdb(tsdb_bench::TsdbArgs),
 }
 
 struct Env {
@@ -209,5 +215,11 @@ async fn main() {
     match cli.cmd {
         Cmd::Freshness { lines, rate } => freshness(cli.transport, lines, rate).await,
         Cmd::Throughput { lines, series, scrape_seconds } => throughput(cli.transport, lines, series, scrape_seconds).await,
+        Cmd::Tsdb(args) => {
+            if let Err(e) = tsdb_bench::run(args).await {
+                eprintln!("pharos-bench tsdb: {e:#}");
+                std::process::exit(1);
+            }
+        }
     }
 }

@@ -1,0 +1,296 @@
+//! `pharos-bench tsdb` (issue 3): Pharos vs VictoriaMetrics vs Prometheus on one generated
+//! node-exporter-like dataset, pushed as pre-encoded remote_write requests, one server after the
+//! other. Reports ingest samples per CPU-second, bytes per sample on disk, peak RSS per series
+//! and PromQL p50 latencies, with each answer compared to Prometheus' (the reference).
+
+mod dataset;
+mod queries;
+mod servers;
+
+use std::time::{Duration, Instant};
+
+use queries::{Shape, QUERIES};
+use servers::{du, Engine, Server};
+
+/// Parameters of `pharos-bench tsdb`.
+#[derive(clap::Args, Clone)]
+pub struct TsdbArgs {
+    /// node-exporter-like targets (each ~800 series).
+    #[arg(long, default_value_t = 100)]
+    pub targets: usize,
+    /// Hours of samples, ending now.
+    #[arg(long, default_value_t = 2.0)]
+    pub hours: f64,
+    /// Scrape interval of the generated samples.
+    #[arg(long, default_value_t = 15)]
+    pub interval_s: u64,
+    /// Targets per remote_write request (Prometheus' shards group many series per request).
+    #[arg(long, default_value_t = 10)]
+    pub targets_per_request: usize,
+    /// Scrapes per series per request (4 × 15 s = one minute of samples).
+    #[arg(long, default_value_t = 4)]
+    pub steps_per_request: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Runs per query (the p50 is reported).
+    #[arg(long, default_value_t = 5)]
+    pub query_runs: usize,
+    /// Keep the data directories (printed) after the run.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+struct Outcome {
+    engine: Engine,
+    push_s: f64,
+    cpu_s: f64,
+    rejected: usize,
+    first_error: Option<String>,
+    peak_rss: u64,
+    disk_bytes: u64,
+    disk_note: String,
+    latencies_ms: Vec<f64>,
+    answers: Vec<queries::Answer>,
+}
+
+/// Runs the whole comparison and prints the markdown report.
+pub async fn run(args: TsdbArgs) -> anyhow::Result<()> {
+    servers::check_installed()?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let end_ms = now_ms - now_ms % (args.interval_s as i64 * 1000);
+    let t = Instant::now();
+    let data = dataset::generate(args.targets, args.hours, args.interval_s, end_ms, args.targets_per_request, args.steps_per_request);
+    let nreq: usize = data.slices.iter().map(Vec::len).sum();
+    eprintln!(
+        "dataset: {} targets × {} series = {} series, {} samples, {nreq} requests ({:.0} samples each, {:.1} MB snappy) encoded in {:.1} s",
+        args.targets,
+        dataset::series_per_target(),
+        data.series,
+        data.samples,
+        data.samples as f64 / nreq as f64,
+        data.wire_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::Builder::new().prefix("pharos-tsdb-bench").tempdir()?;
+    let root = if args.keep { dir.keep() } else { dir.path().to_path_buf() };
+    let mut outcomes = Vec::new();
+    for engine in [Engine::Pharos, Engine::VictoriaMetrics, Engine::Prometheus] {
+        eprintln!("--- {}", engine.name());
+        outcomes.push(measure(engine, &root, &data, &args).await?);
+    }
+    println!("{}", report(&outcomes, &data, &args));
+    if args.keep {
+        eprintln!("data kept in {}", root.display());
+    }
+    Ok(())
+}
+
+async fn push(server: &Server, data: &dataset::Dataset, senders: usize) -> (usize, Option<String>) {
+    use futures_lite::*;
+    let client = reqwest::Client::new();
+    let url = server.write_url();
+    let mut rejected = 0;
+    let mut first_error = None;
+    // Slice by slice (time order); the requests of one slice go out concurrently.
+    for slice in &data.slices {
+        for chunk in slice.chunks(senders.max(1)) {
+            let sends = chunk.iter().map(|body| {
+                client
+                    .post(&url)
+                    .header("Content-Encoding", "snappy")
+                    .header("Content-Type", "application/x-protobuf")
+                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                    .body(body.clone())
+                    .send()
+            });
+            for r in join_all(sends).await {
+                match r {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => {
+                        rejected += 1;
+                        let st = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        first_error.get_or_insert(format!("{st}: {}", text.chars().take(200).collect::<String>()));
+                    }
+                    Err(e) => {
+                        rejected += 1;
+                        first_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    (rejected, first_error)
+}
+
+mod futures_lite {
+    /// Awaits all futures concurrently (on this task), keeping their order.
+    pub async fn join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let handles: Vec<_> = fs.map(Box::pin).collect();
+        let mut outs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+        let mut handles: Vec<Option<_>> = handles.into_iter().map(Some).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (h, o) in handles.iter_mut().zip(outs.iter_mut()) {
+                if let Some(f) = h {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => {
+                            *o = Some(v);
+                            *h = None;
+                        }
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        })
+        .await;
+        outs.into_iter().map(|o| o.expect("every future completed")).collect()
+    }
+}
+
+async fn measure(engine: Engine, root: &std::path::Path, data: &dataset::Dataset, args: &TsdbArgs) -> anyhow::Result<Outcome> {
+    let mut server = Server::start(engine, root).await?;
+    let client = reqwest::Client::new();
+    let cpu0 = server.cpu_seconds();
+    let t = Instant::now();
+    let (rejected, first_error) = push(&server, data, args.senders).await;
+    let push_s = t.elapsed().as_secs_f64();
+    let cpu_s = server.cpu_seconds() - cpu0;
+    eprintln!("pushed in {push_s:.1} s, {cpu_s:.1} CPU-s, {rejected} requests rejected {first_error:?}");
+    if engine == Engine::VictoriaMetrics {
+        client.get(format!("http://{}/internal/force_flush", server.addr)).send().await?;
+    }
+    let mut latencies_ms = Vec::new();
+    let mut answers = Vec::new();
+    for q in QUERIES {
+        for shape in Shape::ALL {
+            let (p50, a) = queries::time_query(&client, &server.addr, q, shape, data.start_ms, data.end_ms, engine == Engine::VictoriaMetrics, args.query_runs).await?;
+            eprintln!("{:>8.1} ms  {} {q}", p50, shape.name());
+            latencies_ms.push(p50);
+            answers.push(a);
+        }
+    }
+    let peak_rss = server.peak_rss_bytes();
+    let (disk_bytes, disk_note) = match engine {
+        Engine::Pharos => pharos_disk(&mut server).await?,
+        Engine::VictoriaMetrics => {
+            client.get(format!("http://{}/internal/force_flush", server.addr)).send().await?;
+            let month = chrono::DateTime::from_timestamp_millis(data.start_ms).unwrap_or_default().format("%Y_%m").to_string();
+            client.get(format!("http://{}/internal/force_merge?partition_prefix={month}", server.addr)).send().await?;
+            let b = settle(|| du(&server.data), Duration::from_secs(5), Duration::from_secs(300)).await;
+            (b, "du of -storageDataPath after force_flush + force_merge (data + indexdb)".into())
+        }
+        Engine::Prometheus => (du(&server.data), "du of the tsdb dir: head chunks + WAL (under 3 h of data, no block is compacted)".into()),
+    };
+    server.proc.terminate();
+    Ok(Outcome { engine, push_s, cpu_s, rejected, first_error, peak_rss, disk_bytes, disk_note, latencies_ms, answers })
+}
+
+/// Waits until `f()` stays the same for `quiet`, or `timeout`; returns the last value.
+async fn settle(f: impl Fn() -> u64, quiet: Duration, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    let (mut last, mut since) = (f(), Instant::now());
+    while since.elapsed() < quiet && start.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let v = f();
+        if v != last {
+            (last, since) = (v, Instant::now());
+        }
+    }
+    last
+}
+
+/// SIGTERM (final flush), restart, and wait until compaction leaves one file per hour partition.
+async fn pharos_disk(server: &mut Server) -> anyhow::Result<(u64, String)> {
+    server.restart().await?;
+    let manifest = server.data.join("manifest.json");
+    let read = || -> (u64, usize, usize) {
+        let m: serde_json::Value = std::fs::read(&manifest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let files = m["metric_files"].as_array().cloned().unwrap_or_default();
+        let bytes = files.iter().filter_map(|f| f["bytes"].as_u64()).sum();
+        let parts: std::collections::BTreeSet<String> = files.iter().filter_map(|f| f["path"].as_str()).map(|p| p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()).collect();
+        (bytes, files.len(), parts.len())
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (bytes, files, parts) = read();
+        if (files > 0 && files == parts) || Instant::now() > deadline {
+            let note = format!("Parquet files in the manifest after SIGTERM flush + compaction ({files} files, {parts} hour partitions)");
+            return Ok((bytes, note));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 { "–".into() } else { format!("{:.2}×", a / b) }
+}
+
+fn report(o: &[Outcome], data: &dataset::Dataset, args: &TsdbArgs) -> String {
+    let (p, vm, pr) = (&o[0], &o[1], &o[2]);
+    let mut s = String::new();
+    let samples = data.samples as f64;
+    s.push_str(&format!(
+        "Dataset: {} targets, {} series, {} h of {} s samples = {} samples, no churn; {} requests of ~{:.0} samples ({} targets × {} scrapes), {} concurrent senders.\n\n",
+        args.targets,
+        data.series,
+        args.hours,
+        args.interval_s,
+        data.samples,
+        data.slices.iter().map(Vec::len).sum::<usize>(),
+        samples / data.slices.iter().map(Vec::len).sum::<usize>() as f64,
+        args.targets_per_request,
+        args.steps_per_request,
+        args.senders
+    ));
+    s.push_str("| measurement | Pharos | VictoriaMetrics | Prometheus | Pharos / VM | Pharos / Prometheus |\n|---|---|---|---|---|---|\n");
+    let row = |s: &mut String, name: &str, v: [f64; 3], fmt: &dyn Fn(f64) -> String| {
+        s.push_str(&format!("| {name} | {} | {} | {} | {} | {} |\n", fmt(v[0]), fmt(v[1]), fmt(v[2]), ratio(v[0], v[1]), ratio(v[0], v[2])));
+    };
+    let per = |x: &Outcome| samples / x.cpu_s.max(1e-9);
+    row(&mut s, "ingest, samples per CPU-second (higher is better)", [per(p), per(vm), per(pr)], &|v| format!("{:.0}k", v / 1e3));
+    row(&mut s, "ingest CPU-seconds of the server", [p.cpu_s, vm.cpu_s, pr.cpu_s], &|v| format!("{v:.1}"));
+    row(&mut s, "push wall time, s", [p.push_s, vm.push_s, pr.push_s], &|v| format!("{v:.1}"));
+    row(&mut s, "bytes per sample on disk", [p.disk_bytes as f64 / samples, vm.disk_bytes as f64 / samples, pr.disk_bytes as f64 / samples], &|v| format!("{v:.2}"));
+    let rss = |x: &Outcome| x.peak_rss as f64 / data.series as f64;
+    row(&mut s, "peak RSS per active series, bytes", [rss(p), rss(vm), rss(pr)], &|v| format!("{v:.0}"));
+    row(&mut s, "peak RSS, MB", [p.peak_rss as f64 / 1e6, vm.peak_rss as f64 / 1e6, pr.peak_rss as f64 / 1e6], &|v| format!("{v:.0}"));
+    let mut i = 0;
+    for q in QUERIES {
+        for shape in Shape::ALL {
+            let eq = |x: &Outcome| match queries::differs(&x.answers[i], &pr.answers[i]) {
+                None => "=".to_string(),
+                Some(_) => "≠".to_string(),
+            };
+            s.push_str(&format!(
+                "| p50 ms, {} `{}` (answer vs Prometheus) | {:.1} ({}) | {:.1} ({}) | {:.1} | {} | {} |\n",
+                shape.name(),
+                q,
+                p.latencies_ms[i],
+                eq(p),
+                vm.latencies_ms[i],
+                eq(vm),
+                pr.latencies_ms[i],
+                ratio(p.latencies_ms[i], vm.latencies_ms[i]),
+                ratio(p.latencies_ms[i], pr.latencies_ms[i])
+            ));
+            i += 1;
+        }
+    }
+    s.push('\n');
+    for x in o {
+        s.push_str(&format!("- {} disk: {}.", x.engine.name(), x.disk_note));
+        if x.rejected > 0 {
+            s.push_str(&format!(" {} requests rejected, first: {}.", x.rejected, x.first_error.as_deref().unwrap_or("")));
+        }
+        s.push('\n');
+    }
+    for (i, a) in p.answers.iter().enumerate() {
+        if let Some(d) = queries::differs(a, &pr.answers[i]) {
+            s.push_str(&format!("- Pharos ≠ Prometheus on `{}` ({}): {d}\n", QUERIES[i / 3], Shape::ALL[i % 3].name()));
+        }
+    }
+    s
+}
