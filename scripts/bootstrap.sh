@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v cmake >/dev/null || need+=(cmake)
 command -v mold >/dev/null || need+=(mold)
 command -v g++ >/dev/null || need+=(g++)
