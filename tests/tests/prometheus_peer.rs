@@ -44,15 +44,19 @@ const QUERIES: &[&str] = &[
     "scrape_duration_seconds > bool 0.5",
 ];
 
-/// Queries where Pharos follows Prometheus 3 and so may differ from this Prometheus 2.42; the
-/// differences are printed, not failed on:
+/// Queries where Pharos follows current Prometheus and so may differ from this Prometheus 2.42
+/// (checked by hand: both are the newer semantics, not Pharos bugs); the differences are printed,
+/// not failed on:
 /// - `rate` of a counter whose series starts inside the window (here the `/metrics` handler of
 ///   Prometheus' own `prometheus_http_requests_total`, born with Prometheus): 2.42 limits the
 ///   extrapolation towards the window start to where the counter would reach zero *before*
-///   capping it at half a sample interval; Prometheus ≥ 2.52/3 caps first (0.3124 vs 0.4124).
-/// - a subquery `[5s:1s]`: its points are step-aligned, so one falls exactly on `t - 5s`; 2.42's
-///   range is `[t-5s, t]` (6 points), Prometheus 3's (and Pharos') is `(t-5s, t]` (5 points).
-///   Plain range selectors differ the same way only when a scrape lands exactly on the boundary.
+///   capping it at half a sample interval, so it extrapolates further; since
+///   prometheus/prometheus#13725 (March 2024) the cap comes first (e.g. 0.3124 vs 0.4124 for
+///   samples 1, 2 at t-1.062 s, t-0.062 s in a 5 s window).
+/// - range windows: 2.42's is closed `[t-r, t]`, Prometheus 3's (and Pharos') left-open
+///   `(t-r, t]`. A subquery `[5s:1s]` evaluated at a whole second has a step-aligned point exactly
+///   on `t - 5s`, which only 2.42 counts. The compared range is evaluated off the scrape phases
+///   (see below), so plain range selectors and `[4500ms:1s]` never hit this.
 const VERSION_DIFFERENCES: &[&str] = &[
     "sum(rate(prometheus_http_requests_total[5s])) by (code)",
     "max_over_time(rate(node_cpu_seconds_total{mode=\"user\"}[3s])[5s:1s])",
@@ -72,8 +76,8 @@ async fn get_json(base: &str, path: &str) -> Value {
 }
 
 /// `/api/v1/query_range` answer as series → [(ms, value)]; panics on an error answer.
-async fn range(base: &str, q: &str, start: i64, end: i64, step: i64) -> Matrix {
-    let a = get_json(base, &format!("/api/v1/query_range?query={}&start={start}&end={end}&step={step}", enc(q))).await;
+async fn range(base: &str, q: &str, start: f64, end: f64, step: i64) -> Matrix {
+    let a = get_json(base, &format!("/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}", enc(q))).await;
     assert_eq!(a["status"], "success", "{base} query_range {q}: {a}");
     let mut out = Matrix::new();
     for s in a["data"]["result"].as_array().expect("matrix") {
@@ -91,12 +95,12 @@ async fn range(base: &str, q: &str, start: i64, end: i64, step: i64) -> Matrix {
 
 /// Series with a raw sample later than `end` (s), from a range-vector instant query, which
 /// returns raw samples with their timestamps and names.
-async fn fresh_series(base: &str, end: i64) -> BTreeSet<Key> {
+async fn fresh_series(base: &str, end: f64) -> BTreeSet<Key> {
     let a = get_json(base, &format!("/api/v1/query?query={}", enc("{__name__=~\".+\"}[30s]"))).await;
     let mut have = BTreeSet::new();
     for s in a["data"]["result"].as_array().into_iter().flatten() {
         let last = s["values"].as_array().and_then(|v| v.last()).and_then(|p| p[0].as_f64()).unwrap_or(0.0);
-        if last > end as f64 {
+        if last > end {
             have.insert(s["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect());
         }
     }
@@ -195,8 +199,22 @@ async fn prometheus_and_pharos_answer_alike() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let end = chrono::Utc::now().timestamp() - 5;
-    let start = end - 10;
+    // Every sample of a target carries that target's scrape timestamp, whose millisecond phase is
+    // fixed. Evaluate at a phase at least 100 ms away from every target's, so that no sample sits
+    // exactly on a window boundary `t - range`, where Prometheus 2.42 (closed `[t-r, t]`) and
+    // Prometheus 3/Pharos (left-open `(t-r, t]`) legitimately differ.
+    let ups = get_json(&prom_base, &format!("/api/v1/query?query={}", enc("up[5s]"))).await;
+    let phases: Vec<i64> = ups["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["values"][0][0].as_f64().unwrap() * 1000.0).round() as i64 % 1000)
+        .collect();
+    let circ = |a: i64, b: i64| ((a - b).rem_euclid(1000)).min((b - a).rem_euclid(1000));
+    let phase = (0..20).map(|i| i * 50).max_by_key(|c| phases.iter().map(|p| circ(*c, *p)).min().unwrap_or(1000)).unwrap();
+    assert!(phases.iter().all(|p| circ(phase, *p) >= 100), "scrape phases {phases:?}");
+    let end = (chrono::Utc::now().timestamp() - 5) as f64 + phase as f64 / 1000.0;
+    let start = end - 10.0;
     let step = 1;
 
     // Remote-write lag: wait until Pharos has, for every series Prometheus has a sample of after
@@ -212,7 +230,7 @@ async fn prometheus_and_pharos_answer_alike() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "Pharos still lacks samples after {end} for {} of {} series, e.g. {:?}; pharos log:\n{}",
+            "Pharos still lacks samples after {end:.3} for {} of {} series, e.g. {:?}; pharos log:\n{}",
             missing.len(),
             want.len(),
             missing[0],
@@ -222,7 +240,7 @@ async fn prometheus_and_pharos_answer_alike() {
     }
 
     let mut failures = Vec::new();
-    println!("range [{start}, {end}] step {step}s, {} series written by Prometheus:", want.len());
+    println!("range [{start:.3}, {end:.3}] step {step}s (scrape phases {phases:?} ms), {} series written by Prometheus:", want.len());
     for q in QUERIES {
         let p = range(&prom_base, q, start, end, step).await;
         let x = range(&pharos_base, q, start, end, step).await;
@@ -243,7 +261,7 @@ async fn prometheus_and_pharos_answer_alike() {
     }
     for q in REFUSED {
         assert!(!range(&prom_base, q, start, end, step).await.is_empty(), "Prometheus answers {q}");
-        let a = get_json(&pharos_base, &format!("/api/v1/query_range?query={}&start={start}&end={end}&step={step}", enc(q))).await;
+        let a = get_json(&pharos_base, &format!("/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}", enc(q))).await;
         let refused = a["status"] == "error" && a["errorType"] == "bad_data" && a["error"].as_str().unwrap_or("").contains("not supported yet");
         println!("  {}  {q}: Pharos refuses it (documented as not supported yet)", if refused { "refused" } else { "WRONG" });
         if !refused {
