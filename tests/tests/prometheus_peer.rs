@@ -257,7 +257,7 @@ async fn prometheus_and_pharos_answer_alike() {
     for q in VERSION_DIFFERENCES {
         let d = diff(&range(&prom_base, q, start, end, step).await, &range(&pharos_base, q, start, end, step).await);
         let e = if d.is_empty() { String::new() } else { format!(", e.g. {}", d[0]) };
-        println!("  2.42≠3  {q}: {} differences (expected, Prometheus 2 vs 3 semantics){e}", d.len());
+        println!("  2.42≠now  {q}: {} differences (expected: 2.42 vs current Prometheus semantics){e}", d.len());
     }
     for q in REFUSED {
         assert!(!range(&prom_base, q, start, end, step).await.is_empty(), "Prometheus answers {q}");
