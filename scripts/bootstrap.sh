@@ -7,6 +7,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v cmake >/dev/null || need+=(cmake)
 command -v mold >/dev/null || need+=(mold)
 command -v g++ >/dev/null || need+=(g++)

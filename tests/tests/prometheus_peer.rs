@@ -1,0 +1,272 @@
+//! A real Prometheus 2.42 (Debian package `prometheus`) scrapes a real `prometheus-node-exporter`
+//! every second and remote-writes to Pharos; then Pharos and that Prometheus must answer the same
+//! range queries with the same series, timestamps and values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use pharos_e2e::*;
+use serde_json::Value;
+
+/// The range queries compared (raw counters and gauges, rate, aggregations, synthetic `up`).
+const QUERIES: &[&str] = &[
+    "node_cpu_seconds_total",
+    "rate(node_cpu_seconds_total[5s])",
+    "irate(node_cpu_seconds_total[5s])",
+    "increase(node_cpu_seconds_total[5s])",
+    "sum by (mode) (rate(node_cpu_seconds_total[5s]))",
+    "avg without (cpu) (rate(node_cpu_seconds_total{mode!=\"idle\"}[3s]))",
+    "node_memory_MemAvailable_bytes",
+    "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+    "deriv(node_memory_MemAvailable_bytes[5s])",
+    "max_over_time(node_load1[4s])",
+    "up",
+    "count by (job) (up)",
+    "node_network_receive_bytes_total",
+    "rate(node_network_receive_bytes_total[5s])",
+    "topk(3, node_cpu_seconds_total)",
+    "scrape_samples_scraped",
+    "delta(node_load1[5s])",
+    "changes(node_memory_MemFree_bytes[5s])",
+    "resets(node_cpu_seconds_total[5s])",
+    "quantile_over_time(0.5, node_memory_Active_bytes[5s])",
+    "predict_linear(node_memory_MemAvailable_bytes[5s], 60)",
+    "node_cpu_seconds_total offset 2s",
+    // 4500ms, not 5s: see VERSION_DIFFERENCES.
+    "max_over_time(rate(node_cpu_seconds_total{mode=\"user\"}[3s])[4500ms:1s])",
+    "label_replace(up, \"port\", \"$1\", \"instance\", \".*:(.*)\")",
+    "prometheus_http_requests_total",
+    "stddev by (mode) (rate(node_cpu_seconds_total[5s]))",
+    "count_values(\"v\", up)",
+    "node_procs_running > 0",
+    "scrape_duration_seconds > bool 0.5",
+];
+
+/// Queries where Pharos follows current Prometheus and so may differ from this Prometheus 2.42
+/// (checked by hand: both are the newer semantics, not Pharos bugs); the differences are printed,
+/// not failed on:
+/// - `rate` of a counter whose series starts inside the window (here the `/metrics` handler of
+///   Prometheus' own `prometheus_http_requests_total`, born with Prometheus): 2.42 limits the
+///   extrapolation towards the window start to where the counter would reach zero *before*
+///   capping it at half a sample interval, so it extrapolates further; since
+///   prometheus/prometheus#13725 (March 2024) the cap comes first (e.g. 0.3124 vs 0.4124 for
+///   samples 1, 2 at t-1.062 s, t-0.062 s in a 5 s window).
+/// - range windows: 2.42's is closed `[t-r, t]`, Prometheus 3's (and Pharos') left-open
+///   `(t-r, t]`. A subquery `[5s:1s]` evaluated at a whole second has a step-aligned point exactly
+///   on `t - 5s`, which only 2.42 counts. The compared range is evaluated off the scrape phases
+///   (see below), so plain range selectors and `[4500ms:1s]` never hit this.
+const VERSION_DIFFERENCES: &[&str] = &[
+    "sum(rate(prometheus_http_requests_total[5s])) by (code)",
+    "max_over_time(rate(node_cpu_seconds_total{mode=\"user\"}[3s])[5s:1s])",
+];
+
+/// Queries Pharos documents as "not supported yet" (README, PromQL section): it must refuse them
+/// with 400 rather than answer differently from Prometheus.
+const REFUSED: &[&str] = &["histogram_quantile(0.9, rate(prometheus_http_request_duration_seconds_bucket[5s]))"];
+
+type Key = BTreeMap<String, String>;
+type Matrix = BTreeMap<Key, Vec<(i64, String)>>;
+
+async fn get_json(base: &str, path: &str) -> Value {
+    let r = reqwest::Client::new().get(format!("{base}{path}")).send().await.expect("GET");
+    let text = r.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// `/api/v1/query_range` answer as series → [(ms, value)]; panics on an error answer.
+async fn range(base: &str, q: &str, start: f64, end: f64, step: i64) -> Matrix {
+    let a = get_json(base, &format!("/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}", enc(q))).await;
+    assert_eq!(a["status"], "success", "{base} query_range {q}: {a}");
+    let mut out = Matrix::new();
+    for s in a["data"]["result"].as_array().expect("matrix") {
+        let key: Key = s["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+        let vals = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| ((p[0].as_f64().unwrap() * 1000.0).round() as i64, p[1].as_str().unwrap().to_string()))
+            .collect();
+        out.insert(key, vals);
+    }
+    out
+}
+
+/// Series with a raw sample later than `end` (s), from a range-vector instant query, which
+/// returns raw samples with their timestamps and names.
+async fn fresh_series(base: &str, end: f64) -> BTreeSet<Key> {
+    let a = get_json(base, &format!("/api/v1/query?query={}", enc("{__name__=~\".+\"}[30s]"))).await;
+    let mut have = BTreeSet::new();
+    for s in a["data"]["result"].as_array().into_iter().flatten() {
+        let last = s["values"].as_array().and_then(|v| v.last()).and_then(|p| p[0].as_f64()).unwrap_or(0.0);
+        if last > end {
+            have.insert(s["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect());
+        }
+    }
+    have
+}
+
+fn same_value(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) else { return false };
+    if x.is_nan() && y.is_nan() {
+        return true;
+    }
+    if x == y {
+        return true;
+    }
+    (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+}
+
+/// Differences between two matrices, as human-readable lines (empty when they agree).
+fn diff(prom: &Matrix, pharos: &Matrix) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in prom.keys().filter(|k| !pharos.contains_key(*k)) {
+        out.push(format!("only in Prometheus: {k:?}"));
+    }
+    for k in pharos.keys().filter(|k| !prom.contains_key(*k)) {
+        out.push(format!("only in Pharos: {k:?}"));
+    }
+    for (k, pv) in prom {
+        let Some(xv) = pharos.get(k) else { continue };
+        let pts: BTreeSet<i64> = pv.iter().map(|p| p.0).collect();
+        let xts: BTreeSet<i64> = xv.iter().map(|p| p.0).collect();
+        if pts != xts {
+            out.push(format!("{k:?}: timestamps differ: Prometheus {pts:?}, Pharos {xts:?}"));
+            continue;
+        }
+        for ((t, a), (_, b)) in pv.iter().zip(xv) {
+            if !same_value(a, b) {
+                out.push(format!("{k:?} @{t}: Prometheus {a}, Pharos {b}"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_pharos_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let pharos = Pharos::serve(logs, &["--data-dir", dir.path().join("pharos-data").to_str().unwrap()]).await;
+    let pharos_base = format!("http://{}", pharos.addr);
+
+    // node-exporter with a few cheap, unprivileged collectors.
+    let ne_port = free_port();
+    let mut cmd = Command::new("prometheus-node-exporter");
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{ne_port}")).arg("--collector.disable-defaults");
+    for c in ["cpu", "meminfo", "netdev", "loadavg", "stat"] {
+        cmd.arg(format!("--collector.{c}"));
+    }
+    let mut node_exporter = Proc::spawn("node-exporter", cmd, logs);
+    let ne_addr: SocketAddr = format!("127.0.0.1:{ne_port}").parse().unwrap();
+    wait_for("node-exporter to listen", Duration::from_secs(30), || {
+        node_exporter.assert_running();
+        port_open(ne_addr).then_some(())
+    });
+
+    // Prometheus scraping node-exporter and itself every second, remote-writing to Pharos.
+    let prom_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n\
+         \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n\
+         remote_write:\n  - url: {pharos_base}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      \
+         max_samples_per_send: 2000\n      min_backoff: 50ms\n      max_backoff: 1s\n"
+    );
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("prom-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+    let mut prometheus = Proc::spawn("prometheus", cmd, logs);
+    let prom_base = format!("http://127.0.0.1:{prom_port}");
+
+    // Wait until Prometheus holds ≥ 18 scrapes of node-exporter (≈ 18 s of data).
+    let mut n_scrapes = 0.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while n_scrapes < 18.0 {
+        prometheus.assert_running();
+        node_exporter.assert_running();
+        assert!(std::time::Instant::now() < deadline, "Prometheus did not get 18 scrapes; log:\n{}", prometheus.log_tail());
+        if port_open(format!("127.0.0.1:{prom_port}").parse().unwrap()) {
+            let v = get_json(&prom_base, &format!("/api/v1/query?query={}", enc("count_over_time(up{job=\"node\"}[1m])"))).await;
+            n_scrapes = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every sample of a target carries that target's scrape timestamp, whose millisecond phase is
+    // fixed. Evaluate at a phase at least 100 ms away from every target's, so that no sample sits
+    // exactly on a window boundary `t - range`, where Prometheus 2.42 (closed `[t-r, t]`) and
+    // Prometheus 3/Pharos (left-open `(t-r, t]`) legitimately differ.
+    let ups = get_json(&prom_base, &format!("/api/v1/query?query={}", enc("up[5s]"))).await;
+    let phases: Vec<i64> = ups["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["values"][0][0].as_f64().unwrap() * 1000.0).round() as i64 % 1000)
+        .collect();
+    let circ = |a: i64, b: i64| ((a - b).rem_euclid(1000)).min((b - a).rem_euclid(1000));
+    let phase = (0..20).map(|i| i * 50).max_by_key(|c| phases.iter().map(|p| circ(*c, *p)).min().unwrap_or(1000)).unwrap();
+    assert!(phases.iter().all(|p| circ(phase, *p) >= 100), "scrape phases {phases:?}");
+    let end = (chrono::Utc::now().timestamp() - 5) as f64 + phase as f64 / 1000.0;
+    let start = end - 10.0;
+    let step = 1;
+
+    // Remote-write lag: wait until Pharos has, for every series Prometheus has a sample of after
+    // `end`, a sample after `end` too (remote write sends each series in order).
+    let want = fresh_series(&prom_base, end).await;
+    assert!(want.len() > 50, "Prometheus has only {} series", want.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = fresh_series(&pharos_base, end).await;
+        let missing: Vec<&Key> = want.iter().filter(|w| !have.contains(*w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Pharos still lacks samples after {end:.3} for {} of {} series, e.g. {:?}; pharos log:\n{}",
+            missing.len(),
+            want.len(),
+            missing[0],
+            pharos.proc.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut failures = Vec::new();
+    println!("range [{start:.3}, {end:.3}] step {step}s (scrape phases {phases:?} ms), {} series written by Prometheus:", want.len());
+    for q in QUERIES {
+        let p = range(&prom_base, q, start, end, step).await;
+        let x = range(&pharos_base, q, start, end, step).await;
+        let points: usize = p.values().map(Vec::len).sum();
+        let d = diff(&p, &x);
+        if d.is_empty() {
+            println!("  same  {q}: {} series, {points} points", p.len());
+        } else {
+            println!("  DIFF  {q}: {} differences, e.g. {}", d.len(), d[..d.len().min(3)].join("; "));
+            failures.push(format!("{q}: {}", d[..d.len().min(5)].join("; ")));
+        }
+        assert!(points > 0, "{q}: Prometheus returned no points");
+    }
+    for q in VERSION_DIFFERENCES {
+        let d = diff(&range(&prom_base, q, start, end, step).await, &range(&pharos_base, q, start, end, step).await);
+        let e = if d.is_empty() { String::new() } else { format!(", e.g. {}", d[0]) };
+        println!("  2.42≠now  {q}: {} differences (expected: 2.42 vs current Prometheus semantics){e}", d.len());
+    }
+    for q in REFUSED {
+        assert!(!range(&prom_base, q, start, end, step).await.is_empty(), "Prometheus answers {q}");
+        let a = get_json(&pharos_base, &format!("/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}", enc(q))).await;
+        let refused = a["status"] == "error" && a["errorType"] == "bad_data" && a["error"].as_str().unwrap_or("").contains("not supported yet");
+        println!("  {}  {q}: Pharos refuses it (documented as not supported yet)", if refused { "refused" } else { "WRONG" });
+        if !refused {
+            failures.push(format!("{q}: expected a 400 \"not supported yet\", got {a}"));
+        }
+    }
+    assert!(failures.is_empty(), "Pharos and Prometheus differ:\n{}", failures.join("\n"));
+}
