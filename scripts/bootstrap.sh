@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Pharos needs on a fresh Debian machine: the C toolchain
 # pieces librdkafka's build uses (cmake, libcurl headers), the mold linker, cargo-nextest, and
-# the tansu broker (pinned wheel). Idempotent: does nothing that is already done.
+# the tansu broker (pinned wheel), and the peers tests and benchmarks run against (prometheus,
+# promtool, prometheus-node-exporter, victoria-metrics). Idempotent: does nothing already done.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
