@@ -199,7 +199,7 @@ impl MetricExpr {
                 let secs = *range_ns as f64 / 1e9;
                 let mut out = Vec::new();
                 for (labels, points) in leaf {
-                    let lo = points.partition_point(|p| p.0 <= t - range_ns);
+                    let lo = points.partition_point(|p| p.0 <= t.saturating_sub(*range_ns));
                     let hi = points.partition_point(|p| p.0 <= t);
                     let window = &points[lo..hi];
                     if window.is_empty() {

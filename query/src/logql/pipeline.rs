@@ -286,7 +286,8 @@ impl Pattern {
                 rest = &after[end + 1..];
                 continue;
             }
-            let next = rest[1..].find('<').map_or(rest.len(), |i| i + 1);
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let next = rest[first..].find('<').map_or(rest.len(), |i| i + first);
             match parts.last_mut() {
                 Some(PatternPart::Literal(l)) => l.push_str(&rest[..next]),
                 _ => parts.push(PatternPart::Literal(rest[..next].to_string())),
