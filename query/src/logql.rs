@@ -112,7 +112,9 @@ pub fn parse_query(query: &str) -> Result<Query> {
     let q = if c.rest().starts_with('{') {
         let q = c.log_query()?;
         if q.unwrap.is_some() {
-            return Err(Error::BadData("`unwrap` is only valid inside a range function".into()));
+            return Err(Error::BadData(
+                "`unwrap` is only valid inside a range function".into(),
+            ));
         }
         Query::Log(q)
     } else {
@@ -121,11 +123,13 @@ pub fn parse_query(query: &str) -> Result<Query> {
     c.skip_ws();
     if !c.rest().is_empty() {
         let r = c.rest();
-        if ["+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", "and", "or", "unless"]
+        if ["%", "^", "==", "!=", ">", "<", "and", "or", "unless"]
             .iter()
             .any(|op| r.starts_with(op))
         {
-            return Err(Error::unsupported("binary operators in LogQL"));
+            return Err(Error::unsupported(
+                "comparison, set and `%`/`^` operators in LogQL (+ - * / are supported)",
+            ));
         }
         return Err(c.error("unexpected trailing input"));
     }

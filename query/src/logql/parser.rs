@@ -3,7 +3,7 @@
 use pharos_model::LabelMatcher;
 use regex::Regex;
 
-use super::metric::{AggOp, MetricExpr, RangeFn};
+use super::metric::{AggOp, ArithOp, MetricExpr, RangeFn};
 use super::pipeline::{
     self, CmpOp, LabelExpr, LabelFormatValue, NumberUnit, Pattern, Stage, Template,
 };
@@ -21,7 +21,11 @@ pub(super) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(super) fn new(src: &'a str) -> Self {
-        Cursor { src, pos: 0, depth: 0 }
+        Cursor {
+            src,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     /// Runs `f` one nesting level deeper.
@@ -225,12 +229,19 @@ impl<'a> Cursor<'a> {
                 "json" | "logfmt" => {
                     self.pos += word.len();
                     self.skip_ws();
-                    if !self.at_end_of_pipeline() && !self.rest().starts_with('|') && !self.rest().starts_with('!') {
+                    if !self.at_end_of_pipeline()
+                        && !self.rest().starts_with('|')
+                        && !self.rest().starts_with('!')
+                    {
                         return Err(Error::unsupported(format!(
                             "parameters of `| {word}` (only the plain parser is)"
                         )));
                     }
-                    if word == "json" { Stage::Json } else { Stage::Logfmt }
+                    if word == "json" {
+                        Stage::Json
+                    } else {
+                        Stage::Logfmt
+                    }
                 }
                 "regexp" => {
                     self.pos += word.len();
@@ -266,9 +277,12 @@ impl<'a> Cursor<'a> {
                         let name = self.identifier()?.to_string();
                         self.expect("=")?;
                         self.skip_ws();
-                        let value = if self.rest().starts_with('"') || self.rest().starts_with('`') {
+                        let value = if self.rest().starts_with('"') || self.rest().starts_with('`')
+                        {
                             let t = self.string()?;
-                            LabelFormatValue::Template(Template::parse(&t).map_err(Error::unsupported)?)
+                            LabelFormatValue::Template(
+                                Template::parse(&t).map_err(Error::unsupported)?,
+                            )
                         } else {
                             LabelFormatValue::Rename(self.identifier()?.to_string())
                         };
@@ -287,22 +301,37 @@ impl<'a> Cursor<'a> {
                         self.skip_ws();
                         names.push(self.identifier()?.to_string());
                         self.skip_ws();
-                        if self.rest().starts_with('=') || self.rest().starts_with("!=") || self.rest().starts_with("!~") {
-                            return Err(Error::unsupported(format!("matchers in `| {word}` (only label names are)")));
+                        if self.rest().starts_with('=')
+                            || self.rest().starts_with("!=")
+                            || self.rest().starts_with("!~")
+                        {
+                            return Err(Error::unsupported(format!(
+                                "matchers in `| {word}` (only label names are)"
+                            )));
                         }
                         if !self.eat(",") {
                             break;
                         }
                     }
-                    if word == "drop" { Stage::Drop(names) } else { Stage::Keep(names) }
+                    if word == "drop" {
+                        Stage::Drop(names)
+                    } else {
+                        Stage::Keep(names)
+                    }
                 }
                 "unwrap" => {
                     self.pos += word.len();
                     self.skip_ws();
                     let w = self.peek_word();
                     let unit = match w {
-                        "duration" | "duration_seconds" if self.rest()[w.len()..].trim_start().starts_with('(') => Some(NumberUnit::Duration),
-                        "bytes" if self.rest()[w.len()..].trim_start().starts_with('(') => Some(NumberUnit::Bytes),
+                        "duration" | "duration_seconds"
+                            if self.rest()[w.len()..].trim_start().starts_with('(') =>
+                        {
+                            Some(NumberUnit::Duration)
+                        }
+                        "bytes" if self.rest()[w.len()..].trim_start().starts_with('(') => {
+                            Some(NumberUnit::Bytes)
+                        }
                         _ => None,
                     };
                     let (name, unit) = match unit {
@@ -320,12 +349,16 @@ impl<'a> Cursor<'a> {
                     continue;
                 }
                 "unpack" | "decolorize" | "line_format_json" | "distinct" => {
-                    return Err(Error::unsupported(format!("LogQL pipeline stage `| {word}`")));
+                    return Err(Error::unsupported(format!(
+                        "LogQL pipeline stage `| {word}`"
+                    )));
                 }
                 _ => Stage::LabelFilter(self.label_or()?),
             };
             if q.unwrap.is_some() && !matches!(stage, Stage::LabelFilter(_)) {
-                return Err(Error::unsupported("stages other than label filters after `unwrap`"));
+                return Err(Error::unsupported(
+                    "stages other than label filters after `unwrap`",
+                ));
             }
             q.stages.push(stage);
         }
@@ -409,12 +442,21 @@ impl<'a> Cursor<'a> {
                  quoted string"
             )));
         };
-        Ok(LabelExpr::Number { name: name.to_string(), op: cmp, value, unit })
+        Ok(LabelExpr::Number {
+            name: name.to_string(),
+            op: cmp,
+            value,
+            unit,
+        })
     }
 
     pub(super) fn log_query(&mut self) -> Result<LogQuery> {
         let matchers = self.selector()?;
-        let mut q = LogQuery { matchers, stages: Vec::new(), unwrap: None };
+        let mut q = LogQuery {
+            matchers,
+            stages: Vec::new(),
+            unwrap: None,
+        };
         self.pipeline(&mut q)?;
         Ok(q)
     }
@@ -446,15 +488,75 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A metric expression with `+ - * /` between operands (`*`, `/` bind tighter).
     pub(super) fn metric(&mut self) -> Result<MetricExpr> {
+        self.nested(|c| c.arith(0))
+    }
+
+    fn arith(&mut self, min_prec: u8) -> Result<MetricExpr> {
+        let mut left = self.operand()?;
+        loop {
+            self.skip_ws();
+            let Some(op) = ArithOp::ALL
+                .into_iter()
+                .find(|op| self.rest().starts_with(op.symbol()))
+            else {
+                return Ok(left);
+            };
+            if op.precedence() < min_prec {
+                return Ok(left);
+            }
+            self.pos += 1;
+            self.skip_ws();
+            if self.peek_word() == "bool"
+                || self.peek_word() == "on"
+                || self.peek_word() == "ignoring"
+            {
+                return Err(Error::unsupported("vector matching modifiers in LogQL"));
+            }
+            let right = self.nested(|c| c.arith(op.precedence() + 1))?;
+            left = MetricExpr::Binary {
+                op,
+                lhs: Box::new(left),
+                rhs: Box::new(right),
+            };
+        }
+    }
+
+    fn operand(&mut self) -> Result<MetricExpr> {
         self.skip_ws();
+        if self
+            .rest()
+            .starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        {
+            let lit = self.literal()?;
+            let n = lit
+                .parse::<f64>()
+                .map_err(|_| self.error(&format!("invalid number {lit:?}")))?;
+            return Ok(MetricExpr::Scalar(n));
+        }
         let word = self.peek_word();
+        if word == "vector" && self.rest()[word.len()..].trim_start().starts_with('(') {
+            self.pos += word.len();
+            self.expect("(")?;
+            self.skip_ws();
+            let lit = self.literal()?;
+            let n = lit
+                .parse::<f64>()
+                .map_err(|_| self.error(&format!("invalid number {lit:?} in vector()")))?;
+            self.expect(")")?;
+            return Ok(MetricExpr::Vector(n));
+        }
         if let Some(func) = RangeFn::from_name(word) {
             self.pos += word.len();
             self.expect("(")?;
             self.skip_ws();
             let matchers = self.selector()?;
-            let mut query = LogQuery { matchers, stages: Vec::new(), unwrap: None };
+            let mut query = LogQuery {
+                matchers,
+                stages: Vec::new(),
+                unwrap: None,
+            };
             self.skip_ws();
             let mut range = None;
             if self.rest().starts_with('[') {
@@ -490,7 +592,11 @@ impl<'a> Cursor<'a> {
             if grouping.is_some() {
                 return Err(Error::unsupported("grouping on range aggregations"));
             }
-            return Ok(MetricExpr::Range { func, query, range_ns: range });
+            return Ok(MetricExpr::Range {
+                func,
+                query,
+                range_ns: range,
+            });
         }
         if let Some(op) = AggOp::from_name(word) {
             self.pos += word.len();
@@ -512,7 +618,12 @@ impl<'a> Cursor<'a> {
             if grouping.is_none() {
                 grouping = self.grouping()?;
             }
-            return Ok(MetricExpr::Aggregate { op, grouping, param, inner: Box::new(inner) });
+            return Ok(MetricExpr::Aggregate {
+                op,
+                grouping,
+                param,
+                inner: Box::new(inner),
+            });
         }
         if self.rest().starts_with('(') {
             self.pos += 1;
@@ -540,4 +651,3 @@ fn line_filter(op: &str, value: String) -> Result<LineFilter> {
         _ => LineFilter::NotMatches(regex()?),
     })
 }
-

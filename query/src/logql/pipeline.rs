@@ -158,7 +158,13 @@ fn insert_extracted(labels: &mut LabelMap, stream: &Labels, name: &str, value: S
 fn sanitize_key(key: &str) -> String {
     let mut out: String = key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -464,9 +470,7 @@ impl LabelExpr {
         match self {
             LabelExpr::And(a, b) => a.eval(labels) && b.eval(labels),
             LabelExpr::Or(a, b) => a.eval(labels) || b.eval(labels),
-            LabelExpr::String(m) => {
-                m.matches_value(labels.get(&m.name).map_or("", |s| s.as_str()))
-            }
+            LabelExpr::String(m) => m.matches_value(labels.get(&m.name).map_or("", |s| s.as_str())),
             LabelExpr::Number {
                 name,
                 op,
@@ -692,9 +696,19 @@ mod tests {
         ]);
         let (l, _) = run(&lf, &[("app", "a"), ("level", "info")], "").unwrap();
         assert_eq!(l, map(&[("app", "a"), ("both", "info-a"), ("lvl", "info")]));
-        let (l, _) = run(&Stage::Drop(vec!["app".into()]), &[("app", "a"), ("x", "1")], "").unwrap();
+        let (l, _) = run(
+            &Stage::Drop(vec!["app".into()]),
+            &[("app", "a"), ("x", "1")],
+            "",
+        )
+        .unwrap();
         assert_eq!(l, map(&[("x", "1")]));
-        let (l, _) = run(&Stage::Keep(vec!["app".into()]), &[("app", "a"), ("x", "1")], "").unwrap();
+        let (l, _) = run(
+            &Stage::Keep(vec!["app".into()]),
+            &[("app", "a"), ("x", "1")],
+            "",
+        )
+        .unwrap();
         assert_eq!(l, map(&[("app", "a")]));
     }
 }

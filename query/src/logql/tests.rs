@@ -33,8 +33,11 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | unpack"#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | json a="b""#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
-    assert!(err(r#"rate({app="a"}[5m]) / 2"#).contains("not supported yet"));
-    assert!(err(r#"label_replace(rate({app="a"}[5m]), "a", "b", "c", "d")"#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) > 2"#).contains("not supported yet"));
+    assert!(
+        err(r#"label_replace(rate({app="a"}[5m]), "a", "b", "c", "d")"#)
+            .contains("not supported yet")
+    );
     assert!(err(r#"{}"#).contains("at least one"));
     assert!(err(r#"{app=~".*"}"#).contains("empty-compatible"));
     assert!(err(r#"{app="a""#).contains("expected"));
@@ -49,9 +52,17 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"rate({app="a"})"#).contains("expected \"[\""));
     assert!(parse(r#"rate({app="a"}[1m])"#).is_err());
     // Untrusted input: deep nesting is refused, not a stack overflow.
-    let deep = format!("{}count_over_time({{a=\"b\"}}[1m]){}", "sum(".repeat(200), ")".repeat(200));
+    let deep = format!(
+        "{}count_over_time({{a=\"b\"}}[1m]){}",
+        "sum(".repeat(200),
+        ")".repeat(200)
+    );
     assert!(err(&deep).contains("nested too deeply"));
-    let deep = format!("{{a=\"b\"}} | {}x=\"1\"{}", "(".repeat(200), ")".repeat(200));
+    let deep = format!(
+        "{{a=\"b\"}} | {}x=\"1\"{}",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
     assert!(err(&deep).contains("nested too deeply"));
     assert!(parse(r#"{a="b"} | pattern "é<x> ü<y>""#).is_ok());
 }
@@ -68,9 +79,11 @@ fn json_label_filters_and_line_format_end_to_end() {
     .unwrap();
     assert_eq!(q.required_substrings(), vec!["req".to_string()]);
     let s = stream(&[("app", "api")]);
-    let run = |line: &str| q.process_line(&s, line).map(|(l, line)| (l.into_iter().collect::<Vec<_>>(), line));
-    let (labels, line) =
-        run(r#"{"level":"error","status":503,"req":{"path":"/a"}}"#).unwrap();
+    let run = |line: &str| {
+        q.process_line(&s, line)
+            .map(|(l, line)| (l.into_iter().collect::<Vec<_>>(), line))
+    };
+    let (labels, line) = run(r#"{"level":"error","status":503,"req":{"path":"/a"}}"#).unwrap();
     assert_eq!(line, "503 /a");
     assert_eq!(
         labels,
@@ -82,7 +95,12 @@ fn json_label_filters_and_line_format_end_to_end() {
         ]
     );
     // and binds tighter than or: 404 passes whatever the level.
-    assert_eq!(run(r#"{"level":"info","status":404,"req":{"path":"/b"}}"#).unwrap().1, "404 /b");
+    assert_eq!(
+        run(r#"{"level":"info","status":404,"req":{"path":"/b"}}"#)
+            .unwrap()
+            .1,
+        "404 /b"
+    );
     assert!(run(r#"{"level":"info","status":503,"req":{}}"#).is_none());
     assert!(run(r#"{"level":"error","status":200,"req":{}}"#).is_none());
     // Not JSON: __error__ set; `level = "error"` fails, but `status == 404` passes it, as
@@ -98,7 +116,10 @@ fn logfmt_regexp_pattern_and_formats_parse() {
     )
     .unwrap();
     let (l, _) = q
-        .process_line(&stream(&[("app", "api")]), "level=warn duration=1.5s size=1000")
+        .process_line(
+            &stream(&[("app", "api")]),
+            "level=warn duration=1.5s size=1000",
+        )
         .unwrap();
     assert_eq!(
         l.into_iter().collect::<Vec<_>>(),
@@ -109,7 +130,10 @@ fn logfmt_regexp_pattern_and_formats_parse() {
             ("x".into(), "api!".into()),
         ]
     );
-    assert!(q.process_line(&stream(&[("app", "api")]), "duration=1s size=10").is_none());
+    assert!(
+        q.process_line(&stream(&[("app", "api")]), "duration=1s size=10")
+            .is_none()
+    );
     let q = parse(r#"{app="api"} | regexp `(?P<code>\d{3})$` | code =~ "5.." "#).unwrap();
     assert!(q.accepts("GET / 503"));
     assert!(!q.accepts("GET / 200"));
@@ -157,7 +181,9 @@ fn mem() -> Mem {
 }
 
 fn eval(q: &str, steps: &[i64]) -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
-    let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+    let Query::Metric(m) = parse_query(q).unwrap() else {
+        panic!("not a metric query")
+    };
     m.evaluate(&mem(), steps)
         .unwrap()
         .into_iter()
@@ -174,11 +200,17 @@ fn range_functions_by_hand() {
     // Windows (t-2s, t]: at 2s api has 1s, 2s (2 lines), web none; at 4s api has 3s, web 2.5s.
     assert_eq!(
         eval(r#"count_over_time({app=~".+"}[2s])"#, &[2 * S, 4 * S]),
-        vec![(app("api"), vec![(2 * S, 2.0), (4 * S, 1.0)]), (app("web"), vec![(4 * S, 1.0)])]
+        vec![
+            (app("api"), vec![(2 * S, 2.0), (4 * S, 1.0)]),
+            (app("web"), vec![(4 * S, 1.0)])
+        ]
     );
     assert_eq!(
         eval(r#"rate({app=~".+"} |= "error" [2s])"#, &[2 * S, 4 * S]),
-        vec![(app("api"), vec![(2 * S, 0.5), (4 * S, 0.5)]), (app("web"), vec![(4 * S, 0.5)])]
+        vec![
+            (app("api"), vec![(2 * S, 0.5), (4 * S, 0.5)]),
+            (app("web"), vec![(4 * S, 0.5)])
+        ]
     );
     // "error a status=500" is 18 bytes, "ok b status=200" 15: 33 at 2s; rate over 2s 16.5.
     assert_eq!(
@@ -191,15 +223,24 @@ fn range_functions_by_hand() {
     );
     // unwrap status over all of api's lines (window (−7s, 3s]): 500+200+503.
     assert_eq!(
-        eval(r#"sum_over_time({app="api"} | logfmt | unwrap status [10s])"#, &[3 * S]),
+        eval(
+            r#"sum_over_time({app="api"} | logfmt | unwrap status [10s])"#,
+            &[3 * S]
+        ),
         vec![(app("api"), vec![(3 * S, 1203.0)])]
     );
     assert_eq!(
-        eval(r#"max_over_time({app="api"} | logfmt | unwrap status [10s])"#, &[3 * S]),
+        eval(
+            r#"max_over_time({app="api"} | logfmt | unwrap status [10s])"#,
+            &[3 * S]
+        ),
         vec![(app("api"), vec![(3 * S, 503.0)])]
     );
     // Extracted labels split series: status=500 and status=503 at 3s.
-    let by_status = eval(r#"count_over_time({app="api"} |= "error" | logfmt [10s])"#, &[3 * S]);
+    let by_status = eval(
+        r#"count_over_time({app="api"} |= "error" | logfmt [10s])"#,
+        &[3 * S],
+    );
     assert_eq!(by_status.len(), 2);
     assert_eq!(by_status[0].0[1], ("status".into(), "500".into()));
 }
@@ -213,7 +254,10 @@ fn aggregations_by_hand() {
         vec![(vec![], vec![(t, 4.0)])]
     );
     assert_eq!(
-        eval(r#"sum by (app) (count_over_time({app=~".+"} |= "error" [4s]))"#, &[t]),
+        eval(
+            r#"sum by (app) (count_over_time({app=~".+"} |= "error" [4s]))"#,
+            &[t]
+        ),
         vec![(app("api"), vec![(t, 2.0)]), (app("web"), vec![(t, 1.0)])]
     );
     assert_eq!(
@@ -221,12 +265,24 @@ fn aggregations_by_hand() {
         (app("api"), vec![(t, 3.0)])
     );
     assert_eq!(
-        eval(r#"avg without (app) (count_over_time({app=~".+"}[4s]))"#, &[t]),
+        eval(
+            r#"avg without (app) (count_over_time({app=~".+"}[4s]))"#,
+            &[t]
+        ),
         vec![(vec![], vec![(t, 2.0)])]
     );
-    assert_eq!(eval(r#"max(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1, vec![(t, 3.0)]);
-    assert_eq!(eval(r#"min(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1, vec![(t, 1.0)]);
-    assert_eq!(eval(r#"count(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1, vec![(t, 2.0)]);
+    assert_eq!(
+        eval(r#"max(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 3.0)]
+    );
+    assert_eq!(
+        eval(r#"min(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 1.0)]
+    );
+    assert_eq!(
+        eval(r#"count(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 2.0)]
+    );
     assert_eq!(
         eval(r#"topk(1, count_over_time({app=~".+"}[4s]))"#, &[t]),
         vec![(app("api"), vec![(t, 3.0)])]
@@ -239,5 +295,31 @@ fn aggregations_by_hand() {
     assert_eq!(
         eval(r#"count_over_time({app="web"}[4s] |= "dd")"#, &[t]),
         vec![(app("web"), vec![(t, 1.0)])]
+    );
+}
+
+#[test]
+fn arithmetic_vector_and_scalars_by_hand() {
+    let t = 4 * S;
+    // Grafana's Loki health check.
+    assert_eq!(eval("vector(1)+vector(1)", &[t]), vec![(vec![], vec![(t, 2.0)])]);
+    assert_eq!(eval("1 + 2 * 3 - 4 / 2", &[t]), vec![(vec![], vec![(t, 5.0)])]);
+    // api: 3 lines in (0s, 4s], web: 1; times 2, divided by the 4s range: (3*2)/4 = 1.5.
+    assert_eq!(
+        eval(r#"count_over_time({app=~".+"}[4s]) * 2 / 4"#, &[t]),
+        vec![(app("api"), vec![(t, 1.5)]), (app("web"), vec![(t, 0.5)])]
+    );
+    // Vector-vector matches identical label sets: errors (api 2) over all (api 3); web 1/1.
+    assert_eq!(
+        eval(
+            r#"count_over_time({app=~".+"} |= "error" [4s]) / count_over_time({app=~".+"}[4s])"#,
+            &[t]
+        ),
+        vec![(app("api"), vec![(t, 2.0 / 3.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    // Unmatched elements drop out: only api has "ok" lines.
+    assert_eq!(
+        eval(r#"sum by (app) (count_over_time({app=~".+"} |= "ok" [4s])) + 10"#, &[t]),
+        vec![(app("api"), vec![(t, 11.0)])]
     );
 }
