@@ -208,6 +208,45 @@ pub async fn label_values(
     )
 }
 
+/// `GET /loki/api/v1/index/stats?query={…}`: streams, entries and bytes the selector covers in
+/// `[start, end]` (Grafana shows them as the query's size). `chunks` counts streams: Pharos
+/// has no chunks.
+pub async fn index_stats(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let go = || -> Result<_> {
+        let text = params
+            .get("query")
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        let matchers = match logql::parse_query(text)? {
+            logql::Query::Log(q) => q.matchers,
+            logql::Query::Metric(_) => {
+                return Err(Error::BadData("index/stats takes a stream selector".into()));
+            }
+        };
+        Ok((meta_window(&params)?, matchers))
+    };
+    let ((start, end), matchers) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let result = run_blocking(move || {
+        let records = state
+            .logs
+            .select_logs(&matchers, &[], start, end)
+            .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        let mut streams: Vec<&Labels> = records.iter().map(|r| &r.labels).collect();
+        streams.sort();
+        streams.dedup();
+        let bytes: usize = records.iter().map(|r| r.body.len()).sum();
+        Ok(json!({"streams": streams.len(), "chunks": streams.len(), "entries": records.len(), "bytes": bytes}))
+    })
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `GET`/`POST /loki/api/v1/series?match[]=…`: the stream label sets matching any selector.
 pub async fn series(
     State(state): State<AppState>,
@@ -235,7 +274,11 @@ pub async fn series(
     respond(
         run_blocking(move || {
             let mut all = Vec::new();
-            let selectors = if selectors.is_empty() { vec![Vec::new()] } else { selectors };
+            let selectors = if selectors.is_empty() {
+                vec![Vec::new()]
+            } else {
+                selectors
+            };
             for m in selectors {
                 all.extend(
                     state

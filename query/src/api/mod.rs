@@ -51,5 +51,6 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .route("/loki/api/v1/series", get(loki::series).post(loki::series))
+        .route("/loki/api/v1/index/stats", get(loki::index_stats))
         .with_state(AppState { metrics, logs })
 }

@@ -306,6 +306,11 @@ async fn loki_labels_values_and_series() {
     let (status, body) = get(&format!("/loki/api/v1/series?{sel}&start=0&end=10")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"], json!([{"app": "web"}]));
+    // Stats: web has "error three" (11 bytes) and "error five" (10).
+    let sel = serde_urlencoded::to_string([("query", r#"{app="web"}"#)]).unwrap();
+    let (status, body) = get(&format!("/loki/api/v1/index/stats?{sel}&start=0&end=10")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"streams": 1, "chunks": 1, "entries": 2, "bytes": 21}));
     let (status, _) = get("/loki/api/v1/series?match[]=%7B&start=0&end=10").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
