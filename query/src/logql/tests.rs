@@ -180,7 +180,10 @@ fn mem() -> Mem {
     ])
 }
 
-fn eval(q: &str, steps: &[i64]) -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
+/// Series as (label pairs, points).
+type Evaluated = Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>;
+
+fn eval(q: &str, steps: &[i64]) -> Evaluated {
     let Query::Metric(m) = parse_query(q).unwrap() else {
         panic!("not a metric query")
     };
