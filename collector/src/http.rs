@@ -1,5 +1,6 @@
 //! HTTP ingest: OTLP/HTTP (`POST /v1/metrics`, `POST /v1/logs`; protobuf or JSON, optionally
-//! gzip) and the Prometheus remote_write 1.0 receiver (`POST /api/v1/write`, snappy protobuf).
+//! gzip), the Prometheus remote_write 1.0 receiver (`POST /api/v1/write`, snappy protobuf) and
+//! Loki push (`POST /loki/api/v1/push`, JSON or snappy protobuf).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .route("/api/v1/write", post(remote_write))
+        .route("/loki/api/v1/push", post(loki_push))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
 }
@@ -91,6 +93,40 @@ async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body:
         Err(e) => return bad_request(format!("remote_write body is not snappy-compressed: {e}")),
     };
     ingest(store, WalKind::RemoteWrite, raw, StatusCode::NO_CONTENT.into_response()).await
+}
+
+/// `POST /loki/api/v1/push`: JSON (optionally gzip) or snappy protobuf `logproto.PushRequest`;
+/// 204 once in the WAL.
+async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    if content_type.starts_with("application/json") {
+        let body = match encoding {
+            None | Some("identity") => body.to_vec(),
+            Some("gzip") => {
+                let mut out = Vec::new();
+                let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY_BYTES as u64 * 8);
+                if let Err(e) = d.read_to_end(&mut out) {
+                    return bad_request(format!("invalid gzip body: {e}"));
+                }
+                out
+            }
+            Some(other) => return bad_request(format!("unsupported content encoding {other:?} (gzip or none)")),
+        };
+        return ingest(store, WalKind::LokiPushJson, body, StatusCode::NO_CONTENT.into_response()).await;
+    }
+    if !(content_type.is_empty() || content_type.starts_with("application/x-protobuf")) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {content_type:?}: use application/x-protobuf (snappy) or application/json"),
+        )
+            .into_response();
+    }
+    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+        Ok(raw) => raw,
+        Err(e) => return bad_request(format!("Loki protobuf push body is not snappy-compressed: {e}")),
+    };
+    ingest(store, WalKind::LokiPushProtobuf, raw, StatusCode::NO_CONTENT.into_response()).await
 }
 
 /// Stores `body` durably (WAL fsync) and answers `ok`, or the error sorted by whose fault it is.

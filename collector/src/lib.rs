@@ -26,6 +26,7 @@ pub mod head;
 pub mod http;
 pub mod kafka;
 pub mod log_splits;
+pub mod loki_push;
 pub mod maintenance;
 pub mod metastore;
 pub mod parquet_files;

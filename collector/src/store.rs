@@ -41,6 +41,8 @@ impl Batch {
             WalKind::LogsProtobuf => Batch::Logs(otlp::decode_logs_protobuf(body)?),
             WalKind::LogsJson => Batch::Logs(otlp::decode_logs_json(body)?),
             WalKind::RemoteWrite => Batch::Metrics(pharos_model::remote_write::decode_uncompressed(body)?),
+            WalKind::LokiPushJson => Batch::Logs(crate::loki_push::decode_json(body)?),
+            WalKind::LokiPushProtobuf => Batch::Logs(crate::loki_push::decode_protobuf(body)?),
         })
     }
 

@@ -30,6 +30,10 @@ pub enum WalKind {
     LogsJson = 4,
     /// Prometheus remote_write `WriteRequest`, uncompressed protobuf.
     RemoteWrite = 5,
+    /// Loki push request, JSON.
+    LokiPushJson = 6,
+    /// Loki push request (`logproto.PushRequest`), uncompressed protobuf.
+    LokiPushProtobuf = 7,
 }
 
 impl WalKind {
@@ -40,6 +44,8 @@ impl WalKind {
             3 => WalKind::LogsProtobuf,
             4 => WalKind::LogsJson,
             5 => WalKind::RemoteWrite,
+            6 => WalKind::LokiPushJson,
+            7 => WalKind::LokiPushProtobuf,
             _ => return None,
         })
     }

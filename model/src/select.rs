@@ -108,6 +108,63 @@ pub trait LogsReader: Send + Sync {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<LogRecord>, String>;
+
+    /// The distinct stream label sets matching all `matchers` with entries in
+    /// `[start_ns, end_ns]`, sorted. The default reads every record via [`Self::select_logs`];
+    /// a store can answer from its stream index instead.
+    fn log_streams(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Labels>, String> {
+        let mut streams: Vec<Labels> = self
+            .select_logs(matchers, &[], start_ns, end_ns)?
+            .into_iter()
+            .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
+            .map(|r| r.labels)
+            .collect();
+        streams.sort();
+        streams.dedup();
+        Ok(streams)
+    }
+
+    /// The sorted label names of the streams matching `matchers` in `[start_ns, end_ns]`
+    /// (all streams when `matchers` is empty).
+    fn log_label_names(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<String>, String> {
+        let mut names: Vec<String> = self
+            .log_streams(matchers, start_ns, end_ns)?
+            .iter()
+            .flat_map(|l| l.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The sorted values of label `name` over the streams matching `matchers` in
+    /// `[start_ns, end_ns]`.
+    fn log_label_values(
+        &self,
+        name: &str,
+        matchers: &[LabelMatcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<String>, String> {
+        let mut values: Vec<String> = self
+            .log_streams(matchers, start_ns, end_ns)?
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
 }
 
 #[cfg(test)]

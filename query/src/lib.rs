@@ -10,7 +10,7 @@
 //!   `/loki/api/v1/query_range`, `/loki/api/v1/query` (Loki shape).
 //! - [`promql`]: parsing (with `promql-parser`) and evaluation; [`promql::instant_query`] and
 //!   [`promql::range_query`] are usable without HTTP (alert rules).
-//! - [`logql`]: the supported LogQL subset (stream selector plus line filters).
+//! - [`logql`]: the supported LogQL subset (log queries with pipelines, metric queries).
 //! - [`Error`]: every failure, sorted into bad request / execution / internal.
 //!
 //! ```

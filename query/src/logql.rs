@@ -1,14 +1,24 @@
-//! A LogQL v1 subset: a stream selector followed by line filters.
+//! A LogQL v1 subset: log queries (a stream selector and a pipeline) and metric queries.
 //!
-//! `{app="api", pod=~"api-.*"} |= "error" != "timeout" |~ "code=5\\d\\d"` parses into label
-//! matchers (handed to the [`pharos_model::LogsReader`]) and line filters checked on every line.
-//! Parser stages (`| json`, `| logfmt`, …) and metric queries are rejected as not supported.
+//! `{app="api"} |= "error" | json | status >= 500 | line_format "{{.msg}}"` parses into label
+//! matchers (handed to the [`pharos_model::LogsReader`]) and [`pipeline::Stage`]s run on every
+//! entry. `sum by (app) (rate({app="api"} |= "error" [5m]))` parses into a [`metric::MetricExpr`].
+//! Binary operators between queries, `offset`, `label_replace` and the rarer stages are rejected
+//! as not supported.
 
-use pharos_model::LabelMatcher;
+pub mod metric;
+mod parser;
+pub mod pipeline;
+#[cfg(test)]
+mod tests;
+
+use pharos_model::{LabelMatcher, Labels, LogRecord};
 use regex::Regex;
 
 use crate::error::{Error, Result};
-
+use metric::MetricExpr;
+use parser::Cursor;
+use pipeline::{LabelMap, NumberUnit, Stage};
 /// One line filter.
 #[derive(Clone, Debug)]
 pub enum LineFilter {
@@ -34,226 +44,116 @@ impl LineFilter {
     }
 }
 
-/// A parsed log query.
+/// A parsed log query: a stream selector and its pipeline.
 #[derive(Clone, Debug)]
 pub struct LogQuery {
     /// The stream selector's matchers (at least one).
     pub matchers: Vec<LabelMatcher>,
-    /// Line filters, all of which a line must pass.
-    pub filters: Vec<LineFilter>,
+    /// Pipeline stages, in order.
+    pub stages: Vec<Stage>,
+    /// `| unwrap name` (metric queries only): the label whose value becomes the sample.
+    pub unwrap: Option<(String, NumberUnit)>,
+}
+
+/// A parsed query of either kind.
+#[derive(Clone, Debug)]
+pub enum Query {
+    /// Returns log lines (`resultType` `streams`).
+    Log(LogQuery),
+    /// Returns samples (`vector` or `matrix`).
+    Metric(MetricExpr),
 }
 
 impl LogQuery {
-    /// The `|=` substrings, which the store may use to narrow its search.
+    /// The `|=` substrings before any stage that rewrites the line, which the store may use to
+    /// narrow its search.
     pub fn required_substrings(&self) -> Vec<String> {
-        self.filters
+        self.stages
             .iter()
-            .filter_map(|f| match f {
-                LineFilter::Contains(s) => Some(s.clone()),
+            .take_while(|s| !matches!(s, Stage::LineFormat(_)))
+            .filter_map(|s| match s {
+                Stage::Line(LineFilter::Contains(s)) => Some(s.clone()),
                 _ => None,
             })
             .collect()
     }
 
-    /// True when `line` passes every filter.
+    /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
+    pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
+        let mut labels: LabelMap = stream
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut line = line.to_string();
+        for stage in &self.stages {
+            if !stage.apply(&mut labels, stream, &mut line) {
+                return None;
+            }
+        }
+        Some((labels, line))
+    }
+
+    /// Runs the pipeline on a record: its labels become the stream labels plus extracted ones.
+    pub fn process(&self, record: &LogRecord) -> Option<(Labels, String)> {
+        let (labels, line) = self.process_line(&record.labels, &record.body)?;
+        Some((Labels::from_pairs(labels), line))
+    }
+
+    /// True when `line` (with no stream labels) survives the pipeline.
     pub fn accepts(&self, line: &str) -> bool {
-        self.filters.iter().all(|f| f.accepts(line))
+        self.process_line(&Labels::default(), line).is_some()
     }
 }
 
-struct Cursor<'a> {
-    src: &'a str,
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a str {
-        &self.src[self.pos..]
-    }
-
-    fn skip_ws(&mut self) {
-        let trimmed = self.rest().trim_start();
-        self.pos = self.src.len() - trimmed.len();
-    }
-
-    fn eat(&mut self, token: &str) -> bool {
-        if self.rest().starts_with(token) {
-            self.pos += token.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn error(&self, what: &str) -> Error {
-        Error::BadData(format!("parse error at char {}: {what}", self.pos + 1))
-    }
-
-    fn identifier(&mut self) -> Result<&'a str> {
-        let rest = self.rest();
-        let len = rest
-            .char_indices()
-            .find(|(i, c)| {
-                !(c.is_ascii_alphabetic() || *c == '_' || (*i > 0 && c.is_ascii_digit()))
-            })
-            .map_or(rest.len(), |(i, _)| i);
-        if len == 0 {
-            return Err(self.error("expected a label name"));
-        }
-        self.pos += len;
-        Ok(&rest[..len])
-    }
-
-    /// A double-quoted string with Go escapes, or a backtick raw string.
-    fn string(&mut self) -> Result<String> {
-        let rest = self.rest();
-        let end = match rest.chars().next() {
-            Some('`') => rest[1..].find('`').map(|i| i + 2),
-            Some('"') => {
-                let mut escaped = false;
-                rest.char_indices().skip(1).find_map(|(i, c)| match c {
-                    _ if escaped => {
-                        escaped = false;
-                        None
-                    }
-                    '\\' => {
-                        escaped = true;
-                        None
-                    }
-                    '"' => Some(i + 1),
-                    _ => None,
-                })
-            }
-            _ => return Err(self.error("expected a quoted string")),
-        };
-        let end = end.ok_or_else(|| self.error("unterminated string"))?;
-        let quoted = &rest[..end];
-        let value = promql_parser::util::unquote_string(quoted)
-            .map_err(|e| self.error(&format!("invalid string {quoted}: {e}")))?;
-        self.pos += end;
-        Ok(value)
-    }
-}
-
-/// Parses a log query.
-pub fn parse(query: &str) -> Result<LogQuery> {
-    let mut c = Cursor { src: query, pos: 0 };
+/// Parses a log or metric query.
+pub fn parse_query(query: &str) -> Result<Query> {
+    let mut c = Cursor::new(query);
     c.skip_ws();
-    if !c.eat("{") {
-        return Err(Error::unsupported(
-            "LogQL metric queries (anything but a stream selector with line filters)",
-        ));
+    let q = if c.rest().starts_with('{') {
+        let q = c.log_query()?;
+        if q.unwrap.is_some() {
+            return Err(Error::BadData(
+                "`unwrap` is only valid inside a range function".into(),
+            ));
+        }
+        Query::Log(q)
+    } else {
+        Query::Metric(c.metric()?)
+    };
+    c.skip_ws();
+    if !c.rest().is_empty() {
+        let r = c.rest();
+        if ["%", "^", "==", "!=", ">", "<", "and", "or", "unless"]
+            .iter()
+            .any(|op| r.starts_with(op))
+        {
+            return Err(Error::unsupported(
+                "comparison, set and `%`/`^` operators in LogQL (+ - * / are supported)",
+            ));
+        }
+        return Err(c.error("unexpected trailing input"));
     }
-    let mut matchers = Vec::new();
-    loop {
-        c.skip_ws();
-        if c.eat("}") {
-            break;
-        }
-        if !matchers.is_empty() && !c.eat(",") {
-            return Err(c.error("expected \",\" or \"}\" in stream selector"));
-        }
-        c.skip_ws();
-        if c.eat("}") {
-            break; // trailing comma
-        }
-        let name = c.identifier()?;
-        c.skip_ws();
-        let op = ["=~", "!~", "!=", "="]
-            .into_iter()
-            .find(|op| c.eat(op))
-            .ok_or_else(|| c.error("expected one of =, !=, =~, !~"))?;
-        c.skip_ws();
-        let value = c.string()?;
-        matchers.push(LabelMatcher::new(name, op, &value).map_err(Error::BadData)?);
-    }
-    if !matchers.iter().any(|m| !m.matches_value("")) {
-        return Err(Error::BadData(
-            "queries require at least one regexp or equality matcher that does not have an \
-             empty-compatible value. For instance, app=~\".*\" does not meet this requirement, \
-             but app=~\".+\" will"
-                .into(),
-        ));
-    }
-    let mut filters = Vec::new();
-    loop {
-        c.skip_ws();
-        if c.rest().is_empty() {
-            break;
-        }
-        let op = ["|=", "!=", "|~", "!~"].into_iter().find(|op| c.eat(op));
-        let Some(op) = op else {
-            if c.rest().starts_with('|') {
-                return Err(Error::unsupported(format!(
-                    "LogQL pipeline stage {:?}",
-                    c.rest()
-                        .split_whitespace()
-                        .take(2)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                )));
-            }
-            return Err(c.error("expected a line filter (|=, !=, |~, !~)"));
-        };
-        c.skip_ws();
-        let value = c.string()?;
-        c.skip_ws();
-        if c.rest().starts_with("or ") {
-            return Err(Error::unsupported("`or` in line filters"));
-        }
-        let regex = || {
-            Regex::new(&value)
-                .map_err(|e| Error::BadData(format!("invalid regular expression {value:?}: {e}")))
-        };
-        filters.push(match op {
-            "|=" => LineFilter::Contains(value),
-            "!=" => LineFilter::NotContains(value),
-            "|~" => LineFilter::Matches(regex()?),
-            _ => LineFilter::NotMatches(regex()?),
-        });
-    }
-    Ok(LogQuery { matchers, filters })
+    Ok(q)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pharos_model::Labels;
-
-    #[test]
-    fn selector_with_all_filter_kinds() {
-        let q = parse(
-            r#"{app="api", pod=~"api-.*"} |= "error" != `timeout` |~ "code=5\\d\\d" !~ "health""#,
-        )
-        .unwrap();
-        assert_eq!(q.matchers.len(), 2);
-        let l = Labels::from_pairs([("app", "api"), ("pod", "api-1")]);
-        assert!(q.matchers.iter().all(|m| m.matches(&l)));
-        assert_eq!(q.required_substrings(), vec!["error".to_string()]);
-        assert!(q.accepts("error: code=503"));
-        assert!(!q.accepts("error: timeout code=503"));
-        assert!(!q.accepts("error: code=404"));
-        assert!(!q.accepts("error: code=500 health"));
-        assert!(!q.accepts("code=500"));
+/// Parses a log query (a stream selector and its pipeline); metric queries are an error.
+pub fn parse(query: &str) -> Result<LogQuery> {
+    match parse_query(query)? {
+        Query::Log(q) => Ok(q),
+        Query::Metric(_) => Err(Error::BadData(
+            "expected a log query (a stream selector), got a metric query".into(),
+        )),
     }
+}
 
-    #[test]
-    fn braces_and_escapes_inside_strings() {
-        let q = parse(r#"{msg="a}b\"c"} |= "x}\ty""#).unwrap();
-        assert_eq!(q.matchers[0].value, "a}b\"c");
-        assert_eq!(q.required_substrings(), vec!["x}\ty".to_string()]);
+/// Parses a bare stream selector (`match[]` of the series endpoint, `query` of labels).
+pub fn parse_selector(selector: &str) -> Result<Vec<LabelMatcher>> {
+    let mut c = Cursor::new(selector);
+    c.skip_ws();
+    let m = c.selector()?;
+    c.skip_ws();
+    if !c.rest().is_empty() {
+        return Err(c.error("unexpected input after the stream selector"));
     }
-
-    #[test]
-    fn rejects_unsupported_and_malformed() {
-        let err = |q: &str| parse(q).unwrap_err().to_string();
-        assert!(err(r#"{app="a"} | json"#).contains("not supported yet"));
-        assert!(err(r#"rate({app="a"}[5m])"#).contains("not supported yet"));
-        assert!(err(r#"{}"#).contains("at least one"));
-        assert!(err(r#"{app=~".*"}"#).contains("empty-compatible"));
-        assert!(err(r#"{app="a""#).contains("expected"));
-        assert!(err(r#"{app="a} |= "x""#).contains("expected"));
-        assert!(err(r#"{app="a"} |= "unterminated"#).contains("unterminated"));
-        assert!(err(r#"{app="a"} |~ "(""#).contains("invalid regular expression"));
-    }
+    Ok(m)
 }

@@ -1,10 +1,12 @@
-//! The Loki-shaped log query API: `/loki/api/v1/query_range` and `/loki/api/v1/query`.
+//! The Loki HTTP API for reading: `/loki/api/v1/query_range`, `/loki/api/v1/query` (log and
+//! metric queries), `/loki/api/v1/labels`, `/loki/api/v1/label/{name}/values` and
+//! `/loki/api/v1/series`. Pushing (`/loki/api/v1/push`) is the collector's.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use pharos_model::{Labels, LogRecord};
@@ -14,13 +16,14 @@ use super::AppState;
 use super::params::{Params, parse_duration_ms};
 use super::prometheus::run_blocking;
 use crate::error::{Error, Result};
-use crate::logql;
-use crate::promql::labels_json;
+use crate::logql::{self, LogQuery};
+use crate::promql::{format_float, labels_json, timestamp_json};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 const DEFAULT_LIMIT: usize = 100;
 
-/// `GET /loki/api/v1/query_range`: entries in `[start, end)`, default the last hour.
+/// `GET /loki/api/v1/query_range`: entries in `[start, end)` (default the last hour), or a
+/// metric query evaluated every `step` from `start` to `end` (a matrix).
 pub async fn query_range(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
     let window = || -> Result<(i64, i64)> {
         let end = time_param_ns(&params, "end", now_ns())?;
@@ -31,20 +34,265 @@ pub async fn query_range(State(state): State<AppState>, Query(params): Query<Par
             }
             _ => end.saturating_sub(HOUR_NS),
         };
-        Ok((start, end.saturating_sub(1)))
+        if end < start {
+            return Err(Error::BadData(
+                "invalid parameters: end timestamp must not be before start time".into(),
+            ));
+        }
+        Ok((start, end))
     };
-    match window() {
-        Ok((start, end)) => respond(run(state, &params, start, end).await),
+    let (start, end) = match window() {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
+    match parse_query_param(&params) {
+        Ok(logql::Query::Log(q)) => {
+            respond(run(state, q, &params, start, end.saturating_sub(1)).await)
+        }
+        Ok(logql::Query::Metric(m)) => {
+            let steps = match step_ns(&params, start, end) {
+                Ok(step) => {
+                    let n = ((end - start) / step) as usize + 1;
+                    if n > 11_000 {
+                        return Error::BadData(
+                            "exceeded maximum resolution of 11,000 points per timeseries. Try                              decreasing the query resolution (?step=XX)"
+                                .into(),
+                        )
+                        .into_response();
+                    }
+                    (0..n as i64).map(|i| start + i * step).collect()
+                }
+                Err(e) => return e.into_response(),
+            };
+            respond(run_metric(state, m, steps, false).await)
+        }
         Err(e) => e.into_response(),
     }
 }
 
-/// `GET /loki/api/v1/query`: entries in the hour ending at `time` (default now), inclusive.
+/// `GET /loki/api/v1/query`: entries in the hour ending at `time` (default now), inclusive; or a
+/// metric query evaluated at `time` (a vector).
 pub async fn query(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
-    match time_param_ns(&params, "time", now_ns()) {
-        Ok(time) => respond(run(state, &params, time.saturating_sub(HOUR_NS), time).await),
+    let time = match time_param_ns(&params, "time", now_ns()) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    match parse_query_param(&params) {
+        Ok(logql::Query::Log(q)) => {
+            respond(run(state, q, &params, time.saturating_sub(HOUR_NS), time).await)
+        }
+        Ok(logql::Query::Metric(m)) => respond(run_metric(state, m, vec![time], true).await),
         Err(e) => e.into_response(),
     }
+}
+
+fn parse_query_param(params: &Params) -> Result<logql::Query> {
+    let text = params
+        .get("query")
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+    logql::parse_query(text)
+}
+
+/// `step` in nanoseconds: float seconds or a duration; by default Loki's
+/// `max(1s, (end - start) / 250)` rounded down to whole seconds.
+fn step_ns(params: &Params, start: i64, end: i64) -> Result<i64> {
+    let step = match params.get("step").filter(|s| !s.is_empty()) {
+        Some(s) => parse_duration_ms("step", s)?.saturating_mul(1_000_000),
+        None => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
+    };
+    if step <= 0 {
+        return Err(Error::BadData(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not \
+             accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    Ok(step)
+}
+
+async fn run_metric(
+    state: AppState,
+    expr: logql::metric::MetricExpr,
+    steps: Vec<i64>,
+    instant: bool,
+) -> Result<Json_> {
+    let started = Instant::now();
+    run_blocking(move || {
+        let series = expr.evaluate(state.logs.as_ref(), &steps)?;
+        let ts = |ns: i64| timestamp_json(ns.div_euclid(1_000_000));
+        let result: Vec<Json_> = series
+            .into_iter()
+            .map(|(labels, points)| {
+                if instant {
+                    let (t, v) = points[0];
+                    json!({"metric": labels_json(&labels), "value": [ts(t), format_float(v)]})
+                } else {
+                    let values: Vec<Json_> = points
+                        .into_iter()
+                        .map(|(t, v)| json!([ts(t), format_float(v)]))
+                        .collect();
+                    json!({"metric": labels_json(&labels), "values": values})
+                }
+            })
+            .collect();
+        Ok(json!({
+            "resultType": if instant { "vector" } else { "matrix" },
+            "result": result,
+            "stats": {"summary": {"execTime": started.elapsed().as_secs_f64(), "queueTime": 0}},
+        }))
+    })
+    .await
+}
+
+/// The `start`/`end` of the metadata endpoints: default the last 6 hours, as in Loki.
+fn meta_window(params: &Params) -> Result<(i64, i64)> {
+    let end = time_param_ns(params, "end", now_ns())?;
+    let start = match (params.get("start"), params.get("since")) {
+        (Some(s), _) if !s.is_empty() => parse_time_ns("start", s)?,
+        (_, Some(since)) if !since.is_empty() => {
+            end.saturating_sub(parse_duration_ms("since", since)?.saturating_mul(1_000_000))
+        }
+        _ => end.saturating_sub(6 * HOUR_NS),
+    };
+    Ok((start, end))
+}
+
+/// The optional `query` selector of the labels endpoints.
+fn meta_matchers(params: &Params) -> Result<Vec<pharos_model::LabelMatcher>> {
+    match params.get("query").filter(|q| !q.trim().is_empty()) {
+        Some(q) => logql::parse_selector(q),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `GET /loki/api/v1/labels`: label names of the streams in `[start, end]`.
+pub async fn labels(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let go = || -> Result<_> { Ok((meta_window(&params)?, meta_matchers(&params)?)) };
+    let ((start, end), matchers) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    respond(
+        run_blocking(move || {
+            let names = state
+                .logs
+                .log_label_names(&matchers, start, end)
+                .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+            Ok(json!(names))
+        })
+        .await,
+    )
+}
+
+/// `GET /loki/api/v1/label/{name}/values`: values of one label in `[start, end]`.
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    let go = || -> Result<_> { Ok((meta_window(&params)?, meta_matchers(&params)?)) };
+    let ((start, end), matchers) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    respond(
+        run_blocking(move || {
+            let values = state
+                .logs
+                .log_label_values(&name, &matchers, start, end)
+                .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+            Ok(json!(values))
+        })
+        .await,
+    )
+}
+
+/// `GET /loki/api/v1/index/stats?query={…}`: streams, entries and bytes the selector covers in
+/// `[start, end]` (Grafana shows them as the query's size). `chunks` counts streams: Pharos
+/// has no chunks.
+pub async fn index_stats(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let go = || -> Result<_> {
+        let text = params
+            .get("query")
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        let matchers = match logql::parse_query(text)? {
+            logql::Query::Log(q) => q.matchers,
+            logql::Query::Metric(_) => {
+                return Err(Error::BadData("index/stats takes a stream selector".into()));
+            }
+        };
+        Ok((meta_window(&params)?, matchers))
+    };
+    let ((start, end), matchers) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let result = run_blocking(move || {
+        let records = state
+            .logs
+            .select_logs(&matchers, &[], start, end)
+            .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        let mut streams: Vec<&Labels> = records.iter().map(|r| &r.labels).collect();
+        streams.sort();
+        streams.dedup();
+        let bytes: usize = records.iter().map(|r| r.body.len()).sum();
+        Ok(json!({"streams": streams.len(), "chunks": streams.len(), "entries": records.len(), "bytes": bytes}))
+    })
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET`/`POST /loki/api/v1/series?match[]=…`: the stream label sets matching any selector.
+pub async fn series(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default();
+    if let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+        pairs.extend(form);
+    }
+    let params: Params = pairs.iter().cloned().collect();
+    let go = || -> Result<_> {
+        let selectors = pairs
+            .iter()
+            .filter(|(k, _)| k == "match[]" || k == "match")
+            .map(|(_, v)| logql::parse_selector(v))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((meta_window(&params)?, selectors))
+    };
+    let ((start, end), selectors) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    respond(
+        run_blocking(move || {
+            let mut all = Vec::new();
+            let selectors = if selectors.is_empty() {
+                vec![Vec::new()]
+            } else {
+                selectors
+            };
+            for m in selectors {
+                all.extend(
+                    state
+                        .logs
+                        .log_streams(&m, start, end)
+                        .map_err(|e| Error::Internal(format!("reading logs: {e}")))?,
+                );
+            }
+            all.sort();
+            all.dedup();
+            Ok(Json_::Array(all.iter().map(labels_json).collect()))
+        })
+        .await,
+    )
 }
 
 fn respond(result: Result<Json_>) -> Response {
@@ -97,12 +345,13 @@ fn time_param_ns(params: &Params, name: &str, default: i64) -> Result<i64> {
     }
 }
 
-async fn run(state: AppState, params: &Params, start_ns: i64, end_ns: i64) -> Result<Json_> {
-    let query_text = params
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
-    let query = logql::parse(query_text)?;
+async fn run(
+    state: AppState,
+    query: LogQuery,
+    params: &Params,
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Json_> {
     let limit = match params.get("limit") {
         Some(l) => l.parse::<usize>().ok().filter(|l| *l > 0).ok_or_else(|| {
             Error::BadData(format!(
@@ -137,7 +386,10 @@ async fn run(state: AppState, params: &Params, start_ns: i64, end_ns: i64) -> Re
         let mut kept: Vec<LogRecord> = records
             .into_iter()
             .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
-            .filter(|r| query.accepts(&r.body))
+            .filter_map(|r| {
+                let (labels, body) = query.process(&r)?;
+                Some(LogRecord { labels, body, ..r })
+            })
             .collect();
         kept.sort_by(|a, b| {
             (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body))

@@ -231,7 +231,7 @@ async fn loki_query_range_filters_orders_and_limits() {
 #[tokio::test]
 async fn loki_rejects_unsupported_queries() {
     let (status, body) =
-        get("/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D%20%7C%20json").await;
+        get("/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D%20%7C%20unpack").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -240,6 +240,79 @@ async fn loki_rejects_unsupported_queries() {
             .contains("not supported yet"),
         "{body}"
     );
+}
+
+fn enc(q: &str) -> String {
+    serde_urlencoded::to_string([("query", q)]).unwrap()
+}
+
+#[tokio::test]
+async fn loki_pipeline_labels_join_the_stream() {
+    // Lines: "error one", "ok two", … ; regexp takes the first word as `word`.
+    let q = enc(r#"{app="api"} | regexp `(?P<word>\w+) (?P<n>\w+)` | word = "error" | line_format "{{.n}}""#);
+    let (status, body) = get(&format!("/loki/api/v1/query_range?{q}&start=0&end=10&direction=forward")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"stream": {"app": "api", "n": "four", "word": "error"}, "values": [["4000000000", "four"]]},
+            {"stream": {"app": "api", "n": "one", "word": "error"}, "values": [["1000000000", "one"]]},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn loki_metric_queries_instant_and_range() {
+    // Errors: api 1s, 4s; web 3s, 5s. count over (t-2s, t].
+    let q = enc(r#"sum by (app) (count_over_time({app=~".+"} |= "error" [2s]))"#);
+    let (status, body) = get(&format!("/loki/api/v1/query?{q}&time=5")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "vector");
+    // (3s, 5s]: api 4s, web 5s.
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"metric": {"app": "api"}, "value": [5, "1"]},
+            {"metric": {"app": "web"}, "value": [5, "1"]},
+        ])
+    );
+    let (status, body) = get(&format!("/loki/api/v1/query_range?{q}&start=1&end=5&step=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["resultType"], "matrix");
+    // Steps 1s, 3s, 5s: api (−1,1]=1, (1,3]=0, (3,5]=1; web 0, 1 (3s), 1 (5s).
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"metric": {"app": "api"}, "values": [[1, "1"], [5, "1"]]},
+            {"metric": {"app": "web"}, "values": [[3, "1"], [5, "1"]]},
+        ])
+    );
+    let q = enc(r#"rate({app="web"}[4s])"#);
+    let (_, body) = get(&format!("/loki/api/v1/query?{q}&time=5")).await;
+    assert_eq!(body["data"]["result"], json!([{"metric": {"app": "web"}, "value": [5, "0.5"]}]));
+}
+
+#[tokio::test]
+async fn loki_labels_values_and_series() {
+    let (status, body) = get("/loki/api/v1/labels?start=0&end=10").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!(["app"]));
+    let (_, body) = get("/loki/api/v1/label/app/values?start=0&end=10").await;
+    assert_eq!(body["data"], json!(["api", "web"]));
+    // Only web has entries in [3s, 10s]... and api at 4s.
+    let (_, body) = get("/loki/api/v1/label/app/values?start=4.5&end=10").await;
+    assert_eq!(body["data"], json!(["web"]));
+    let sel = serde_urlencoded::to_string([("match[]", r#"{app="web"}"#)]).unwrap();
+    let (status, body) = get(&format!("/loki/api/v1/series?{sel}&start=0&end=10")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!([{"app": "web"}]));
+    // Stats: web has "error three" (11 bytes) and "error five" (10).
+    let sel = serde_urlencoded::to_string([("query", r#"{app="web"}"#)]).unwrap();
+    let (status, body) = get(&format!("/loki/api/v1/index/stats?{sel}&start=0&end=10")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"streams": 1, "chunks": 1, "entries": 2, "bytes": 21}));
+    let (status, _) = get("/loki/api/v1/series?match[]=%7B&start=0&end=10").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 fn two_jobs() -> MemStore {

@@ -1,0 +1,161 @@
+//! Decoding Loki push requests (`POST /loki/api/v1/push`): JSON
+//! `{"streams":[{"stream":{…},"values":[["<ns>","line"(, {metadata})]]}]}` and the uncompressed
+//! protobuf `logproto.PushRequest` (the HTTP handler removes snappy before the WAL).
+//!
+//! Stream labels become the record's labels; structured metadata is ignored; the severity is the
+//! `level` (or `detected_level`) stream label when there is one.
+
+use pharos_model::{Labels, LogRecord};
+use prost::Message;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+#[derive(Deserialize)]
+struct JsonPush {
+    #[serde(default)]
+    streams: Vec<JsonStream>,
+}
+
+#[derive(Deserialize)]
+struct JsonStream {
+    #[serde(default)]
+    stream: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+fn record(labels: &Labels, ts: &str, line: String) -> Result<LogRecord> {
+    let timestamp_ns = ts
+        .parse::<i64>()
+        .map_err(|_| Error::BadInput(format!("invalid Loki timestamp {ts:?}: want nanoseconds")))?;
+    let severity = labels.get("level").or_else(|| labels.get("detected_level")).unwrap_or("");
+    Ok(LogRecord { labels: labels.clone(), timestamp_ns, body: line, severity: severity.to_string() })
+}
+
+/// Decodes a JSON push request.
+pub fn decode_json(body: &[u8]) -> Result<Vec<LogRecord>> {
+    let push: JsonPush =
+        serde_json::from_slice(body).map_err(|e| Error::BadInput(format!("invalid Loki push JSON: {e}")))?;
+    let mut out = Vec::new();
+    for s in push.streams {
+        let labels = Labels::from_pairs(s.stream);
+        for v in s.values {
+            match (v.first(), v.get(1)) {
+                (Some(serde_json::Value::String(ts)), Some(serde_json::Value::String(line))) => {
+                    out.push(record(&labels, ts, line.clone())?)
+                }
+                _ => return Err(Error::BadInput("invalid Loki push entry: want [\"<ns>\", \"line\"]".into())),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PushRequest {
+    #[prost(message, repeated, tag = "1")]
+    streams: Vec<StreamAdapter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StreamAdapter {
+    #[prost(string, tag = "1")]
+    labels: String,
+    #[prost(message, repeated, tag = "2")]
+    entries: Vec<EntryAdapter>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct EntryAdapter {
+    #[prost(message, optional, tag = "1")]
+    timestamp: Option<Timestamp>,
+    #[prost(string, tag = "2")]
+    line: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Timestamp {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// Parses a Prometheus-style label string `{a="b", c="d\"e"}`.
+fn parse_labels(s: &str) -> Result<Labels> {
+    let err = || Error::BadInput(format!("invalid Loki stream labels {s:?}"));
+    let inner = s.trim().strip_prefix('{').and_then(|r| r.strip_suffix('}')).ok_or_else(err)?;
+    let mut pairs = Vec::new();
+    let mut rest = inner.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=').ok_or_else(err)?;
+        let name = rest[..eq].trim().to_string();
+        rest = rest[eq + 1..].trim_start().strip_prefix('"').ok_or_else(err)?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().ok_or_else(err)? {
+                (_, '\\') => match chars.next().ok_or_else(err)?.1 {
+                    'n' => value.push('\n'),
+                    't' => value.push('\t'),
+                    c => value.push(c),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((name, value));
+        rest = rest[end + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Ok(Labels::from_pairs(pairs))
+}
+
+/// Decodes an uncompressed protobuf push request.
+pub fn decode_protobuf(body: &[u8]) -> Result<Vec<LogRecord>> {
+    let req = PushRequest::decode(body).map_err(|e| Error::BadInput(format!("invalid Loki push protobuf: {e}")))?;
+    let mut out = Vec::new();
+    for s in req.streams {
+        let labels = parse_labels(&s.labels)?;
+        for e in s.entries {
+            let ts = e.timestamp.map_or(0, |t| t.seconds.saturating_mul(1_000_000_000).saturating_add(t.nanos as i64));
+            out.push(record(&labels, &ts.to_string(), e.line)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_push() {
+        let got = decode_json(
+            br#"{"streams":[{"stream":{"app":"api","level":"warn"},"values":[["1700000000000000001","a"],["2","b",{"trace_id":"x"}]]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, Labels::from_pairs([("app", "api"), ("level", "warn")]));
+        assert_eq!(got[0].timestamp_ns, 1_700_000_000_000_000_001);
+        assert_eq!(got[0].severity, "warn");
+        assert_eq!((got[1].timestamp_ns, got[1].body.as_str()), (2, "b"));
+        assert!(decode_json(br#"{"streams":[{"stream":{},"values":[["x","a"]]}]}"#).is_err());
+        assert!(decode_json(b"nope").is_err());
+    }
+
+    #[test]
+    fn protobuf_push() {
+        let req = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: r#"{app="api", msg="a\"b,c"}"#.into(),
+                entries: vec![EntryAdapter { timestamp: Some(Timestamp { seconds: 3, nanos: 5 }), line: "hi".into() }],
+            }],
+        };
+        let got = decode_protobuf(&req.encode_to_vec()).unwrap();
+        assert_eq!(got[0].labels, Labels::from_pairs([("app", "api"), ("msg", "a\"b,c")]));
+        assert_eq!((got[0].timestamp_ns, got[0].body.as_str()), (3_000_000_005, "hi"));
+        assert!(parse_labels("app=x").is_err());
+    }
+}

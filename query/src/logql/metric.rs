@@ -1,0 +1,417 @@
+//! LogQL metric queries: range functions over log queries (`count_over_time`, `rate`,
+//! `bytes_over_time`, `bytes_rate`, and with `| unwrap` `sum/avg/min/max_over_time`) and vector
+//! aggregations over them (`sum`, `avg`, `min`, `max`, `count`, `topk`, `bottomk`, `by`/`without`).
+//!
+//! A window at evaluation time `t` holds the entries with `t - range < ts <= t`, as in Loki; a
+//! series with no entry in a window has no sample at `t`.
+
+use std::collections::BTreeMap;
+
+use pharos_model::{Labels, LogsReader};
+
+use super::LogQuery;
+use super::pipeline::{self, NumberUnit};
+use crate::error::{Error, Result};
+
+/// A range function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeFn {
+    /// Entries in the window.
+    CountOverTime,
+    /// Entries per second (with `unwrap`: the sum of values per second).
+    Rate,
+    /// Bytes of the lines in the window.
+    BytesOverTime,
+    /// Bytes per second.
+    BytesRate,
+    /// Sum of unwrapped values.
+    SumOverTime,
+    /// Average of unwrapped values.
+    AvgOverTime,
+    /// Minimum of unwrapped values.
+    MinOverTime,
+    /// Maximum of unwrapped values.
+    MaxOverTime,
+}
+
+const RANGE_FNS: [(&str, RangeFn); 8] = [
+    ("count_over_time", RangeFn::CountOverTime),
+    ("rate", RangeFn::Rate),
+    ("bytes_over_time", RangeFn::BytesOverTime),
+    ("bytes_rate", RangeFn::BytesRate),
+    ("sum_over_time", RangeFn::SumOverTime),
+    ("avg_over_time", RangeFn::AvgOverTime),
+    ("min_over_time", RangeFn::MinOverTime),
+    ("max_over_time", RangeFn::MaxOverTime),
+];
+
+impl RangeFn {
+    /// The function named `name`.
+    pub fn from_name(name: &str) -> Option<RangeFn> {
+        RANGE_FNS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        RANGE_FNS
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("", |(n, _)| n)
+    }
+
+    /// True for the functions over unwrapped values.
+    pub fn needs_unwrap(self) -> bool {
+        matches!(
+            self,
+            RangeFn::SumOverTime
+                | RangeFn::AvgOverTime
+                | RangeFn::MinOverTime
+                | RangeFn::MaxOverTime
+        )
+    }
+}
+
+/// A vector aggregation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggOp {
+    /// `sum`
+    Sum,
+    /// `avg`
+    Avg,
+    /// `min`
+    Min,
+    /// `max`
+    Max,
+    /// `count`
+    Count,
+    /// `topk(k, …)`
+    Topk,
+    /// `bottomk(k, …)`
+    Bottomk,
+}
+
+const AGG_OPS: [(&str, AggOp); 7] = [
+    ("sum", AggOp::Sum),
+    ("avg", AggOp::Avg),
+    ("min", AggOp::Min),
+    ("max", AggOp::Max),
+    ("count", AggOp::Count),
+    ("topk", AggOp::Topk),
+    ("bottomk", AggOp::Bottomk),
+];
+
+impl AggOp {
+    /// The aggregation named `name`.
+    pub fn from_name(name: &str) -> Option<AggOp> {
+        AGG_OPS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        AGG_OPS
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// An arithmetic operator between metric expressions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+impl ArithOp {
+    /// Every operator.
+    pub const ALL: [ArithOp; 4] = [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div];
+
+    /// How it is written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithOp::Add => "+",
+            ArithOp::Sub => "-",
+            ArithOp::Mul => "*",
+            ArithOp::Div => "/",
+        }
+    }
+
+    /// Binding strength: `*` and `/` bind tighter than `+` and `-`.
+    pub fn precedence(self) -> u8 {
+        match self {
+            ArithOp::Add | ArithOp::Sub => 1,
+            ArithOp::Mul | ArithOp::Div => 2,
+        }
+    }
+
+    fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            ArithOp::Add => a + b,
+            ArithOp::Sub => a - b,
+            ArithOp::Mul => a * b,
+            ArithOp::Div => a / b,
+        }
+    }
+}
+
+/// A metric query.
+#[derive(Clone, Debug)]
+pub enum MetricExpr {
+    /// `func(log_query [range])`
+    Range {
+        /// The function.
+        func: RangeFn,
+        /// The log query (with `unwrap` for the unwrap functions).
+        query: LogQuery,
+        /// Window length in nanoseconds.
+        range_ns: i64,
+    },
+    /// A number literal.
+    Scalar(f64),
+    /// `vector(n)`: one series without labels.
+    Vector(f64),
+    /// `lhs op rhs`
+    Binary {
+        /// The operator.
+        op: ArithOp,
+        /// Left operand.
+        lhs: Box<MetricExpr>,
+        /// Right operand.
+        rhs: Box<MetricExpr>,
+    },
+    /// `op [by|without (labels)] ([k,] inner)`
+    Aggregate {
+        /// The aggregation.
+        op: AggOp,
+        /// `Some((without, labels))`.
+        grouping: Option<(bool, Vec<String>)>,
+        /// `k` of topk/bottomk.
+        param: Option<usize>,
+        /// The aggregated expression.
+        inner: Box<MetricExpr>,
+    },
+}
+
+/// One output series: labels and `(timestamp_ns, value)` points in time order.
+pub type SeriesOut = (Labels, Vec<(i64, f64)>);
+
+/// Per-stream entries of the range leaf: `(timestamp_ns, value)` in time order.
+type Leaf = BTreeMap<Labels, Vec<(i64, f64)>>;
+
+impl MetricExpr {
+    /// True when the expression is a number (no series).
+    fn is_scalar(&self) -> bool {
+        match self {
+            MetricExpr::Scalar(_) => true,
+            MetricExpr::Binary { lhs, rhs, .. } => lhs.is_scalar() && rhs.is_scalar(),
+            _ => false,
+        }
+    }
+
+    /// Evaluates at every time of `steps_ns` (ascending); series in label order.
+    pub fn evaluate(&self, reader: &dyn LogsReader, steps_ns: &[i64]) -> Result<Vec<SeriesOut>> {
+        let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        for (&t, vector) in steps_ns.iter().zip(self.eval_steps(reader, steps_ns)?) {
+            for (labels, v) in vector {
+                out.entry(labels).or_default().push((t, v));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// One vector per step.
+    fn eval_steps(
+        &self,
+        reader: &dyn LogsReader,
+        steps_ns: &[i64],
+    ) -> Result<Vec<Vec<(Labels, f64)>>> {
+        match self {
+            MetricExpr::Range {
+                func,
+                query,
+                range_ns,
+            } => {
+                let leaf = load(reader, query, *func, *range_ns, steps_ns)?;
+                Ok(steps_ns
+                    .iter()
+                    .map(|&t| range_at(&leaf, *func, query, *range_ns, t))
+                    .collect())
+            }
+            MetricExpr::Aggregate {
+                op,
+                grouping,
+                param,
+                inner,
+            } => Ok(inner
+                .eval_steps(reader, steps_ns)?
+                .into_iter()
+                .map(|input| aggregate(*op, grouping, *param, input))
+                .collect()),
+            MetricExpr::Scalar(n) | MetricExpr::Vector(n) => Ok(steps_ns
+                .iter()
+                .map(|_| vec![(Labels::default(), *n)])
+                .collect()),
+            MetricExpr::Binary { op, lhs, rhs } => {
+                let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
+                let l = lhs.eval_steps(reader, steps_ns)?;
+                let r = rhs.eval_steps(reader, steps_ns)?;
+                Ok(l.into_iter()
+                    .zip(r)
+                    .map(|(l, r)| binary(*op, ls, rs, l, r))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Applies `op`: a scalar side applies to every element of the other; two vectors match on
+/// identical label sets (elements without a partner are dropped), as in Prometheus.
+fn binary(
+    op: ArithOp,
+    lhs_scalar: bool,
+    rhs_scalar: bool,
+    l: Vec<(Labels, f64)>,
+    r: Vec<(Labels, f64)>,
+) -> Vec<(Labels, f64)> {
+    let first = |v: &[(Labels, f64)]| v.first().map_or(f64::NAN, |x| x.1);
+    if lhs_scalar {
+        let a = first(&l);
+        return r.into_iter().map(|(k, b)| (k, op.apply(a, b))).collect();
+    }
+    if rhs_scalar {
+        let b = first(&r);
+        return l.into_iter().map(|(k, a)| (k, op.apply(a, b))).collect();
+    }
+    let right: BTreeMap<Labels, f64> = r.into_iter().collect();
+    l.into_iter()
+        .filter_map(|(k, a)| right.get(&k).map(|b| (k, op.apply(a, *b))))
+        .collect()
+}
+
+/// Reads and runs the pipeline over the entries the windows of `steps_ns` need.
+fn load(
+    reader: &dyn LogsReader,
+    query: &LogQuery,
+    func: RangeFn,
+    range_ns: i64,
+    steps_ns: &[i64],
+) -> Result<Leaf> {
+    let (Some(&first), Some(&last)) = (steps_ns.first(), steps_ns.last()) else {
+        return Ok(Leaf::new());
+    };
+    let from = first.saturating_sub(range_ns).saturating_add(1);
+    let records = reader
+        .select_logs(&query.matchers, &query.required_substrings(), from, last)
+        .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+    let mut leaf: Leaf = BTreeMap::new();
+    for r in records {
+        if r.timestamp_ns < from || r.timestamp_ns > last {
+            continue;
+        }
+        let Some((mut labels, line)) = query.process_line(&r.labels, &r.body) else {
+            continue;
+        };
+        let value = match (&query.unwrap, func) {
+            (Some((name, unit)), _) => {
+                let Some(v) = labels.remove(name) else {
+                    continue;
+                };
+                let parsed = match unit {
+                    NumberUnit::Plain => v.trim().parse::<f64>().ok(),
+                    NumberUnit::Duration => pipeline::parse_duration_secs(&v),
+                    NumberUnit::Bytes => pipeline::parse_bytes(&v),
+                };
+                let Some(x) = parsed else { continue };
+                x
+            }
+            (None, RangeFn::BytesOverTime | RangeFn::BytesRate) => line.len() as f64,
+            (None, _) => 1.0,
+        };
+        leaf.entry(Labels::from_pairs(labels))
+            .or_default()
+            .push((r.timestamp_ns, value));
+    }
+    for points in leaf.values_mut() {
+        points.sort_by_key(|p| p.0);
+    }
+    Ok(leaf)
+}
+
+/// The range function's value per stream at `t`.
+fn range_at(
+    leaf: &Leaf,
+    func: RangeFn,
+    query: &LogQuery,
+    range_ns: i64,
+    t: i64,
+) -> Vec<(Labels, f64)> {
+    let secs = range_ns as f64 / 1e9;
+    let mut out = Vec::new();
+    for (labels, points) in leaf {
+        let lo = points.partition_point(|p| p.0 <= t.saturating_sub(range_ns));
+        let hi = points.partition_point(|p| p.0 <= t);
+        let window = &points[lo..hi];
+        if window.is_empty() {
+            continue;
+        }
+        let sum: f64 = window.iter().map(|p| p.1).sum();
+        let v = match func {
+            RangeFn::CountOverTime => window.len() as f64,
+            RangeFn::Rate if query.unwrap.is_none() => window.len() as f64 / secs,
+            RangeFn::Rate | RangeFn::BytesRate => sum / secs,
+            RangeFn::BytesOverTime | RangeFn::SumOverTime => sum,
+            RangeFn::AvgOverTime => sum / window.len() as f64,
+            RangeFn::MinOverTime => window.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
+            RangeFn::MaxOverTime => window.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+        };
+        out.push((labels.clone(), v));
+    }
+    out
+}
+
+/// One aggregation step.
+fn aggregate(
+    op: AggOp,
+    grouping: &Option<(bool, Vec<String>)>,
+    param: Option<usize>,
+    input: Vec<(Labels, f64)>,
+) -> Vec<(Labels, f64)> {
+    let key = |l: &Labels| match grouping {
+        None => Labels::default(),
+        Some((false, names)) => l.filter(|n| names.iter().any(|x| x == n)),
+        Some((true, names)) => l.filter(|n| !names.iter().any(|x| x == n)),
+    };
+    let mut groups: BTreeMap<Labels, Vec<(Labels, f64)>> = BTreeMap::new();
+    for (l, v) in input {
+        groups.entry(key(&l)).or_default().push((l, v));
+    }
+    let mut out = Vec::new();
+    for (k, mut members) in groups {
+        let values = members.iter().map(|m| m.1);
+        let n = members.len() as f64;
+        let v = match op {
+            AggOp::Sum => values.sum(),
+            AggOp::Avg => values.sum::<f64>() / n,
+            AggOp::Min => values.fold(f64::INFINITY, f64::min),
+            AggOp::Max => values.fold(f64::NEG_INFINITY, f64::max),
+            AggOp::Count => n,
+            AggOp::Topk | AggOp::Bottomk => {
+                members.sort_by(|a, b| {
+                    let o = a.1.total_cmp(&b.1);
+                    if op == AggOp::Topk { o.reverse() } else { o }
+                });
+                members.truncate(param.unwrap_or(1));
+                out.extend(members);
+                continue;
+            }
+        };
+        out.push((k, v));
+    }
+    out
+}

@@ -1,0 +1,714 @@
+//! LogQL pipeline stages after the stream selector: line filters, parsers (`json`, `logfmt`,
+//! `regexp`, `pattern`), label filters, `line_format`, `label_format`, `drop` and `keep`.
+//!
+//! Each entry runs through the stages with its stream labels in a mutable map; labels a parser
+//! extracts join the entry's labels (a name already in the stream gets the suffix `_extracted`,
+//! as in Loki), and a parser that cannot read a line sets `__error__` (`JSONParserErr`,
+//! `LogfmtParserErr`) instead of dropping it.
+
+use std::collections::BTreeMap;
+
+use pharos_model::Labels;
+use regex::Regex;
+
+use super::LineFilter;
+
+/// The label Loki sets when a stage fails on an entry.
+pub const ERROR_LABEL: &str = "__error__";
+
+/// The labels of an entry while it runs through the pipeline.
+pub type LabelMap = BTreeMap<String, String>;
+
+/// One pipeline stage.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    /// `|= != |~ !~`
+    Line(LineFilter),
+    /// `| json`
+    Json,
+    /// `| logfmt`
+    Logfmt,
+    /// `| regexp "(?P<name>re)"`
+    Regexp(Regex),
+    /// `| pattern "<name> - <_>"`
+    Pattern(Pattern),
+    /// `| name op value [and|or …]`
+    LabelFilter(LabelExpr),
+    /// `| line_format "{{.name}}"`
+    LineFormat(Template),
+    /// `| label_format new=old, new2="{{.x}}"`
+    LabelFormat(Vec<(String, LabelFormatValue)>),
+    /// `| drop a, b`
+    Drop(Vec<String>),
+    /// `| keep a, b`
+    Keep(Vec<String>),
+}
+
+/// The right-hand side of one `label_format` assignment.
+#[derive(Clone, Debug)]
+pub enum LabelFormatValue {
+    /// `new=old`: rename (the old label goes away).
+    Rename(String),
+    /// `new="template"`.
+    Template(Template),
+}
+
+impl Stage {
+    /// Runs the stage; false drops the entry.
+    pub fn apply(&self, labels: &mut LabelMap, stream: &Labels, line: &mut String) -> bool {
+        match self {
+            Stage::Line(f) => f.accepts(line),
+            Stage::Json => {
+                match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Object(map)) => {
+                        let mut out = Vec::new();
+                        flatten_json("", &map, &mut out);
+                        for (k, v) in out {
+                            insert_extracted(labels, stream, &k, v);
+                        }
+                    }
+                    _ => set_error(labels, "JSONParserErr"),
+                }
+                true
+            }
+            Stage::Logfmt => {
+                match parse_logfmt(line) {
+                    Some(pairs) => {
+                        for (k, v) in pairs {
+                            insert_extracted(labels, stream, &sanitize_key(&k), v);
+                        }
+                    }
+                    None => set_error(labels, "LogfmtParserErr"),
+                }
+                true
+            }
+            Stage::Regexp(re) => {
+                if let Some(caps) = re.captures(line) {
+                    for name in re.capture_names().flatten() {
+                        if let Some(m) = caps.name(name) {
+                            insert_extracted(labels, stream, name, m.as_str().to_string());
+                        }
+                    }
+                }
+                true
+            }
+            Stage::Pattern(p) => {
+                if let Some(pairs) = p.matches(line) {
+                    for (k, v) in pairs {
+                        insert_extracted(labels, stream, &k, v);
+                    }
+                }
+                true
+            }
+            Stage::LabelFilter(expr) => expr.eval(labels),
+            Stage::LineFormat(t) => {
+                *line = t.render(labels);
+                true
+            }
+            Stage::LabelFormat(assignments) => {
+                let before = labels.clone();
+                for (name, value) in assignments {
+                    match value {
+                        LabelFormatValue::Rename(old) => {
+                            let v = before.get(old).cloned().unwrap_or_default();
+                            labels.remove(old);
+                            labels.insert(name.clone(), v);
+                        }
+                        LabelFormatValue::Template(t) => {
+                            labels.insert(name.clone(), t.render(&before));
+                        }
+                    }
+                }
+                true
+            }
+            Stage::Drop(names) => {
+                for n in names {
+                    labels.remove(n);
+                }
+                true
+            }
+            Stage::Keep(names) => {
+                labels.retain(|k, _| names.contains(k));
+                true
+            }
+        }
+    }
+}
+
+fn set_error(labels: &mut LabelMap, err: &str) {
+    labels
+        .entry(ERROR_LABEL.to_string())
+        .or_insert_with(|| err.to_string());
+}
+
+/// Adds an extracted label; a name the stream already has becomes `name_extracted`.
+fn insert_extracted(labels: &mut LabelMap, stream: &Labels, name: &str, value: String) {
+    if name.is_empty() {
+        return;
+    }
+    let name = if stream.get(name).is_some() {
+        format!("{name}_extracted")
+    } else {
+        name.to_string()
+    };
+    labels.insert(name, value);
+}
+
+/// Replaces characters not allowed in a label name by `_`.
+fn sanitize_key(key: &str) -> String {
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Nested objects flatten with `_` (`{"a":{"b":1}}` → `a_b="1"`); arrays are skipped, as in Loki.
+fn flatten_json(
+    prefix: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<(String, String)>,
+) {
+    use serde_json::Value;
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            sanitize_key(k)
+        } else {
+            format!("{prefix}_{}", sanitize_key(k))
+        };
+        match v {
+            Value::Object(inner) => flatten_json(&key, inner, out),
+            Value::Array(_) => {}
+            Value::Null => out.push((key, String::new())),
+            Value::String(s) => out.push((key, s.clone())),
+            Value::Bool(b) => out.push((key, b.to_string())),
+            Value::Number(n) => out.push((key, n.to_string())),
+        }
+    }
+}
+
+/// `key=value key2="quoted \"value\"" flag`; None when a key is missing or a quote unclosed.
+fn parse_logfmt(line: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(out);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            if c == '"' {
+                return None;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if key.is_empty() {
+            return None;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'=') {
+            chars.next();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => match chars.next() {
+                            Some('n') => value.push('\n'),
+                            Some('t') => value.push('\t'),
+                            Some(other) => value.push(other),
+                            None => return None,
+                        },
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        _ => value.push(c),
+                    }
+                }
+                if !closed {
+                    return None;
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// A `pattern` expression: literals and `<name>` captures (`<_>` captures nothing).
+#[derive(Clone, Debug)]
+pub struct Pattern(Vec<PatternPart>);
+
+#[derive(Clone, Debug)]
+enum PatternPart {
+    Literal(String),
+    Capture(String),
+}
+
+impl Pattern {
+    /// Parses `<ip> - <_> "<method> <path>"`.
+    pub fn parse(src: &str) -> Result<Pattern, String> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('<')
+                && let Some(end) = after.find('>')
+                && !after[..end].is_empty()
+                && after[..end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                let name = &after[..end];
+                if matches!(parts.last(), Some(PatternPart::Capture(_))) {
+                    return Err(format!(
+                        "invalid pattern {src:?}: consecutive captures need a literal between them"
+                    ));
+                }
+                parts.push(PatternPart::Capture(name.to_string()));
+                rest = &after[end + 1..];
+                continue;
+            }
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let next = rest[first..].find('<').map_or(rest.len(), |i| i + first);
+            match parts.last_mut() {
+                Some(PatternPart::Literal(l)) => l.push_str(&rest[..next]),
+                _ => parts.push(PatternPart::Literal(rest[..next].to_string())),
+            }
+            rest = &rest[next..];
+        }
+        if !parts
+            .iter()
+            .any(|p| matches!(p, PatternPart::Capture(n) if n != "_"))
+        {
+            return Err(format!(
+                "invalid pattern {src:?}: at least one named capture is required"
+            ));
+        }
+        Ok(Pattern(parts))
+    }
+
+    /// The captures when the line matches (from its start; the last capture takes the rest).
+    pub fn matches(&self, line: &str) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut rest = line;
+        let mut i = 0;
+        while i < self.0.len() {
+            match &self.0[i] {
+                PatternPart::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
+                PatternPart::Capture(name) => {
+                    let value = match self.0.get(i + 1) {
+                        Some(PatternPart::Literal(l)) => {
+                            let at = rest.find(l.as_str())?;
+                            let v = &rest[..at];
+                            rest = &rest[at + l.len()..];
+                            i += 1;
+                            v
+                        }
+                        _ => std::mem::take(&mut rest),
+                    };
+                    if name != "_" {
+                        out.push((name.clone(), value.to_string()));
+                    }
+                }
+            }
+            i += 1;
+        }
+        Some(out)
+    }
+}
+
+/// A minimal Go template: literal text and `{{.name}}` / `{{ .name }}` references.
+#[derive(Clone, Debug)]
+pub struct Template(Vec<TemplatePart>);
+
+#[derive(Clone, Debug)]
+enum TemplatePart {
+    Text(String),
+    Label(String),
+}
+
+impl Template {
+    /// Parses the template; anything in `{{ }}` but a `.label` reference is not supported.
+    pub fn parse(src: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(TemplatePart::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("invalid template {src:?}: unclosed {{{{"))?;
+            let action = after[..close].trim().trim_matches('-').trim();
+            let name = action.strip_prefix('.').filter(|n| {
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            match name {
+                Some(n) => parts.push(TemplatePart::Label(n.to_string())),
+                None => {
+                    return Err(format!(
+                        "template action {{{{{action}}}}} is not supported yet (only {{{{.label}}}})"
+                    ));
+                }
+            }
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Text(rest.to_string()));
+        }
+        Ok(Template(parts))
+    }
+
+    /// Renders with `labels` (a missing label renders empty).
+    pub fn render(&self, labels: &LabelMap) -> String {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Label(n) => out.push_str(labels.get(n).map_or("", |s| s.as_str())),
+            }
+        }
+        out
+    }
+}
+
+/// A comparison operator of a label filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=` or `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+}
+
+impl CmpOp {
+    fn holds(self, ord: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            CmpOp::Eq => ord == Equal,
+            CmpOp::Ne => ord != Equal,
+            CmpOp::Gt => ord == Greater,
+            CmpOp::Ge => ord != Less,
+            CmpOp::Lt => ord == Less,
+            CmpOp::Le => ord != Greater,
+        }
+    }
+}
+
+/// A label filter expression.
+#[derive(Clone, Debug)]
+pub enum LabelExpr {
+    /// Both hold.
+    And(Box<LabelExpr>, Box<LabelExpr>),
+    /// Either holds.
+    Or(Box<LabelExpr>, Box<LabelExpr>),
+    /// `name = "s"`, `name != "s"`, `name =~ "re"`, `name !~ "re"`.
+    String(pharos_model::LabelMatcher),
+    /// `name > 5`, `name >= 10s`, `name < 20MB`: the label read as a number, duration (seconds)
+    /// or byte size, compared with `value`.
+    Number {
+        /// Label name.
+        name: String,
+        /// Operator.
+        op: CmpOp,
+        /// Right-hand side (seconds for durations, bytes for sizes).
+        value: f64,
+        /// How to read the label value.
+        unit: NumberUnit,
+    },
+}
+
+/// How a numeric label filter reads the label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumberUnit {
+    /// A plain float.
+    Plain,
+    /// A duration like `1.5s`, `250ms`, `1h2m`.
+    Duration,
+    /// A size like `20MB`, `1KiB`, `512`.
+    Bytes,
+}
+
+impl LabelExpr {
+    /// True when the entry passes. A numeric filter on a value that does not parse passes the
+    /// entry with `__error__="LabelFilterErr"`; after an error only string filters filter, as in
+    /// Loki.
+    pub fn eval(&self, labels: &mut LabelMap) -> bool {
+        match self {
+            LabelExpr::And(a, b) => a.eval(labels) && b.eval(labels),
+            LabelExpr::Or(a, b) => a.eval(labels) || b.eval(labels),
+            LabelExpr::String(m) => m.matches_value(labels.get(&m.name).map_or("", |s| s.as_str())),
+            LabelExpr::Number {
+                name,
+                op,
+                value,
+                unit,
+            } => {
+                if labels.contains_key(ERROR_LABEL) {
+                    return true;
+                }
+                let Some(v) = labels.get(name) else {
+                    return false;
+                };
+                let parsed = match unit {
+                    NumberUnit::Plain => v.trim().parse::<f64>().ok(),
+                    NumberUnit::Duration => parse_duration_secs(v),
+                    NumberUnit::Bytes => parse_bytes(v),
+                };
+                match parsed {
+                    Some(x) => x.partial_cmp(value).is_some_and(|o| op.holds(o)),
+                    None => {
+                        set_error(labels, "LabelFilterErr");
+                        true
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A Go duration (`1h2m3.5s`, `250ms`, `10us`) in seconds.
+pub fn parse_duration_secs(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(0.0);
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 604800.0,
+            "y" => 31536000.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * mult;
+    }
+    Some(if neg { -total } else { total })
+}
+
+/// A byte size (`512`, `1.5KB`, `20MiB`; SI and IEC units, case-insensitive) in bytes.
+pub fn parse_bytes(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let num_len = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..num_len].parse().ok()?;
+    let mult = match s[num_len..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" | "ki" => 1024.0,
+        "mib" | "mi" => 1024.0 * 1024.0,
+        "gib" | "gi" => 1024.0 * 1024.0 * 1024.0,
+        "tib" | "ti" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stage: &Stage, stream: &[(&str, &str)], line: &str) -> Option<(LabelMap, String)> {
+        let stream = Labels::from_pairs(stream.iter().copied());
+        let mut labels: LabelMap = stream
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut line = line.to_string();
+        stage
+            .apply(&mut labels, &stream, &mut line)
+            .then_some((labels, line))
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> LabelMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn json_flattens_nested_keys_and_marks_errors() {
+        let (l, _) = run(
+            &Stage::Json,
+            &[("app", "api")],
+            r#"{"app":"x","level":"error","req":{"status":500,"path.x":"/a"},"ok":true,"tags":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            map(&[
+                ("app", "api"),
+                ("app_extracted", "x"),
+                ("level", "error"),
+                ("ok", "true"),
+                ("req_path_x", "/a"),
+                ("req_status", "500"),
+            ])
+        );
+        let (l, _) = run(&Stage::Json, &[("app", "api")], "not json").unwrap();
+        assert_eq!(l, map(&[("app", "api"), ("__error__", "JSONParserErr")]));
+    }
+
+    #[test]
+    fn logfmt_pairs_quotes_and_errors() {
+        let (l, _) = run(
+            &Stage::Logfmt,
+            &[],
+            r#"level=info msg="hello \"w\" x" dur=1.5s flag"#,
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            map(&[
+                ("dur", "1.5s"),
+                ("flag", ""),
+                ("level", "info"),
+                ("msg", "hello \"w\" x"),
+            ])
+        );
+        let (l, _) = run(&Stage::Logfmt, &[], r#"msg="open"#).unwrap();
+        assert_eq!(l, map(&[("__error__", "LogfmtParserErr")]));
+    }
+
+    #[test]
+    fn regexp_and_pattern_extract_named_parts() {
+        let re = Stage::Regexp(Regex::new(r"(?P<method>[A-Z]+) (?P<path>\S+)").unwrap());
+        let (l, _) = run(&re, &[], "GET /index 200").unwrap();
+        assert_eq!(l, map(&[("method", "GET"), ("path", "/index")]));
+        let (l, _) = run(&re, &[], "nothing").unwrap();
+        assert!(l.is_empty());
+
+        let p = Stage::Pattern(Pattern::parse(r#"<ip> - <_> "<method> <path>" <status>"#).unwrap());
+        let (l, _) = run(&p, &[], r#"10.0.0.1 - frank "GET /a b" 503"#).unwrap();
+        assert_eq!(
+            l,
+            map(&[
+                ("ip", "10.0.0.1"),
+                ("method", "GET"),
+                ("path", "/a b"),
+                ("status", "503")
+            ])
+        );
+        let (l, _) = run(&p, &[], "garbage").unwrap();
+        assert!(l.is_empty());
+        assert!(Pattern::parse("<a><b>").is_err());
+        assert!(Pattern::parse("<_> x").is_err());
+    }
+
+    #[test]
+    fn numeric_duration_and_bytes_filters() {
+        let num = |name: &str, op, value, unit| LabelExpr::Number {
+            name: name.into(),
+            op,
+            value,
+            unit,
+        };
+        let mut l = map(&[("status", "503"), ("dur", "1m30s"), ("size", "2KiB")]);
+        assert!(num("status", CmpOp::Ge, 500.0, NumberUnit::Plain).eval(&mut l));
+        assert!(!num("status", CmpOp::Lt, 500.0, NumberUnit::Plain).eval(&mut l));
+        assert!(num("dur", CmpOp::Gt, 89.0, NumberUnit::Duration).eval(&mut l));
+        assert!(!num("dur", CmpOp::Gt, 90.0, NumberUnit::Duration).eval(&mut l));
+        assert!(num("size", CmpOp::Eq, 2048.0, NumberUnit::Bytes).eval(&mut l));
+        assert!(
+            !num("missing", CmpOp::Ne, 1.0, NumberUnit::Plain).eval(&mut l),
+            "a missing label fails"
+        );
+        assert!(!l.contains_key(ERROR_LABEL));
+        let mut l = map(&[("status", "abc")]);
+        assert!(num("status", CmpOp::Ge, 500.0, NumberUnit::Plain).eval(&mut l));
+        assert_eq!(l[ERROR_LABEL], "LabelFilterErr");
+        assert_eq!(parse_duration_secs("250ms"), Some(0.25));
+        assert_eq!(parse_bytes("1.5KB"), Some(1500.0));
+    }
+
+    #[test]
+    fn formats_drop_and_keep() {
+        let t = Stage::LineFormat(Template::parse("{{.level}}: {{ .msg }}{{.none}}!").unwrap());
+        let (_, line) = run(&t, &[("level", "warn"), ("msg", "disk")], "orig").unwrap();
+        assert_eq!(line, "warn: disk!");
+        assert!(Template::parse("{{ToUpper .x}}").is_err());
+        let lf = Stage::LabelFormat(vec![
+            ("lvl".into(), LabelFormatValue::Rename("level".into())),
+            (
+                "both".into(),
+                LabelFormatValue::Template(Template::parse("{{.level}}-{{.app}}").unwrap()),
+            ),
+        ]);
+        let (l, _) = run(&lf, &[("app", "a"), ("level", "info")], "").unwrap();
+        assert_eq!(l, map(&[("app", "a"), ("both", "info-a"), ("lvl", "info")]));
+        let (l, _) = run(
+            &Stage::Drop(vec!["app".into()]),
+            &[("app", "a"), ("x", "1")],
+            "",
+        )
+        .unwrap();
+        assert_eq!(l, map(&[("x", "1")]));
+        let (l, _) = run(
+            &Stage::Keep(vec!["app".into()]),
+            &[("app", "a"), ("x", "1")],
+            "",
+        )
+        .unwrap();
+        assert_eq!(l, map(&[("app", "a")]));
+    }
+}

@@ -1,0 +1,328 @@
+//! Parser and evaluation tests with expected values worked out by hand.
+
+use super::*;
+use pharos_model::Labels;
+
+#[test]
+fn selector_with_all_filter_kinds() {
+    let q = parse(
+        r#"{app="api", pod=~"api-.*"} |= "error" != `timeout` |~ "code=5\\d\\d" !~ "health""#,
+    )
+    .unwrap();
+    assert_eq!(q.matchers.len(), 2);
+    let l = Labels::from_pairs([("app", "api"), ("pod", "api-1")]);
+    assert!(q.matchers.iter().all(|m| m.matches(&l)));
+    assert_eq!(q.required_substrings(), vec!["error".to_string()]);
+    assert!(q.accepts("error: code=503"));
+    assert!(!q.accepts("error: timeout code=503"));
+    assert!(!q.accepts("error: code=404"));
+    assert!(!q.accepts("error: code=500 health"));
+    assert!(!q.accepts("code=500"));
+}
+
+#[test]
+fn braces_and_escapes_inside_strings() {
+    let q = parse(r#"{msg="a}b\"c"} |= "x}\ty""#).unwrap();
+    assert_eq!(q.matchers[0].value, "a}b\"c");
+    assert_eq!(q.required_substrings(), vec!["x}\ty".to_string()]);
+}
+
+#[test]
+fn rejects_unsupported_and_malformed() {
+    let err = |q: &str| parse_query(q).unwrap_err().to_string();
+    assert!(err(r#"{app="a"} | unpack"#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | json a="b""#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) > 2"#).contains("not supported yet"));
+    assert!(
+        err(r#"label_replace(rate({app="a"}[5m]), "a", "b", "c", "d")"#)
+            .contains("not supported yet")
+    );
+    assert!(err(r#"{}"#).contains("at least one"));
+    assert!(err(r#"{app=~".*"}"#).contains("empty-compatible"));
+    assert!(err(r#"{app="a""#).contains("expected"));
+    assert!(err(r#"{app="a} |= "x""#).contains("expected"));
+    assert!(err(r#"{app="a"} |= "unterminated"#).contains("unterminated"));
+    assert!(err(r#"{app="a"} |~ "(""#).contains("invalid regular expression"));
+    assert!(err(r#"{app="a"} | regexp "(x)""#).contains("named capture"));
+    assert!(err(r#"{app="a"} | status > "x""#).contains("string label filters"));
+    assert!(err(r#"sum_over_time({app="a"}[5m])"#).contains("unwrap"));
+    assert!(err(r#"count_over_time({app="a"} | unwrap x [5m])"#).contains("does not take"));
+    assert!(err(r#"{app="a"} | unwrap x"#).contains("only valid"));
+    assert!(err(r#"rate({app="a"})"#).contains("expected \"[\""));
+    assert!(parse(r#"rate({app="a"}[1m])"#).is_err());
+    // Untrusted input: deep nesting is refused, not a stack overflow.
+    let deep = format!(
+        "{}count_over_time({{a=\"b\"}}[1m]){}",
+        "sum(".repeat(200),
+        ")".repeat(200)
+    );
+    assert!(err(&deep).contains("nested too deeply"));
+    let deep = format!(
+        "{{a=\"b\"}} | {}x=\"1\"{}",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    assert!(err(&deep).contains("nested too deeply"));
+    assert!(parse(r#"{a="b"} | pattern "é<x> ü<y>""#).is_ok());
+}
+
+fn stream(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+#[test]
+fn json_label_filters_and_line_format_end_to_end() {
+    let q = parse(
+        r#"{app="api"} |= "req" | json | status >= 500 and level = "error" or status == 404 | line_format "{{.status}} {{.req_path}}""#,
+    )
+    .unwrap();
+    assert_eq!(q.required_substrings(), vec!["req".to_string()]);
+    let s = stream(&[("app", "api")]);
+    let run = |line: &str| {
+        q.process_line(&s, line)
+            .map(|(l, line)| (l.into_iter().collect::<Vec<_>>(), line))
+    };
+    let (labels, line) = run(r#"{"level":"error","status":503,"req":{"path":"/a"}}"#).unwrap();
+    assert_eq!(line, "503 /a");
+    assert_eq!(
+        labels,
+        vec![
+            ("app".into(), "api".into()),
+            ("level".into(), "error".into()),
+            ("req_path".into(), "/a".into()),
+            ("status".into(), "503".into()),
+        ]
+    );
+    // and binds tighter than or: 404 passes whatever the level.
+    assert_eq!(
+        run(r#"{"level":"info","status":404,"req":{"path":"/b"}}"#)
+            .unwrap()
+            .1,
+        "404 /b"
+    );
+    assert!(run(r#"{"level":"info","status":503,"req":{}}"#).is_none());
+    assert!(run(r#"{"level":"error","status":200,"req":{}}"#).is_none());
+    // Not JSON: __error__ set; `level = "error"` fails, but `status == 404` passes it, as
+    // numeric filters do not filter entries with an error (Loki's rule).
+    let (labels, _) = run("req not json").unwrap();
+    assert!(labels.contains(&("__error__".into(), "JSONParserErr".into())));
+}
+
+#[test]
+fn logfmt_regexp_pattern_and_formats_parse() {
+    let q = parse(
+        r#"{app="api"} | logfmt | duration > 1s, size <= 1KB | label_format lvl=level, x="{{.app}}!" | drop size | keep app, lvl, x, duration"#,
+    )
+    .unwrap();
+    let (l, _) = q
+        .process_line(
+            &stream(&[("app", "api")]),
+            "level=warn duration=1.5s size=1000",
+        )
+        .unwrap();
+    assert_eq!(
+        l.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("app".into(), "api".into()),
+            ("duration".into(), "1.5s".into()),
+            ("lvl".into(), "warn".into()),
+            ("x".into(), "api!".into()),
+        ]
+    );
+    assert!(
+        q.process_line(&stream(&[("app", "api")]), "duration=1s size=10")
+            .is_none()
+    );
+    let q = parse(r#"{app="api"} | regexp `(?P<code>\d{3})$` | code =~ "5.." "#).unwrap();
+    assert!(q.accepts("GET / 503"));
+    assert!(!q.accepts("GET / 200"));
+    let q = parse(r#"{app="api"} | pattern "<_> <code>" | code != "200" |~ "GET""#).unwrap();
+    assert!(q.accepts("GET 503"));
+    assert!(!q.accepts("GET 200"));
+    assert!(!q.accepts("PUT 503"));
+}
+
+struct Mem(Vec<LogRecord>);
+
+impl pharos_model::LogsReader for Mem {
+    fn select_logs(
+        &self,
+        m: &[LabelMatcher],
+        _: &[String],
+        start: i64,
+        end: i64,
+    ) -> std::result::Result<Vec<LogRecord>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| pharos_model::select::matches_all(m, &r.labels))
+            .filter(|r| r.timestamp_ns >= start && r.timestamp_ns <= end)
+            .cloned()
+            .collect())
+    }
+}
+
+const S: i64 = 1_000_000_000;
+
+fn mem() -> Mem {
+    let rec = |app: &str, ts: i64, body: &str| LogRecord {
+        labels: stream(&[("app", app)]),
+        timestamp_ns: ts,
+        body: body.into(),
+        severity: String::new(),
+    };
+    Mem(vec![
+        rec("api", S, "error a status=500"),
+        rec("api", 2 * S, "ok b status=200"),
+        rec("api", 3 * S, "error c status=503"),
+        rec("web", 2 * S + S / 2, "error dd status=404"),
+    ])
+}
+
+/// Series as (label pairs, points).
+type Evaluated = Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>;
+
+fn eval(q: &str, steps: &[i64]) -> Evaluated {
+    let Query::Metric(m) = parse_query(q).unwrap() else {
+        panic!("not a metric query")
+    };
+    m.evaluate(&mem(), steps)
+        .unwrap()
+        .into_iter()
+        .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
+        .collect()
+}
+
+fn app(a: &str) -> Vec<(String, String)> {
+    vec![("app".into(), a.into())]
+}
+
+#[test]
+fn range_functions_by_hand() {
+    // Windows (t-2s, t]: at 2s api has 1s, 2s (2 lines), web none; at 4s api has 3s, web 2.5s.
+    assert_eq!(
+        eval(r#"count_over_time({app=~".+"}[2s])"#, &[2 * S, 4 * S]),
+        vec![
+            (app("api"), vec![(2 * S, 2.0), (4 * S, 1.0)]),
+            (app("web"), vec![(4 * S, 1.0)])
+        ]
+    );
+    assert_eq!(
+        eval(r#"rate({app=~".+"} |= "error" [2s])"#, &[2 * S, 4 * S]),
+        vec![
+            (app("api"), vec![(2 * S, 0.5), (4 * S, 0.5)]),
+            (app("web"), vec![(4 * S, 0.5)])
+        ]
+    );
+    // "error a status=500" is 18 bytes, "ok b status=200" 15: 33 at 2s; rate over 2s 16.5.
+    assert_eq!(
+        eval(r#"bytes_over_time({app="api"}[2s])"#, &[2 * S]),
+        vec![(app("api"), vec![(2 * S, 33.0)])]
+    );
+    assert_eq!(
+        eval(r#"bytes_rate({app="api"}[2s])"#, &[2 * S]),
+        vec![(app("api"), vec![(2 * S, 16.5)])]
+    );
+    // unwrap status over all of api's lines (window (−7s, 3s]): 500+200+503.
+    assert_eq!(
+        eval(
+            r#"sum_over_time({app="api"} | logfmt | unwrap status [10s])"#,
+            &[3 * S]
+        ),
+        vec![(app("api"), vec![(3 * S, 1203.0)])]
+    );
+    assert_eq!(
+        eval(
+            r#"max_over_time({app="api"} | logfmt | unwrap status [10s])"#,
+            &[3 * S]
+        ),
+        vec![(app("api"), vec![(3 * S, 503.0)])]
+    );
+    // Extracted labels split series: status=500 and status=503 at 3s.
+    let by_status = eval(
+        r#"count_over_time({app="api"} |= "error" | logfmt [10s])"#,
+        &[3 * S],
+    );
+    assert_eq!(by_status.len(), 2);
+    assert_eq!(by_status[0].0[1], ("status".into(), "500".into()));
+}
+
+#[test]
+fn aggregations_by_hand() {
+    // At 4s over [4s]: api has 3 lines (1s, 2s, 3s), web 1.
+    let t = 4 * S;
+    assert_eq!(
+        eval(r#"sum(count_over_time({app=~".+"}[4s]))"#, &[t]),
+        vec![(vec![], vec![(t, 4.0)])]
+    );
+    assert_eq!(
+        eval(
+            r#"sum by (app) (count_over_time({app=~".+"} |= "error" [4s]))"#,
+            &[t]
+        ),
+        vec![(app("api"), vec![(t, 2.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    assert_eq!(
+        eval(r#"sum(count_over_time({app=~".+"}[4s])) by (app)"#, &[t])[0],
+        (app("api"), vec![(t, 3.0)])
+    );
+    assert_eq!(
+        eval(
+            r#"avg without (app) (count_over_time({app=~".+"}[4s]))"#,
+            &[t]
+        ),
+        vec![(vec![], vec![(t, 2.0)])]
+    );
+    assert_eq!(
+        eval(r#"max(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 3.0)]
+    );
+    assert_eq!(
+        eval(r#"min(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 1.0)]
+    );
+    assert_eq!(
+        eval(r#"count(count_over_time({app=~".+"}[4s]))"#, &[t])[0].1,
+        vec![(t, 2.0)]
+    );
+    assert_eq!(
+        eval(r#"topk(1, count_over_time({app=~".+"}[4s]))"#, &[t]),
+        vec![(app("api"), vec![(t, 3.0)])]
+    );
+    assert_eq!(
+        eval(r#"bottomk(1, count_over_time({app=~".+"}[4s]))"#, &[t]),
+        vec![(app("web"), vec![(t, 1.0)])]
+    );
+    // Range written after the pipeline or right after the selector.
+    assert_eq!(
+        eval(r#"count_over_time({app="web"}[4s] |= "dd")"#, &[t]),
+        vec![(app("web"), vec![(t, 1.0)])]
+    );
+}
+
+#[test]
+fn arithmetic_vector_and_scalars_by_hand() {
+    let t = 4 * S;
+    // Grafana's Loki health check.
+    assert_eq!(eval("vector(1)+vector(1)", &[t]), vec![(vec![], vec![(t, 2.0)])]);
+    assert_eq!(eval("1 + 2 * 3 - 4 / 2", &[t]), vec![(vec![], vec![(t, 5.0)])]);
+    // api: 3 lines in (0s, 4s], web: 1; times 2, divided by the 4s range: (3*2)/4 = 1.5.
+    assert_eq!(
+        eval(r#"count_over_time({app=~".+"}[4s]) * 2 / 4"#, &[t]),
+        vec![(app("api"), vec![(t, 1.5)]), (app("web"), vec![(t, 0.5)])]
+    );
+    // Vector-vector matches identical label sets: errors (api 2) over all (api 3); web 1/1.
+    assert_eq!(
+        eval(
+            r#"count_over_time({app=~".+"} |= "error" [4s]) / count_over_time({app=~".+"}[4s])"#,
+            &[t]
+        ),
+        vec![(app("api"), vec![(t, 2.0 / 3.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    // Unmatched elements drop out: only api has "ok" lines.
+    assert_eq!(
+        eval(r#"sum by (app) (count_over_time({app=~".+"} |= "ok" [4s])) + 10"#, &[t]),
+        vec![(app("api"), vec![(t, 11.0)])]
+    );
+}

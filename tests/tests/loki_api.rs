@@ -1,0 +1,61 @@
+//! The Loki API end to end: push (JSON) into the collector's WAL path, then read back with
+//! log queries with a pipeline, a metric query, and the labels/series endpoints.
+
+use pharos_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_push_then_query_labels_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let body = serde_json::json!({"streams": [
+        {"stream": {"app": "shop", "env": "prod"}, "values": [
+            [(now - 3_000_000_000).to_string(), r#"{"level":"error","status":500}"#],
+            [(now - 2_000_000_000).to_string(), r#"{"level":"info","status":200}"#],
+            [(now - 1_000_000_000).to_string(), r#"{"level":"error","status":503}"#],
+        ]},
+    ]});
+    let r = client
+        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = client
+        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+        .header("content-type", "application/json")
+        .body("{\"streams\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    let q = enc("{app=\"shop\"} | json | status >= 500 | line_format \"{{.level}} {{.status}}\"");
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}&direction=forward")).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(loki_lines(&b), vec!["error 500".to_string(), "error 503".to_string()], "{b}");
+
+    let q = enc("sum by (level) (count_over_time({app=\"shop\"} | json [1m]))");
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["data"]["resultType"], "vector");
+    let mut got: Vec<(String, String)> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["level"].as_str().unwrap().to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("error".to_string(), "2".to_string()), ("info".to_string(), "1".to_string())]);
+
+    let (_, b) = pharos.get_json("/loki/api/v1/labels").await;
+    let labels: Vec<&str> = b["data"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(labels.contains(&"app") && labels.contains(&"env"), "{b}");
+    let (_, b) = pharos.get_json("/loki/api/v1/label/app/values").await;
+    assert!(b["data"].as_array().unwrap().iter().any(|v| v == "shop"), "{b}");
+    let (_, b) = pharos.get_json(&format!("/loki/api/v1/series?match%5B%5D={}", enc("{app=\"shop\"}"))).await;
+    assert_eq!(b["data"], serde_json::json!([{"app": "shop", "env": "prod"}]), "{b}");
+}
