@@ -165,6 +165,10 @@ impl BitWriter {
     fn write(&mut self, v: u64, mut n: u32) {
         while n > 0 {
             if self.used == 0 || self.used == 8 {
+                if self.buf.len() == self.buf.capacity() {
+                    // Grow by 1/8 (at least 8 bytes): little slack in thousands of small chunks.
+                    self.buf.reserve_exact((self.buf.len() / 8).max(8));
+                }
                 self.buf.push(0);
                 self.used = 0;
             }
