@@ -488,6 +488,25 @@ mod tests {
     }
 
     #[test]
+    fn file_series_cache_follows_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        store.ingest("k", 0, Batch::Metrics(vec![sample("a", 1000, 1.0), sample("b", 1000, 9.0)]));
+        store.flush().unwrap();
+        store.ingest("k", 1, Batch::Metrics(vec![sample("a", 2000, f64::NAN), sample("a", 2000, 2.0)]));
+        store.flush().unwrap();
+        let before = all(&store, "a");
+        assert_eq!(before.len(), 3, "a duplicate timestamp stays visible: {before:?}");
+        assert_eq!(store.file_series.lock().len(), 2);
+        assert_eq!(store.compact(2).unwrap().files_written, 1);
+        assert!(store.file_series.lock().is_empty(), "entries of compacted-away files are dropped");
+        let after = all(&store, "a");
+        assert_eq!(format!("{before:?}"), format!("{after:?}"));
+        assert_eq!(all(&store, "b"), vec![(1000, 9.0)]);
+        assert_eq!(store.file_series.lock().len(), 1);
+    }
+
+    #[test]
     fn logs_are_searchable_in_head_and_after_flush() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
