@@ -100,10 +100,9 @@ impl Head {
             if self.same_labels(id, labels) {
                 return id;
             }
-            if let Some(ids) = self.by_hash_more.get(&hash) {
-                if let Some(&id) = ids.iter().find(|&&id| self.same_labels(id, labels)) {
-                    return id;
-                }
+            let more = self.by_hash_more.get(&hash).into_iter().flatten();
+            if let Some(&id) = more.into_iter().find(|&&id| self.same_labels(id, labels)) {
+                return id;
             }
         }
         let id = self.series.len() as SeriesId;

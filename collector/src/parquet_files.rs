@@ -61,7 +61,9 @@ pub fn write_files(
     series: impl IntoIterator<Item = (Labels, Vec<(i64, f64)>)>,
 ) -> Result<Vec<MetricFile>> {
     // partition -> rows (name, labels json, ts, value)
-    let mut sorted: Vec<(String, String, Vec<(i64, f64)>)> = series
+    // (metric name, labels JSON, samples), sorted by series.
+    type Row = (String, String, Vec<(i64, f64)>);
+    let mut sorted: Vec<Row> = series
         .into_iter()
         .map(|(l, s)| (l.metric_name().unwrap_or("").to_string(), labels_json(&l), s))
         .collect();
