@@ -1,14 +1,67 @@
 //! The in-memory head: samples and log records received since the last flush, queryable at once.
+//!
+//! Metrics are kept compactly: each series gets a [`SeriesId`], its label set is stored once as
+//! interned symbol ids, and its samples as a compressed [`Chunk`] in append order. An inverted
+//! index (label name → value → sorted series ids) resolves matchers without visiting every series.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
-use pharos_model::select::matches_all;
+use pharos_model::select::{MatchOp, matches_all};
 use pharos_model::{LabelMatcher, Labels, LogRecord, Sample};
 
+use crate::chunk::Chunk;
+
+/// Index of a series in the head.
+pub type SeriesId = u32;
+
+/// Interned strings of label names and values.
+#[derive(Default, Clone)]
+struct Symbols {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        let s: Arc<str> = Arc::from(s);
+        self.strings.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+
+    fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn str(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+}
+
+#[derive(Clone)]
+struct HeadSeries {
+    /// (name, value) symbol pairs in the order of the series' `Labels`.
+    labels: Box<[(u32, u32)]>,
+    samples: Chunk,
+}
+
 /// Data not yet in published files, and the source offsets it covers.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Head {
-    pub(crate) series: HashMap<Labels, Vec<(i64, f64)>>,
+    symbols: Symbols,
+    series: Vec<HeadSeries>,
+    /// Hash of a label set → its series; collisions in `by_hash_more`.
+    by_hash: HashMap<u64, SeriesId>,
+    by_hash_more: HashMap<u64, Vec<SeriesId>>,
+    /// Label name → value → series ids in ascending order.
+    postings: HashMap<u32, HashMap<u32, Vec<SeriesId>>>,
+    hasher: std::collections::hash_map::RandomState,
     pub(crate) logs: Vec<LogRecord>,
     /// Per source, the highest offset whose data is in this head.
     pub(crate) offsets: BTreeMap<String, i64>,
@@ -26,15 +79,107 @@ impl Head {
         self.series.len()
     }
 
+    fn hash_labels(&self, labels: &Labels) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for (k, v) in labels.iter() {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn same_labels(&self, id: SeriesId, labels: &Labels) -> bool {
+        let stored = &self.series[id as usize].labels;
+        stored.len() == labels.len()
+            && stored.iter().zip(labels.iter()).all(|((k, v), (lk, lv))| self.symbols.str(*k) == lk && self.symbols.str(*v) == lv)
+    }
+
+    fn series_id(&mut self, labels: &Labels) -> SeriesId {
+        let hash = self.hash_labels(labels);
+        if let Some(&id) = self.by_hash.get(&hash) {
+            if self.same_labels(id, labels) {
+                return id;
+            }
+            let more = self.by_hash_more.get(&hash).into_iter().flatten();
+            if let Some(&id) = more.into_iter().find(|&&id| self.same_labels(id, labels)) {
+                return id;
+            }
+        }
+        let id = self.series.len() as SeriesId;
+        let pairs: Box<[(u32, u32)]> =
+            labels.iter().map(|(k, v)| (self.symbols.intern(k), self.symbols.intern(v))).collect();
+        for &(k, v) in pairs.iter() {
+            // Ids grow, so pushing keeps each posting list sorted.
+            self.postings.entry(k).or_default().entry(v).or_default().push(id);
+        }
+        self.series.push(HeadSeries { labels: pairs, samples: Chunk::default() });
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.by_hash_more.entry(hash).or_default().push(id),
+        }
+        id
+    }
+
     pub(crate) fn append_samples(&mut self, samples: Vec<Sample>) {
         self.samples += samples.len();
         for s in samples {
-            self.series.entry(s.labels).or_default().push((s.timestamp_ms, s.value));
+            let id = self.series_id(&s.labels);
+            self.series[id as usize].samples.push(s.timestamp_ms, s.value);
         }
     }
 
     pub(crate) fn append_logs(&mut self, records: Vec<LogRecord>) {
         self.logs.extend(records);
+    }
+
+    fn labels_of(&self, id: SeriesId) -> Labels {
+        Labels::from_pairs(
+            self.series[id as usize].labels.iter().map(|(k, v)| (self.symbols.str(*k), self.symbols.str(*v))),
+        )
+    }
+
+    /// Every series with its samples in append order.
+    pub(crate) fn all_series(&self) -> impl Iterator<Item = (Labels, impl Iterator<Item = (i64, f64)> + '_)> + '_ {
+        (0..self.series.len() as SeriesId).map(|id| (self.labels_of(id), self.series[id as usize].samples.iter()))
+    }
+
+    /// Series ids that may match: the intersection of the posting lists of matchers that cannot
+    /// match an empty value; `None` when no matcher narrows the set (every series is a candidate).
+    /// Matchers are checked again on the full label set, so this only has to be a superset.
+    fn candidates(&self, matchers: &[LabelMatcher]) -> Option<Vec<SeriesId>> {
+        let mut result: Option<Vec<SeriesId>> = None;
+        for m in matchers {
+            if m.matches_value("") {
+                continue; // also matches series without the label: no posting list covers it
+            }
+            let Some(values) = self.symbols.get(&m.name).and_then(|n| self.postings.get(&n)) else {
+                return Some(Vec::new());
+            };
+            let mut ids: Vec<SeriesId> = match &m.op {
+                MatchOp::Equal => {
+                    self.symbols.get(&m.value).and_then(|v| values.get(&v)).cloned().unwrap_or_default()
+                }
+                _ => {
+                    let mut ids: Vec<SeriesId> = values
+                        .iter()
+                        .filter(|(v, _)| m.matches_value(self.symbols.str(**v)))
+                        .flat_map(|(_, ids)| ids.iter().copied())
+                        .collect();
+                    ids.sort_unstable();
+                    ids
+                }
+            };
+            if let Some(prev) = result {
+                ids = intersect(&prev, &ids);
+            }
+            if ids.is_empty() {
+                return Some(ids);
+            }
+            result = Some(ids);
+        }
+        result
     }
 
     pub(crate) fn select_series(
@@ -44,14 +189,19 @@ impl Head {
         end_ms: i64,
         out: &mut HashMap<Labels, Vec<(i64, f64)>>,
     ) {
-        for (labels, samples) in &self.series {
-            if !matches_all(matchers, labels) {
+        let ids: Box<dyn Iterator<Item = SeriesId>> = match self.candidates(matchers) {
+            Some(ids) => Box::new(ids.into_iter()),
+            None => Box::new(0..self.series.len() as SeriesId),
+        };
+        for id in ids {
+            let labels = self.labels_of(id);
+            if !matches_all(matchers, &labels) {
                 continue;
             }
-            let in_range = samples.iter().filter(|(t, _)| *t >= start_ms && *t <= end_ms);
+            let in_range = self.series[id as usize].samples.iter().filter(|(t, _)| *t >= start_ms && *t <= end_ms);
             let mut in_range = in_range.peekable();
             if in_range.peek().is_some() {
-                out.entry(labels.clone()).or_default().extend(in_range);
+                out.entry(labels).or_default().extend(in_range);
             }
         }
     }
@@ -72,5 +222,82 @@ impl Head {
                 .filter(|r| matches_all(matchers, &r.labels))
                 .cloned(),
         );
+    }
+}
+
+fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(all: &[(Labels, Vec<(i64, f64)>)], m: &[LabelMatcher], start: i64, end: i64) -> HashMap<Labels, Vec<(i64, f64)>> {
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        for (l, s) in all {
+            if matches_all(m, l) {
+                let s: Vec<_> = s.iter().copied().filter(|(t, _)| *t >= start && *t <= end).collect();
+                if !s.is_empty() {
+                    out.entry(l.clone()).or_default().extend(s);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn index_answers_as_a_full_scan_does() {
+        let mut head = Head::default();
+        let mut expected: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+        for i in 0..60i64 {
+            let name = ["cpu", "mem", "disk"][(i % 3) as usize];
+            let mut pairs = vec![("__name__", name.to_string()), ("instance", format!("h{}", i % 7)), ("n", i.to_string())];
+            if i % 4 == 0 {
+                pairs.push(("mode", if i % 8 == 0 { "idle".into() } else { "user".into() }));
+            }
+            let labels = Labels::from_pairs(pairs);
+            // Out of order and a duplicate: both kept as appended.
+            let samples = vec![(2000 + i, i as f64), (1000, f64::NAN), (2000 + i, i as f64)];
+            head.append_samples(samples.iter().map(|&(t, v)| Sample::new(labels.clone(), t, v)).collect());
+            expected.push((labels, samples));
+        }
+        let cases: Vec<Vec<LabelMatcher>> = vec![
+            vec![],
+            vec![LabelMatcher::new("__name__", "=", "cpu").unwrap()],
+            vec![LabelMatcher::new("__name__", "=~", "cpu|disk").unwrap(), LabelMatcher::new("instance", "!=", "h1").unwrap()],
+            vec![LabelMatcher::new("mode", "=", "").unwrap()],
+            vec![LabelMatcher::new("mode", "!~", "idle").unwrap(), LabelMatcher::new("__name__", "=", "mem").unwrap()],
+            vec![LabelMatcher::new("mode", "=~", "id.*").unwrap(), LabelMatcher::new("instance", "=~", "h[0-3]").unwrap()],
+            vec![LabelMatcher::new("nope", "=", "x").unwrap()],
+            vec![LabelMatcher::new("__name__", "=", "absent").unwrap()],
+        ];
+        for m in &cases {
+            for (start, end) in [(0, i64::MAX), (1500, 2030)] {
+                let mut got = HashMap::new();
+                head.select_series(m, start, end, &mut got);
+                let want = naive(&expected, m, start, end);
+                assert_eq!(got.len(), want.len(), "{m:?}");
+                for (l, s) in &want {
+                    let g = &got[l];
+                    assert_eq!(g.len(), s.len());
+                    assert!(g.iter().zip(s).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()), "{m:?} {l}");
+                }
+            }
+        }
+        assert_eq!(head.series_count(), 60);
+        assert_eq!(head.rows(), 180);
     }
 }

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod chunk;
 pub mod config;
 mod error;
 pub mod head;

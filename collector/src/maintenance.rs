@@ -52,9 +52,11 @@ impl Store {
         for files in by_partition.values().filter(|fs| fs.len() >= min_files.max(2)) {
             let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
             for f in files {
-                parquet_files::read_file(&self.data_dir.join(&f.path), &[], i64::MIN, i64::MAX, &mut series)?;
+                let path = self.data_dir.join(&f.path);
+                let catalog = parquet_files::FileSeries::load(&path)?;
+                parquet_files::read_file(&path, &catalog, &[], i64::MIN, i64::MAX, &mut series)?;
             }
-            let out = parquet_files::write_files(&self.data_dir, &series)?;
+            let out = parquet_files::write_files(&self.data_dir, series)?;
             let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
             if before != after {
                 return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));
@@ -110,6 +112,11 @@ impl Store {
         let now = Instant::now();
         pending.extend(removed.iter().map(|f| (now, self.data_dir.join(&f.path))));
         pending.extend(removed_splits.iter().map(|s| (now, self.data_dir.join(&s.path))));
+        let mut catalogs = self.file_series.lock();
+        for f in removed {
+            catalogs.remove(&f.path);
+        }
+        drop(catalogs);
         let mut readers = self.split_readers.lock();
         for s in removed_splits {
             readers.remove(&s.path);
@@ -119,6 +126,9 @@ impl Store {
 
     /// Deletes files unpublished more than `grace` ago.
     pub fn delete_unpublished(&self, grace: Duration) {
+        // A query that read a file just as it was unpublished may have cached its series list.
+        let manifest = self.manifest();
+        self.file_series.lock().retain(|path, _| manifest.metric_files.iter().any(|f| &f.path == path));
         let mut pending = self.pending_deletes.lock();
         pending.retain(|(at, path)| {
             if at.elapsed() < grace {

@@ -94,6 +94,8 @@ pub struct Store {
     pub(crate) flush_lock: Mutex<()>,
     log_fields: LogFields,
     pub(crate) split_readers: Mutex<HashMap<String, IndexReader>>,
+    /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
+    pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,
     pub(crate) metrics: Arc<CollectorMetrics>,
     /// Files no longer published, deleted once queries that may still read them are done.
     pub(crate) pending_deletes: Mutex<Vec<(std::time::Instant, PathBuf)>>,
@@ -129,6 +131,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             log_fields: LogFields::new(),
             split_readers: Mutex::new(HashMap::new()),
+            file_series: Mutex::new(HashMap::new()),
             metrics,
             pending_deletes: Mutex::new(Vec::new()),
             teams,
@@ -248,9 +251,9 @@ impl Store {
                 let mut st = self.state.write();
                 st.frozen = None;
                 let newer = std::mem::take(&mut st.head);
-                let mut restored = Arc::try_unwrap(frozen).unwrap_or_else(|a| clone_head(&a));
+                let mut restored = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
                 restored.append_samples(
-                    newer.series.into_iter().flat_map(|(l, s)| s.into_iter().map(move |(t, v)| Sample::new(l.clone(), t, v))).collect(),
+                    newer.all_series().flat_map(|(l, s)| s.map(move |(t, v)| Sample::new(l.clone(), t, v))).collect(),
                 );
                 restored.append_logs(newer.logs);
                 restored.offsets.extend(newer.offsets);
@@ -261,7 +264,7 @@ impl Store {
     }
 
     fn write_and_publish(&self, frozen: &Head) -> Result<FlushReport> {
-        let files = parquet_files::write_files(&self.data_dir, &frozen.series)?;
+        let files = parquet_files::write_files(&self.data_dir, frozen.all_series().map(|(l, s)| (l, s.collect())))?;
         let split = log_splits::write_split(&self.data_dir, &self.log_fields, &frozen.logs)?;
         let report = FlushReport { metric_files: files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
         let next = self.manifest().with_published(files, split.into_iter().collect(), &frozen.offsets);
@@ -307,6 +310,16 @@ impl Store {
         }
     }
 
+    fn file_series(&self, rel: &str) -> Result<Arc<parquet_files::FileSeries>> {
+        if let Some(c) = self.file_series.lock().get(rel) {
+            return Ok(c.clone());
+        }
+        // Loaded outside the lock; two queries racing load it twice, harmlessly.
+        let c = Arc::new(parquet_files::FileSeries::load(&self.data_dir.join(rel))?);
+        self.file_series.lock().insert(rel.to_string(), c.clone());
+        Ok(c)
+    }
+
     fn split_reader(&self, rel: &str) -> Result<IndexReader> {
         let mut readers = self.split_readers.lock();
         if let Some(r) = readers.get(rel) {
@@ -315,15 +328,6 @@ impl Store {
         let r = log_splits::open_split(&self.data_dir.join(rel))?;
         readers.insert(rel.to_string(), r.clone());
         Ok(r)
-    }
-}
-
-fn clone_head(h: &Head) -> Head {
-    Head {
-        series: h.series.clone(),
-        logs: h.logs.clone(),
-        offsets: h.offsets.clone(),
-        samples: h.samples,
     }
 }
 
@@ -344,7 +348,8 @@ impl MetricsReader for Store {
             st.manifest.clone()
         };
         for f in manifest.metric_files.iter().filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms) {
-            parquet_files::read_file(&self.data_dir.join(&f.path), matchers, start_ms, end_ms, &mut found)
+            let catalog = self.file_series(&f.path).map_err(|e| e.to_string())?;
+            parquet_files::read_file(&self.data_dir.join(&f.path), &catalog, matchers, start_ms, end_ms, &mut found)
                 .map_err(|e| e.to_string())?;
         }
         let mut out: Vec<Series> = found
@@ -482,6 +487,25 @@ mod tests {
         assert!(got.contains(&expect(Some("spark-etl2"), Some("finance"))), "an existing team wins: {got:?}");
         assert!(got.contains(&expect(Some("web"), None)), "no rule, no default: {got:?}");
         assert!(got.contains(&expect(None, None)), "no namespace: {got:?}");
+    }
+
+    #[test]
+    fn file_series_cache_follows_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        store.ingest("k", 0, Batch::Metrics(vec![sample("a", 1000, 1.0), sample("b", 1000, 9.0)]));
+        store.flush().unwrap();
+        store.ingest("k", 1, Batch::Metrics(vec![sample("a", 2000, f64::NAN), sample("a", 2000, 2.0)]));
+        store.flush().unwrap();
+        let before = all(&store, "a");
+        assert_eq!(before.len(), 3, "a duplicate timestamp stays visible: {before:?}");
+        assert_eq!(store.file_series.lock().len(), 2);
+        assert_eq!(store.compact(2).unwrap().files_written, 1);
+        assert!(store.file_series.lock().is_empty(), "entries of compacted-away files are dropped");
+        let after = all(&store, "a");
+        assert_eq!(format!("{before:?}"), format!("{after:?}"));
+        assert_eq!(all(&store, "b"), vec![(1000, 9.0)]);
+        assert_eq!(store.file_series.lock().len(), 1);
     }
 
     #[test]
