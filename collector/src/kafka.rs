@@ -226,9 +226,8 @@ fn commit_published(consumer: &BaseConsumer<ExactlyOnceContext>, store: &Store) 
             let _ = tpl.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(o + 1));
         }
     }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "advisory offset commit failed");
         }
-    }
 }

@@ -142,11 +142,10 @@ impl Store {
 
 fn remove_path(path: &Path) {
     let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
-    if let Err(e) = result {
-        if e.kind() != std::io::ErrorKind::NotFound {
+    if let Err(e) = result
+        && e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "could not delete unpublished file");
         }
-    }
 }
 
 #[cfg(test)]

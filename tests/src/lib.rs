@@ -219,11 +219,10 @@ impl Pharos {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             self.proc.assert_running();
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success() {
                     return;
                 }
-            }
             assert!(Instant::now() < deadline, "pharos not ready; log:\n{}", self.proc.log_tail());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -481,11 +481,10 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
 }
 
 fn unquote(s: &str) -> String {
-    if (s.starts_with('"') || s.starts_with('`')) && s.len() >= 2 {
-        if let Ok((v, _)) = parse_quoted(s) {
+    if (s.starts_with('"') || s.starts_with('`')) && s.len() >= 2
+        && let Ok((v, _)) = parse_quoted(s) {
             return v;
         }
-    }
     s.to_string()
 }
 

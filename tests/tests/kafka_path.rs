@@ -207,7 +207,7 @@ async fn collector_sigkilled_mid_stream_loses_and_duplicates_nothing() {
     let n = s.expo.go_down();
     let total_lines = next - 1;
 
-    let sel = format!("pharos_test_scrapes_total{{case=\"e2e\"}}[1h]");
+    let sel = "pharos_test_scrapes_total{case=\"e2e\"}[1h]".to_string();
     let values = wait_for_async("every scrape to arrive", Duration::from_secs(120), || {
         let (p, sel) = (&s.pharos, &sel);
         async move {

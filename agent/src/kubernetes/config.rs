@@ -106,7 +106,7 @@ impl KubernetesConfig {
     pub fn resolved_kubelet_url(&self) -> anyhow::Result<Url> {
         let expanded = expand_env(&self.kubelet_url, |v| std::env::var(v).ok())
             .map_err(|e| anyhow::anyhow!("kubernetes.kubelet_url: {e}"))?;
-        Ok(parse_kubelet_url(&expanded).map_err(|e| anyhow::anyhow!("{e}"))?)
+        parse_kubelet_url(&expanded).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Checks the section (variables not set here are checked with a placeholder value: the

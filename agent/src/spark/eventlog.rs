@@ -201,11 +201,10 @@ impl Source {
                     // A part still being written ends in an incomplete line: leave it for later.
                     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(&bytes[..0], |i| &bytes[..=i]);
                     for line in complete.split(|b| *b == b'\n') {
-                        if let Ok(line) = std::str::from_utf8(line) {
-                            if !line.trim().is_empty() {
+                        if let Ok(line) = std::str::from_utf8(line)
+                            && !line.trim().is_empty() {
                                 usage.apply_line(line);
                             }
-                        }
                     }
                 }
                 self.usage = usage;
@@ -236,11 +235,10 @@ impl Source {
         let rest = self.partial.split_off(last_newline + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
         for line in complete.split(|b| *b == b'\n') {
-            if let Ok(line) = std::str::from_utf8(line) {
-                if !line.trim().is_empty() {
+            if let Ok(line) = std::str::from_utf8(line)
+                && !line.trim().is_empty() {
                     self.usage.apply_line(line);
                 }
-            }
         }
         // A finished file may lack the final newline: its last line is complete JSON.
         let finished = !path.to_string_lossy().ends_with(".inprogress");

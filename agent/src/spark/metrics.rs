@@ -26,11 +26,10 @@ pub fn stable_driver_name(name: &str, app_id: &str) -> Option<(String, Option<St
     let sanitized = sanitize_app_id(app_id);
     for prefix in ["metrics_", "spark_"] {
         if let Some(rest) = name.strip_prefix(prefix) {
-            if !sanitized.is_empty() {
-                if let Some(tail) = rest.strip_prefix(sanitized.as_str()).and_then(|r| r.strip_prefix('_')) {
+            if !sanitized.is_empty()
+                && let Some(tail) = rest.strip_prefix(sanitized.as_str()).and_then(|r| r.strip_prefix('_')) {
                     return Some((format!("spark_{tail}"), None));
                 }
-            }
             // Unknown id: everything up to the `_driver_` component.
             if let Some(at) = rest.find("_driver_") {
                 return Some((format!("spark_{}", &rest[at + 1..]), Some(rest[..at].to_string())));

@@ -111,11 +111,10 @@ impl AppUsage {
                 }
                 self.observe_executor_metrics(e.get("Task Executor Metrics"));
             }
-            "SparkListenerStageCompleted" => {
-                if e.get("Stage Info").and_then(|s| s.get("Failure Reason")).is_some_and(|r| !r.is_null()) {
+            "SparkListenerStageCompleted"
+                if e.get("Stage Info").and_then(|s| s.get("Failure Reason")).is_some_and(|r| !r.is_null()) => {
                     self.failed_stages += 1;
                 }
-            }
             "SparkListenerStageExecutorMetrics" => self.observe_executor_metrics(e.get("Executor Metrics")),
             "SparkListenerExecutorMetricsUpdate" => {
                 if let Some(updates) = e.get("Executor Metrics Updated").and_then(Value::as_array) {

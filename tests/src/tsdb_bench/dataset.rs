@@ -201,7 +201,7 @@ fn next_value(s: &SeriesDef, k: u64, prev: f64) -> f64 {
     match s.kind {
         Kind::Counter { rate, decimals } => round(prev + rate * 15.0 * (0.5 + noise), decimals),
         Kind::Gauge { base, amp, period, decimals } => {
-            let phase = unit(s.seed) * 6.28;
+            let phase = unit(s.seed) * std::f64::consts::TAU;
             round(base + amp * ((k as f64 / period) + phase).sin() + amp * 0.1 * noise, decimals)
         }
         Kind::Const(v) => v,
