@@ -362,6 +362,9 @@ fn read_file(f: &mut TailedFile, opts: &TailOptions, max_records: usize, max_byt
     let mut max_records = max_records;
     if opts.rate_limit_lines_per_s > 0 {
         let now = Instant::now();
+        if now < f.window.0 {
+            return Ok(idle(f, true)); // throttled until the next second starts
+        }
         if now.duration_since(f.window.0) >= Duration::from_secs(1) {
             f.window = (now, 0);
         }
@@ -369,7 +372,7 @@ fn read_file(f: &mut TailedFile, opts: &TailOptions, max_records: usize, max_byt
         if left == 0 {
             let next = f.window.0 + Duration::from_secs(1);
             opts.throttled_seconds.inc_by(next.duration_since(now).as_secs_f64());
-            // Counted once per second: the window restarts at the next read.
+            // Counted once per second: reads wait until the next window starts.
             f.window = (next, 0);
             return Ok(idle(f, true));
         }
