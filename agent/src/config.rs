@@ -103,6 +103,23 @@ pub struct LogsConfig {
     /// Most log records shipped in one batch. Default: `1000`.
     #[serde(default = "default_batch_max_records")]
     pub batch_max_records: usize,
+    /// Merging of multi-line records (stack traces). Default: preset `none` (every line is a
+    /// record), `flush_timeout_ms: 1000`, `max_lines: 500`.
+    #[serde(default)]
+    pub multiline: crate::tail::multiline::MultilineConfig,
+    /// Longest record body in bytes; longer records are cut and end with `…[truncated]`
+    /// (counted in `pharos_agent_log_lines_truncated_total`). Default: `262144`.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Most records read per second from one container's log file; above it the file is not
+    /// read until the next second (delayed, never dropped; counted in
+    /// `pharos_agent_log_throttled_seconds_total`). Default: `0` (unlimited).
+    #[serde(default)]
+    pub rate_limit_lines_per_s: u64,
+}
+
+fn default_max_line_bytes() -> usize {
+    262_144
 }
 
 /// Where data goes: Kafka when `kafka` is set, otherwise OTLP/HTTP to `collector_url`.
@@ -292,6 +309,9 @@ impl Default for LogsConfig {
             include: Vec::new(),
             poll_interval_ms: default_poll_interval_ms(),
             batch_max_records: default_batch_max_records(),
+            multiline: Default::default(),
+            max_line_bytes: default_max_line_bytes(),
+            rate_limit_lines_per_s: 0,
         }
     }
 }
@@ -459,6 +479,10 @@ impl LogsConfig {
         if self.batch_max_records == 0 {
             return Err(invalid("logs.batch_max_records", "must be greater than 0"));
         }
+        if self.max_line_bytes == 0 {
+            return Err(invalid("logs.max_line_bytes", "must be greater than 0"));
+        }
+        self.multiline.build().map_err(|(field, message)| invalid(field, message))?;
         Ok(())
     }
 }

@@ -120,7 +120,18 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let (include, max, dir) =
             (config.logs.include.clone(), config.logs.batch_max_records, config.data_dir.clone());
         let base = vec![("cluster".to_string(), config.cluster.clone()), ("node".to_string(), config.node.clone())];
-        let mut tailer = tokio::task::spawn_blocking(move || Tailer::open(include, base, max, &dir)).await??;
+        let logs = &config.logs;
+        let multiline = logs.multiline.build().map_err(|(field, message)| anyhow::anyhow!("{field}: {message}"))?;
+        let options = tail::TailOptions {
+            multiline,
+            max_line_bytes: logs.max_line_bytes,
+            rate_limit_lines_per_s: logs.rate_limit_lines_per_s,
+            truncated: metrics.log_lines_truncated.clone(),
+            throttled_seconds: metrics.log_throttled_seconds.clone(),
+        };
+        let mut tailer =
+            tokio::task::spawn_blocking(move || Tailer::open(include, base, max, &dir).map(|t| t.with_options(options)))
+                .await??;
         // The buffer's checkpoint is the current one; `tail-checkpoint.json` is read only when
         // the buffer has none yet (an agent upgraded from before the buffer).
         if let Some(checkpoint) = &opened.tail_checkpoint {

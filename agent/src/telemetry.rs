@@ -40,6 +40,10 @@ pub struct AgentMetrics {
     pub buffer_full: Gauge,
     /// `pharos_agent_buffer_blocked_seconds_total`: time appends spent waiting for space.
     pub buffer_blocked_seconds: Counter<f64, AtomicU64>,
+    /// `pharos_agent_log_lines_truncated_total`: log records cut at `logs.max_line_bytes`.
+    pub log_lines_truncated: Counter,
+    /// `pharos_agent_log_throttled_seconds_total`: time log files waited for the rate limit.
+    pub log_throttled_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for AgentMetrics {
@@ -62,6 +66,18 @@ impl AgentMetrics {
         let buffer_records = Gauge::default();
         let buffer_full = Gauge::default();
         let buffer_blocked_seconds = Counter::<f64, AtomicU64>::default();
+        let log_lines_truncated = Counter::default();
+        let log_throttled_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "pharos_agent_log_lines_truncated",
+            "Log records cut at logs.max_line_bytes",
+            log_lines_truncated.clone(),
+        );
+        registry.register(
+            "pharos_agent_log_throttled_seconds",
+            "Time log files waited for logs.rate_limit_lines_per_s",
+            log_throttled_seconds.clone(),
+        );
         // prometheus-client appends `_total` to counter names.
         registry.register("pharos_agent_scrapes", "Scrapes by result (success or failure)", scrapes.clone());
         registry.register("pharos_agent_samples_sent", "Samples acknowledged by the sink", samples_sent.clone());
@@ -101,6 +117,8 @@ impl AgentMetrics {
             buffer_records,
             buffer_full,
             buffer_blocked_seconds,
+            log_lines_truncated,
+            log_throttled_seconds,
         }
     }
 

@@ -34,8 +34,17 @@ pub struct FileCheckpoint {
     pub ino: u64,
     /// The path the file was last seen at.
     pub path: PathBuf,
-    /// Byte offset of the next unread line.
+    /// Byte offset of the first line not fully emitted (a pending multiline record starts here).
     pub offset: u64,
+    /// Per stream (stdout, stderr, unknown format): lines starting before this offset were
+    /// already emitted, though past `offset` (another stream's pending record held `offset`
+    /// back); 0 when not needed. Omitted when all are 0.
+    #[serde(default, skip_serializing_if = "no_skips")]
+    pub emitted_through: [u64; 3],
+}
+
+fn no_skips(e: &[u64; 3]) -> bool {
+    e.iter().all(|&o| o == 0)
 }
 
 impl Checkpoint {
@@ -88,7 +97,7 @@ mod tests {
         assert_eq!(Checkpoint::load(&path).unwrap().files, vec![]);
         let cp = Checkpoint {
             version: CHECKPOINT_VERSION,
-            files: vec![FileCheckpoint { dev: 1, ino: 42, path: "/var/log/a.log".into(), offset: 1234 }],
+            files: vec![FileCheckpoint { dev: 1, ino: 42, path: "/var/log/a.log".into(), offset: 1234, emitted_through: [0, 1300, 0] }],
         };
         cp.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), cp);

@@ -80,7 +80,7 @@ fn reads_complete_lines_merges_partials_and_labels_records() {
     assert_eq!(bodies(&b), ["part1-done", "not cri at all"]);
     assert_eq!(b.records[0].labels.get("stream"), Some("stderr"));
     assert_eq!(b.records[1].labels.get("stream"), None);
-    assert_eq!(b.advances, vec![(b.advances[0].0, std::fs::metadata(&fx.log).unwrap().len())]);
+    assert_eq!(b.advances, vec![(b.advances[0].0, FilePosition::at(std::fs::metadata(&fx.log).unwrap().len()))]);
 }
 
 #[test]

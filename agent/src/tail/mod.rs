@@ -5,12 +5,13 @@
 pub mod checkpoint;
 pub mod cri;
 pub mod files;
+pub mod multiline;
 
 use std::time::Duration;
 
 use pharos_model::otlp::encode_logs;
 
-pub use files::{Batch, FileKey, Tailer};
+pub use files::{Batch, FileKey, FilePosition, TailOptions, Tailer};
 
 use crate::buffer::Buffer;
 
