@@ -236,9 +236,10 @@ impl Store {
             Ok(report) => {
                 let published_wal = self.published_offset(WAL_SOURCE);
                 if let Some(seq) = published_wal
-                    && let Err(e) = self.wal.lock().remove_published(seq) {
-                        tracing::warn!(error = %e, "could not remove published WAL segments");
-                    }
+                    && let Err(e) = self.wal.lock().remove_published(seq)
+                {
+                    tracing::warn!(error = %e, "could not remove published WAL segments");
+                }
                 self.metrics.flushes.inc();
                 self.metrics.metric_files_published.inc_by(report.metric_files as u64);
                 self.metrics.log_splits_published.inc_by(report.log_splits as u64);
