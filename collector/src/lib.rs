@@ -126,6 +126,13 @@ fn maintain(store: &Store, cfg: &CollectorConfig) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
     }
+    match store.compact_log_splits(cfg.compaction_min_files) {
+        Ok(r) if r.log_splits_compacted > 0 => {
+            tracing::info!(merged = r.log_splits_compacted, written = r.log_splits_written, "merged log splits")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "log split merge failed; will retry"),
+    }
     if cfg.retention_days > 0 {
         let retention = Duration::from_secs(cfg.retention_days * 86_400);
         match store.apply_retention(retention, chrono::Utc::now().timestamp_millis()) {

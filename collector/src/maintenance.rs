@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use pharos_model::Labels;
 
 use crate::metastore::{LogSplit, Manifest, MetricFile};
-use crate::parquet_files;
+use crate::{log_splits, parquet_files};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -31,7 +31,13 @@ pub struct MaintenanceReport {
     pub metric_files_expired: usize,
     /// Log splits dropped by retention.
     pub log_splits_expired: usize,
+    /// Log splits merged away.
+    pub log_splits_compacted: usize,
+    /// Log splits written by merging.
+    pub log_splits_written: usize,
 }
+
+const HOUR_NS: i64 = 3_600_000_000_000;
 
 fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
@@ -68,7 +74,52 @@ impl Store {
             return Ok(MaintenanceReport::default());
         }
         let report = MaintenanceReport { files_compacted: removed.len(), files_written: written.len(), ..Default::default() };
-        self.replace_files(&manifest, &removed, written, &[])?;
+        self.replace_files(&manifest, &removed, written, &[], Vec::new())?;
+        Ok(report)
+    }
+
+    /// Merges the log splits of every hour (by `min_ts_ns`) that has at least `min_files` splits
+    /// into one split per hour, and publishes the result in one manifest step. Offsets are not
+    /// touched; the record counts before and after must agree.
+    pub fn compact_log_splits(&self, min_files: usize) -> Result<MaintenanceReport> {
+        let _guard = self.flush_lock.lock();
+        let manifest = self.manifest();
+        let mut by_hour: BTreeMap<i64, Vec<&LogSplit>> = BTreeMap::new();
+        for s in &manifest.log_splits {
+            by_hour.entry(s.min_ts_ns.div_euclid(HOUR_NS)).or_default().push(s);
+        }
+        let mut removed: Vec<LogSplit> = Vec::new();
+        let mut written: Vec<LogSplit> = Vec::new();
+        for splits in by_hour.values().filter(|ss| ss.len() >= min_files.max(2)) {
+            let mut records = Vec::new();
+            for s in splits {
+                let reader = log_splits::open_split(&self.data_dir.join(&s.path))?;
+                log_splits::search_split(&reader, &self.log_fields, &[], &[], i64::MIN, i64::MAX, &mut records)?;
+            }
+            let before: u64 = splits.iter().map(|s| s.records).sum();
+            if before != records.len() as u64 {
+                return Err(Error::Internal(format!(
+                    "log split merge: manifest says {before} records but {} were read",
+                    records.len()
+                )));
+            }
+            records.sort_by_key(|r| r.timestamp_ns);
+            let Some(out) = log_splits::write_split(&self.data_dir, &self.log_fields, &records)? else { continue };
+            if out.records != before {
+                return Err(Error::Internal(format!("log split merge read {before} records but wrote {}", out.records)));
+            }
+            removed.extend(splits.iter().map(|s| (*s).clone()));
+            written.push(out);
+        }
+        if removed.is_empty() {
+            return Ok(MaintenanceReport::default());
+        }
+        let report = MaintenanceReport {
+            log_splits_compacted: removed.len(),
+            log_splits_written: written.len(),
+            ..Default::default()
+        };
+        self.replace_files(&manifest, &[], Vec::new(), &removed, written)?;
         Ok(report)
     }
 
@@ -88,11 +139,11 @@ impl Store {
             log_splits_expired: old_splits.len(),
             ..Default::default()
         };
-        self.replace_files(&manifest, &old_files, Vec::new(), &old_splits)?;
+        self.replace_files(&manifest, &old_files, Vec::new(), &old_splits, Vec::new())?;
         Ok(report)
     }
 
-    /// Publishes `manifest` minus `removed`/`removed_splits` plus `added`, then schedules the
+    /// Publishes `manifest` minus `removed`/`removed_splits` plus `added`/`added_splits`, then schedules the
     /// removed files for deletion. Caller holds the flush lock.
     fn replace_files(
         &self,
@@ -100,12 +151,14 @@ impl Store {
         removed: &[MetricFile],
         added: Vec<MetricFile>,
         removed_splits: &[LogSplit],
+        added_splits: Vec<LogSplit>,
     ) -> Result<()> {
         let mut next = manifest.clone();
         next.generation += 1;
         next.metric_files.retain(|f| !removed.iter().any(|r| r.path == f.path));
         next.metric_files.extend(added);
         next.log_splits.retain(|s| !removed_splits.iter().any(|r| r.path == s.path));
+        next.log_splits.extend(added_splits);
         next.publish(&self.data_dir)?;
         self.state.write().manifest = Arc::new(next);
         let mut pending = self.pending_deletes.lock();
@@ -153,7 +206,7 @@ mod tests {
     use super::*;
     use crate::store::Batch;
     use crate::telemetry::CollectorMetrics;
-    use pharos_model::{LabelMatcher, MetricsReader, Sample};
+    use pharos_model::{LabelMatcher, LogRecord, LogsReader, MetricsReader, Sample};
 
     fn all(store: &Store) -> Vec<(i64, f64)> {
         let m = [LabelMatcher::new("__name__", "=", "m").unwrap()];
@@ -197,6 +250,49 @@ mod tests {
         let r = store.apply_retention(Duration::from_secs(7200), 6 * hour + hour / 2).unwrap();
         assert_eq!(r.metric_files_expired, 1);
         assert_eq!(all(&store), vec![(5 * hour, 9.0)]);
+    }
+
+    fn all_logs(store: &Store) -> Vec<LogRecord> {
+        let mut out = store.select_logs(&[], &[], i64::MIN, i64::MAX).unwrap();
+        out.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+        out
+    }
+
+    #[test]
+    fn log_split_merge_keeps_every_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let hour = HOUR_NS;
+        let rec = |ts: i64, body: &str| LogRecord {
+            labels: Labels::from_pairs([("app", "a")]),
+            timestamp_ns: ts,
+            body: body.into(),
+            severity: "info".into(),
+        };
+        // Four flushes into hour 0 (two records each), one into hour 3.
+        for i in 0..4i64 {
+            store.ingest("kafka:l:0", i, Batch::Logs(vec![rec(i * 10, &format!("a{i}")), rec(i * 10 + 1, &format!("b{i}"))]));
+            store.flush().unwrap();
+        }
+        store.ingest("kafka:l:0", 4, Batch::Logs(vec![rec(3 * hour, "late")]));
+        store.flush().unwrap();
+        assert_eq!(store.manifest().log_splits.len(), 5);
+        let before = all_logs(&store);
+        assert_eq!(before.len(), 9);
+
+        let r = store.compact_log_splits(3).unwrap();
+        assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 1));
+        assert_eq!(store.manifest().log_splits.len(), 2);
+        assert_eq!(all_logs(&store), before, "every record exactly once");
+        assert_eq!(store.published_offset("kafka:l:0"), Some(4), "offsets untouched");
+        assert_eq!(store.compact_log_splits(3).unwrap(), MaintenanceReport::default());
+        store.delete_unpublished(Duration::ZERO);
+        assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 2);
+
+        drop(store);
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        assert_eq!(all_logs(&store), before);
+        assert_eq!(store.manifest().log_splits.len(), 2);
     }
 
     fn walk(d: &Path) -> Vec<std::path::PathBuf> {

@@ -92,7 +92,7 @@ pub struct Store {
     wal: Mutex<Wal>,
     /// Serializes every change of the manifest (flush, compaction, retention).
     pub(crate) flush_lock: Mutex<()>,
-    log_fields: LogFields,
+    pub(crate) log_fields: LogFields,
     pub(crate) split_readers: Mutex<HashMap<String, IndexReader>>,
     /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
     pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,

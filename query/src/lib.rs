@@ -7,7 +7,8 @@
 //!
 //! - [`router`]: the HTTP routes — `/api/v1/query`, `/api/v1/query_range`,
 //!   `/api/v1/status/buildinfo` (Prometheus shape, so Grafana and `promtool` work) and
-//!   `/loki/api/v1/query_range`, `/loki/api/v1/query` (Loki shape).
+//!   `/loki/api/v1/query_range`, `/loki/api/v1/query`, `/loki/api/v1/tail` (a WebSocket)
+//!   (Loki shape).
 //! - [`promql`]: parsing (with `promql-parser`) and evaluation; [`promql::instant_query`] and
 //!   [`promql::range_query`] are usable without HTTP (alert rules).
 //! - [`logql`]: the supported LogQL subset (log queries with pipelines, metric queries).

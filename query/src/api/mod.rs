@@ -4,6 +4,7 @@ mod loki;
 mod params;
 mod prometheus;
 mod series_meta;
+mod tail;
 
 #[cfg(test)]
 mod tests;
@@ -52,5 +53,6 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route("/loki/api/v1/index/stats", get(loki::index_stats))
+        .route("/loki/api/v1/tail", get(tail::tail))
         .with_state(AppState { metrics, logs })
 }

@@ -384,3 +384,84 @@ async fn series_labels_and_label_values() {
     let (_, body) = send_with(Arc::new(two_jobs()), req).await;
     assert_eq!(body["data"], json!(["__name__", "code", "job"]));
 }
+
+/// A log reader the test appends to while a tail is open.
+#[derive(Default, Clone)]
+struct SharedLogs(Arc<std::sync::Mutex<Vec<LogRecord>>>);
+
+impl LogsReader for SharedLogs {
+    fn select_logs(
+        &self,
+        m: &[LabelMatcher],
+        contains: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<LogRecord>, String> {
+        MemLogs(self.0.lock().unwrap().clone()).select_logs(m, contains, start, end)
+    }
+}
+
+#[tokio::test]
+async fn loki_tail_streams_recent_then_new_entries() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let rec = |app: &str, ts: i64, body: &str| LogRecord {
+        labels: Labels::from_pairs([("app", app)]),
+        timestamp_ns: ts,
+        body: body.into(),
+        severity: String::new(),
+    };
+    let logs = SharedLogs::default();
+    logs.0.lock().unwrap().extend([
+        rec("api", now - 3_000_000_000, "ERROR old one"),
+        rec("api", now - 2_000_000_000, "INFO fine"),
+        rec("web", now - 1_000_000_000, "ERROR other app"),
+    ]);
+    let app = crate::router(Arc::new(metrics()), Arc::new(logs.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // A bad query is refused before the upgrade.
+    let bad = format!("ws://{addr}/loki/api/v1/tail?query=%7Bapp%3D");
+    match tokio_tungstenite::connect_async(bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected HTTP 400, got {other:?}"),
+    }
+
+    let query = "%7Bapp%3D%22api%22%7D%20%7C%3D%20%22ERROR%22"; // {app="api"} |= "ERROR"
+    let url = format!("ws://{addr}/loki/api/v1/tail?query={query}&start={}", now - 10_000_000_000);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut next = async || -> Value {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .unwrap()
+            .unwrap();
+        let Message::Text(t) = msg else { panic!("expected text, got {msg:?}") };
+        serde_json::from_str(&t).unwrap()
+    };
+    let first = next().await;
+    assert_eq!(
+        first,
+        json!({"streams": [{"stream": {"app": "api"}, "values": [[(now - 3_000_000_000).to_string(), "ERROR old one"]]}],
+               "dropped_entries": []})
+    );
+    let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    logs.0.lock().unwrap().extend([rec("api", ts, "INFO skip"), rec("api", ts, "ERROR new one")]);
+    let second = next().await;
+    assert_eq!(
+        second["streams"],
+        json!([{"stream": {"app": "api"}, "values": [[ts.to_string(), "ERROR new one"]]}]),
+        "only the new matching entry, sent once"
+    );
+    // Nothing new: no further frame (the entry at `ts` is not sent again).
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(1200), ws.next()).await.is_err(),
+        "no duplicate frame"
+    );
+    ws.close(None).await.unwrap();
+    server.abort();
+}
