@@ -6,6 +6,7 @@
 //! agent → (Kafka | HTTP) → collector → head.
 //!
 //! `pharos-bench tsdb` — issue 3: Pharos vs VictoriaMetrics vs Prometheus (see `tsdb_bench`).
+//! `pharos-bench logs` — issue 4: log indexing and search vs ripgrep (see `logs_bench`).
 //!
 //! Build in release and run: `cargo build --release --bins && target/release/pharos-bench freshness`.
 
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use pharos_e2e::*;
 
+mod logs_bench;
 mod tsdb_bench;
 
 #[derive(Parser)]
@@ -60,6 +62,8 @@ enum Cmd {
     },
     /// Issue 3: Pharos vs VictoriaMetrics vs Prometheus on one remote_write dataset.
     Tsdb(tsdb_bench::TsdbArgs),
+    /// Issue 4: log indexing, on-disk size and query latency vs ripgrep.
+    Logs(logs_bench::LogsArgs),
 }
 
 struct Env {
@@ -215,6 +219,12 @@ async fn main() {
     match cli.cmd {
         Cmd::Freshness { lines, rate } => freshness(cli.transport, lines, rate).await,
         Cmd::Throughput { lines, series, scrape_seconds } => throughput(cli.transport, lines, series, scrape_seconds).await,
+        Cmd::Logs(args) => {
+            if let Err(e) = logs_bench::run(args).await {
+                eprintln!("pharos-bench logs: {e:#}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Tsdb(args) => {
             if let Err(e) = tsdb_bench::run(args).await {
                 eprintln!("pharos-bench tsdb: {e:#}");
