@@ -57,9 +57,9 @@ async fn fake_kubelet(state: Kubelet) -> std::net::SocketAddr {
 
 /// A Spark driver UI: the HTML placeholder first, then the captured metrics (the 301 included).
 async fn fake_spark_driver(ready: Arc<Mutex<bool>>) -> std::net::SocketAddr {
-    const PLACEHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark/http/placeholder_prometheus.body");
-    const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark/http/prometheus_t2.body");
-    const EXECUTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark/http/executors_prometheus_t2.body");
+    const PLACEHOLDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark/http/placeholder_prometheus.body");
+    const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark/http/prometheus_t2.body");
+    const EXECUTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark/http/executors_prometheus_t2.body");
     let page = |ready: bool, path: &'static str| {
         if ready {
             ([(header::CONTENT_TYPE, "text/plain;charset=utf-8")], std::fs::read_to_string(path).unwrap())

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::*;
 
-const PLAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark/eventlog/local-1795353726210");
-const ROLLING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark/defaults-jsonlog/events/eventlog_v2_local-1795353581205");
+const PLAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark/eventlog/local-1795353726210");
+const ROLLING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark/defaults-jsonlog/events/eventlog_v2_local-1795353581205");
 
 /// Independent totals over the raw events, like `jq -s '[.[] | select(.Event == "SparkListenerTaskEnd")] …'`.
 struct Expected {

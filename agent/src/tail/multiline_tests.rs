@@ -6,7 +6,7 @@ use super::*;
 use pharos_model::LogRecord;
 use crate::tail::{Batch, TailOptions, Tailer};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/spark");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spark");
 
 fn fixture_lines(name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap();
