@@ -37,6 +37,20 @@ async fn logs(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) 
     receive(store, headers, body, WalKind::LogsProtobuf, WalKind::LogsJson).await
 }
 
+/// The body under its `Content-Encoding` (none or gzip, bounded), or the 400 to answer.
+fn decode_body(encoding: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Response> {
+    match encoding {
+        None | Some("identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(body).take(MAX_BODY_BYTES as u64 * 8);
+            d.read_to_end(&mut out).map_err(|e| bad_request(format!("invalid gzip body: {e}")))?;
+            Ok(out)
+        }
+        Some(other) => Err(bad_request(format!("unsupported content encoding {other:?} (gzip or none)"))),
+    }
+}
+
 fn bad_request(msg: String) -> Response {
     (StatusCode::BAD_REQUEST, msg).into_response()
 }
@@ -54,17 +68,9 @@ async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind
         )
             .into_response();
     };
-    let body = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
-        None | Some("identity") => body.to_vec(),
-        Some("gzip") => {
-            let mut out = Vec::new();
-            let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY_BYTES as u64 * 8);
-            if let Err(e) = d.read_to_end(&mut out) {
-                return bad_request(format!("invalid gzip body: {e}"));
-            }
-            out
-        }
-        Some(other) => return bad_request(format!("unsupported content encoding {other:?} (gzip or none)")),
+    let body = match decode_body(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()), &body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let kind = if is_json { json } else { pb };
     let ok = if is_json {
@@ -101,17 +107,9 @@ async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: By
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     if content_type.starts_with("application/json") {
-        let body = match encoding {
-            None | Some("identity") => body.to_vec(),
-            Some("gzip") => {
-                let mut out = Vec::new();
-                let mut d = flate2::read::GzDecoder::new(&body[..]).take(MAX_BODY_BYTES as u64 * 8);
-                if let Err(e) = d.read_to_end(&mut out) {
-                    return bad_request(format!("invalid gzip body: {e}"));
-                }
-                out
-            }
-            Some(other) => return bad_request(format!("unsupported content encoding {other:?} (gzip or none)")),
+        let body = match decode_body(encoding, &body) {
+            Ok(b) => b,
+            Err(r) => return r,
         };
         return ingest(store, WalKind::LokiPushJson, body, StatusCode::NO_CONTENT.into_response()).await;
     }
