@@ -141,7 +141,7 @@ async fn bad_parameters_and_unsupported_features_are_400() {
         "/api/v1/query_range?query=up&start=0&end=10",
         "/api/v1/query_range?query=up&start=0&end=10&step=0",
         "/api/v1/query_range?query=up&start=0&end=100000&step=1",
-        "/api/v1/query?query=histogram_quantile(0.9,up)",
+        "/api/v1/query?query=histogram_fraction(0,1,up)",
     ] {
         let (status, body) = get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");

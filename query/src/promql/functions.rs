@@ -96,8 +96,25 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 f64::NAN
             }))
         }
-        "abs" | "ceil" | "floor" | "sqrt" | "exp" | "ln" | "log2" | "log10" | "sgn" => {
+        "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
+        "abs" | "ceil" | "floor" | "sqrt" | "exp" | "ln" | "log2" | "log10" | "sgn" | "sin"
+        | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
+        | "acosh" | "atanh" | "deg" | "rad" => {
             let f: fn(f64) -> f64 = match name {
+                "sin" => f64::sin,
+                "cos" => f64::cos,
+                "tan" => f64::tan,
+                "asin" => f64::asin,
+                "acos" => f64::acos,
+                "atan" => f64::atan,
+                "sinh" => f64::sinh,
+                "cosh" => f64::cosh,
+                "tanh" => f64::tanh,
+                "asinh" => f64::asinh,
+                "acosh" => f64::acosh,
+                "atanh" => f64::atanh,
+                "deg" => f64::to_degrees,
+                "rad" => f64::to_radians,
                 "abs" => f64::abs,
                 "ceil" => f64::ceil,
                 "floor" => f64::floor,
@@ -155,6 +172,10 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
             });
             Ok(Value::Vector(v))
+        }
+        "histogram_quantile" => {
+            let q = ev.eval_scalar(arg(0)?, t)?;
+            super::histogram::histogram_quantile(q, ev.eval_vector(arg(1)?, t)?).map(Value::Vector)
         }
         "label_replace" => label_replace(ev, args, t),
         "label_join" => label_join(ev, args, t),

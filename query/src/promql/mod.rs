@@ -8,6 +8,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod histogram;
 mod range_functions;
 mod selector;
 mod subquery;

@@ -487,7 +487,7 @@ fn range_query_limits() {
 fn unsupported_and_invalid_queries_are_bad_data() {
     let s = store();
     for q in [
-        "histogram_quantile(0.9, reqs)",
+        "histogram_fraction(0, 1, reqs)",
         "limit_ratio(0.5, reqs)",
         "info(reqs)",
     ] {
@@ -510,4 +510,47 @@ fn same_labelset_after_name_drop_is_an_execution_error() {
     assert!(matches!(e, Error::Execution(_)), "{e}");
     // Filtering comparisons keep the names, so no conflict.
     assert_eq!(vector(&s, "{a=\"1\"} > 0", 0).len(), 2);
+}
+
+#[test]
+fn trigonometric_functions_and_pi() {
+    let s = MemStore::default();
+    let one = |q: &str| {
+        let v = vector(&s, q, 0);
+        assert_eq!(v.len(), 1, "{q}");
+        v[0].1
+    };
+    assert!((one("deg(vector(pi()))") - 180.0).abs() < 1e-12);
+    assert!((one("rad(vector(180))") - std::f64::consts::PI).abs() < 1e-12);
+    assert!((one("sin(vector(pi() / 2))") - 1.0).abs() < 1e-12);
+    assert!((one("cos(vector(0))") - 1.0).abs() < 1e-12);
+    assert!((one("atan(vector(1)) * 4") - std::f64::consts::PI).abs() < 1e-12);
+    assert!(one("acos(vector(2))").is_nan());
+    assert!((one("tanh(vector(0))")).abs() < 1e-12);
+}
+
+#[test]
+fn histogram_quantile_over_rated_classic_buckets() {
+    let mut s = MemStore::default();
+    // Two jobs' request-duration buckets, counting up by these per-second increments:
+    // job a: 1/s ≤ 0.1, 3/s ≤ 0.5 (2/s in (0.1, 0.5]), 4/s total.
+    // job b: 4/s ≤ 0.1 (everything).
+    for (job, incs) in [("a", [1.0, 3.0, 4.0, 4.0]), ("b", [4.0, 4.0, 4.0, 4.0])] {
+        for (le, inc) in ["0.1", "0.5", "1", "+Inf"].iter().zip(incs) {
+            let samples: Vec<(i64, f64)> = (0..=60).map(|i| (i * 10 * S, inc * 10.0 * i as f64)).collect();
+            s.add(&[("__name__", "req_bucket"), ("job", job), ("le", le)], &samples);
+        }
+    }
+    let v = vector(&s, "histogram_quantile(0.5, rate(req_bucket[1m]))", 600 * S);
+    // a: rank 2 of 4 → 1 of the 2 in (0.1, 0.5] → 0.1 + 0.4 / 2 = 0.3. b: rank 2 of 4 in the
+    // first bucket, which starts at 0 → 0.1 * 2 / 4 = 0.05.
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0].0, "{job=\"a\"}");
+    assert!((v[0].1 - 0.3).abs() < 1e-9, "{v:?}");
+    assert_eq!(v[1].0, "{job=\"b\"}");
+    assert!((v[1].1 - 0.05).abs() < 1e-9, "{v:?}");
+    // Summed across jobs by `le`: 5/s ≤ 0.1, 7/s ≤ 0.5, 8/s total; rank 4 → 0.1 * 4 / 5.
+    let v = vector(&s, "histogram_quantile(0.5, sum by (le) (rate(req_bucket[1m])))", 600 * S);
+    assert_eq!(v.len(), 1);
+    assert!((v[0].1 - 0.08).abs() < 1e-9, "{v:?}");
 }
