@@ -59,7 +59,7 @@ impl Store {
             let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
             for f in files {
                 let path = self.data_dir.join(&f.path);
-                let catalog = parquet_files::FileSeries::load(&path)?;
+                let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
                 parquet_files::read_file(&path, &catalog, &[], i64::MIN, i64::MAX, &mut series)?;
             }
             let out = parquet_files::write_files(&self.data_dir, series)?;
@@ -182,6 +182,7 @@ impl Store {
         // A query that read a file just as it was unpublished may have cached its series list.
         let manifest = self.manifest();
         self.file_series.lock().retain(|path, _| manifest.metric_files.iter().any(|f| &f.path == path));
+        self.label_cache.prune();
         let mut pending = self.pending_deletes.lock();
         pending.retain(|(at, path)| {
             if at.elapsed() < grace {

@@ -60,77 +60,105 @@ pub fn write_files(
     data_dir: &Path,
     series: impl IntoIterator<Item = (Labels, Vec<(i64, f64)>)>,
 ) -> Result<Vec<MetricFile>> {
-    // partition -> rows (name, labels json, ts, value)
-    // (metric name, labels JSON, samples), sorted by series.
+    // (metric name, labels JSON, samples), sorted by series; each series' samples by time.
     type Row = (String, String, Vec<(i64, f64)>);
     let mut sorted: Vec<Row> = series
         .into_iter()
-        .map(|(l, s)| (l.metric_name().unwrap_or("").to_string(), labels_json(&l), s))
+        .map(|(l, mut s)| {
+            s.sort_by_key(|(t, _)| *t);
+            (l.metric_name().unwrap_or("").to_string(), labels_json(&l), s)
+        })
         .collect();
     sorted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let mut partitions: BTreeMap<String, Vec<(usize, i64, f64)>> = BTreeMap::new();
-    for (i, (_, _, samples)) in sorted.iter_mut().enumerate() {
-        let samples = std::mem::take(samples);
-        let mut samples: Vec<(i64, f64)> = samples;
-        samples.sort_by_key(|(t, _)| *t);
-        for (t, v) in samples {
-            partitions.entry(partition_of(t)).or_default().push((i, t, v));
+    // The hour partitions present; each file is then written straight from the series' sorted
+    // samples (a slice per series), without copying the rows.
+    let mut hours: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+    for (_, _, samples) in &sorted {
+        let mut last = None;
+        for (t, _) in samples {
+            let h = t.div_euclid(HOUR_MS);
+            if last != Some(h) {
+                hours.insert(h);
+                last = Some(h);
+            }
         }
     }
     let mut out = Vec::new();
-    for (partition, rows) in partitions {
-        let rel = format!("metrics/{partition}/{}.parquet", uuid::Uuid::now_v7());
+    for hour in hours {
+        let (lo_ms, hi_ms) = (hour * HOUR_MS, (hour + 1) * HOUR_MS);
+        let rel = format!("metrics/{}/{}.parquet", partition_of(lo_ms), uuid::Uuid::now_v7());
         let path = data_dir.join(&rel);
         let dir = path.parent().unwrap_or(data_dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let props = writer_properties();
-        let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
+        let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-        let mut series_count = 0u64;
-        let mut last_series = usize::MAX;
-        for chunk in rows.chunks(ROWS_PER_BATCH) {
-            let mut names = StringBuilder::new();
-            let mut labels = StringBuilder::new();
-            let mut ts = Vec::with_capacity(chunk.len());
-            let mut values = Vec::with_capacity(chunk.len());
-            for (i, t, v) in chunk {
-                if *i != last_series {
-                    series_count += 1;
-                    last_series = *i;
-                }
-                names.append_value(&sorted[*i].0);
-                labels.append_value(&sorted[*i].1);
-                ts.push(*t);
-                values.push(*v);
-                min_ts = min_ts.min(*t);
-                max_ts = max_ts.max(*t);
+        let (mut series_count, mut rows) = (0u64, 0u64);
+        let mut batch = BatchBuilder::default();
+        for (name, labels, samples) in &sorted {
+            let from = samples.partition_point(|(t, _)| *t < lo_ms);
+            let to = samples.partition_point(|(t, _)| *t < hi_ms);
+            if from == to {
+                continue;
             }
-            let batch = RecordBatch::try_new(
-                schema(),
-                vec![
-                    Arc::new(names.finish()),
-                    Arc::new(labels.finish()),
-                    Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
-                    Arc::new(Float64Array::from(values)),
-                ],
-            )?;
-            writer.write(&batch)?;
+            series_count += 1;
+            min_ts = min_ts.min(samples[from].0);
+            max_ts = max_ts.max(samples[to - 1].0);
+            for chunk in samples[from..to].chunks(ROWS_PER_BATCH) {
+                batch.push(name, labels, chunk);
+                rows += chunk.len() as u64;
+                if batch.len >= ROWS_PER_BATCH {
+                    writer.write(&batch.finish()?)?;
+                }
+            }
+        }
+        if batch.len > 0 {
+            writer.write(&batch.finish()?)?;
         }
         let file = writer.into_inner()?;
         file.sync_all().map_err(|e| Error::io(&path, e))?;
         sync_dir(dir)?;
         let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        out.push(MetricFile {
-            path: rel,
-            min_ts_ms: min_ts,
-            max_ts_ms: max_ts,
-            series: series_count,
-            samples: rows.len() as u64,
-            bytes,
-        });
+        out.push(MetricFile { path: rel, min_ts_ms: min_ts, max_ts_ms: max_ts, series: series_count, samples: rows, bytes });
     }
     Ok(out)
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Rows of one record batch under construction.
+#[derive(Default)]
+struct BatchBuilder {
+    names: StringBuilder,
+    labels: StringBuilder,
+    ts: Vec<i64>,
+    values: Vec<f64>,
+    len: usize,
+}
+
+impl BatchBuilder {
+    fn push(&mut self, name: &str, labels: &str, samples: &[(i64, f64)]) {
+        for (t, v) in samples {
+            self.names.append_value(name);
+            self.labels.append_value(labels);
+            self.ts.push(*t);
+            self.values.push(*v);
+        }
+        self.len += samples.len();
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        self.len = 0;
+        Ok(RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(self.names.finish()),
+                Arc::new(self.labels.finish()),
+                Arc::new(TimestampMillisecondArray::from(std::mem::take(&mut self.ts)).with_timezone("UTC")),
+                Arc::new(Float64Array::from(std::mem::take(&mut self.values))),
+            ],
+        )?)
+    }
 }
 
 /// Encodings chosen for size (measured by `examples/storage_footprint.rs`): series columns are
@@ -160,6 +188,33 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
         .ok_or_else(|| Error::Corrupt(format!("parquet column {name:?} missing or of the wrong type")))
 }
 
+/// Label sets by their stored form (metric name + labels JSON), shared by the series lists of
+/// every file: the same series in many files (one per flush) is parsed once and held once.
+#[derive(Default)]
+pub struct LabelCache {
+    map: parking_lot::Mutex<HashMap<(String, String), Labels>>,
+}
+
+impl LabelCache {
+    fn get(&self, name: &str, json: &str, path: &Path) -> Result<Labels> {
+        let key = (name.to_string(), json.to_string());
+        if let Some(l) = self.map.lock().get(&key) {
+            return Ok(l.clone());
+        }
+        let parsed: BTreeMap<String, String> = serde_json::from_str(json)
+            .map_err(|e| Error::Corrupt(format!("{}: labels {json:?}: {e}", path.display())))?;
+        let full = Labels::from_pairs(parsed.into_iter().chain(std::iter::once((METRIC_NAME.to_string(), name.to_string()))));
+        Ok(self.map.lock().entry(key).or_insert(full).clone())
+    }
+
+    /// Drops the label sets no series list uses any more; returns how many remain.
+    pub fn prune(&self) -> usize {
+        let mut map = self.map.lock();
+        map.retain(|_, l| l.is_shared());
+        map.len()
+    }
+}
+
 /// The series of one Parquet file and the row range each occupies (rows are sorted by series),
 /// read once per file from the `metric_name` and `labels` columns only. With it, a query matches
 /// label sets without parsing JSON per row and reads only the matching rows' samples.
@@ -169,7 +224,7 @@ pub struct FileSeries {
 
 impl FileSeries {
     /// Reads the series list of `path`.
-    pub fn load(path: &Path) -> Result<FileSeries> {
+    pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(ROWS_PER_BATCH);
         let mask = ProjectionMask::columns(builder.parquet_schema(), ["metric_name", "labels"]);
@@ -185,12 +240,7 @@ impl FileSeries {
                 let (name, lbls) = (names.value(i), labels.value(i));
                 let same = matches!(&current, Some((n, l)) if n == name && l == lbls);
                 if !same {
-                    let parsed: BTreeMap<String, String> = serde_json::from_str(lbls)
-                        .map_err(|e| Error::Corrupt(format!("{}: labels {lbls:?}: {e}", path.display())))?;
-                    let full = Labels::from_pairs(
-                        parsed.into_iter().chain(std::iter::once((METRIC_NAME.to_string(), name.to_string()))),
-                    );
-                    series.push((full, row, row));
+                    series.push((cache.get(name, lbls, path)?, row, row));
                     current = Some((name.to_string(), lbls.to_string()));
                 }
                 row += 1;
@@ -240,26 +290,40 @@ pub fn read_file(
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(ROWS_PER_BATCH);
     let mask = ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
     let reader = builder.with_projection(mask).with_row_selection(RowSelection::from(selectors)).build()?;
+    // Rows arrive series by series: collect each series' rows, then add them to `out` with one
+    // map lookup per series (not per row).
     let mut series = matching.iter();
     let mut current: Option<(&Labels, usize)> = None; // labels, rows left
+    let mut rows: Vec<(i64, f64)> = Vec::new();
+    let mut flush = |labels: &Labels, rows: &mut Vec<(i64, f64)>| {
+        if !rows.is_empty() {
+            out.entry(labels.clone()).or_default().append(rows);
+        }
+    };
     for batch in reader {
         let batch = batch?;
         let ts: &TimestampMillisecondArray = column(&batch, "timestamp")?;
         let values: &Float64Array = column(&batch, "value")?;
         for row in 0..batch.num_rows() {
             while current.is_none_or(|(_, left)| left == 0) {
+                if let Some((l, _)) = current {
+                    flush(l, &mut rows);
+                }
                 let (l, start, end) = series
                     .next()
                     .ok_or_else(|| Error::Corrupt(format!("{}: more rows than its series list", path.display())))?;
                 current = Some((l, end - start));
             }
-            let Some((labels, left)) = current.as_mut() else { continue };
+            let Some((_, left)) = current.as_mut() else { continue };
             *left -= 1;
             let t = ts.value(row);
             if t >= start_ms && t <= end_ms {
-                out.entry((*labels).clone()).or_default().push((t, values.value(row)));
+                rows.push((t, values.value(row)));
             }
         }
+    }
+    if let Some((l, _)) = current {
+        flush(l, &mut rows);
     }
     Ok(())
 }
@@ -287,14 +351,14 @@ mod tests {
         let idle = [LabelMatcher::new("mode", "=", "idle").unwrap()];
         for f in &files {
             let p = dir.path().join(&f.path);
-            read_file(&p, &FileSeries::load(&p).unwrap(), &idle, 0, i64::MAX, &mut out).unwrap();
+            read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &idle, 0, i64::MAX, &mut out).unwrap();
         }
         assert_eq!(out.len(), 1);
         assert_eq!(out[&a], vec![(hour - 1, 1.0), (hour + 2, 2.0)]);
 
         let mut out = HashMap::new();
         let p = dir.path().join(&files[1].path);
-        read_file(&p, &FileSeries::load(&p).unwrap(), &[], hour + 3, hour + 10, &mut out).unwrap();
+        read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &[], hour + 3, hour + 10, &mut out).unwrap();
         assert_eq!(out.get(&b), Some(&vec![(hour + 5, 5.0)]));
         assert_eq!(out.len(), 1, "time range filters samples");
     }

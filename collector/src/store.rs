@@ -96,6 +96,8 @@ pub struct Store {
     pub(crate) split_readers: Mutex<HashMap<String, IndexReader>>,
     /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
     pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,
+    /// Label sets shared by the series lists of all files.
+    pub(crate) label_cache: parquet_files::LabelCache,
     pub(crate) metrics: Arc<CollectorMetrics>,
     /// Files no longer published, deleted once queries that may still read them are done.
     pub(crate) pending_deletes: Mutex<Vec<(std::time::Instant, PathBuf)>>,
@@ -132,6 +134,7 @@ impl Store {
             log_fields: LogFields::new(),
             split_readers: Mutex::new(HashMap::new()),
             file_series: Mutex::new(HashMap::new()),
+            label_cache: parquet_files::LabelCache::default(),
             metrics,
             pending_deletes: Mutex::new(Vec::new()),
             teams,
@@ -315,7 +318,7 @@ impl Store {
             return Ok(c.clone());
         }
         // Loaded outside the lock; two queries racing load it twice, harmlessly.
-        let c = Arc::new(parquet_files::FileSeries::load(&self.data_dir.join(rel))?);
+        let c = Arc::new(parquet_files::FileSeries::load(&self.data_dir.join(rel), &self.label_cache)?);
         self.file_series.lock().insert(rel.to_string(), c.clone());
         Ok(c)
     }
@@ -506,6 +509,10 @@ mod tests {
         assert_eq!(format!("{before:?}"), format!("{after:?}"));
         assert_eq!(all(&store, "b"), vec![(1000, 9.0)]);
         assert_eq!(store.file_series.lock().len(), 1);
+        // Both files' lists shared the two label sets; the compacted file's list still uses them.
+        assert_eq!(store.label_cache.prune(), 2);
+        store.file_series.lock().clear();
+        assert_eq!(store.label_cache.prune(), 0, "label sets no list uses are dropped");
     }
 
     #[test]

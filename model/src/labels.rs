@@ -4,11 +4,17 @@ use std::sync::Arc;
 /// The label that carries the metric name, as in Prometheus.
 pub const METRIC_NAME: &str = "__name__";
 
+/// One label: name and value, each shared, so deriving label sets (dropping the name, grouping)
+/// copies pointers rather than strings.
+type Pair = (Arc<str>, Arc<str>);
+
 /// A label set: pairs sorted by name, names unique, no empty values.
 ///
-/// Cheap to clone (shared). Equality and hashing are by content, so it serves as a series key.
+/// Cheap to clone (shared), and so are the names and values inside it: sets derived with
+/// [`Labels::filter`] or [`Labels::without_name`] share their strings with the original.
+/// Equality and hashing are by content, so it serves as a series key.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Arc<[(String, String)]>);
+pub struct Labels(Arc<[Pair]>);
 
 impl Labels {
     /// Builds a label set from pairs; later duplicates win, empty values are dropped
@@ -16,8 +22,13 @@ impl Labels {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        let mut v: Vec<(String, String)> =
-            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Self::from_shared(
+            pairs.into_iter().map(|(k, v)| (Arc::from(k.into()), Arc::from(v.into()))).collect(),
+        )
+    }
+
+    /// Sorts, deduplicates (the later pair wins) and drops empty values.
+    fn from_shared(mut v: Vec<Pair>) -> Self {
         v.reverse();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|a, b| a.0 == b.0);
@@ -28,9 +39,9 @@ impl Labels {
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .binary_search_by(|(k, _)| (**k).cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| &*self.0[i].1)
     }
 
     /// The metric name (`__name__`), if present.
@@ -40,7 +51,7 @@ impl Labels {
 
     /// Iterates over `(name, value)` pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// Number of labels.
@@ -55,25 +66,31 @@ impl Labels {
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut pairs: Vec<(String, String)> =
-            self.iter().filter(|(k, _)| *k != name).map(|(k, v)| (k.into(), v.into())).collect();
-        pairs.push((name.into(), value.into()));
-        Labels::from_pairs(pairs)
+        let mut pairs: Vec<Pair> = self.0.iter().filter(|(k, _)| &**k != name).cloned().collect();
+        pairs.push((Arc::from(name), Arc::from(value)));
+        Labels::from_shared(pairs)
     }
 
     /// A copy keeping only the labels for which `keep` returns true.
     pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Labels {
-        let v: Vec<(String, String)> =
-            self.0.iter().filter(|(k, _)| keep(k)).cloned().collect();
+        if self.0.iter().all(|(k, _)| keep(k)) {
+            return self.clone();
+        }
+        let v: Vec<Pair> = self.0.iter().filter(|(k, _)| keep(k)).cloned().collect();
         Labels(v.into())
     }
 
     /// A copy with every label of `extra` added where this set does not have it already.
     pub fn merged_under(&self, extra: &Labels) -> Labels {
-        let mut pairs: Vec<(String, String)> =
-            extra.iter().map(|(k, v)| (k.into(), v.into())).collect();
-        pairs.extend(self.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Labels::from_pairs(pairs)
+        let mut pairs: Vec<Pair> = extra.0.to_vec();
+        pairs.extend(self.0.iter().cloned());
+        Labels::from_shared(pairs)
+    }
+
+    /// True when another holder shares this exact set (not a copy of it): caches use it to
+    /// drop entries only they still hold.
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
     }
 
     /// The labels without `__name__`.
@@ -126,5 +143,17 @@ mod tests {
         let m = own.merged_under(&extra);
         assert_eq!(m.get("job"), Some("x"));
         assert_eq!(m.get("cluster"), Some("c1"));
+    }
+
+    #[test]
+    fn derived_sets_compare_by_content() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "x")]);
+        let no_name = l.without_name();
+        assert_eq!(no_name, Labels::from_pairs([("job", "x")]));
+        assert_eq!(no_name.without_name(), no_name);
+        assert_eq!(l.filter(|_| true), l);
+        assert_eq!(l.with("job", ""), Labels::from_pairs([("__name__", "up")]));
+        assert_eq!(l.with("a", "1").iter().collect::<Vec<_>>(), vec![("__name__", "up"), ("a", "1"), ("job", "x")]);
+        assert!(Labels::from_pairs([("a", "1")]) < Labels::from_pairs([("a", "2")]));
     }
 }

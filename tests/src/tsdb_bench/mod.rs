@@ -39,6 +39,9 @@ pub struct TsdbArgs {
     /// Keep the data directories (printed) after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Measure Pharos alone (no peers, no ratios): for profiling and quick before/after checks.
+    #[arg(long)]
+    pub pharos_only: bool,
 }
 
 struct Outcome {
@@ -75,11 +78,17 @@ pub async fn run(args: TsdbArgs) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("pharos-tsdb-bench").tempdir()?;
     let root = if args.keep { dir.keep() } else { dir.path().to_path_buf() };
     let mut outcomes = Vec::new();
-    for engine in [Engine::Pharos, Engine::VictoriaMetrics, Engine::Prometheus] {
+    let engines: &[Engine] =
+        if args.pharos_only { &[Engine::Pharos] } else { &[Engine::Pharos, Engine::VictoriaMetrics, Engine::Prometheus] };
+    for engine in engines {
         eprintln!("--- {}", engine.name());
-        outcomes.push(measure(engine, &root, &data, &args).await?);
+        outcomes.push(measure(*engine, &root, &data, &args).await?);
     }
-    println!("{}", report(&outcomes, &data, &args));
+    if args.pharos_only {
+        println!("{}", report_alone(&outcomes[0], &data));
+    } else {
+        println!("{}", report(&outcomes, &data, &args));
+    }
     if args.keep {
         eprintln!("data kept in {}", root.display());
     }
@@ -226,6 +235,28 @@ async fn pharos_disk(server: &mut Server) -> anyhow::Result<(u64, String)> {
 
 fn ratio(a: f64, b: f64) -> String {
     if b == 0.0 { "–".into() } else { format!("{:.2}×", a / b) }
+}
+
+/// Pharos' own figures, without peers (`--pharos-only`).
+fn report_alone(p: &Outcome, data: &dataset::Dataset) -> String {
+    let samples = data.samples as f64;
+    let mut s = format!(
+        "Pharos alone: {:.0}k samples per CPU-second ({:.1} CPU-s), push {:.1} s, {:.2} bytes per sample, peak RSS {:.0} bytes per series ({:.0} MB)\n",
+        samples / p.cpu_s.max(1e-9) / 1e3,
+        p.cpu_s,
+        p.push_s,
+        p.disk_bytes as f64 / samples,
+        p.peak_rss as f64 / data.series as f64,
+        p.peak_rss as f64 / 1e6
+    );
+    let mut i = 0;
+    for q in QUERIES {
+        for shape in Shape::ALL {
+            s.push_str(&format!("p50 ms, {} `{q}`: {:.1}\n", shape.name(), p.latencies_ms[i]));
+            i += 1;
+        }
+    }
+    s
 }
 
 fn report(o: &[Outcome], data: &dataset::Dataset, args: &TsdbArgs) -> String {
