@@ -93,6 +93,12 @@ impl Labels {
         Arc::strong_count(&self.0) > 1
     }
 
+    /// The address of the shared pairs: equal for clones of one set, different for separately
+    /// built sets (even with equal content). Only meaningful while a clone is held.
+    pub fn ptr_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
     /// The labels without `__name__`.
     pub fn without_name(&self) -> Labels {
         self.filter(|k| k != METRIC_NAME)

@@ -166,15 +166,28 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         ));
     }
 
-    // Group the input in first-seen order, as Prometheus does.
+    // Group the input in first-seen order, as Prometheus does. Group label sets come from the
+    // memo, so one group's sets usually share an address: groups are found by address first and
+    // by content only for an address not seen yet. `held` keeps every address valid meanwhile.
+    let tag = a as *const AggregateExpr as usize;
     let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut by_address: HashMap<usize, usize> = HashMap::new();
+    let mut by_content: HashMap<Labels, usize> = HashMap::new();
+    let mut held: Vec<Labels> = Vec::new();
     for s in input {
-        let key = grouping_labels(&s.labels, &a.modifier);
-        let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
+        let key = ev.memo.derive(&s.labels, tag, |l| grouping_labels(l, &a.modifier));
+        let i = match by_address.get(&key.ptr_id()) {
+            Some(i) => *i,
+            None => {
+                let i = *by_content.entry(key.clone()).or_insert_with(|| {
+                    groups.push((key.clone(), Vec::new()));
+                    groups.len() - 1
+                });
+                by_address.insert(key.ptr_id(), i);
+                held.push(key);
+                i
+            }
+        };
         groups[i].1.push(s);
     }
 

@@ -1,6 +1,7 @@
 //! The evaluator: one expression at one instant, over data fetched up front.
 
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 
 use pharos_model::Labels;
 use promql_parser::parser::{Expr, MatrixSelector};
@@ -16,6 +17,85 @@ pub struct Evaluator {
     pub frame: Frame,
     /// Every selector's samples.
     pub fetched: Fetched,
+    /// Label sets derived once per query rather than once per step.
+    pub memo: LabelMemo,
+}
+
+/// Derived label sets (a series without its name, its aggregation group), computed once per
+/// input set and kept canonical (equal content → one shared set), so a range query derives them
+/// once instead of at every step and can compare them by address. Keys are addresses of input
+/// sets the memo keeps alive, so an address cannot be reused while its entry exists.
+#[derive(Default)]
+pub struct LabelMemo {
+    derived: RefCell<HashMap<(usize, usize), (Labels, Labels)>>,
+    canonical: RefCell<HashSet<Labels>>,
+    /// Set when a derivation was returned uncached (the memo was full): from then until the
+    /// memo starts over, equal content no longer implies equal address.
+    degraded: Cell<bool>,
+}
+
+/// Entries after which the memo stops caching (inputs that are new at every step, e.g. results
+/// of binary operators, would otherwise grow it with the number of steps); it starts over at
+/// the next step of a range query.
+const MEMO_CAPACITY: usize = 1 << 18;
+
+impl LabelMemo {
+    /// `derive(input)` for the operation `tag` (distinct per kind of derivation), canonical.
+    pub fn derive(&self, input: &Labels, tag: usize, derive: impl FnOnce(&Labels) -> Labels) -> Labels {
+        let key = (input.ptr_id(), tag);
+        if let Some((_, out)) = self.derived.borrow().get(&key) {
+            return out.clone();
+        }
+        if self.derived.borrow().len() >= MEMO_CAPACITY {
+            self.degraded.set(true);
+            return derive(input);
+        }
+        let out = derive(input);
+        let out = {
+            let mut canonical = self.canonical.borrow_mut();
+            match canonical.get(&out) {
+                Some(c) => c.clone(),
+                None => {
+                    canonical.insert(out.clone());
+                    out
+                }
+            }
+        };
+        self.derived.borrow_mut().insert(key, (input.clone(), out.clone()));
+        out
+    }
+
+    /// Called before each step of a range query: starts over when the memo got large.
+    pub fn new_step(&self) {
+        if self.derived.borrow().len() >= MEMO_CAPACITY {
+            self.derived.borrow_mut().clear();
+            self.canonical.borrow_mut().clear();
+            self.degraded.set(false);
+        }
+    }
+
+    /// True while equal content implies equal address for every set derived since the memo
+    /// (re)started.
+    pub fn is_canonical(&self) -> bool {
+        !self.degraded.get()
+    }
+
+    /// The set without `__name__`.
+    pub fn without_name(&self, input: &Labels) -> Labels {
+        self.derive(input, 0, Labels::without_name)
+    }
+}
+
+/// Like [`check_unique`] for sets that all came from `memo`: while it is canonical, distinct
+/// addresses mean distinct content, which spares hashing every set.
+pub fn check_unique_canonical(memo: &LabelMemo, samples: Vec<Sample>) -> Result<Vec<Sample>> {
+    if memo.is_canonical() {
+        let mut seen: HashSet<usize> = HashSet::with_capacity(samples.len());
+        if samples.iter().all(|s| seen.insert(s.labels.ptr_id())) {
+            return Ok(samples);
+        }
+    }
+    check_unique(samples)
 }
 
 impl Evaluator {

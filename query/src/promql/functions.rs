@@ -355,12 +355,16 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
             let labels = if keep_name {
                 s.labels
             } else {
-                s.labels.without_name()
+                ev.memo.without_name(&s.labels)
             };
             out.push(Sample { labels, value });
         }
     }
-    check_unique(out).map(Value::Vector)
+    if keep_name {
+        check_unique(out).map(Value::Vector)
+    } else {
+        super::eval::check_unique_canonical(&ev.memo, out).map(Value::Vector)
+    }
 }
 
 /// `predict_linear` predicts relative to the evaluation time; Prometheus evaluates

@@ -58,6 +58,7 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
+        memo: Default::default(),
     };
     let value = match ev.eval(&expr, time_ms)? {
         Value::Vector(mut v) => {
@@ -137,10 +138,12 @@ pub fn range_query(
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
+        memo: Default::default(),
     };
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     let mut t = start_ms;
     while t <= end_ms {
+        ev.memo.new_step();
         match ev.eval(&expr, t)? {
             Value::Scalar(v) => by_labels.entry(Labels::default()).or_default().push((t, v)),
             Value::Vector(samples) => {

@@ -554,3 +554,37 @@ fn histogram_quantile_over_rated_classic_buckets() {
     assert_eq!(v.len(), 1);
     assert!((v[0].1 - 0.08).abs() < 1e-9, "{v:?}");
 }
+
+#[test]
+fn label_memo_derives_once_and_canonically() {
+    let memo = super::eval::LabelMemo::default();
+    let a = Labels::from_pairs([("__name__", "x"), ("job", "j")]);
+    let b = Labels::from_pairs([("__name__", "y"), ("job", "j")]);
+    let (da, db) = (memo.without_name(&a), memo.without_name(&b));
+    assert_eq!(da, Labels::from_pairs([("job", "j")]));
+    // Equal content from two inputs: one shared set.
+    assert_eq!(da.ptr_id(), db.ptr_id());
+    // The same input again: the cached set, not a new one.
+    assert_eq!(memo.without_name(&a.clone()).ptr_id(), da.ptr_id());
+    assert!(memo.is_canonical());
+}
+
+#[test]
+fn name_drop_collisions_are_errors_at_every_step_of_a_range_query() {
+    let mut s = MemStore::default();
+    let pts: Vec<(i64, f64)> = (0..20).map(|i| (i * 15 * S, i as f64)).collect();
+    s.add(&[("__name__", "x"), ("a", "1")], &pts);
+    s.add(&[("__name__", "y"), ("a", "1")], &pts);
+    let e = range_query(&s, "rate({a=\"1\"}[1m])", 60 * S, 240 * S, 15 * S).unwrap_err();
+    assert!(matches!(e, Error::Execution(_)), "{e}");
+    // Distinct after the drop: fine, and the aggregation over the memo's sets is right.
+    let mut s = MemStore::default();
+    s.add(&[("__name__", "x"), ("a", "1")], &pts);
+    s.add(&[("__name__", "x"), ("a", "2")], &pts);
+    let r = range_query(&s, "sum(rate(x[1m]))", 60 * S, 240 * S, 15 * S).unwrap();
+    let Value::Matrix(m) = r.value else { panic!("matrix") };
+    assert_eq!(m.len(), 1);
+    // Each series grows by 1 every 15 s: rate 1/15 each, 2/15 summed, at every step.
+    assert_eq!(m[0].points.len(), 13);
+    assert!(m[0].points.iter().all(|(_, v)| (v - 2.0 / 15.0).abs() < 1e-9), "{m:?}");
+}
