@@ -94,11 +94,8 @@ async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body:
         None | Some("snappy") => {}
         Some(other) => return bad_request(format!("unsupported content encoding {other:?}: remote_write bodies are snappy")),
     }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
-        Ok(raw) => raw,
-        Err(e) => return bad_request(format!("remote_write body is not snappy-compressed: {e}")),
-    };
-    ingest(store, WalKind::RemoteWrite, raw, StatusCode::NO_CONTENT.into_response()).await
+    // Kept compressed in the WAL; decoding (and its errors) happen in `ingest_durable`.
+    ingest(store, WalKind::RemoteWriteSnappy, body.to_vec(), StatusCode::NO_CONTENT.into_response()).await
 }
 
 /// `POST /loki/api/v1/push`: JSON (optionally gzip) or snappy protobuf `logproto.PushRequest`;
@@ -120,11 +117,7 @@ async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: By
         )
             .into_response();
     }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
-        Ok(raw) => raw,
-        Err(e) => return bad_request(format!("Loki protobuf push body is not snappy-compressed: {e}")),
-    };
-    ingest(store, WalKind::LokiPushProtobuf, raw, StatusCode::NO_CONTENT.into_response()).await
+    ingest(store, WalKind::LokiPushSnappy, body.to_vec(), StatusCode::NO_CONTENT.into_response()).await
 }
 
 /// Stores `body` durably (WAL fsync) and answers `ok`, or the error sorted by whose fault it is.

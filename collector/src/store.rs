@@ -43,6 +43,13 @@ impl Batch {
             WalKind::RemoteWrite => Batch::Metrics(pharos_model::remote_write::decode_uncompressed(body)?),
             WalKind::LokiPushJson => Batch::Logs(crate::loki_push::decode_json(body)?),
             WalKind::LokiPushProtobuf => Batch::Logs(crate::loki_push::decode_protobuf(body)?),
+            WalKind::RemoteWriteSnappy => Batch::Metrics(pharos_model::remote_write::decode(body)?),
+            WalKind::LokiPushSnappy => {
+                let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| {
+                    Error::BadInput(format!("Loki protobuf push body is not snappy-compressed: {e}"))
+                })?;
+                Batch::Logs(crate::loki_push::decode_protobuf(&raw)?)
+            }
         })
     }
 
@@ -455,6 +462,28 @@ mod tests {
         assert_eq!(all(&store, "h"), vec![(1000, 1000.0), (2000, 2000.0)]);
         store.ingest_durable(WalKind::MetricsProtobuf, &body(3000)).unwrap();
         assert_eq!(all(&store, "h").len(), 3, "sequence numbers continue after a restart");
+    }
+
+    #[test]
+    fn snappy_remote_write_is_kept_compressed_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        let samples: Vec<Sample> = (0..1000).map(|i| sample("rw", i * 1000, 0.5)).collect();
+        let body = pharos_model::remote_write::encode(&samples);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        assert!(body.len() * 4 < raw.len(), "the test body compresses");
+        store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
+        let e = store.ingest_durable(WalKind::RemoteWriteSnappy, &raw).unwrap_err();
+        assert!(matches!(&e, Error::BadInput(m) if m.contains("snappy")), "{e}");
+        let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(wal_bytes < raw.len() as u64, "the WAL holds the compressed body ({wal_bytes} bytes)");
+        drop(store);
+        let store = Store::open(dir.path(), metrics).unwrap();
+        assert_eq!(all(&store, "rw").len(), 1000, "replayed from the compressed record");
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub enum WalKind {
     LokiPushJson = 6,
     /// Loki push request (`logproto.PushRequest`), uncompressed protobuf.
     LokiPushProtobuf = 7,
+    /// Prometheus remote_write `WriteRequest` as received: snappy-compressed protobuf (a tenth
+    /// of the bytes to write and fsync; decoded again on replay).
+    RemoteWriteSnappy = 8,
+    /// Loki push request as received: snappy-compressed protobuf.
+    LokiPushSnappy = 9,
 }
 
 impl WalKind {
@@ -46,6 +51,8 @@ impl WalKind {
             5 => WalKind::RemoteWrite,
             6 => WalKind::LokiPushJson,
             7 => WalKind::LokiPushProtobuf,
+            8 => WalKind::RemoteWriteSnappy,
+            9 => WalKind::LokiPushSnappy,
             _ => return None,
         })
     }
