@@ -116,6 +116,16 @@ pub struct LogsConfig {
     /// `pharos_agent_log_throttled_seconds_total`). Default: `0` (unlimited).
     #[serde(default)]
     pub rate_limit_lines_per_s: u64,
+    /// Transforms run on every record, in order, before it enters the disk buffer; today the
+    /// one type is `remap` (a VRL program, see [`crate::transform::remap`]). Every program is
+    /// compiled at config load. Default: none.
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
+    /// Pod labels copied onto the pod's log records when the kubelet knows the pod (needs the
+    /// `kubernetes` section), under a sanitized name (`spark-app-selector` →
+    /// `spark_app_selector`); a label the record already has is not replaced. Default: none.
+    #[serde(default)]
+    pub pod_labels: Vec<String>,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -312,6 +322,8 @@ impl Default for LogsConfig {
             multiline: Default::default(),
             max_line_bytes: default_max_line_bytes(),
             rate_limit_lines_per_s: 0,
+            transforms: Vec::new(),
+            pod_labels: Vec::new(),
         }
     }
 }
@@ -483,6 +495,19 @@ impl LogsConfig {
             return Err(invalid("logs.max_line_bytes", "must be greater than 0"));
         }
         self.multiline.build().map_err(|(field, message)| invalid(field, message))?;
+        for (i, name) in self.pod_labels.iter().enumerate() {
+            let label = crate::transform::remap::sanitize_label_name(name);
+            if name.is_empty() {
+                return Err(invalid(format!("logs.pod_labels[{i}]"), "must not be empty"));
+            }
+            if crate::kubernetes::metadata::RESERVED_LABELS.contains(&label.as_str()) {
+                return Err(invalid(
+                    format!("logs.pod_labels[{i}]"),
+                    format!("{name:?} would become label {label:?}, which the agent sets itself"),
+                ));
+            }
+        }
+        crate::transform::LogTransforms::build(&self.transforms, None)?;
         Ok(())
     }
 }
