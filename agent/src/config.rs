@@ -658,4 +658,27 @@ sink:
         assert_eq!(c.scrape.effective_timeout_ms(), 10_000);
     }
 
+    #[test]
+    fn log_transforms_and_pod_labels_parse_and_validate() {
+        let c = AgentConfig::from_yaml(
+            "logs:\n  pod_labels: [app, spark-app-selector]\n  transforms:\n    - type: remap\n      name: redact\n      source: |\n        .message = replace(.message, r'token=\\S+', \"token=***\")\n      drop_on_error: true\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let crate::transform::TransformConfig::Remap(r) = &c.logs.transforms[0];
+        assert_eq!((r.name.as_deref(), r.drop_on_error, r.drop_on_abort), (Some("redact"), true, true));
+        assert!(r.source.as_deref().unwrap().contains("token=***"));
+        // A program that does not compile: the field, then VRL's diagnostic with line:column.
+        let e = err("logs:\n  transforms:\n    - type: remap\n      source: |\n        .a = 1\n        .b = parse_json(.message)\n");
+        assert!(e.starts_with("logs.transforms[0].source: VRL program does not compile"), "{e}");
+        assert!(e.contains("error[E103]") && e.contains(":2:6"), "{e}");
+        assert!(err("logs:\n  transforms:\n    - type: remap\n      source: .\n      drop_on_eror: true\n").contains("unknown field `drop_on_eror`"));
+        assert!(err("logs:\n  transforms:\n    - type: lua\n      source: x\n").contains("unknown variant `lua`"));
+        assert_eq!(err("logs:\n  transforms:\n    - type: remap\n"), "logs.transforms[0].source: a remap transform needs source or file");
+        assert_eq!(
+            err("logs:\n  transforms:\n    - {type: remap, name: a, source: .}\n    - {type: remap, name: a, source: .}\n"),
+            "logs.transforms[1].name: duplicate transform name \"a\""
+        );
+        assert!(err("logs:\n  pod_labels: [pod-uid]\n").starts_with("logs.pod_labels[0]: \"pod-uid\" would become label \"pod_uid\""));
+    }
 }

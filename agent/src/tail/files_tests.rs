@@ -202,3 +202,65 @@ async fn run_tailer_ships_through_the_buffer_and_resumes_from_its_checkpoint() {
     restarted.resume_from(&cp);
     assert!(poll(&mut restarted).records.is_empty());
 }
+
+fn remap_pipeline(source: &str, metrics: &AgentMetrics) -> crate::tail::LogPipeline {
+    use crate::transform::{LogTransforms, RemapConfig, TransformConfig};
+    let configs = [TransformConfig::Remap(RemapConfig { name: Some("noise".into()), ..RemapConfig::inline(source) })];
+    let transforms = LogTransforms::build(&configs, Some(metrics)).unwrap();
+    crate::tail::LogPipeline::new(None, Default::default(), transforms)
+}
+
+#[tokio::test]
+async fn remap_drops_still_advance_the_checkpoint_and_nothing_repeats_after_restart() {
+    let fx = fixture();
+    append(
+        &fx.log,
+        "2024-05-01T12:00:00Z stdout F GET /healthz 200\n2024-05-01T12:00:01Z stdout F order 1 password=s3cret\n2024-05-01T12:00:02Z stdout F GET /healthz 200\n",
+    );
+    // A second container whose lines are all dropped: its offset must move too.
+    let quiet = fx.root.join("pods/shop_web-0_1f2e-33/sidecar/0.log");
+    std::fs::create_dir_all(quiet.parent().unwrap()).unwrap();
+    append(&quiet, "2024-05-01T12:00:00Z stdout F GET /healthz 200\n");
+    let program = r#"
+        if contains(.message, "/healthz") { abort }
+        .message = replace(.message, r'password=\S+', "password=***")
+        .labels.pipeline = "remap"
+    "#;
+    let (url, mut received) = collector(vec![]).await;
+    let metrics = AgentMetrics::new();
+    let buffer_dir = fx.data.join("buffer");
+    let (buffer, forwarder) = buffer_to_http(&buffer_dir, &url, metrics.clone());
+    let pipeline = remap_pipeline(program, &metrics);
+    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), buffer.clone(), pipeline));
+    let records = tokio::time::timeout(Duration::from_secs(10), received.logs.recv()).await.unwrap().unwrap();
+    assert_eq!(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["order 1 password=***"]);
+    assert_eq!(records[0].labels.get("pipeline"), Some("remap"));
+    // Both files were there before the first poll, so that one batch held all four lines: the
+    // record arriving means the batch (and its checkpoint) went through the buffer.
+    let sizes = [std::fs::metadata(&fx.log).unwrap().len(), std::fs::metadata(&quiet).unwrap().len()];
+    let text = metrics.render();
+    assert!(text.contains("pharos_agent_remap_dropped_total{transform=\"noise\"} 3"), "{text}");
+    assert!(text.contains("pharos_agent_remap_errors_total{transform=\"noise\"} 0"), "{text}");
+    task.abort();
+    let _ = task.await;
+    forwarder.abort();
+    let _ = forwarder.await;
+    drop(buffer);
+    let opened = crate::buffer::Buffer::open(&buffer_dir, &Default::default(), AgentMetrics::new()).unwrap();
+    let cp = opened.tail_checkpoint.clone().expect("a tail checkpoint in the buffer");
+    let mut offsets: Vec<(PathBuf, u64)> = cp.files.iter().map(|f| (f.path.clone(), f.offset)).collect();
+    offsets.sort();
+    let mut expected = vec![(fx.log.clone(), sizes[0]), (quiet.clone(), sizes[1])];
+    expected.sort();
+    assert_eq!(offsets, expected);
+    drop(opened);
+
+    // Restart from that checkpoint with one new line: exactly that line comes out.
+    append(&fx.log, "2024-05-01T12:00:03Z stdout F order 2\n");
+    let mut restarted = tailer(&fx);
+    restarted.resume_from(&cp);
+    let b = poll(&mut restarted);
+    let mut pipeline = remap_pipeline(program, &metrics);
+    let out = pipeline.process(b.records);
+    assert_eq!(out.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["order 2"]);
+}

@@ -19,16 +19,34 @@ use std::collections::BTreeMap;
 use pharos_model::{Labels, LogRecord};
 use prometheus_client::metrics::counter::Counter;
 use vrl::compiler::runtime::{Runtime, Terminate};
-use vrl::compiler::{Program, TargetValue, TimeZone};
-use vrl::value::{KeyString, ObjectMap, Secrets, Value};
+use vrl::compiler::state::ExternalEnv;
+use vrl::compiler::{CompileConfig, Program, TargetValue, TimeZone};
+use vrl::value::kind::Collection;
+use vrl::value::{Kind, KeyString, ObjectMap, Secrets, Value};
 
 use super::config::RemapConfig;
 use crate::config::ConfigError;
 
+/// The type of the event at the start of a program (lets VRL check e.g. that `.message` is a
+/// string, so `replace(.message, …)` needs no `!`).
+fn event_kind() -> Kind {
+    let strings = || Kind::object(Collection::from_unknown(Kind::bytes()));
+    let kubernetes = Collection::from_unknown(Kind::bytes()).with_known("pod_labels", strings().or_undefined());
+    Kind::object(
+        Collection::empty()
+            .with_known("message", Kind::bytes())
+            .with_known("timestamp", Kind::timestamp())
+            .with_known("severity", Kind::bytes().or_undefined())
+            .with_known("labels", strings())
+            .with_known("kubernetes", Kind::object(kubernetes).or_undefined()),
+    )
+}
+
 /// Compiles a VRL program with the standard library; the error is VRL's own diagnostic (it
 /// points at line and column, e.g. `┌─ :2:7`).
 pub fn compile(source: &str) -> Result<Program, String> {
-    match vrl::compiler::compile(source, &vrl::stdlib::all()) {
+    let external = ExternalEnv::new_with_kind(event_kind(), Kind::any_object());
+    match vrl::compiler::compile_with_external(source, &vrl::stdlib::all(), &external, CompileConfig::default()) {
         Ok(result) => Ok(result.program),
         Err(diagnostics) => Err(vrl::diagnostic::Formatter::new(source, diagnostics).to_string()),
     }
