@@ -240,3 +240,7 @@ impl LogMetadata {
         (Labels::from_pairs(pairs), Some(pod))
     }
 }
+
+#[cfg(test)]
+#[path = "metadata_tests.rs"]
+mod tests;
