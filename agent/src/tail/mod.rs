@@ -7,6 +7,7 @@ pub mod cri;
 pub mod files;
 pub mod multiline;
 pub mod pipeline;
+pub mod rotated;
 
 use std::time::Duration;
 
