@@ -188,3 +188,22 @@ fn merge_with_untyped_json_must_handle_the_error_as_in_vector() {
     let e = compile(". = merge(., parse_json!(.message))").unwrap_err();
     assert!(e.contains("error[E103]") && e.contains(":1:5"), "{e}");
 }
+
+#[test]
+fn the_deploy_example_transforms_do_what_their_comments_say() {
+    let yaml = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/agent-kafka.yaml"));
+    let config = crate::AgentConfig::from_yaml(yaml).unwrap();
+    let mut transforms = super::super::LogTransforms::build(&config.logs.transforms, None).unwrap();
+    let input = vec![
+        record("GET /healthz HTTP/1.1 200"),
+        record(r#"{"msg":"login token=abc123 ok","level":"error"}"#),
+        record("user=a password=hunter2 done"),
+        record(r#"[1,2]"#),
+    ];
+    let out = transforms.apply(input, |_| None);
+    let got: Vec<(&str, &str)> = out.iter().map(|r| (r.body.as_str(), r.severity.as_str())).collect();
+    assert_eq!(
+        got,
+        [("login token=*** ok", "ERROR"), ("user=a password=*** done", ""), ("[1,2]", "")]
+    );
+}
