@@ -195,9 +195,15 @@ pub struct LogMetadata {
 }
 
 impl LogMetadata {
-    /// Metadata from `directory`, copying the pod labels named in `pod_labels`.
+    /// Metadata from `directory`, copying the pod labels named in `pod_labels` (except one
+    /// that would become `team`: that label always comes from the team mapping, which already
+    /// lets the pod label `teams.label` win).
     pub fn new(directory: PodDirectory, pod_labels: &[String]) -> LogMetadata {
-        let copied = pod_labels.iter().map(|l| (l.clone(), sanitize_label_name(l))).collect();
+        let copied = pod_labels
+            .iter()
+            .map(|l| (l.clone(), sanitize_label_name(l)))
+            .filter(|(_, name)| name != pharos_model::team::TEAM_LABEL)
+            .collect();
         LogMetadata { directory, copied }
     }
 

@@ -201,3 +201,20 @@ logs:
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), agent).await.unwrap().unwrap().unwrap();
 }
+
+#[test]
+fn copied_pod_labels_are_sanitized_never_replace_record_labels_and_never_set_team() {
+    let d = PodDirectory::default();
+    d.replace(&serde_json::from_str(&pod_list(&[WEB])).unwrap());
+    let m = LogMetadata::new(d, &["app".into(), "team".into(), "pod-template-hash".into()]);
+    let record = Labels::from_pairs([("namespace", "shop"), ("pod", "web-7f9c-x2v"), ("pod_uid", "u1"), ("app", "mine")]);
+    let (labels, pod) = m.labels_for(&record);
+    assert_eq!(pod.unwrap().name, "web-7f9c-x2v");
+    assert_eq!(labels.get("app"), Some("mine"), "the record's own label wins");
+    assert_eq!(labels.get("pod_template_hash"), Some("7f9c"));
+    assert_eq!(labels.get("team"), None, "team comes from the team mapping only");
+    assert_eq!(labels.get("node"), Some("node-7"));
+    // Unknown UID: unchanged.
+    let other = record.with("pod_uid", "u-unknown");
+    assert_eq!(m.labels_for(&other).0, other);
+}

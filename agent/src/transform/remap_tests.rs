@@ -207,3 +207,30 @@ fn the_deploy_example_transforms_do_what_their_comments_say() {
         [("login token=*** ok", "ERROR"), ("user=a password=*** done", ""), ("[1,2]", "")]
     );
 }
+
+#[test]
+fn the_readme_transform_examples_compile_and_run() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("type: remap"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "the agent.yaml reference and the transforms example");
+    let full = crate::AgentConfig::from_yaml(blocks[0]).unwrap();
+    assert_eq!(full.logs.transforms.len(), 1);
+    let example: crate::config::LogsConfig = serde_yaml::from_str(blocks[1]).unwrap();
+    let mut transforms = super::super::LogTransforms::build(&example.transforms, None).unwrap();
+    let out = transforms.apply(
+        vec![
+            record("GET /healthz 200"),
+            record(r#"{"msg":"saved password=x1 for","level":"info","tenant":"acme"}"#),
+            record("not json"),
+        ],
+        |_| None,
+    );
+    let got: Vec<(&str, &str, Option<&str>)> =
+        out.iter().map(|r| (r.body.as_str(), r.severity.as_str(), r.labels.get("tenant"))).collect();
+    assert_eq!(got, [("saved [REDACTED] for", "INFO", Some("acme")), ("not json", "", None)]);
+}
