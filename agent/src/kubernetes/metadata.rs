@@ -90,16 +90,16 @@ pub fn owner_of(pod: &Pod) -> Option<(String, String)> {
         return Some(("SparkApplication".into(), name));
     }
     let r = controller.filter(|r| !r.kind.is_empty() && !r.name.is_empty())?;
-    if r.kind == "ReplicaSet" {
-        if let Some(hash) = labels.get("pod-template-hash").filter(|h| !h.is_empty()) {
-            if let Some(deployment) = r.name.strip_suffix(hash.as_str()).and_then(|n| n.strip_suffix('-')) {
-                if !deployment.is_empty() {
-                    return Some(("Deployment".into(), deployment.into()));
-                }
-            }
-        }
+    let deployment = labels
+        .get("pod-template-hash")
+        .filter(|hash| r.kind == "ReplicaSet" && !hash.is_empty())
+        .and_then(|hash| r.name.strip_suffix(hash.as_str()))
+        .and_then(|n| n.strip_suffix('-'))
+        .filter(|d| !d.is_empty());
+    match deployment {
+        Some(d) => Some(("Deployment".into(), d.into())),
+        None => Some((r.kind.clone(), r.name.clone())),
     }
-    Some((r.kind.clone(), r.name.clone()))
 }
 
 #[derive(Default)]

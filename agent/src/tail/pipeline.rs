@@ -2,7 +2,8 @@
 //! kubelet ([`crate::kubernetes::metadata`]), the `team` label ([`crate::teams`]), then the
 //! `logs.transforms` in order ([`crate::transform`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pharos_model::{Labels, LogRecord};
@@ -10,6 +11,9 @@ use pharos_model::{Labels, LogRecord};
 use crate::kubernetes::LogMetadata;
 use crate::teams::TeamLabeler;
 use crate::transform::LogTransforms;
+
+/// A pod's labels as the kubelet listed them.
+type PodLabels = Arc<BTreeMap<String, String>>;
 
 /// Most time the tailer waits for the kubelet to answer about a pod it has not seen yet.
 const NEW_POD_WAIT: Duration = Duration::from_secs(2);
@@ -48,10 +52,9 @@ impl LogPipeline {
             if !seen.insert(&r.labels) {
                 continue;
             }
-            if let Some(uid) = r.labels.get("pod_uid") {
-                if m.pod_of(&r.labels).is_none() && self.asked.insert(uid.to_string()) {
-                    unknown = true;
-                }
+            let Some(uid) = r.labels.get("pod_uid") else { continue };
+            if m.pod_of(&r.labels).is_none() && self.asked.insert(uid.to_string()) {
+                unknown = true;
             }
         }
         if unknown {
@@ -64,8 +67,7 @@ impl LogPipeline {
     /// `spawn_blocking`.
     pub fn process(&mut self, records: Vec<LogRecord>) -> Vec<LogRecord> {
         // Records of one file share their labels: work once per distinct label set.
-        let mut by_labels: HashMap<Labels, (Labels, Option<std::sync::Arc<std::collections::BTreeMap<String, String>>>)> =
-            HashMap::new();
+        let mut by_labels: HashMap<Labels, (Labels, Option<PodLabels>)> = HashMap::new();
         let mut enriched = Vec::with_capacity(records.len());
         for mut r in records {
             let (labels, pod_labels) = by_labels
@@ -84,7 +86,7 @@ impl LogPipeline {
         if self.transforms.is_empty() {
             return enriched.into_iter().map(|(r, _)| r).collect();
         }
-        let pods: HashMap<Labels, std::sync::Arc<std::collections::BTreeMap<String, String>>> =
+        let pods: HashMap<Labels, PodLabels> =
             enriched.iter().filter_map(|(r, p)| p.clone().map(|p| (r.labels.clone(), p))).collect();
         let records = enriched.into_iter().map(|(r, _)| r).collect();
         self.transforms.apply(records, |r| pods.get(&r.labels).cloned())
