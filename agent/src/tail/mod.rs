@@ -1,5 +1,7 @@
 //! Tailing Kubernetes container logs: [`files`] discovers and reads files, [`cri`] decodes lines
-//! and merges partial ones, [`checkpoint`] holds offsets. [`run_tailer`] ties them to the disk
+//! and merges partial ones, [`checkpoint`] holds offsets, [`rotated`] finds files the kubelet
+//! rotated (or gzipped) while the agent was down, [`pipeline`] adds pod metadata and `team` and
+//! runs the transforms. [`run_tailer`] ties them to the disk
 //! buffer: offsets advance once a batch and its checkpoint are durably in the buffer.
 
 pub mod checkpoint;
