@@ -116,6 +116,16 @@ pub struct LogsConfig {
     /// `pharos_agent_log_throttled_seconds_total`). Default: `0` (unlimited).
     #[serde(default)]
     pub rate_limit_lines_per_s: u64,
+    /// Transforms run on every record, in order, before it enters the disk buffer; today the
+    /// one type is `remap` (a VRL program, see [`crate::transform::remap`]). Every program is
+    /// compiled at config load. Default: none.
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
+    /// Pod labels copied onto the pod's log records when the kubelet knows the pod (needs the
+    /// `kubernetes` section), under a sanitized name (`spark-app-selector` →
+    /// `spark_app_selector`); a label the record already has is not replaced. Default: none.
+    #[serde(default)]
+    pub pod_labels: Vec<String>,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -312,6 +322,8 @@ impl Default for LogsConfig {
             multiline: Default::default(),
             max_line_bytes: default_max_line_bytes(),
             rate_limit_lines_per_s: 0,
+            transforms: Vec::new(),
+            pod_labels: Vec::new(),
         }
     }
 }
@@ -483,6 +495,19 @@ impl LogsConfig {
             return Err(invalid("logs.max_line_bytes", "must be greater than 0"));
         }
         self.multiline.build().map_err(|(field, message)| invalid(field, message))?;
+        for (i, name) in self.pod_labels.iter().enumerate() {
+            let label = crate::transform::remap::sanitize_label_name(name);
+            if name.is_empty() {
+                return Err(invalid(format!("logs.pod_labels[{i}]"), "must not be empty"));
+            }
+            if crate::kubernetes::metadata::RESERVED_LABELS.contains(&label.as_str()) {
+                return Err(invalid(
+                    format!("logs.pod_labels[{i}]"),
+                    format!("{name:?} would become label {label:?}, which the agent sets itself"),
+                ));
+            }
+        }
+        crate::transform::LogTransforms::build(&self.transforms, None)?;
         Ok(())
     }
 }
@@ -633,4 +658,27 @@ sink:
         assert_eq!(c.scrape.effective_timeout_ms(), 10_000);
     }
 
+    #[test]
+    fn log_transforms_and_pod_labels_parse_and_validate() {
+        let c = AgentConfig::from_yaml(
+            "logs:\n  pod_labels: [app, spark-app-selector]\n  transforms:\n    - type: remap\n      name: redact\n      source: |\n        .message = replace(.message, r'token=\\S+', \"token=***\")\n      drop_on_error: true\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let crate::transform::TransformConfig::Remap(r) = &c.logs.transforms[0];
+        assert_eq!((r.name.as_deref(), r.drop_on_error, r.drop_on_abort), (Some("redact"), true, true));
+        assert!(r.source.as_deref().unwrap().contains("token=***"));
+        // A program that does not compile: the field, then VRL's diagnostic with line:column.
+        let e = err("logs:\n  transforms:\n    - type: remap\n      source: |\n        .a = 1\n        .b = parse_json(.message)\n");
+        assert!(e.starts_with("logs.transforms[0].source: VRL program does not compile"), "{e}");
+        assert!(e.contains("error[E103]") && e.contains(":2:6"), "{e}");
+        assert!(err("logs:\n  transforms:\n    - type: remap\n      source: .\n      drop_on_eror: true\n").contains("unknown field `drop_on_eror`"));
+        assert!(err("logs:\n  transforms:\n    - type: lua\n      source: x\n").contains("unknown variant `lua`"));
+        assert_eq!(err("logs:\n  transforms:\n    - type: remap\n"), "logs.transforms[0].source: a remap transform needs source or file");
+        assert_eq!(
+            err("logs:\n  transforms:\n    - {type: remap, name: a, source: .}\n    - {type: remap, name: a, source: .}\n"),
+            "logs.transforms[1].name: duplicate transform name \"a\""
+        );
+        assert!(err("logs:\n  pod_labels: [pod-uid]\n").starts_with("logs.pod_labels[0]: \"pod-uid\" would become label \"pod_uid\""));
+    }
 }

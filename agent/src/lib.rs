@@ -15,6 +15,8 @@
 //! - [`sink`]: [`sink::Sink`], an idempotent Kafka producer or an OTLP/HTTP client, retrying
 //!   transient failures forever.
 //! - [`telemetry`]: the agent's own `/metrics` and `/-/ready`.
+//! - [`transform`]: `logs.transforms`, VRL `remap` programs compiled at config load and run on
+//!   every log record.
 //! - [`teams`]: the `team` label from the team mapping (namespace rules, pod label override).
 //! - [`kubernetes`]: discovery from the node's kubelet (annotated pods, Spark drivers,
 //!   cAdvisor/resource metrics); [`scrape::file_sd`] reads file-based target lists.
@@ -42,6 +44,7 @@ pub mod spark;
 pub mod tail;
 pub mod teams;
 pub mod telemetry;
+pub mod transform;
 pub mod trino;
 #[cfg(test)]
 mod test_support;
@@ -108,8 +111,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let refresh = Duration::from_millis(config.scrape.file_targets_refresh_ms);
         tasks.spawn(scrape::file_sd::run_file_targets(config.scrape.file_targets.clone(), refresh, context.clone()));
     }
-    if let Some(k) = &config.kubernetes {
-        let discovery = kubernetes::KubernetesDiscovery::build(k, context.clone()).context("kubernetes discovery")?;
+    let pod_directory = config.kubernetes.as_ref().map(|_| kubernetes::PodDirectory::default());
+    if let (Some(k), Some(directory)) = (&config.kubernetes, &pod_directory) {
+        let discovery = kubernetes::KubernetesDiscovery::build(k, context.clone())
+            .context("kubernetes discovery")?
+            .with_pod_directory(directory.clone());
         tasks.spawn(discovery.run());
     }
     if let Some(e) = &config.spark_event_logs {
@@ -138,7 +144,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             tailer.resume_from(checkpoint);
         }
         let poll = Duration::from_millis(config.logs.poll_interval_ms);
-        tasks.spawn(run_tailer(tailer, poll, buffer.clone(), labeler.clone()));
+        let transforms = transform::LogTransforms::build(&logs.transforms, Some(&metrics))?;
+        let metadata = pod_directory.map(|d| kubernetes::LogMetadata::new(d, &logs.pod_labels));
+        let pipeline = tail::LogPipeline::new(metadata, labeler.clone(), transforms);
+        tasks.spawn(run_tailer(tailer, poll, buffer.clone(), pipeline));
     }
 
     tracing::info!(

@@ -44,6 +44,11 @@ pub struct AgentMetrics {
     pub log_lines_truncated: Counter,
     /// `pharos_agent_log_throttled_seconds_total`: time log files waited for the rate limit.
     pub log_throttled_seconds: Counter<f64, AtomicU64>,
+    /// `pharos_agent_remap_errors_total{transform}`: log records a VRL program failed on.
+    pub remap_errors: Family<Vec<(String, String)>, Counter>,
+    /// `pharos_agent_remap_dropped_total{transform}`: log records a VRL transform dropped
+    /// (`abort`, or a failure with `drop_on_error`).
+    pub remap_dropped: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for AgentMetrics {
@@ -68,6 +73,18 @@ impl AgentMetrics {
         let buffer_blocked_seconds = Counter::<f64, AtomicU64>::default();
         let log_lines_truncated = Counter::default();
         let log_throttled_seconds = Counter::<f64, AtomicU64>::default();
+        let remap_errors = Family::<Vec<(String, String)>, Counter>::default();
+        let remap_dropped = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "pharos_agent_remap_errors",
+            "Log records a remap transform's VRL program failed on, by transform",
+            remap_errors.clone(),
+        );
+        registry.register(
+            "pharos_agent_remap_dropped",
+            "Log records dropped by a remap transform (abort, or an error with drop_on_error), by transform",
+            remap_dropped.clone(),
+        );
         registry.register(
             "pharos_agent_log_lines_truncated",
             "Log records cut at logs.max_line_bytes",
@@ -119,7 +136,19 @@ impl AgentMetrics {
             buffer_blocked_seconds,
             log_lines_truncated,
             log_throttled_seconds,
+            remap_errors,
+            remap_dropped,
         }
+    }
+
+    /// The `pharos_agent_remap_errors_total` counter of transform `name`.
+    pub fn remap_errors(&self, name: &str) -> Counter {
+        self.remap_errors.get_or_create(&vec![("transform".to_string(), name.to_string())]).clone()
+    }
+
+    /// The `pharos_agent_remap_dropped_total` counter of transform `name`.
+    pub fn remap_dropped(&self, name: &str) -> Counter {
+        self.remap_dropped.get_or_create(&vec![("transform".to_string(), name.to_string())]).clone()
     }
 
     /// Counts one scrape of a target.

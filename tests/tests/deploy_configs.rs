@@ -38,3 +38,18 @@ fn every_example_config_loads_and_a_typo_is_refused() {
     }
     assert_eq!(checked, 4, "every example in deploy/examples is checked");
 }
+
+#[test]
+fn an_agent_vrl_program_that_does_not_compile_exits_2_naming_file_field_and_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("agent-bad-vrl.yaml");
+    let yaml = "logs:\n  transforms:\n    - type: remap\n      source: |\n        .ok = 1\n        .labels.x = parse_json(.message)\n";
+    std::fs::write(&path, yaml).unwrap();
+    let out = check("pharos-agent", &path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("logs.transforms[0].source"), "{err}");
+    // Line 2 of the program, at `parse_json` (column 13, after `.labels.x = `).
+    assert!(err.contains("error[E103]") && err.contains(":2:13"), "{err}");
+}

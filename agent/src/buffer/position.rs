@@ -87,7 +87,7 @@ mod tests {
         assert_eq!(Position::load(&path).unwrap(), Position::default());
         let tail = Checkpoint {
             version: CHECKPOINT_VERSION,
-            files: vec![FileCheckpoint { dev: 1, ino: 2, path: "/a.log".into(), offset: 99, emitted_through: [0; 3] }],
+            files: vec![FileCheckpoint { dev: 1, ino: 2, path: "/a.log".into(), offset: 99, emitted_through: [0; 3], fingerprint: None }],
         };
         let p = Position { version: POSITION_VERSION, next_seq: 12, tail_seq: Some(10), tail: Some(tail) };
         p.save(&path).unwrap();

@@ -15,7 +15,7 @@ fn open(dir: &Path, max_bytes: u64) -> (OpenedBuffer, AgentMetrics) {
 fn checkpoint(offset: u64) -> Checkpoint {
     Checkpoint {
         version: CHECKPOINT_VERSION,
-        files: vec![FileCheckpoint { dev: 1, ino: 7, path: "/pods/a/0.log".into(), offset, emitted_through: [0; 3] }],
+        files: vec![FileCheckpoint { dev: 1, ino: 7, path: "/pods/a/0.log".into(), offset, emitted_through: [0; 3], fingerprint: None }],
     }
 }
 

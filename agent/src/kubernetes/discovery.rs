@@ -8,6 +8,7 @@ use anyhow::Context;
 use reqwest::Url;
 
 use super::config::KubernetesConfig;
+use super::metadata::PodDirectory;
 use super::pods::{PodList, PodTargetOptions, kubelet_targets, pod_labels, pod_targets};
 use crate::scrape::pool::ClientSet;
 use crate::scrape::{ScrapeContext, ScrapePool};
@@ -81,7 +82,12 @@ pub struct KubernetesDiscovery {
     labeler: crate::teams::TeamLabeler,
     /// The last pod list the kubelet gave (kept while it is unreachable).
     cached: Option<PodList>,
+    /// Pod metadata for log records, kept in line with `cached`.
+    directory: PodDirectory,
 }
+
+/// Least time between two pod lists asked for by the log tailer (a new pod's first lines).
+const MIN_REQUESTED_REFRESH: Duration = Duration::from_secs(1);
 
 impl KubernetesDiscovery {
     /// Builds discovery for `config`, scraping with `context`.
@@ -102,7 +108,14 @@ impl KubernetesDiscovery {
             labeler,
             kubelet,
             cached: None,
+            directory: PodDirectory::default(),
         })
+    }
+
+    /// Keeps `directory` (shared with the log tailer) in line with the pod lists.
+    pub fn with_pod_directory(mut self, directory: PodDirectory) -> KubernetesDiscovery {
+        self.directory = directory;
+        self
     }
 
     /// The running scrape targets.
@@ -115,12 +128,14 @@ impl KubernetesDiscovery {
         match self.kubelet.pods(self.refresh.min(Duration::from_secs(10))).await {
             Ok(pods) => {
                 self.labeler.set_pods(pod_labels(&pods));
+                self.directory.replace(&pods);
                 self.cached = Some(pods);
             }
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), cached = self.cached.is_some(), "cannot list pods from the kubelet; keeping the last list");
             }
         }
+        self.directory.attempted();
         let mut targets = kubelet_targets(self.kubelet.base(), self.cadvisor, self.resource);
         if let Some(pods) = &self.cached {
             targets.extend(pod_targets(pods, &self.options, &self.labeler));
@@ -128,12 +143,21 @@ impl KubernetesDiscovery {
         self.pool.sync(targets);
     }
 
-    /// Refreshes forever.
+    /// Refreshes every `refresh_interval_ms`, and sooner when the log tailer meets a pod it
+    /// does not know (at most once per [`MIN_REQUESTED_REFRESH`]), forever.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(self.refresh);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let directory = self.directory.clone();
+        let mut last = tokio::time::Instant::now();
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = directory.wanted() => {
+                    tokio::time::sleep_until(last + MIN_REQUESTED_REFRESH).await;
+                }
+            }
+            last = tokio::time::Instant::now();
             self.refresh_once().await;
         }
     }

@@ -51,6 +51,26 @@ pub struct PodMetadata {
     /// Annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The pod's UID (the `<uid>` of its log directory `<namespace>_<pod>_<uid>`).
+    #[serde(default)]
+    pub uid: String,
+    /// Owners (ReplicaSet, StatefulSet, DaemonSet, Job, a Spark driver pod, …).
+    #[serde(default, rename = "ownerReferences")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+/// `v1.OwnerReference`, trimmed.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OwnerReference {
+    /// Kind of the owner, e.g. `ReplicaSet`.
+    #[serde(default)]
+    pub kind: String,
+    /// Name of the owner.
+    #[serde(default)]
+    pub name: String,
+    /// True for the managing controller (at most one owner).
+    #[serde(default)]
+    pub controller: Option<bool>,
 }
 
 /// `v1.PodSpec`, trimmed.
@@ -59,6 +79,9 @@ pub struct PodSpec {
     /// Containers.
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// The node the pod is scheduled on.
+    #[serde(default, rename = "nodeName")]
+    pub node_name: String,
 }
 
 /// `v1.Container`, trimmed.

@@ -1,5 +1,5 @@
-//! The tailing checkpoint: for each file (device + inode, and its last path) the byte offset of
-//! the next unread line. Written atomically (temp file, fsync, rename, fsync directory) and only
+//! The tailing checkpoint: for each file (device + inode, its last path, and a fingerprint of
+//! its first bytes) the byte offset of the next unread line. Written atomically (temp file, fsync, rename, fsync directory) and only
 //! for data the sink acknowledged.
 
 use std::fs::File;
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-/// The checkpoint format version this build reads and writes.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The checkpoint format version this build writes. Version 1 (no fingerprints) is read too.
+pub const CHECKPOINT_VERSION: u32 = 2;
 /// File name of the checkpoint inside `data_dir`.
 pub const CHECKPOINT_FILE: &str = "tail-checkpoint.json";
 
@@ -41,6 +41,37 @@ pub struct FileCheckpoint {
     /// back); 0 when not needed. Omitted when all are 0.
     #[serde(default, skip_serializing_if = "no_skips")]
     pub emitted_through: [u64; 3],
+    /// The file's first bytes, to recognize its content after the kubelet compressed it into
+    /// a new file (`0.log.<time>.gz`). Absent in version 1 and for empty files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// CRC-32 of a file's first `bytes` bytes (at most [`Fingerprint::MAX_BYTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    /// How many leading bytes the CRC covers.
+    pub bytes: u64,
+    /// CRC-32 (IEEE) of those bytes.
+    pub crc32: u32,
+}
+
+impl Fingerprint {
+    /// Most leading bytes a fingerprint covers.
+    pub const MAX_BYTES: u64 = 1024;
+
+    /// The fingerprint of `head` (the first bytes of a file, at most `MAX_BYTES` used); `None`
+    /// for an empty head.
+    pub fn of(head: &[u8]) -> Option<Fingerprint> {
+        let head = &head[..head.len().min(Self::MAX_BYTES as usize)];
+        (!head.is_empty()).then(|| Fingerprint { bytes: head.len() as u64, crc32: crc32fast::hash(head) })
+    }
+
+    /// Whether `head` (at least `self.bytes` long) starts with the fingerprinted bytes.
+    pub fn matches(&self, head: &[u8]) -> bool {
+        usize::try_from(self.bytes).ok().and_then(|n| head.get(..n)).is_some_and(|h| crc32fast::hash(h) == self.crc32)
+    }
 }
 
 fn no_skips(e: &[u64; 3]) -> bool {
@@ -60,9 +91,9 @@ impl Checkpoint {
         let version: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("corrupt checkpoint {}", path.display()))?;
         let found = version.get("version").and_then(|v| v.as_u64());
-        if found != Some(u64::from(CHECKPOINT_VERSION)) {
+        if !matches!(found, Some(1) | Some(2)) {
             anyhow::bail!(
-                "checkpoint {} has version {found:?}; this agent reads version {CHECKPOINT_VERSION}",
+                "checkpoint {} has version {found:?}; this agent reads versions 1 and {CHECKPOINT_VERSION}",
                 path.display()
             );
         }
@@ -97,21 +128,24 @@ mod tests {
         assert_eq!(Checkpoint::load(&path).unwrap().files, vec![]);
         let cp = Checkpoint {
             version: CHECKPOINT_VERSION,
-            files: vec![FileCheckpoint { dev: 1, ino: 42, path: "/var/log/a.log".into(), offset: 1234, emitted_through: [0, 1300, 0] }],
+            files: vec![FileCheckpoint { dev: 1, ino: 42, path: "/var/log/a.log".into(), offset: 1234, emitted_through: [0, 1300, 0], fingerprint: Fingerprint::of(b"2024-05-01T12:00:00Z stdout F a\n") }],
         };
         cp.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), cp);
         assert!(!path.with_extension("json.tmp").exists());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(text.contains("\"version\": 2"), "{text}");
+        // Version 1 (before fingerprints) still loads.
+        std::fs::write(&path, r#"{"version":1,"files":[{"dev":1,"ino":2,"path":"/a.log","offset":5}]}"#).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap().files[0].fingerprint, None);
     }
 
     #[test]
     fn other_version_and_garbage_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CHECKPOINT_FILE);
-        std::fs::write(&path, r#"{"version":2,"files":[]}"#).unwrap();
-        assert!(Checkpoint::load(&path).unwrap_err().to_string().contains("version Some(2)"));
+        std::fs::write(&path, r#"{"version":3,"files":[]}"#).unwrap();
+        assert!(Checkpoint::load(&path).unwrap_err().to_string().contains("version Some(3)"));
         std::fs::write(&path, "{garbage").unwrap();
         assert!(Checkpoint::load(&path).unwrap_err().to_string().contains("corrupt checkpoint"));
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pharos_model::{Labels, LogRecord};
 use prometheus_client::metrics::counter::Counter;
 
-use super::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_VERSION, Checkpoint, FileCheckpoint};
+use super::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_VERSION, Checkpoint, FileCheckpoint, Fingerprint};
 use super::cri::{Entry, PartialMerger, Stream, parse_line};
 use super::multiline::{Multiline, OpenState, severity, truncate};
 
@@ -94,6 +94,9 @@ struct TailedFile {
     seen: bool,
     /// Whether the last read found nothing new.
     exhausted: bool,
+    /// The file's first bytes (recomputed while the file is shorter than
+    /// [`Fingerprint::MAX_BYTES`]).
+    fingerprint: Option<Fingerprint>,
 }
 
 /// Log records read from files, and how far each file's offset moves once they are delivered.
@@ -115,15 +118,27 @@ pub struct Tailer {
     checkpoint_path: PathBuf,
     files: HashMap<FileKey, TailedFile>,
     /// Checkpoint entries not yet matched to a discovered file (only until the first discovery).
-    restored: HashMap<FileKey, FilePosition>,
+    restored: HashMap<FileKey, Restored>,
+    /// Where compressed rotated files are decompressed to be read on (`<data_dir>/gz-resume`).
+    scratch_dir: PathBuf,
     options: TailOptions,
 }
 
-fn restore(checkpoint: &Checkpoint) -> HashMap<FileKey, FilePosition> {
+/// A checkpoint entry waiting for its file.
+struct Restored {
+    pos: FilePosition,
+    path: PathBuf,
+    fingerprint: Option<Fingerprint>,
+}
+
+fn restore(checkpoint: &Checkpoint) -> HashMap<FileKey, Restored> {
     checkpoint
         .files
         .iter()
-        .map(|f| (FileKey { dev: f.dev, ino: f.ino }, FilePosition { offset: f.offset, emitted_through: f.emitted_through }))
+        .map(|f| {
+            let pos = FilePosition { offset: f.offset, emitted_through: f.emitted_through };
+            (FileKey { dev: f.dev, ino: f.ino }, Restored { pos, path: f.path.clone(), fingerprint: f.fingerprint })
+        })
         .collect()
 }
 
@@ -159,7 +174,8 @@ impl Tailer {
         let checkpoint = Checkpoint::load(&checkpoint_path)?;
         let restored = restore(&checkpoint);
         let options = TailOptions::default();
-        Ok(Tailer { include, base_labels, max_records, checkpoint_path, files: HashMap::new(), restored, options })
+        let scratch_dir = data_dir.join("gz-resume");
+        Ok(Tailer { include, base_labels, max_records, checkpoint_path, files: HashMap::new(), restored, scratch_dir, options })
     }
 
     /// Sets multiline merging and the limits.
@@ -175,6 +191,8 @@ impl Tailer {
 
     /// Re-evaluates the globs: picks up new files (from the checkpointed offset, or from the
     /// start), follows renames by inode, and forgets files that vanished and were read to the end.
+    /// On the first call, checkpointed files the globs no longer match are looked for where the
+    /// kubelet rotates them ([`super::rotated`]), so their last lines are read too.
     pub fn discover(&mut self) {
         for f in self.files.values_mut() {
             f.seen = false;
@@ -209,22 +227,46 @@ impl Tailer {
                     continue;
                 }
             };
-            let pos = self.restored.remove(&key).unwrap_or_default();
-            let offset = pos.offset;
-            let mut pairs = self.base_labels.clone();
-            pairs.extend(path_labels(&path));
-            let with_stream = |s: &str| {
-                let mut p = pairs.clone();
-                p.push(("stream".into(), s.into()));
-                Labels::from_pairs(p)
+            let head = super::rotated::head(&file).unwrap_or_default();
+            let pos = match self.restored.remove(&key) {
+                Some(r) if r.fingerprint.is_none_or(|fp| fp.matches(&head)) => r.pos,
+                Some(_) => {
+                    tracing::warn!(path = %path.display(), "inode reused by other content; reading from the start");
+                    FilePosition::default()
+                }
+                None => FilePosition::default(),
             };
-            let labels = [with_stream("stdout"), with_stream("stderr"), Labels::from_pairs(pairs.clone())];
-            tracing::info!(path = %path.display(), offset, "tailing log file");
-            let (pending_seen, window) = ([None; 3], (Instant::now(), 0));
-            self.files.insert(key, TailedFile { path, file, pos, pending_seen, window, labels, seen: true, exhausted: false });
+            self.insert_file(key, path, file, pos, Fingerprint::of(&head), true);
         }
-        // Checkpoint entries of files that no longer exist are dropped.
-        self.restored.clear();
+        // Checkpointed files the globs no longer match: rotated away while the agent was down.
+        for (key, r) in std::mem::take(&mut self.restored) {
+            if self.files.contains_key(&key) {
+                continue;
+            }
+            match super::rotated::find(key, &r.path, r.fingerprint, r.pos.offset, &self.scratch_dir) {
+                Some((path, file)) => {
+                    tracing::info!(from = %r.path.display(), to = %path.display(), offset = r.pos.offset, "log file rotated while not read; reading it on");
+                    let fingerprint = r.fingerprint.or_else(|| Fingerprint::of(&super::rotated::head(&file).unwrap_or_default()));
+                    self.insert_file(key, path, file, r.pos, fingerprint, false);
+                }
+                None => tracing::info!(path = %r.path.display(), "checkpointed log file is gone"),
+            }
+        }
+    }
+
+    fn insert_file(&mut self, key: FileKey, path: PathBuf, file: File, pos: FilePosition, fingerprint: Option<Fingerprint>, seen: bool) {
+        let mut pairs = self.base_labels.clone();
+        pairs.extend(path_labels(&path));
+        let with_stream = |s: &str| {
+            let mut p = pairs.clone();
+            p.push(("stream".into(), s.into()));
+            Labels::from_pairs(p)
+        };
+        let labels = [with_stream("stdout"), with_stream("stderr"), Labels::from_pairs(pairs.clone())];
+        tracing::info!(path = %path.display(), offset = pos.offset, "tailing log file");
+        let (pending_seen, window) = ([None; 3], (Instant::now(), 0));
+        let exhausted = false;
+        self.files.insert(key, TailedFile { path, file, pos, pending_seen, window, labels, seen, exhausted, fingerprint });
     }
 
     /// Reads complete entries from every file, starting at each file's committed offset, up to
@@ -296,8 +338,8 @@ impl Tailer {
             .iter()
             .map(|(k, f)| {
                 let p = advances.iter().rev().find(|(a, _)| a == k).map_or(f.pos, |(_, p)| *p);
-                let (offset, emitted_through) = (p.offset, p.emitted_through);
-                FileCheckpoint { dev: k.dev, ino: k.ino, path: f.path.clone(), offset, emitted_through }
+                let (offset, emitted_through, fingerprint) = (p.offset, p.emitted_through, f.fingerprint);
+                FileCheckpoint { dev: k.dev, ino: k.ino, path: f.path.clone(), offset, emitted_through, fingerprint }
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -349,6 +391,9 @@ fn stream_index(stream: Option<Stream>) -> usize {
 /// `emitted_through`.
 fn read_file(f: &mut TailedFile, opts: &TailOptions, max_records: usize, max_bytes: usize) -> std::io::Result<FileRead> {
     let size = f.file.metadata()?.len();
+    if f.fingerprint.is_none_or(|fp| fp.bytes < Fingerprint::MAX_BYTES && fp.bytes < size) {
+        f.fingerprint = Fingerprint::of(&super::rotated::head(&f.file)?);
+    }
     if size < f.pos.offset {
         tracing::warn!(path = %f.path.display(), offset = f.pos.offset, size, "log file truncated; reading from the start");
         f.pos = FilePosition::default();

@@ -202,3 +202,163 @@ async fn run_tailer_ships_through_the_buffer_and_resumes_from_its_checkpoint() {
     restarted.resume_from(&cp);
     assert!(poll(&mut restarted).records.is_empty());
 }
+
+fn remap_pipeline(source: &str, metrics: &AgentMetrics) -> crate::tail::LogPipeline {
+    use crate::transform::{LogTransforms, RemapConfig, TransformConfig};
+    let configs = [TransformConfig::Remap(RemapConfig { name: Some("noise".into()), ..RemapConfig::inline(source) })];
+    let transforms = LogTransforms::build(&configs, Some(metrics)).unwrap();
+    crate::tail::LogPipeline::new(None, Default::default(), transforms)
+}
+
+#[tokio::test]
+async fn remap_drops_still_advance_the_checkpoint_and_nothing_repeats_after_restart() {
+    let fx = fixture();
+    append(
+        &fx.log,
+        "2024-05-01T12:00:00Z stdout F GET /healthz 200\n2024-05-01T12:00:01Z stdout F order 1 password=s3cret\n2024-05-01T12:00:02Z stdout F GET /healthz 200\n",
+    );
+    // A second container whose lines are all dropped: its offset must move too.
+    let quiet = fx.root.join("pods/shop_web-0_1f2e-33/sidecar/0.log");
+    std::fs::create_dir_all(quiet.parent().unwrap()).unwrap();
+    append(&quiet, "2024-05-01T12:00:00Z stdout F GET /healthz 200\n");
+    let program = r#"
+        if contains(.message, "/healthz") { abort }
+        .message = replace(.message, r'password=\S+', "password=***")
+        .labels.pipeline = "remap"
+    "#;
+    let (url, mut received) = collector(vec![]).await;
+    let metrics = AgentMetrics::new();
+    let buffer_dir = fx.data.join("buffer");
+    let (buffer, forwarder) = buffer_to_http(&buffer_dir, &url, metrics.clone());
+    let pipeline = remap_pipeline(program, &metrics);
+    let task = tokio::spawn(run_tailer(tailer(&fx), Duration::from_millis(10), buffer.clone(), pipeline));
+    let records = tokio::time::timeout(Duration::from_secs(10), received.logs.recv()).await.unwrap().unwrap();
+    assert_eq!(records.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["order 1 password=***"]);
+    assert_eq!(records[0].labels.get("pipeline"), Some("remap"));
+    // Both files were there before the first poll, so that one batch held all four lines: the
+    // record arriving means the batch (and its checkpoint) went through the buffer.
+    let sizes = [std::fs::metadata(&fx.log).unwrap().len(), std::fs::metadata(&quiet).unwrap().len()];
+    let text = metrics.render();
+    assert!(text.contains("pharos_agent_remap_dropped_total{transform=\"noise\"} 3"), "{text}");
+    assert!(text.contains("pharos_agent_remap_errors_total{transform=\"noise\"} 0"), "{text}");
+    task.abort();
+    let _ = task.await;
+    forwarder.abort();
+    let _ = forwarder.await;
+    drop(buffer);
+    let opened = crate::buffer::Buffer::open(&buffer_dir, &Default::default(), AgentMetrics::new()).unwrap();
+    let cp = opened.tail_checkpoint.clone().expect("a tail checkpoint in the buffer");
+    let mut offsets: Vec<(PathBuf, u64)> = cp.files.iter().map(|f| (f.path.clone(), f.offset)).collect();
+    offsets.sort();
+    let mut expected = vec![(fx.log.clone(), sizes[0]), (quiet.clone(), sizes[1])];
+    expected.sort();
+    assert_eq!(offsets, expected);
+    drop(opened);
+
+    // Restart from that checkpoint with one new line: exactly that line comes out.
+    append(&fx.log, "2024-05-01T12:00:03Z stdout F order 2\n");
+    let mut restarted = tailer(&fx);
+    restarted.resume_from(&cp);
+    let b = poll(&mut restarted);
+    let mut pipeline = remap_pipeline(program, &metrics);
+    let out = pipeline.process(b.records);
+    assert_eq!(out.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["order 2"]);
+}
+
+fn cri(i: usize) -> String {
+    format!("2024-05-01T12:00:{i:02}Z stdout F line{i}\n")
+}
+
+/// Polls and commits until nothing more comes; the bodies in read order.
+fn drain(t: &mut Tailer) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let b = poll(t);
+        if b.records.is_empty() && b.advances.is_empty() {
+            return out;
+        }
+        out.extend(b.records.iter().map(|r| r.body.clone()));
+        t.commit(&b.advances).unwrap();
+    }
+}
+
+/// Rotates like the kubelet while the agent is down: `0.log` → `0.log.<time>`, a fresh
+/// `0.log`, and (with `gzip`) the rotated file compressed and deleted. Returns the rotated path.
+fn rotate_while_down(fx: &Fixture, gzip: bool) -> PathBuf {
+    let rotated = fx.log.with_file_name("0.log.20240501-120010");
+    std::fs::rename(&fx.log, &rotated).unwrap();
+    append(&fx.log, "2024-05-01T12:00:30Z stdout F fresh\n");
+    if !gzip {
+        return rotated;
+    }
+    let gz = rotated.with_file_name("0.log.20240501-120010.gz");
+    let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    encoder.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
+    encoder.finish().unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    gz
+}
+
+#[test]
+fn a_file_rotated_and_gzipped_while_the_agent_was_down_is_read_on_exactly_once() {
+    for gzip in [true, false] {
+        let fx = fixture();
+        append(&fx.log, &(0..4).map(cri).collect::<String>());
+        let mut t = tailer(&fx);
+        assert_eq!(drain(&mut t), ["line0", "line1", "line2", "line3"]);
+        // Six more lines land; the agent stops before reading them.
+        append(&fx.log, &(4..10).map(cri).collect::<String>());
+        drop(t);
+        let rotated = rotate_while_down(&fx, gzip);
+
+        // Restart with a small batch limit, and stop again in the middle of the rotated file.
+        let glob = format!("{}/pods/*/*/*.log", fx.root.display());
+        let base = vec![("cluster".to_string(), "c1".to_string())];
+        let mut t = Tailer::open(vec![glob.clone()], base.clone(), 3, &fx.data).unwrap();
+        let b = poll(&mut t);
+        // Files go in path order: the fresh 0.log first, then the rotated one.
+        assert_eq!(bodies(&b), ["fresh", "line4", "line5"], "gzip: {gzip}");
+        assert!(b.records.iter().all(|r| r.labels.get("pod") == Some("web-0") && r.labels.get("container") == Some("app")));
+        t.commit(&b.advances).unwrap();
+        drop(t);
+        let mut t = Tailer::open(vec![glob], base, 3, &fx.data).unwrap();
+        assert_eq!(drain(&mut t), ["line6", "line7", "line8", "line9"], "gzip: {gzip}");
+        assert_eq!(t.file_count(), 1, "the rotated file, read to the end, is forgotten");
+        drop(t);
+        assert!(drain(&mut tailer(&fx)).is_empty(), "nothing twice (gzip: {gzip})");
+        assert!(rotated.exists());
+        // The scratch copy of the compressed file is unlinked.
+        let scratch = fx.data.join("gz-resume");
+        assert!(!scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none());
+    }
+}
+
+#[test]
+fn a_gz_with_other_content_is_not_taken_for_the_checkpointed_file() {
+    let fx = fixture();
+    append(&fx.log, &(0..2).map(cri).collect::<String>());
+    let mut t = tailer(&fx);
+    assert_eq!(drain(&mut t), ["line0", "line1"]);
+    append(&fx.log, &cri(2));
+    drop(t);
+    rotate_while_down(&fx, true);
+    // Another rotated generation whose content differs: never read as the lost file.
+    let other = fx.log.with_file_name("0.log.20240430-000000.gz");
+    let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&other).unwrap(), flate2::Compression::default());
+    encoder.write_all(cri(50).as_bytes()).unwrap();
+    encoder.finish().unwrap();
+    assert_eq!(drain(&mut tailer(&fx)), ["fresh", "line2"]);
+}
+
+#[test]
+fn an_inode_reused_by_other_content_is_read_from_the_start() {
+    let fx = fixture();
+    append(&fx.log, &(0..3).map(cri).collect::<String>());
+    let mut t = tailer(&fx);
+    assert_eq!(drain(&mut t), ["line0", "line1", "line2"]);
+    drop(t);
+    // Same path and inode, different first bytes, already longer than the old offset.
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&fx.log).unwrap();
+    append(&fx.log, &(20..25).map(cri).collect::<String>());
+    assert_eq!(drain(&mut tailer(&fx)), ["line20", "line21", "line22", "line23", "line24"]);
+}

@@ -1,30 +1,36 @@
 //! Tailing Kubernetes container logs: [`files`] discovers and reads files, [`cri`] decodes lines
-//! and merges partial ones, [`checkpoint`] holds offsets. [`run_tailer`] ties them to the disk
+//! and merges partial ones, [`checkpoint`] holds offsets, [`rotated`] finds files the kubelet
+//! rotated (or gzipped) while the agent was down, [`pipeline`] adds pod metadata and `team` and
+//! runs the transforms. [`run_tailer`] ties them to the disk
 //! buffer: offsets advance once a batch and its checkpoint are durably in the buffer.
 
 pub mod checkpoint;
 pub mod cri;
 pub mod files;
 pub mod multiline;
+pub mod pipeline;
+pub mod rotated;
 
 use std::time::Duration;
 
 use pharos_model::otlp::encode_logs;
 
 pub use files::{Batch, FileKey, FilePosition, TailOptions, Tailer};
+pub use pipeline::LogPipeline;
 
 use crate::buffer::Buffer;
 
 /// Polls `tailer` every `poll_interval` (immediately again while batches come out full) and
 /// appends each batch to the disk `buffer` together with the checkpoint it reaches, in one
 /// durable write; offsets move in memory once the append returned. While the buffer is full
-/// the append waits, so no file is read further. `labeler` adds `team` to records with a
-/// `namespace`. Runs until an I/O task fails.
+/// the append waits, so no file is read further. `pipeline` adds pod metadata and `team` and
+/// runs the transforms; records it drops still move the checkpoint. Runs until an I/O task
+/// fails.
 pub async fn run_tailer(
     mut tailer: Tailer,
     poll_interval: Duration,
     buffer: Buffer,
-    labeler: crate::teams::TeamLabeler,
+    mut pipeline: LogPipeline,
 ) -> anyhow::Result<()> {
     loop {
         let (t, batch) = tokio::task::spawn_blocking(move || {
@@ -35,7 +41,16 @@ pub async fn run_tailer(
         .await?;
         tailer = t;
         let mut batch = batch;
-        labeler.label_records(&mut batch.records);
+        if !batch.records.is_empty() {
+            pipeline.await_metadata(&batch.records).await;
+            let (p, records) = tokio::task::spawn_blocking(move || {
+                let records = pipeline.process(batch.records);
+                (pipeline, records)
+            })
+            .await?;
+            pipeline = p;
+            batch.records = records;
+        }
         if !batch.records.is_empty() || !batch.advances.is_empty() {
             let count = batch.records.len() as u64;
             let checkpoint = tailer.checkpoint_after(&batch.advances);

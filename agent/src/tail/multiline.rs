@@ -205,7 +205,7 @@ const LEVELS: [(&str, &str); 9] = [
     ("SEVERE", "ERROR"),
 ];
 
-fn level(word: &str) -> Option<&'static str> {
+pub(crate) fn level(word: &str) -> Option<&'static str> {
     LEVELS.iter().find(|(w, _)| w.eq_ignore_ascii_case(word)).map(|(_, l)| *l)
 }
 
