@@ -191,7 +191,8 @@ impl TableProvider for MetricsTable {
 }
 
 /// The inclusive millisecond range a query's filters allow; unbounded sides are `i64::MIN/MAX`.
-/// Conservative: a range that is too wide only costs reading more files.
+/// A range that is too wide only costs reading more files; one too narrow would lose rows, so
+/// only comparisons whose meaning on stored milliseconds is exact narrow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimeRange {
     pub(crate) start_ms: i64,
@@ -235,26 +236,34 @@ impl TimeRange {
         }
     }
 
-    /// Narrows by `timestamp <op> ms`, where `ms` is (floor, ceil) of the literal in ms.
+    /// Narrows by `timestamp <op> literal`, the literal given as (floor, ceil) milliseconds.
+    /// Stored timestamps are whole milliseconds, so the bounds are exact.
     fn apply(&mut self, op: Operator, (floor, ceil): (i64, i64)) {
         match op {
-            Operator::Gt | Operator::GtEq => self.start_ms = self.start_ms.max(floor),
-            Operator::Lt | Operator::LtEq => self.end_ms = self.end_ms.min(ceil),
+            Operator::GtEq => self.start_ms = self.start_ms.max(ceil),
+            Operator::Gt => self.start_ms = self.start_ms.max(floor.saturating_add(1)),
+            Operator::LtEq => self.end_ms = self.end_ms.min(floor),
+            Operator::Lt => self.end_ms = self.end_ms.min(ceil.saturating_sub(1)),
             Operator::Eq => {
-                self.start_ms = self.start_ms.max(floor);
-                self.end_ms = self.end_ms.min(ceil);
+                self.start_ms = self.start_ms.max(ceil);
+                self.end_ms = self.end_ms.min(floor);
             }
             _ => {}
         }
     }
 }
 
-/// `timestamp`, possibly cast (to another unit or time zone: casts keep the order).
+/// `timestamp`, possibly cast to a timestamp of the same or a finer unit (such casts keep every
+/// value exactly; a cast to seconds or to a date would round, and is not used for pruning).
 fn is_timestamp_column(e: &Expr) -> bool {
+    use arrow::datatypes::{DataType, TimeUnit};
+    let lossless = |t: &DataType| {
+        matches!(t, DataType::Timestamp(TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond, _))
+    };
     match e {
         Expr::Column(c) => c.name == "timestamp",
-        Expr::Cast(c) => is_timestamp_column(&c.expr),
-        Expr::TryCast(c) => is_timestamp_column(&c.expr),
+        Expr::Cast(c) => lossless(c.field.data_type()) && is_timestamp_column(&c.expr),
+        Expr::TryCast(c) => lossless(c.field.data_type()) && is_timestamp_column(&c.expr),
         _ => false,
     }
 }

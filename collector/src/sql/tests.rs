@@ -172,15 +172,27 @@ async fn a_query_on_one_hour_opens_only_that_hours_file() {
 
 #[test]
 fn time_range_of_filters_is_conservative() {
-    use datafusion::logical_expr::{col, lit};
+    use arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::logical_expr::{cast, col, lit};
     use datafusion::scalar::ScalarValue;
     let ms = |v: i64| lit(ScalarValue::TimestampMillisecond(Some(v), Some("UTC".into())));
     let ns = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
     let r = TimeRange::of(&[col("timestamp").gt_eq(ms(1000)), col("timestamp").lt(ms(2000))]);
-    assert_eq!((r.start_ms, r.end_ms), (1000, 2000));
-    // Sub-millisecond nanosecond bounds round outwards.
+    assert_eq!((r.start_ms, r.end_ms), (1000, 1999), "stored timestamps are whole milliseconds");
+    let r = TimeRange::of(&[col("timestamp").gt(ms(1000)), col("timestamp").lt_eq(ms(2000))]);
+    assert_eq!((r.start_ms, r.end_ms), (1001, 2000));
+    // Sub-millisecond nanosecond bounds: ts > 1.5 ms means ts >= 2 ms; ts < 2.5 ms means ts <= 2 ms.
     let r = TimeRange::of(&[col("timestamp").gt(ns(1_500_000)).and(ns(2_500_000).gt(col("timestamp")))]);
-    assert_eq!((r.start_ms, r.end_ms), (1, 3));
+    assert_eq!((r.start_ms, r.end_ms), (2, 2));
+    let r = TimeRange::of(&[col("timestamp").gt_eq(ns(1_000_000)), col("timestamp").eq(ns(1_000_000))]);
+    assert_eq!((r.start_ms, r.end_ms), (1, 1));
+    // A cast to seconds rounds: CAST(ts AS seconds) <= 5 s holds up to 5.999 s, so it must not narrow.
+    let secs = DataType::Timestamp(TimeUnit::Second, None);
+    let r = TimeRange::of(&[cast(col("timestamp"), secs).lt_eq(lit(ScalarValue::TimestampSecond(Some(5), None)))]);
+    assert_eq!((r.start_ms, r.end_ms), (i64::MIN, i64::MAX));
+    let nanos = DataType::Timestamp(TimeUnit::Nanosecond, None);
+    let r = TimeRange::of(&[cast(col("timestamp"), nanos).lt_eq(ns(5_000_000))]);
+    assert_eq!((r.start_ms, r.end_ms), (i64::MIN, 5));
     // OR and other columns do not narrow.
     let r = TimeRange::of(&[col("timestamp").lt(ms(5)).or(col("timestamp").gt(ms(9))), col("value").gt(lit(1.0))]);
     assert_eq!((r.start_ms, r.end_ms), (i64::MIN, i64::MAX));
@@ -261,3 +273,4 @@ async fn a_query_past_its_timeout_is_cancelled() {
     // The engine still answers.
     assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.rows, vec![vec![json!(600)]]);
 }
+
