@@ -158,6 +158,10 @@ async fn a_query_on_one_hour_opens_only_that_hours_file() {
     assert_eq!(a.rows, vec![vec![json!(5)]]);
     assert_eq!(a.stats.files_scanned, 1);
 
+    // `now() - interval` is folded to a constant before the scan: the data is older, nothing is read.
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp > now() - interval '1 hour'").await;
+    assert_eq!((a.rows[0][0].clone(), a.stats.files_scanned, a.stats.files_pruned), (json!(0), 0, 2));
+
     // Without a time filter both files are read; a range outside all data reads none.
     assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.stats.files_scanned, 2);
     let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp > '2030-01-01T00:00:00Z'").await;
@@ -274,3 +278,26 @@ async fn a_query_past_its_timeout_is_cancelled() {
     assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.rows, vec![vec![json!(600)]]);
 }
 
+
+#[tokio::test]
+async fn the_usual_function_sets_and_show_statements_work() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    let cpu = samples.iter().filter(|s| s.labels.metric_name().unwrap().starts_with("cpu")).count();
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE regexp_like(metric_name, '^cpu')").await;
+    assert_eq!(a.rows, vec![vec![json!(cpu)]]);
+    // 120 minutes of samples in 5-minute buckets.
+    let a = ok(&engine, "SELECT count(DISTINCT date_bin(interval '5 minutes', timestamp)) FROM metrics").await;
+    assert_eq!(a.rows, vec![vec![json!(24)]]);
+    let a = ok(&engine, "SELECT upper(metric_name), round(max(value)) FROM metrics WHERE metric_name = 'up' GROUP BY 1").await;
+    let max_up = samples.iter().filter(|s| s.labels.metric_name() == Some("up")).map(|s| s.value).fold(f64::MIN, f64::max);
+    assert_eq!(a.rows, vec![vec![json!("UP"), json!(max_up.round())]]);
+    let a = ok(&engine, "SELECT date_trunc('hour', min(timestamp)) FROM metrics").await;
+    assert_eq!(a.rows, vec![vec![json!("2026-01-01T10:00:00.000Z")]]);
+
+    let tables = ok(&engine, "SHOW TABLES").await;
+    assert!(tables.rows.iter().any(|r| r.contains(&json!("metrics"))), "{:?}", tables.rows);
+    let columns = ok(&engine, "SHOW COLUMNS FROM metrics").await;
+    let names: Vec<&Value> = columns.rows.iter().map(|r| &r[3]).collect();
+    assert_eq!(names, [&json!("metric_name"), &json!("labels"), &json!("timestamp"), &json!("value")], "{:?}", columns.rows);
+}
