@@ -88,8 +88,9 @@ async fn sql_post(
                 .map_err(|e| Error::BadData(format!("invalid form body: {e}")))?;
             params.extend(form);
         } else if !body.is_empty() {
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| Error::BadData("the request body (the SQL query) is not UTF-8".into()))?;
+            let text = std::str::from_utf8(&body).map_err(|_| {
+                Error::BadData("the request body (the SQL query) is not UTF-8".into())
+            })?;
             params.insert("query".into(), text.to_string());
         }
         Ok(())
@@ -120,16 +121,22 @@ async fn run(state: &SqlState, params: Params) -> Result<pharos_model::sql::SqlA
         Some(t) => {
             let ms = parse_duration_ms("timeout", t)?;
             if ms <= 0 {
-                return Err(Error::BadData(format!("invalid parameter \"timeout\": {t:?} is not positive")));
+                return Err(Error::BadData(format!(
+                    "invalid parameter \"timeout\": {t:?} is not positive"
+                )));
             }
             Duration::from_millis(ms as u64).min(s.max_timeout)
         }
     };
-    state.engine.sql(query, SqlLimits { max_rows, timeout }).await.map_err(|e| match e {
-        SqlError::BadQuery(m) => Error::BadData(m),
-        SqlError::Exhausted(m) => Error::Execution(m),
-        SqlError::Internal(m) => Error::Internal(m),
-    })
+    state
+        .engine
+        .sql(query, SqlLimits { max_rows, timeout })
+        .await
+        .map_err(|e| match e {
+            SqlError::BadQuery(m) => Error::BadData(m),
+            SqlError::Exhausted(m) => Error::Execution(m),
+            SqlError::Internal(m) => Error::Internal(m),
+        })
 }
 
 fn respond(result: Result<pharos_model::sql::SqlAnswer>) -> Response {
@@ -162,12 +169,21 @@ mod tests {
         fn sql(&self, query: String, limits: SqlLimits) -> SqlFuture {
             Box::pin(async move {
                 match query.as_str() {
-                    "bad" => Err(SqlError::BadQuery("SQL error: ParserError(\"Expected: an SQL statement, found: bad\")".into())),
+                    "bad" => Err(SqlError::BadQuery(
+                        "SQL error: ParserError(\"Expected: an SQL statement, found: bad\")".into(),
+                    )),
                     "slow" => Err(SqlError::Exhausted("query timed out after 10 ms".into())),
                     "broken" => Err(SqlError::Internal("disk on fire".into())),
                     _ => Ok(SqlAnswer {
-                        columns: vec![SqlColumn { name: "q".into(), data_type: "Utf8".into() }],
-                        rows: vec![vec![json!(query)], vec![json!(limits.max_rows)], vec![json!(limits.timeout.as_millis() as u64)]],
+                        columns: vec![SqlColumn {
+                            name: "q".into(),
+                            data_type: "Utf8".into(),
+                        }],
+                        rows: vec![
+                            vec![json!(query)],
+                            vec![json!(limits.max_rows)],
+                            vec![json!(limits.timeout.as_millis() as u64)],
+                        ],
                         truncated: false,
                         stats: Default::default(),
                     }),
@@ -181,7 +197,10 @@ mod tests {
         let resp = app.oneshot(req).await.expect("router never fails");
         let status = resp.status();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}")))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}")),
+        )
     }
 
     fn get(uri: &str) -> Request<Body> {
@@ -189,13 +208,20 @@ mod tests {
     }
 
     fn post(uri: &str, content_type: &str, body: &str) -> Request<Body> {
-        Request::post(uri).header("content-type", content_type).body(Body::from(body.to_string())).expect("request")
+        Request::post(uri)
+            .header("content-type", content_type)
+            .body(Body::from(body.to_string()))
+            .expect("request")
     }
 
     /// (query, max_rows, timeout ms) the engine received.
     fn echoed(body: &Value) -> (String, u64, u64) {
         let rows = &body["data"]["rows"];
-        (rows[0][0].as_str().unwrap().to_string(), rows[1][0].as_u64().unwrap(), rows[2][0].as_u64().unwrap())
+        (
+            rows[0][0].as_str().unwrap().to_string(),
+            rows[1][0].as_u64().unwrap(),
+            rows[2][0].as_u64().unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -203,52 +229,98 @@ mod tests {
         let (status, body) = send(get("/api/v1/sql?query=SELECT%201")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "success");
-        assert_eq!(body["data"]["columns"], json!([{"name": "q", "type": "Utf8"}]));
+        assert_eq!(
+            body["data"]["columns"],
+            json!([{"name": "q", "type": "Utf8"}])
+        );
         assert_eq!(body["data"]["truncated"], json!(false));
         assert_eq!(echoed(&body), ("SELECT 1".to_string(), 10_000, 30_000));
 
-        let form = post("/api/v1/sql?limit=5", "application/x-www-form-urlencoded", "query=SELECT+2&timeout=2s");
+        let form = post(
+            "/api/v1/sql?limit=5",
+            "application/x-www-form-urlencoded",
+            "query=SELECT+2&timeout=2s",
+        );
         let (status, body) = send(form).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(echoed(&body), ("SELECT 2".to_string(), 5, 2_000));
 
-        let raw = post("/api/v1/sql?limit=3", "application/sql; charset=utf-8", "SELECT 'a&b=c'");
+        let raw = post(
+            "/api/v1/sql?limit=3",
+            "application/sql; charset=utf-8",
+            "SELECT 'a&b=c'",
+        );
         let (status, body) = send(raw).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(echoed(&body), ("SELECT 'a&b=c'".to_string(), 3, 30_000));
         let (_, body) = send(post("/api/v1/sql?timeout=1h", "text/plain", "SELECT 3")).await;
-        assert_eq!(echoed(&body), ("SELECT 3".to_string(), 10_000, 60_000), "timeout capped at the maximum");
+        assert_eq!(
+            echoed(&body),
+            ("SELECT 3".to_string(), 10_000, 60_000),
+            "timeout capped at the maximum"
+        );
     }
 
     #[tokio::test]
     async fn malformed_requests_are_400_naming_the_problem() {
         for (req, needle) in [
             (get("/api/v1/sql"), "\"query\": missing"),
-            (post("/api/v1/sql", "application/x-www-form-urlencoded", "limit=3"), "\"query\": missing"),
+            (
+                post(
+                    "/api/v1/sql",
+                    "application/x-www-form-urlencoded",
+                    "limit=3",
+                ),
+                "\"query\": missing",
+            ),
             (get("/api/v1/sql?query=SELECT%201&limit=0"), "\"limit\""),
-            (get("/api/v1/sql?query=SELECT%201&limit=100001"), "between 1 and 100000"),
+            (
+                get("/api/v1/sql?query=SELECT%201&limit=100001"),
+                "between 1 and 100000",
+            ),
             (get("/api/v1/sql?query=SELECT%201&limit=ten"), "\"limit\""),
-            (get("/api/v1/sql?query=SELECT%201&timeout=soon"), "\"timeout\""),
-            (get("/api/v1/sql?query=SELECT%201&timeout=-1"), "\"timeout\""),
+            (
+                get("/api/v1/sql?query=SELECT%201&timeout=soon"),
+                "\"timeout\"",
+            ),
+            (
+                get("/api/v1/sql?query=SELECT%201&timeout=-1"),
+                "\"timeout\"",
+            ),
             (get("/api/v1/sql?query=bad"), "ParserError"),
         ] {
             let (status, body) = send(req).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(body["errorType"], "bad_data");
-            assert!(body["error"].as_str().unwrap().contains(needle), "{needle}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().contains(needle),
+                "{needle}: {body}"
+            );
         }
-        let invalid_utf8 = Request::post("/api/v1/sql").header("content-type", "text/plain").body(Body::from(vec![0xff, 0xfe])).unwrap();
+        let invalid_utf8 = Request::post("/api/v1/sql")
+            .header("content-type", "text/plain")
+            .body(Body::from(vec![0xff, 0xfe]))
+            .unwrap();
         let (status, body) = send(invalid_utf8).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"].as_str().unwrap().contains("not UTF-8"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("not UTF-8"),
+            "{body}"
+        );
     }
 
     #[tokio::test]
     async fn engine_failures_map_to_their_status() {
         let (status, body) = send(get("/api/v1/sql?query=slow")).await;
-        assert_eq!((status, body["errorType"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("execution")));
+        assert_eq!(
+            (status, body["errorType"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("execution"))
+        );
         assert!(body["error"].as_str().unwrap().contains("timed out"));
         let (status, body) = send(get("/api/v1/sql?query=broken")).await;
-        assert_eq!((status, body["errorType"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")));
+        assert_eq!(
+            (status, body["errorType"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("internal"))
+        );
     }
 }
