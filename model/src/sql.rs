@@ -52,7 +52,7 @@ pub enum SqlError {
     /// its own data (a bad cast). Maps to HTTP 400.
     #[error("{0}")]
     BadQuery(String),
-    /// The query ran out of time or memory. Maps to HTTP 422/503-like execution errors.
+    /// The query ran out of time or memory. Maps to HTTP 422 (`execution`).
     #[error("{0}")]
     Exhausted(String),
     /// The store failed or a bug was hit. Maps to HTTP 500.

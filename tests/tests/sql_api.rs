@@ -111,6 +111,8 @@ async fn sql_over_flushed_files_and_head_through_http() {
     assert_eq!(b["data"]["rows"], json!([[expected]]), "{b}");
     assert_eq!(b["data"]["stats"]["files_scanned"], json!(0), "{b}");
     assert!(b["data"]["stats"]["files_pruned"].as_u64().unwrap() >= 1, "{b}");
+    assert!(pharos.own_metric("pharos_collector_sql_files_pruned_total").await >= 1.0);
+    assert_eq!(pharos.own_metric("pharos_collector_sql_queries_total").await, 2.0);
 
     // POST form with a row cap; timestamps come back as RFC 3339.
     let form = format!(

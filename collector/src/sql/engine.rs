@@ -66,18 +66,30 @@ impl SqlReader for SqlEngine {
         let Some(runtime) = &self.runtime else {
             return Box::pin(async { Err(SqlError::Internal("the SQL engine is shut down".into())) });
         };
+        let metrics = self.store.metrics.clone();
         let task = runtime.spawn(run(self.store.clone(), self.data_dir.clone(), query, limits.max_rows));
         let _abort = AbortOnDrop(task.abort_handle());
         Box::pin(async move {
             let _abort = _abort;
-            match tokio::time::timeout(limits.timeout, task).await {
+            let answer = match tokio::time::timeout(limits.timeout, task).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => Err(SqlError::Internal(format!("SQL query task failed: {e}"))),
                 Err(_) => Err(SqlError::Exhausted(format!(
                     "query timed out after {} ms (see the timeout parameter)",
                     limits.timeout.as_millis()
                 ))),
+            };
+            match &answer {
+                Ok(a) => {
+                    metrics.sql_queries.inc();
+                    metrics.sql_files_scanned.inc_by(a.stats.files_scanned);
+                    metrics.sql_files_pruned.inc_by(a.stats.files_pruned);
+                }
+                Err(_) => {
+                    metrics.sql_query_errors.inc();
+                }
             }
+            answer
         })
     }
 }

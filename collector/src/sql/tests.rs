@@ -134,6 +134,7 @@ async fn label_function_reads_one_label() {
 #[tokio::test]
 async fn a_query_on_one_hour_opens_only_that_hours_file() {
     let (_dir, store, samples) = store_with_files_and_head();
+    let store_metrics = store.metrics.clone();
     let engine = SqlEngine::new(store).unwrap();
     let in_hour = |h: i64| samples.iter().filter(|s| s.timestamp_ms >= T0 + h * HOUR && s.timestamp_ms < T0 + (h + 1) * HOUR).count();
 
@@ -166,6 +167,13 @@ async fn a_query_on_one_hour_opens_only_that_hours_file() {
     assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.stats.files_scanned, 2);
     let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp > '2030-01-01T00:00:00Z'").await;
     assert_eq!((a.rows[0][0].clone(), a.stats.files_scanned, a.stats.files_pruned), (json!(0), 0, 2));
+
+    // The same numbers, summed, on the collector's own metrics.
+    let m = &store_metrics;
+    assert_eq!(m.sql_queries.get(), 6);
+    assert_eq!(m.sql_files_scanned.get(), 1 + 1 + 1 + 0 + 2 + 0);
+    assert_eq!(m.sql_files_pruned.get(), 1 + 1 + 1 + 2 + 0 + 2);
+    assert_eq!(m.sql_query_errors.get(), 0);
 
     // EXPLAIN shows the one file.
     let a = ok(&engine, "EXPLAIN SELECT count(*) FROM metrics WHERE timestamp < '2026-01-01T11:00:00Z'").await;
@@ -230,7 +238,7 @@ async fn only_read_queries_run() {
 #[tokio::test]
 async fn bad_sql_is_the_callers_fault_with_datafusions_message() {
     let (_dir, store, _) = store_with_files_and_head();
-    let engine = SqlEngine::new(store).unwrap();
+    let engine = SqlEngine::new(store.clone()).unwrap();
     for (q, needle) in [
         ("SELEC 1", "SELEC"),
         ("SELECT * FROM nope", "nope"),
@@ -243,6 +251,7 @@ async fn bad_sql_is_the_callers_fault_with_datafusions_message() {
             other => panic!("{q}: {other:?}"),
         }
     }
+    assert_eq!((store.metrics.sql_query_errors.get(), store.metrics.sql_queries.get()), (5, 0));
 }
 
 #[tokio::test]
