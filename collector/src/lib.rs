@@ -7,6 +7,7 @@
 //! - Flushes: samples to Parquet under `metrics/date=…/hour=…/` ([`parquet_files`]), log records
 //!   to tantivy splits under `logs/` ([`log_splits`]), published with the offsets they cover in one
 //!   atomic [`metastore`] step.
+//! - [`sql`]: read-only SQL (DataFusion) over a `metrics` table of published files plus head.
 //! - [`Store`] ties them together and implements `pharos_model`'s `MetricsReader`/`LogsReader`
 //!   for the query layer.
 //!
@@ -31,6 +32,7 @@ pub mod loki_push;
 pub mod maintenance;
 pub mod metastore;
 pub mod parquet_files;
+pub mod sql;
 pub mod store;
 pub mod telemetry;
 pub mod wal;

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 
 const ROWS_PER_BATCH: usize = 64 * 1024;
 
-fn schema() -> Arc<Schema> {
+pub(crate) fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("metric_name", DataType::Utf8, false),
         Field::new("labels", DataType::Utf8, false),
@@ -49,7 +49,7 @@ fn partition_of(ts_ms: i64) -> String {
     format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }
 
-fn labels_json(labels: &Labels) -> String {
+pub(crate) fn labels_json(labels: &Labels) -> String {
     let map: BTreeMap<&str, &str> = labels.iter().filter(|(k, _)| *k != METRIC_NAME).collect();
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }

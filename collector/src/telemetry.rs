@@ -29,6 +29,14 @@ pub struct CollectorMetrics {
     pub head_series: Gauge,
     /// Samples plus log records in the head.
     pub head_rows: Gauge,
+    /// SQL queries answered (`/api/v1/sql`).
+    pub sql_queries: Counter,
+    /// SQL queries that failed (bad SQL, timeout, internal error).
+    pub sql_query_errors: Counter,
+    /// Published Parquet files SQL scans read.
+    pub sql_files_scanned: Counter,
+    /// Published Parquet files SQL scans skipped by time-partition pruning.
+    pub sql_files_pruned: Counter,
 }
 
 impl CollectorMetrics {
@@ -46,5 +54,9 @@ impl CollectorMetrics {
         r.register("log_splits_published", "Log splits published", self.log_splits_published.clone());
         r.register("head_series", "Series in the in-memory head", self.head_series.clone());
         r.register("head_rows", "Samples and log records in the in-memory head", self.head_rows.clone());
+        r.register("sql_queries", "SQL queries answered", self.sql_queries.clone());
+        r.register("sql_query_errors", "SQL queries that failed", self.sql_query_errors.clone());
+        r.register("sql_files_scanned", "Parquet files read by SQL scans", self.sql_files_scanned.clone());
+        r.register("sql_files_pruned", "Parquet files skipped by SQL time pruning", self.sql_files_pruned.clone());
     }
 }

@@ -7,6 +7,7 @@
 //!   identity labels Pharos stores (`pod`, …), per ARCHITECTURE.md decision 6.
 //! - [`otlp`]: encoding samples/log records as OTLP `Export*ServiceRequest` protobuf (what the
 //!   agent ships through Kafka or HTTP) and decoding OTLP protobuf or OTLP/JSON back.
+//! - [`sql`]: the [`SqlReader`] trait through which the query layer runs read-only SQL.
 //! - [`team`]: the team mapping (namespace globs, pod label override) behind the `team` label.
 //! - [`trino`]: Trino query-completed events → per-query samples (agent HTTP and Kafka listener).
 //!
@@ -26,12 +27,14 @@ pub mod otlp;
 pub mod remote_write;
 mod record;
 pub mod select;
+pub mod sql;
 pub mod team;
 pub mod trino;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use record::{LogRecord, Sample};
 pub use select::{LabelMatcher, LogsReader, MetricsReader, Series};
+pub use sql::SqlReader;
 
 /// Errors of this crate: input that is not valid OTLP.
 #[derive(Debug, thiserror::Error)]

@@ -36,9 +36,11 @@ impl Server {
             .with_context(|| format!("cannot start the collector on {}", cfg.data_dir.display()))?;
         let store = collector.store();
         let registry = Arc::new(registry);
+        let sql = Arc::new(pharos_collector::sql::SqlEngine::new(store.clone()).context("cannot start the SQL engine")?);
         let app = Router::new()
             .merge(pharos_collector::http::router(store.clone()))
             .merge(pharos_query::router(store.clone(), store))
+            .merge(pharos_query::sql_router(sql, pharos_query::SqlSettings::default()))
             .route("/metrics", get(move || own_metrics(registry.clone())))
             .route("/-/ready", get(|| async { "Pharos is Ready.\n" }))
             .route("/-/healthy", get(|| async { "Pharos is Healthy.\n" }))

@@ -9,6 +9,8 @@
 //!   `/api/v1/status/buildinfo` (Prometheus shape, so Grafana and `promtool` work) and
 //!   `/loki/api/v1/query_range`, `/loki/api/v1/query`, `/loki/api/v1/tail` (a WebSocket)
 //!   (Loki shape).
+//! - [`sql_router`]: `/api/v1/sql`, read-only SQL answered as JSON rows, over the
+//!   [`pharos_model::SqlReader`] the collector provides (DataFusion runs there, next to the files).
 //! - [`promql`]: parsing (with `promql-parser`) and evaluation; [`promql::instant_query`] and
 //!   [`promql::range_query`] are usable without HTTP (alert rules).
 //! - [`logql`]: the supported LogQL subset (log queries with pipelines, metric queries).
@@ -37,5 +39,5 @@ mod error;
 pub mod logql;
 pub mod promql;
 
-pub use api::router;
+pub use api::{SqlSettings, router, sql_router};
 pub use error::{Error, Result};

@@ -1,9 +1,11 @@
-//! HTTP routes: the Prometheus query API and the Loki-shaped log query API.
+//! HTTP routes: the Prometheus query API, the Loki-shaped log query API, and SQL
+//! ([`sql_router`], over a [`pharos_model::SqlReader`]).
 
 mod loki;
 mod params;
 mod prometheus;
 mod series_meta;
+mod sql;
 mod tail;
 
 #[cfg(test)]
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use pharos_model::{LogsReader, MetricsReader};
+
+pub use sql::{SqlSettings, sql_router};
 
 /// What every handler reads from.
 #[derive(Clone)]

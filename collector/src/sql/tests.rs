@@ -1,0 +1,312 @@
+//! SQL over real Parquet files written by the store's own flush, plus samples left in the head.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pharos_model::sql::{SqlAnswer, SqlError, SqlLimits, SqlReader};
+use pharos_model::{Labels, Sample};
+use serde_json::{Value, json};
+
+use super::SqlEngine;
+use super::table::TimeRange;
+use crate::Store;
+use crate::store::Batch;
+use crate::telemetry::CollectorMetrics;
+
+/// 2026-01-01T10:00:00Z.
+const T0: i64 = 1_767_261_600_000;
+const HOUR: i64 = 3_600_000;
+
+/// Samples every minute over two hours (partitions hour=10 and hour=11) for five series.
+fn input() -> Vec<Sample> {
+    let series: Vec<Labels> = vec![
+        Labels::from_pairs([("__name__", "cpu_seconds"), ("team", "a"), ("pod", "p0")]),
+        Labels::from_pairs([("__name__", "cpu_seconds"), ("team", "a"), ("pod", "p1")]),
+        Labels::from_pairs([("__name__", "cpu_seconds"), ("team", "b"), ("pod", "p2")]),
+        Labels::from_pairs([("__name__", "mem_bytes"), ("team", "b"), ("pod", "p2")]),
+        Labels::from_pairs([("__name__", "up"), ("job", "node")]),
+    ];
+    let mut out = Vec::new();
+    for minute in 0..120i64 {
+        for (i, l) in series.iter().enumerate() {
+            let v = (minute * 7 + i as i64 * 13) as f64 / 4.0;
+            out.push(Sample::new(l.clone(), T0 + minute * 60_000, v));
+        }
+    }
+    out
+}
+
+/// A store whose first 90 minutes are flushed (two files) and the rest is in the head.
+fn store_with_files_and_head() -> (tempfile::TempDir, Arc<Store>, Vec<Sample>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap());
+    let samples = input();
+    let (flushed, head): (Vec<Sample>, Vec<Sample>) = samples.iter().cloned().partition(|s| s.timestamp_ms < T0 + 90 * 60_000);
+    assert!(store.ingest("k", 0, Batch::Metrics(flushed)));
+    let report = store.flush().unwrap();
+    assert_eq!(report.metric_files, 2, "one file per hour partition");
+    assert!(store.ingest("k", 1, Batch::Metrics(head)));
+    (dir, store, samples)
+}
+
+async fn sql(engine: &SqlEngine, q: &str) -> Result<SqlAnswer, SqlError> {
+    engine.sql(q.to_string(), SqlLimits { max_rows: 10_000, timeout: Duration::from_secs(30) }).await
+}
+
+async fn ok(engine: &SqlEngine, q: &str) -> SqlAnswer {
+    match sql(engine, q).await {
+        Ok(a) => a,
+        Err(e) => panic!("{q}: {e}"),
+    }
+}
+
+fn float_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test]
+async fn aggregates_over_files_and_head_match_the_input() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store.clone()).unwrap();
+    let a = ok(&engine, "SELECT metric_name, count(*) AS n, sum(value) AS total FROM metrics GROUP BY metric_name ORDER BY metric_name").await;
+    let mut want: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for s in &samples {
+        let e = want.entry(s.labels.metric_name().unwrap().to_string()).or_default();
+        e.0 += 1;
+        e.1 += s.value;
+    }
+    assert_eq!(a.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["metric_name", "n", "total"]);
+    assert_eq!(a.rows.len(), want.len(), "{:?}", a.rows);
+    for (row, (name, (n, total))) in a.rows.iter().zip(&want) {
+        assert_eq!(row[0], json!(name));
+        assert_eq!(row[1].as_u64(), Some(*n), "{name}");
+        assert!((float_of(&row[2]) - total).abs() < 1e-6, "{name}: {} vs {total}", row[2]);
+    }
+    assert_eq!(a.stats.files_scanned, 2);
+    assert_eq!(a.stats.head_rows, 30 * 5, "the last 30 minutes of 5 series are in the head");
+    assert!(!a.truncated);
+}
+
+#[tokio::test]
+async fn head_and_files_together_hold_each_sample_once_across_a_flush() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store.clone()).unwrap();
+    let q = "SELECT count(*) AS n, count(DISTINCT (metric_name, labels, timestamp)) AS d FROM metrics";
+    let before = ok(&engine, q).await;
+    assert_eq!(before.rows, vec![vec![json!(samples.len()), json!(samples.len())]]);
+    assert_eq!(before.stats.head_rows, 150);
+    store.flush().unwrap();
+    let after = ok(&engine, q).await;
+    assert_eq!(after.rows, before.rows, "the flush moved rows from head to files, nothing more");
+    assert_eq!((after.stats.head_rows, after.stats.files_scanned), (0, 3));
+}
+
+#[tokio::test]
+async fn label_function_reads_one_label() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    let a = ok(
+        &engine,
+        "SELECT label(labels, 'team') AS team, count(*) AS n, max(value) AS top FROM metrics \
+         WHERE metric_name = 'cpu_seconds' GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let mut want: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.labels.metric_name() == Some("cpu_seconds")) {
+        let e = want.entry(s.labels.get("team").unwrap().to_string()).or_insert((0, f64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(s.value);
+    }
+    let got: Vec<(String, u64, f64)> =
+        a.rows.iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_u64().unwrap(), float_of(&r[2]))).collect();
+    let want: Vec<(String, u64, f64)> = want.into_iter().map(|(t, (n, m))| (t, n, m)).collect();
+    assert_eq!(got, want);
+    assert_eq!(a.columns[0].data_type, "Utf8");
+
+    // `up` has no team label: NULL, so it is grouped apart and `IS NULL` finds it.
+    let a = ok(&engine, "SELECT metric_name, count(*) FROM metrics WHERE label(labels, 'team') IS NULL GROUP BY 1").await;
+    assert_eq!(a.rows, vec![vec![json!("up"), json!(120)]]);
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE label(labels, 'pod') = 'p2' AND metric_name = 'mem_bytes'").await;
+    assert_eq!(a.rows, vec![vec![json!(120)]]);
+}
+
+#[tokio::test]
+async fn a_query_on_one_hour_opens_only_that_hours_file() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let store_metrics = store.metrics.clone();
+    let engine = SqlEngine::new(store).unwrap();
+    let in_hour = |h: i64| samples.iter().filter(|s| s.timestamp_ms >= T0 + h * HOUR && s.timestamp_ms < T0 + (h + 1) * HOUR).count();
+
+    let a = ok(
+        &engine,
+        "SELECT count(*) FROM metrics WHERE timestamp >= '2026-01-01T10:00:00Z' AND timestamp < '2026-01-01T11:00:00Z'",
+    )
+    .await;
+    assert_eq!(a.rows, vec![vec![json!(in_hour(0))]]);
+    assert_eq!((a.stats.files_scanned, a.stats.files_pruned), (1, 1), "{:?}", a.stats);
+    assert_eq!(a.stats.head_rows, 0, "the head holds only hour 11");
+
+    // The same through functions returning nanosecond timestamps, and BETWEEN.
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp >= to_timestamp('2026-01-01T11:00:00Z')").await;
+    assert_eq!(a.rows, vec![vec![json!(in_hour(1))]]);
+    assert_eq!((a.stats.files_scanned, a.stats.files_pruned), (1, 1), "{:?}", a.stats);
+    let a = ok(
+        &engine,
+        "SELECT count(*) FROM metrics WHERE timestamp BETWEEN to_timestamp_millis(1767261600000) AND to_timestamp_millis(1767261659999)",
+    )
+    .await;
+    assert_eq!(a.rows, vec![vec![json!(5)]]);
+    assert_eq!(a.stats.files_scanned, 1);
+
+    // `now() - interval` is folded to a constant before the scan: the data is older, nothing is read.
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp > now() - interval '1 hour'").await;
+    assert_eq!((a.rows[0][0].clone(), a.stats.files_scanned, a.stats.files_pruned), (json!(0), 0, 2));
+
+    // Without a time filter both files are read; a range outside all data reads none.
+    assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.stats.files_scanned, 2);
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE timestamp > '2030-01-01T00:00:00Z'").await;
+    assert_eq!((a.rows[0][0].clone(), a.stats.files_scanned, a.stats.files_pruned), (json!(0), 0, 2));
+
+    // The same numbers, summed, on the collector's own metrics.
+    let m = &store_metrics;
+    assert_eq!(m.sql_queries.get(), 6);
+    assert_eq!(m.sql_files_scanned.get(), 1 + 1 + 1 + 0 + 2 + 0);
+    assert_eq!(m.sql_files_pruned.get(), 1 + 1 + 1 + 2 + 0 + 2);
+    assert_eq!(m.sql_query_errors.get(), 0);
+
+    // EXPLAIN shows the one file.
+    let a = ok(&engine, "EXPLAIN SELECT count(*) FROM metrics WHERE timestamp < '2026-01-01T11:00:00Z'").await;
+    let plan = a.rows.iter().map(|r| r[1].as_str().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    assert_eq!(plan.matches(".parquet").count(), 1, "{plan}");
+    assert!(plan.contains("hour=10"), "{plan}");
+}
+
+#[test]
+fn time_range_of_filters_is_conservative() {
+    use arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::logical_expr::{cast, col, lit};
+    use datafusion::scalar::ScalarValue;
+    let ms = |v: i64| lit(ScalarValue::TimestampMillisecond(Some(v), Some("UTC".into())));
+    let ns = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+    let r = TimeRange::of(&[col("timestamp").gt_eq(ms(1000)), col("timestamp").lt(ms(2000))]);
+    assert_eq!((r.start_ms, r.end_ms), (1000, 1999), "stored timestamps are whole milliseconds");
+    let r = TimeRange::of(&[col("timestamp").gt(ms(1000)), col("timestamp").lt_eq(ms(2000))]);
+    assert_eq!((r.start_ms, r.end_ms), (1001, 2000));
+    // Sub-millisecond nanosecond bounds: ts > 1.5 ms means ts >= 2 ms; ts < 2.5 ms means ts <= 2 ms.
+    let r = TimeRange::of(&[col("timestamp").gt(ns(1_500_000)).and(ns(2_500_000).gt(col("timestamp")))]);
+    assert_eq!((r.start_ms, r.end_ms), (2, 2));
+    let r = TimeRange::of(&[col("timestamp").gt_eq(ns(1_000_000)), col("timestamp").eq(ns(1_000_000))]);
+    assert_eq!((r.start_ms, r.end_ms), (1, 1));
+    // A cast to seconds rounds: CAST(ts AS seconds) <= 5 s holds up to 5.999 s, so it must not narrow.
+    let secs = DataType::Timestamp(TimeUnit::Second, None);
+    let r = TimeRange::of(&[cast(col("timestamp"), secs).lt_eq(lit(ScalarValue::TimestampSecond(Some(5), None)))]);
+    assert_eq!((r.start_ms, r.end_ms), (i64::MIN, i64::MAX));
+    let nanos = DataType::Timestamp(TimeUnit::Nanosecond, None);
+    let r = TimeRange::of(&[cast(col("timestamp"), nanos).lt_eq(ns(5_000_000))]);
+    assert_eq!((r.start_ms, r.end_ms), (i64::MIN, 5));
+    // OR and other columns do not narrow.
+    let r = TimeRange::of(&[col("timestamp").lt(ms(5)).or(col("timestamp").gt(ms(9))), col("value").gt(lit(1.0))]);
+    assert_eq!((r.start_ms, r.end_ms), (i64::MIN, i64::MAX));
+}
+
+#[tokio::test]
+async fn only_read_queries_run() {
+    let (dir, store, _) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    let out = dir.path().join("copied.parquet");
+    let refused = [
+        format!("COPY (SELECT * FROM metrics) TO '{}'", out.display()),
+        format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{}'", dir.path().display()),
+        "CREATE TABLE t AS SELECT 1".to_string(),
+        "CREATE VIEW v AS SELECT * FROM metrics".to_string(),
+        "DROP TABLE metrics".to_string(),
+        "INSERT INTO metrics VALUES ('m', '{}', now(), 1.0)".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ];
+    for q in &refused {
+        match sql(&engine, q).await {
+            Err(SqlError::BadQuery(m)) => assert!(m.contains("not supported") || m.contains("not allowed"), "{q}: {m}"),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+    assert!(!out.exists(), "COPY wrote nothing");
+    // The table is still there and whole.
+    assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.rows, vec![vec![json!(600)]]);
+}
+
+#[tokio::test]
+async fn bad_sql_is_the_callers_fault_with_datafusions_message() {
+    let (_dir, store, _) = store_with_files_and_head();
+    let engine = SqlEngine::new(store.clone()).unwrap();
+    for (q, needle) in [
+        ("SELEC 1", "SELEC"),
+        ("SELECT * FROM nope", "nope"),
+        ("SELECT no_such_column FROM metrics", "no_such_column"),
+        ("SELECT label(labels) FROM metrics", "label"),
+        ("SELECT 1; SELECT 2", "single"),
+    ] {
+        match sql(&engine, q).await {
+            Err(SqlError::BadQuery(m)) => assert!(m.contains(needle), "{q}: {m}"),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+    assert_eq!((store.metrics.sql_query_errors.get(), store.metrics.sql_queries.get()), (5, 0));
+}
+
+#[tokio::test]
+async fn rows_are_capped_and_values_encoded_as_documented() {
+    let (_dir, store, _) = store_with_files_and_head();
+    store.ingest("k", 2, Batch::Metrics(vec![Sample::new(Labels::from_pairs([("__name__", "stale")]), T0 + 5, f64::NAN)]));
+    let engine = SqlEngine::new(store).unwrap();
+    let limits = |max_rows| SqlLimits { max_rows, timeout: Duration::from_secs(30) };
+    let a = engine.sql("SELECT * FROM metrics".into(), limits(7)).await.unwrap();
+    assert_eq!((a.rows.len(), a.truncated), (7, true));
+    let a = engine.sql("SELECT * FROM metrics WHERE metric_name = 'up' LIMIT 120".into(), limits(120)).await.unwrap();
+    assert_eq!((a.rows.len(), a.truncated), (120, false));
+
+    let a = ok(&engine, "SELECT metric_name, labels, timestamp, value FROM metrics WHERE metric_name = 'stale'").await;
+    assert_eq!(a.rows, vec![vec![json!("stale"), json!("{}"), json!("2026-01-01T10:00:00.005Z"), json!("NaN")]]);
+    let types: Vec<&str> = a.columns.iter().map(|c| c.data_type.as_str()).collect();
+    assert_eq!(types[0], "Utf8");
+    assert_eq!(types[3], "Float64");
+    assert!(types[2].starts_with("Timestamp(") && types[2].contains("UTC"), "{types:?}");
+}
+
+#[tokio::test]
+async fn a_query_past_its_timeout_is_cancelled() {
+    let (_dir, store, _) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    // 600³ = 216 million joined rows: far more than 50 ms of work.
+    let slow = "SELECT count(*) FROM metrics a, metrics b, metrics c WHERE a.value + b.value + c.value > -1";
+    let started = std::time::Instant::now();
+    let r = engine.sql(slow.into(), SqlLimits { max_rows: 10, timeout: Duration::from_millis(50) }).await;
+    assert!(matches!(&r, Err(SqlError::Exhausted(m)) if m.contains("timed out")), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The engine still answers.
+    assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.rows, vec![vec![json!(600)]]);
+}
+
+
+#[tokio::test]
+async fn the_usual_function_sets_and_show_statements_work() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    let cpu = samples.iter().filter(|s| s.labels.metric_name().unwrap().starts_with("cpu")).count();
+    let a = ok(&engine, "SELECT count(*) FROM metrics WHERE regexp_like(metric_name, '^cpu')").await;
+    assert_eq!(a.rows, vec![vec![json!(cpu)]]);
+    // 120 minutes of samples in 5-minute buckets.
+    let a = ok(&engine, "SELECT count(DISTINCT date_bin(interval '5 minutes', timestamp)) FROM metrics").await;
+    assert_eq!(a.rows, vec![vec![json!(24)]]);
+    let a = ok(&engine, "SELECT upper(metric_name), round(max(value)) FROM metrics WHERE metric_name = 'up' GROUP BY 1").await;
+    let max_up = samples.iter().filter(|s| s.labels.metric_name() == Some("up")).map(|s| s.value).fold(f64::MIN, f64::max);
+    assert_eq!(a.rows, vec![vec![json!("UP"), json!(max_up.round())]]);
+    let a = ok(&engine, "SELECT date_trunc('hour', min(timestamp)) FROM metrics").await;
+    assert_eq!(a.rows, vec![vec![json!("2026-01-01T10:00:00.000Z")]]);
+
+    let tables = ok(&engine, "SHOW TABLES").await;
+    assert!(tables.rows.iter().any(|r| r.contains(&json!("metrics"))), "{:?}", tables.rows);
+    let columns = ok(&engine, "SHOW COLUMNS FROM metrics").await;
+    let names: Vec<&Value> = columns.rows.iter().map(|r| &r[3]).collect();
+    assert_eq!(names, [&json!("metric_name"), &json!("labels"), &json!("timestamp"), &json!("value")], "{:?}", columns.rows);
+}
