@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod env;
+pub mod float;
 pub mod identity;
 mod labels;
 pub mod otlp;

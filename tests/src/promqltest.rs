@@ -488,22 +488,7 @@ fn unquote(s: &str) -> String {
     s.to_string()
 }
 
-/// promqltest's `almost.Equal`: NaN equals NaN, otherwise relative difference below `epsilon`.
-pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < epsilon * MIN_NORMAL;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
-}
+pub use pharos_model::float::almost_equal;
 
 /// The outcome of one case.
 #[derive(Clone, Debug)]

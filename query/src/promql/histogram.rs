@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use pharos_model::float::almost_equal;
 use pharos_model::{Labels, METRIC_NAME};
 
 use super::eval::check_unique;
@@ -139,23 +140,6 @@ fn ensure_monotonic(buckets: &mut [Bucket]) {
         }
         prev = curr;
     }
-}
-
-/// Relative comparison with a floor near zero (the smallest normal f64), as Prometheus'
-/// `almost.Equal` does.
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
-        return diff < epsilon * f64::MIN_POSITIVE;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
 }
 
 #[cfg(test)]
