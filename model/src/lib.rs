@@ -31,7 +31,7 @@ pub mod trino;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use record::{LogRecord, Sample};
-pub use select::{LabelMatcher, LogsReader, MetricsReader, Series};
+pub use select::{Direction, LabelMatcher, LogSearch, LogsReader, MetricsReader, Series};
 
 /// Errors of this crate: input that is not valid OTLP.
 #[derive(Debug, thiserror::Error)]
