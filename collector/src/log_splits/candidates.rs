@@ -14,7 +14,7 @@
 //!   else a suffix (`.*tok`) over the term dictionary (a scan of the dictionary);
 //! - one token partial on both sides (`|= "rror"`): `.*tok.*` over the term dictionary.
 //!
-//! A partial token is only used when it is ASCII (lowercasing other scripts can change lengths),
+//! A partial token is only used when it is ASCII and at least 3 bytes long (lowercasing other scripts can change lengths),
 //! and only in splits whose tokenizer keeps long tokens (layout 2). No token at all (`|= "::"`)
 //! means no narrowing.
 
@@ -25,6 +25,9 @@ use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream}
 
 /// Longest token tantivy indexes (longer ones are skipped by its indexer).
 const MAX_TOKEN_BYTES: usize = u16::MAX as usize - 5;
+
+/// Shorter partial tokens are not used to narrow (they match most of the dictionary).
+const MIN_PARTIAL_TOKEN_BYTES: usize = 3;
 
 /// A phrase-prefix query expands its last term to at most this many terms per segment (tantivy
 /// preallocates that many postings); a prefix with more terms becomes a separate prefix clause.
@@ -71,7 +74,8 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         .enumerate()
         .filter(|(_, t)| !t.open_left && !t.open_right && t.text.len() <= MAX_TOKEN_BYTES)
         .collect();
-    let partial_ok = |t: &QueryToken| index.all_tokens && t.text.is_ascii() && !t.text.is_empty();
+    // A partial token of one or two characters would expand to a large part of the dictionary.
+    let partial_ok = |t: &QueryToken| index.all_tokens && t.text.is_ascii() && t.text.len() >= MIN_PARTIAL_TOKEN_BYTES;
     // The last token when it only continues to the right: a prefix.
     let prefix_last = toks.last().filter(|t| !t.open_left && t.open_right && partial_ok(t));
     let expansions = prefix_last.filter(|_| index.positions && !inner.is_empty()).and_then(|t| prefix_terms(index, &t.text));
