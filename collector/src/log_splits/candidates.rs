@@ -11,15 +11,20 @@
 //! - a last token that is partial only on the right: a prefix (`tok.*`) over the term dictionary,
 //!   with positions the last term of a phrase-prefix query after the inner tokens;
 //! - a first token partial only on the left: dropped when something else constrains the line,
-//!   else a suffix (`.*tok`) over the term dictionary (a scan of the dictionary);
-//! - one token partial on both sides (`|= "rror"`): `.*tok.*` over the term dictionary.
+//!   else the terms ending with it;
+//! - one token partial on both sides (`|= "rror"`): the terms containing it.
+//!
+//! Terms containing or ending with a token are found by a substring scan of the split's terms
+//! held in memory ([`super::terms`]), then looked up as a term set.
 //!
 //! A partial token is only used when it is ASCII and at least 3 bytes long (lowercasing other scripts can change lengths),
 //! and only in splits whose tokenizer keeps long tokens (layout 2). No token at all (`|= "::"`)
 //! means no narrowing.
 
 use tantivy::{Searcher, Term};
-use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery, TermSetQuery};
+
+use super::terms::SplitTerms;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream};
 
@@ -38,6 +43,8 @@ const MAX_PHRASE_PREFIX_EXPANSIONS: usize = 4096;
 pub struct BodyIndex<'a> {
     /// The split's searcher (to count a prefix's terms).
     pub searcher: &'a Searcher,
+    /// The split's terms in memory, for substrings of terms; `None` when unavailable.
+    pub terms: Option<&'a SplitTerms>,
     /// The `body` field.
     pub field: Field,
     /// Positions are recorded (phrase queries).
@@ -102,6 +109,11 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         // Partial tokens are ASCII alphanumerics: nothing to escape.
         RegexQuery::from_pattern(&pattern, index.field).ok().map(|q| Box::new(q) as Box<dyn Query>)
     };
+    // Terms that contain (or end with) a token: a scan of the split's terms in memory.
+    let inside = |t: &QueryToken, suffix_only: bool| -> Option<Box<dyn Query>> {
+        let terms = index.terms?.containing(index.field, &t.text, suffix_only);
+        Some(Box::new(TermSetQuery::new(terms)))
+    };
     let mut left_only: Option<&QueryToken> = None;
     for t in toks.iter().filter(|t| t.open_left || t.open_right) {
         if !partial_ok(t) {
@@ -110,7 +122,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         match (t.open_left, t.open_right) {
             (false, true) if prefix_done => {}
             (false, true) => clauses.extend(regex(format!("{}.*", t.text)).map(|q| (Occur::Must, q))),
-            (true, true) => clauses.extend(regex(format!(".*{}.*", t.text)).map(|q| (Occur::Must, q))),
+            (true, true) => clauses.extend(inside(t, false).map(|q| (Occur::Must, q))),
             (true, false) => left_only = Some(t),
             (false, false) => {}
         }
@@ -118,7 +130,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
     if clauses.is_empty()
         && let Some(t) = left_only
     {
-        clauses.extend(regex(format!(".*{}", t.text)).map(|q| (Occur::Must, q)));
+        clauses.extend(inside(t, true).map(|q| (Occur::Must, q)));
     }
     match clauses.len() {
         0 => None,

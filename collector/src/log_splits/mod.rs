@@ -21,10 +21,14 @@
 
 pub mod candidates;
 pub mod search;
+pub mod terms;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use pharos_model::{Labels, LogRecord};
 use tantivy::index::IndexSettings;
@@ -193,6 +197,21 @@ pub struct SplitHandle {
     pub body_positions: bool,
     /// Layout-specific fields.
     pub layout: SplitLayout,
+    /// The body terms in memory, loaded by the first substring query that needs them.
+    terms: Arc<Mutex<Option<Arc<terms::SplitTerms>>>>,
+}
+
+impl SplitHandle {
+    /// The split's body terms ([`terms::SplitTerms`]), loaded on first use.
+    pub fn terms(&self) -> Result<Arc<terms::SplitTerms>> {
+        let mut slot = self.terms.lock();
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(terms::SplitTerms::load(&self.reader.searcher(), self.body)?);
+        *slot = Some(t.clone());
+        Ok(t)
+    }
 }
 
 /// Opens a split for searching (either layout).
@@ -226,7 +245,14 @@ pub fn open_split(dir: &Path) -> Result<SplitHandle> {
     } else {
         SplitLayout::V1 { labels: field("labels")?, stream: field("stream")? }
     };
-    Ok(SplitHandle { reader: index.reader()?, body, severity: field("severity")?, body_positions, layout })
+    Ok(SplitHandle {
+        reader: index.reader()?,
+        body,
+        severity: field("severity")?,
+        body_positions,
+        layout,
+        terms: Default::default(),
+    })
 }
 
 #[cfg(test)]

@@ -84,11 +84,15 @@ pub fn search_split(
     }
     // Line filters.
     let searcher = split.reader.searcher();
+    let all_tokens = matches!(split.layout, SplitLayout::V2 { .. });
+    let needs_terms = all_tokens && !q.contains_any.is_empty();
+    let split_terms = if needs_terms { split.terms().ok() } else { None };
     let body_index = BodyIndex {
         searcher: &searcher,
+        terms: split_terms.as_deref(),
         field: split.body,
         positions: split.body_positions,
-        all_tokens: matches!(split.layout, SplitLayout::V2 { .. }),
+        all_tokens,
     };
     for group in &q.contains_any {
         if let Some(query) = any_substring_query(body_index, group) {
