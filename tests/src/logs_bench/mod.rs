@@ -284,6 +284,26 @@ fn du(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes under `dir` by file extension (tantivy: `store` doc store, `idx` postings, `pos`
+/// positions, `term` term dictionary, `fast` columns), and the number of split directories.
+fn du_by_extension(dir: &Path, out: &mut std::collections::BTreeMap<String, u64>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        match e.metadata() {
+            Ok(m) if m.is_dir() => {
+                *out.entry("(splits)".into()).or_default() += u64::from(dir.ends_with("logs"));
+                du_by_extension(&e.path(), out)
+            }
+            Ok(m) => {
+                let p = e.path();
+                let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("(none)").to_string();
+                *out.entry(ext).or_default() += m.len();
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 async fn metric(addr: &str, name: &str) -> f64 {
     metric_value(addr, name).await.unwrap_or(0.0)
 }
@@ -362,6 +382,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     pharos.start_again().await;
     let logs_bytes = du(&data.join("logs"));
     let data_bytes = du(&data);
+    let mut by_ext = std::collections::BTreeMap::new();
+    du_by_extension(&data.join("logs"), &mut by_ext);
 
     let client = reqwest::Client::new();
     let (start, end) = (c.first_ns - 1, c.last_ns + 1);
@@ -420,6 +442,11 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     println!("| indexing per server CPU-second (utime+stime from /proc) | {cpu_s:.1} CPU-s: **{:.1} MB/s per CPU-s** | ≥ 25 (Quickwit: 7.5) |", mb / cpu_s.max(1e-9));
     println!("| on disk, data_dir/logs (tantivy splits) after restart | {:.1} MB = **{:.1} %** of raw | ≤ 10 % |", logs_bytes as f64 / 1e6, logs_bytes as f64 * 100.0 / c.raw_bytes as f64);
     println!("| on disk, whole data_dir (splits + WAL + manifest) | {:.1} MB = {:.1} % of raw | |", data_bytes as f64 / 1e6, data_bytes as f64 * 100.0 / c.raw_bytes as f64);
+    let parts: Vec<String> = by_ext
+        .iter()
+        .map(|(k, v)| if k == "(splits)" { format!("{v} splits") } else { format!("{k} {:.1} MB ({:.1} %)", *v as f64 / 1e6, *v as f64 * 100.0 / c.raw_bytes as f64) })
+        .collect();
+    println!("| data_dir/logs by file type | {} | |", parts.join(", "));
     println!("\n| query (p50 of {}) | Pharos | Pharos, first run after the restart | ripgrep | rg time ÷ Pharos time (goal ≥ 50×) | check |\n|---|---|---|---|---|---|", args.runs);
     for (what, first, pl, cmd, rl, check) in &rows {
         println!("| {} | {pl:.0} ms | {first} | {rl:.0} ms (`{}`) | {:.3}× | {check} |", what.replace('|', "\\|"), cmd.replace(&raw, "raw/").replace('|', "\\|"), rl / pl);
