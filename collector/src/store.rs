@@ -348,7 +348,7 @@ impl Store {
         let mut splits: Vec<_> =
             manifest.log_splits.iter().filter(|s| s.max_ts_ns >= q.start_ns && s.min_ts_ns <= q.end_ns).collect();
         match q.limit {
-            Some((_, Direction::Backward)) => splits.sort_by(|a, b| b.max_ts_ns.cmp(&a.max_ts_ns)),
+            Some((_, Direction::Backward)) => splits.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ns)),
             Some((_, Direction::Forward)) => splits.sort_by_key(|s| s.min_ts_ns),
             None => {}
         }

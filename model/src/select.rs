@@ -154,7 +154,7 @@ impl<'a> LogSearch<'a> {
 /// `direction` order.
 pub fn cut_to_limit(records: &mut Vec<LogRecord>, n: usize, direction: Direction) {
     match direction {
-        Direction::Backward => records.sort_by(|a, b| b.timestamp_ns.cmp(&a.timestamp_ns)),
+        Direction::Backward => records.sort_by_key(|r| std::cmp::Reverse(r.timestamp_ns)),
         Direction::Forward => records.sort_by_key(|r| r.timestamp_ns),
     }
     if n == 0 {

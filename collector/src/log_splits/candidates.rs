@@ -30,6 +30,9 @@ use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream}
 
 /// Longest token tantivy indexes (longer ones are skipped by its indexer).
 const MAX_TOKEN_BYTES: usize = u16::MAX as usize - 5;
+/// Longest token in a layout-1 split (tantivy's `default` tokenizer removes tokens of 40 bytes
+/// and more).
+const LAYOUT_1_MAX_TOKEN_BYTES: usize = 39;
 
 /// Shorter partial tokens are not used to narrow (they match most of the dictionary).
 const MIN_PARTIAL_TOKEN_BYTES: usize = 3;
@@ -75,17 +78,22 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
     let toks = tokens(s);
     let term = |t: &str| Term::from_field_text(index.field, t);
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    // Inner tokens, with their position relative to the first token of `s`.
+    // Inner tokens the index holds, with their position relative to the first token of `s`.
+    // Layout 1 dropped tokens of 40 bytes and more; tantivy skips those over MAX_TOKEN_BYTES.
+    let max_len = if index.all_tokens { MAX_TOKEN_BYTES } else { LAYOUT_1_MAX_TOKEN_BYTES };
+    let all_inner = toks.iter().filter(|t| !t.open_left && !t.open_right).count();
     let inner: Vec<(usize, &QueryToken)> = toks
         .iter()
         .enumerate()
-        .filter(|(_, t)| !t.open_left && !t.open_right && t.text.len() <= MAX_TOKEN_BYTES)
+        .filter(|(_, t)| !t.open_left && !t.open_right && t.text.len() <= max_len)
         .collect();
+    // A phrase needs the positions of every inner token (a skipped one may leave no gap).
+    let phrase_ok = index.positions && inner.len() == all_inner;
     // A partial token of one or two characters would expand to a large part of the dictionary.
     let partial_ok = |t: &QueryToken| index.all_tokens && t.text.is_ascii() && t.text.len() >= MIN_PARTIAL_TOKEN_BYTES;
     // The last token when it only continues to the right: a prefix.
     let prefix_last = toks.last().filter(|t| !t.open_left && t.open_right && partial_ok(t));
-    let expansions = prefix_last.filter(|_| index.positions && !inner.is_empty()).and_then(|t| prefix_terms(index, &t.text));
+    let expansions = prefix_last.filter(|_| phrase_ok && !inner.is_empty()).and_then(|t| prefix_terms(index, &t.text));
     let mut prefix_done = false;
     if let Some(expansions) = expansions.filter(|n| *n <= MAX_PHRASE_PREFIX_EXPANSIONS) {
         // Inner tokens and the prefix are consecutive tokens of the line: one phrase whose last
@@ -96,7 +104,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         q.set_max_expansions(expansions.max(1) as u32);
         clauses.push((Occur::Must, Box::new(q)));
         prefix_done = true;
-    } else if index.positions && inner.len() >= 2 {
+    } else if phrase_ok && inner.len() >= 2 {
         // Inner tokens are consecutive in `s`, so they are consecutive tokens of the line too.
         let terms = inner.iter().map(|(i, t)| (*i, term(&t.text))).collect();
         clauses.push((Occur::Must, Box::new(PhraseQuery::new_with_offset(terms))));

@@ -85,6 +85,7 @@ fn tricky_lines() -> Vec<LogRecord> {
         long.as_str(),
         "prefix_error_suffix",
         "terror",
+        "key=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gamma end",
     ]
     .iter()
     .enumerate()
@@ -101,7 +102,7 @@ fn substring_filters_match_exactly_what_contains_matches() {
         "error", "Error", "rror", "errors", "MyErr", "yError:", "ERROR", "rror occ", "or occurred",
         "quota-exceeded, for", "uota-exceeded, for ten", "quota exceeded", "disk quota exceeded for tenant acme",
         "tenant acme", "acme", "a", "::", ":", " ", "errorz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaerr",
-        "20261122_101010_00042", "00042_abc", "Straße", "traß", "ΣΑΣ", "ΑΣ o", "_error_", "err", "",
+        "20261122_101010_00042", "00042_abc", "=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gam", "Straße", "traß", "ΣΑΣ", "ΑΣ o", "_error_", "err", "",
         "nothing like this",
     ];
     for n in needles {
@@ -207,10 +208,13 @@ fn layout_1_splits_are_still_read() {
         w.add_document(d).unwrap();
     }
     w.commit().unwrap();
-    let split = (open_split(dir.path()).unwrap(), (0, 140));
+    let split = (open_split(dir.path()).unwrap(), (0, 150));
     assert!(matches!(split.0.layout, SplitLayout::V1 { .. }));
     let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
-    for n in ["error", "rror", "errorz", "quota exceeded", "uota-exceeded, for ten", "Straße", ""] {
+    // Regression: a 45-byte inner token is not in a layout-1 index and must not be required.
+    let long_phrase = "=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gam";
+    assert_eq!(run(&split, &contains(&[], long_phrase)).0.len(), 1);
+    for n in ["error", "rror", "errorz", "quota exceeded", "uota-exceeded, for ten", "Straße", "", long_phrase] {
         for m in [&pod_a[..], &[]] {
             let q = contains(m, n);
             assert_eq!(run(&split, &q).0, brute(&records, &q), "|= {n:?} {m:?}");
