@@ -205,24 +205,6 @@ impl Head {
             }
         }
     }
-
-    pub(crate) fn select_logs(
-        &self,
-        matchers: &[LabelMatcher],
-        contains: &[String],
-        start_ns: i64,
-        end_ns: i64,
-        out: &mut Vec<LogRecord>,
-    ) {
-        out.extend(
-            self.logs
-                .iter()
-                .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
-                .filter(|r| contains.iter().all(|c| r.body.contains(c.as_str())))
-                .filter(|r| matches_all(matchers, &r.labels))
-                .cloned(),
-        );
-    }
 }
 
 fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {

@@ -93,8 +93,10 @@ impl Store {
         for splits in by_hour.values().filter(|ss| ss.len() >= min_files.max(2)) {
             let mut records = Vec::new();
             for s in splits {
-                let reader = log_splits::open_split(&self.data_dir.join(&s.path))?;
-                log_splits::search_split(&reader, &self.log_fields, &[], &[], i64::MIN, i64::MAX, &mut records)?;
+                let split = log_splits::open_split(&self.data_dir.join(&s.path))?;
+                let all = pharos_model::LogSearch::new(&[], i64::MIN, i64::MAX);
+                let mut stats = log_splits::search::SearchStats::default();
+                log_splits::search::search_split(&split, (s.min_ts_ns, s.max_ts_ns), &all, None, &mut records, &mut stats)?;
             }
             let before: u64 = splits.iter().map(|s| s.records).sum();
             if before != records.len() as u64 {

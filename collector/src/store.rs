@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use pharos_model::select::{Direction, LogSearch, cut_to_limit};
 use pharos_model::{LabelMatcher, Labels, LogRecord, LogsReader, MetricsReader, Sample, Series, otlp};
-use tantivy::IndexReader;
 
 use crate::head::Head;
-use crate::log_splits::{self, LogFields};
+use crate::log_splits::search::SearchStats;
+use crate::log_splits::{self, LogFields, SplitHandle};
 use crate::metastore::Manifest;
 use crate::parquet_files;
 use crate::telemetry::CollectorMetrics;
@@ -100,7 +101,7 @@ pub struct Store {
     /// Serializes every change of the manifest (flush, compaction, retention).
     pub(crate) flush_lock: Mutex<()>,
     pub(crate) log_fields: LogFields,
-    pub(crate) split_readers: Mutex<HashMap<String, IndexReader>>,
+    pub(crate) split_readers: Mutex<HashMap<String, Arc<SplitHandle>>>,
     /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
     pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,
     /// Label sets shared by the series lists of all files.
@@ -330,14 +331,58 @@ impl Store {
         Ok(c)
     }
 
-    fn split_reader(&self, rel: &str) -> Result<IndexReader> {
+    fn split_reader(&self, rel: &str) -> Result<Arc<SplitHandle>> {
         let mut readers = self.split_readers.lock();
         if let Some(r) = readers.get(rel) {
             return Ok(r.clone());
         }
-        let r = log_splits::open_split(&self.data_dir.join(rel))?;
+        let r = Arc::new(log_splits::open_split(&self.data_dir.join(rel))?);
         readers.insert(rel.to_string(), r.clone());
         Ok(r)
+    }
+
+    /// Runs a log search over head, frozen head and published splits; see [`LogSearch`].
+    /// Splits are visited newest first (backward) or oldest first (forward) by their manifest
+    /// time range, and a split that cannot hold anything within the limit is not opened.
+    pub fn search_logs_with_stats(&self, q: &LogSearch<'_>) -> Result<(Vec<LogRecord>, SearchStats)> {
+        let mut out = Vec::new();
+        let manifest = {
+            let st = self.state.read();
+            let heads = std::iter::once(&st.head).chain(st.frozen.as_deref());
+            out.extend(heads.flat_map(|h| h.logs.iter()).filter(|r| q.accepts(r)).cloned());
+            st.manifest.clone()
+        };
+        if let Some((n, dir)) = q.limit {
+            cut_to_limit(&mut out, n, dir);
+        }
+        let mut splits: Vec<_> =
+            manifest.log_splits.iter().filter(|s| s.max_ts_ns >= q.start_ns && s.min_ts_ns <= q.end_ns).collect();
+        match q.limit {
+            Some((_, Direction::Backward)) => splits.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ns)),
+            Some((_, Direction::Forward)) => splits.sort_by_key(|s| s.min_ts_ns),
+            None => {}
+        }
+        let mut stats = SearchStats::default();
+        for s in splits {
+            // Once `n` records are held, the boundary is the timestamp of the last of them.
+            let boundary = q.limit.filter(|(n, _)| out.len() >= *n).and_then(|_| out.last().map(|r| r.timestamp_ns));
+            if let (Some(b), Some((_, dir))) = (boundary, q.limit) {
+                let beyond = match dir {
+                    Direction::Backward => s.max_ts_ns < b,
+                    Direction::Forward => s.min_ts_ns > b,
+                };
+                if beyond {
+                    break; // so is every later split in this order
+                }
+            }
+            let split = self.split_reader(&s.path)?;
+            log_splits::search::search_split(&split, (s.min_ts_ns, s.max_ts_ns), q, boundary, &mut out, &mut stats)?;
+            if let Some((n, dir)) = q.limit {
+                cut_to_limit(&mut out, n, dir);
+            }
+        }
+        self.metrics.log_docs_loaded.inc_by(stats.docs_loaded as u64);
+        Ok((out, stats))
     }
 }
 
@@ -382,20 +427,43 @@ impl LogsReader for Store {
         start_ns: i64,
         end_ns: i64,
     ) -> std::result::Result<Vec<LogRecord>, String> {
+        let mut q = LogSearch::new(matchers, start_ns, end_ns);
+        q.contains_any = contains.iter().map(|c| vec![c.clone()]).collect();
+        self.search_logs(&q)
+    }
+
+    fn search_logs(&self, q: &LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
+        self.search_logs_with_stats(q).map(|(records, _)| records).map_err(|e| e.to_string())
+    }
+
+    /// From the head and each split's stream table and columns: no doc store reads for splits
+    /// written by this version.
+    fn log_streams(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> std::result::Result<Vec<Labels>, String> {
         let mut out = Vec::new();
         let manifest = {
             let st = self.state.read();
-            st.head.select_logs(matchers, contains, start_ns, end_ns, &mut out);
-            if let Some(f) = &st.frozen {
-                f.select_logs(matchers, contains, start_ns, end_ns, &mut out);
-            }
+            let heads = std::iter::once(&st.head).chain(st.frozen.as_deref());
+            out.extend(
+                heads
+                    .flat_map(|h| h.logs.iter())
+                    .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
+                    .filter(|r| pharos_model::select::matches_all(matchers, &r.labels))
+                    .map(|r| r.labels.clone()),
+            );
             st.manifest.clone()
         };
-        for s in manifest.log_splits.iter().filter(|s| s.max_ts_ns >= start_ns && s.min_ts_ns <= end_ns) {
-            let reader = self.split_reader(&s.path).map_err(|e| e.to_string())?;
-            log_splits::search_split(&reader, &self.log_fields, matchers, contains, start_ns, end_ns, &mut out)
+        for s in &manifest.log_splits {
+            let split = self.split_reader(&s.path).map_err(|e| e.to_string())?;
+            log_splits::search::split_streams(&split, (s.min_ts_ns, s.max_ts_ns), matchers, start_ns, end_ns, &mut out)
                 .map_err(|e| e.to_string())?;
         }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 }
@@ -561,5 +629,80 @@ mod tests {
         let mut got = store.select_logs(&m, &["alpha".to_string()], 0, 10).unwrap();
         got.sort_by_key(|r| r.timestamp_ns);
         assert_eq!(got.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), vec!["alpha", "alpha again"]);
+    }
+
+    #[test]
+    fn limited_search_over_splits_and_head_equals_the_full_answer_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |t: i64, body: String| LogRecord {
+            labels: Labels::from_pairs([("pod", if t % 2 == 0 { "a" } else { "b" })]),
+            timestamp_ns: t,
+            body,
+            severity: String::new(),
+        };
+        // Five splits with overlapping time ranges (and equal timestamps across them), then the head.
+        for s in 0..5i64 {
+            let batch = (0..200).map(|i| rec((i * 7 + s * 13) % 500, format!("s{s} i{i} {}", if i % 9 == 0 { "hit" } else { "miss" })));
+            store.ingest("k", s, Batch::Logs(batch.collect()));
+            store.flush().unwrap();
+        }
+        store.ingest("k", 5, Batch::Logs((0..50).map(|i| rec(i * 11, format!("head {i} hit"))).collect()));
+        let key = |r: &LogRecord| (r.timestamp_ns, r.labels.clone(), r.body.clone());
+        let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
+        for matchers in [&pod_a[..], &[]] {
+            for (n, dir_) in [(1, Direction::Backward), (10, Direction::Backward), (25, Direction::Forward), (5000, Direction::Forward)] {
+                let mut all = LogSearch::new(matchers, 100, 450);
+                all.contains_any = vec![vec!["hit".into()]];
+                let (mut full, _) = store.search_logs_with_stats(&all).unwrap();
+                cut_to_limit(&mut full, n, dir_);
+                full.sort_by_key(key);
+                let mut limited = LogSearch::new(matchers, 100, 450);
+                limited.contains_any = vec![vec!["hit".into()]];
+                limited.limit = Some((n, dir_));
+                let (mut got, stats) = store.search_logs_with_stats(&limited).unwrap();
+                got.sort_by_key(key);
+                assert_eq!(got, full, "limit {n} {dir_:?} {matchers:?}");
+                if n <= 10 {
+                    assert!(stats.docs_loaded <= 5 * (n + 2), "limit {n}: loaded {}", stats.docs_loaded);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn log_streams_from_stream_tables_equal_a_scan_of_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |app: &str, pod: &str, t: i64| LogRecord {
+            labels: Labels::from_pairs([("app", app), ("pod", pod)]),
+            timestamp_ns: t,
+            body: format!("{app} {pod} {t}"),
+            severity: String::new(),
+        };
+        store.ingest("k", 0, Batch::Logs(vec![rec("api", "a1", 10), rec("api", "a2", 20), rec("db", "d1", 30)]));
+        store.flush().unwrap();
+        store.ingest("k", 1, Batch::Logs(vec![rec("api", "a3", 40), rec("db", "d2", 50), rec("api", "a1", 60)]));
+        store.flush().unwrap();
+        store.ingest("k", 2, Batch::Logs(vec![rec("web", "w1", 45)]));
+        let all_records = [
+            rec("api", "a1", 10), rec("api", "a2", 20), rec("db", "d1", 30),
+            rec("api", "a3", 40), rec("db", "d2", 50), rec("api", "a1", 60), rec("web", "w1", 45),
+        ];
+        let api = [LabelMatcher::new("app", "=", "api").unwrap()];
+        let not_db = [LabelMatcher::new("app", "!=", "db").unwrap()];
+        for m in [&api[..], &not_db[..], &[]] {
+            for (s, e) in [(0, 100), (15, 45), (21, 39), (41, 44), (60, 60), (61, 100)] {
+                let mut expected: Vec<Labels> = all_records
+                    .iter()
+                    .filter(|r| r.timestamp_ns >= s && r.timestamp_ns <= e && pharos_model::select::matches_all(m, &r.labels))
+                    .map(|r| r.labels.clone())
+                    .collect();
+                expected.sort();
+                expected.dedup();
+                assert_eq!(store.log_streams(m, s, e).unwrap(), expected, "{m:?} {s}..{e}");
+            }
+        }
+        assert_eq!(store.log_streams(&api, 15, 45).unwrap().len(), 2, "a2 at 20 and a3 at 40");
     }
 }

@@ -25,6 +25,8 @@ pub struct CollectorMetrics {
     pub metric_files_published: Counter,
     /// Log splits published.
     pub log_splits_published: Counter,
+    /// Log records read from split doc stores by searches (candidates the index could not rule out).
+    pub log_docs_loaded: Counter,
     /// Series in the head.
     pub head_series: Gauge,
     /// Samples plus log records in the head.
@@ -52,6 +54,7 @@ impl CollectorMetrics {
         r.register("flush_errors", "Flushes that failed", self.flush_errors.clone());
         r.register("metric_files_published", "Parquet files published", self.metric_files_published.clone());
         r.register("log_splits_published", "Log splits published", self.log_splits_published.clone());
+        r.register("log_docs_loaded", "Log records read from split doc stores by searches", self.log_docs_loaded.clone());
         r.register("head_series", "Series in the in-memory head", self.head_series.clone());
         r.register("head_rows", "Samples and log records in the in-memory head", self.head_rows.clone());
         r.register("sql_queries", "SQL queries answered", self.sql_queries.clone());

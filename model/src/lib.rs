@@ -34,7 +34,7 @@ pub mod trino;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use record::{LogRecord, Sample};
-pub use select::{LabelMatcher, LogsReader, MetricsReader, Series};
+pub use select::{Direction, LabelMatcher, LogSearch, LogsReader, MetricsReader, Series};
 pub use sql::SqlReader;
 
 /// Errors of this crate: input that is not valid OTLP.

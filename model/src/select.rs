@@ -96,8 +96,96 @@ pub trait MetricsReader: Send + Sync {
     ) -> Result<Vec<Series>, String>;
 }
 
+/// Which end of the time range a limited log search keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The oldest entries first.
+    Forward,
+    /// The newest entries first (Loki's default).
+    Backward,
+}
+
+/// A log search a [`LogsReader`] runs: the stream selector, substring filters the store may
+/// answer from its index, the time range, and an optional limit.
+pub struct LogSearch<'a> {
+    /// Every matcher must match the stream labels.
+    pub matchers: &'a [LabelMatcher],
+    /// Each group is a disjunction: a returned line contains at least one string of every group
+    /// (case-sensitive substrings, checked exactly). `|= "a"` is the group `["a"]`; a regex
+    /// filter contributes the literals one of which starts every match.
+    pub contains_any: Vec<Vec<String>>,
+    /// First timestamp (inclusive).
+    pub start_ns: i64,
+    /// Last timestamp (inclusive).
+    pub end_ns: i64,
+    /// `Some((n, direction))`: only the `n` newest (backward) or oldest (forward) records that
+    /// pass every filter and `keep` are needed. The answer then holds every such record whose
+    /// timestamp is among the `n` first in that direction, ties at the boundary included, so a
+    /// caller that sorts and truncates gets exactly what an unlimited search would give.
+    pub limit: Option<(usize, Direction)>,
+    /// Further predicate a record must pass (the rest of a LogQL pipeline), applied after the
+    /// filters above and before the limit counts the record.
+    pub keep: Option<&'a (dyn Fn(&LogRecord) -> bool + Sync)>,
+}
+
+impl<'a> LogSearch<'a> {
+    /// A search without substring filters, limit or `keep`.
+    pub fn new(matchers: &'a [LabelMatcher], start_ns: i64, end_ns: i64) -> Self {
+        LogSearch { matchers, contains_any: Vec::new(), start_ns, end_ns, limit: None, keep: None }
+    }
+
+    /// True when the record passes the range, matchers, substring groups and `keep`.
+    pub fn accepts(&self, r: &LogRecord) -> bool {
+        r.timestamp_ns >= self.start_ns
+            && r.timestamp_ns <= self.end_ns
+            && self.accepts_body(&r.body)
+            && matches_all(self.matchers, &r.labels)
+            && self.keep.is_none_or(|k| k(r))
+    }
+
+    /// True when `body` contains a string of every `contains_any` group.
+    pub fn accepts_body(&self, body: &str) -> bool {
+        self.contains_any.iter().all(|g| g.iter().any(|s| body.contains(s.as_str())))
+    }
+}
+
+/// Cuts `records` to what a search with `limit` must answer: the records whose timestamp is
+/// among the first `n` in `direction`, ties with the `n`-th included. Sorts them in
+/// `direction` order.
+pub fn cut_to_limit(records: &mut Vec<LogRecord>, n: usize, direction: Direction) {
+    match direction {
+        Direction::Backward => records.sort_by_key(|r| std::cmp::Reverse(r.timestamp_ns)),
+        Direction::Forward => records.sort_by_key(|r| r.timestamp_ns),
+    }
+    if n == 0 {
+        records.clear();
+        return;
+    }
+    if records.len() > n {
+        let boundary = records[n - 1].timestamp_ns;
+        let keep = n + records[n..].iter().take_while(|r| r.timestamp_ns == boundary).count();
+        records.truncate(keep);
+    }
+}
+
 /// Read access to stored log records (head and published splits merged).
 pub trait LogsReader: Send + Sync {
+    /// Runs a [`LogSearch`]. The default reads through [`Self::select_logs`] and filters in
+    /// memory; a store overrides it to use its index and load only what the limit needs.
+    fn search_logs(&self, q: &LogSearch<'_>) -> Result<Vec<LogRecord>, String> {
+        let singles: Vec<String> =
+            q.contains_any.iter().filter(|g| g.len() == 1).map(|g| g[0].clone()).collect();
+        let mut out: Vec<LogRecord> = self
+            .select_logs(q.matchers, &singles, q.start_ns, q.end_ns)?
+            .into_iter()
+            .filter(|r| q.accepts(r))
+            .collect();
+        if let Some((n, dir)) = q.limit {
+            cut_to_limit(&mut out, n, dir);
+        }
+        Ok(out)
+    }
+
     /// Log records whose stream labels match all `matchers`, with timestamps in
     /// `[start_ns, end_ns]`, in no particular order. `contains` are substrings every returned
     /// line must contain (the store may use them to narrow its search).
@@ -181,5 +269,34 @@ mod tests {
         assert!(LabelMatcher::new("mode", "!~", "user|system").unwrap().matches(&l));
         assert!(LabelMatcher::new("absent", "=", "").unwrap().matches(&l));
         assert!(LabelMatcher::new("x", "=~", "(").is_err());
+    }
+
+    #[test]
+    fn cut_to_limit_keeps_ties_at_the_boundary() {
+        let rec = |t: i64, b: &str| LogRecord {
+            labels: Labels::default(),
+            timestamp_ns: t,
+            body: b.into(),
+            severity: String::new(),
+        };
+        let all = vec![rec(1, "a"), rec(3, "b"), rec(2, "c"), rec(3, "d"), rec(2, "e"), rec(0, "f")];
+        let bodies = |v: &[LogRecord]| {
+            let mut b: Vec<String> = v.iter().map(|r| r.body.clone()).collect();
+            b.sort();
+            b
+        };
+        let mut v = all.clone();
+        cut_to_limit(&mut v, 3, Direction::Backward);
+        assert_eq!(bodies(&v), ["b", "c", "d", "e"], "3 newest: 3,3,2 and the tie at 2");
+        let mut v = all.clone();
+        cut_to_limit(&mut v, 2, Direction::Backward);
+        assert_eq!(bodies(&v), ["b", "d"]);
+        let mut v = all.clone();
+        cut_to_limit(&mut v, 2, Direction::Forward);
+        assert_eq!(bodies(&v), ["a", "f"]);
+        let mut v = all.clone();
+        cut_to_limit(&mut v, 10, Direction::Forward);
+        assert_eq!(v.len(), 6);
+        assert_eq!(v.first().map(|r| r.timestamp_ns), Some(0));
     }
 }

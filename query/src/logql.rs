@@ -78,6 +78,22 @@ impl LogQuery {
             .collect()
     }
 
+    /// The substring groups a store may answer from its index (see
+    /// [`pharos_model::LogSearch::contains_any`]): each `|= "s"` and, for each `|~ "re"`, the
+    /// literals one of which starts every match of `re` when they can be extracted. Only filters
+    /// before a stage that rewrites the line count. Every line the pipeline keeps satisfies them.
+    pub fn index_filters(&self) -> Vec<Vec<String>> {
+        self.stages
+            .iter()
+            .take_while(|s| !matches!(s, Stage::LineFormat(_)))
+            .filter_map(|s| match s {
+                Stage::Line(LineFilter::Contains(s)) => Some(vec![s.clone()]),
+                Stage::Line(LineFilter::Matches(re)) => regex_prefix_literals(re.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
         let mut labels: LabelMap = stream
@@ -103,6 +119,23 @@ impl LogQuery {
     pub fn accepts(&self, line: &str) -> bool {
         self.process_line(&Labels::default(), line).is_some()
     }
+}
+
+/// Literals one of which every match of `pattern` starts with, when there are few, non-empty,
+/// valid UTF-8 ones; `None` when nothing useful can be extracted.
+fn regex_prefix_literals(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    const MAX_ALTERNATIVES: usize = 16;
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.len() > MAX_ALTERNATIVES {
+        return None;
+    }
+    literals
+        .iter()
+        .map(|l| std::str::from_utf8(l.as_bytes()).ok().filter(|s| !s.is_empty()).map(str::to_string))
+        .collect()
 }
 
 /// Parses a log or metric query.

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
-use pharos_model::{Labels, LogRecord};
+use pharos_model::{Direction, LogSearch, Labels, LogRecord};
 use serde_json::{Value as Json_, json};
 
 use super::AppState;
@@ -372,14 +372,20 @@ async fn run(
     };
     let started = Instant::now();
     run_blocking(move || {
+        // The store applies the whole pipeline as `keep`, so the limit counts lines that survive
+        // it and only about `limit` records are read; the answer is then sorted and cut below.
+        let keep = |r: &LogRecord| query.process_line(&r.labels, &r.body).is_some();
+        let search = LogSearch {
+            matchers: &query.matchers,
+            contains_any: query.index_filters(),
+            start_ns,
+            end_ns,
+            limit: Some((limit, if backward { Direction::Backward } else { Direction::Forward })),
+            keep: Some(&keep),
+        };
         let records = state
             .logs
-            .select_logs(
-                &query.matchers,
-                &query.required_substrings(),
-                start_ns,
-                end_ns,
-            )
+            .search_logs(&search)
             .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
         let scanned = records.len();
         let scanned_bytes: usize = records.iter().map(|r| r.body.len()).sum();

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use pharos_model::{Labels, LogsReader};
+use pharos_model::{Labels, LogSearch, LogsReader};
 
 use super::LogQuery;
 use super::pipeline::{self, NumberUnit};
@@ -306,8 +306,10 @@ fn load(
         return Ok(Leaf::new());
     };
     let from = first.saturating_sub(range_ns).saturating_add(1);
+    let mut search = LogSearch::new(&query.matchers, from, last);
+    search.contains_any = query.index_filters();
     let records = reader
-        .select_logs(&query.matchers, &query.required_substrings(), from, last)
+        .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
     let mut leaf: Leaf = BTreeMap::new();
     for r in records {

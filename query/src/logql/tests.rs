@@ -21,6 +21,29 @@ fn selector_with_all_filter_kinds() {
 }
 
 #[test]
+fn index_filters_take_substrings_and_regex_prefix_literals() {
+    let groups = |q: &str| parse(q).unwrap().index_filters();
+    let q = r#"{app="api"} |= "error" != `timeout` |~ "code=5\\d\\d" !~ "health""#;
+    assert_eq!(groups(q), vec![vec!["error".to_string()], vec!["code=5".to_string()]]);
+    let mut alt = groups(r#"{app="api"} |~ "(ERROR|FATAL) \\w+""#);
+    alt[0].sort();
+    assert_eq!(alt, vec![vec!["ERROR ".to_string(), "FATAL ".to_string()]]);
+    // Nothing every match starts with: no narrowing.
+    assert!(groups(r#"{app="api"} |~ ".*x" |~ "\\d+""#).is_empty());
+    let mut opt = groups(r#"{app="api"} |~ "a?bc""#);
+    opt[0].sort();
+    assert_eq!(opt, vec![vec!["abc".to_string(), "bc".to_string()]]);
+    // After line_format the filter sees another line.
+    assert_eq!(groups(r#"{app="api"} |= "a" | line_format "{{.x}}" |= "b""#), vec![vec!["a".to_string()]]);
+    // Each group holds at least one string of every line the query keeps.
+    let q = parse(r#"{app="api"} |~ "(ERROR|FATAL) \\w+" |= "disk""#).unwrap();
+    for line in ["x FATAL disk y", "ERROR abc disk", "disk ERROR z"] {
+        assert!(q.accepts(line));
+        assert!(q.index_filters().iter().all(|g| g.iter().any(|s| line.contains(s.as_str()))), "{line}");
+    }
+}
+
+#[test]
 fn braces_and_escapes_inside_strings() {
     let q = parse(r#"{msg="a}b\"c"} |= "x}\ty""#).unwrap();
     assert_eq!(q.matchers[0].value, "a}b\"c");

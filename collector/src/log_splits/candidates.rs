@@ -1,0 +1,203 @@
+//! `|= "s"` as a tantivy query on `body` whose matches are a superset of the lines that
+//! contain `s` (case-sensitive substring); the search then checks `contains(s)` on each.
+//!
+//! `s` is tokenized like the body (alphanumeric runs, lowercased). A token of `s` with a
+//! non-token character (or nothing) on both sides inside `s` is *inner*: any line containing
+//! `s` has exactly that token at that place. The first token may continue to the left in the
+//! line (`|= "rror: x"` matches `error: x`) and the last to the right (`|= "x err"` matches
+//! `x errors`): they are *partial* and only constrain a term's suffix or prefix.
+//!
+//! - inner tokens: terms that must all be present; with positions, one phrase query;
+//! - a last token that is partial only on the right: a prefix (`tok.*`) over the term dictionary,
+//!   with positions the last term of a phrase-prefix query after the inner tokens;
+//! - a first token partial only on the left: dropped when something else constrains the line,
+//!   else the terms ending with it;
+//! - one token partial on both sides (`|= "rror"`): the terms containing it.
+//!
+//! Terms containing or ending with a token are found by a substring scan of the split's terms
+//! held in memory ([`super::terms`]), then looked up as a term set.
+//!
+//! A partial token is only used when it is ASCII and at least 3 bytes long (lowercasing other scripts can change lengths),
+//! and only in splits whose tokenizer keeps long tokens (layout 2). No token at all (`|= "::"`)
+//! means no narrowing.
+
+use tantivy::{Searcher, Term};
+use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery, TermSetQuery};
+
+use super::terms::SplitTerms;
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream};
+
+/// Longest token tantivy indexes (longer ones are skipped by its indexer).
+const MAX_TOKEN_BYTES: usize = u16::MAX as usize - 5;
+/// Longest token in a layout-1 split (tantivy's `default` tokenizer removes tokens of 40 bytes
+/// and more).
+const LAYOUT_1_MAX_TOKEN_BYTES: usize = 39;
+
+/// Shorter partial tokens are not used to narrow (they match most of the dictionary).
+const MIN_PARTIAL_TOKEN_BYTES: usize = 3;
+
+/// A phrase-prefix query expands its last term to at most this many terms per segment (tantivy
+/// preallocates that many postings); a prefix with more terms becomes a separate prefix clause.
+const MAX_PHRASE_PREFIX_EXPANSIONS: usize = 4096;
+
+/// What the index of one split can answer.
+#[derive(Clone, Copy)]
+pub struct BodyIndex<'a> {
+    /// The split's searcher (to count a prefix's terms).
+    pub searcher: &'a Searcher,
+    /// The split's terms in memory, for substrings of terms; `None` when unavailable.
+    pub terms: Option<&'a SplitTerms>,
+    /// The `body` field.
+    pub field: Field,
+    /// Positions are recorded (phrase queries).
+    pub positions: bool,
+    /// Every token of every line is in the index, whatever its length (layout 2).
+    pub all_tokens: bool,
+}
+
+#[derive(Debug, PartialEq)]
+struct QueryToken {
+    text: String,
+    open_left: bool,
+    open_right: bool,
+}
+
+fn tokens(s: &str) -> Vec<QueryToken> {
+    let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build();
+    let mut stream = analyzer.token_stream(s);
+    let mut out = Vec::new();
+    while let Some(t) = stream.next() {
+        out.push(QueryToken { text: t.text.clone(), open_left: t.offset_from == 0, open_right: t.offset_to == s.len() });
+    }
+    out
+}
+
+/// A query matching at least every line that contains `s`; `None` when the index cannot narrow.
+pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> {
+    let toks = tokens(s);
+    let term = |t: &str| Term::from_field_text(index.field, t);
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    // Inner tokens the index holds, with their position relative to the first token of `s`.
+    // Layout 1 dropped tokens of 40 bytes and more; tantivy skips those over MAX_TOKEN_BYTES.
+    let max_len = if index.all_tokens { MAX_TOKEN_BYTES } else { LAYOUT_1_MAX_TOKEN_BYTES };
+    let all_inner = toks.iter().filter(|t| !t.open_left && !t.open_right).count();
+    let inner: Vec<(usize, &QueryToken)> = toks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.open_left && !t.open_right && t.text.len() <= max_len)
+        .collect();
+    // A phrase needs the positions of every inner token (a skipped one may leave no gap).
+    let phrase_ok = index.positions && inner.len() == all_inner;
+    // A partial token of one or two characters would expand to a large part of the dictionary.
+    let partial_ok = |t: &QueryToken| index.all_tokens && t.text.is_ascii() && t.text.len() >= MIN_PARTIAL_TOKEN_BYTES;
+    // The last token when it only continues to the right: a prefix.
+    let prefix_last = toks.last().filter(|t| !t.open_left && t.open_right && partial_ok(t));
+    let expansions = prefix_last.filter(|_| phrase_ok && !inner.is_empty()).and_then(|t| prefix_terms(index, &t.text));
+    let mut prefix_done = false;
+    if let Some(expansions) = expansions.filter(|n| *n <= MAX_PHRASE_PREFIX_EXPANSIONS) {
+        // Inner tokens and the prefix are consecutive tokens of the line: one phrase whose last
+        // term is any term with that prefix (every expansion kept, so still a superset).
+        let mut terms: Vec<(usize, Term)> = inner.iter().map(|(i, t)| (*i, term(&t.text))).collect();
+        terms.extend(prefix_last.map(|t| (toks.len() - 1, term(&t.text))));
+        let mut q = PhrasePrefixQuery::new_with_offset(terms);
+        q.set_max_expansions(expansions.max(1) as u32);
+        clauses.push((Occur::Must, Box::new(q)));
+        prefix_done = true;
+    } else if phrase_ok && inner.len() >= 2 {
+        // Inner tokens are consecutive in `s`, so they are consecutive tokens of the line too.
+        let terms = inner.iter().map(|(i, t)| (*i, term(&t.text))).collect();
+        clauses.push((Occur::Must, Box::new(PhraseQuery::new_with_offset(terms))));
+    } else {
+        for (_, t) in &inner {
+            clauses.push((Occur::Must, Box::new(TermQuery::new(term(&t.text), IndexRecordOption::Basic))));
+        }
+    }
+    let regex = |pattern: String| -> Option<Box<dyn Query>> {
+        // Partial tokens are ASCII alphanumerics: nothing to escape.
+        RegexQuery::from_pattern(&pattern, index.field).ok().map(|q| Box::new(q) as Box<dyn Query>)
+    };
+    // Terms that contain (or end with) a token: a scan of the split's terms in memory.
+    let inside = |t: &QueryToken, suffix_only: bool| -> Option<Box<dyn Query>> {
+        let terms = index.terms?.containing(index.field, &t.text, suffix_only);
+        Some(Box::new(TermSetQuery::new(terms)))
+    };
+    let mut left_only: Option<&QueryToken> = None;
+    for t in toks.iter().filter(|t| t.open_left || t.open_right) {
+        if !partial_ok(t) {
+            continue;
+        }
+        match (t.open_left, t.open_right) {
+            (false, true) if prefix_done => {}
+            (false, true) => clauses.extend(regex(format!("{}.*", t.text)).map(|q| (Occur::Must, q))),
+            (true, true) => clauses.extend(inside(t, false).map(|q| (Occur::Must, q))),
+            (true, false) => left_only = Some(t),
+            (false, false) => {}
+        }
+    }
+    if clauses.is_empty()
+        && let Some(t) = left_only
+    {
+        clauses.extend(inside(t, true).map(|q| (Occur::Must, q)));
+    }
+    match clauses.len() {
+        0 => None,
+        1 => clauses.pop().map(|(_, q)| q),
+        _ => Some(Box::new(BooleanQuery::new(clauses))),
+    }
+}
+
+/// The most terms starting with `prefix` (ASCII) in one segment; `None` on a read error.
+fn prefix_terms(index: BodyIndex<'_>, prefix: &str) -> Option<usize> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut()? += 1; // ASCII alphanumerics: no overflow
+    let mut most = 0;
+    for seg in index.searcher.segment_readers() {
+        let inverted = seg.inverted_index(index.field).ok()?;
+        let mut stream = inverted.terms().range().ge(prefix.as_bytes()).lt(&end).into_stream().ok()?;
+        let mut n = 0;
+        while stream.advance() {
+            n += 1;
+        }
+        most = most.max(n);
+    }
+    Some(most)
+}
+
+/// A query for a group of alternatives (a line contains at least one); `None` when some
+/// alternative cannot be narrowed.
+pub fn any_substring_query(index: BodyIndex<'_>, group: &[String]) -> Option<Box<dyn Query>> {
+    let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for s in group {
+        alternatives.push((Occur::Should, substring_query(index, s)?));
+    }
+    match alternatives.len() {
+        0 => None,
+        1 => alternatives.pop().map(|(_, q)| q),
+        _ => Some(Box::new(BooleanQuery::new(alternatives))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_know_which_side_is_open() {
+        let t = tokens("rror: disk quota-exceeded for acm");
+        let open: Vec<(&str, bool, bool)> = t.iter().map(|t| (t.text.as_str(), t.open_left, t.open_right)).collect();
+        assert_eq!(
+            open,
+            [
+                ("rror", true, false),
+                ("disk", false, false),
+                ("quota", false, false),
+                ("exceeded", false, false),
+                ("for", false, false),
+                ("acm", false, true)
+            ]
+        );
+        assert_eq!(tokens(" MyError ")[0], QueryToken { text: "myerror".into(), open_left: false, open_right: false });
+        assert!(tokens(":: -").is_empty());
+    }
+}

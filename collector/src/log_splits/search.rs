@@ -1,0 +1,244 @@
+//! Searching one split: index candidates, exact verification, top-N by time.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use pharos_model::select::{Direction, LogSearch, MatchOp, matches_all};
+use pharos_model::{Labels, LogRecord};
+use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::schema::{IndexRecordOption, TantivyDocument, Value};
+use tantivy::{DocAddress, DocId, DocSet, TERMINATED, Term};
+
+use super::candidates::{BodyIndex, any_substring_query};
+use super::{SplitHandle, SplitLayout};
+use crate::{Error, Result};
+
+/// What a search did, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Documents the index query matched.
+    pub candidates: usize,
+    /// Documents read from the doc store.
+    pub docs_loaded: usize,
+}
+
+/// Adds to `out` the records of the split that `q` accepts. `split_range` is the split's
+/// `[min_ts_ns, max_ts_ns]` from the manifest. With `q.limit = Some((n, dir))` only the first
+/// `n` accepted records in `dir` order (ties at the `n`-th timestamp included) are loaded, and
+/// none beyond `boundary_ns` (a timestamp the caller already holds `n` records up to).
+pub fn search_split(
+    split: &SplitHandle,
+    split_range: (i64, i64),
+    q: &LogSearch<'_>,
+    boundary_ns: Option<i64>,
+    out: &mut Vec<LogRecord>,
+    stats: &mut SearchStats,
+) -> Result<()> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    // Streams.
+    let mut stream_labels: Option<Vec<Option<Labels>>> = None;
+    match &split.layout {
+        SplitLayout::V2 { stream_id, streams } => {
+            let matching: Vec<u64> =
+                (0..streams.len()).filter(|&i| matches_all(q.matchers, &streams[i])).map(|i| i as u64).collect();
+            if matching.is_empty() {
+                return Ok(());
+            }
+            if matching.len() < streams.len() {
+                let terms = matching.iter().map(|&i| Term::from_field_u64(*stream_id, i));
+                clauses.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
+            }
+            stream_labels = Some(
+                streams.iter().map(|l| matches_all(q.matchers, l).then(|| l.clone())).collect(),
+            );
+        }
+        SplitLayout::V1 { stream, .. } => {
+            for m in q.matchers {
+                if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
+                    let term = Term::from_field_text(*stream, &format!("{}={}", m.name, m.value));
+                    clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+                }
+            }
+        }
+    }
+    // Time: the query range, narrowed to what can still enter a limited answer.
+    let (mut lo, mut hi) = (q.start_ns, q.end_ns);
+    if let (Some(b), Some((_, dir))) = (boundary_ns, q.limit) {
+        match dir {
+            Direction::Backward => lo = lo.max(b),
+            Direction::Forward => hi = hi.min(b),
+        }
+    }
+    if lo > hi || split_range.1 < lo || split_range.0 > hi {
+        return Ok(());
+    }
+    if split_range.0 < lo || split_range.1 > hi {
+        let ts = split.reader.searcher().schema().get_field("timestamp")?;
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_i64(ts, lo)),
+                Bound::Included(Term::from_field_i64(ts, hi)),
+            )),
+        ));
+    }
+    // Line filters.
+    let searcher = split.reader.searcher();
+    let all_tokens = matches!(split.layout, SplitLayout::V2 { .. });
+    let needs_terms = all_tokens && !q.contains_any.is_empty();
+    let split_terms = if needs_terms { split.terms().ok() } else { None };
+    let body_index = BodyIndex {
+        searcher: &searcher,
+        terms: split_terms.as_deref(),
+        field: split.body,
+        positions: split.body_positions,
+        all_tokens,
+    };
+    for group in &q.contains_any {
+        if let Some(query) = any_substring_query(body_index, group) {
+            clauses.push((Occur::Must, query));
+        }
+    }
+    let query: Box<dyn Query> = match clauses.len() {
+        0 => Box::new(AllQuery),
+        1 => clauses.pop().map(|(_, q)| q).unwrap_or_else(|| Box::new(AllQuery)),
+        _ => Box::new(BooleanQuery::new(clauses)),
+    };
+
+    // Candidates with their timestamps, from the index and the `timestamp` column.
+    let weight = query.weight(EnableScoring::disabled_from_searcher(&searcher))?;
+    let mut candidates: Vec<(i64, u32, DocId)> = Vec::new();
+    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        let ts_col = seg.fast_fields().i64("timestamp")?;
+        let alive = seg.alive_bitset();
+        let mut scorer = weight.scorer(seg, 1.0)?;
+        let mut doc = scorer.doc();
+        while doc != TERMINATED {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                candidates.push((ts_col.first(doc).unwrap_or_default(), ord as u32, doc));
+            }
+            doc = scorer.advance();
+        }
+    }
+    stats.candidates += candidates.len();
+    match q.limit {
+        Some((_, Direction::Backward)) => candidates.sort_unstable_by(|a, b| b.cmp(a)),
+        Some((_, Direction::Forward)) => candidates.sort_unstable(),
+        None => candidates.sort_unstable_by_key(|c| (c.1, c.2)), // doc store order
+    }
+
+    let stream_cols = match &split.layout {
+        SplitLayout::V2 { .. } => Some(
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|s| s.fast_fields().u64("stream_id"))
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        ),
+        SplitLayout::V1 { .. } => None,
+    };
+    let mut accepted = 0usize;
+    let mut last_accepted_ts: Option<i64> = None;
+    for (ts, ord, doc) in candidates {
+        if let Some((n, _)) = q.limit
+            && accepted >= n
+            && last_accepted_ts != Some(ts)
+        {
+            break;
+        }
+        // The stream is known from the column before the document is read.
+        let labels = match (&stream_labels, &stream_cols) {
+            (Some(table), Some(cols)) => {
+                let id = cols[ord as usize].first(doc).unwrap_or(u64::MAX) as usize;
+                match table.get(id) {
+                    Some(Some(l)) => Some(l.clone()),
+                    Some(None) => continue,
+                    None => return Err(Error::Corrupt(format!("log split: stream id {id} not in the stream table"))),
+                }
+            }
+            _ => None,
+        };
+        let d: TantivyDocument = searcher.doc(DocAddress::new(ord, doc))?;
+        stats.docs_loaded += 1;
+        let body = d.get_first(split.body).and_then(|v| v.as_str()).unwrap_or_default();
+        if !q.accepts_body(body) {
+            continue;
+        }
+        let labels = match (&split.layout, labels) {
+            (_, Some(l)) => l,
+            (SplitLayout::V1 { labels, .. }, None) => {
+                let json = d.get_first(*labels).and_then(|v| v.as_str()).unwrap_or("{}");
+                let map: BTreeMap<String, String> = serde_json::from_str(json)
+                    .map_err(|e| Error::Corrupt(format!("log split labels {json:?}: {e}")))?;
+                let l = Labels::from_pairs(map);
+                if !matches_all(q.matchers, &l) {
+                    continue;
+                }
+                l
+            }
+            (SplitLayout::V2 { .. }, None) => continue,
+        };
+        let record = LogRecord {
+            labels,
+            timestamp_ns: ts,
+            body: body.to_string(),
+            severity: d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+        };
+        if ts < q.start_ns || ts > q.end_ns || q.keep.is_some_and(|k| !k(&record)) {
+            continue;
+        }
+        accepted += 1;
+        last_accepted_ts = Some(ts);
+        out.push(record);
+    }
+    Ok(())
+}
+
+/// Adds the label sets of the split's streams that match `matchers` and have a record in
+/// `[start_ns, end_ns]`. Layout 2 answers from the stream table and the `timestamp` and
+/// `stream_id` columns, without reading the doc store; layout 1 reads the records.
+pub fn split_streams(
+    split: &SplitHandle,
+    split_range: (i64, i64),
+    matchers: &[pharos_model::LabelMatcher],
+    start_ns: i64,
+    end_ns: i64,
+    out: &mut Vec<Labels>,
+) -> Result<()> {
+    if split_range.1 < start_ns || split_range.0 > end_ns {
+        return Ok(());
+    }
+    let SplitLayout::V2 { streams, .. } = &split.layout else {
+        let mut records = Vec::new();
+        search_split(split, split_range, &LogSearch::new(matchers, start_ns, end_ns), None, &mut records, &mut SearchStats::default())?;
+        out.extend(records.into_iter().map(|r| r.labels));
+        return Ok(());
+    };
+    let wanted: Vec<bool> = streams.iter().map(|l| matches_all(matchers, l)).collect();
+    if split_range.0 >= start_ns && split_range.1 <= end_ns {
+        // Every stream in the table has a record in the split, so in the range.
+        out.extend(streams.iter().zip(&wanted).filter(|(_, w)| **w).map(|(l, _)| l.clone()));
+        return Ok(());
+    }
+    let mut seen = vec![false; streams.len()];
+    for seg in split.reader.searcher().segment_readers() {
+        let ts = seg.fast_fields().i64("timestamp")?;
+        let ids = seg.fast_fields().u64("stream_id")?;
+        let alive = seg.alive_bitset();
+        for doc in 0..seg.max_doc() {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                continue;
+            }
+            let Some(t) = ts.first(doc) else { continue };
+            if t < start_ns || t > end_ns {
+                continue;
+            }
+            let id = ids.first(doc).unwrap_or(u64::MAX) as usize;
+            if wanted.get(id).copied().unwrap_or(false) {
+                seen[id] = true;
+            }
+        }
+    }
+    out.extend(streams.iter().zip(&seen).filter(|(_, s)| **s).map(|(l, _)| l.clone()));
+    Ok(())
+}

@@ -1,0 +1,224 @@
+use pharos_model::select::{Direction, LogSearch, cut_to_limit, matches_all};
+use pharos_model::{LabelMatcher, Labels, LogRecord};
+use tantivy::schema::{FAST, INDEXED, STORED, STRING, Schema, TEXT, TantivyDocument};
+use tantivy::{Index, doc};
+
+use super::search::{SearchStats, search_split};
+use super::*;
+
+fn rec(pod: &str, ts: i64, body: &str) -> LogRecord {
+    LogRecord {
+        labels: Labels::from_pairs([("namespace", "spark"), ("pod", pod)]),
+        timestamp_ns: ts,
+        body: body.into(),
+        severity: String::new(),
+    }
+}
+
+fn write(dir: &Path, records: &[LogRecord]) -> (SplitHandle, (i64, i64)) {
+    let split = write_split(dir, &LogFields::new(), records).unwrap().unwrap();
+    (open_split(&dir.join(&split.path)).unwrap(), (split.min_ts_ns, split.max_ts_ns))
+}
+
+fn run(split: &(SplitHandle, (i64, i64)), q: &LogSearch<'_>) -> (Vec<LogRecord>, SearchStats) {
+    let mut out = Vec::new();
+    let mut stats = SearchStats::default();
+    search_split(&split.0, split.1, q, None, &mut out, &mut stats).unwrap();
+    out.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+    (out, stats)
+}
+
+fn contains<'a>(m: &'a [LabelMatcher], s: &str) -> LogSearch<'a> {
+    let mut q = LogSearch::new(m, i64::MIN, i64::MAX);
+    q.contains_any = vec![vec![s.to_string()]];
+    q
+}
+
+/// What an exhaustive scan answers, sorted like [`run`].
+fn brute(records: &[LogRecord], q: &LogSearch<'_>) -> Vec<LogRecord> {
+    let mut v: Vec<LogRecord> = records.iter().filter(|r| q.accepts(r)).cloned().collect();
+    v.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+    v
+}
+
+#[test]
+fn split_round_trip_with_selectors_ranges_and_substrings() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = vec![
+        rec("driver", 10, "INFO starting job 1"),
+        rec("driver", 20, "ERROR job 1 failed: OutOfMemoryError"),
+        rec("exec-1", 30, "ERROR lost executor"),
+    ];
+    let split = write(dir.path(), &records);
+    assert_eq!(split.1, (10, 30));
+    let search = |m: &[LabelMatcher], c: &[&str], s: i64, e: i64| {
+        let mut q = LogSearch::new(m, s, e);
+        q.contains_any = c.iter().map(|s| vec![s.to_string()]).collect();
+        run(&split, &q).0
+    };
+    let driver = [LabelMatcher::new("pod", "=", "driver").unwrap()];
+    assert_eq!(search(&driver, &[], 0, 100), records[..2].to_vec());
+    assert_eq!(search(&driver, &["ERROR"], 0, 100), records[1..2].to_vec());
+    assert_eq!(search(&[], &["ERROR"], 25, 100), records[2..].to_vec());
+    let re = [LabelMatcher::new("pod", "=~", "exec-.*").unwrap()];
+    assert_eq!(search(&re, &[], 0, 100), records[2..].to_vec());
+    assert_eq!(search(&[LabelMatcher::new("pod", "=", "nope").unwrap()], &[], 0, 100), vec![]);
+}
+
+/// Lines where a token query would miss substring matches: case, prefixes, suffixes, words
+/// glued to others, punctuation between words, long tokens, non-ASCII.
+fn tricky_lines() -> Vec<LogRecord> {
+    let long = format!("x{}errorz", "a".repeat(60));
+    [
+        "errors happened",
+        "MyError: boom",
+        "an error occurred",
+        "ERROR upper case",
+        "disk quota-exceeded, for tenant acme.",
+        "disk quota exceeded for tenant acme-corp",
+        "quota exceeded",
+        "tenant acme disk quota",
+        "id=20261122_101010_00042_abcde done",
+        "Straße gesperrt",
+        "ΣΑΣ ok",
+        "::",
+        long.as_str(),
+        "prefix_error_suffix",
+        "terror",
+        "key=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gamma end",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, b)| rec(if i % 2 == 0 { "a" } else { "b" }, i as i64 * 10, b))
+    .collect()
+}
+
+#[test]
+fn substring_filters_match_exactly_what_contains_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tricky_lines();
+    let split = write(dir.path(), &records);
+    let needles = [
+        "error", "Error", "rror", "errors", "MyErr", "yError:", "ERROR", "rror occ", "or occurred",
+        "quota-exceeded, for", "uota-exceeded, for ten", "quota exceeded", "disk quota exceeded for tenant acme",
+        "tenant acme", "acme", "a", "::", ":", " ", "errorz", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaerr",
+        "20261122_101010_00042", "00042_abc", "=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gam", "Straße", "traß", "ΣΑΣ", "ΑΣ o", "_error_", "err", "",
+        "nothing like this",
+    ];
+    for n in needles {
+        let q = contains(&[], n);
+        let expected = brute(&records, &q);
+        let (got, _) = run(&split, &q);
+        assert_eq!(got, expected, "|= {n:?}");
+    }
+    // Independently of `brute`: the cases the issue names.
+    let bodies = |n: &str| run(&split, &contains(&[], n)).0.into_iter().map(|r| r.body).collect::<Vec<_>>();
+    assert_eq!(bodies("error").len(), 5, "errors, error, a long token ending in errorz, _error_, terror");
+    assert!(!bodies("error").iter().any(|b| b.contains("ERROR") || b.contains("MyError")), "case-sensitive");
+    assert!(bodies("Error") == ["MyError: boom"]);
+    assert_eq!(bodies("uota-exceeded, for ten"), ["disk quota-exceeded, for tenant acme."]);
+    assert_eq!(bodies("errorz").len(), 1, "a token longer than 40 bytes is still found");
+}
+
+#[test]
+fn the_index_narrows_what_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = Vec::new();
+    for i in 0..3000i64 {
+        let body = match i {
+            _ if i % 1000 == 7 => format!("line {i} RareNeedle42 here"),
+            _ if i % 500 == 3 => format!("line {i}: disk quota exceeded for tenant acme"),
+            _ => format!("line {i}: disk usage ok, quota fine, exceeded nothing, tenant other"),
+        };
+        records.push(rec(if i % 3 == 0 { "driver" } else { "exec" }, i, &body));
+    }
+    let split = write(dir.path(), &records);
+    let check = |q: &LogSearch<'_>, max_loaded: usize| {
+        let (got, stats) = run(&split, q);
+        assert_eq!(got, brute(&records, q));
+        assert!(stats.docs_loaded <= max_loaded, "loaded {} > {max_loaded}", stats.docs_loaded);
+        got.len()
+    };
+    assert_eq!(check(&contains(&[], "RareNeedle42"), 3), 3, "whole token");
+    assert_eq!(check(&contains(&[], "areNeedle4"), 3), 3, "inside a token");
+    assert_eq!(check(&contains(&[], "42 here"), 3), 3, "suffix + inner");
+    assert_eq!(check(&contains(&[], "quota exceeded for tenant acme"), 6), 6, "phrase");
+    assert_eq!(check(&contains(&[], "quota exceeded for"), 6), 6, "phrase ending in a word prefix");
+    let exec = [LabelMatcher::new("pod", "=", "exec").unwrap()];
+    assert_eq!(check(&contains(&exec, "RareNeedle42"), 3), 2, "stream id narrows too");
+    // Without a filter the index cannot narrow: every record is loaded.
+    let all = LogSearch::new(&[], i64::MIN, i64::MAX);
+    assert_eq!(check(&all, 3000), 3000);
+    // Alternatives (a regex's literals): either needle.
+    let mut q = LogSearch::new(&[], i64::MIN, i64::MAX);
+    q.contains_any = vec![vec!["RareNeedle42".into(), "tenant acme".into()]];
+    assert_eq!(check(&q, 9), 9);
+}
+
+#[test]
+fn limit_loads_only_the_newest_or_oldest_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2000 records; timestamps repeat in pairs, so ties cross the limit boundary.
+    let records: Vec<LogRecord> =
+        (0..2000i64).map(|i| rec(if i % 2 == 0 { "a" } else { "b" }, i / 2, &format!("req {i} status=200"))).collect();
+    let split = write(dir.path(), &records);
+    let keep_even = |r: &LogRecord| r.body.split(' ').nth(1).and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n % 4 == 0);
+    for dir_ in [Direction::Backward, Direction::Forward] {
+        for (n, keep) in [(7usize, false), (10, true), (1, false), (5000, false)] {
+            let mut q = contains(&[], "status=200");
+            q.limit = Some((n, dir_));
+            if keep {
+                q.keep = Some(&keep_even);
+            }
+            let (got, stats) = run(&split, &q);
+            let mut unlimited = contains(&[], "status=200");
+            if keep {
+                unlimited.keep = Some(&keep_even);
+            }
+            let mut expected = brute(&records, &unlimited);
+            cut_to_limit(&mut expected, n, dir_);
+            expected.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+            assert_eq!(got, expected, "{dir_:?} limit {n} keep {keep}");
+            let bound = if keep { 4 * n + 4 } else { n + 1 };
+            assert!(stats.docs_loaded <= bound.min(2000), "{dir_:?} {n}: loaded {}", stats.docs_loaded);
+        }
+    }
+}
+
+/// Splits written before layout 2 (labels JSON per record, `stream` terms) are still read.
+#[test]
+fn layout_1_splits_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Schema::builder();
+    let timestamp = b.add_i64_field("timestamp", INDEXED | FAST | STORED);
+    let body = b.add_text_field("body", TEXT | STORED);
+    let severity = b.add_text_field("severity", STRING | STORED);
+    let labels = b.add_text_field("labels", STORED);
+    let stream = b.add_text_field("stream", STRING);
+    let index = Index::create_in_dir(dir.path(), b.build()).unwrap();
+    let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 20 << 20).unwrap();
+    let records = tricky_lines();
+    for r in &records {
+        let map: BTreeMap<&str, &str> = r.labels.iter().collect();
+        let mut d = doc!(timestamp => r.timestamp_ns, body => r.body.as_str(), severity => "",
+            labels => serde_json::to_string(&map).unwrap());
+        for (k, v) in r.labels.iter() {
+            d.add_text(stream, format!("{k}={v}"));
+        }
+        w.add_document(d).unwrap();
+    }
+    w.commit().unwrap();
+    let split = (open_split(dir.path()).unwrap(), (0, 150));
+    assert!(matches!(split.0.layout, SplitLayout::V1 { .. }));
+    let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
+    // Regression: a 45-byte inner token is not in a layout-1 index and must not be required.
+    let long_phrase = "=qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq beta gam";
+    assert_eq!(run(&split, &contains(&[], long_phrase)).0.len(), 1);
+    for n in ["error", "rror", "errorz", "quota exceeded", "uota-exceeded, for ten", "Straße", "", long_phrase] {
+        for m in [&pod_a[..], &[]] {
+            let q = contains(m, n);
+            assert_eq!(run(&split, &q).0, brute(&records, &q), "|= {n:?} {m:?}");
+        }
+    }
+    assert!(run(&split, &contains(&pod_a, "")).0.iter().all(|r| matches_all(&pod_a, &r.labels)));
+}
