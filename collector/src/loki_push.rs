@@ -22,8 +22,12 @@ struct JsonStream {
     #[serde(default)]
     stream: std::collections::BTreeMap<String, String>,
     #[serde(default)]
-    values: Vec<Vec<serde_json::Value>>,
+    values: Vec<JsonEntry>,
 }
+
+/// `["<unix ns>", "line"]`, optionally with a third element (structured metadata, ignored).
+#[derive(Deserialize)]
+struct JsonEntry(String, String, #[serde(default)] serde::de::IgnoredAny);
 
 fn record(labels: &Labels, ts: &str, line: String) -> Result<LogRecord> {
     let timestamp_ns = ts
@@ -40,13 +44,9 @@ pub fn decode_json(body: &[u8]) -> Result<Vec<LogRecord>> {
     let mut out = Vec::new();
     for s in push.streams {
         let labels = Labels::from_pairs(s.stream);
-        for v in s.values {
-            match (v.first(), v.get(1)) {
-                (Some(serde_json::Value::String(ts)), Some(serde_json::Value::String(line))) => {
-                    out.push(record(&labels, ts, line.clone())?)
-                }
-                _ => return Err(Error::BadInput("invalid Loki push entry: want [\"<ns>\", \"line\"]".into())),
-            }
+        out.reserve(s.values.len());
+        for JsonEntry(ts, line, _) in s.values {
+            out.push(record(&labels, &ts, line)?);
         }
     }
     Ok(out)
@@ -157,5 +157,26 @@ mod tests {
         assert_eq!(got[0].labels, Labels::from_pairs([("app", "api"), ("msg", "a\"b,c")]));
         assert_eq!((got[0].timestamp_ns, got[0].body.as_str()), (3_000_000_005, "hi"));
         assert!(parse_labels("app=x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod entry_shape_tests {
+    use super::*;
+
+    #[test]
+    fn json_entries_take_two_or_three_elements_and_refuse_others() {
+        let ok = br#"{"streams":[{"stream":{"app":"a"},"values":[["1","x"],["2","y",{"trace_id":"t"}]]}]}"#;
+        let recs = decode_json(ok).unwrap();
+        assert_eq!(recs.iter().map(|r| (r.timestamp_ns, r.body.as_str())).collect::<Vec<_>>(), vec![(1, "x"), (2, "y")]);
+        for bad in [
+            &br#"{"streams":[{"stream":{},"values":[["1"]]}]}"#[..],
+            br#"{"streams":[{"stream":{},"values":[[1,"x"]]}]}"#,
+            br#"{"streams":[{"stream":{},"values":[["1","x",{},"extra"]]}]}"#,
+            br#"{"streams":[{"stream":{},"values":[["soon","x"]]}]}"#,
+        ] {
+            let e = decode_json(bad).unwrap_err();
+            assert!(matches!(&e, Error::BadInput(m) if m.contains("Loki")), "{e}");
+        }
     }
 }
