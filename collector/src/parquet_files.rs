@@ -234,7 +234,7 @@ impl FileSeries {
     /// Reads the series list of `path`.
     pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index(true))?;
+        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional))?;
         let builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone()).with_batch_size(ROWS_PER_BATCH);
         let mask = ProjectionMask::columns(builder.parquet_schema(), ["metric_name", "labels"]);
