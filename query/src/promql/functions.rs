@@ -304,7 +304,7 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
                 end_ms: at,
             };
             (
-                ev.range(ms, t)?,
+                ev.fetched.range_slices(&ms.vs, ms.range.as_millis() as i64, at)?,
                 window,
                 intercept_time(ev, ms.vs.at.is_some(), t),
             )
@@ -315,7 +315,10 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
                 start_ms: at.saturating_sub(sq.range.as_millis() as i64),
                 end_ms: at,
             };
-            let series = super::subquery::eval(ev, sq, t)?;
+            let series = super::subquery::eval(ev, sq, t)?
+                .into_iter()
+                .map(|s| (s.labels, std::borrow::Cow::Owned(s.points)))
+                .collect();
             (series, window, intercept_time(ev, sq.at.is_some(), t))
         }
         _ => {
@@ -343,19 +346,19 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
         }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let mut out = Vec::new();
-    for s in series {
+    let mut out = Vec::with_capacity(series.len());
+    for (series_labels, points) in series {
         let value = if name == "double_exponential_smoothing" {
-            super::range_functions::double_exponential_smoothing(&s.points, param, param2)
+            super::range_functions::double_exponential_smoothing(&points, param, param2)
         } else {
-            over_series(name, &s.points, window, param, intercept_ms)
+            over_series(name, &points, window, param, intercept_ms)
                 .map_err(|()| Error::unsupported(format!("function {name}()")))?
         };
         if let Some(value) = value {
             let labels = if keep_name {
-                s.labels
+                series_labels
             } else {
-                ev.memo.without_name(&s.labels)
+                ev.memo.without_name(&series_labels)
             };
             out.push(Sample { labels, value });
         }

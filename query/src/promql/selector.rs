@@ -1,6 +1,7 @@
 //! Vector and matrix selectors: fetching each selector's data once for the whole query, then
 //! slicing it in memory per evaluation step (lookback, ranges, staleness, `offset` and `@`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -235,6 +236,22 @@ impl Fetched {
     /// The range vector of `vs` with `range_ms` ending at reference time `at`: samples in
     /// `(at - range, at]`, staleness markers removed, series without samples omitted.
     pub fn range(&self, vs: &VectorSelector, range_ms: i64, at: i64) -> Result<Vec<RangeSeries>> {
+        Ok(self
+            .range_slices(vs, range_ms, at)?
+            .into_iter()
+            .map(|(labels, points)| RangeSeries { labels, points: points.into_owned() })
+            .collect())
+    }
+
+    /// Like [`Fetched::range`], borrowing each series' window from the fetched samples (copied
+    /// only when it holds staleness markers to remove): range functions read windows at every
+    /// step of a range query, and copying them dominated.
+    pub fn range_slices(
+        &self,
+        vs: &VectorSelector,
+        range_ms: i64,
+        at: i64,
+    ) -> Result<Vec<(Labels, Cow<'_, [(i64, f64)]>)>> {
         let mut out = Vec::new();
         for s in self.series(vs)? {
             let lo = s
@@ -244,17 +261,18 @@ impl Fetched {
             if lo >= hi {
                 continue;
             }
-            let points: Vec<(i64, f64)> = s.samples[lo..hi]
-                .iter()
-                .copied()
-                .filter(|(_, v)| !is_stale_nan(*v))
-                .collect();
-            if !points.is_empty() {
-                out.push(RangeSeries {
-                    labels: s.labels.clone(),
-                    points,
-                });
-            }
+            let window = &s.samples[lo..hi];
+            let points = if window.iter().any(|(_, v)| is_stale_nan(*v)) {
+                let kept: Vec<(i64, f64)> =
+                    window.iter().copied().filter(|(_, v)| !is_stale_nan(*v)).collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                Cow::Owned(kept)
+            } else {
+                Cow::Borrowed(window)
+            };
+            out.push((s.labels.clone(), points));
         }
         Ok(out)
     }
