@@ -321,6 +321,24 @@ impl Store {
         }
     }
 
+    /// Adds the head's (and a head being flushed) samples matching `matchers` in
+    /// `[start_ms, end_ms]` to `out`, and returns the manifest of the same instant: together they
+    /// hold every sample once, whatever a concurrent flush does.
+    pub(crate) fn head_snapshot(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        out: &mut HashMap<Labels, Vec<(i64, f64)>>,
+    ) -> Arc<Manifest> {
+        let st = self.state.read();
+        st.head.select_series(matchers, start_ms, end_ms, out);
+        if let Some(f) = &st.frozen {
+            f.select_series(matchers, start_ms, end_ms, out);
+        }
+        st.manifest.clone()
+    }
+
     fn file_series(&self, rel: &str) -> Result<Arc<parquet_files::FileSeries>> {
         if let Some(c) = self.file_series.lock().get(rel) {
             return Ok(c.clone());
@@ -394,14 +412,7 @@ impl MetricsReader for Store {
         end_ms: i64,
     ) -> std::result::Result<Vec<Series>, String> {
         let mut found: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-        let manifest = {
-            let st = self.state.read();
-            st.head.select_series(matchers, start_ms, end_ms, &mut found);
-            if let Some(f) = &st.frozen {
-                f.select_series(matchers, start_ms, end_ms, &mut found);
-            }
-            st.manifest.clone()
-        };
+        let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut found);
         for f in manifest.metric_files.iter().filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms) {
             let catalog = self.file_series(&f.path).map_err(|e| e.to_string())?;
             parquet_files::read_file(&self.data_dir.join(&f.path), &catalog, matchers, start_ms, end_ms, &mut found)

@@ -81,13 +81,8 @@ impl MetricsTable {
             .into_iter()
             .collect();
         let mut head = HashMap::new();
-        let st = self.store.state.read();
-        st.head.select_series(&matchers, range.start_ms, range.end_ms, &mut head);
-        if let Some(frozen) = &st.frozen {
-            frozen.select_series(&matchers, range.start_ms, range.end_ms, &mut head);
-        }
-        let files = st.manifest.metric_files.clone();
-        (files, head)
+        let manifest = self.store.head_snapshot(&matchers, range.start_ms, range.end_ms, &mut head);
+        (manifest.metric_files.clone(), head)
     }
 }
 
