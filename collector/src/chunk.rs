@@ -22,11 +22,20 @@ pub struct Chunk {
     trailing: u8,
     /// True once `leading`/`trailing` hold a window a value can reuse.
     window: bool,
+    /// Smallest and largest timestamp appended (valid when `count > 0`).
+    min_t: i64,
+    max_t: i64,
 }
 
 impl Chunk {
     /// Appends one sample.
     pub fn push(&mut self, t: i64, v: f64) {
+        if self.count == 0 {
+            (self.min_t, self.max_t) = (t, t);
+        } else {
+            self.min_t = self.min_t.min(t);
+            self.max_t = self.max_t.max(t);
+        }
         let delta = t.wrapping_sub(self.prev_t);
         let dod = zigzag(delta.wrapping_sub(self.prev_delta));
         let w = &mut self.bits;
@@ -82,6 +91,11 @@ impl Chunk {
     /// True when no sample was appended.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The smallest and largest timestamp, `None` when empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        (self.count > 0).then_some((self.min_t, self.max_t))
     }
 
     /// Heap bytes of the encoded data (capacity).

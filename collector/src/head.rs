@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use pharos_model::select::{MatchOp, matches_all};
+use pharos_model::write_view::WriteView;
 use pharos_model::{LabelMatcher, Labels, LogRecord, Sample};
 
 use crate::chunk::Chunk;
@@ -66,6 +67,8 @@ pub struct Head {
     /// Per source, the highest offset whose data is in this head.
     pub(crate) offsets: BTreeMap<String, i64>,
     pub(crate) samples: usize,
+    /// Heap bytes of every series' compressed chunk.
+    chunk_bytes: usize,
 }
 
 impl Head {
@@ -74,40 +77,50 @@ impl Head {
         self.samples + self.logs.len()
     }
 
+    /// Heap bytes held by the compressed samples of every series (not labels or index).
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes
+    }
+
     /// Number of series held.
     pub fn series_count(&self) -> usize {
         self.series.len()
     }
 
-    fn hash_labels(&self, labels: &Labels) -> u64 {
+    fn hash_labels<'a>(&self, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        for (k, v) in labels.iter() {
+        for (k, v) in labels {
             k.hash(&mut h);
             v.hash(&mut h);
         }
         h.finish()
     }
 
-    fn same_labels(&self, id: SeriesId, labels: &Labels) -> bool {
+    fn same_labels<'a>(&self, id: SeriesId, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> bool {
         let stored = &self.series[id as usize].labels;
         stored.len() == labels.len()
-            && stored.iter().zip(labels.iter()).all(|((k, v), (lk, lv))| self.symbols.str(*k) == lk && self.symbols.str(*v) == lv)
+            && stored.iter().zip(labels).all(|((k, v), (lk, lv))| self.symbols.str(*k) == lk && self.symbols.str(*v) == lv)
     }
 
-    fn series_id(&mut self, labels: &Labels) -> SeriesId {
-        let hash = self.hash_labels(labels);
+    /// The id of the series with these labels (name order, as [`Labels`] keeps them), added
+    /// when new. Only a new series copies the strings.
+    fn series_id<'a, I>(&mut self, labels: I) -> SeriesId
+    where
+        I: ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    {
+        let hash = self.hash_labels(labels.clone());
         if let Some(&id) = self.by_hash.get(&hash) {
-            if self.same_labels(id, labels) {
+            if self.same_labels(id, labels.clone()) {
                 return id;
             }
             let more = self.by_hash_more.get(&hash).into_iter().flatten();
-            if let Some(&id) = more.into_iter().find(|&&id| self.same_labels(id, labels)) {
+            if let Some(&id) = more.into_iter().find(|&&id| self.same_labels(id, labels.clone())) {
                 return id;
             }
         }
         let id = self.series.len() as SeriesId;
         let pairs: Box<[(u32, u32)]> =
-            labels.iter().map(|(k, v)| (self.symbols.intern(k), self.symbols.intern(v))).collect();
+            labels.map(|(k, v)| (self.symbols.intern(k), self.symbols.intern(v))).collect();
         for &(k, v) in pairs.iter() {
             // Ids grow, so pushing keeps each posting list sorted.
             self.postings.entry(k).or_default().entry(v).or_default().push(id);
@@ -125,8 +138,28 @@ impl Head {
     pub(crate) fn append_samples(&mut self, samples: Vec<Sample>) {
         self.samples += samples.len();
         for s in samples {
-            let id = self.series_id(&s.labels);
-            self.series[id as usize].samples.push(s.timestamp_ms, s.value);
+            let id = self.series_id(s.labels.iter());
+            let chunk = &mut self.series[id as usize].samples;
+            let before = chunk.heap_bytes();
+            chunk.push(s.timestamp_ms, s.value);
+            self.chunk_bytes += chunk.heap_bytes() - before;
+        }
+    }
+
+    /// Appends a parsed remote_write request without building owned label sets.
+    pub(crate) fn append_write(&mut self, w: &WriteView) {
+        self.samples += w.sample_count();
+        for s in w.series() {
+            if s.samples.is_empty() {
+                continue;
+            }
+            let id = self.series_id(s.labels());
+            let chunk = &mut self.series[id as usize].samples;
+            let before = chunk.heap_bytes();
+            for &(t, v) in s.samples {
+                chunk.push(t, v);
+            }
+            self.chunk_bytes += chunk.heap_bytes() - before;
         }
     }
 
@@ -138,6 +171,11 @@ impl Head {
         Labels::from_pairs(
             self.series[id as usize].labels.iter().map(|(k, v)| (self.symbols.str(*k), self.symbols.str(*v))),
         )
+    }
+
+    /// Every series with its compressed samples.
+    pub(crate) fn series_chunks(&self) -> impl Iterator<Item = (Labels, &Chunk)> + '_ {
+        (0..self.series.len() as SeriesId).map(|id| (self.labels_of(id), &self.series[id as usize].samples))
     }
 
     /// Every series with its samples in append order.

@@ -56,75 +56,128 @@ pub(crate) fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
 
+/// Samples of one series to write: a sorted vector, or a head chunk decoded on demand.
+pub(crate) trait SampleSource {
+    /// The smallest and largest timestamp, `None` without samples.
+    fn time_range(&self) -> Option<(i64, i64)>;
+    /// Appends the samples with `lo <= t < hi` to `out`, sorted by time (stable: samples with
+    /// equal timestamps keep their order).
+    fn samples_in(&self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>);
+}
+
+/// A vector already sorted by time.
+struct Sorted(Vec<(i64, f64)>);
+
+impl SampleSource for Sorted {
+    fn time_range(&self) -> Option<(i64, i64)> {
+        Some((self.0.first()?.0, self.0.last()?.0))
+    }
+
+    fn samples_in(&self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>) {
+        let from = self.0.partition_point(|(t, _)| *t < lo);
+        let to = self.0.partition_point(|(t, _)| *t < hi);
+        out.extend_from_slice(&self.0[from..to]);
+    }
+}
+
+impl SampleSource for &crate::chunk::Chunk {
+    fn time_range(&self) -> Option<(i64, i64)> {
+        crate::chunk::Chunk::time_range(self)
+    }
+
+    fn samples_in(&self, lo: i64, hi: i64, out: &mut Vec<(i64, f64)>) {
+        let start = out.len();
+        out.extend(self.iter().filter(|(t, _)| *t >= lo && *t < hi));
+        out[start..].sort_by_key(|(t, _)| *t);
+    }
+}
+
 /// Writes `series` as Parquet files, one per hour partition, fsynced; returns their descriptions
 /// (paths relative to `data_dir`). Nothing is published here.
 pub fn write_files(
     data_dir: &Path,
     series: impl IntoIterator<Item = (Labels, Vec<(i64, f64)>)>,
 ) -> Result<Vec<MetricFile>> {
-    // (metric name, labels JSON, samples), sorted by series; each series' samples by time.
-    type Row = (String, String, Vec<(i64, f64)>);
-    let mut sorted: Vec<Row> = series
-        .into_iter()
-        .map(|(l, mut s)| {
+    write_sources(
+        data_dir,
+        series.into_iter().map(|(l, mut s)| {
             s.sort_by_key(|(t, _)| *t);
-            (l.metric_name().unwrap_or("").to_string(), labels_json(&l), s)
-        })
+            (l, Sorted(s))
+        }),
+    )
+}
+
+/// [`write_files`] from any [`SampleSource`]: samples are read one series and one hour at a
+/// time, so writing a head holds no copy of all its samples.
+pub(crate) fn write_sources<S: SampleSource>(
+    data_dir: &Path,
+    series: impl IntoIterator<Item = (Labels, S)>,
+) -> Result<Vec<MetricFile>> {
+    // (metric name, labels JSON, time range, samples), sorted by series.
+    let mut sorted: Vec<(String, String, (i64, i64), S)> = series
+        .into_iter()
+        .filter_map(|(l, s)| Some((l.metric_name().unwrap_or("").to_string(), labels_json(&l), s.time_range()?, s)))
         .collect();
     sorted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    // The hour partitions present; each file is then written straight from the series' sorted
-    // samples (a slice per series), without copying the rows.
+    // Hours any series' time range touches; an hour left with no sample writes no file.
     let mut hours: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
-    for (_, _, samples) in &sorted {
-        let mut last = None;
-        for (t, _) in samples {
-            let h = t.div_euclid(HOUR_MS);
-            if last != Some(h) {
-                hours.insert(h);
-                last = Some(h);
-            }
-        }
+    for (_, _, (lo, hi), _) in &sorted {
+        hours.extend(lo.div_euclid(HOUR_MS)..=hi.div_euclid(HOUR_MS));
     }
     let mut out = Vec::new();
+    let mut samples = Vec::new();
     for hour in hours {
         let (lo_ms, hi_ms) = (hour * HOUR_MS, (hour + 1) * HOUR_MS);
-        let rel = format!("metrics/{}/{}.parquet", partition_of(lo_ms), uuid::Uuid::now_v7());
-        let path = data_dir.join(&rel);
-        let dir = path.parent().unwrap_or(data_dir);
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
+        let mut file: Option<(String, std::path::PathBuf, ArrowWriter<File>)> = None;
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
         let (mut series_count, mut rows) = (0u64, 0u64);
         let mut batch = BatchBuilder::default();
-        for (name, labels, samples) in &sorted {
-            let from = samples.partition_point(|(t, _)| *t < lo_ms);
-            let to = samples.partition_point(|(t, _)| *t < hi_ms);
-            if from == to {
+        for (name, labels, (lo, hi), source) in &sorted {
+            if *hi < lo_ms || *lo >= hi_ms {
                 continue;
             }
+            samples.clear();
+            source.samples_in(lo_ms, hi_ms, &mut samples);
+            if samples.is_empty() {
+                continue;
+            }
+            if file.is_none() {
+                let rel = format!("metrics/{}/{}.parquet", partition_of(lo_ms), uuid::Uuid::now_v7());
+                let path = data_dir.join(&rel);
+                let dir = path.parent().unwrap_or(data_dir);
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                file = Some((rel, path, ArrowWriter::try_new(f, schema(), Some(writer_properties()))?));
+            }
+            let Some((_, _, writer)) = file.as_mut() else { unreachable!("created above") };
             series_count += 1;
-            min_ts = min_ts.min(samples[from].0);
-            max_ts = max_ts.max(samples[to - 1].0);
-            for chunk in samples[from..to].chunks(ROWS_PER_BATCH) {
+            min_ts = min_ts.min(samples[0].0);
+            max_ts = max_ts.max(samples[samples.len() - 1].0);
+            for chunk in samples.chunks(WRITE_ROWS_PER_BATCH) {
                 batch.push(name, labels, chunk);
                 rows += chunk.len() as u64;
-                if batch.len >= ROWS_PER_BATCH {
+                if batch.len >= WRITE_ROWS_PER_BATCH {
                     writer.write(&batch.finish()?)?;
                 }
             }
         }
+        let Some((rel, path, mut writer)) = file else { continue };
         if batch.len > 0 {
             writer.write(&batch.finish()?)?;
         }
         let file = writer.into_inner()?;
         file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let dir = path.parent().unwrap_or(data_dir);
         sync_dir(dir)?;
         let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         out.push(MetricFile { path: rel, min_ts_ms: min_ts, max_ts_ms: max_ts, series: series_count, samples: rows, bytes });
     }
     Ok(out)
 }
+
+/// Rows per record batch handed to the Parquet writer: small, since each row carries its label
+/// set's JSON until the writer dictionary-encodes it.
+const WRITE_ROWS_PER_BATCH: usize = 8 * 1024;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -372,5 +425,38 @@ mod tests {
         read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &[], hour + 3, hour + 10, &mut out).unwrap();
         assert_eq!(out.get(&b), Some(&vec![(hour + 5, 5.0)]));
         assert_eq!(out.len(), 1, "time range filters samples");
+    }
+
+    /// A head chunk is written straight from its compressed samples: out of order across hours,
+    /// equal timestamps, an hour with no sample between two with samples (no file for it).
+    #[test]
+    fn chunks_are_written_like_sorted_vectors() {
+        let hour = 3_600_000;
+        let a = Labels::from_pairs([("__name__", "m"), ("s", "a")]);
+        let b = Labels::from_pairs([("__name__", "m"), ("s", "b")]);
+        let sa = [(3 * hour + 1, 4.0), (hour - 1, 1.0), (5, 0.5), (3 * hour + 1, 4.5), (hour - 1, f64::NAN)];
+        let sb = vec![(hour - 2, 9.0)];
+        let (mut ca, mut cb) = (crate::chunk::Chunk::default(), crate::chunk::Chunk::default());
+        sa.iter().for_each(|&(t, v)| ca.push(t, v));
+        sb.iter().for_each(|&(t, v)| cb.push(t, v));
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_sources(dir.path(), [(a.clone(), &ca), (b.clone(), &cb)]).unwrap();
+        let hours: Vec<&str> = files.iter().map(|f| &f.path[..f.path.rfind('/').unwrap()]).collect();
+        assert_eq!(hours, ["metrics/date=1970-01-01/hour=00", "metrics/date=1970-01-01/hour=03"]);
+        assert_eq!((files[0].series, files[0].samples, files[1].series, files[1].samples), (2, 4, 1, 2));
+        assert_eq!((files[0].min_ts_ms, files[0].max_ts_ms), (5, hour - 1));
+        let mut out = HashMap::new();
+        for f in &files {
+            let p = dir.path().join(&f.path);
+            read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &[], i64::MIN, i64::MAX, &mut out).unwrap();
+        }
+        // Sorted by time, equal timestamps in append order; bits kept (NaN).
+        let got: Vec<(i64, u64)> = out[&a].iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        let want: Vec<(i64, u64)> = [(5, 0.5), (hour - 1, 1.0), (hour - 1, f64::NAN), (3 * hour + 1, 4.0), (3 * hour + 1, 4.5)]
+            .iter()
+            .map(|&(t, v): &(i64, f64)| (t, v.to_bits()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(out[&b], sb);
     }
 }

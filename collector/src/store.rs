@@ -20,6 +20,7 @@ use crate::metastore::Manifest;
 use crate::parquet_files;
 use crate::telemetry::CollectorMetrics;
 use crate::wal::{Wal, WalKind};
+use pharos_model::write_view::WriteView;
 use crate::{Error, Result};
 
 /// Source name of the HTTP ingest WAL in the metastore's offsets.
@@ -31,6 +32,8 @@ pub enum Batch {
     Metrics(Vec<Sample>),
     /// Log records.
     Logs(Vec<LogRecord>),
+    /// A remote_write request parsed in place (label strings are copied only for new series).
+    RemoteWrite(WriteView),
 }
 
 impl Batch {
@@ -41,10 +44,10 @@ impl Batch {
             WalKind::MetricsJson => Batch::Metrics(otlp::decode_metrics_json(body)?),
             WalKind::LogsProtobuf => Batch::Logs(otlp::decode_logs_protobuf(body)?),
             WalKind::LogsJson => Batch::Logs(otlp::decode_logs_json(body)?),
-            WalKind::RemoteWrite => Batch::Metrics(pharos_model::remote_write::decode_uncompressed(body)?),
+            WalKind::RemoteWrite => Batch::RemoteWrite(WriteView::parse(body.to_vec())?),
             WalKind::LokiPushJson => Batch::Logs(crate::loki_push::decode_json(body)?),
             WalKind::LokiPushProtobuf => Batch::Logs(crate::loki_push::decode_protobuf(body)?),
-            WalKind::RemoteWriteSnappy => Batch::Metrics(pharos_model::remote_write::decode(body)?),
+            WalKind::RemoteWriteSnappy => Batch::RemoteWrite(WriteView::decode_snappy(body)?),
             WalKind::LokiPushSnappy => {
                 let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| {
                     Error::BadInput(format!("Loki protobuf push body is not snappy-compressed: {e}"))
@@ -58,6 +61,7 @@ impl Batch {
         match self {
             Batch::Metrics(s) => s.len(),
             Batch::Logs(l) => l.len(),
+            Batch::RemoteWrite(w) => w.sample_count(),
         }
     }
 }
@@ -197,6 +201,10 @@ impl Store {
                 st.head.append_samples(samples);
                 self.metrics.samples_ingested.inc_by(n);
             }
+            Batch::RemoteWrite(w) => {
+                st.head.append_write(&w);
+                self.metrics.samples_ingested.inc_by(n);
+            }
             Batch::Logs(records) => {
                 st.head.append_logs(records);
                 self.metrics.log_records_ingested.inc_by(n);
@@ -205,6 +213,7 @@ impl Store {
         st.head.offsets.insert(source.to_string(), offset);
         self.metrics.head_series.set(st.head.series_count() as i64);
         self.metrics.head_rows.set(st.head.rows() as i64);
+        self.metrics.head_chunk_bytes.set(st.head.chunk_bytes() as i64);
         true
     }
 
@@ -275,7 +284,7 @@ impl Store {
     }
 
     fn write_and_publish(&self, frozen: &Head) -> Result<FlushReport> {
-        let files = parquet_files::write_files(&self.data_dir, frozen.all_series().map(|(l, s)| (l, s.collect())))?;
+        let files = parquet_files::write_sources(&self.data_dir, frozen.series_chunks())?;
         let split = log_splits::write_split(&self.data_dir, &self.log_fields, &frozen.logs)?;
         let report = FlushReport { metric_files: files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
         let next = self.manifest().with_published(files, split.into_iter().collect(), &frozen.offsets);
@@ -285,6 +294,7 @@ impl Store {
         st.frozen = None;
         self.metrics.head_series.set(st.head.series_count() as i64);
         self.metrics.head_rows.set(st.head.rows() as i64);
+        self.metrics.head_chunk_bytes.set(st.head.chunk_bytes() as i64);
         Ok(report)
     }
 
@@ -302,6 +312,8 @@ impl Store {
             self.teams.team_for(ns, &no_pod_labels).map(|t| l.with("team", &t))
         };
         match batch {
+            // Labels are rewritten: the owned (slower) path.
+            Batch::RemoteWrite(w) => self.with_teams(Batch::Metrics(w.to_samples())),
             Batch::Metrics(mut samples) => {
                 for s in &mut samples {
                     if let Some(l) = team_of(&s.labels) {

@@ -31,6 +31,7 @@ pub mod select;
 pub mod sql;
 pub mod team;
 pub mod trino;
+pub mod write_view;
 
 pub use labels::{Labels, METRIC_NAME};
 pub use record::{LogRecord, Sample};

@@ -28,6 +28,10 @@ pub struct LogsArgs {
     /// Runs per query (p50 reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Work in this (new or empty) directory and keep it afterwards (corpus, data_dir), for
+    /// profiling a query by hand; by default a temporary directory is removed at the end.
+    #[arg(long)]
+    keep_dir: Option<PathBuf>,
 }
 
 const RARE: &str = "ZQXV9RARE";
@@ -350,7 +354,14 @@ fn sum_counts(rg_c: &str) -> u64 {
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(Command::new("rg").arg("--version").output().is_ok(), "ripgrep (rg) is not installed: apt-get install ripgrep");
     let dir = tempfile::tempdir()?;
-    let root = dir.path();
+    let root = match &args.keep_dir {
+        Some(k) => {
+            std::fs::create_dir_all(k)?;
+            anyhow::ensure!(std::fs::read_dir(k)?.next().is_none(), "--keep-dir {} is not empty", k.display());
+            k.as_path()
+        }
+        None => dir.path(),
+    };
     let t0 = Instant::now();
     let c = generate(root, &args);
     eprintln!(

@@ -51,6 +51,8 @@ struct Outcome {
     rejected: usize,
     first_error: Option<String>,
     peak_rss: u64,
+    /// Peak RSS when the push ended, before any query ran.
+    peak_rss_ingest: u64,
     disk_bytes: u64,
     disk_note: String,
     latencies_ms: Vec<f64>,
@@ -167,7 +169,16 @@ async fn measure(engine: Engine, root: &std::path::Path, data: &dataset::Dataset
     let (rejected, first_error) = push(&server, data, args.senders).await;
     let push_s = t.elapsed().as_secs_f64();
     let cpu_s = server.cpu_seconds() - cpu0;
-    eprintln!("pushed in {push_s:.1} s, {cpu_s:.1} CPU-s, {rejected} requests rejected {first_error:?}");
+    let peak_rss_ingest = server.peak_rss_bytes();
+    let head = match engine {
+        Engine::Pharos => {
+            let chunk = pharos_e2e::metric_value(&server.addr, "pharos_collector_head_chunk_bytes").await.unwrap_or(0.0);
+            let rows = pharos_e2e::metric_value(&server.addr, "pharos_collector_head_rows").await.unwrap_or(0.0);
+            format!(", head: {rows:.0} samples in {:.1} MB of chunks ({:.2} B/sample)", chunk / 1e6, chunk / rows.max(1.0))
+        }
+        _ => String::new(),
+    };
+    eprintln!("pushed in {push_s:.1} s, {cpu_s:.1} CPU-s, {rejected} requests rejected {first_error:?}, peak RSS {:.0} MB{head}", peak_rss_ingest as f64 / 1e6);
     if engine == Engine::VictoriaMetrics {
         client.get(format!("http://{}/internal/force_flush", server.addr)).send().await?;
     }
@@ -194,7 +205,7 @@ async fn measure(engine: Engine, root: &std::path::Path, data: &dataset::Dataset
         Engine::Prometheus => (du(&server.data), "du of the tsdb dir: head chunks + WAL (under 3 h of data, no block is compacted)".into()),
     };
     server.proc.terminate();
-    Ok(Outcome { engine, push_s, cpu_s, rejected, first_error, peak_rss, disk_bytes, disk_note, latencies_ms, answers })
+    Ok(Outcome { engine, push_s, cpu_s, rejected, first_error, peak_rss, peak_rss_ingest, disk_bytes, disk_note, latencies_ms, answers })
 }
 
 /// Waits until `f()` stays the same for `quiet`, or `timeout`; returns the last value.
@@ -241,13 +252,14 @@ fn ratio(a: f64, b: f64) -> String {
 fn report_alone(p: &Outcome, data: &dataset::Dataset) -> String {
     let samples = data.samples as f64;
     let mut s = format!(
-        "Pharos alone: {:.0}k samples per CPU-second ({:.1} CPU-s), push {:.1} s, {:.2} bytes per sample, peak RSS {:.0} bytes per series ({:.0} MB)\n",
+        "Pharos alone: {:.0}k samples per CPU-second ({:.1} CPU-s), push {:.1} s, {:.2} bytes per sample, peak RSS {:.0} bytes per series ({:.0} MB; {:.0} MB when the push ended, before the queries)\n",
         samples / p.cpu_s.max(1e-9) / 1e3,
         p.cpu_s,
         p.push_s,
         p.disk_bytes as f64 / samples,
         p.peak_rss as f64 / data.series as f64,
-        p.peak_rss as f64 / 1e6
+        p.peak_rss as f64 / 1e6,
+        p.peak_rss_ingest as f64 / 1e6
     );
     let mut i = 0;
     for q in QUERIES {

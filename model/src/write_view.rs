@@ -1,0 +1,322 @@
+//! A remote_write `WriteRequest` parsed in place: label names and values stay in the decoded
+//! buffer and are handed out as `&str`, so ingesting a request does not allocate per sample or
+//! per label. The owned decoder ([`crate::remote_write::decode`]) builds a [`crate::Labels`] (a
+//! dozen allocations) for every series of every request; the head only needs the strings of a
+//! series it has not seen before.
+//!
+//! Wire format (prometheus/prompb `types.proto`, `remote.proto`): `WriteRequest { repeated
+//! TimeSeries timeseries = 1; … }`, `TimeSeries { repeated Label labels = 1; repeated Sample
+//! samples = 2; … }`, `Label { string name = 1; string value = 2; }`, `Sample { double value =
+//! 1; int64 timestamp = 2; }`. Other fields (metadata, exemplars, native histograms) are
+//! skipped, as the owned decoder skips them.
+//!
+//! Each series' labels are put in the canonical order of [`crate::Labels::from_pairs`]: sorted
+//! by name, a repeated name keeps its last value, empty values dropped — so a series ingested
+//! through either decoder is the same series.
+
+use std::ops::Range;
+
+use crate::labels::METRIC_NAME;
+use crate::{Error, Labels, Result, Sample};
+
+/// A parsed `WriteRequest` that owns its uncompressed bytes.
+pub struct WriteView {
+    buf: Vec<u8>,
+    /// Every series' labels, canonical order per series: byte ranges of name and value in `buf`.
+    labels: Vec<(Range<u32>, Range<u32>)>,
+    /// Per series: its range in `labels` and in `samples`.
+    series: Vec<(Range<u32>, Range<u32>)>,
+    /// Every series' samples, `(timestamp_ms, value)`, in request order.
+    samples: Vec<(i64, f64)>,
+}
+
+/// One series of a [`WriteView`].
+pub struct SeriesView<'a> {
+    view: &'a WriteView,
+    labels: &'a [(Range<u32>, Range<u32>)],
+    /// The series' samples, `(timestamp_ms, value)`.
+    pub samples: &'a [(i64, f64)],
+}
+
+impl<'a> SeriesView<'a> {
+    /// `(name, value)` pairs in name order.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        let view = self.view;
+        self.labels.iter().map(move |(k, v)| (view.str(k), view.str(v)))
+    }
+
+    /// The labels as an owned [`Labels`].
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_pairs(self.labels())
+    }
+}
+
+impl WriteView {
+    /// Decompresses a snappy block-compressed body and parses it.
+    pub fn decode_snappy(snappy_body: &[u8]) -> Result<WriteView> {
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(snappy_body)
+            .map_err(|e| Error::Content(format!("remote_write body is not snappy-compressed: {e}")))?;
+        WriteView::parse(raw)
+    }
+
+    /// Parses an uncompressed `WriteRequest`.
+    pub fn parse(buf: Vec<u8>) -> Result<WriteView> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
+        let mut v = WriteView { buf: Vec::new(), labels: Vec::new(), series: Vec::new(), samples: Vec::new() };
+        let mut r = Reader { buf: &buf, pos: 0 };
+        while r.pos < len as usize {
+            let (field, wire) = r.key()?;
+            if field == 1 && wire == LEN {
+                let ts = r.len_delimited()?;
+                v.parse_series(&buf, ts)?;
+            } else {
+                r.skip(wire)?;
+            }
+        }
+        v.buf = buf;
+        Ok(v)
+    }
+
+    fn parse_series(&mut self, buf: &[u8], range: Range<usize>) -> Result<()> {
+        let first_label = self.labels.len();
+        let first_sample = self.samples.len();
+        let mut r = Reader { buf: &buf[..range.end], pos: range.start };
+        while r.pos < range.end {
+            let (field, wire) = r.key()?;
+            match (field, wire) {
+                (1, LEN) => {
+                    let l = r.len_delimited()?;
+                    let (mut name, mut value) = (l.start..l.start, l.start..l.start);
+                    let mut lr = Reader { buf: &buf[..l.end], pos: l.start };
+                    while lr.pos < l.end {
+                        match lr.key()? {
+                            (1, LEN) => name = lr.len_delimited()?,
+                            (2, LEN) => value = lr.len_delimited()?,
+                            (_, w) => lr.skip(w)?,
+                        }
+                    }
+                    for part in [&name, &value] {
+                        std::str::from_utf8(&buf[part.clone()])
+                            .map_err(|_| Error::Content("remote_write label name or value is not UTF-8".into()))?;
+                    }
+                    self.labels.push((name.start as u32..name.end as u32, value.start as u32..value.end as u32));
+                }
+                (2, LEN) => {
+                    let s = r.len_delimited()?;
+                    let (mut t, mut val) = (0i64, 0f64);
+                    let mut sr = Reader { buf: &buf[..s.end], pos: s.start };
+                    while sr.pos < s.end {
+                        match sr.key()? {
+                            (1, FIXED64) => val = f64::from_bits(sr.fixed64()?),
+                            (2, VARINT) => t = sr.varint()? as i64,
+                            (_, w) => sr.skip(w)?,
+                        }
+                    }
+                    self.samples.push((t, val));
+                }
+                (_, w) => r.skip(w)?,
+            }
+        }
+        // Canonical order, as `Labels::from_pairs`: the later of a repeated name wins (reverse,
+        // stable sort, keep the first), empty values are dropped.
+        let ls = &mut self.labels[first_label..];
+        ls.reverse();
+        ls.sort_by(|a, b| buf[a.0.start as usize..a.0.end as usize].cmp(&buf[b.0.start as usize..b.0.end as usize]));
+        let mut keep = first_label;
+        for i in first_label..self.labels.len() {
+            let (name, value) = self.labels[i].clone();
+            let dup = keep > first_label && buf[self.labels[keep - 1].0.start as usize..self.labels[keep - 1].0.end as usize] == buf[name.start as usize..name.end as usize];
+            if dup {
+                continue;
+            }
+            // A dropped empty value still shadows an earlier pair of the same name.
+            self.labels[keep] = (name, value);
+            keep += 1;
+        }
+        self.labels.truncate(keep);
+        let mut w = first_label;
+        for i in first_label..self.labels.len() {
+            if !self.labels[i].1.is_empty() {
+                self.labels.swap(w, i);
+                w += 1;
+            }
+        }
+        self.labels.truncate(w);
+        let has_name = self.labels[first_label..].iter().any(|(k, _)| &buf[k.start as usize..k.end as usize] == METRIC_NAME.as_bytes());
+        if !has_name {
+            let labels = Labels::from_pairs(self.labels[first_label..].iter().map(|(k, v)| {
+                (String::from_utf8_lossy(&buf[k.start as usize..k.end as usize]).into_owned(), String::from_utf8_lossy(&buf[v.start as usize..v.end as usize]).into_owned())
+            }));
+            return Err(Error::Content(format!("remote_write series {labels} has no __name__")));
+        }
+        self.series.push((first_label as u32..self.labels.len() as u32, first_sample as u32..self.samples.len() as u32));
+        Ok(())
+    }
+
+    fn str(&self, r: &Range<u32>) -> &str {
+        // Checked to be UTF-8 when parsed.
+        std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).unwrap_or_default()
+    }
+
+    /// Number of samples.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// The series in request order.
+    pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesView<'_>> + '_ {
+        self.series.iter().map(move |(l, s)| SeriesView {
+            view: self,
+            labels: &self.labels[l.start as usize..l.end as usize],
+            samples: &self.samples[s.start as usize..s.end as usize],
+        })
+    }
+
+    /// Every sample with owned labels (the slow path, e.g. when labels must be rewritten).
+    pub fn to_samples(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(self.samples.len());
+        for s in self.series() {
+            let labels = s.to_labels();
+            out.extend(s.samples.iter().map(|&(t, v)| Sample::new(labels.clone(), t, v)));
+        }
+        out
+    }
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn truncated() -> Error {
+    Error::Content("remote_write protobuf is truncated or malformed".into())
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
+            self.pos += 1;
+            out |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+        }
+        Err(truncated())
+    }
+
+    fn key(&mut self) -> Result<(u64, u8)> {
+        let k = self.varint()?;
+        Ok((k >> 3, (k & 7) as u8))
+    }
+
+    fn fixed64(&mut self) -> Result<u64> {
+        let b = self.buf.get(self.pos..self.pos + 8).ok_or_else(truncated)?;
+        self.pos += 8;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| truncated())?))
+    }
+
+    fn len_delimited(&mut self) -> Result<Range<usize>> {
+        let n = usize::try_from(self.varint()?).map_err(|_| truncated())?;
+        let start = self.pos;
+        let end = start.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(truncated)?;
+        self.pos = end;
+        Ok(start..end)
+    }
+
+    fn skip(&mut self, wire: u8) -> Result<()> {
+        match wire {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.fixed64().map(drop),
+            LEN => self.len_delimited().map(drop),
+            FIXED32 => {
+                self.pos = self.pos.checked_add(4).filter(|&e| e <= self.buf.len()).ok_or_else(truncated)?;
+                Ok(())
+            }
+            other => Err(Error::Content(format!("remote_write protobuf has an unsupported wire type {other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::remote_write::{Label, RemoteSample, TimeSeries, WriteRequest};
+
+    fn label(k: &str, v: &str) -> Label {
+        Label { name: k.into(), value: v.into() }
+    }
+
+    type Series = (Vec<Label>, Vec<(i64, f64)>);
+
+    fn request(series: Vec<Series>) -> Vec<u8> {
+        WriteRequest {
+            timeseries: series
+                .into_iter()
+                .map(|(labels, samples)| TimeSeries {
+                    labels,
+                    samples: samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn agrees_with_the_owned_decoder() {
+        // Unsorted, repeated names, empty values, negative and zero timestamps, special floats.
+        let raw = request(vec![
+            (vec![label("job", "node"), label("__name__", "up"), label("a", "1"), label("a", "2")], vec![(1000, 1.0), (2000, 0.0)]),
+            (vec![label("__name__", "x"), label("z", ""), label("b", "v"), label("b", "")], vec![(-5, f64::INFINITY), (0, -0.0)]),
+            (vec![label("__name__", "y"), label("c", ""), label("c", "kept")], vec![(7, 1e-300)]),
+            (vec![label("__name__", "empty_series")], vec![]),
+        ]);
+        let view = WriteView::parse(raw.clone()).unwrap();
+        let owned = crate::remote_write::decode_uncompressed(&raw).unwrap();
+        let from_view = view.to_samples();
+        assert_eq!(from_view.len(), owned.len());
+        for (a, b) in from_view.iter().zip(&owned) {
+            assert_eq!(a.labels, b.labels);
+            assert_eq!(a.timestamp_ms, b.timestamp_ms);
+            assert_eq!(a.value.to_bits(), b.value.to_bits());
+        }
+        assert_eq!(view.sample_count(), 5);
+        assert_eq!(view.series().len(), 4);
+        // The borrowed labels are the canonical ones, checked by hand for two series.
+        let s: Vec<_> = view.series().collect();
+        assert_eq!(s[0].labels().collect::<Vec<_>>(), vec![("__name__", "up"), ("a", "2"), ("job", "node")]);
+        assert_eq!(s[1].labels().collect::<Vec<_>>(), vec![("__name__", "x")]);
+        assert_eq!(s[2].labels().collect::<Vec<_>>(), vec![("__name__", "y"), ("c", "kept")]);
+    }
+
+    #[test]
+    fn skips_unknown_fields_and_rejects_bad_input() {
+        // A metadata entry (field 3 of WriteRequest) and an exemplar-like field 3 of TimeSeries.
+        let mut raw = request(vec![(vec![label("__name__", "up")], vec![(1, 2.0)])]);
+        raw.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01]);
+        let view = WriteView::parse(raw).unwrap();
+        assert_eq!(view.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 1, 2.0)]);
+
+        let nameless = request(vec![(vec![label("job", "x")], vec![(1, 1.0)])]);
+        let e = WriteView::parse(nameless).err().unwrap().to_string();
+        assert!(e.contains("has no __name__") && e.contains("job"), "{e}");
+        let good = request(vec![(vec![label("__name__", "up")], vec![(1, 2.0)])]);
+        for cut in 1..good.len() {
+            assert!(WriteView::parse(good[..cut].to_vec()).is_err(), "truncated at {cut} accepted");
+        }
+        let mut not_utf8 = request(vec![(vec![label("__name__", "up"), label("k", "v")], vec![(1, 2.0)])]);
+        let at = not_utf8.iter().rposition(|&b| b == b'v').unwrap();
+        not_utf8[at] = 0xff;
+        assert!(WriteView::parse(not_utf8).err().unwrap().to_string().contains("UTF-8"));
+        assert!(WriteView::decode_snappy(b"not snappy").is_err());
+    }
+}
