@@ -33,7 +33,7 @@ pub mod team;
 pub mod trino;
 
 pub use labels::{Labels, METRIC_NAME};
-pub use record::{LogRecord, Sample};
+pub use record::{LogRecord, Sample, normalize_attributes};
 pub use select::{Direction, LabelMatcher, LogSearch, LogsReader, MetricsReader, Series};
 pub use sql::SqlReader;
 

@@ -236,7 +236,7 @@ fn read_back(event: Value, original: LogRecord) -> LogRecord {
         // not be routed without — keep the originals.
         _ => original.labels,
     };
-    LogRecord { labels, timestamp_ns, body, severity }
+    LogRecord { labels, timestamp_ns, body, severity, attributes: original.attributes }
 }
 
 #[cfg(test)]

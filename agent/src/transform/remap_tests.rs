@@ -13,6 +13,7 @@ fn record(body: &str) -> LogRecord {
         timestamp_ns: 1_714_564_800_000_000_000,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     }
 }
 
