@@ -6,7 +6,8 @@
 //! - `stream_id`: u64, indexed and fast: the record's stream, an index into `streams.json`;
 //! - `body`: tokenized by [`BODY_TOKENIZER`] (alphanumeric runs, lowercased, no length cut),
 //!   indexed with [`BODY_INDEX_OPTION`] (documents only), stored;
-//! - `severity`: stored, a fast field, and indexed as one `raw` term;
+//! - `severity`: a fast field (a dictionary-encoded column, read back from there) and indexed as
+//!   one `raw` term; not in the doc store;
 //! - `attributes`: a JSON object of the record's attributes (strings), stored, each value
 //!   indexed as one `raw` term under its key; absent from records without attributes;
 //! - `streams.json` next to the index files: `{"format_version":1,"streams":[{label: value}]}`,
@@ -106,7 +107,7 @@ impl LogFields {
         };
         let severity = b.add_text_field(
             "severity",
-            TextOptions::default().set_indexing_options(raw_indexing()).set_stored().set_fast(RAW_TOKENIZER),
+            TextOptions::default().set_indexing_options(raw_indexing()).set_fast(RAW_TOKENIZER),
         );
         let attributes = b.add_json_field(
             "attributes",
@@ -226,6 +227,8 @@ pub struct SplitHandle {
     pub body: Field,
     /// `severity` field.
     pub severity: Field,
+    /// True when `severity` is a fast field (layout 3), read from its column; else stored.
+    pub severity_fast: bool,
     /// `attributes` JSON field (layout 3; older splits have no attributes).
     pub attributes: Option<Field>,
     /// True when `body` has positions (phrase queries possible).
@@ -284,6 +287,7 @@ pub fn open_split(dir: &Path) -> Result<SplitHandle> {
         reader: index.reader()?,
         body,
         severity: field("severity")?,
+        severity_fast: schema.get_field_entry(field("severity")?).is_fast(),
         attributes: schema.get_field("attributes").ok(),
         body_positions,
         layout,

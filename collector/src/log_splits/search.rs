@@ -174,6 +174,18 @@ pub fn search_split(
         ),
         SplitLayout::V1 { .. } => None,
     };
+    let severity_cols = if split.severity_fast {
+        Some(
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|s| s.fast_fields().str("severity"))
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        )
+    } else {
+        None
+    };
+    let mut severity_buf = String::new();
     let mut accepted = 0usize;
     let mut last_accepted_ts: Option<i64> = None;
     for (ts, ord, doc) in candidates {
@@ -219,7 +231,19 @@ pub fn search_split(
             labels,
             timestamp_ns: ts,
             body: body.to_string(),
-            severity: d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            severity: match &severity_cols {
+                Some(cols) => {
+                    severity_buf.clear();
+                    if let Some(col) = &cols[ord as usize]
+                        && let Some(o) = col.term_ords(doc).next()
+                    {
+                        col.ord_to_str(o, &mut severity_buf)
+                            .map_err(|e| Error::Corrupt(format!("log split severity column: {e}")))?;
+                    }
+                    severity_buf.clone()
+                }
+                None => d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            },
             attributes: split.attributes.map(|f| read_attributes(&d, f)).unwrap_or_default(),
         };
         if ts < q.start_ns
