@@ -271,6 +271,7 @@ mod tests {
             timestamp_ns: ts,
             body: body.into(),
             severity: "info".into(),
+            attributes: Vec::new(),
         };
         // Four flushes into hour 0 (two records each), one into hour 3.
         for i in 0..4i64 {

@@ -636,6 +636,64 @@ mod tests {
     }
 
     #[test]
+    fn log_attributes_survive_wal_replay_flush_and_restart_for_every_log_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        let rec = |app: &str, t: i64, attrs: &[(&str, &str)]| LogRecord {
+            attributes: pharos_model::normalize_attributes(
+                attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ),
+            ..LogRecord::new(Labels::from_pairs([("app", app)]), t, format!("{app} line {t}"), "")
+        };
+        let otlp_pb = vec![rec("otlp-pb", 1, &[("trace_id", "aa"), ("user", "ada")]), rec("otlp-pb", 2, &[])];
+        let otlp_json = vec![rec("otlp-json", 3, &[("trace_id", "aa")])];
+        let loki_json = vec![rec("loki-json", 4, &[("trace_id", "aa"), ("user", "bob")]), rec("loki-json", 5, &[("trace_id", "bb")])];
+        let loki_pb = vec![rec("loki-pb", 6, &[("trace_id", "aa")])];
+        store.ingest_durable(WalKind::LogsProtobuf, &otlp::encode_logs(&otlp_pb)).unwrap();
+        let json_body = format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"app","value":{{"stringValue":"otlp-json"}}}}]}},
+              "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"3","body":{{"stringValue":"{}"}},
+              "attributes":[{{"key":"trace_id","value":{{"stringValue":"aa"}}}}]}}]}}]}}]}}"#,
+            otlp_json[0].body
+        );
+        store.ingest_durable(WalKind::LogsJson, json_body.as_bytes()).unwrap();
+        let loki_body = serde_json::json!({"streams": [{"stream": {"app": "loki-json"}, "values": loki_json
+            .iter()
+            .map(|r| serde_json::json!([r.timestamp_ns.to_string(), r.body, r.attributes.iter().cloned().collect::<BTreeMap<_, _>>()]))
+            .collect::<Vec<_>>()}]});
+        store.ingest_durable(WalKind::LokiPushJson, loki_body.to_string().as_bytes()).unwrap();
+        let raw = crate::loki_push::encode_protobuf(&loki_pb);
+        let snappy = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        store.ingest_durable(WalKind::LokiPushSnappy, &snappy).unwrap();
+        let all: Vec<LogRecord> = [otlp_pb, otlp_json, loki_json, loki_pb].concat();
+        let expect = |k: &str, v: &str| -> Vec<LogRecord> {
+            all.iter().filter(|r| r.attribute(k) == Some(v)).cloned().collect()
+        };
+        let check = |store: &Store, when: &str| {
+            let mut everything = store.search_logs(&LogSearch::new(&[], 0, 100)).unwrap();
+            everything.sort_by_key(|r| r.timestamp_ns);
+            assert_eq!(everything, all, "{when}: every record with its attributes");
+            for (k, v) in [("trace_id", "aa"), ("trace_id", "bb"), ("user", "ada"), ("user", "nobody")] {
+                let mut q = LogSearch::new(&[], 0, 100);
+                q.label_equals = vec![(k.to_string(), v.to_string())];
+                let mut got = store.search_logs(&q).unwrap();
+                got.sort_by_key(|r| r.timestamp_ns);
+                assert_eq!(got, expect(k, v), "{when}: {k}={v}");
+            }
+        };
+        check(&store, "head");
+        drop(store); // crash: only the WAL has them
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        check(&store, "replayed head");
+        store.flush().unwrap();
+        check(&store, "split");
+        drop(store);
+        let store = Store::open(dir.path(), metrics).unwrap();
+        check(&store, "split after restart");
+    }
+
+    #[test]
     fn logs_are_searchable_in_head_and_after_flush() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
@@ -644,6 +702,7 @@ mod tests {
             timestamp_ns: t,
             body: body.into(),
             severity: String::new(),
+            attributes: Vec::new(),
         };
         store.ingest("kafka:l:0", 0, Batch::Logs(vec![rec(1, "alpha"), rec(2, "beta")]));
         store.flush().unwrap();
@@ -663,6 +722,7 @@ mod tests {
             timestamp_ns: t,
             body,
             severity: String::new(),
+            attributes: Vec::new(),
         };
         // Five splits with overlapping time ranges (and equal timestamps across them), then the head.
         for s in 0..5i64 {
@@ -702,6 +762,7 @@ mod tests {
             timestamp_ns: t,
             body: format!("{app} {pod} {t}"),
             severity: String::new(),
+            attributes: Vec::new(),
         };
         store.ingest("k", 0, Batch::Logs(vec![rec("api", "a1", 10), rec("api", "a2", 20), rec("db", "d1", 30)]));
         store.flush().unwrap();

@@ -34,7 +34,7 @@ pub mod trino;
 pub mod write_view;
 
 pub use labels::{Labels, METRIC_NAME};
-pub use record::{LogRecord, Sample};
+pub use record::{LogRecord, Sample, normalize_attributes};
 pub use select::{Direction, LabelMatcher, LogSearch, LogsReader, MetricsReader, Series};
 pub use sql::SqlReader;
 

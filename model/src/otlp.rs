@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::identity::{attribute_to_label, label_to_attribute};
+use crate::identity::{attribute_to_label, label_to_attribute, sanitize_label_name};
 use crate::{Error, Labels, LogRecord, METRIC_NAME, Result, Sample};
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
@@ -92,16 +92,49 @@ pub fn encode_metrics(resource: &Labels, samples: &[Sample]) -> Vec<u8> {
     req.encode_to_vec()
 }
 
+/// The attribute names that carry the OTLP log record's `trace_id` / `span_id` (lowercase hex).
+pub const TRACE_ID_ATTRIBUTE: &str = "trace_id";
+/// See [`TRACE_ID_ATTRIBUTE`].
+pub const SPAN_ID_ATTRIBUTE: &str = "span_id";
+
+/// `s` as bytes when it is `2 * n` lowercase hex digits (the form decoding produces).
+fn lower_hex_bytes(s: &str, n: usize) -> Option<Vec<u8>> {
+    if s.len() != 2 * n || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    (0..n).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Encodes log records as one `ExportLogsServiceRequest`, one `ResourceLogs` per label set.
+/// Record attributes become log-record attributes, except `trace_id` (32 lowercase hex digits)
+/// and `span_id` (16), which fill the record's `trace_id` / `span_id` fields.
 pub fn encode_logs(records: &[LogRecord]) -> Vec<u8> {
     let mut by_stream: BTreeMap<&Labels, Vec<OtlpLogRecord>> = BTreeMap::new();
     for r in records {
-        by_stream.entry(&r.labels).or_default().push(OtlpLogRecord {
+        let mut rec = OtlpLogRecord {
             time_unix_nano: r.timestamp_ns.max(0) as u64,
             severity_text: r.severity.clone(),
             body: Some(AnyValue { value: Some(any_value::Value::StringValue(r.body.clone())) }),
             ..Default::default()
-        });
+        };
+        for (k, v) in &r.attributes {
+            if k == TRACE_ID_ATTRIBUTE
+                && let Some(b) = lower_hex_bytes(v, 16)
+            {
+                rec.trace_id = b;
+            } else if k == SPAN_ID_ATTRIBUTE
+                && let Some(b) = lower_hex_bytes(v, 8)
+            {
+                rec.span_id = b;
+            } else {
+                rec.attributes.push(string_kv(k, v));
+            }
+        }
+        by_stream.entry(&r.labels).or_default().push(rec);
     }
     let req = ExportLogsServiceRequest {
         resource_logs: by_stream
@@ -159,6 +192,53 @@ fn any_value_string(v: &AnyValue) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// An attribute value as text: strings as they are, other scalars in their text form, arrays
+/// and key-value lists as JSON (bytes as lowercase hex).
+fn attribute_value_text(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) => any_value_json(v).to_string(),
+        Some(any_value::Value::BytesValue(b)) => lower_hex(b),
+        _ => any_value_string(v),
+    }
+}
+
+fn any_value_json(v: &AnyValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => J::from(s.as_str()),
+        Some(any_value::Value::BoolValue(b)) => J::from(*b),
+        Some(any_value::Value::IntValue(i)) => J::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        Some(any_value::Value::BytesValue(b)) => J::from(lower_hex(b)),
+        Some(any_value::Value::ArrayValue(a)) => J::Array(a.values.iter().map(any_value_json).collect()),
+        Some(any_value::Value::KvlistValue(kv)) => J::Object(
+            kv.values
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(J::Null, any_value_json)))
+                .collect(),
+        ),
+        _ => J::Null,
+    }
+}
+
+/// A log record's attributes, its `trace_id` / `span_id` as hex attributes, normalized.
+fn record_attributes(r: &OtlpLogRecord) -> Vec<(String, String)> {
+    if r.attributes.is_empty() && r.trace_id.is_empty() && r.span_id.is_empty() {
+        return Vec::new();
+    }
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(r.attributes.len() + 2);
+    for (name, id) in [(TRACE_ID_ATTRIBUTE, &r.trace_id), (SPAN_ID_ATTRIBUTE, &r.span_id)] {
+        if !id.is_empty() && id.iter().any(|b| *b != 0) {
+            pairs.push((name.to_string(), lower_hex(id)));
+        }
+    }
+    // Attributes come after the ids: an explicit attribute of the same name wins.
+    pairs.extend(r.attributes.iter().map(|kv| {
+        (sanitize_label_name(&kv.key), kv.value.as_ref().map(attribute_value_text).unwrap_or_default())
+    }));
+    crate::normalize_attributes(pairs)
 }
 
 fn attrs_to_pairs(attrs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
@@ -288,6 +368,7 @@ fn logs_to_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
                     labels: labels.clone(),
                     timestamp_ns: ts.min(i64::MAX as u64) as i64,
                     body: r.body.as_ref().map(any_value_string).unwrap_or_default(),
+                    attributes: record_attributes(&r),
                     severity: r.severity_text,
                 });
             }
@@ -341,9 +422,61 @@ mod tests {
             timestamp_ns: 1_700_000_000_000_000_001,
             body: "hello".into(),
             severity: "INFO".into(),
+            attributes: Vec::new(),
         };
         assert_eq!(decode_logs_protobuf(&encode_logs(std::slice::from_ref(&r))).unwrap(), vec![r]);
         assert!(decode_logs_protobuf(b"\xff\xff\xff garbage").is_err());
         assert!(decode_metrics_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn log_attributes_round_trip_and_ids_travel_in_their_fields() {
+        let attrs = vec![
+            ("http_method".to_string(), "GET".to_string()),
+            (SPAN_ID_ATTRIBUTE.to_string(), "00f067aa0ba902b7".to_string()),
+            (TRACE_ID_ATTRIBUTE.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736".to_string()),
+            ("user".to_string(), "ada".to_string()),
+        ];
+        let r = LogRecord { attributes: attrs.clone(), ..LogRecord::new(Labels::from_pairs([("pod", "p")]), 5, "x", "") };
+        let wire = encode_logs(std::slice::from_ref(&r));
+        let req = ExportLogsServiceRequest::decode(wire.as_slice()).unwrap();
+        let otlp = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(lower_hex(&otlp.trace_id), attrs[2].1);
+        assert_eq!(lower_hex(&otlp.span_id), attrs[1].1);
+        assert_eq!(otlp.attributes.len(), 2, "ids are not repeated as attributes");
+        assert_eq!(decode_logs_protobuf(&wire).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn otlp_json_log_attributes_of_every_value_type() {
+        let body = br#"{"resourceLogs":[{"resource":{"attributes":[
+            {"key":"k8s.pod.name","value":{"stringValue":"p1"}}]},
+          "scopeLogs":[{"logRecords":[{"timeUnixNano":"7","body":{"stringValue":"hi"},
+            "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "attributes":[
+              {"key":"http.status_code","value":{"intValue":"503"}},
+              {"key":"ok","value":{"boolValue":false}},
+              {"key":"ratio","value":{"doubleValue":0.5}},
+              {"key":"tags","value":{"arrayValue":{"values":[{"stringValue":"a"},{"intValue":"1"}]}}},
+              {"key":"req","value":{"kvlistValue":{"values":[{"key":"id","value":{"stringValue":"r1"}}]}}},
+              {"key":"user","value":{"stringValue":"ada"}}]},
+            {"timeUnixNano":"8","body":{"stringValue":"plain"}}]}]}]}"#;
+        let recs = decode_logs_json(body).unwrap();
+        let want: Vec<(String, String)> = [
+            ("http_status_code", "503"),
+            ("ok", "false"),
+            ("ratio", "0.5"),
+            ("req", r#"{"id":"r1"}"#),
+            ("span_id", "eee19b7ec3c1b174"),
+            ("tags", r#"["a",1]"#),
+            ("trace_id", "5b8efff798038103d269b633813fc60c"),
+            ("user", "ada"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(recs[0].attributes, want);
+        assert_eq!(recs[0].labels.get("pod"), Some("p1"));
+        assert!(recs[1].attributes.is_empty());
     }
 }

@@ -18,8 +18,9 @@ impl Sample {
     }
 }
 
-/// One log record (a line, or a merged multi-line entry) with its stream labels.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One log record (a line, or a merged multi-line entry) with its stream labels and its
+/// per-record attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogRecord {
     /// Stream labels: identity (`cluster`, `namespace`, `pod`, `container`, …) and source labels.
     pub labels: Labels,
@@ -29,4 +30,55 @@ pub struct LogRecord {
     pub body: String,
     /// Severity text where the format has one (empty when unknown).
     pub severity: String,
+    /// Per-record attributes (OTLP log-record attributes, Loki structured metadata): string
+    /// pairs sorted by key, each key once (see [`normalize_attributes`]). Unlike labels they do
+    /// not make a stream. Empty (no allocation) for most records.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl LogRecord {
+    /// A record without attributes.
+    pub fn new(labels: Labels, timestamp_ns: i64, body: impl Into<String>, severity: impl Into<String>) -> Self {
+        LogRecord { labels, timestamp_ns, body: body.into(), severity: severity.into(), attributes: Vec::new() }
+    }
+
+    /// The value of attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.attributes[i].1.as_str())
+    }
+}
+
+/// Sorts attribute pairs by key and keeps one pair per key (the last one given), the form
+/// [`LogRecord::attributes`] holds.
+pub fn normalize_attributes(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    if pairs.len() < 2 {
+        return pairs;
+    }
+    // Stable: for equal keys the later pair stays later, and is the one kept below.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        match out.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_sorted_last_key_wins_and_looked_up() {
+        let pairs = vec![("b".to_string(), "1".to_string()), ("a".into(), "2".into()), ("b".into(), "3".into())];
+        let r = LogRecord { attributes: normalize_attributes(pairs), ..LogRecord::default() };
+        assert_eq!(r.attributes, vec![("a".to_string(), "2".to_string()), ("b".into(), "3".into())]);
+        assert_eq!((r.attribute("a"), r.attribute("b"), r.attribute("c")), (Some("2"), Some("3"), None));
+        assert_eq!(LogRecord::default().attributes.capacity(), 0, "no allocation without attributes");
+    }
 }

@@ -114,6 +114,11 @@ pub struct LogSearch<'a> {
     /// (case-sensitive substrings, checked exactly). `|= "a"` is the group `["a"]`; a regex
     /// filter contributes the literals one of which starts every match.
     pub contains_any: Vec<Vec<String>>,
+    /// Label equalities `(name, value)` (non-empty values) a returned record satisfies, where a
+    /// record's `name` is its stream label when the stream has one, else its attribute (LogQL's
+    /// `| name="value"` right after the selector, when `name` is structured metadata). The
+    /// store may answer them from an attribute index; they are checked exactly.
+    pub label_equals: Vec<(String, String)>,
     /// First timestamp (inclusive).
     pub start_ns: i64,
     /// Last timestamp (inclusive).
@@ -131,7 +136,15 @@ pub struct LogSearch<'a> {
 impl<'a> LogSearch<'a> {
     /// A search without substring filters, limit or `keep`.
     pub fn new(matchers: &'a [LabelMatcher], start_ns: i64, end_ns: i64) -> Self {
-        LogSearch { matchers, contains_any: Vec::new(), start_ns, end_ns, limit: None, keep: None }
+        LogSearch {
+            matchers,
+            contains_any: Vec::new(),
+            label_equals: Vec::new(),
+            start_ns,
+            end_ns,
+            limit: None,
+            keep: None,
+        }
     }
 
     /// True when the record passes the range, matchers, substring groups and `keep`.
@@ -140,7 +153,15 @@ impl<'a> LogSearch<'a> {
             && r.timestamp_ns <= self.end_ns
             && self.accepts_body(&r.body)
             && matches_all(self.matchers, &r.labels)
+            && self.accepts_label_equals(r)
             && self.keep.is_none_or(|k| k(r))
+    }
+
+    /// True when the record satisfies every [`Self::label_equals`] pair.
+    pub fn accepts_label_equals(&self, r: &LogRecord) -> bool {
+        self.label_equals.iter().all(|(name, value)| {
+            r.labels.get(name).or_else(|| r.attribute(name)).is_some_and(|v| v == value)
+        })
     }
 
     /// True when `body` contains a string of every `contains_any` group.
@@ -278,6 +299,7 @@ mod tests {
             timestamp_ns: t,
             body: b.into(),
             severity: String::new(),
+            attributes: Vec::new(),
         };
         let all = vec![rec(1, "a"), rec(3, "b"), rec(2, "c"), rec(3, "d"), rec(2, "e"), rec(0, "f")];
         let bodies = |v: &[LogRecord]| {

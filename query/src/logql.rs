@@ -18,7 +18,7 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use metric::MetricExpr;
 use parser::Cursor;
-use pipeline::{LabelMap, NumberUnit, Stage};
+use pipeline::{LabelExpr, LabelMap, NumberUnit, Stage};
 /// One line filter.
 #[derive(Clone, Debug)]
 pub enum LineFilter {
@@ -94,12 +94,62 @@ impl LogQuery {
             .collect()
     }
 
+    /// The `| name="value"` label filters (non-empty value, also inside `and`) that directly
+    /// follow the selector and line filters, before any stage that changes labels; a store may
+    /// answer them from its index (see [`pharos_model::LogSearch::label_equals`]). Every entry
+    /// the pipeline keeps satisfies them.
+    pub fn label_equalities(&self) -> Vec<(String, String)> {
+        fn collect(e: &LabelExpr, out: &mut Vec<(String, String)>) {
+            match e {
+                LabelExpr::And(a, b) => {
+                    collect(a, out);
+                    collect(b, out);
+                }
+                LabelExpr::String(m)
+                    if matches!(m.op, pharos_model::select::MatchOp::Equal)
+                        && !m.value.is_empty()
+                        && !m.name.starts_with("__") =>
+                {
+                    out.push((m.name.clone(), m.value.clone()));
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for stage in &self.stages {
+            match stage {
+                Stage::Line(_) => {}
+                Stage::LabelFilter(e) => collect(e, &mut out),
+                _ => break,
+            }
+        }
+        out
+    }
+
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
+        self.process_line_with(stream, &[], line)
+    }
+
+    /// Runs the pipeline on a record: its stream labels and attributes (structured metadata,
+    /// as labels; one named like a stream label becomes `name_extracted`, as in Loki).
+    pub fn process_record(&self, record: &LogRecord) -> Option<(LabelMap, String)> {
+        self.process_line_with(&record.labels, &record.attributes, &record.body)
+    }
+
+    fn process_line_with(
+        &self,
+        stream: &Labels,
+        attributes: &[(String, String)],
+        line: &str,
+    ) -> Option<(LabelMap, String)> {
         let mut labels: LabelMap = stream
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        for (k, v) in attributes {
+            pipeline::insert_extracted(&mut labels, stream, k, v.clone());
+        }
         let mut line = line.to_string();
         for stage in &self.stages {
             if !stage.apply(&mut labels, stream, &mut line) {
@@ -109,9 +159,10 @@ impl LogQuery {
         Some((labels, line))
     }
 
-    /// Runs the pipeline on a record: its labels become the stream labels plus extracted ones.
+    /// Runs the pipeline on a record: its labels become the stream labels plus its attributes
+    /// and extracted labels.
     pub fn process(&self, record: &LogRecord) -> Option<(Labels, String)> {
-        let (labels, line) = self.process_line(&record.labels, &record.body)?;
+        let (labels, line) = self.process_record(record)?;
         Some((Labels::from_pairs(labels), line))
     }
 

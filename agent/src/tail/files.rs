@@ -572,7 +572,7 @@ fn record(f: &TailedFile, e: Entry) -> LogRecord {
         None => &f.labels[2],
     };
     let severity = severity(e.message.lines().next().unwrap_or("")).to_string();
-    LogRecord { labels: labels.clone(), timestamp_ns: e.timestamp_ns, body: e.message, severity }
+    LogRecord::new(labels.clone(), e.timestamp_ns, e.message, severity)
 }
 
 #[cfg(test)]

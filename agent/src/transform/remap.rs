@@ -8,11 +8,12 @@
 //! | `.timestamp` | the record time (timestamp) | a timestamp, or an RFC 3339 string; anything else keeps the original time |
 //! | `.severity` | `TRACE`…`FATAL`, absent when unknown | a string (known level names are normalized, `warning` → `WARN`); absent or `null` clears it |
 //! | `.labels` | every stream label (`cluster`, `node`, `namespace`, `pod`, `container`, `stream`, `team`, …) as strings | the label set: names are sanitized (`.`/`-` → `_`), scalars become strings, `null`/`""`/objects/arrays drop the label |
+//! | `.attributes` | the record's attributes (OTLP log-record attributes, shipped as such; Loki's structured metadata) as an object of strings, empty when there are none | the attributes: scalars become strings, objects and arrays their JSON text, `null` drops one; absent or not an object: none |
 //! | `.kubernetes` | read-only view in Vector's names: `pod_namespace`, `pod_name`, `pod_uid`, `container_name`, `pod_node_name`, `pod_owner` (`Kind/name`), `pod_labels` (all the pod's labels, when the kubelet knows the pod) | ignored |
 //!
 //! Any other field a program creates (e.g. the keys of `merge(., parse_json!(.message))`) is
 //! scratch space: it is not shipped unless the program moves it into `.message`, `.severity`,
-//! `.timestamp` or `.labels`.
+//! `.timestamp`, `.labels` or `.attributes` (e.g. `.attributes = parse_json!(.message)`).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,7 @@ fn event_kind() -> Kind {
             .with_known("timestamp", Kind::timestamp())
             .with_known("severity", Kind::bytes().or_undefined())
             .with_known("labels", strings())
+            .with_known("attributes", strings())
             .with_known("kubernetes", Kind::object(kubernetes).or_undefined()),
     )
 }
@@ -151,6 +153,7 @@ pub fn event(record: &LogRecord, pod_labels: Option<&BTreeMap<String, String>>) 
         e.insert("severity".into(), Value::from(record.severity.as_str()));
     }
     e.insert("labels".into(), string_map(record.labels.iter()));
+    e.insert("attributes".into(), string_map(record.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
     let l = &record.labels;
     let mut k = ObjectMap::new();
     for (name, label) in [
@@ -199,8 +202,8 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// The record after the program: the original with message, timestamp, severity and labels
-/// taken from the event (rules in the module docs).
+/// The record after the program: the original with message, timestamp, severity, labels and
+/// attributes taken from the event (rules in the module docs).
 fn read_back(event: Value, original: LogRecord) -> LogRecord {
     let Value::Object(mut e) = event else {
         // `. = "text"` and the like: the event is no longer an object; keep the record but use
@@ -236,7 +239,22 @@ fn read_back(event: Value, original: LogRecord) -> LogRecord {
         // not be routed without — keep the originals.
         _ => original.labels,
     };
-    LogRecord { labels, timestamp_ns, body, severity }
+    let attributes = match e.get("attributes") {
+        Some(Value::Object(map)) => pharos_model::normalize_attributes(
+            map.iter()
+                .filter_map(|(k, v)| {
+                    let text = match v {
+                        Value::Null => return None,
+                        Value::Object(_) | Value::Array(_) => serde_json::to_string(v).unwrap_or_default(),
+                        other => scalar_text(other)?,
+                    };
+                    Some((k.to_string(), text))
+                })
+                .collect(),
+        ),
+        _ => Vec::new(),
+    };
+    LogRecord { labels, timestamp_ns, body, severity, attributes }
 }
 
 #[cfg(test)]

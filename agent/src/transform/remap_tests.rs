@@ -13,6 +13,7 @@ fn record(body: &str) -> LogRecord {
         timestamp_ns: 1_714_564_800_000_000_000,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     }
 }
 
@@ -233,4 +234,45 @@ fn the_readme_transform_examples_compile_and_run() {
     let got: Vec<(&str, &str, Option<&str>)> =
         out.iter().map(|r| (r.body.as_str(), r.severity.as_str(), r.labels.get("tenant"))).collect();
     assert_eq!(got, [("saved [REDACTED] for", "INFO", Some("acme")), ("not json", "", None)]);
+}
+
+#[test]
+fn attributes_are_read_and_written_as_strings() {
+    let mut t = transform(
+        r#"
+        .attributes = object!(parse_json!(.message))
+        .attributes.trace_id = upcase(string!(.attributes.trace_id))
+        .attributes.seen_before = .attributes.previous
+        del(.attributes.drop_me)
+        "#,
+    );
+    let mut input = record(r#"{"trace_id":"abc","n":3,"ok":true,"f":1.5,"nested":{"a":[1,"x"]},"drop_me":"x","gone":null}"#);
+    input.attributes = vec![("previous".into(), "kept?".into())];
+    let r = kept(t.apply(input, None));
+    let want: Vec<(String, String)> = [
+        ("f", "1.5"),
+        ("n", "3"),
+        ("nested", r#"{"a":[1,"x"]}"#),
+        ("ok", "true"),
+        ("trace_id", "ABC"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // `previous` went with the old object, so `seen_before` is null and dropped, like `gone`.
+    assert_eq!(r.attributes, want);
+
+    // The program sees the incoming attributes and a change is kept; other records untouched.
+    let mut t = transform(r#".attributes.copy = .attributes.user; .attributes.user = null"#);
+    let mut input = record("x");
+    input.attributes = vec![("user".into(), "ada".into())];
+    let r = kept(t.apply(input, None));
+    assert_eq!(r.attributes, vec![("copy".to_string(), "ada".to_string())]);
+    let r = kept(transform(".message = \"y\"").apply(record("x"), None));
+    assert!(r.attributes.is_empty());
+    let r = kept(transform("del(.attributes)").apply(
+        LogRecord { attributes: vec![("a".into(), "1".into())], ..record("x") },
+        None,
+    ));
+    assert!(r.attributes.is_empty(), "a removed .attributes is no attributes");
 }

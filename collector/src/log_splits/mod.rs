@@ -1,14 +1,20 @@
 //! Log records as tantivy splits: one index directory per flush under `logs/<uuid-v7>/`.
 //!
-//! A split written by this version (layout 2) holds:
+//! A split written by this version (layout 3) holds:
 //!
 //! - `timestamp`: i64 ns, a fast field only (time ranges and top-N by time read the column);
 //! - `stream_id`: u64, indexed and fast: the record's stream, an index into `streams.json`;
 //! - `body`: tokenized by [`BODY_TOKENIZER`] (alphanumeric runs, lowercased, no length cut),
 //!   indexed with [`BODY_INDEX_OPTION`] (documents only), stored;
-//! - `severity`: stored;
+//! - `severity`: a fast field (a dictionary-encoded column, read back from there) and indexed as
+//!   one `raw` term; not in the doc store;
+//! - `attributes`: a JSON object of the record's attributes (strings), stored, each value
+//!   indexed as one `raw` term under its key; absent from records without attributes;
 //! - `streams.json` next to the index files: `{"format_version":1,"streams":[{label: value}]}`,
 //!   the label set of every stream once per split instead of once per record.
+//!
+//! Layout 2 is layout 3 without `attributes` and with `severity` stored only; it is read as
+//! records without attributes.
 //!
 //! The doc store is zstd-compressed in large blocks ([`index_settings`]).
 //!
@@ -33,7 +39,8 @@ use parking_lot::Mutex;
 use pharos_model::{Labels, LogRecord};
 use tantivy::index::IndexSettings;
 use tantivy::schema::{
-    FAST, Field, IndexRecordOption, NumericOptions, STORED, Schema, TantivyDocument, TextFieldIndexing, TextOptions,
+    FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema, TantivyDocument,
+    TextFieldIndexing, TextOptions,
 };
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -66,7 +73,10 @@ const DOCSTORE_ZSTD_LEVEL: i32 = 6;
 /// Uncompressed bytes per doc store block: larger compresses better, smaller loads faster.
 const DOCSTORE_BLOCK_BYTES: usize = 64 << 10;
 
-/// The layout-2 schema and its fields, for writing.
+/// Tokenizer of `severity` and of the `attributes` values: the whole value is one term.
+pub const RAW_TOKENIZER: &str = "raw";
+
+/// The layout-3 schema and its fields, for writing.
 #[derive(Clone)]
 pub struct LogFields {
     schema: Schema,
@@ -74,6 +84,7 @@ pub struct LogFields {
     stream_id: Field,
     body: Field,
     severity: Field,
+    attributes: Field,
 }
 
 impl LogFields {
@@ -88,8 +99,21 @@ impl LogFields {
             .set_index_option(BODY_INDEX_OPTION)
             .set_fieldnorms(false);
         let body = b.add_text_field("body", TextOptions::default().set_indexing_options(body_indexing).set_stored());
-        let severity = b.add_text_field("severity", STORED);
-        LogFields { schema: b.build(), timestamp, stream_id, body, severity }
+        let raw_indexing = || {
+            TextFieldIndexing::default()
+                .set_tokenizer(RAW_TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false)
+        };
+        let severity = b.add_text_field(
+            "severity",
+            TextOptions::default().set_indexing_options(raw_indexing()).set_fast(RAW_TOKENIZER),
+        );
+        let attributes = b.add_json_field(
+            "attributes",
+            JsonObjectOptions::default().set_stored().set_indexing_options(raw_indexing()),
+        );
+        LogFields { schema: b.build(), timestamp, stream_id, body, severity, attributes }
     }
 }
 
@@ -150,6 +174,11 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
         if !r.severity.is_empty() {
             d.add_text(fields.severity, &r.severity);
         }
+        if !r.attributes.is_empty() {
+            let object: BTreeMap<String, OwnedValue> =
+                r.attributes.iter().map(|(k, v)| (k.clone(), OwnedValue::Str(v.clone()))).collect();
+            d.add_object(fields.attributes, object);
+        }
         writer.add_document(d)?;
         min_ts = min_ts.min(r.timestamp_ns);
         max_ts = max_ts.max(r.timestamp_ns);
@@ -198,6 +227,10 @@ pub struct SplitHandle {
     pub body: Field,
     /// `severity` field.
     pub severity: Field,
+    /// True when `severity` is a fast field (layout 3), read from its column; else stored.
+    pub severity_fast: bool,
+    /// `attributes` JSON field (layout 3; older splits have no attributes).
+    pub attributes: Option<Field>,
     /// True when `body` has positions (phrase queries possible).
     pub body_positions: bool,
     /// Layout-specific fields.
@@ -254,6 +287,8 @@ pub fn open_split(dir: &Path) -> Result<SplitHandle> {
         reader: index.reader()?,
         body,
         severity: field("severity")?,
+        severity_fast: schema.get_field_entry(field("severity")?).is_fast(),
+        attributes: schema.get_field("attributes").ok(),
         body_positions,
         layout,
         terms: Default::default(),

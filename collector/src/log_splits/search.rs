@@ -61,6 +61,43 @@ pub fn search_split(
             }
         }
     }
+    // Label equalities: a stream label when the stream has the name, else an attribute term.
+    for (name, value) in &q.label_equals {
+        match &split.layout {
+            SplitLayout::V2 { stream_id, streams } => {
+                let ok: Vec<Term> = (0..streams.len())
+                    .filter(|&i| streams[i].get(name) == Some(value.as_str()))
+                    .map(|i| Term::from_field_u64(*stream_id, i as u64))
+                    .collect();
+                let by_stream = (!ok.is_empty()).then(|| Box::new(TermSetQuery::new(ok)) as Box<dyn Query>);
+                let any_without_name = streams.iter().any(|l| l.get(name).is_none());
+                let by_attribute = match split.attributes {
+                    Some(field) if any_without_name => {
+                        if !attribute_term_ok(name, value) {
+                            continue; // cannot narrow; checked exactly below
+                        }
+                        let term = attribute_term(field, name, value);
+                        Some(Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>)
+                    }
+                    // No attributes in this split, or every stream has the label.
+                    _ => None,
+                };
+                match (by_stream, by_attribute) {
+                    (None, None) => return Ok(()),
+                    (Some(q), None) | (None, Some(q)) => clauses.push((Occur::Must, q)),
+                    (Some(a), Some(b)) => clauses.push((
+                        Occur::Must,
+                        Box::new(BooleanQuery::new(vec![(Occur::Should, a), (Occur::Should, b)])),
+                    )),
+                }
+            }
+            SplitLayout::V1 { stream, .. } => {
+                // Layout 1 has no attributes: the stream must have the label.
+                let term = Term::from_field_text(*stream, &format!("{name}={value}"));
+                clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+            }
+        }
+    }
     // Time: the query range, narrowed to what can still enter a limited answer.
     let (mut lo, mut hi) = (q.start_ns, q.end_ns);
     if let (Some(b), Some((_, dir))) = (boundary_ns, q.limit) {
@@ -137,6 +174,18 @@ pub fn search_split(
         ),
         SplitLayout::V1 { .. } => None,
     };
+    let severity_cols = if split.severity_fast {
+        Some(
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|s| s.fast_fields().str("severity"))
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        )
+    } else {
+        None
+    };
+    let mut severity_buf = String::new();
     let mut accepted = 0usize;
     let mut last_accepted_ts: Option<i64> = None;
     for (ts, ord, doc) in candidates {
@@ -182,9 +231,26 @@ pub fn search_split(
             labels,
             timestamp_ns: ts,
             body: body.to_string(),
-            severity: d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            severity: match &severity_cols {
+                Some(cols) => {
+                    severity_buf.clear();
+                    if let Some(col) = &cols[ord as usize]
+                        && let Some(o) = col.term_ords(doc).next()
+                    {
+                        col.ord_to_str(o, &mut severity_buf)
+                            .map_err(|e| Error::Corrupt(format!("log split severity column: {e}")))?;
+                    }
+                    severity_buf.clone()
+                }
+                None => d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            },
+            attributes: split.attributes.map(|f| read_attributes(&d, f)).unwrap_or_default(),
         };
-        if ts < q.start_ns || ts > q.end_ns || q.keep.is_some_and(|k| !k(&record)) {
+        if ts < q.start_ns
+            || ts > q.end_ns
+            || !q.accepts_label_equals(&record)
+            || q.keep.is_some_and(|k| !k(&record))
+        {
             continue;
         }
         accepted += 1;
@@ -192,6 +258,32 @@ pub fn search_split(
         out.push(record);
     }
     Ok(())
+}
+
+/// The longest value tantivy indexes as one term (longer tokens are skipped at indexing).
+const MAX_TERM_BYTES: usize = 65_530;
+
+/// True when `name="value"` can be looked up as an attribute term: the value fits in a term,
+/// and the key has no byte tantivy reserves in JSON paths.
+fn attribute_term_ok(name: &str, value: &str) -> bool {
+    value.len() <= MAX_TERM_BYTES && !name.is_empty() && !name.bytes().any(|b| b < 2)
+}
+
+/// The `attributes` term of `name="value"`: `name` is one JSON path segment (its dots are not
+/// path separators), `value` one `raw` string term.
+pub fn attribute_term(field: tantivy::schema::Field, name: &str, value: &str) -> Term {
+    let escaped = name.replace('\\', "\\\\").replace('.', "\\.");
+    let mut term = Term::from_field_json_path(field, &escaped, false);
+    term.append_type_and_str(value);
+    term
+}
+
+/// The stored attributes of a document, sorted by key (tantivy stores a JSON object sorted).
+fn read_attributes(d: &TantivyDocument, field: tantivy::schema::Field) -> Vec<(String, String)> {
+    let Some(object) = d.get_first(field).and_then(|v| v.as_object()) else { return Vec::new() };
+    let pairs: Vec<(String, String)> =
+        object.map(|(k, v)| (k.to_string(), v.as_str().unwrap_or_default().to_string())).collect();
+    pharos_model::normalize_attributes(pairs)
 }
 
 /// Adds the label sets of the split's streams that match `matchers` and have a record in

@@ -12,6 +12,7 @@ fn rec(pod: &str, ts: i64, body: &str) -> LogRecord {
         timestamp_ns: ts,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     }
 }
 
@@ -221,4 +222,153 @@ fn layout_1_splits_are_still_read() {
         }
     }
     assert!(run(&split, &contains(&pod_a, "")).0.iter().all(|r| matches_all(&pod_a, &r.labels)));
+}
+
+fn with_attrs(mut r: LogRecord, attrs: &[(&str, &str)]) -> LogRecord {
+    r.attributes = pharos_model::normalize_attributes(attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    r
+}
+
+/// Records with and without attributes: a rare trace id, a key with dots, an attribute named
+/// like a stream label (`pod`, which the stream label wins), values with spaces and case.
+fn attribute_records() -> Vec<LogRecord> {
+    (0..2000i64)
+        .map(|i| {
+            let r = rec(if i % 2 == 0 { "a" } else { "b" }, i, &format!("line {i}"));
+            match i % 10 {
+                0 | 5 => r,
+                1 => with_attrs(r, &[("trace_id", &format!("t{}", i % 7)), ("user", "ada")]),
+                2 => with_attrs(r, &[("http.method", "GET"), ("user", "Ada Lovelace")]),
+                3 => with_attrs(r, &[("pod", "a"), ("user", "bob")]),
+                4 => with_attrs(r, &[("trace_id", if i == 1234 { "rare-trace" } else { "t0" })]),
+                _ => with_attrs(r, &[("user", "ada"), ("kind", "")]),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn attributes_are_stored_and_label_equalities_match_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = attribute_records();
+    let split = write(dir.path(), &records);
+    assert!(split.0.attributes.is_some());
+    // Stored and read back as written.
+    let (all, _) = run(&split, &LogSearch::new(&[], i64::MIN, i64::MAX));
+    assert_eq!(all, records);
+    let pod_b = [LabelMatcher::new("pod", "=", "b").unwrap()];
+    let pairs = [
+        ("trace_id", "t0"),
+        ("trace_id", "t3"),
+        ("trace_id", "rare-trace"),
+        ("trace_id", "nope"),
+        ("user", "ada"),
+        ("user", "Ada Lovelace"),
+        ("user", "Ada"),
+        ("http.method", "GET"),
+        ("http_method", "GET"),
+        ("pod", "a"),
+        ("pod", "b"),
+        ("namespace", "spark"),
+        ("namespace", "other"),
+        ("kind", "x"),
+    ];
+    for m in [&[][..], &pod_b[..]] {
+        for (k, v) in pairs {
+            for extra in [None, Some(("user", "ada"))] {
+                let mut q = LogSearch::new(m, i64::MIN, i64::MAX);
+                q.label_equals = vec![(k.to_string(), v.to_string())];
+                q.label_equals.extend(extra.map(|(k, v)| (k.to_string(), v.to_string())));
+                let (got, _) = run(&split, &q);
+                assert_eq!(got, brute(&records, &q), "{m:?} {:?}", q.label_equals);
+            }
+        }
+    }
+    // Independently of `brute`: counts from how the records were made.
+    let count = |k: &str, v: &str| {
+        let mut q = LogSearch::new(&[], i64::MIN, i64::MAX);
+        q.label_equals = vec![(k.to_string(), v.to_string())];
+        run(&split, &q)
+    };
+    let (rare, stats) = count("trace_id", "rare-trace");
+    assert_eq!(rare.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>(), vec![1234]);
+    assert_eq!(stats.docs_loaded, 1, "the attribute term narrows what is loaded");
+    assert_eq!(count("http.method", "GET").0.len(), 200);
+    assert_eq!(count("user", "Ada Lovelace").0.len(), 200, "the value is one raw term");
+    assert_eq!(count("pod", "a").0.len(), 1000, "the stream label wins over the attribute");
+    assert_eq!(count("user", "ada").0.len(), 200 + 4 * 200, "i % 10 == 1 and 6..=9");
+}
+
+#[test]
+fn severity_is_a_fast_column_in_new_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<LogRecord> = ["ERROR", "", "INFO", "ERROR"]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| LogRecord { severity: s.to_string(), ..rec("a", i as i64, "x") })
+        .collect();
+    let split = write(dir.path(), &records);
+    let searcher = split.0.reader.searcher();
+    let mut seen = Vec::new();
+    for seg in searcher.segment_readers() {
+        let col = seg.fast_fields().str("severity").unwrap().expect("a severity column");
+        let ts = seg.fast_fields().i64("timestamp").unwrap();
+        for doc in 0..seg.max_doc() {
+            let mut s = String::new();
+            if let Some(ord) = col.term_ords(doc).next() {
+                col.ord_to_str(ord, &mut s).unwrap();
+            }
+            seen.push((ts.first(doc).unwrap(), s));
+        }
+    }
+    seen.sort();
+    let expected: Vec<(i64, String)> = records.iter().map(|r| (r.timestamp_ns, r.severity.clone())).collect();
+    assert_eq!(seen, expected);
+    let (got, _) = run(&split, &LogSearch::new(&[], i64::MIN, i64::MAX));
+    assert_eq!(got, records, "severity still read back");
+}
+
+/// Splits of layout 2 (no `attributes`, `severity` stored only) are still read: as records
+/// without attributes, and a label equality only matches stream labels there.
+#[test]
+fn layout_2_splits_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Schema::builder();
+    let timestamp = b.add_i64_field("timestamp", FAST);
+    let stream_id = b.add_u64_field("stream_id", tantivy::schema::NumericOptions::default().set_indexed().set_fast());
+    let indexing = tantivy::schema::TextFieldIndexing::default().set_tokenizer(BODY_TOKENIZER).set_index_option(BODY_INDEX_OPTION);
+    let body = b.add_text_field("body", tantivy::schema::TextOptions::default().set_indexing_options(indexing).set_stored());
+    let severity = b.add_text_field("severity", STORED);
+    let index = Index::create_in_dir(dir.path(), b.build()).unwrap();
+    index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
+    let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 20 << 20).unwrap();
+    let records = tricky_lines();
+    let streams: Vec<Labels> = {
+        let mut s: Vec<Labels> = records.iter().map(|r| r.labels.clone()).collect();
+        s.dedup();
+        s.sort();
+        s.dedup();
+        s
+    };
+    for r in &records {
+        let id = streams.iter().position(|l| *l == r.labels).unwrap() as u64;
+        w.add_document(doc!(timestamp => r.timestamp_ns, stream_id => id, body => r.body.as_str(), severity => "WARN"))
+            .unwrap();
+    }
+    w.commit().unwrap();
+    let table = StreamTable {
+        format_version: 1,
+        streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
+    };
+    std::fs::write(dir.path().join(STREAMS_FILE), serde_json::to_vec(&table).unwrap()).unwrap();
+    let split = (open_split(dir.path()).unwrap(), (0, 150));
+    assert!(split.0.attributes.is_none());
+    let expected: Vec<LogRecord> =
+        records.iter().map(|r| LogRecord { severity: "WARN".into(), ..r.clone() }).collect();
+    assert_eq!(run(&split, &LogSearch::new(&[], i64::MIN, i64::MAX)).0, expected);
+    for (k, v) in [("pod", "a"), ("pod", "zzz"), ("trace_id", "t0")] {
+        let mut q = contains(&[], "e");
+        q.label_equals = vec![(k.to_string(), v.to_string())];
+        assert_eq!(run(&split, &q).0, brute(&expected, &q), "{k}={v}");
+    }
 }

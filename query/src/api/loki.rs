@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use pharos_model::{Direction, LogSearch, Labels, LogRecord};
@@ -24,7 +25,11 @@ const DEFAULT_LIMIT: usize = 100;
 
 /// `GET /loki/api/v1/query_range`: entries in `[start, end)` (default the last hour), or a
 /// metric query evaluated every `step` from `start` to `end` (a matrix).
-pub async fn query_range(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+pub async fn query_range(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
     let window = || -> Result<(i64, i64)> {
         let end = time_param_ns(&params, "end", now_ns())?;
         let start = match (params.get("start"), params.get("since")) {
@@ -47,7 +52,8 @@ pub async fn query_range(State(state): State<AppState>, Query(params): Query<Par
     };
     match parse_query_param(&params) {
         Ok(logql::Query::Log(q)) => {
-            respond(run(state, q, &params, start, end.saturating_sub(1)).await)
+            let categorize = categorize_labels(&headers);
+            respond(run(state, q, &params, start, end.saturating_sub(1), categorize).await)
         }
         Ok(logql::Query::Metric(m)) => {
             let steps = match step_ns(&params, start, end) {
@@ -72,18 +78,38 @@ pub async fn query_range(State(state): State<AppState>, Query(params): Query<Par
 
 /// `GET /loki/api/v1/query`: entries in the hour ending at `time` (default now), inclusive; or a
 /// metric query evaluated at `time` (a vector).
-pub async fn query(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+pub async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
     let time = match time_param_ns(&params, "time", now_ns()) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
     match parse_query_param(&params) {
         Ok(logql::Query::Log(q)) => {
-            respond(run(state, q, &params, time.saturating_sub(HOUR_NS), time).await)
+            let categorize = categorize_labels(&headers);
+            respond(run(state, q, &params, time.saturating_sub(HOUR_NS), time, categorize).await)
         }
         Ok(logql::Query::Metric(m)) => respond(run_metric(state, m, vec![time], true).await),
         Err(e) => e.into_response(),
     }
+}
+
+/// The request header through which Loki clients (Grafana) ask for categorized labels.
+pub const ENCODING_FLAGS_HEADER: &str = "x-loki-response-encoding-flags";
+/// The encoding flag that puts structured metadata and parsed labels beside each entry.
+pub const CATEGORIZE_LABELS: &str = "categorize-labels";
+
+/// True when the request sets the `categorize-labels` encoding flag.
+fn categorize_labels(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ENCODING_FLAGS_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|f| f.trim().eq_ignore_ascii_case(CATEGORIZE_LABELS))
 }
 
 fn parse_query_param(params: &Params) -> Result<logql::Query> {
@@ -351,6 +377,7 @@ async fn run(
     params: &Params,
     start_ns: i64,
     end_ns: i64,
+    categorize: bool,
 ) -> Result<Json_> {
     let limit = match params.get("limit") {
         Some(l) => l.parse::<usize>().ok().filter(|l| *l > 0).ok_or_else(|| {
@@ -374,10 +401,11 @@ async fn run(
     run_blocking(move || {
         // The store applies the whole pipeline as `keep`, so the limit counts lines that survive
         // it and only about `limit` records are read; the answer is then sorted and cut below.
-        let keep = |r: &LogRecord| query.process_line(&r.labels, &r.body).is_some();
+        let keep = |r: &LogRecord| query.process_record(r).is_some();
         let search = LogSearch {
             matchers: &query.matchers,
             contains_any: query.index_filters(),
+            label_equals: query.label_equalities(),
             start_ns,
             end_ns,
             limit: Some((limit, if backward { Direction::Backward } else { Direction::Forward })),
@@ -389,28 +417,31 @@ async fn run(
             .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
         let scanned = records.len();
         let scanned_bytes: usize = records.iter().map(|r| r.body.len()).sum();
-        let mut kept: Vec<LogRecord> = records
+        // (timestamp, the labels the entry is grouped by, line, categorized labels).
+        let mut kept: Vec<(i64, Labels, String, Option<Json_>)> = records
             .into_iter()
             .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
             .filter_map(|r| {
-                let (labels, body) = query.process(&r)?;
-                Some(LogRecord { labels, body, ..r })
+                let (labels, body) = query.process_record(&r)?;
+                Some(if categorize {
+                    let (stream, extra) = categorized(&r, labels);
+                    (r.timestamp_ns, stream, body, extra)
+                } else {
+                    (r.timestamp_ns, Labels::from_pairs(labels), body, None)
+                })
             })
             .collect();
-        kept.sort_by(|a, b| {
-            (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body))
-        });
+        kept.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
         if backward {
             kept.reverse();
         }
         kept.truncate(limit);
         let returned = kept.len();
         let mut streams: BTreeMap<Labels, Vec<Json_>> = BTreeMap::new();
-        for r in kept {
-            streams
-                .entry(r.labels)
-                .or_default()
-                .push(json!([r.timestamp_ns.to_string(), r.body]));
+        for (ts, labels, body, extra) in kept {
+            let mut entry = vec![json!(ts.to_string()), json!(body)];
+            entry.extend(extra);
+            streams.entry(labels).or_default().push(Json_::Array(entry));
         }
         let result: Vec<Json_> = streams
             .into_iter()
@@ -424,7 +455,7 @@ async fn run(
                 0
             }
         };
-        Ok(json!({
+        let mut data = json!({
             "resultType": "streams",
             "result": result,
             "stats": {"summary": {
@@ -437,9 +468,45 @@ async fn run(
                 "queueTime": 0,
                 "subqueries": 0,
             }},
-        }))
+        });
+        if categorize {
+            data["encodingFlags"] = json!([CATEGORIZE_LABELS]);
+        }
+        Ok(data)
     })
     .await
+}
+
+/// Splits an entry's labels after the pipeline the way Loki's `categorize-labels` answers
+/// them: the stream labels it still has (what the entry is grouped by), and beside the entry
+/// `{"structuredMetadata": {…}, "parsed": {…}}` (each only when not empty; `None` when both
+/// are).
+fn categorized(r: &LogRecord, mut labels: logql::pipeline::LabelMap) -> (Labels, Option<Json_>) {
+    let mut stream = Vec::new();
+    for (k, v) in r.labels.iter() {
+        if labels.get(k).is_some_and(|now| now == v) {
+            labels.remove(k);
+            stream.push((k.to_string(), v.to_string()));
+        }
+    }
+    let mut metadata = serde_json::Map::new();
+    for (k, _) in &r.attributes {
+        let name = if r.labels.get(k).is_some() { format!("{k}_extracted") } else { k.clone() };
+        if let Some(v) = labels.remove(&name) {
+            metadata.insert(name, Json_::String(v));
+        }
+    }
+    let parsed: serde_json::Map<String, Json_> =
+        labels.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, Json_::String(v))).collect();
+    metadata.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+    let mut extra = serde_json::Map::new();
+    if !metadata.is_empty() {
+        extra.insert("structuredMetadata".into(), Json_::Object(metadata));
+    }
+    if !parsed.is_empty() {
+        extra.insert("parsed".into(), Json_::Object(parsed));
+    }
+    (Labels::from_pairs(stream), (!extra.is_empty()).then_some(Json_::Object(extra)))
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ fn logs() -> MemLogs {
         timestamp_ns: ts,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     };
     MemLogs(vec![
         rec("api", 1_000_000_000, "error one"),
@@ -412,6 +413,7 @@ async fn loki_tail_streams_recent_then_new_entries() {
         timestamp_ns: ts,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     };
     let logs = SharedLogs::default();
     logs.0.lock().unwrap().extend([
@@ -464,4 +466,85 @@ async fn loki_tail_streams_recent_then_new_entries() {
     );
     ws.close(None).await.unwrap();
     server.abort();
+}
+
+fn metadata_logs() -> MemLogs {
+    let rec = |ts: i64, body: &str, attrs: &[(&str, &str)]| LogRecord {
+        attributes: pharos_model::normalize_attributes(
+            attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ),
+        ..LogRecord::new(Labels::from_pairs([("app", "api")]), ts, body, "")
+    };
+    MemLogs(vec![
+        rec(1_000_000_000, "plain", &[]),
+        rec(2_000_000_000, "first t1", &[("trace_id", "t1")]),
+        rec(3_000_000_000, "t2", &[("trace_id", "t2"), ("user", "ada")]),
+        rec(4_000_000_000, r#"{"status":"500"}"#, &[("trace_id", "t1")]),
+    ])
+}
+
+async fn metadata_query(query: &str, categorize: bool) -> Value {
+    let app = super::router(Arc::new(metrics()), Arc::new(metadata_logs()));
+    let uri = format!(
+        "/loki/api/v1/query_range?start=0&end=10&direction=forward&query={}",
+        urlencoding(query)
+    );
+    let mut req = Request::get(uri);
+    if categorize {
+        req = req.header("X-Loki-Response-Encoding-Flags", "categorize-labels");
+    }
+    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[tokio::test]
+async fn structured_metadata_joins_the_stream_labels_by_default() {
+    let body = metadata_query(r#"{app="api"}"#, false).await;
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"stream": {"app": "api"}, "values": [["1000000000", "plain"]]},
+            {"stream": {"app": "api", "trace_id": "t1"}, "values": [["2000000000", "first t1"], ["4000000000", r#"{"status":"500"}"#]]},
+            {"stream": {"app": "api", "trace_id": "t2", "user": "ada"}, "values": [["3000000000", "t2"]]},
+        ])
+    );
+    assert!(body["data"].get("encodingFlags").is_none());
+    let body = metadata_query(r#"{app="api"} | trace_id="t1""#, false).await;
+    let lines: Vec<&str> = body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter().map(|v| v[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, ["first t1", r#"{"status":"500"}"#]);
+}
+
+#[tokio::test]
+async fn categorize_labels_puts_metadata_and_parsed_labels_beside_each_entry() {
+    let body = metadata_query(r#"{app="api"} | json"#, true).await;
+    assert_eq!(body["data"]["encodingFlags"], json!(["categorize-labels"]));
+    assert_eq!(
+        body["data"]["result"],
+        json!([{"stream": {"app": "api"}, "values": [
+            ["1000000000", "plain", {"parsed": {"__error__": "JSONParserErr"}}],
+            ["2000000000", "first t1", {"structuredMetadata": {"trace_id": "t1"}, "parsed": {"__error__": "JSONParserErr"}}],
+            ["3000000000", "t2", {"structuredMetadata": {"trace_id": "t2", "user": "ada"}, "parsed": {"__error__": "JSONParserErr"}}],
+            ["4000000000", r#"{"status":"500"}"#, {"structuredMetadata": {"trace_id": "t1"}, "parsed": {"status": "500"}}],
+        ]}])
+    );
+    let body = metadata_query(r#"{app="api"} | user="ada""#, true).await;
+    assert_eq!(
+        body["data"]["result"],
+        json!([{"stream": {"app": "api"}, "values": [
+            ["3000000000", "t2", {"structuredMetadata": {"trace_id": "t2", "user": "ada"}}],
+        ]}])
+    );
 }

@@ -308,6 +308,7 @@ fn load(
     let from = first.saturating_sub(range_ns).saturating_add(1);
     let mut search = LogSearch::new(&query.matchers, from, last);
     search.contains_any = query.index_filters();
+    search.label_equals = query.label_equalities();
     let records = reader
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
@@ -316,7 +317,7 @@ fn load(
         if r.timestamp_ns < from || r.timestamp_ns > last {
             continue;
         }
-        let Some((mut labels, line)) = query.process_line(&r.labels, &r.body) else {
+        let Some((mut labels, line)) = query.process_record(&r) else {
             continue;
         };
         let value = match (&query.unwrap, func) {

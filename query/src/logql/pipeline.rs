@@ -142,7 +142,7 @@ fn set_error(labels: &mut LabelMap, err: &str) {
 }
 
 /// Adds an extracted label; a name the stream already has becomes `name_extracted`.
-fn insert_extracted(labels: &mut LabelMap, stream: &Labels, name: &str, value: String) {
+pub(crate) fn insert_extracted(labels: &mut LabelMap, stream: &Labels, name: &str, value: String) {
     if name.is_empty() {
         return;
     }

@@ -194,6 +194,7 @@ fn mem() -> Mem {
         timestamp_ns: ts,
         body: body.into(),
         severity: String::new(),
+        attributes: Vec::new(),
     };
     Mem(vec![
         rec("api", S, "error a status=500"),
@@ -347,5 +348,76 @@ fn arithmetic_vector_and_scalars_by_hand() {
     assert_eq!(
         eval(r#"sum by (app) (count_over_time({app=~".+"} |= "ok" [4s])) + 10"#, &[t]),
         vec![(app("api"), vec![(t, 11.0)])]
+    );
+}
+
+fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
+    LogRecord {
+        attributes: pharos_model::normalize_attributes(
+            attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ),
+        ..LogRecord::new(stream(&[("app", app)]), ts, body, "")
+    }
+}
+
+#[test]
+fn label_equalities_are_the_equality_filters_right_after_the_selector() {
+    let eq = |q: &str| parse(q).unwrap().label_equalities();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(eq(r#"{app="x"} | trace_id="abc""#), vec![pair("trace_id", "abc")]);
+    assert_eq!(
+        eq(r#"{app="x"} |= "err" | trace_id="abc" and user="ada" | status > 5 | pod="p""#),
+        vec![pair("trace_id", "abc"), pair("user", "ada"), pair("pod", "p")]
+    );
+    assert_eq!(eq(r#"{app="x"} | trace_id="abc" or user="ada""#), vec![]);
+    assert_eq!(eq(r#"{app="x"} | trace_id!="abc" | user=~"a.*" | k="""#), vec![]);
+    assert_eq!(eq(r#"{app="x"} | json | trace_id="abc""#), vec![], "a parser may set it");
+    assert_eq!(eq(r#"{app="x"} | label_format trace_id=x | trace_id="abc""#), vec![]);
+    assert_eq!(eq(r#"{app="x"} | __error__="x""#), vec![]);
+}
+
+#[test]
+fn attributes_are_labels_in_the_pipeline() {
+    let r = with_attrs("api", 1, r#"{"user":"from-line"}"#, &[("trace_id", "t1"), ("app", "meta-app")]);
+    let q = parse(r#"{app="api"} | trace_id="t1""#).unwrap();
+    let (labels, _) = q.process(&r).unwrap();
+    assert_eq!(
+        labels,
+        stream(&[("app", "api"), ("app_extracted", "meta-app"), ("trace_id", "t1")]),
+        "an attribute named like a stream label is app_extracted"
+    );
+    assert!(parse(r#"{app="api"} | trace_id="t2""#).unwrap().process(&r).is_none());
+    assert!(parse(r#"{app="api"} | app="meta-app""#).unwrap().process(&r).is_none(), "the stream label wins");
+    let (labels, line) = parse(r#"{app="api"} | json | line_format "{{.trace_id}}/{{.user}}""#).unwrap().process(&r).unwrap();
+    assert_eq!(line, "t1/from-line");
+    assert_eq!(labels.get("user"), Some("from-line"));
+    assert!(parse(r#"{app="api"} | drop trace_id"#).unwrap().process(&r).unwrap().0.get("trace_id").is_none());
+}
+
+#[test]
+fn metric_queries_group_by_attributes() {
+    let store = Mem(vec![
+        with_attrs("api", S, "a", &[("trace_id", "t1")]),
+        with_attrs("api", 2 * S, "b", &[("trace_id", "t2")]),
+        with_attrs("api", 3 * S, "c", &[("trace_id", "t1"), ("user", "ada")]),
+        with_attrs("web", 3 * S, "d", &[("trace_id", "t1")]),
+        with_attrs("web", 3 * S, "e", &[]),
+    ]);
+    let run = |q: &str| -> Evaluated {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        m.evaluate(&store, &[4 * S])
+            .unwrap()
+            .into_iter()
+            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
+            .collect()
+    };
+    let trace = |t: &str| vec![("trace_id".to_string(), t.to_string())];
+    assert_eq!(
+        run(r#"sum by (trace_id) (count_over_time({app=~".+"}[10s]))"#),
+        vec![(vec![], vec![(4 * S, 1.0)]), (trace("t1"), vec![(4 * S, 3.0)]), (trace("t2"), vec![(4 * S, 1.0)])]
+    );
+    assert_eq!(
+        run(r#"sum by (app) (count_over_time({app=~".+"} | trace_id="t1" [10s]))"#),
+        vec![(app("api"), vec![(4 * S, 2.0)]), (app("web"), vec![(4 * S, 1.0)])]
     );
 }
