@@ -1,4 +1,4 @@
-use crate::Labels;
+use crate::{Labels, MetricMetadata};
 
 /// One metric sample: a float value of a series at a millisecond timestamp.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,4 +29,13 @@ pub struct LogRecord {
     pub body: String,
     /// Severity text where the format has one (empty when unknown).
     pub severity: String,
+}
+
+/// Decoded metric ingest: samples and the metadata of their families that came with them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsBatch {
+    /// The samples.
+    pub samples: Vec<Sample>,
+    /// HELP/TYPE/UNIT of families (possibly repeated, possibly for families without samples).
+    pub metadata: Vec<MetricMetadata>,
 }
