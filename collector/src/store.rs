@@ -553,7 +553,7 @@ mod tests {
         let lat = MetricMetadata::new("lat", MetricType::Histogram, "Latency.", "seconds");
         let store = Store::open(dir.path(), metrics.clone()).unwrap();
         // A metadata-only remote_write request, as Prometheus sends them.
-        store.ingest_durable(WalKind::RemoteWriteSnappy, &remote_write::encode_with_metadata(&[], &[cpu.clone()])).unwrap();
+        store.ingest_durable(WalKind::RemoteWriteSnappy, &remote_write::encode_with_metadata(&[], std::slice::from_ref(&cpu))).unwrap();
         assert_eq!(store.metadata.writes(), 1);
         store.flush().unwrap();
         // The agent's OTLP: a histogram's flattened series naming their family.
