@@ -7,6 +7,8 @@
 //! - Flushes: samples to Parquet under `metrics/date=…/hour=…/` ([`parquet_files`]), log records
 //!   to tantivy splits under `logs/` ([`log_splits`]), published with the offsets they cover in one
 //!   atomic [`metastore`] step.
+//! - [`metric_metadata`]: HELP/TYPE/UNIT per metric family from remote_write and OTLP, kept in
+//!   `metadata.json`.
 //! - [`sql`]: read-only SQL (DataFusion) over a `metrics` table of published files plus head.
 //! - [`Store`] ties them together and implements `pharos_model`'s `MetricsReader`/`LogsReader`
 //!   for the query layer.
@@ -31,6 +33,7 @@ pub mod log_splits;
 pub mod loki_push;
 pub mod maintenance;
 pub mod metastore;
+pub mod metric_metadata;
 pub mod parquet_files;
 pub mod sql;
 pub mod store;

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use pharos_model::select::{Direction, LogSearch, cut_to_limit};
-use pharos_model::{LabelMatcher, Labels, LogRecord, LogsReader, MetricsReader, Sample, Series, otlp};
+use pharos_model::{
+    LabelMatcher, Labels, LogRecord, LogsReader, MetricMetadata, MetricsBatch, MetricsReader, Sample, Series, otlp,
+};
 
 use crate::head::Head;
 use crate::log_splits::search::SearchStats;
 use crate::log_splits::{self, LogFields, SplitHandle};
 use crate::metastore::Manifest;
+use crate::metric_metadata::MetadataStore;
 use crate::parquet_files;
 use crate::telemetry::CollectorMetrics;
 use crate::wal::{Wal, WalKind};
@@ -30,6 +33,8 @@ pub const WAL_SOURCE: &str = "wal";
 pub enum Batch {
     /// Metric samples.
     Metrics(Vec<Sample>),
+    /// Metric samples and the metadata of their families (remote_write, OTLP).
+    MetricsWithMetadata(MetricsBatch),
     /// Log records.
     Logs(Vec<LogRecord>),
     /// A remote_write request parsed in place (label strings are copied only for new series).
@@ -40,8 +45,8 @@ impl Batch {
     /// Decodes an OTLP payload of the given kind.
     pub fn decode(kind: WalKind, body: &[u8]) -> Result<Batch> {
         Ok(match kind {
-            WalKind::MetricsProtobuf => Batch::Metrics(otlp::decode_metrics_protobuf(body)?),
-            WalKind::MetricsJson => Batch::Metrics(otlp::decode_metrics_json(body)?),
+            WalKind::MetricsProtobuf => Batch::MetricsWithMetadata(otlp::decode_metrics_batch_protobuf(body)?),
+            WalKind::MetricsJson => Batch::MetricsWithMetadata(otlp::decode_metrics_batch_json(body)?),
             WalKind::LogsProtobuf => Batch::Logs(otlp::decode_logs_protobuf(body)?),
             WalKind::LogsJson => Batch::Logs(otlp::decode_logs_json(body)?),
             WalKind::RemoteWrite => Batch::RemoteWrite(WriteView::parse(body.to_vec())?),
@@ -60,8 +65,18 @@ impl Batch {
     fn len(&self) -> usize {
         match self {
             Batch::Metrics(s) => s.len(),
+            Batch::MetricsWithMetadata(b) => b.samples.len(),
             Batch::Logs(l) => l.len(),
             Batch::RemoteWrite(w) => w.sample_count(),
+        }
+    }
+
+    /// The metric metadata the batch carries.
+    pub fn metadata(&self) -> &[MetricMetadata] {
+        match self {
+            Batch::MetricsWithMetadata(b) => &b.metadata,
+            Batch::RemoteWrite(w) => w.metadata(),
+            Batch::Metrics(_) | Batch::Logs(_) => &[],
         }
     }
 }
@@ -113,6 +128,8 @@ pub struct Store {
     pub(crate) metrics: Arc<CollectorMetrics>,
     /// Files no longer published, deleted once queries that may still read them are done.
     pub(crate) pending_deletes: Mutex<Vec<(std::time::Instant, PathBuf)>>,
+    /// HELP/TYPE/UNIT per metric family (`metadata.json`).
+    metadata: MetadataStore,
     teams: pharos_model::team::TeamMapping,
 }
 
@@ -149,6 +166,7 @@ impl Store {
             label_cache: parquet_files::LabelCache::default(),
             metrics,
             pending_deletes: Mutex::new(Vec::new()),
+            metadata: MetadataStore::open(data_dir)?,
             teams,
         };
         let replayed = replay.len();
@@ -188,7 +206,13 @@ impl Store {
 
     /// Adds a batch read at `offset` of `source` to the head. Returns false (and drops the batch)
     /// when that offset was already ingested or published: replays never duplicate data.
+    ///
+    /// Metric metadata is kept even from a duplicate batch (it is idempotent). Should writing
+    /// `metadata.json` fail here, it is retried before the next flush publishes offsets.
     pub fn ingest(&self, source: &str, offset: i64, batch: Batch) -> bool {
+        if let Err(e) = self.metadata.observe(batch.metadata()) {
+            tracing::error!(error = %e, "could not write metric metadata; retried before the next flush");
+        }
         let mut st = self.state.write();
         if st.seen_offset(source).is_some_and(|seen| offset <= seen) {
             self.metrics.batches_duplicate.inc();
@@ -197,7 +221,7 @@ impl Store {
         let n = batch.len() as u64;
         let batch = self.with_teams(batch);
         match batch {
-            Batch::Metrics(samples) => {
+            Batch::Metrics(samples) | Batch::MetricsWithMetadata(MetricsBatch { samples, .. }) => {
                 st.head.append_samples(samples);
                 self.metrics.samples_ingested.inc_by(n);
             }
@@ -229,6 +253,8 @@ impl Store {
             }
         };
         let n = batch.len();
+        // New metadata is on disk before the request is acknowledged.
+        self.metadata.observe(batch.metadata())?;
         // The WAL lock is held while the head is updated so WAL sequence numbers enter the head
         // in order and a flush's WAL rotation separates them exactly.
         let mut wal = self.wal.lock();
@@ -284,6 +310,8 @@ impl Store {
     }
 
     fn write_and_publish(&self, frozen: &Head) -> Result<FlushReport> {
+        // Offsets are published only when the metadata they brought is on disk.
+        self.metadata.persist_if_dirty()?;
         let files = parquet_files::write_sources(&self.data_dir, frozen.series_chunks())?;
         let split = log_splits::write_split(&self.data_dir, &self.log_fields, &frozen.logs)?;
         let report = FlushReport { metric_files: files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
@@ -313,7 +341,9 @@ impl Store {
         };
         match batch {
             // Labels are rewritten: the owned (slower) path.
-            Batch::RemoteWrite(w) => self.with_teams(Batch::Metrics(w.to_samples())),
+            Batch::RemoteWrite(w) => {
+                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec() }))
+            }
             Batch::Metrics(mut samples) => {
                 for s in &mut samples {
                     if let Some(l) = team_of(&s.labels) {
@@ -321,6 +351,14 @@ impl Store {
                     }
                 }
                 Batch::Metrics(samples)
+            }
+            Batch::MetricsWithMetadata(mut batch) => {
+                for s in &mut batch.samples {
+                    if let Some(l) = team_of(&s.labels) {
+                        s.labels = l;
+                    }
+                }
+                Batch::MetricsWithMetadata(batch)
             }
             Batch::Logs(mut records) => {
                 for r in &mut records {
@@ -440,6 +478,13 @@ impl MetricsReader for Store {
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
+
+    fn metric_metadata(
+        &self,
+        metric: Option<&str>,
+    ) -> std::result::Result<BTreeMap<String, Vec<MetricMetadata>>, String> {
+        Ok(self.metadata.get(metric))
+    }
 }
 
 impl LogsReader for Store {
@@ -508,6 +553,46 @@ mod tests {
         let m = [LabelMatcher::new("__name__", "=", name).unwrap()];
         let s = store.select_series(&m, 0, i64::MAX).unwrap();
         s.into_iter().flat_map(|s| s.samples).collect()
+    }
+
+    /// Metadata acknowledged over HTTP (remote_write and OTLP) survives a restart, whether the
+    /// WAL records that brought it were published (WAL deleted) or not (WAL replayed).
+    #[test]
+    fn metric_metadata_survives_restart() {
+        use pharos_model::{FamilyIndex, MetricType, remote_write};
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let cpu = MetricMetadata::new("node_cpu_seconds_total", MetricType::Counter, "Seconds the CPUs spent.", "");
+        let lat = MetricMetadata::new("lat", MetricType::Histogram, "Latency.", "seconds");
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        // A metadata-only remote_write request, as Prometheus sends them.
+        store.ingest_durable(WalKind::RemoteWriteSnappy, &remote_write::encode_with_metadata(&[], std::slice::from_ref(&cpu))).unwrap();
+        assert_eq!(store.metadata.writes(), 1);
+        store.flush().unwrap();
+        // The agent's OTLP: a histogram's flattened series naming their family.
+        let otlp_body = otlp::encode_metrics_with_metadata(
+            &Labels::default(),
+            &[sample("lat_count", 1000, 1.0), sample("lat_sum", 1000, 0.5)],
+            &FamilyIndex::new([lat.clone()]),
+        );
+        store.ingest_durable(WalKind::MetricsProtobuf, &otlp_body).unwrap();
+        store.ingest_durable(WalKind::MetricsProtobuf, &otlp_body).unwrap();
+        assert_eq!(store.metadata.writes(), 2, "the repeated request changes nothing and writes nothing");
+        let want = BTreeMap::from([
+            ("lat".to_string(), vec![lat.clone()]),
+            ("node_cpu_seconds_total".to_string(), vec![cpu.clone()]),
+        ]);
+        assert_eq!(store.metric_metadata(None).unwrap(), want);
+        drop(store); // a crash: the OTLP records are only in the WAL
+
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        assert_eq!(store.metric_metadata(None).unwrap(), want);
+        assert_eq!(store.metadata.writes(), 0, "replaying known metadata writes nothing");
+        store.flush().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), metrics).unwrap();
+        assert_eq!(store.metric_metadata(Some("lat")).unwrap(), BTreeMap::from([("lat".to_string(), vec![lat])]));
+        assert!(all(&store, "lat_count").contains(&(1000, 1.0)), "the samples came along");
     }
 
     #[test]

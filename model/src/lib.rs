@@ -7,6 +7,8 @@
 //!   identity labels Pharos stores (`pod`, …), per ARCHITECTURE.md decision 6.
 //! - [`otlp`]: encoding samples/log records as OTLP `Export*ServiceRequest` protobuf (what the
 //!   agent ships through Kafka or HTTP) and decoding OTLP protobuf or OTLP/JSON back.
+//! - [`metadata`]: HELP/TYPE/UNIT of metric families ([`MetricMetadata`]), carried by
+//!   remote_write, OTLP and the agent's exposition parser, served on `/api/v1/metadata`.
 //! - [`sql`]: the [`SqlReader`] trait through which the query layer runs read-only SQL.
 //! - [`team`]: the team mapping (namespace globs, pod label override) behind the `team` label.
 //! - [`trino`]: Trino query-completed events → per-query samples (agent HTTP and Kafka listener).
@@ -24,6 +26,7 @@ pub mod env;
 pub mod float;
 pub mod identity;
 mod labels;
+pub mod metadata;
 pub mod otlp;
 pub mod remote_write;
 mod record;
@@ -34,7 +37,8 @@ pub mod trino;
 pub mod write_view;
 
 pub use labels::{Labels, METRIC_NAME};
-pub use record::{LogRecord, Sample, normalize_attributes};
+pub use metadata::{FamilyIndex, MetricMetadata, MetricType};
+pub use record::{LogRecord, MetricsBatch, Sample, normalize_attributes};
 pub use select::{Direction, LabelMatcher, LogSearch, LogsReader, MetricsReader, Series};
 pub use sql::SqlReader;
 

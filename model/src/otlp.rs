@@ -5,6 +5,14 @@
 //! become one series per data point, classic histograms become `_bucket{le}`/`_sum`/`_count`,
 //! summaries become `{quantile}`/`_sum`/`_count`. Resource attributes become labels through
 //! [`crate::identity`].
+//!
+//! Metric metadata ([`MetricMetadata`]): `Metric.description` is the HELP, `Metric.unit` the
+//! UNIT, and the type follows the data: a monotonic cumulative Sum is a counter, other Sums and
+//! Gauges are gauges, Histogram and Summary are themselves. `Metric.metadata` may override the
+//! type with `prometheus.type` (the key the OpenTelemetry Collector's Prometheus receiver uses)
+//! and name the family with `prometheus.family` when it differs from the metric name; the agent
+//! sends the flattened series of a histogram (`h_bucket`, …) that way. A Gauge that says nothing
+//! (no description, unit or `prometheus.type`) carries no metadata.
 
 use std::collections::BTreeMap;
 
@@ -13,19 +21,26 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::identity::{attribute_to_label, label_to_attribute, sanitize_label_name};
-use crate::{Error, Labels, LogRecord, METRIC_NAME, Result, Sample};
+use crate::{
+    Error, FamilyIndex, Labels, LogRecord, METRIC_NAME, MetricMetadata, MetricType, MetricsBatch, Result, Sample,
+};
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 /// OTLP data point flag: no recorded value (the OTLP form of a staleness marker).
 const FLAG_NO_RECORDED_VALUE: u32 = 1;
 const SCOPE_NAME: &str = "pharos";
+/// `Metric.metadata` key holding the Prometheus metric type.
+pub const TYPE_KEY: &str = "prometheus.type";
+/// `Metric.metadata` key holding the family name when it is not the metric name.
+pub const FAMILY_KEY: &str = "prometheus.family";
 
 /// True when `v` is the Prometheus staleness marker.
 pub fn is_stale_nan(v: f64) -> bool {
@@ -50,6 +65,14 @@ fn resource_of(labels: &Labels) -> Option<Resource> {
 /// Encodes samples as one `ExportMetricsServiceRequest`: `resource` labels become resource
 /// attributes (identity labels as `k8s.*`), samples are grouped into one gauge metric per name.
 pub fn encode_metrics(resource: &Labels, samples: &[Sample]) -> Vec<u8> {
+    encode_metrics_with_metadata(resource, samples, &FamilyIndex::default())
+}
+
+/// [`encode_metrics`] with the HELP/TYPE/UNIT of `families`: a series of a known family gets its
+/// description and unit and its `prometheus.type` (and `prometheus.family` when the family name
+/// differs); a counter's own series (`x_total`) becomes a monotonic cumulative Sum. Families are
+/// looked up once per metric name, not per sample.
+pub fn encode_metrics_with_metadata(resource: &Labels, samples: &[Sample], families: &FamilyIndex) -> Vec<u8> {
     let mut by_name: BTreeMap<&str, Vec<NumberDataPoint>> = BTreeMap::new();
     for s in samples {
         let name = s.labels.metric_name().unwrap_or_default();
@@ -67,14 +90,7 @@ pub fn encode_metrics(resource: &Labels, samples: &[Sample]) -> Vec<u8> {
             ..Default::default()
         });
     }
-    let metrics = by_name
-        .into_iter()
-        .map(|(name, data_points)| Metric {
-            name: name.to_string(),
-            data: Some(metric::Data::Gauge(Gauge { data_points })),
-            ..Default::default()
-        })
-        .collect();
+    let metrics = by_name.into_iter().map(|(name, data_points)| metric_of(name, data_points, families)).collect();
     let req = ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: resource_of(resource),
@@ -107,6 +123,39 @@ fn lower_hex_bytes(s: &str, n: usize) -> Option<Vec<u8>> {
 
 fn lower_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn metric_of(name: &str, data_points: Vec<NumberDataPoint>, families: &FamilyIndex) -> Metric {
+    let Some(family) = families.family_of(name) else {
+        return Metric {
+            name: name.to_string(),
+            data: Some(metric::Data::Gauge(Gauge { data_points })),
+            ..Default::default()
+        };
+    };
+    let family_name = family.metric_family_name.as_str();
+    let counter_series = family.r#type == MetricType::Counter
+        && (name == family_name || name.strip_prefix(family_name) == Some("_total"));
+    let data = if counter_series {
+        metric::Data::Sum(Sum {
+            data_points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })
+    } else {
+        metric::Data::Gauge(Gauge { data_points })
+    };
+    let mut metadata = vec![string_kv(TYPE_KEY, family.r#type.as_str())];
+    if family_name != name {
+        metadata.push(string_kv(FAMILY_KEY, family_name));
+    }
+    Metric {
+        name: name.to_string(),
+        description: family.help.clone(),
+        unit: family.unit.clone(),
+        data: Some(data),
+        metadata,
+    }
 }
 
 /// Encodes log records as one `ExportLogsServiceRequest`, one `ResourceLogs` per label set.
@@ -151,11 +200,21 @@ pub fn encode_logs(records: &[LogRecord]) -> Vec<u8> {
 
 /// Decodes an `ExportMetricsServiceRequest` protobuf into samples.
 pub fn decode_metrics_protobuf(body: &[u8]) -> Result<Vec<Sample>> {
-    metrics_to_samples(ExportMetricsServiceRequest::decode(body)?)
+    Ok(decode_metrics_batch_protobuf(body)?.samples)
 }
 
 /// Decodes an OTLP/JSON `ExportMetricsServiceRequest` into samples.
 pub fn decode_metrics_json(body: &[u8]) -> Result<Vec<Sample>> {
+    Ok(decode_metrics_batch_json(body)?.samples)
+}
+
+/// Decodes an `ExportMetricsServiceRequest` protobuf into samples and metric metadata.
+pub fn decode_metrics_batch_protobuf(body: &[u8]) -> Result<MetricsBatch> {
+    metrics_to_samples(ExportMetricsServiceRequest::decode(body)?)
+}
+
+/// Decodes an OTLP/JSON `ExportMetricsServiceRequest` into samples and metric metadata.
+pub fn decode_metrics_batch_json(body: &[u8]) -> Result<MetricsBatch> {
     metrics_to_samples(serde_json::from_slice(body)?)
 }
 
@@ -274,8 +333,9 @@ fn prom_float(v: f64) -> String {
     }
 }
 
-fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<Vec<Sample>> {
+fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> {
     let mut out = Vec::new();
+    let mut metadata: Vec<MetricMetadata> = Vec::new();
     for rm in req.resource_metrics {
         let resource: Vec<(String, String)> = rm
             .resource
@@ -283,15 +343,59 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<Vec<Sample>> {
             .map(|r| attrs_to_pairs(&r.attributes).collect())
             .unwrap_or_default();
         for sm in rm.scope_metrics {
-            for m in sm.metrics {
+            for mut m in sm.metrics {
                 if m.name.is_empty() {
                     return Err(Error::Content("metric without a name".into()));
+                }
+                if let Some(md) = metadata_of(&mut m)
+                    && metadata.last() != Some(&md)
+                {
+                    metadata.push(md);
                 }
                 push_metric(&resource, &m, &mut out)?;
             }
         }
     }
-    Ok(out)
+    Ok(MetricsBatch { samples: out, metadata })
+}
+
+/// The metadata `m` carries (see the module docs); takes its description.
+fn metadata_of(m: &mut Metric) -> Option<MetricMetadata> {
+    let mut explicit_type = None;
+    let mut family = None;
+    for kv in &m.metadata {
+        let Some(any_value::Value::StringValue(v)) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+            continue;
+        };
+        match kv.key.as_str() {
+            TYPE_KEY => explicit_type = MetricType::parse(v),
+            FAMILY_KEY if !v.is_empty() => family = Some(v.clone()),
+            _ => {}
+        }
+    }
+    let by_data = match &m.data {
+        Some(metric::Data::Gauge(_)) | None => None,
+        Some(metric::Data::Sum(s)) => Some(
+            if s.is_monotonic && s.aggregation_temporality == AggregationTemporality::Cumulative as i32 {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            },
+        ),
+        Some(metric::Data::Histogram(_)) => Some(MetricType::Histogram),
+        Some(metric::Data::Summary(_)) => Some(MetricType::Summary),
+        Some(metric::Data::ExponentialHistogram(_)) => None,
+    };
+    let r#type = explicit_type.or(by_data);
+    if r#type.is_none() && m.description.is_empty() && m.unit.is_empty() {
+        return None;
+    }
+    Some(MetricMetadata {
+        metric_family_name: family.unwrap_or_else(|| m.name.clone()),
+        r#type: r#type.unwrap_or(MetricType::Gauge),
+        help: std::mem::take(&mut m.description),
+        unit: m.unit.clone(),
+    })
 }
 
 fn push_metric(resource: &[(String, String)], m: &Metric, out: &mut Vec<Sample>) -> Result<()> {
@@ -413,6 +517,105 @@ mod tests {
         assert_eq!(find("lat_sum", None), Some(1.5));
         assert_eq!(find("lat_count", None), Some(3.0));
         assert!(s.iter().all(|s| s.labels.get("pod") == Some("p1") && s.timestamp_ms == 2000));
+    }
+
+    /// OTLP/JSON as an OpenTelemetry SDK sends it: the type comes from the data kind, HELP and
+    /// UNIT from `description` and `unit`.
+    #[test]
+    fn otlp_metadata_from_description_unit_and_data_kind() {
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+          {"name":"http_requests","description":"Requests served.","unit":"1",
+           "sum":{"aggregationTemporality":2,"isMonotonic":true,
+             "dataPoints":[{"timeUnixNano":"1000000","asDouble":5}]}},
+          {"name":"queue_depth","description":"Items waiting.",
+           "sum":{"aggregationTemporality":2,"isMonotonic":false,
+             "dataPoints":[{"timeUnixNano":"1000000","asInt":"3"}]}},
+          {"name":"delta_count","sum":{"aggregationTemporality":1,"isMonotonic":true,
+             "dataPoints":[{"timeUnixNano":"1000000","asInt":"3"}]}},
+          {"name":"temperature","description":"Room temperature.","unit":"Cel",
+           "gauge":{"dataPoints":[{"timeUnixNano":"1000000","asDouble":21.5}]}},
+          {"name":"plain","gauge":{"dataPoints":[{"timeUnixNano":"1000000","asDouble":1}]}},
+          {"name":"lat","unit":"s","histogram":{"aggregationTemporality":2,
+             "dataPoints":[{"timeUnixNano":"1000000","count":"1","sum":1,"bucketCounts":["1"]}]}},
+          {"name":"rpc","description":"RPC latency.",
+           "summary":{"dataPoints":[{"timeUnixNano":"1000000","count":"1","sum":2}]}},
+          {"name":"up_info","description":"Build.","gauge":{"dataPoints":[]},
+           "metadata":[{"key":"prometheus.type","value":{"stringValue":"info"}},
+                       {"key":"prometheus.family","value":{"stringValue":"up"}}]}
+        ]}]}]}"#;
+        let batch = decode_metrics_batch_json(body).unwrap();
+        assert_eq!(
+            batch.metadata,
+            vec![
+                MetricMetadata::new("http_requests", MetricType::Counter, "Requests served.", "1"),
+                MetricMetadata::new("queue_depth", MetricType::Gauge, "Items waiting.", ""),
+                MetricMetadata::new("delta_count", MetricType::Gauge, "", ""),
+                MetricMetadata::new("temperature", MetricType::Gauge, "Room temperature.", "Cel"),
+                MetricMetadata::new("lat", MetricType::Histogram, "", "s"),
+                MetricMetadata::new("rpc", MetricType::Summary, "RPC latency.", ""),
+                MetricMetadata::new("up", MetricType::Info, "Build.", ""),
+            ]
+        );
+        assert_eq!(batch.samples.len(), 1 + 1 + 1 + 1 + 1 + 3 + 2);
+    }
+
+    /// What the agent sends: a counter's series is a monotonic cumulative Sum, a histogram's
+    /// flattened series are Gauges naming their family, and decoding gives back the families.
+    #[test]
+    fn encode_with_families_is_symmetric() {
+        let families = FamilyIndex::new([
+            MetricMetadata::new("node_cpu_seconds_total", MetricType::Counter, "Seconds the CPUs spent.", ""),
+            MetricMetadata::new("lat", MetricType::Histogram, "Latency.", "seconds"),
+            MetricMetadata::new("om", MetricType::Counter, "OpenMetrics counter.", ""),
+            MetricMetadata::new("temp", MetricType::Gauge, "", ""),
+        ]);
+        let l = |name: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("__name__", name)];
+            pairs.extend_from_slice(extra);
+            Labels::from_pairs(pairs)
+        };
+        let samples = vec![
+            Sample::new(l("node_cpu_seconds_total", &[("cpu", "0")]), 1000, 12.5),
+            Sample::new(l("node_cpu_seconds_total", &[("cpu", "1")]), 1000, 13.5),
+            Sample::new(l("lat_bucket", &[("le", "+Inf")]), 1000, 3.0),
+            Sample::new(l("lat_sum", &[]), 1000, 1.5),
+            Sample::new(l("lat_count", &[]), 1000, 3.0),
+            Sample::new(l("om_total", &[]), 1000, 7.0),
+            Sample::new(l("om_created", &[]), 1000, 1.0),
+            Sample::new(l("temp", &[]), 1000, 20.0),
+            Sample::new(l("up", &[]), 1000, 1.0),
+        ];
+        let wire = encode_metrics_with_metadata(&Labels::default(), &samples, &families);
+        let req = ExportMetricsServiceRequest::decode(wire.as_slice()).unwrap();
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let kind = |name: &str| {
+            let m = metrics.iter().find(|m| m.name == name).unwrap();
+            match &m.data {
+                Some(metric::Data::Sum(s)) => {
+                    assert!(s.is_monotonic && s.aggregation_temporality == AggregationTemporality::Cumulative as i32);
+                    "sum"
+                }
+                Some(metric::Data::Gauge(_)) => "gauge",
+                _ => "other",
+            }
+        };
+        assert_eq!(kind("node_cpu_seconds_total"), "sum");
+        assert_eq!(kind("om_total"), "sum");
+        assert_eq!(kind("om_created"), "gauge");
+        assert_eq!(kind("lat_bucket"), "gauge");
+        assert_eq!(kind("up"), "gauge");
+
+        let back = decode_metrics_batch_protobuf(&wire).unwrap();
+        let mut got = back.metadata.clone();
+        got.sort_by(|a, b| a.metric_family_name.cmp(&b.metric_family_name));
+        got.dedup();
+        let mut want: Vec<MetricMetadata> = families.iter().cloned().collect();
+        want.sort_by(|a, b| a.metric_family_name.cmp(&b.metric_family_name));
+        assert_eq!(got, want, "every family once, `up` (no family) without metadata");
+        // The samples are what the plain encoding gives.
+        let plain = decode_metrics_protobuf(&encode_metrics(&Labels::default(), &samples)).unwrap();
+        assert_eq!(back.samples, plain);
+        assert!(decode_metrics_batch_protobuf(&encode_metrics(&Labels::default(), &samples)).unwrap().metadata.is_empty());
     }
 
     #[test]

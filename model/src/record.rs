@@ -1,4 +1,4 @@
-use crate::Labels;
+use crate::{Labels, MetricMetadata};
 
 /// One metric sample: a float value of a series at a millisecond timestamp.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,4 +81,13 @@ mod tests {
         assert_eq!((r.attribute("a"), r.attribute("b"), r.attribute("c")), (Some("2"), Some("3"), None));
         assert_eq!(LogRecord::default().attributes.capacity(), 0, "no allocation without attributes");
     }
+}
+
+/// Decoded metric ingest: samples and the metadata of their families that came with them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsBatch {
+    /// The samples.
+    pub samples: Vec<Sample>,
+    /// HELP/TYPE/UNIT of families (possibly repeated, possibly for families without samples).
+    pub metadata: Vec<MetricMetadata>,
 }

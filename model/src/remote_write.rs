@@ -1,11 +1,13 @@
 //! Prometheus remote_write 1.0: `WriteRequest` protobuf, snappy block-compressed.
 //!
-//! Only the fields Pharos stores are declared (labels and float samples); unknown fields such as
-//! exemplars, native histograms and metadata are skipped by the protobuf decoder.
+//! Only the fields Pharos stores are declared (labels, float samples and metric metadata);
+//! unknown fields such as exemplars and native histograms are skipped by the protobuf decoder.
+//! Prometheus sends metadata in requests of their own (`metadata_config.send_interval`, 1m by
+//! default).
 
 use prost::Message;
 
-use crate::{Error, Labels, Result, Sample};
+use crate::{Error, Labels, MetricMetadata, MetricType, MetricsBatch, Result, Sample};
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -13,6 +15,55 @@ pub struct WriteRequest {
     /// The series and their samples.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
+    /// HELP/TYPE/UNIT of metric families.
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<RemoteMetadata>,
+}
+
+/// `prometheus.MetricMetadata`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RemoteMetadata {
+    /// `prometheus.MetricMetadata.MetricType`: 0 unknown, 1 counter, 2 gauge, 3 histogram,
+    /// 4 gaugehistogram, 5 summary, 6 info, 7 stateset.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    /// The family name.
+    #[prost(string, tag = "2")]
+    pub metric_family_name: String,
+    /// The HELP text.
+    #[prost(string, tag = "4")]
+    pub help: String,
+    /// The UNIT.
+    #[prost(string, tag = "5")]
+    pub unit: String,
+}
+
+/// The wire number of a metric type in `prometheus.MetricMetadata.MetricType`.
+fn type_number(t: MetricType) -> i32 {
+    match t {
+        MetricType::Unknown => 0,
+        MetricType::Counter => 1,
+        MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
+    }
+}
+
+/// The metric type of a wire number; numbers this version does not know are `unknown`.
+pub(crate) fn type_of_number(n: i32) -> MetricType {
+    match n {
+        1 => MetricType::Counter,
+        2 => MetricType::Gauge,
+        3 => MetricType::Histogram,
+        4 => MetricType::GaugeHistogram,
+        5 => MetricType::Summary,
+        6 => MetricType::Info,
+        7 => MetricType::StateSet,
+        _ => MetricType::Unknown,
+    }
 }
 
 /// `prometheus.TimeSeries`.
@@ -50,14 +101,25 @@ pub struct RemoteSample {
 
 /// Decompresses (snappy block format) and decodes a remote_write body into samples.
 pub fn decode(snappy_body: &[u8]) -> Result<Vec<Sample>> {
+    Ok(decode_batch(snappy_body)?.samples)
+}
+
+/// Decodes an uncompressed `WriteRequest` into samples.
+pub fn decode_uncompressed(raw: &[u8]) -> Result<Vec<Sample>> {
+    Ok(decode_batch_uncompressed(raw)?.samples)
+}
+
+/// Decompresses (snappy block format) and decodes a remote_write body into samples and metadata.
+pub fn decode_batch(snappy_body: &[u8]) -> Result<MetricsBatch> {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(snappy_body)
         .map_err(|e| Error::Content(format!("remote_write body is not snappy-compressed: {e}")))?;
-    decode_uncompressed(&raw)
+    decode_batch_uncompressed(&raw)
 }
 
-/// Decodes an uncompressed `WriteRequest`.
-pub fn decode_uncompressed(raw: &[u8]) -> Result<Vec<Sample>> {
+/// Decodes an uncompressed `WriteRequest` into samples and metadata. Metadata without a family
+/// name is an error, like a series without `__name__`.
+pub fn decode_batch_uncompressed(raw: &[u8]) -> Result<MetricsBatch> {
     let req = WriteRequest::decode(raw)?;
     let mut out = Vec::new();
     for ts in req.timeseries {
@@ -67,12 +129,41 @@ pub fn decode_uncompressed(raw: &[u8]) -> Result<Vec<Sample>> {
         }
         out.extend(ts.samples.into_iter().map(|s| Sample::new(labels.clone(), s.timestamp, s.value)));
     }
-    Ok(out)
+    let metadata = req
+        .metadata
+        .into_iter()
+        .map(|m| {
+            if m.metric_family_name.is_empty() {
+                return Err(Error::Content("remote_write metadata without a metric_family_name".into()));
+            }
+            Ok(MetricMetadata {
+                metric_family_name: m.metric_family_name,
+                r#type: type_of_number(m.r#type),
+                help: m.help,
+                unit: m.unit,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MetricsBatch { samples: out, metadata })
 }
 
 /// Encodes samples as a snappy-compressed `WriteRequest` (for tests and benchmarks).
 pub fn encode(samples: &[Sample]) -> Vec<u8> {
+    encode_with_metadata(samples, &[])
+}
+
+/// Encodes samples and metadata as a snappy-compressed `WriteRequest` (for tests).
+pub fn encode_with_metadata(samples: &[Sample], metadata: &[MetricMetadata]) -> Vec<u8> {
     let req = WriteRequest {
+        metadata: metadata
+            .iter()
+            .map(|m| RemoteMetadata {
+                r#type: type_number(m.r#type),
+                metric_family_name: m.metric_family_name.clone(),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            })
+            .collect(),
         timeseries: samples
             .iter()
             .map(|s| TimeSeries {
@@ -96,5 +187,51 @@ mod tests {
         let nameless = Sample::new(Labels::from_pairs([("job", "x")]), 1, 1.0);
         let e = decode(&encode(&[nameless])).unwrap_err().to_string();
         assert!(e.contains("no __name__"), "{e}");
+    }
+
+    /// Bytes as Prometheus 2.42 writes a metadata-only request, built field by field from
+    /// prompb/types.proto (not with this module's encoder): `WriteRequest.metadata` (3) holding
+    /// `MetricMetadata{type=1 (COUNTER), metric_family_name=2, help=4, unit=5}`.
+    #[test]
+    fn decodes_prometheus_metadata_wire_bytes() {
+        fn field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+            let mut v = vec![(tag << 3) | 2, bytes.len() as u8];
+            v.extend_from_slice(bytes);
+            v
+        }
+        let mut md = vec![1 << 3, 1]; // type = COUNTER
+        md.extend(field(2, b"node_cpu_seconds_total"));
+        md.extend(field(4, b"Seconds the CPUs spent in each mode."));
+        let mut summary = vec![1 << 3, 5]; // type = SUMMARY, no help, with unit
+        summary.extend(field(2, b"go_gc_duration_seconds"));
+        summary.extend(field(5, b"seconds"));
+        let mut req = field(3, &md);
+        req.extend(field(3, &summary));
+        let batch = decode_batch(&snap::raw::Encoder::new().compress_vec(&req).unwrap()).unwrap();
+        assert!(batch.samples.is_empty());
+        assert_eq!(
+            batch.metadata,
+            vec![
+                MetricMetadata::new(
+                    "node_cpu_seconds_total",
+                    MetricType::Counter,
+                    "Seconds the CPUs spent in each mode.",
+                    ""
+                ),
+                MetricMetadata::new("go_gc_duration_seconds", MetricType::Summary, "", "seconds"),
+            ]
+        );
+        // Every type number of the proto enum, through the encoder and back.
+        let all: Vec<MetricMetadata> = (0..8)
+            .map(|n| MetricMetadata::new(format!("m{n}"), type_of_number(n), "h", "u"))
+            .collect();
+        let names: Vec<&str> = all.iter().map(|m| m.r#type.as_str()).collect();
+        assert_eq!(
+            names,
+            ["unknown", "counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset"]
+        );
+        assert_eq!(decode_batch(&encode_with_metadata(&[], &all)).unwrap().metadata, all);
+        let nameless = encode_with_metadata(&[], &[MetricMetadata::default()]);
+        assert!(decode_batch(&nameless).unwrap_err().to_string().contains("metric_family_name"));
     }
 }

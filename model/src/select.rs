@@ -94,6 +94,16 @@ pub trait MetricsReader: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, String>;
+
+    /// HELP/TYPE/UNIT per metric family name (only `metric` when given): the distinct metadata
+    /// seen for each family. The default knows none.
+    fn metric_metadata(
+        &self,
+        metric: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<crate::MetricMetadata>>, String> {
+        let _ = metric;
+        Ok(Default::default())
+    }
 }
 
 /// Which end of the time range a limited log search keeps.

@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use crate::labels::METRIC_NAME;
-use crate::{Error, Labels, Result, Sample};
+use crate::{Error, Labels, MetricMetadata, Result, Sample};
 
 /// A parsed `WriteRequest` that owns its uncompressed bytes.
 pub struct WriteView {
@@ -28,6 +28,8 @@ pub struct WriteView {
     series: Vec<(Range<u32>, Range<u32>)>,
     /// Every series' samples, `(timestamp_ms, value)`, in request order.
     samples: Vec<(i64, f64)>,
+    /// HELP/TYPE/UNIT of families (`WriteRequest.metadata`, field 3).
+    metadata: Vec<MetricMetadata>,
 }
 
 /// One series of a [`WriteView`].
@@ -63,13 +65,16 @@ impl WriteView {
     /// Parses an uncompressed `WriteRequest`.
     pub fn parse(buf: Vec<u8>) -> Result<WriteView> {
         let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels: Vec::new(), series: Vec::new(), samples: Vec::new() };
+        let mut v = WriteView { buf: Vec::new(), labels: Vec::new(), series: Vec::new(), samples: Vec::new(), metadata: Vec::new() };
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < len as usize {
             let (field, wire) = r.key()?;
             if field == 1 && wire == LEN {
                 let ts = r.len_delimited()?;
                 v.parse_series(&buf, ts)?;
+            } else if field == 3 && wire == LEN {
+                let m = r.len_delimited()?;
+                v.metadata.push(parse_metadata(&buf, m)?);
             } else {
                 r.skip(wire)?;
             }
@@ -159,6 +164,11 @@ impl WriteView {
         std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).unwrap_or_default()
     }
 
+    /// The family metadata the request carries.
+    pub fn metadata(&self) -> &[MetricMetadata] {
+        &self.metadata
+    }
+
     /// Number of samples.
     pub fn sample_count(&self) -> usize {
         self.samples.len()
@@ -182,6 +192,29 @@ impl WriteView {
         }
         out
     }
+}
+
+/// `prometheus.MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help =
+/// 4; string unit = 5; }`; a family name is required, as the owned decoder requires it.
+fn parse_metadata(buf: &[u8], range: Range<usize>) -> Result<MetricMetadata> {
+    let mut r = Reader { buf: &buf[..range.end], pos: range.start };
+    let (mut kind, mut name, mut help, mut unit) = (0i32, String::new(), String::new(), String::new());
+    let text = |r: Range<usize>| {
+        std::str::from_utf8(&buf[r]).map(str::to_string).map_err(|_| Error::Content("remote_write metadata is not UTF-8".into()))
+    };
+    while r.pos < range.end {
+        match r.key()? {
+            (1, VARINT) => kind = r.varint()? as i32,
+            (2, LEN) => name = text(r.len_delimited()?)?,
+            (4, LEN) => help = text(r.len_delimited()?)?,
+            (5, LEN) => unit = text(r.len_delimited()?)?,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    if name.is_empty() {
+        return Err(Error::Content("remote_write metadata without a metric_family_name".into()));
+    }
+    Ok(MetricMetadata { metric_family_name: name, r#type: crate::remote_write::type_of_number(kind), help, unit })
 }
 
 const VARINT: u8 = 0;
@@ -267,6 +300,7 @@ mod tests {
                     samples: samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
                 })
                 .collect(),
+            ..Default::default()
         }
         .encode_to_vec()
     }
@@ -300,9 +334,9 @@ mod tests {
 
     #[test]
     fn skips_unknown_fields_and_rejects_bad_input() {
-        // A metadata entry (field 3 of WriteRequest) and an exemplar-like field 3 of TimeSeries.
+        // A field this version does not know (5 of WriteRequest).
         let mut raw = request(vec![(vec![label("__name__", "up")], vec![(1, 2.0)])]);
-        raw.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01]);
+        raw.extend_from_slice(&[0x2a, 0x02, 0x08, 0x01]);
         let view = WriteView::parse(raw).unwrap();
         assert_eq!(view.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 1, 2.0)]);
 
@@ -318,5 +352,31 @@ mod tests {
         not_utf8[at] = 0xff;
         assert!(WriteView::parse(not_utf8).err().unwrap().to_string().contains("UTF-8"));
         assert!(WriteView::decode_snappy(b"not snappy").is_err());
+        // Metadata without a family name, as the owned decoder rejects it.
+        let mut nameless_meta = request(vec![]);
+        nameless_meta.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01]);
+        assert!(WriteView::parse(nameless_meta).err().unwrap().to_string().contains("metric_family_name"));
+    }
+
+    #[test]
+    fn metadata_agrees_with_the_owned_decoder() {
+        use crate::MetricType;
+        let meta = |name: &str, t: MetricType, help: &str, unit: &str| MetricMetadata {
+            metric_family_name: name.into(),
+            r#type: t,
+            help: help.into(),
+            unit: unit.into(),
+        };
+        let metadata = vec![
+            meta("node_cpu_seconds_total", MetricType::Counter, "Seconds the CPUs spent in each mode.", "seconds"),
+            meta("h", MetricType::Histogram, "", ""),
+            meta("g", MetricType::Gauge, "ünïcode help", ""),
+        ];
+        let samples = vec![Sample::new(Labels::from_pairs([("__name__", "g")]), 5, 1.5)];
+        let body = crate::remote_write::encode_with_metadata(&samples, &metadata);
+        let view = WriteView::decode_snappy(&body).unwrap();
+        assert_eq!(view.metadata(), metadata.as_slice());
+        assert_eq!(view.metadata(), crate::remote_write::decode_batch(&body).unwrap().metadata.as_slice());
+        assert_eq!(view.to_samples(), samples);
     }
 }

@@ -345,6 +345,7 @@ impl ExpositionServer {
                         "# HELP pharos_test_scrapes_total Scrapes served.\n# TYPE pharos_test_scrapes_total counter\n\
                          pharos_test_scrapes_total{{{EXPOSITION_LABELS}}} {n}\n\
                          # TYPE pharos_test_gauge gauge\npharos_test_gauge{{{EXPOSITION_LABELS}}} {g}\n\
+                         # HELP pharos_test_latency_seconds Request latency \\\\ in seconds.\n\
                          # TYPE pharos_test_latency_seconds histogram\n\
                          pharos_test_latency_seconds_bucket{{case=\"e2e\",le=\"0.5\"}} 3\n\
                          pharos_test_latency_seconds_bucket{{case=\"e2e\",le=\"+Inf\"}} 5\n\

@@ -46,6 +46,29 @@ async fn agent_ships_over_http_with_embedded_defaults() {
     let (_, b) = pharos.get_json(&format!("/api/v1/query?query={}", enc("sum by (job) (pharos_test_gauge)"))).await;
     assert_eq!(prom_values(&b).first().map(|v| v.1.as_str()), Some("3"), "{b}");
 
+    // HELP/TYPE of the exposition (see `ExpositionServer`), shipped by the agent with the samples;
+    // series without metadata in the exposition (`up`) have none.
+    let md = wait_for_async("/api/v1/metadata from the agent", Duration::from_secs(30), || {
+        let p = &pharos;
+        async move {
+            let (_, b) = p.get_json("/api/v1/metadata").await;
+            b["data"].get("pharos_test_latency_seconds").is_some().then_some(b)
+        }
+    })
+    .await;
+    assert_eq!(
+        md["data"],
+        serde_json::json!({
+            "pharos_test_scrapes_total": [{"type": "counter", "help": "Scrapes served.", "unit": ""}],
+            "pharos_test_gauge": [{"type": "gauge", "help": "", "unit": ""}],
+            "pharos_test_latency_seconds": [{"type": "histogram", "help": "Request latency \\ in seconds.", "unit": ""}],
+        }),
+        "{md}"
+    );
+    // The counter, now a monotonic Sum on the wire, is queried as before.
+    let (_, b) = pharos.get_json(&format!("/api/v1/query?query={}", enc("pharos_test_scrapes_total > 0"))).await;
+    assert_eq!(prom_values(&b).len(), 1, "{b}");
+
     let got = wait_for_async("both lines", Duration::from_secs(30), || {
         let p = &pharos;
         async move {

@@ -120,6 +120,10 @@ async fn exact_values_and_lines_come_back_through_kafka() {
     // Histogram series arrive as Prometheus stores them.
     let r = query(&s.pharos, "pharos_test_latency_seconds_bucket{le=\"+Inf\"}").await;
     assert_eq!(prom_values(&r).first().map(|v| v.1.as_str()), Some("5"), "{r}");
+    // HELP/TYPE of the exposition travel through Kafka too (already there with the first scrape).
+    let (_, md) = s.pharos.get_json("/api/v1/metadata?metric=pharos_test_latency_seconds").await;
+    assert_eq!(md["data"]["pharos_test_latency_seconds"][0]["type"], "histogram", "{md}");
+    assert_eq!(md["data"]["pharos_test_latency_seconds"][0]["help"], "Request latency \\ in seconds.", "{md}");
 
     // Every line, exactly, with identity from the pod path.
     let expected: Vec<String> = std::iter::once("line-00000 service starting".to_string()).chain((1..=20).map(msg)).collect();

@@ -1,6 +1,7 @@
 //! A real Prometheus 2.42 (Debian package `prometheus`) scrapes a real `prometheus-node-exporter`
 //! every second and remote-writes to Pharos; then Pharos and that Prometheus must answer the same
-//! range queries with the same series, timestamps and values.
+//! range queries with the same series, timestamps and values, and the same `/api/v1/metadata`
+//! for node-exporter's metric families.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -175,7 +176,8 @@ async fn prometheus_and_pharos_answer_alike() {
          scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n\
          \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n\
          remote_write:\n  - url: {pharos_base}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      \
-         max_samples_per_send: 2000\n      min_backoff: 50ms\n      max_backoff: 1s\n"
+         max_samples_per_send: 2000\n      min_backoff: 50ms\n      max_backoff: 1s\n    \
+         metadata_config:\n      send_interval: 1s\n"
     );
     let cfg_path = dir.path().join("prometheus.yml");
     std::fs::write(&cfg_path, config).unwrap();
@@ -266,4 +268,45 @@ async fn prometheus_and_pharos_answer_alike() {
         println!("  2.42≠now  {q}: {} differences (expected: 2.42 vs current Prometheus semantics){e}", d.len());
     }
     assert!(failures.is_empty(), "Pharos and Prometheus differ:\n{}", failures.join("\n"));
+
+    // Metadata: Prometheus remote-writes its targets' HELP/TYPE/UNIT every second
+    // (`metadata_config.send_interval`). node-exporter's families are what its target exposes.
+    let targets = get_json(&prom_base, &format!("/api/v1/targets/metadata?match_target={}", enc("{job=\"node\"}"))).await;
+    let families: BTreeSet<String> = targets["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("targets/metadata: {targets}"))
+        .iter()
+        .map(|m| m["metric"].as_str().unwrap().to_string())
+        .collect();
+    assert!(families.contains("node_cpu_seconds_total") && families.len() > 10, "{families:?}");
+    let prom_md = metadata_of(&get_json(&prom_base, "/api/v1/metadata").await, &families);
+    let cpu = &prom_md["node_cpu_seconds_total"];
+    assert!(cpu.len() == 1 && cpu.iter().all(|(t, help, _)| t == "counter" && !help.is_empty()), "{cpu:?}");
+    let pharos_md = wait_for_async("Pharos to hold metadata of every node-exporter family", Duration::from_secs(60), || {
+        let (base, families) = (&pharos_base, &families);
+        async move {
+            let md = metadata_of(&get_json(base, "/api/v1/metadata").await, families);
+            md.values().all(|entries| !entries.is_empty()).then_some(md)
+        }
+    })
+    .await;
+    assert_eq!(pharos_md, prom_md, "Pharos' /api/v1/metadata differs from Prometheus'");
+    let one = get_json(&pharos_base, "/api/v1/metadata?metric=node_cpu_seconds_total").await;
+    assert_eq!(metadata_of(&one, &BTreeSet::from(["node_cpu_seconds_total".to_string()]))["node_cpu_seconds_total"], *cpu);
+    assert_eq!(one["data"].as_object().map(|o| o.len()), Some(1), "{one}");
+    println!("metadata: {} node-exporter families alike, e.g. node_cpu_seconds_total {cpu:?}", families.len());
+}
+
+/// The `/api/v1/metadata` answer for `families`: per family the set of (type, help, unit)
+/// (Prometheus lists a family's entries in no particular order); a missing family is empty.
+fn metadata_of(answer: &Value, families: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<(String, String, String)>> {
+    assert_eq!(answer["status"], "success", "{answer}");
+    let field = |e: &Value, k: &str| e[k].as_str().unwrap_or_else(|| panic!("{k} in {e}")).to_string();
+    families
+        .iter()
+        .map(|f| {
+            let entries = answer["data"][f].as_array().into_iter().flatten();
+            (f.clone(), entries.map(|e| (field(e, "type"), field(e, "help"), field(e, "unit"))).collect())
+        })
+        .collect()
 }

@@ -5,10 +5,14 @@
 //! flattened series Prometheus stores (`x_bucket{le}`, `x_sum`, `x_count`, `x{quantile}`), with
 //! `le`/`quantile` values normalised to one spelling (`1.0` → `1`, `+inf` → `+Inf`), the same
 //! spelling `pharos_model::otlp` gives OTLP histograms. One bad line fails the whole scrape.
+//!
+//! HELP, TYPE and UNIT lines become one [`MetricMetadata`] per family ([`parse_exposition`]):
+//! `untyped` is `unknown`, a family with HELP or UNIT but no TYPE is `unknown`, and HELP escapes
+//! are undone (`\\`, `\n`, and in OpenMetrics `\"`), as Prometheus does.
 
 use std::collections::HashMap;
 
-use pharos_model::{Labels, METRIC_NAME};
+use pharos_model::{FamilyIndex, Labels, METRIC_NAME, MetricMetadata, MetricType};
 
 /// Which text format a body is in (decides how timestamps are read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +64,23 @@ enum FamilyType {
     Other,
 }
 
-/// Parses a whole exposition body. Stops at `# EOF`.
+/// A parsed exposition: its samples and the HELP/TYPE/UNIT of its families.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    /// The samples, in exposition order.
+    pub samples: Vec<ScrapedSample>,
+    /// One entry per family with a HELP, TYPE or UNIT line.
+    pub families: FamilyIndex,
+}
+
+/// Parses a whole exposition body into samples. Stops at `# EOF`.
 pub fn parse(body: &str, format: Format) -> Result<Vec<ScrapedSample>, ExpositionError> {
-    let mut types: HashMap<String, FamilyType> = HashMap::new();
+    parse_exposition(body, format).map(|e| e.samples)
+}
+
+/// Parses a whole exposition body into samples and family metadata. Stops at `# EOF`.
+pub fn parse_exposition(body: &str, format: Format) -> Result<Exposition, ExpositionError> {
+    let mut types: HashMap<String, MetricMetadata> = HashMap::new();
     let mut out = Vec::new();
     for (i, raw) in body.lines().enumerate() {
         let line_no = i + 1;
@@ -72,22 +90,31 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<ScrapedSample>, Expositio
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.split_whitespace();
-            match words.next() {
-                Some("EOF") if comment.trim() == "EOF" => break,
-                Some("TYPE") => {
-                    let (Some(name), Some(kind)) = (words.next(), words.next()) else {
-                        return Err(fail(format!("malformed TYPE line {line:?}")));
+            let trimmed = comment.trim_start();
+            let keyword = trimmed.split([' ', '\t']).next().unwrap_or_default();
+            match keyword {
+                "EOF" if comment.trim() == "EOF" => break,
+                "TYPE" | "HELP" | "UNIT" => {
+                    let Some((name, text)) = descriptor(&trimmed[keyword.len()..]) else {
+                        if keyword == "TYPE" {
+                            return Err(fail(format!("malformed TYPE line {line:?}")));
+                        }
+                        continue; // a HELP/UNIT line without a name says nothing
                     };
-                    let family = match kind {
-                        "histogram" | "gaugehistogram" => FamilyType::Histogram,
-                        "summary" => FamilyType::Summary,
-                        "counter" | "gauge" | "untyped" | "unknown" | "info" | "stateset" => FamilyType::Other,
-                        other => return Err(fail(format!("unknown metric type {other:?}"))),
-                    };
-                    types.insert(name.trim_matches('"').to_string(), family);
+                    let entry = types
+                        .entry(name)
+                        .or_insert_with_key(|name| MetricMetadata { metric_family_name: name.clone(), ..Default::default() });
+                    match keyword {
+                        "TYPE" => {
+                            let kind = text.split_whitespace().next().unwrap_or_default();
+                            entry.r#type =
+                                MetricType::parse(kind).ok_or_else(|| fail(format!("unknown metric type {kind:?}")))?;
+                        }
+                        "HELP" => entry.help = unescape_help(text, format),
+                        _ => entry.unit = text.trim().to_string(),
+                    }
                 }
-                // HELP, UNIT and free comments carry nothing we store.
+                // Free comments carry nothing we store.
                 _ => {}
             }
             continue;
@@ -95,7 +122,48 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<ScrapedSample>, Expositio
         let parsed = parse_sample_line(line, format).map_err(|m| fail(format!("{m} in {line:?}")))?;
         out.push(finish(parsed, &types));
     }
-    Ok(out)
+    Ok(Exposition { samples: out, families: FamilyIndex::new(types.into_values()) })
+}
+
+/// The metric name and the rest of a `HELP`/`TYPE`/`UNIT` line (after the keyword). The name may
+/// be quoted (UTF-8 names); the rest starts after the blanks that follow the name.
+fn descriptor(after_keyword: &str) -> Option<(String, &str)> {
+    let mut lx = Lexer { s: after_keyword, pos: 0 };
+    if !lx.skip_blanks() {
+        return None;
+    }
+    let name = if lx.peek() == Some('"') { lx.quoted().ok()? } else { lx.token().to_string() };
+    if name.is_empty() {
+        return None;
+    }
+    lx.skip_blanks();
+    Some((name, &after_keyword[lx.pos..]))
+}
+
+/// Undoes HELP escapes: `\\` and `\n`, and in OpenMetrics also `\"`. Other backslashes stay.
+fn unescape_help(text: &str, format: Format) -> String {
+    if !text.contains('\\') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if format == Format::OpenMetrics => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 struct RawSample {
@@ -105,19 +173,24 @@ struct RawSample {
     timestamp_ms: Option<i64>,
 }
 
-fn family_type(name: &str, types: &HashMap<String, FamilyType>) -> FamilyType {
+fn family_type(name: &str, types: &HashMap<String, MetricMetadata>) -> FamilyType {
+    let of = |m: &MetricMetadata| match m.r#type {
+        MetricType::Histogram | MetricType::GaugeHistogram => FamilyType::Histogram,
+        MetricType::Summary => FamilyType::Summary,
+        _ => FamilyType::Other,
+    };
     if let Some(t) = types.get(name) {
-        return *t;
+        return of(t);
     }
     for suffix in ["_bucket", "_sum", "_count", "_created", "_total", "_gcount", "_gsum", "_info"] {
         if let Some(t) = name.strip_suffix(suffix).and_then(|base| types.get(base)) {
-            return *t;
+            return of(t);
         }
     }
     FamilyType::Other
 }
 
-fn finish(mut raw: RawSample, types: &HashMap<String, FamilyType>) -> ScrapedSample {
+fn finish(mut raw: RawSample, types: &HashMap<String, MetricMetadata>) -> ScrapedSample {
     let normalise = match family_type(&raw.name, types) {
         FamilyType::Histogram => Some("le"),
         FamilyType::Summary => Some("quantile"),
@@ -419,6 +492,44 @@ mod tests {
         assert!(parse("a{1b=\"x\"} 1\n", Format::PrometheusText).is_err());
         assert!(parse("a abc\n", Format::PrometheusText).is_err());
         assert!(parse("# TYPE a bogus\n", Format::PrometheusText).is_err());
+    }
+
+    /// node-exporter's HELP-then-TYPE order, HELP escapes, UNIT, untyped and HELP-only families.
+    #[test]
+    fn help_type_and_unit_per_family() {
+        let body = "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n\
+# TYPE node_cpu_seconds_total counter\n\
+node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 1.5\n\
+# HELP esc A \\\\ backslash,\\n a newline and a \\\"quote\\\".\n\
+# TYPE esc gauge\n\
+esc 1\n\
+# HELP h Latency.\n# TYPE h histogram\n# UNIT h seconds\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n\
+# TYPE u untyped\nu 1\n\
+# HELP only_help Has no TYPE.\nonly_help 2\n\
+# HELP empty_help\n\
+no_meta 3\n";
+        let e = parse_exposition(body, Format::PrometheusText).unwrap();
+        assert_eq!(e.samples.len(), 8);
+        let mut got: Vec<MetricMetadata> = e.families.iter().cloned().collect();
+        got.sort_by(|a, b| a.metric_family_name.cmp(&b.metric_family_name));
+        let md = MetricMetadata::new;
+        assert_eq!(
+            got,
+            vec![
+                md("empty_help", MetricType::Unknown, "", ""),
+                md("esc", MetricType::Gauge, "A \\ backslash,\n a newline and a \\\"quote\\\".", ""),
+                md("h", MetricType::Histogram, "Latency.", "seconds"),
+                md("node_cpu_seconds_total", MetricType::Counter, "Seconds the CPUs spent in each mode.", ""),
+                md("only_help", MetricType::Unknown, "Has no TYPE.", ""),
+                md("u", MetricType::Unknown, "", ""),
+            ]
+        );
+        // `\"` is an escape in OpenMetrics HELP only.
+        let om = parse_exposition("# HELP q Say \\\"hi\\\".\nq 1\n# EOF\n", Format::OpenMetrics).unwrap();
+        assert_eq!(om.families.family_of("q").unwrap().help, "Say \"hi\".");
+        // The histogram's series find their family.
+        assert_eq!(e.families.family_of("h_bucket").unwrap().unit, "seconds");
+        assert!(e.families.family_of("no_meta").is_none());
     }
 
     #[test]

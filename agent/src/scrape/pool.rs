@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pharos_model::Labels;
-use pharos_model::otlp::encode_metrics;
+use pharos_model::FamilyIndex;
+use pharos_model::otlp::encode_metrics_with_metadata;
 use reqwest::Url;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -175,9 +176,10 @@ impl Drop for ScrapePool {
     }
 }
 
-async fn send(context: &ScrapeContext, samples: &[pharos_model::Sample]) {
+async fn send(context: &ScrapeContext, samples: &[pharos_model::Sample], families: &FamilyIndex) {
     for chunk in samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
-        context.buffer.append(Signal::Metrics, encode_metrics(&context.resource, chunk), chunk.len() as u64).await;
+        let payload = encode_metrics_with_metadata(&context.resource, chunk, families);
+        context.buffer.append(Signal::Metrics, payload, chunk.len() as u64).await;
     }
 }
 
@@ -198,9 +200,9 @@ pub async fn run_managed_target(mut scraper: TargetScraper, context: ScrapeConte
             Some(error) if outcome.not_ready => tracing::debug!(url = %scraper.url(), %error, "target not ready"),
             Some(error) => tracing::warn!(url = %scraper.url(), %error, "scrape failed"),
         }
-        send(&context, &outcome.samples).await;
+        send(&context, &outcome.samples, &outcome.families).await;
     }
     let markers = scraper.stale_markers(now_ms());
     tracing::debug!(url = %scraper.url(), series = markers.len(), "target removed; marking its series stale");
-    send(&context, &markers).await;
+    send(&context, &markers, &scraper.families()).await;
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pharos_model::otlp::{STALE_NAN_BITS, encode_metrics};
-use pharos_model::{Labels, METRIC_NAME, Sample};
+use pharos_model::otlp::{STALE_NAN_BITS, encode_metrics_with_metadata};
+use pharos_model::{FamilyIndex, Labels, METRIC_NAME, Sample};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
@@ -38,6 +38,9 @@ pub const MAX_SAMPLES_PER_PAYLOAD: usize = 2000;
 pub struct ScrapeOutcome {
     /// Labelled samples, report series (`up`, …) and staleness markers, ready to send.
     pub samples: Vec<Sample>,
+    /// HELP/TYPE/UNIT of the scraped families (of the last successful scrape when this one
+    /// failed), sent along with the samples.
+    pub families: Arc<FamilyIndex>,
     /// Whether the target answered with a parseable exposition.
     pub success: bool,
     /// Why the scrape failed, when it did.
@@ -56,6 +59,8 @@ pub struct TargetScraper {
     target_labels: Vec<(String, String)>,
     /// Series (without explicit timestamps) of the last scrape.
     previous: HashSet<Labels>,
+    /// Families of the last successful scrape.
+    families: Arc<FamilyIndex>,
     /// File holding a bearer token sent as `Authorization` (re-read on every scrape, as
     /// projected service account tokens rotate).
     bearer_token_file: Option<PathBuf>,
@@ -94,6 +99,7 @@ impl TargetScraper {
             timeout,
             target_labels,
             previous: HashSet::new(),
+            families: Arc::default(),
             bearer_token_file: None,
             rewrite: None,
             labeler: None,
@@ -136,6 +142,11 @@ impl TargetScraper {
         out
     }
 
+    /// HELP/TYPE/UNIT of the families of the last successful scrape.
+    pub fn families(&self) -> Arc<FamilyIndex> {
+        self.families.clone()
+    }
+
     /// The value of the `instance` label.
     pub fn instance(&self) -> &str {
         self.target_labels.iter().find(|(k, _)| k == "instance").map_or("", |(_, v)| v.as_str())
@@ -147,7 +158,10 @@ impl TargetScraper {
         let result = self.fetch_and_parse().await;
         let duration = started.elapsed().as_secs_f64();
         let (mut samples, error, not_ready) = match result {
-            Ok(parsed) => (parsed, None, false),
+            Ok(parsed) => {
+                self.families = Arc::new(parsed.families);
+                (parsed.samples, None, false)
+            }
             Err(FetchError::NotReady(e)) => (Vec::new(), Some(e), true),
             Err(FetchError::Failed(e)) => (Vec::new(), Some(e), false),
         };
@@ -194,10 +208,10 @@ impl TargetScraper {
         out.push(report("scrape_samples_scraped", scraped as f64));
         out.push(report("scrape_samples_post_metric_relabeling", scraped as f64));
         out.push(report("scrape_series_added", series_added as f64));
-        ScrapeOutcome { samples: out, success, error, not_ready }
+        ScrapeOutcome { samples: out, families: self.families.clone(), success, error, not_ready }
     }
 
-    async fn fetch_and_parse(&self) -> Result<Vec<exposition::ScrapedSample>, FetchError> {
+    async fn fetch_and_parse(&self) -> Result<exposition::Exposition, FetchError> {
         let mut request = self
             .client
             .get(self.url.clone())
@@ -230,7 +244,7 @@ impl TargetScraper {
         // Parsing a large exposition is CPU work: keep it off the async workers.
         tokio::task::spawn_blocking(move || {
             let text = std::str::from_utf8(&body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-            exposition::parse(text, format).map_err(|e| e.to_string())
+            exposition::parse_exposition(text, format).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| FetchError::Failed(format!("parser task failed: {e}")))?
@@ -289,7 +303,8 @@ pub async fn run_target(
             Some(error) => tracing::warn!(url = %scraper.url, %error, "scrape failed"),
         }
         for chunk in outcome.samples.chunks(MAX_SAMPLES_PER_PAYLOAD) {
-            buffer.append(Signal::Metrics, encode_metrics(&resource, chunk), chunk.len() as u64).await;
+            let payload = encode_metrics_with_metadata(&resource, chunk, &outcome.families);
+            buffer.append(Signal::Metrics, payload, chunk.len() as u64).await;
         }
     }
 }

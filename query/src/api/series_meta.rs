@@ -158,8 +158,44 @@ pub async fn label_values(
     }
 }
 
-/// `GET /api/v1/metadata`: Pharos does not keep HELP/TYPE metadata yet, so the answer is the
-/// valid empty result (what Prometheus answers for metrics without metadata).
-pub async fn metadata() -> Response {
-    success(json!({}))
+/// An integer parameter as Prometheus reads it (`strconv.Atoi`): absent or empty is `-1`.
+fn int_param(p: &MultiParams, key: &str) -> Result<i64> {
+    match p.all(key).last() {
+        None | Some("") => Ok(-1),
+        Some(v) => v.parse::<i64>().map_err(|_| Error::BadData(format!("{key} must be a number"))),
+    }
+}
+
+/// `GET/POST /api/v1/metadata`: `{"<family>": [{"type", "help", "unit"}, …]}` with Prometheus'
+/// parameters: `metric` (one family name), `limit` (most families; negative means all, `0`
+/// none) and `limit_per_metric` (most entries per family; `0` or negative means all). Families
+/// are taken in name order when `limit` cuts.
+pub async fn metadata(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let result = async {
+        let p = MultiParams::parse(q, &body)?;
+        let limit = int_param(&p, "limit")?;
+        let limit_per_metric = int_param(&p, "limit_per_metric")?;
+        let metric = p.all("metric").last().filter(|m| !m.is_empty()).map(str::to_string);
+        let reader = state.metrics.clone();
+        let families = run_blocking(move || reader.metric_metadata(metric.as_deref()).map_err(Error::Internal)).await?;
+        let mut out = serde_json::Map::new();
+        for (name, entries) in families {
+            if limit >= 0 && out.len() as i64 >= limit {
+                break;
+            }
+            let take = if limit_per_metric > 0 { limit_per_metric as usize } else { usize::MAX };
+            let list: Vec<serde_json::Value> = entries
+                .iter()
+                .take(take)
+                .map(|m| json!({"type": m.r#type.as_str(), "help": m.help, "unit": m.unit}))
+                .collect();
+            out.insert(name, serde_json::Value::Array(list));
+        }
+        Ok::<_, Error>(serde_json::Value::Object(out))
+    }
+    .await;
+    match result {
+        Ok(data) => success(data),
+        Err(e) => e.into_response(),
+    }
 }

@@ -548,3 +548,88 @@ async fn categorize_labels_puts_metadata_and_parsed_labels_beside_each_entry() {
         ]}])
     );
 }
+
+/// A reader that knows metric metadata (and no series).
+struct WithMetadata(std::collections::BTreeMap<String, Vec<pharos_model::MetricMetadata>>);
+
+impl MetricsReader for WithMetadata {
+    fn select_series(&self, _: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<Series>, String> {
+        Ok(Vec::new())
+    }
+
+    fn metric_metadata(
+        &self,
+        metric: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<pharos_model::MetricMetadata>>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|(k, _)| metric.is_none_or(|m| m == k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn metadata_in_prometheus_shape_with_its_parameters() {
+    use pharos_model::{MetricMetadata, MetricType};
+    let families = [
+        MetricMetadata::new("go_gc_duration_seconds", MetricType::Summary, "GC pauses.", ""),
+        MetricMetadata::new("http_requests_total", MetricType::Counter, "Requests.", ""),
+        MetricMetadata::new("http_requests_total", MetricType::Counter, "Requests served.", ""),
+        MetricMetadata::new("node_memory_bytes", MetricType::Gauge, "Memory.", "bytes"),
+    ];
+    let mut map = std::collections::BTreeMap::<String, Vec<MetricMetadata>>::new();
+    for m in &families {
+        map.entry(m.metric_family_name.clone()).or_default().push(m.clone());
+    }
+    let reader = Arc::new(WithMetadata(map));
+    let send = |req: Request<Body>| send_with(reader.clone(), req);
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+
+    let (status, body) = send(get("/api/v1/metadata")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success");
+    let entry = |m: &MetricMetadata| json!({"type": m.r#type.as_str(), "help": m.help, "unit": m.unit});
+    assert_eq!(
+        body["data"],
+        json!({
+            "go_gc_duration_seconds": [entry(&families[0])],
+            "http_requests_total": [entry(&families[1]), entry(&families[2])],
+            "node_memory_bytes": [entry(&families[3])],
+        })
+    );
+    assert_eq!(body["data"]["node_memory_bytes"][0], json!({"type": "gauge", "help": "Memory.", "unit": "bytes"}));
+
+    let (_, body) = send(get("/api/v1/metadata?metric=http_requests_total&limit_per_metric=1")).await;
+    assert_eq!(body["data"], json!({"http_requests_total": [entry(&families[1])]}));
+    let (_, body) = send(get("/api/v1/metadata?limit=2")).await;
+    assert_eq!(body["data"].as_object().unwrap().len(), 2);
+    let (_, body) = send(get("/api/v1/metadata?limit=0")).await;
+    assert_eq!(body["data"], json!({}));
+    let (_, body) = send(get("/api/v1/metadata?limit=-1&limit_per_metric=0")).await;
+    assert_eq!(body["data"]["http_requests_total"].as_array().unwrap().len(), 2);
+    let (_, body) = send(get("/api/v1/metadata?metric=nope")).await;
+    assert_eq!(body["data"], json!({}));
+
+    let req = Request::post("/api/v1/metadata")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("metric=node_memory_bytes"))
+        .expect("request");
+    let (status, body) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"], json!({"node_memory_bytes": [entry(&families[3])]}));
+
+    for (uri, message) in [
+        ("/api/v1/metadata?limit=abc", "limit must be a number"),
+        ("/api/v1/metadata?limit_per_metric=1.5", "limit_per_metric must be a number"),
+    ] {
+        let (status, body) = send(get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(body["errorType"], "bad_data");
+        assert_eq!(body["error"], message);
+    }
+    // A reader without metadata answers the valid empty result.
+    let (status, body) = send_with(Arc::new(metrics()), get("/api/v1/metadata")).await;
+    assert_eq!((status, body["data"].clone()), (StatusCode::OK, json!({})));
+}
