@@ -67,6 +67,9 @@ pub struct SqlLimits {
     pub max_rows: usize,
     /// The query is cancelled after this long.
     pub timeout: Duration,
+    /// Memory the query's operators (sorts, joins, aggregations) may hold; a query that needs
+    /// more fails with a "resources exhausted" error instead of growing the process.
+    pub max_memory_bytes: usize,
 }
 
 /// A boxed future of a SQL answer.

@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMill
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use futures::StreamExt;
 use pharos_model::sql::{SqlAnswer, SqlColumn, SqlError, SqlFuture, SqlLimits, SqlReader};
 use serde_json::Value;
@@ -67,7 +68,7 @@ impl SqlReader for SqlEngine {
             return Box::pin(async { Err(SqlError::Internal("the SQL engine is shut down".into())) });
         };
         let metrics = self.store.metrics.clone();
-        let task = runtime.spawn(run(self.store.clone(), self.data_dir.clone(), query, limits.max_rows));
+        let task = runtime.spawn(run(self.store.clone(), self.data_dir.clone(), query, limits));
         let _abort = AbortOnDrop(task.abort_handle());
         Box::pin(async move {
             let _abort = _abort;
@@ -94,11 +95,14 @@ impl SqlReader for SqlEngine {
     }
 }
 
-/// Plans and runs `query`, keeping at most `max_rows` rows.
-async fn run(store: Arc<Store>, data_dir: PathBuf, query: String, max_rows: usize) -> std::result::Result<SqlAnswer, SqlError> {
+/// Plans and runs `query`, keeping at most `limits.max_rows` rows, its operators' memory
+/// bounded by `limits.max_memory_bytes` (no spilling: a query over the limit fails).
+async fn run(store: Arc<Store>, data_dir: PathBuf, query: String, limits: SqlLimits) -> std::result::Result<SqlAnswer, SqlError> {
+    let max_rows = limits.max_rows;
     let counters = Arc::new(ScanCounters::default());
     let config = SessionConfig::new().with_target_partitions(QUERY_THREADS).with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.max_memory_bytes, 1.0).build_arc().map_err(classify)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(LabelFunction::udf());
     ctx.register_table("metrics", Arc::new(MetricsTable::new(store, data_dir, counters.clone())))
         .map_err(classify)?;

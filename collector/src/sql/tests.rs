@@ -51,7 +51,7 @@ fn store_with_files_and_head() -> (tempfile::TempDir, Arc<Store>, Vec<Sample>) {
 }
 
 async fn sql(engine: &SqlEngine, q: &str) -> Result<SqlAnswer, SqlError> {
-    engine.sql(q.to_string(), SqlLimits { max_rows: 10_000, timeout: Duration::from_secs(30) }).await
+    engine.sql(q.to_string(), SqlLimits { max_rows: 10_000, timeout: Duration::from_secs(30), max_memory_bytes: 64 << 20 }).await
 }
 
 async fn ok(engine: &SqlEngine, q: &str) -> SqlAnswer {
@@ -259,7 +259,7 @@ async fn rows_are_capped_and_values_encoded_as_documented() {
     let (_dir, store, _) = store_with_files_and_head();
     store.ingest("k", 2, Batch::Metrics(vec![Sample::new(Labels::from_pairs([("__name__", "stale")]), T0 + 5, f64::NAN)]));
     let engine = SqlEngine::new(store).unwrap();
-    let limits = |max_rows| SqlLimits { max_rows, timeout: Duration::from_secs(30) };
+    let limits = |max_rows| SqlLimits { max_rows, timeout: Duration::from_secs(30), max_memory_bytes: 64 << 20 };
     let a = engine.sql("SELECT * FROM metrics".into(), limits(7)).await.unwrap();
     assert_eq!((a.rows.len(), a.truncated), (7, true));
     let a = engine.sql("SELECT * FROM metrics WHERE metric_name = 'up' LIMIT 120".into(), limits(120)).await.unwrap();
@@ -280,13 +280,26 @@ async fn a_query_past_its_timeout_is_cancelled() {
     // 600³ = 216 million joined rows: far more than 50 ms of work.
     let slow = "SELECT count(*) FROM metrics a, metrics b, metrics c WHERE a.value + b.value + c.value > -1";
     let started = std::time::Instant::now();
-    let r = engine.sql(slow.into(), SqlLimits { max_rows: 10, timeout: Duration::from_millis(50) }).await;
+    let r = engine.sql(slow.into(), SqlLimits { max_rows: 10, timeout: Duration::from_millis(50), max_memory_bytes: 64 << 20 }).await;
     assert!(matches!(&r, Err(SqlError::Exhausted(m)) if m.contains("timed out")), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // The engine still answers.
     assert_eq!(ok(&engine, "SELECT count(*) FROM metrics").await.rows, vec![vec![json!(600)]]);
 }
 
+
+#[tokio::test]
+async fn a_query_over_its_memory_limit_fails_and_the_engine_goes_on() {
+    let (_dir, store, _) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    // A sort of 600² = 360,000 joined rows carrying two label strings each: several MB.
+    let big_sort = "SELECT a.labels, b.labels FROM metrics a, metrics b ORDER BY a.value + b.value, a.labels, b.labels";
+    let limits = |max_memory_bytes| SqlLimits { max_rows: 10, timeout: Duration::from_secs(60), max_memory_bytes };
+    let r = engine.sql(big_sort.into(), limits(1 << 20)).await;
+    assert!(matches!(&r, Err(SqlError::Exhausted(m)) if m.contains("Resources exhausted")), "{r:?}");
+    let a = engine.sql(big_sort.into(), limits(256 << 20)).await.unwrap();
+    assert_eq!((a.rows.len(), a.truncated), (10, true));
+}
 
 #[tokio::test]
 async fn the_usual_function_sets_and_show_statements_work() {

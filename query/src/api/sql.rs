@@ -37,6 +37,8 @@ pub struct SqlSettings {
     /// The longest `timeout` honoured; larger ones are cut to this. Default 60 s (published files
     /// a compaction replaced stay readable for two minutes, so a query never loses its files).
     pub max_timeout: Duration,
+    /// Memory one query's operators may hold (sorts, joins, aggregations). Default 256 MiB.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for SqlSettings {
@@ -46,6 +48,7 @@ impl Default for SqlSettings {
             max_rows: 100_000,
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(60),
+            max_memory_bytes: 256 << 20,
         }
     }
 }
@@ -130,7 +133,7 @@ async fn run(state: &SqlState, params: Params) -> Result<pharos_model::sql::SqlA
     };
     state
         .engine
-        .sql(query, SqlLimits { max_rows, timeout })
+        .sql(query, SqlLimits { max_rows, timeout, max_memory_bytes: s.max_memory_bytes })
         .await
         .map_err(|e| match e {
             SqlError::BadQuery(m) => Error::BadData(m),
