@@ -38,6 +38,11 @@ pub struct MaintenanceReport {
 }
 
 const HOUR_NS: i64 = 3_600_000_000_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// How long after its hour ends a partition is taken as complete (late samples still make new
+/// files, which a later pass rewrites again).
+pub const SETTLE: Duration = Duration::from_secs(600);
 
 fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
@@ -45,8 +50,15 @@ fn partition_of(path: &str) -> &str {
 
 impl Store {
     /// Merges the Parquet files of every hour partition that has at least `min_files` files into
-    /// one file per partition, and publishes the result.
+    /// one file per partition, and publishes the result. A partition whose hour ended more than
+    /// [`SETTLE`] ago and still holds a file written fast by a flush is rewritten too, even a
+    /// single file, so what stays on disk is compressed at [`parquet_files::COMPACT_ZSTD_LEVEL`].
     pub fn compact(&self, min_files: usize) -> Result<MaintenanceReport> {
+        self.compact_at(min_files, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// [`Store::compact`] at the time `now_ms`.
+    pub fn compact_at(&self, min_files: usize, now_ms: i64) -> Result<MaintenanceReport> {
         let _guard = self.flush_lock.lock();
         let manifest = self.manifest();
         let mut by_partition: BTreeMap<&str, Vec<&MetricFile>> = BTreeMap::new();
@@ -55,14 +67,19 @@ impl Store {
         }
         let mut removed: Vec<MetricFile> = Vec::new();
         let mut written: Vec<MetricFile> = Vec::new();
-        for files in by_partition.values().filter(|fs| fs.len() >= min_files.max(2)) {
+        let closed_and_fast = |fs: &[&MetricFile]| {
+            let hour_end = fs.iter().map(|f| f.min_ts_ms.div_euclid(HOUR_MS) + 1).max().unwrap_or(0) * HOUR_MS;
+            hour_end + SETTLE.as_millis() as i64 <= now_ms
+                && fs.iter().any(|f| f.zstd_level != parquet_files::COMPACT_ZSTD_LEVEL)
+        };
+        for files in by_partition.values().filter(|fs| fs.len() >= min_files.max(2) || closed_and_fast(fs)) {
             let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
             for f in files {
                 let path = self.data_dir.join(&f.path);
                 let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
                 parquet_files::read_file(&path, &catalog, &[], i64::MIN, i64::MAX, &mut series)?;
             }
-            let out = parquet_files::write_files(&self.data_dir, series)?;
+            let out = parquet_files::write_files(&self.data_dir, series, parquet_files::COMPACT_ZSTD_LEVEL)?;
             let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
             if before != after {
                 return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));
@@ -232,15 +249,25 @@ mod tests {
         let before = all(&store);
         assert_eq!(store.manifest().metric_files.len(), 5);
 
-        let r = store.compact(3).unwrap();
+        // At 5 h 30 min: hour 0 has >= 3 files; hour 5 is still open (its one fast file stays).
+        let r = store.compact_at(3, 5 * hour + hour / 2).unwrap();
         assert_eq!((r.files_compacted, r.files_written), (4, 1), "only the partition with >= 3 files");
         assert_eq!(store.manifest().metric_files.len(), 2);
+        let levels = |store: &Store| store.manifest().metric_files.iter().map(|f| (f.min_ts_ms / hour, f.zstd_level)).collect::<BTreeMap<_, _>>();
+        assert_eq!(levels(&store), BTreeMap::from([(0, parquet_files::COMPACT_ZSTD_LEVEL), (5, parquet_files::FLUSH_ZSTD_LEVEL)]));
+        // Before hour 5 has settled nothing more happens; after, its single fast file is rewritten.
+        let settle = SETTLE.as_millis() as i64;
+        assert_eq!(store.compact_at(3, 6 * hour + settle - 1).unwrap(), MaintenanceReport::default());
+        let r = store.compact_at(3, 6 * hour + settle).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (1, 1));
+        assert_eq!(levels(&store), BTreeMap::from([(0, parquet_files::COMPACT_ZSTD_LEVEL), (5, parquet_files::COMPACT_ZSTD_LEVEL)]));
+        assert_eq!(store.compact_at(3, 7 * hour).unwrap(), MaintenanceReport::default(), "nothing left to rewrite");
         assert_eq!(all(&store), before, "same samples, none duplicated");
         assert_eq!(store.published_offset("kafka:t:0"), Some(4), "offsets untouched");
         // Replaced files are deleted only after the grace period.
         store.delete_unpublished(Duration::from_secs(3600));
         let files_on_disk = |d: &Path| walk(d).len();
-        assert_eq!(files_on_disk(&dir.path().join("metrics")), 6);
+        assert_eq!(files_on_disk(&dir.path().join("metrics")), 7);
         store.delete_unpublished(Duration::ZERO);
         assert_eq!(files_on_disk(&dir.path().join("metrics")), 2);
 

@@ -35,6 +35,15 @@ pub struct MetricFile {
     pub samples: u64,
     /// File size in bytes.
     pub bytes: u64,
+    /// zstd level of the file's pages: flushes write fast ([`crate::parquet_files::FLUSH_ZSTD_LEVEL`]),
+    /// compaction rewrites small ([`crate::parquet_files::COMPACT_ZSTD_LEVEL`]). Manifests from
+    /// before this field were written at the compaction level.
+    #[serde(default = "compact_level")]
+    pub zstd_level: i32,
+}
+
+fn compact_level() -> i32 {
+    crate::parquet_files::COMPACT_ZSTD_LEVEL
 }
 
 /// A published tantivy split of log records.
@@ -178,7 +187,7 @@ mod tests {
         assert_eq!(empty.generation, 0);
         let mut offsets = BTreeMap::new();
         offsets.insert("kafka:t:0".to_string(), 41);
-        let file = MetricFile { path: "metrics/a.parquet".into(), min_ts_ms: 1, max_ts_ms: 2, series: 1, samples: 2, bytes: 10 };
+        let file = MetricFile { path: "metrics/a.parquet".into(), min_ts_ms: 1, max_ts_ms: 2, series: 1, samples: 2, bytes: 10, zstd_level: 9 };
         let m1 = empty.with_published(vec![file.clone()], vec![], &offsets);
         m1.publish(dir.path()).unwrap();
         offsets.insert("kafka:t:0".to_string(), 7);
@@ -196,7 +205,7 @@ mod tests {
         fs::write(dir.path().join("metrics/date=2026-01-01/hour=00/orphan.parquet"), b"x").unwrap();
         fs::create_dir_all(dir.path().join("logs/orphan-split")).unwrap();
         let m = Manifest { format_version: 1, ..Default::default() }.with_published(
-            vec![MetricFile { path: "metrics/date=2026-01-01/hour=00/kept.parquet".into(), min_ts_ms: 0, max_ts_ms: 0, series: 0, samples: 0, bytes: 1 }],
+            vec![MetricFile { path: "metrics/date=2026-01-01/hour=00/kept.parquet".into(), min_ts_ms: 0, max_ts_ms: 0, series: 0, samples: 0, bytes: 1, zstd_level: 9 }],
             vec![],
             &BTreeMap::new(),
         );

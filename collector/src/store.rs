@@ -312,7 +312,7 @@ impl Store {
     fn write_and_publish(&self, frozen: &Head) -> Result<FlushReport> {
         // Offsets are published only when the metadata they brought is on disk.
         self.metadata.persist_if_dirty()?;
-        let files = parquet_files::write_sources(&self.data_dir, frozen.series_chunks())?;
+        let files = parquet_files::write_sources(&self.data_dir, parquet_files::FLUSH_ZSTD_LEVEL, frozen.series_chunks())?;
         let split = log_splits::write_split(&self.data_dir, &self.log_fields, &frozen.logs)?;
         let report = FlushReport { metric_files: files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
         let next = self.manifest().with_published(files, split.into_iter().collect(), &frozen.offsets);
