@@ -24,6 +24,11 @@ pub struct CollectorConfig {
     /// How often compaction and retention run. Default: 60000 (1 min).
     #[serde(default = "default_maintenance_interval_ms")]
     pub maintenance_interval_ms: u64,
+    /// Memory for the body terms of log splits held for substring queries (`|= "rror"`), most
+    /// recently used first; newest splits are loaded ahead of queries while it has room.
+    /// Default: 256.
+    #[serde(default = "default_log_term_cache_mb")]
+    pub log_term_cache_mb: usize,
     /// Team mapping, the same section as the agent's `teams:`: data that arrives with a
     /// `namespace` but no `team` (an OpenTelemetry Collector, remote_write, Trino's Kafka event
     /// listener) gets `team` here. Default: no rules.
@@ -42,6 +47,7 @@ impl Default for CollectorConfig {
             compaction_min_files: default_compaction_min_files(),
             retention_days: default_retention_days(),
             maintenance_interval_ms: default_maintenance_interval_ms(),
+            log_term_cache_mb: default_log_term_cache_mb(),
             teams: Default::default(),
             kafka: None,
         }
@@ -99,6 +105,9 @@ impl KafkaConsumerConfig {
 
 fn default_flush_interval_ms() -> u64 {
     10_000
+}
+fn default_log_term_cache_mb() -> usize {
+    256
 }
 fn default_flush_max_rows() -> usize {
     2_000_000

@@ -57,6 +57,7 @@ pub struct Collector {
     store: Arc<Store>,
     stop: Arc<AtomicBool>,
     flusher: Option<JoinHandle<()>>,
+    warmer: Option<JoinHandle<()>>,
     kafka: Option<kafka::KafkaIngest>,
 }
 
@@ -66,7 +67,15 @@ impl Collector {
     pub fn start(data_dir: &Path, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Result<Collector> {
         config.teams.validate().map_err(|e| Error::BadInput(format!("collector.teams: {e}")))?;
         let store = Arc::new(Store::open_with_teams(data_dir, metrics.clone(), config.teams.clone())?);
+        store.term_budget().set_limit_bytes(config.log_term_cache_mb.saturating_mul(1 << 20));
         let stop = Arc::new(AtomicBool::new(false));
+        let warmer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("log-term-warmer".into())
+                .spawn(move || warm_loop(&store, &stop))
+                .map_err(|e| Error::Internal(format!("spawning the log term warmer: {e}")))?
+        };
         let flusher = {
             let (store, stop) = (store.clone(), stop.clone());
             let cfg = config.clone();
@@ -79,7 +88,7 @@ impl Collector {
             Some(k) => Some(kafka::start(store.clone(), k.clone(), metrics)?),
             None => None,
         };
-        Ok(Collector { store, stop, flusher: Some(flusher), kafka })
+        Ok(Collector { store, stop, flusher: Some(flusher), warmer: Some(warmer), kafka })
     }
 
     /// The store, for HTTP ingest routes and the query layer.
@@ -95,6 +104,9 @@ impl Collector {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(f) = self.flusher.take() {
             let _ = f.join();
+        }
+        if let Some(w) = self.warmer.take() {
+            let _ = w.join();
         }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush failed; the data will be replayed at the next start");
@@ -122,6 +134,24 @@ fn flush_loop(store: &Store, stop: &AtomicBool, cfg: &CollectorConfig) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "flush failed; will retry"),
         }
+    }
+}
+
+/// Keeps the newest log splits' body terms in memory: at start, and whenever the published
+/// splits change (a flush, a merge, retention).
+fn warm_loop(store: &Store, stop: &AtomicBool) {
+    let mut seen: Option<Vec<String>> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let splits: Vec<String> = store.manifest().log_splits.iter().map(|s| s.path.clone()).collect();
+        if seen.as_ref() != Some(&splits) {
+            match store.warm_log_terms(|| stop.load(Ordering::SeqCst)) {
+                Ok(n) if n > 0 => tracing::debug!(splits = n, "loaded log split terms"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "loading log split terms failed; queries load them"),
+            }
+            seen = Some(splits);
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

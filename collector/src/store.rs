@@ -17,6 +17,7 @@ use pharos_model::{
 
 use crate::head::Head;
 use crate::log_splits::search::SearchStats;
+use crate::log_splits::term_budget::TermBudget;
 use crate::log_splits::{self, LogFields, SplitHandle};
 use crate::metastore::Manifest;
 use crate::metric_metadata::MetadataStore;
@@ -121,6 +122,8 @@ pub struct Store {
     pub(crate) flush_lock: Mutex<()>,
     pub(crate) log_fields: LogFields,
     pub(crate) split_readers: Mutex<HashMap<String, Arc<SplitHandle>>>,
+    /// Memory for the body terms the split readers hold.
+    pub(crate) term_budget: Arc<TermBudget>,
     /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
     pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,
     /// Label sets shared by the series lists of all files.
@@ -162,6 +165,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             log_fields: LogFields::new(),
             split_readers: Mutex::new(HashMap::new()),
+            term_budget: Arc::new(TermBudget::new(256 << 20)),
             file_series: Mutex::new(HashMap::new()),
             label_cache: parquet_files::LabelCache::default(),
             metrics,
@@ -404,9 +408,45 @@ impl Store {
         if let Some(r) = readers.get(rel) {
             return Ok(r.clone());
         }
-        let r = Arc::new(log_splits::open_split(&self.data_dir.join(rel))?);
+        let r = Arc::new(log_splits::open_split_with(&self.data_dir.join(rel), self.term_budget.clone())?);
         readers.insert(rel.to_string(), r.clone());
         Ok(r)
+    }
+
+    /// The memory budget of the log splits' body terms.
+    pub fn term_budget(&self) -> &TermBudget {
+        &self.term_budget
+    }
+
+    /// Loads the body terms of published splits, newest first, until one does not fit the
+    /// budget without dropping others, so the first substring query after a restart or a flush does
+    /// not pay for reading a term dictionary. Stops early when `stop()` says so. Returns the
+    /// number of splits whose terms were loaded.
+    pub fn warm_log_terms(&self, stop: impl Fn() -> bool) -> Result<usize> {
+        let manifest = self.manifest();
+        let mut splits: Vec<&crate::metastore::LogSplit> = manifest.log_splits.iter().collect();
+        splits.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ns));
+        let mut warmed = Vec::new();
+        for s in splits {
+            if stop() {
+                break;
+            }
+            let handle = self.split_reader(&s.path)?;
+            if !handle.uses_terms() || handle.terms_loaded() {
+                continue;
+            }
+            if !handle.warm_terms()? {
+                break;
+            }
+            warmed.push(handle);
+        }
+        // Newest data counts as most recently used: dropped last when room is needed.
+        for h in warmed.iter().rev() {
+            h.touch_terms();
+        }
+        let loaded = warmed.len();
+        self.metrics.log_term_cache_bytes.set(self.term_budget.held_bytes() as i64);
+        Ok(loaded)
     }
 
     /// Runs a log search over head, frozen head and published splits; see [`LogSearch`].
@@ -836,6 +876,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Warming loads the newest splits' terms while they fit the budget; a query on an older
+    /// split loads its terms and drops the least recently used ones; answers never change.
+    #[test]
+    fn split_terms_are_warmed_newest_first_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |t: i64, body: String| LogRecord {
+            labels: Labels::from_pairs([("pod", "a")]),
+            timestamp_ns: t,
+            body,
+            severity: String::new(),
+            attributes: Vec::new(),
+        };
+        // Three splits, oldest first, each with its own words.
+        for s in 0..3i64 {
+            let batch = (0..300).map(|i| rec(s * 1000 + i, format!("split{s} word{i}x{s} common")));
+            store.ingest("k", s, Batch::Logs(batch.collect()));
+            store.flush().unwrap();
+        }
+        let mut splits = store.manifest().log_splits.clone();
+        splits.sort_by_key(|s| s.max_ts_ns);
+        // The exact in-memory size of each split's terms, read without a budget.
+        let size = |rel: &str| log_splits::open_split(&dir.path().join(rel)).unwrap().terms().unwrap().heap_bytes();
+        let sizes: Vec<usize> = splits.iter().map(|s| size(&s.path)).collect();
+        // Room for the two newest, not for all three.
+        store.term_budget().set_limit_bytes(sizes[1] + sizes[2] + sizes[0] / 2);
+        assert_eq!(store.warm_log_terms(|| false).unwrap(), 2);
+        let loaded = |i: usize| store.split_reader(&splits[i].path).unwrap().terms_loaded();
+        assert_eq!((loaded(0), loaded(1), loaded(2)), (false, true, true));
+        assert_eq!(store.term_budget().held_bytes(), sizes[1] + sizes[2]);
+        assert_eq!(store.warm_log_terms(|| false).unwrap(), 0, "nothing more fits");
+
+        // A substring query over the oldest split only: it loads that split's terms, and the least
+        // recently used list goes: split 1 (warmed lists count as used newest data last).
+        let mut q = LogSearch::new(&[], 0, 999);
+        q.contains_any = vec![vec!["rd7x".into()]];
+        let (got, _) = store.search_logs_with_stats(&q).unwrap();
+        let want: Vec<String> = (0..300).map(|i| format!("split0 word{i}x0 common")).filter(|b| b.contains("rd7x")).collect();
+        let mut bodies: Vec<String> = got.into_iter().map(|r| r.body).collect();
+        bodies.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        assert_eq!(bodies, want_sorted);
+        assert!(!want.is_empty());
+        assert_eq!((loaded(0), loaded(1), loaded(2)), (true, false, true));
+        assert_eq!(store.term_budget().evictions(), 1);
+        // Split 1 answers the same after its terms were dropped (they are loaded again).
+        let mut q1 = LogSearch::new(&[], 1000, 1999);
+        q1.contains_any = vec![vec!["rd5x1".into()]];
+        let (got, _) = store.search_logs_with_stats(&q1).unwrap();
+        assert_eq!(got.into_iter().map(|r| r.body).collect::<Vec<_>>(), vec!["split1 word5x1 common".to_string()]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct CollectorMetrics {
     pub head_rows: Gauge,
     /// Heap bytes of the head's compressed sample chunks.
     pub head_chunk_bytes: Gauge,
+    /// Bytes of log split body terms held in memory.
+    pub log_term_cache_bytes: Gauge,
     /// SQL queries answered (`/api/v1/sql`).
     pub sql_queries: Counter,
     /// SQL queries that failed (bad SQL, timeout, internal error).
@@ -59,6 +61,7 @@ impl CollectorMetrics {
         r.register("log_docs_loaded", "Log records read from split doc stores by searches", self.log_docs_loaded.clone());
         r.register("head_series", "Series in the in-memory head", self.head_series.clone());
         r.register("head_rows", "Samples and log records in the in-memory head", self.head_rows.clone());
+        r.register("log_term_cache_bytes", "Bytes of log split body terms held in memory for substring queries", self.log_term_cache_bytes.clone());
         r.register("head_chunk_bytes", "Heap bytes of the compressed samples in the in-memory head", self.head_chunk_bytes.clone());
         r.register("sql_queries", "SQL queries answered", self.sql_queries.clone());
         r.register("sql_query_errors", "SQL queries that failed", self.sql_query_errors.clone());

@@ -27,6 +27,7 @@
 
 pub mod candidates;
 pub mod search;
+pub mod term_budget;
 pub mod terms;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +35,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 
 use pharos_model::{Labels, LogRecord};
 use tantivy::index::IndexSettings;
@@ -47,6 +47,7 @@ use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{Index, IndexReader};
 
 use crate::metastore::{LogSplit, sync_dir};
+use term_budget::TermBudget;
 use crate::{Error, Result};
 
 /// Tokenizer of `body` in layout-2 splits: [`SimpleTokenizer`] and [`LowerCaser`]. Unlike
@@ -235,25 +236,79 @@ pub struct SplitHandle {
     pub body_positions: bool,
     /// Layout-specific fields.
     pub layout: SplitLayout,
-    /// The body terms in memory, loaded by the first substring query that needs them.
-    terms: Arc<Mutex<Option<Arc<terms::SplitTerms>>>>,
+    /// The body terms in memory, loaded by the first substring query that needs them and
+    /// dropped again when `term_budget` needs the room.
+    terms: Arc<term_budget::TermSlot>,
+    term_budget: Arc<TermBudget>,
 }
 
 impl SplitHandle {
-    /// The split's body terms ([`terms::SplitTerms`]), loaded on first use.
+    /// The split's body terms ([`terms::SplitTerms`]), loaded on first use (or again after the
+    /// budget dropped them).
     pub fn terms(&self) -> Result<Arc<terms::SplitTerms>> {
-        let mut slot = self.terms.lock();
-        if let Some(t) = slot.as_ref() {
-            return Ok(t.clone());
+        let cached = self.terms.lock().clone();
+        if let Some(t) = cached {
+            self.term_budget.touch(&self.terms);
+            return Ok(t);
+        }
+        let t = {
+            let mut slot = self.terms.lock();
+            if let Some(t) = slot.as_ref() {
+                return Ok(t.clone());
+            }
+            let t = Arc::new(terms::SplitTerms::load(&self.reader.searcher(), self.body)?);
+            *slot = Some(t.clone());
+            t
+        };
+        self.term_budget.admit(&self.terms, t.heap_bytes());
+        Ok(t)
+    }
+
+    /// Loads the body terms ahead of a query if they fit the budget without dropping anything
+    /// else; returns false (keeping nothing) when they do not fit.
+    pub fn warm_terms(&self) -> Result<bool> {
+        if self.terms_loaded() {
+            return Ok(true);
         }
         let t = Arc::new(terms::SplitTerms::load(&self.reader.searcher(), self.body)?);
-        *slot = Some(t.clone());
-        Ok(t)
+        let bytes = t.heap_bytes();
+        if !self.term_budget.has_room_for(bytes) {
+            return Ok(false);
+        }
+        {
+            let mut slot = self.terms.lock();
+            if slot.is_some() {
+                return Ok(true);
+            }
+            *slot = Some(t);
+        }
+        self.term_budget.admit(&self.terms, bytes);
+        Ok(true)
+    }
+
+    /// Marks the body terms as just used (for the budget's least-recently-used order).
+    pub fn touch_terms(&self) {
+        self.term_budget.touch(&self.terms);
+    }
+
+    /// Whether the body terms are in memory now.
+    pub fn terms_loaded(&self) -> bool {
+        self.terms.lock().is_some()
+    }
+
+    /// Whether substring queries use the terms in memory (every token indexed: layout 2 on).
+    pub fn uses_terms(&self) -> bool {
+        matches!(self.layout, SplitLayout::V2 { .. })
     }
 }
 
-/// Opens a split for searching (either layout).
+/// Opens a split for searching (any layout), its terms under no memory budget.
 pub fn open_split(dir: &Path) -> Result<SplitHandle> {
+    open_split_with(dir, TermBudget::unlimited())
+}
+
+/// Opens a split for searching (any layout); its terms in memory count against `term_budget`.
+pub fn open_split_with(dir: &Path, term_budget: Arc<TermBudget>) -> Result<SplitHandle> {
     let index = Index::open_in_dir(dir)?;
     index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
     let schema = index.schema();
@@ -292,6 +347,7 @@ pub fn open_split(dir: &Path) -> Result<SplitHandle> {
         body_positions,
         layout,
         terms: Default::default(),
+        term_budget,
     })
 }
 

@@ -53,6 +53,16 @@ impl SegmentTerms {
 pub struct SplitTerms(Vec<SegmentTerms>);
 
 impl SplitTerms {
+    /// No terms (for tests).
+    pub fn empty() -> Self {
+        SplitTerms(Vec::new())
+    }
+
+    /// Heap bytes held (the term bytes and their offsets).
+    pub fn heap_bytes(&self) -> usize {
+        self.0.iter().map(|s| s.blob.capacity() + s.starts.capacity() * std::mem::size_of::<usize>()).sum()
+    }
+
     /// Reads the term dictionaries of `field`.
     pub fn load(searcher: &Searcher, field: Field) -> Result<Self> {
         searcher.segment_readers().iter().map(|s| SegmentTerms::load(s, field)).collect::<Result<_>>().map(SplitTerms)
