@@ -196,6 +196,20 @@ impl Pharos {
         Self::serve_on(log_dir, &format!("127.0.0.1:{}", free_port()), extra).await
     }
 
+    /// Starts `pharos serve` with `data_dir` `<dir>/data` and a config that flushes only when the
+    /// head holds `flush_max_rows` rows (the interval is an hour), so a test decides what is in
+    /// files and what is in the head.
+    pub async fn serve_flushing_at_rows(dir: &Path, flush_max_rows: usize) -> Pharos {
+        let data = dir.join("data");
+        let config = dir.join("pharos.yaml");
+        std::fs::write(
+            &config,
+            format!("data_dir: {data:?}\ncollector:\n  flush_interval_ms: 3600000\n  flush_max_rows: {flush_max_rows}\n"),
+        )
+        .expect("writing pharos.yaml");
+        Self::serve(dir, &["--config", config.to_str().expect("utf-8 path")]).await
+    }
+
     /// Starts `pharos serve --listen <addr> <extra args>` and waits for `/-/ready`.
     pub async fn serve_on(log_dir: &Path, addr: &str, extra: &[&str]) -> Pharos {
         let addr = addr.to_string();

@@ -50,14 +50,7 @@ async fn post(pharos: &Pharos, path: &str, content_type: &str, body: &str) -> (u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_over_flushed_files_and_head_through_http() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("pharos.yaml");
-    std::fs::write(
-        &config,
-        format!("data_dir: {data:?}\ncollector:\n  flush_interval_ms: 3600000\n  flush_max_rows: {FLUSH_ROWS}\n"),
-    )
-    .unwrap();
-    let mut pharos = Pharos::serve(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let mut pharos = Pharos::serve_flushing_at_rows(dir.path(), FLUSH_ROWS).await;
 
     // 15 s apart, starting 20 minutes ago on a whole second.
     let start = (chrono::Utc::now().timestamp_millis() - 20 * 60_000) / 1000 * 1000;
@@ -132,7 +125,7 @@ async fn sql_over_flushed_files_and_head_through_http() {
     let copied = dir.path().join("copied.parquet");
     for ddl in [
         format!("COPY (SELECT * FROM metrics) TO '{}'", copied.display()),
-        format!("CREATE EXTERNAL TABLE stolen STORED AS PARQUET LOCATION '{}'", data.display()),
+        format!("CREATE EXTERNAL TABLE stolen STORED AS PARQUET LOCATION '{}'", dir.path().join("data").display()),
         "DROP TABLE metrics".to_string(),
     ] {
         let (status, b) = post(&pharos, "/api/v1/sql", "text/plain", &ddl).await;

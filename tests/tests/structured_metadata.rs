@@ -108,14 +108,7 @@ async fn check(pharos: &Pharos, all: &[Entry], start_ns: i64, when: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_metadata_filters_in_head_after_replay_flush_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("pharos.yaml");
-    std::fs::write(
-        &config,
-        format!("data_dir: {data:?}\ncollector:\n  flush_interval_ms: 3600000\n  flush_max_rows: {FLUSH_ROWS}\n"),
-    )
-    .unwrap();
-    let mut pharos = Pharos::serve(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let mut pharos = Pharos::serve_flushing_at_rows(dir.path(), FLUSH_ROWS).await;
     let start_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 60_000_000_000;
     let mut all = entries(start_ns, 0, FIRST);
     push(&pharos, &all).await;
