@@ -12,7 +12,8 @@ use crate::promql;
 
 /// `GET /api/v1/query`.
 pub async fn query_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
-    respond(instant(state, params).await)
+    let stats = wants_stats(&params);
+    respond(instant(state, params).await, stats)
 }
 
 /// `POST /api/v1/query` (form body; query-string parameters also read).
@@ -22,7 +23,8 @@ pub async fn query_post(
     Form(form): Form<Params>,
 ) -> Response {
     params.extend(form);
-    respond(instant(state, params).await)
+    let stats = wants_stats(&params);
+    respond(instant(state, params).await, stats)
 }
 
 /// `GET /api/v1/query_range`.
@@ -30,7 +32,8 @@ pub async fn query_range_get(
     State(state): State<AppState>,
     Query(params): Query<Params>,
 ) -> Response {
-    respond(range(state, params).await)
+    let stats = wants_stats(&params);
+    respond(range(state, params).await, stats)
 }
 
 /// `POST /api/v1/query_range` (form body; query-string parameters also read).
@@ -40,7 +43,8 @@ pub async fn query_range_post(
     Form(form): Form<Params>,
 ) -> Response {
     params.extend(form);
-    respond(range(state, params).await)
+    let stats = wants_stats(&params);
+    respond(range(state, params).await, stats)
 }
 
 /// `GET /api/v1/status/buildinfo`.
@@ -55,9 +59,21 @@ pub async fn buildinfo() -> Response {
     .into_response()
 }
 
-fn respond(result: Result<promql::QueryResult>) -> Response {
+/// Prometheus' `stats` parameter: any non-empty value asks for the query's timings and sample
+/// count in `data.stats`.
+fn wants_stats(params: &Params) -> bool {
+    params.get("stats").is_some_and(|s| !s.is_empty())
+}
+
+fn respond(result: Result<promql::QueryResult>, with_stats: bool) -> Response {
     match result {
-        Ok(r) => Json(json!({"status": "success", "data": r.to_json()})).into_response(),
+        Ok(r) => {
+            let mut data = r.to_json();
+            if with_stats && let Some(obj) = data.as_object_mut() {
+                obj.insert("stats".into(), r.stats.to_json());
+            }
+            Json(json!({"status": "success", "data": data})).into_response()
+        }
         Err(e) => {
             if matches!(e, Error::Internal(_)) {
                 tracing::warn!(error = %e, "query failed");

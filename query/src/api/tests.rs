@@ -119,6 +119,26 @@ async fn post_form_and_range_query() {
     );
 }
 
+/// `stats=all` adds Prometheus' `stats` object: timings in seconds and the samples read (the
+/// store holds 2 samples of `up`; the range 0–30 s reads both). Without it there is no `stats`.
+#[tokio::test]
+async fn stats_parameter_reports_timings_and_samples_read() {
+    let (status, body) = get("/api/v1/query_range?query=up&start=0&end=30&step=10&stats=all").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = &body["data"]["stats"];
+    assert_eq!(stats["samples"]["totalQueryableSamples"], json!(2), "{body}");
+    let timings = &stats["timings"];
+    for k in ["evalTotalTime", "queryPreparationTime", "innerEvalTime", "resultSortTime", "execTotalTime"] {
+        assert!(timings[k].as_f64().is_some_and(|v| v >= 0.0), "{k}: {body}");
+    }
+    let parts = ["queryPreparationTime", "innerEvalTime", "resultSortTime"].iter().map(|k| timings[k].as_f64().unwrap()).sum::<f64>();
+    assert!((timings["evalTotalTime"].as_f64().unwrap() - parts).abs() < 1e-9, "{body}");
+    let (_, body) = get("/api/v1/query?query=up&time=25&stats=1").await;
+    assert_eq!(body["data"]["stats"]["samples"]["totalQueryableSamples"], json!(2), "{body}");
+    let (_, body) = get("/api/v1/query?query=up&time=25").await;
+    assert!(body["data"].get("stats").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn malformed_promql_is_400_bad_data() {
     let (status, body) = get("/api/v1/query?query=sum(up").await;

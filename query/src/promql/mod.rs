@@ -29,7 +29,7 @@ use promql_parser::parser::value::ValueType;
 
 pub use selector::{LOOKBACK_MS, MAX_SAMPLES, matcher_groups};
 pub use value::{
-    QueryResult, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
+    QueryResult, QueryStats, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
 };
 
 use crate::error::{Error, Result};
@@ -55,12 +55,18 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
         end_ms: time_ms,
         step_ms: 0,
     };
+    let started = std::time::Instant::now();
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
         memo: Default::default(),
     };
-    let value = match ev.eval(&expr, time_ms)? {
+    let mut stats = QueryStats { preparation: started.elapsed(), samples_read: ev.fetched.samples(), ..Default::default() };
+    let started = std::time::Instant::now();
+    let value = ev.eval(&expr, time_ms)?;
+    stats.inner_eval = started.elapsed();
+    let started = std::time::Instant::now();
+    let value = match value {
         Value::Vector(mut v) => {
             if !keeps_order(&expr) {
                 v.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -73,7 +79,8 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
         }
         other => other,
     };
-    Ok(QueryResult { value, time_ms })
+    stats.result_sort = started.elapsed();
+    Ok(QueryResult { value, time_ms, stats })
 }
 
 /// True when the expression's own order is its meaning (`sort`, `topk`, …).
@@ -135,11 +142,14 @@ pub fn range_query(
         end_ms,
         step_ms,
     };
+    let started = std::time::Instant::now();
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
         memo: Default::default(),
     };
+    let mut stats = QueryStats { preparation: started.elapsed(), samples_read: ev.fetched.samples(), ..Default::default() };
+    let started = std::time::Instant::now();
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     let mut t = start_ms;
     while t <= end_ms {
@@ -167,13 +177,17 @@ pub fn range_query(
             None => break,
         }
     }
+    stats.inner_eval = started.elapsed();
+    let started = std::time::Instant::now();
     let mut series: Vec<RangeSeries> = by_labels
         .into_iter()
         .map(|(labels, points)| RangeSeries { labels, points })
         .collect();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    stats.result_sort = started.elapsed();
     Ok(QueryResult {
         value: Value::Matrix(series),
         time_ms: end_ms,
+        stats,
     })
 }

@@ -37,6 +37,13 @@ pub struct Fetched {
     by_selector: HashMap<usize, Vec<Series>>,
 }
 
+impl Fetched {
+    /// Samples read for all selectors.
+    pub fn samples(&self) -> u64 {
+        self.by_selector.values().flatten().map(|s| s.samples.len() as u64).sum()
+    }
+}
+
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }

@@ -53,6 +53,39 @@ pub struct QueryResult {
     pub value: Value,
     /// Evaluation time in milliseconds (used for scalar, string and vector results).
     pub time_ms: i64,
+    /// Where the time went, for the API's `stats` parameter.
+    pub stats: QueryStats,
+}
+
+/// What a query cost, in the shape of Prometheus' `stats` answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryStats {
+    /// Reading the selected series from the head and files.
+    pub preparation: std::time::Duration,
+    /// Evaluating the expression over the read samples (every step of a range query).
+    pub inner_eval: std::time::Duration,
+    /// Sorting the result.
+    pub result_sort: std::time::Duration,
+    /// Samples read for the query's selectors.
+    pub samples_read: u64,
+}
+
+impl QueryStats {
+    /// The `stats` object of a Prometheus API answer: `timings` in seconds and `samples`.
+    pub fn to_json(&self) -> Json {
+        let total = self.preparation + self.inner_eval + self.result_sort;
+        json!({
+            "timings": {
+                "evalTotalTime": total.as_secs_f64(),
+                "resultSortTime": self.result_sort.as_secs_f64(),
+                "queryPreparationTime": self.preparation.as_secs_f64(),
+                "innerEvalTime": self.inner_eval.as_secs_f64(),
+                "execQueueTime": 0.0,
+                "execTotalTime": total.as_secs_f64(),
+            },
+            "samples": {"totalQueryableSamples": self.samples_read, "peakSamples": self.samples_read},
+        })
+    }
 }
 
 impl QueryResult {

@@ -187,7 +187,14 @@ async fn measure(engine: Engine, root: &std::path::Path, data: &dataset::Dataset
     for q in QUERIES {
         for shape in Shape::ALL {
             let (p50, a) = queries::time_query(&client, &server.addr, q, shape, data.start_ms, data.end_ms, engine == Engine::VictoriaMetrics, args.query_runs).await?;
-            eprintln!("{:>8.1} ms  {} {q}", p50, shape.name());
+            let breakdown = match engine {
+                Engine::Pharos => queries::pharos_breakdown(&client, &server.addr, q, shape, data.start_ms, data.end_ms)
+                    .await
+                    .map(|(prep, eval, n)| format!("  (one more run: reading {prep:.1} ms, evaluating {eval:.1} ms, {n} samples)"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            eprintln!("{:>8.1} ms  {} {q}{breakdown}", p50, shape.name());
             latencies_ms.push(p50);
             answers.push(a);
         }

@@ -80,6 +80,19 @@ pub async fn time_query(client: &reqwest::Client, addr: &str, q: &str, shape: Sh
     Ok((lat[lat.len() / 2], answer.unwrap_or_default()))
 }
 
+/// Pharos' own breakdown of one run of `q` (Prometheus' `stats` parameter): milliseconds reading
+/// the series, milliseconds evaluating, and samples read.
+pub async fn pharos_breakdown(client: &reqwest::Client, addr: &str, q: &str, shape: Shape, start_ms: i64, end_ms: i64) -> Option<(f64, f64, u64)> {
+    let u = format!("{}&stats=all", url(addr, q, shape, start_ms, end_ms, false));
+    let body: serde_json::Value = serde_json::from_str(&client.get(&u).send().await.ok()?.text().await.ok()?).ok()?;
+    let s = &body["data"]["stats"];
+    Some((
+        s["timings"]["queryPreparationTime"].as_f64()? * 1000.0,
+        s["timings"]["innerEvalTime"].as_f64()? * 1000.0,
+        s["samples"]["totalQueryableSamples"].as_u64()?,
+    ))
+}
+
 /// `None` when equal (same series, same timestamps, values within 1e-9 relative); else why not.
 pub fn differs(a: &Answer, reference: &Answer) -> Option<String> {
     if a.len() != reference.len() || a.keys().ne(reference.keys()) {
