@@ -359,6 +359,7 @@ fn layout_2_splits_are_still_read() {
     let table = StreamTable {
         format_version: 1,
         streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
+        all_body_tokens_indexed: false,
     };
     std::fs::write(dir.path().join(STREAMS_FILE), serde_json::to_vec(&table).unwrap()).unwrap();
     let split = (open_split(dir.path()).unwrap(), (0, 150));
