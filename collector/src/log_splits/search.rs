@@ -141,8 +141,8 @@ pub fn search_split(
         all_tokens,
         cased: split.body_cased,
     };
-    // True while every group is answered exactly by the index.
-    let mut exact = split.exact_words();
+    // True while every group is answered exactly by the index (trivially when there is none).
+    let mut exact = groups.is_empty() || split.exact_words();
     for group in groups {
         match any_substring_query(body_index, group) {
             Some(n) => {
