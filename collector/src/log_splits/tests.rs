@@ -477,6 +477,20 @@ fn every_layout_answers_substrings_like_a_scan_of_generated_lines() {
                 assert_eq!(got, brute(&expected_records, &q), "{name}: |= {n:?} {m:?}");
             }
         }
+        // Alternatives as a case-insensitive regex gives them (its case variants), and chains.
+        let groups: [&[&[&str]]; 4] = [
+            &[&["memory", "Memory", "MEMORY"]],
+            &[&["rror", "RROR"], &["42"]],
+            &[&["Error:", "ERROR"], &["Quota"]],
+            &[&["σας", "ΣΑΣ"], &["Straße"], &["日本語"]],
+        ];
+        for g in groups {
+            let mut q = LogSearch::new(&[], i64::MIN, i64::MAX);
+            q.contains_any = g.iter().map(|a| a.iter().map(|s| s.to_string()).collect()).collect();
+            let expected = brute(&expected_records, &q);
+            assert!(!expected.is_empty(), "{g:?} matches some lines");
+            assert_eq!(run(split, &q).0, expected, "{name}: {g:?}");
+        }
     }
     // Layout 4 answers one word from the index alone: exactly the matching documents are
     // candidates, and each is loaded once (and not at all when bodies are unused).
