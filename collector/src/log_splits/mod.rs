@@ -54,8 +54,8 @@
 //! is verified against the stored line. So are multi-word substrings (`|= "disk quota"`: the
 //! index does not know which characters lie between two tokens) and anything else the
 //! [`candidates`] module only narrows. When every substring filter of a search is exact and the
-//! caller reads no line bodies ([`pharos_model::LogSearch::body_unused`]: `count_over_time` or
-//! `rate` over `|=` filters), the search answers from the index and the `timestamp`,
+//! caller reads no line bodies ([`pharos_model::LogSearch::body_unused`]: a LogQL range
+//! function other than `bytes_*` over `|=` filters and label stages), the search answers from the index and the `timestamp`,
 //! `stream_id`, `severity` and `has_attributes` columns and reads the doc store only for
 //! records with attributes.
 
