@@ -839,6 +839,46 @@ mod tests {
     }
 
     #[test]
+    fn a_one_word_count_reads_no_line_from_the_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        let rec = |t: i64| LogRecord {
+            labels: Labels::from_pairs([("pod", if t % 2 == 0 { "a" } else { "b" })]),
+            timestamp_ns: t,
+            body: match t % 5 {
+                0 => format!("{t} java.lang.OutOfMemoryError: heap"),
+                1 => format!("{t} outofmemoryerror in lower case"),
+                2 => format!("{t} MyOutOfMemoryErrorHandler"),
+                _ => format!("{t} fine"),
+            },
+            severity: String::new(),
+            attributes: Vec::new(),
+        };
+        for s in 0..3i64 {
+            store.ingest("k", s, Batch::Logs((s * 100..s * 100 + 100).map(rec).collect()));
+            store.flush().unwrap();
+        }
+        store.ingest("k", 3, Batch::Logs((300..310).map(rec).collect()));
+        let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
+        for matchers in [&[][..], &pod_a[..]] {
+            let mut q = LogSearch::new(matchers, 50, 305);
+            q.contains_any = vec![vec!["OutOfMemoryError".into()]];
+            q.body_unused = true;
+            let before = metrics.log_docs_loaded.get();
+            let (got, stats) = store.search_logs_with_stats(&q).unwrap();
+            let mut ts: Vec<i64> = got.iter().map(|r| r.timestamp_ns).collect();
+            ts.sort();
+            let expected: Vec<i64> =
+                (50..=305).filter(|t| t % 5 == 0 || t % 5 == 2).filter(|t| matchers.is_empty() || t % 2 == 0).collect();
+            assert_eq!(ts, expected, "{matchers:?}");
+            assert_eq!(stats.docs_loaded, 0);
+            assert_eq!(metrics.log_docs_loaded.get(), before);
+            assert_eq!(stats.bodies_skipped, expected.iter().filter(|t| **t < 300).count());
+        }
+    }
+
+    #[test]
     fn limited_search_over_splits_and_head_equals_the_full_answer_cut() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();

@@ -141,6 +141,11 @@ pub struct LogSearch<'a> {
     /// Further predicate a record must pass (the rest of a LogQL pipeline), applied after the
     /// filters above and before the limit counts the record.
     pub keep: Option<&'a (dyn Fn(&LogRecord) -> bool + Sync)>,
+    /// True when neither the caller nor `keep` reads the `body` of the returned records (a
+    /// metric query counting the lines that pass `|=` filters). The store may then return
+    /// records with an empty body when it decided every `contains_any` group without reading
+    /// the line (an index that answers them exactly); every other field is filled as usual.
+    pub body_unused: bool,
 }
 
 impl<'a> LogSearch<'a> {
@@ -154,6 +159,7 @@ impl<'a> LogSearch<'a> {
             end_ns,
             limit: None,
             keep: None,
+            body_unused: false,
         }
     }
 

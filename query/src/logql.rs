@@ -126,6 +126,31 @@ impl LogQuery {
         out
     }
 
+    /// The pipeline without its `|=` filters, when no other stage reads the line: `None` when
+    /// a stage does (another line filter, a parser, `line_format`). A store returns only
+    /// records whose line contains every `|=` substring of [`Self::index_filters`] (checked
+    /// exactly), which are all `|=` filters when there is no `line_format`; what remains needs
+    /// the stream labels and attributes only, so the search may skip reading line bodies
+    /// ([`pharos_model::LogSearch::body_unused`]).
+    pub fn without_body_filters(&self) -> Option<LogQuery> {
+        let mut stages = Vec::new();
+        for stage in &self.stages {
+            match stage {
+                Stage::Line(LineFilter::Contains(_)) => {}
+                Stage::LabelFilter(_) | Stage::LabelFormat(_) | Stage::Drop(_) | Stage::Keep(_) => {
+                    stages.push(stage.clone())
+                }
+                Stage::Line(_)
+                | Stage::Json
+                | Stage::Logfmt
+                | Stage::Regexp(_)
+                | Stage::Pattern(_)
+                | Stage::LineFormat(_) => return None,
+            }
+        }
+        Some(LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone() })
+    }
+
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
         self.process_line_with(stream, &[], line)

@@ -1,7 +1,11 @@
 //! `|= "s"` as a tantivy query on `body` whose matches are a superset of the lines that
-//! contain `s` (case-sensitive substring); the search then checks `contains(s)` on each.
+//! contain `s` (case-sensitive substring); the search then checks `contains(s)` on each, unless
+//! the query is exact ([`Narrowing::exact`]).
 //!
-//! `s` is tokenized like the body (alphanumeric runs, lowercased). A token of `s` with a
+//! `s` is tokenized like the body (alphanumeric runs; lowercased in layouts 2 and 3, as written
+//! in layout 4, where matching terms case-sensitively is right because `|=` is case-sensitive:
+//! a line containing `s` has, at that place, tokens that contain the tokens of `s` with the
+//! same characters). A token of `s` with a
 //! non-token character (or nothing) on both sides inside `s` is *inner*: any line containing
 //! `s` has exactly that token at that place. The first token may continue to the left in the
 //! line (`|= "rror: x"` matches `error: x`) and the last to the right (`|= "x err"` matches
@@ -17,9 +21,16 @@
 //! Terms containing or ending with a token are found by a substring scan of the split's terms
 //! held in memory ([`super::terms`]), then looked up as a term set.
 //!
-//! A partial token is only used when it is ASCII and at least 3 bytes long (lowercasing other scripts can change lengths),
-//! and only in splits whose tokenizer keeps long tokens (layout 2). No token at all (`|= "::"`)
-//! means no narrowing.
+//! A partial token is only used when it is at least 3 bytes long and only in splits whose
+//! tokenizer keeps long tokens (layouts 2 to 4); with lowercased terms (layouts 2 and 3) only
+//! when it is ASCII (lowercasing other scripts can change lengths), and as a prefix only when it
+//! is ASCII (the prefix's term range and regex assume it). No token at all (`|= "::"`) means no
+//! narrowing.
+//!
+//! Exact: in layout 4 (case-preserving terms, every token indexed) a substring that is one whole
+//! token, partial on both sides (`|= "OutOfMemory"`), becomes the set of terms containing it,
+//! and that query matches exactly the lines containing it (the argument is in the
+//! [module docs](super)). Everything else stays a superset to verify.
 
 use tantivy::{Searcher, Term};
 use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery, TermSetQuery};
@@ -52,8 +63,18 @@ pub struct BodyIndex<'a> {
     pub field: Field,
     /// Positions are recorded (phrase queries).
     pub positions: bool,
-    /// Every token of every line is in the index, whatever its length (layout 2).
+    /// Every token of every line is in the index, whatever its length (layouts 2 to 4).
     pub all_tokens: bool,
+    /// Terms keep their case (layout 4); else they are lowercased.
+    pub cased: bool,
+}
+
+/// An index query for a substring filter.
+pub struct Narrowing {
+    /// Matches at least every line that passes the filter.
+    pub query: Box<dyn Query>,
+    /// Matches exactly the lines that pass the filter: no verification needed.
+    pub exact: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -63,8 +84,12 @@ struct QueryToken {
     open_right: bool,
 }
 
-fn tokens(s: &str) -> Vec<QueryToken> {
-    let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build();
+fn tokens(s: &str, cased: bool) -> Vec<QueryToken> {
+    let mut analyzer = if cased {
+        TextAnalyzer::builder(SimpleTokenizer::default()).build()
+    } else {
+        TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build()
+    };
     let mut stream = analyzer.token_stream(s);
     let mut out = Vec::new();
     while let Some(t) = stream.next() {
@@ -74,8 +99,8 @@ fn tokens(s: &str) -> Vec<QueryToken> {
 }
 
 /// A query matching at least every line that contains `s`; `None` when the index cannot narrow.
-pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> {
-    let toks = tokens(s);
+pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
+    let toks = tokens(s, index.cased);
     let term = |t: &str| Term::from_field_text(index.field, t);
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     // Inner tokens the index holds, with their position relative to the first token of `s`.
@@ -90,9 +115,13 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
     // A phrase needs the positions of every inner token (a skipped one may leave no gap).
     let phrase_ok = index.positions && inner.len() == all_inner;
     // A partial token of one or two characters would expand to a large part of the dictionary.
-    let partial_ok = |t: &QueryToken| index.all_tokens && t.text.is_ascii() && t.text.len() >= MIN_PARTIAL_TOKEN_BYTES;
+    let partial_ok = |t: &QueryToken| {
+        index.all_tokens && (index.cased || t.text.is_ascii()) && t.text.len() >= MIN_PARTIAL_TOKEN_BYTES
+    };
+    // A prefix's term range and regex assume ASCII.
+    let prefix_ok = |t: &QueryToken| partial_ok(t) && t.text.is_ascii();
     // The last token when it only continues to the right: a prefix.
-    let prefix_last = toks.last().filter(|t| !t.open_left && t.open_right && partial_ok(t));
+    let prefix_last = toks.last().filter(|t| !t.open_left && t.open_right && prefix_ok(t));
     let expansions = prefix_last.filter(|_| phrase_ok && !inner.is_empty()).and_then(|t| prefix_terms(index, &t.text));
     let mut prefix_done = false;
     if let Some(expansions) = expansions.filter(|n| *n <= MAX_PHRASE_PREFIX_EXPANSIONS) {
@@ -122,6 +151,16 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         let terms = index.terms?.containing(index.field, &t.text, suffix_only);
         Some(Box::new(TermSetQuery::new(terms)))
     };
+    // One token open on both sides is all of `s`: `s` is one alphanumeric run.
+    if index.cased
+        && let [t] = &toks[..]
+        && t.open_left
+        && t.open_right
+        && partial_ok(t)
+        && let Some(query) = inside(t, false)
+    {
+        return Some(Narrowing { query, exact: true });
+    }
     let mut left_only: Option<&QueryToken> = None;
     for t in toks.iter().filter(|t| t.open_left || t.open_right) {
         if !partial_ok(t) {
@@ -129,6 +168,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
         }
         match (t.open_left, t.open_right) {
             (false, true) if prefix_done => {}
+            (false, true) if !prefix_ok(t) => {}
             (false, true) => clauses.extend(regex(format!("{}.*", t.text)).map(|q| (Occur::Must, q))),
             (true, true) => clauses.extend(inside(t, false).map(|q| (Occur::Must, q))),
             (true, false) => left_only = Some(t),
@@ -140,11 +180,12 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Box<dyn Query>> 
     {
         clauses.extend(inside(t, true).map(|q| (Occur::Must, q)));
     }
-    match clauses.len() {
-        0 => None,
-        1 => clauses.pop().map(|(_, q)| q),
-        _ => Some(Box::new(BooleanQuery::new(clauses))),
-    }
+    let query: Box<dyn Query> = match clauses.len() {
+        0 => return None,
+        1 => clauses.pop().map(|(_, q)| q)?,
+        _ => Box::new(BooleanQuery::new(clauses)),
+    };
+    Some(Narrowing { query, exact: false })
 }
 
 /// The most terms starting with `prefix` (ASCII) in one segment; `None` on a read error.
@@ -165,17 +206,21 @@ fn prefix_terms(index: BodyIndex<'_>, prefix: &str) -> Option<usize> {
 }
 
 /// A query for a group of alternatives (a line contains at least one); `None` when some
-/// alternative cannot be narrowed.
-pub fn any_substring_query(index: BodyIndex<'_>, group: &[String]) -> Option<Box<dyn Query>> {
+/// alternative cannot be narrowed. Exact when every alternative is (a union of exact answers).
+pub fn any_substring_query(index: BodyIndex<'_>, group: &[String]) -> Option<Narrowing> {
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let mut exact = true;
     for s in group {
-        alternatives.push((Occur::Should, substring_query(index, s)?));
+        let n = substring_query(index, s)?;
+        exact &= n.exact;
+        alternatives.push((Occur::Should, n.query));
     }
-    match alternatives.len() {
-        0 => None,
-        1 => alternatives.pop().map(|(_, q)| q),
-        _ => Some(Box::new(BooleanQuery::new(alternatives))),
-    }
+    let query: Box<dyn Query> = match alternatives.len() {
+        0 => return None,
+        1 => alternatives.pop().map(|(_, q)| q)?,
+        _ => Box::new(BooleanQuery::new(alternatives)),
+    };
+    Some(Narrowing { query, exact })
 }
 
 #[cfg(test)]
@@ -184,7 +229,7 @@ mod tests {
 
     #[test]
     fn tokens_know_which_side_is_open() {
-        let t = tokens("rror: disk quota-exceeded for acm");
+        let t = tokens("rror: disk quota-exceeded for acm", false);
         let open: Vec<(&str, bool, bool)> = t.iter().map(|t| (t.text.as_str(), t.open_left, t.open_right)).collect();
         assert_eq!(
             open,
@@ -197,7 +242,9 @@ mod tests {
                 ("acm", false, true)
             ]
         );
-        assert_eq!(tokens(" MyError ")[0], QueryToken { text: "myerror".into(), open_left: false, open_right: false });
-        assert!(tokens(":: -").is_empty());
+        assert_eq!(tokens(" MyError ", false)[0], QueryToken { text: "myerror".into(), open_left: false, open_right: false });
+        assert_eq!(tokens(" MyError ", true)[0], QueryToken { text: "MyError".into(), open_left: false, open_right: false });
+        assert_eq!(tokens("Straße", true), [QueryToken { text: "Straße".into(), open_left: true, open_right: true }]);
+        assert!(tokens(":: -", true).is_empty());
     }
 }

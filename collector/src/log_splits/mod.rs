@@ -1,29 +1,63 @@
 //! Log records as tantivy splits: one index directory per flush under `logs/<uuid-v7>/`.
 //!
-//! A split written by this version (layout 3) holds:
+//! A split written by this version (layout 4) holds:
 //!
 //! - `timestamp`: i64 ns, a fast field only (time ranges and top-N by time read the column);
 //! - `stream_id`: u64, indexed and fast: the record's stream, an index into `streams.json`;
-//! - `body`: tokenized by [`BODY_TOKENIZER`] (alphanumeric runs, lowercased, no length cut),
-//!   indexed with [`BODY_INDEX_OPTION`] (documents only), stored;
+//! - `body`: tokenized by [`BODY_TOKENIZER_CASED`] (alphanumeric runs as they are written: no
+//!   lowercasing, no length cut), indexed with [`BODY_INDEX_OPTION`] (documents only), stored;
 //! - `severity`: a fast field (a dictionary-encoded column, read back from there) and indexed as
 //!   one `raw` term; not in the doc store;
 //! - `attributes`: a JSON object of the record's attributes (strings), stored, each value
 //!   indexed as one `raw` term under its key; absent from records without attributes;
-//! - `streams.json` next to the index files: `{"format_version":1,"streams":[{label: value}]}`,
-//!   the label set of every stream once per split instead of once per record.
+//! - `has_attributes`: a bool fast field, true for the records with attributes (a constant
+//!   column, so free, when no record has any): a search that needs no line bodies reads the doc
+//!   store only for those;
+//! - `streams.json` next to the index files: `{"format_version":1,"streams":[{label: value}],
+//!   "all_body_tokens_indexed":true}`, the label set of every stream once per split instead of
+//!   once per record, and whether every token of every body is in the index (tantivy drops
+//!   tokens longer than [`tantivy::tokenizer::MAX_TOKEN_LEN`] bytes; a split with one is
+//!   written without the flag and searched like an older layout).
 //!
-//! Layout 2 is layout 3 without `attributes` and with `severity` stored only; it is read as
-//! records without attributes.
+//! Layout 3 is layout 4 with `body` under [`BODY_TOKENIZER`] (lowercased) and without
+//! `has_attributes`. Layout 2 is layout 3 without `attributes` and with `severity` stored only;
+//! it is read as records without attributes.
 //!
 //! The doc store is zstd-compressed in large blocks ([`index_settings`]).
 //!
 //! Splits of layout 1 (no `streams.json`: `labels` stored as JSON per record, a `stream` field
 //! with `name=value` terms, `body` under tantivy's `default` tokenizer) are still read.
 //!
+//! # Substring filters
+//!
 //! A search ([`search::search_split`]) turns `|=` substrings into index queries that are a
-//! superset of the true matches ([`candidates`]), verifies every candidate exactly, and with a
-//! limit loads only the candidates it needs, newest (or oldest) first by the `timestamp` column.
+//! superset of the true matches ([`candidates`]), verifies candidates exactly, and with a limit
+//! loads only the candidates it needs, newest (or oldest) first by the `timestamp` column.
+//!
+//! In layout 4 a substring `W` that is one whole alphanumeric run (every character
+//! `char::is_alphanumeric`, as [`SimpleTokenizer`] splits) is answered *exactly* by the index,
+//! without verification:
+//!
+//! - the tokens of a line are its maximal runs of alphanumeric characters, as written;
+//! - if the line contains `W` at bytes `i..i + |W|`, every character there is alphanumeric, so
+//!   all of them lie in one maximal run, i.e. inside one token `T`, and `W` is a substring of
+//!   `T` (a match cannot cross a token boundary, since the characters between tokens are not
+//!   alphanumeric and `W` has none);
+//! - conversely a token is a substring of its line, so a line with a token containing `W`
+//!   contains `W`;
+//! - every token is a term of the split's dictionary (no lowercasing, no length cut, and the
+//!   split records that tantivy dropped none), so the lines containing `W` are exactly the
+//!   documents of the terms that contain `W`: the case-sensitive substring scan of
+//!   [`terms::SplitTerms`] finds those terms, and their postings are the answer.
+//!
+//! Lowercased terms (layouts 2 and 3) lose the case `|=` must respect, so there every candidate
+//! is verified against the stored line. So are multi-word substrings (`|= "disk quota"`: the
+//! index does not know which characters lie between two tokens) and anything else the
+//! [`candidates`] module only narrows. When every substring filter of a search is exact and the
+//! caller reads no line bodies ([`pharos_model::LogSearch::body_unused`]: a LogQL range
+//! function other than `bytes_*` over `|=` filters and label stages), the search answers from the index and the `timestamp`,
+//! `stream_id`, `severity` and `has_attributes` columns and reads the doc store only for
+//! records with attributes.
 
 pub mod candidates;
 pub mod search;
@@ -50,10 +84,14 @@ use crate::metastore::{LogSplit, sync_dir};
 use term_budget::TermBudget;
 use crate::{Error, Result};
 
-/// Tokenizer of `body` in layout-2 splits: [`SimpleTokenizer`] and [`LowerCaser`]. Unlike
-/// tantivy's `default` it does not drop tokens longer than 40 bytes: a substring query relies on
-/// every token of the line being in the index.
+/// Tokenizer of `body` in layout-2 and layout-3 splits: [`SimpleTokenizer`] and [`LowerCaser`].
+/// Unlike tantivy's `default` it does not drop tokens longer than 40 bytes: a substring query
+/// relies on every token of the line being in the index.
 pub const BODY_TOKENIZER: &str = "pharos_body";
+
+/// Tokenizer of `body` in layout-4 splits: [`SimpleTokenizer`] alone, so terms keep their case
+/// and a one-word `|=` is answered exactly by the index (see the module docs).
+pub const BODY_TOKENIZER_CASED: &str = "pharos_body_cased";
 
 /// What the body index records: documents only. Positions would let a multi-word `|=` become a
 /// phrase query, but cost 12 % of the raw size on the logs benchmark (and term frequencies a few
@@ -77,7 +115,7 @@ const DOCSTORE_BLOCK_BYTES: usize = 64 << 10;
 /// Tokenizer of `severity` and of the `attributes` values: the whole value is one term.
 pub const RAW_TOKENIZER: &str = "raw";
 
-/// The layout-3 schema and its fields, for writing.
+/// The layout-4 schema and its fields, for writing.
 #[derive(Clone)]
 pub struct LogFields {
     schema: Schema,
@@ -86,17 +124,29 @@ pub struct LogFields {
     body: Field,
     severity: Field,
     attributes: Field,
+    /// `None` in layout 3 (written by tests only).
+    has_attributes: Option<Field>,
 }
 
 impl LogFields {
-    /// The schema every new split uses.
+    /// The schema every new split uses (layout 4).
     pub fn new() -> Self {
+        Self::build(BODY_TOKENIZER_CASED, true)
+    }
+
+    /// The layout-3 schema (lowercased body terms, no `has_attributes`), to test reading it.
+    #[cfg(test)]
+    pub(crate) fn layout_3() -> Self {
+        Self::build(BODY_TOKENIZER, false)
+    }
+
+    fn build(body_tokenizer: &str, has_attributes: bool) -> Self {
         let mut b = Schema::builder();
         let timestamp = b.add_i64_field("timestamp", FAST);
         // No field norms: nothing scores, and they cost a byte per record.
         let stream_id = b.add_u64_field("stream_id", NumericOptions::default().set_indexed().set_fast());
         let body_indexing = TextFieldIndexing::default()
-            .set_tokenizer(BODY_TOKENIZER)
+            .set_tokenizer(body_tokenizer)
             .set_index_option(BODY_INDEX_OPTION)
             .set_fieldnorms(false);
         let body = b.add_text_field("body", TextOptions::default().set_indexing_options(body_indexing).set_stored());
@@ -114,7 +164,8 @@ impl LogFields {
             "attributes",
             JsonObjectOptions::default().set_stored().set_indexing_options(raw_indexing()),
         );
-        LogFields { schema: b.build(), timestamp, stream_id, body, severity, attributes }
+        let has_attributes = has_attributes.then(|| b.add_bool_field("has_attributes", FAST));
+        LogFields { schema: b.build(), timestamp, stream_id, body, severity, attributes, has_attributes }
     }
 }
 
@@ -137,10 +188,32 @@ fn body_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build()
 }
 
+fn body_analyzer_cased() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default()).build()
+}
+
+fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
+    index.tokenizers().register(BODY_TOKENIZER_CASED, body_analyzer_cased());
+}
+
+/// True when `body` has a run of alphanumeric characters (a token) longer than tantivy indexes.
+fn has_oversized_token(body: &str) -> bool {
+    let max = tantivy::tokenizer::MAX_TOKEN_LEN;
+    if body.len() <= max {
+        return false;
+    }
+    body.split(|c: char| !c.is_alphanumeric()).any(|run| run.len() > max)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StreamTable {
     format_version: u32,
     streams: Vec<BTreeMap<String, String>>,
+    /// Every token of every body is a term of the index (written from layout 4 on; absent, so
+    /// false, in older splits).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all_body_tokens_indexed: bool,
 }
 
 /// Indexes `records` into a new split directory (committed and fsynced) and describes it.
@@ -153,7 +226,7 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     let dir = data_dir.join(&rel);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let index = Index::builder().schema(fields.schema.clone()).settings(index_settings()).create_in_dir(&dir)?;
-    index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
+    register_tokenizers(&index);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_WRITER_THREADS)
@@ -163,6 +236,7 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     let mut stream_ids: HashMap<&Labels, u64> = HashMap::new();
     let mut streams: Vec<&Labels> = Vec::new();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+    let mut all_body_tokens_indexed = true;
     for r in records {
         let id = *stream_ids.entry(&r.labels).or_insert_with(|| {
             streams.push(&r.labels);
@@ -172,6 +246,9 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
         d.add_i64(fields.timestamp, r.timestamp_ns);
         d.add_u64(fields.stream_id, id);
         d.add_text(fields.body, &r.body);
+        if all_body_tokens_indexed && has_oversized_token(&r.body) {
+            all_body_tokens_indexed = false;
+        }
         if !r.severity.is_empty() {
             d.add_text(fields.severity, &r.severity);
         }
@@ -179,6 +256,9 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
             let object: BTreeMap<String, OwnedValue> =
                 r.attributes.iter().map(|(k, v)| (k.clone(), OwnedValue::Str(v.clone()))).collect();
             d.add_object(fields.attributes, object);
+        }
+        if let Some(f) = fields.has_attributes {
+            d.add_bool(f, !r.attributes.is_empty());
         }
         writer.add_document(d)?;
         min_ts = min_ts.min(r.timestamp_ns);
@@ -188,6 +268,7 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     let table = StreamTable {
         format_version: 1,
         streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
+        all_body_tokens_indexed,
     };
     let table_path = dir.join(STREAMS_FILE);
     let json = serde_json::to_vec(&table).map_err(|e| Error::Internal(format!("encoding the stream table: {e}")))?;
@@ -210,12 +291,14 @@ pub enum SplitLayout {
         /// `name=value` terms.
         stream: Field,
     },
-    /// Layout 2: `stream_id` and the stream table of `streams.json`.
+    /// Layouts 2 to 4: `stream_id` and the stream table of `streams.json`.
     V2 {
         /// Stream id field.
         stream_id: Field,
         /// Label sets by stream id.
         streams: Vec<Labels>,
+        /// The stream table says every body token is in the index (layout 4).
+        all_body_tokens_indexed: bool,
     },
 }
 
@@ -234,6 +317,10 @@ pub struct SplitHandle {
     pub attributes: Option<Field>,
     /// True when `body` has positions (phrase queries possible).
     pub body_positions: bool,
+    /// True when `body` terms keep their case ([`BODY_TOKENIZER_CASED`], layout 4).
+    pub body_cased: bool,
+    /// True when the `has_attributes` column exists (layout 4).
+    pub has_attributes_column: bool,
     /// Layout-specific fields.
     pub layout: SplitLayout,
     /// The body terms in memory, loaded by the first substring query that needs them and
@@ -243,6 +330,21 @@ pub struct SplitHandle {
 }
 
 impl SplitHandle {
+    /// True when the index holds every token of every line, whatever its length, so partial
+    /// tokens of a substring may narrow. Layouts 2 and 3 assume it (their writer did not check
+    /// for tokens over tantivy's limit); layout 4 records it.
+    pub fn all_body_tokens(&self) -> bool {
+        match &self.layout {
+            SplitLayout::V2 { all_body_tokens_indexed, .. } => !self.body_cased || *all_body_tokens_indexed,
+            SplitLayout::V1 { .. } => false,
+        }
+    }
+
+    /// True when a one-word `|=` is answered exactly by the index (layout 4, see the module docs).
+    pub fn exact_words(&self) -> bool {
+        self.body_cased && matches!(self.layout, SplitLayout::V2 { all_body_tokens_indexed: true, .. })
+    }
+
     /// The split's body terms ([`terms::SplitTerms`]), loaded on first use (or again after the
     /// budget dropped them).
     pub fn terms(&self) -> Result<Arc<terms::SplitTerms>> {
@@ -296,9 +398,9 @@ impl SplitHandle {
         self.terms.lock().is_some()
     }
 
-    /// Whether substring queries use the terms in memory (every token indexed: layout 2 on).
+    /// Whether substring queries use the terms in memory (when every token is indexed).
     pub fn uses_terms(&self) -> bool {
-        matches!(self.layout, SplitLayout::V2 { .. })
+        self.all_body_tokens()
     }
 }
 
@@ -310,18 +412,18 @@ pub fn open_split(dir: &Path) -> Result<SplitHandle> {
 /// Opens a split for searching (any layout); its terms in memory count against `term_budget`.
 pub fn open_split_with(dir: &Path, term_budget: Arc<TermBudget>) -> Result<SplitHandle> {
     let index = Index::open_in_dir(dir)?;
-    index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
+    register_tokenizers(&index);
     let schema = index.schema();
     let field = |name: &str| {
         schema.get_field(name).map_err(|_| Error::Corrupt(format!("log split {} has no field {name:?}", dir.display())))
     };
     let body = field("body")?;
-    let body_positions = match schema.get_field_entry(body).field_type() {
-        tantivy::schema::FieldType::Str(o) => {
-            o.get_indexing_options().is_some_and(|i| i.index_option().has_positions())
-        }
-        _ => false,
+    let body_indexing = match schema.get_field_entry(body).field_type() {
+        tantivy::schema::FieldType::Str(o) => o.get_indexing_options().cloned(),
+        _ => None,
     };
+    let body_positions = body_indexing.as_ref().is_some_and(|i| i.index_option().has_positions());
+    let body_cased = body_indexing.as_ref().is_some_and(|i| i.tokenizer() == BODY_TOKENIZER_CASED);
     let layout = if let Ok(stream_id) = schema.get_field("stream_id") {
         let path = dir.join(STREAMS_FILE);
         let raw = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -334,7 +436,11 @@ pub fn open_split_with(dir: &Path, term_budget: Arc<TermBudget>) -> Result<Split
                 table.format_version
             )));
         }
-        SplitLayout::V2 { stream_id, streams: table.streams.into_iter().map(Labels::from_pairs).collect() }
+        SplitLayout::V2 {
+            stream_id,
+            streams: table.streams.into_iter().map(Labels::from_pairs).collect(),
+            all_body_tokens_indexed: table.all_body_tokens_indexed,
+        }
     } else {
         SplitLayout::V1 { labels: field("labels")?, stream: field("stream")? }
     };
@@ -345,6 +451,8 @@ pub fn open_split_with(dir: &Path, term_budget: Arc<TermBudget>) -> Result<Split
         severity_fast: schema.get_field_entry(field("severity")?).is_fast(),
         attributes: schema.get_field("attributes").ok(),
         body_positions,
+        body_cased,
+        has_attributes_column: schema.get_field("has_attributes").is_ok_and(|f| schema.get_field_entry(f).is_fast()),
         layout,
         terms: Default::default(),
         term_budget,

@@ -1,4 +1,11 @@
 //! Searching one split: index candidates, exact verification, top-N by time.
+//!
+//! Candidates are verified against the stored line unless every substring group was answered
+//! exactly by the index ([`super::candidates::Narrowing::exact`]). Then, when the caller also
+//! reads no bodies ([`LogSearch::body_unused`]), records are built from the columns alone
+//! (`timestamp`, `stream_id`, `severity`) with an empty body, and the doc store is read only for
+//! records whose `has_attributes` is true (their attributes are labels to the caller and may be
+//! needed by [`LogSearch::label_equals`]).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -20,6 +27,8 @@ pub struct SearchStats {
     pub candidates: usize,
     /// Documents read from the doc store.
     pub docs_loaded: usize,
+    /// Records returned without their body ([`LogSearch::body_unused`]).
+    pub bodies_skipped: usize,
 }
 
 /// Adds to `out` the records of the split that `q` accepts. `split_range` is the split's
@@ -38,7 +47,7 @@ pub fn search_split(
     // Streams.
     let mut stream_labels: Option<Vec<Option<Labels>>> = None;
     match &split.layout {
-        SplitLayout::V2 { stream_id, streams } => {
+        SplitLayout::V2 { stream_id, streams, .. } => {
             let matching: Vec<u64> =
                 (0..streams.len()).filter(|&i| matches_all(q.matchers, &streams[i])).map(|i| i as u64).collect();
             if matching.is_empty() {
@@ -64,7 +73,7 @@ pub fn search_split(
     // Label equalities: a stream label when the stream has the name, else an attribute term.
     for (name, value) in &q.label_equals {
         match &split.layout {
-            SplitLayout::V2 { stream_id, streams } => {
+            SplitLayout::V2 { stream_id, streams, .. } => {
                 let ok: Vec<Term> = (0..streams.len())
                     .filter(|&i| streams[i].get(name) == Some(value.as_str()))
                     .map(|i| Term::from_field_u64(*stream_id, i as u64))
@@ -119,23 +128,33 @@ pub fn search_split(
             )),
         ));
     }
-    // Line filters.
+    // Line filters. A group with an empty alternative holds for every line.
     let searcher = split.reader.searcher();
-    let all_tokens = matches!(split.layout, SplitLayout::V2 { .. });
-    let needs_terms = all_tokens && !q.contains_any.is_empty();
-    let split_terms = if needs_terms { split.terms().ok() } else { None };
+    let all_tokens = split.all_body_tokens();
+    let groups: Vec<&Vec<String>> = q.contains_any.iter().filter(|g| !g.iter().any(|s| s.is_empty())).collect();
+    let split_terms = if all_tokens && !groups.is_empty() { split.terms().ok() } else { None };
     let body_index = BodyIndex {
         searcher: &searcher,
         terms: split_terms.as_deref(),
         field: split.body,
         positions: split.body_positions,
         all_tokens,
+        cased: split.body_cased,
     };
-    for group in &q.contains_any {
-        if let Some(query) = any_substring_query(body_index, group) {
-            clauses.push((Occur::Must, query));
+    // True while every group is answered exactly by the index (trivially when there is none).
+    let mut exact = groups.is_empty() || split.exact_words();
+    for group in groups {
+        match any_substring_query(body_index, group) {
+            Some(n) => {
+                exact &= n.exact;
+                clauses.push((Occur::Must, n.query));
+            }
+            None => exact = false,
         }
     }
+    // Records without bodies: every filter decided without them, and a column to tell which
+    // records have attributes (read from the doc store).
+    let skip_bodies = exact && q.body_unused && split.has_attributes_column;
     let query: Box<dyn Query> = match clauses.len() {
         0 => Box::new(AllQuery),
         1 => clauses.pop().map(|(_, q)| q).unwrap_or_else(|| Box::new(AllQuery)),
@@ -185,6 +204,17 @@ pub fn search_split(
     } else {
         None
     };
+    let has_attributes_cols = if skip_bodies {
+        Some(
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|s| s.fast_fields().bool("has_attributes"))
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        )
+    } else {
+        None
+    };
     let mut severity_buf = String::new();
     let mut accepted = 0usize;
     let mut last_accepted_ts: Option<i64> = None;
@@ -207,10 +237,16 @@ pub fn search_split(
             }
             _ => None,
         };
-        let d: TantivyDocument = searcher.doc(DocAddress::new(ord, doc))?;
-        stats.docs_loaded += 1;
+        let skip_doc = has_attributes_cols.as_ref().is_some_and(|cols| !cols[ord as usize].first(doc).unwrap_or(true));
+        let d: TantivyDocument = if skip_doc {
+            stats.bodies_skipped += 1;
+            TantivyDocument::default()
+        } else {
+            stats.docs_loaded += 1;
+            searcher.doc(DocAddress::new(ord, doc))?
+        };
         let body = d.get_first(split.body).and_then(|v| v.as_str()).unwrap_or_default();
-        if !q.accepts_body(body) {
+        if !exact && !q.accepts_body(body) {
             continue;
         }
         let labels = match (&split.layout, labels) {

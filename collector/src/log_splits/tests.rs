@@ -186,20 +186,18 @@ fn limit_loads_only_the_newest_or_oldest_candidates() {
     }
 }
 
-/// Splits written before layout 2 (labels JSON per record, `stream` terms) are still read.
-#[test]
-fn layout_1_splits_are_still_read() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes `records` as a layout-1 split (labels JSON per record, `stream` terms, tantivy's
+/// `default` tokenizer with positions) into `dir`.
+fn write_layout_1(dir: &Path, records: &[LogRecord]) -> (SplitHandle, (i64, i64)) {
     let mut b = Schema::builder();
     let timestamp = b.add_i64_field("timestamp", INDEXED | FAST | STORED);
     let body = b.add_text_field("body", TEXT | STORED);
     let severity = b.add_text_field("severity", STRING | STORED);
     let labels = b.add_text_field("labels", STORED);
     let stream = b.add_text_field("stream", STRING);
-    let index = Index::create_in_dir(dir.path(), b.build()).unwrap();
+    let index = Index::create_in_dir(dir, b.build()).unwrap();
     let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 20 << 20).unwrap();
-    let records = tricky_lines();
-    for r in &records {
+    for r in records {
         let map: BTreeMap<&str, &str> = r.labels.iter().collect();
         let mut d = doc!(timestamp => r.timestamp_ns, body => r.body.as_str(), severity => "",
             labels => serde_json::to_string(&map).unwrap());
@@ -209,7 +207,20 @@ fn layout_1_splits_are_still_read() {
         w.add_document(d).unwrap();
     }
     w.commit().unwrap();
-    let split = (open_split(dir.path()).unwrap(), (0, 150));
+    (open_split(dir).unwrap(), time_range(records))
+}
+
+fn time_range(records: &[LogRecord]) -> (i64, i64) {
+    let ts = records.iter().map(|r| r.timestamp_ns);
+    (ts.clone().min().unwrap_or(0), ts.max().unwrap_or(0))
+}
+
+/// Splits written before layout 2 (labels JSON per record, `stream` terms) are still read.
+#[test]
+fn layout_1_splits_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tricky_lines();
+    let split = write_layout_1(dir.path(), &records);
     assert!(matches!(split.0.layout, SplitLayout::V1 { .. }));
     let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
     // Regression: a 45-byte inner token is not in a layout-1 index and must not be required.
@@ -328,21 +339,17 @@ fn severity_is_a_fast_column_in_new_splits() {
     assert_eq!(got, records, "severity still read back");
 }
 
-/// Splits of layout 2 (no `attributes`, `severity` stored only) are still read: as records
-/// without attributes, and a label equality only matches stream labels there.
-#[test]
-fn layout_2_splits_are_still_read() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes `records` as a layout-2 split (no `attributes`, `severity` stored as "WARN").
+fn write_layout_2(dir: &Path, records: &[LogRecord]) -> (SplitHandle, (i64, i64)) {
     let mut b = Schema::builder();
     let timestamp = b.add_i64_field("timestamp", FAST);
     let stream_id = b.add_u64_field("stream_id", tantivy::schema::NumericOptions::default().set_indexed().set_fast());
     let indexing = tantivy::schema::TextFieldIndexing::default().set_tokenizer(BODY_TOKENIZER).set_index_option(BODY_INDEX_OPTION);
     let body = b.add_text_field("body", tantivy::schema::TextOptions::default().set_indexing_options(indexing).set_stored());
     let severity = b.add_text_field("severity", STORED);
-    let index = Index::create_in_dir(dir.path(), b.build()).unwrap();
+    let index = Index::create_in_dir(dir, b.build()).unwrap();
     index.tokenizers().register(BODY_TOKENIZER, body_analyzer());
     let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 20 << 20).unwrap();
-    let records = tricky_lines();
     let streams: Vec<Labels> = {
         let mut s: Vec<Labels> = records.iter().map(|r| r.labels.clone()).collect();
         s.dedup();
@@ -350,7 +357,7 @@ fn layout_2_splits_are_still_read() {
         s.dedup();
         s
     };
-    for r in &records {
+    for r in records {
         let id = streams.iter().position(|l| *l == r.labels).unwrap() as u64;
         w.add_document(doc!(timestamp => r.timestamp_ns, stream_id => id, body => r.body.as_str(), severity => "WARN"))
             .unwrap();
@@ -359,9 +366,19 @@ fn layout_2_splits_are_still_read() {
     let table = StreamTable {
         format_version: 1,
         streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
+        all_body_tokens_indexed: false,
     };
-    std::fs::write(dir.path().join(STREAMS_FILE), serde_json::to_vec(&table).unwrap()).unwrap();
-    let split = (open_split(dir.path()).unwrap(), (0, 150));
+    std::fs::write(dir.join(STREAMS_FILE), serde_json::to_vec(&table).unwrap()).unwrap();
+    (open_split(dir).unwrap(), time_range(records))
+}
+
+/// Splits of layout 2 (no `attributes`, `severity` stored only) are still read: as records
+/// without attributes, and a label equality only matches stream labels there.
+#[test]
+fn layout_2_splits_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tricky_lines();
+    let split = write_layout_2(dir.path(), &records);
     assert!(split.0.attributes.is_none());
     let expected: Vec<LogRecord> =
         records.iter().map(|r| LogRecord { severity: "WARN".into(), ..r.clone() }).collect();
@@ -370,5 +387,244 @@ fn layout_2_splits_are_still_read() {
         let mut q = contains(&[], "e");
         q.label_equals = vec![(k.to_string(), v.to_string())];
         assert_eq!(run(&split, &q).0, brute(&expected, &q), "{k}={v}");
+    }
+}
+
+/// Pieces the generated lines are made of: words that contain the needles of
+/// [`exact_word_needles`] at the start, in the middle, at the end, in another case only, next
+/// to digits and in other scripts.
+const PIECES: &[&str] = &[
+    "OutOfMemoryError", "java.lang.OutOfMemoryError:", "outofmemoryerror", "MyErrorHandler", "ERROR", "error42",
+    "Error", "errors", "42", "x9", "disk", "Quota", "quota-exceeded", "Straße", "STRASSE", "ΣΑΣ", "σας",
+    "日本語テキスト", "Ünïcode", "a1b2c3", "tenant=acme", "id_0042", "rror", "Memory", "memoryless", "µs",
+];
+
+/// Characters between pieces; the empty one glues two pieces into one token.
+const SEPARATORS: &[&str] = &[" ", " ", ", ", "-", "_", ".", ":", "=", "", "\t", "/", "…"];
+
+/// 1500 lines of 1 to 8 pieces (a fixed xorshift sequence) over 3 streams, distinct timestamps.
+fn generated_lines() -> Vec<LogRecord> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    (0..1500i64)
+        .map(|i| {
+            let mut body = String::new();
+            for k in 0..1 + next(8) {
+                if k > 0 {
+                    body.push_str(SEPARATORS[next(SEPARATORS.len())]);
+                }
+                body.push_str(PIECES[next(PIECES.len())]);
+            }
+            rec(["a", "b", "c"][next(3)], i * 3, &body)
+        })
+        .collect()
+}
+
+/// One-word needles (every character alphanumeric) and the case-only variants that must not
+/// match what the other case matches.
+fn exact_word_needles() -> Vec<&'static str> {
+    vec![
+        "OutOfMemoryError", "OUTOFMEMORYERROR", "outOfMemoryError", "Error", "error", "ERROR", "rror", "Memory",
+        "memory", "42", "0042", "x9", "Handler", "Straße", "straße", "traß", "ΣΑΣ", "σας", "ΑΣ", "日本語", "テキスト",
+        "Ünïcode", "ünïcode", "a1b2c3", "b2c", "acme", "ERRORerror42", "s", "µs", "Q", "nowhere",
+    ]
+}
+
+/// Substrings that are not one word: verified candidates in every layout.
+const OTHER_NEEDLES: &[&str] = &[
+    "lang.OutOfMemory", "Error:", "OutOfMemoryError:", "rror, ", "disk quota", "tenant=acme", "id_0042", "Quota-",
+    "x9 ", " 42", "ΣΑΣ σας", "-", "", "Straße STRASSE",
+];
+
+/// Every layout answers every needle like `line.contains(needle)` on the generated lines.
+#[test]
+fn every_layout_answers_substrings_like_a_scan_of_generated_lines() {
+    let records = generated_lines();
+    // The lines contain what the needles test.
+    let count = |n: &str| records.iter().filter(|r| r.body.contains(n)).count();
+    assert!(count("OutOfMemoryError") > 50 && count("outofmemoryerror") > 50 && count("OUTOFMEMORYERROR") == 0);
+    assert!(records.iter().any(|r| r.body.starts_with("Error")) && records.iter().any(|r| r.body.ends_with("Error")));
+    assert!(count("ERRORerror42") > 0, "glued pieces: a needle across two pieces of one token");
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let split_of = |d: &Path, fields: &LogFields| {
+        let s = write_split(d, fields, &records).unwrap().unwrap();
+        (open_split(&d.join(&s.path)).unwrap(), (s.min_ts_ns, s.max_ts_ns))
+    };
+    let layouts = [
+        ("layout 1", write_layout_1(dirs[0].path(), &records)),
+        ("layout 2", write_layout_2(dirs[1].path(), &records)),
+        ("layout 3", split_of(dirs[2].path(), &LogFields::layout_3())),
+        ("layout 4", split_of(dirs[3].path(), &LogFields::new())),
+    ];
+    assert!(layouts[3].1.0.exact_words() && !layouts[2].1.0.exact_words() && !layouts[1].1.0.exact_words());
+    let pod_b = [LabelMatcher::new("pod", "=", "b").unwrap()];
+    for (name, split) in &layouts {
+        // Layout 2 reads back severity "WARN" for every record.
+        let expected_records: Vec<LogRecord> = if *name == "layout 2" {
+            records.iter().map(|r| LogRecord { severity: "WARN".into(), ..r.clone() }).collect()
+        } else {
+            records.clone()
+        };
+        for n in exact_word_needles().into_iter().chain(OTHER_NEEDLES.iter().copied()) {
+            for m in [&[][..], &pod_b[..]] {
+                let q = contains(m, n);
+                let (got, _) = run(split, &q);
+                assert_eq!(got, brute(&expected_records, &q), "{name}: |= {n:?} {m:?}");
+            }
+        }
+        // Alternatives as a case-insensitive regex gives them (its case variants), and chains.
+        let groups: [&[&[&str]]; 4] = [
+            &[&["memory", "Memory", "MEMORY"]],
+            &[&["rror", "RROR"], &["42"]],
+            &[&["Error:", "ERROR"], &["Quota"]],
+            &[&["σας", "ΣΑΣ"], &["Straße"], &["日本語"]],
+        ];
+        for g in groups {
+            let mut q = LogSearch::new(&[], i64::MIN, i64::MAX);
+            q.contains_any = g.iter().map(|a| a.iter().map(|s| s.to_string()).collect()).collect();
+            let expected = brute(&expected_records, &q);
+            assert!(!expected.is_empty(), "{g:?} matches some lines");
+            assert_eq!(run(split, &q).0, expected, "{name}: {g:?}");
+        }
+    }
+    // Layout 4 answers one word from the index alone: exactly the matching documents are
+    // candidates, and each is loaded once (and not at all when bodies are unused).
+    let split = &layouts[3].1;
+    for n in exact_word_needles() {
+        let q = contains(&[], n);
+        let expected = brute(&records, &q);
+        let (got, stats) = run(split, &q);
+        assert_eq!(got, expected, "|= {n:?}");
+        if n.len() >= 3 {
+            assert_eq!((stats.candidates, stats.docs_loaded), (expected.len(), expected.len()), "|= {n:?}");
+            let mut q = contains(&[], n);
+            q.body_unused = true;
+            let (got, stats) = run(split, &q);
+            let bodyless: Vec<LogRecord> = expected.iter().map(|r| LogRecord { body: String::new(), ..r.clone() }).collect();
+            assert_eq!(got, bodyless, "|= {n:?} without bodies");
+            assert_eq!((stats.docs_loaded, stats.bodies_skipped), (0, expected.len()), "|= {n:?} without bodies");
+        }
+    }
+    // The other substrings still read what they verify, with or without `body_unused`.
+    for n in ["lang.OutOfMemory", "disk quota"] {
+        let mut q = contains(&[], n);
+        q.body_unused = true;
+        let (got, stats) = run(split, &q);
+        assert_eq!(got, brute(&records, &q), "|= {n:?}");
+        assert!(stats.docs_loaded >= got.len() && stats.bodies_skipped == 0 && !got.is_empty(), "|= {n:?}");
+    }
+}
+
+/// Chained filters: the doc store is skipped only when every group is exact.
+#[test]
+fn chained_filters_skip_bodies_only_when_all_are_exact() {
+    let records = generated_lines();
+    let dir = tempfile::tempdir().unwrap();
+    let split = write(dir.path(), &records);
+    let search = |groups: &[&[&str]], m: &'static [LabelMatcher]| {
+        let mut q = LogSearch::new(m, 300, 3000);
+        q.contains_any = groups.iter().map(|g| g.iter().map(|s| s.to_string()).collect()).collect();
+        q.body_unused = true;
+        let (got, stats) = run(&split, &q);
+        let expected: Vec<LogRecord> = brute(&records, &q);
+        assert_eq!(got.len(), expected.len(), "{groups:?}");
+        (got, expected, stats)
+    };
+    static POD_C: std::sync::LazyLock<[LabelMatcher; 1]> = std::sync::LazyLock::new(|| [LabelMatcher::new("pod", "=", "c").unwrap()]);
+    // Two words and a regex's alternatives (all one word): exact, nothing read.
+    let (got, expected, stats) = search(&[&["Error"], &["Memory"], &["Handler", "Straße"]], &POD_C[..]);
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected.iter().map(|r| LogRecord { body: String::new(), ..r.clone() }).collect::<Vec<_>>());
+    assert_eq!(stats.docs_loaded, 0);
+    // An empty alternative holds for every line: still exact.
+    let (_, _, stats) = search(&[&["Error"], &["", "zzz"]], &[]);
+    assert_eq!(stats.docs_loaded, 0);
+    // One group that is not one word: every candidate is read and verified.
+    let (got, expected, stats) = search(&[&["Error"], &["Error:"]], &[]);
+    assert_eq!(got, expected);
+    assert!(stats.docs_loaded >= expected.len() && stats.bodies_skipped == 0);
+    let (got, expected, stats) = search(&[&["Error"], &["ab"]], &[]);
+    assert_eq!(got, expected, "a short word is verified");
+    assert!(stats.bodies_skipped == 0);
+}
+
+/// Without bodies, records with attributes are still read (for their attributes), the others
+/// are not.
+#[test]
+fn bodyless_search_reads_only_records_with_attributes() {
+    let records: Vec<LogRecord> = attribute_records()
+        .into_iter()
+        .map(|r| {
+            let body = if r.timestamp_ns % 3 == 0 { format!("{} OutOfMemoryError", r.body) } else { r.body.clone() };
+            LogRecord { body, ..r }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let split = write(dir.path(), &records);
+    for label_equals in [vec![], vec![("user".to_string(), "ada".to_string())]] {
+        let mut q = contains(&[], "OutOfMemoryError");
+        q.label_equals = label_equals.clone();
+        q.body_unused = true;
+        let (got, stats) = run(&split, &q);
+        // Records read for their attributes may come with their body.
+        let got: Vec<LogRecord> = got.into_iter().map(|r| LogRecord { body: String::new(), ..r }).collect();
+        let expected: Vec<LogRecord> = records
+            .iter()
+            .filter(|r| r.timestamp_ns % 3 == 0)
+            .filter(|r| label_equals.is_empty() || r.attribute("user") == Some("ada"))
+            .map(|r| LogRecord { body: String::new(), ..r.clone() })
+            .collect();
+        assert_eq!(got, expected, "{label_equals:?}");
+        let with_attributes = records
+            .iter()
+            .filter(|r| r.timestamp_ns % 3 == 0 && !r.attributes.is_empty())
+            .filter(|r| label_equals.is_empty() || r.attribute("user") == Some("ada"))
+            .count();
+        assert_eq!(stats.docs_loaded, with_attributes, "{label_equals:?}");
+    }
+}
+
+/// A token longer than tantivy indexes is dropped from the index: such a split is not exact,
+/// and its substrings are still found.
+#[test]
+fn a_split_with_an_oversized_token_still_finds_it() {
+    let huge = format!("k{}OutOfMemoryErrorz", "Q".repeat(tantivy::tokenizer::MAX_TOKEN_LEN));
+    let records = vec![rec("a", 1, &huge), rec("a", 2, "java.lang.OutOfMemoryError: x"), rec("b", 3, "fine")];
+    let dir = tempfile::tempdir().unwrap();
+    let split = write(dir.path(), &records);
+    assert!(!split.0.exact_words() && !split.0.all_body_tokens());
+    for n in ["OutOfMemoryError", "Errorz", "QQQQk", "fine", "ine"] {
+        let mut q = contains(&[], n);
+        q.body_unused = true;
+        let (got, stats) = run(&split, &q);
+        assert_eq!(got, brute(&records, &q), "|= {n:?}");
+        assert_eq!(stats.bodies_skipped, 0);
+    }
+    let (got, _) = run(&split, &contains(&[], "OutOfMemoryError"));
+    assert_eq!(got.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+/// A limited one-word search in layout 4 loads only the records it returns.
+#[test]
+fn a_limited_one_word_search_loads_only_what_it_returns() {
+    let records = generated_lines();
+    let dir = tempfile::tempdir().unwrap();
+    let split = write(dir.path(), &records);
+    for dir_ in [Direction::Backward, Direction::Forward] {
+        for n in [1usize, 7, 100] {
+            let mut q = contains(&[], "rror");
+            q.limit = Some((n, dir_));
+            let (got, stats) = run(&split, &q);
+            let mut expected = brute(&records, &contains(&[], "rror"));
+            cut_to_limit(&mut expected, n, dir_);
+            expected.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+            assert_eq!(got, expected, "{dir_:?} {n}");
+            assert_eq!(stats.docs_loaded, n, "{dir_:?} {n}: distinct timestamps, so exactly n");
+        }
     }
 }

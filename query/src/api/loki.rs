@@ -410,6 +410,7 @@ async fn run(
             end_ns,
             limit: Some((limit, if backward { Direction::Backward } else { Direction::Forward })),
             keep: Some(&keep),
+            body_unused: false,
         };
         let records = state
             .logs

@@ -309,6 +309,14 @@ fn load(
     let mut search = LogSearch::new(&query.matchers, from, last);
     search.contains_any = query.index_filters();
     search.label_equals = query.label_equalities();
+    // Counting lines (not their bytes) through `|=` filters reads no line: the store checks
+    // those filters and may leave the bodies unread.
+    let bodyless = match func {
+        RangeFn::BytesOverTime | RangeFn::BytesRate => None,
+        _ => query.without_body_filters(),
+    };
+    search.body_unused = bodyless.is_some();
+    let query = bodyless.as_ref().unwrap_or(query);
     let records = reader
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;

@@ -421,3 +421,62 @@ fn metric_queries_group_by_attributes() {
         vec![(app("api"), vec![(4 * S, 2.0)]), (app("web"), vec![(4 * S, 1.0)])]
     );
 }
+
+/// A store that checks `contains_any` exactly and, when allowed, returns records without their
+/// body (as a split answering `|=` from its index does); it remembers what it was allowed.
+struct Bodyless(Vec<LogRecord>, std::sync::Mutex<Vec<bool>>);
+
+impl pharos_model::LogsReader for Bodyless {
+    fn search_logs(&self, q: &pharos_model::LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
+        self.1.lock().unwrap().push(q.body_unused);
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| q.accepts(r))
+            .map(|r| LogRecord { body: if q.body_unused { String::new() } else { r.body.clone() }, ..r.clone() })
+            .collect())
+    }
+
+    fn select_logs(&self, _: &[LabelMatcher], _: &[String], _: i64, _: i64) -> std::result::Result<Vec<LogRecord>, String> {
+        unreachable!("search_logs is overridden")
+    }
+}
+
+#[test]
+fn line_counts_through_substring_filters_do_not_need_bodies() {
+    let store = Bodyless(mem().0, Default::default());
+    let run = |q: &str| -> (Evaluated, bool) {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        store.1.lock().unwrap().clear();
+        let out = m
+            .evaluate(&store, &[4 * S])
+            .unwrap()
+            .into_iter()
+            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
+            .collect();
+        let seen = store.1.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{q}");
+        (out, seen[0])
+    };
+    // mem(): api "error a status=500" (1s), "ok b status=200" (2s), "error c status=503" (3s);
+    // web "error dd status=404" (2.5s).
+    let at4 = |v: f64| vec![(4 * S, v)];
+    assert_eq!(
+        run(r#"count_over_time({app=~".+"} |= "error" [10s])"#),
+        (vec![(app("api"), at4(2.0)), (app("web"), at4(1.0))], true)
+    );
+    assert_eq!(run(r#"sum(rate({app=~".+"} |= "error" |= "status" | app="api" [10s]))"#), (vec![(vec![], at4(0.2))], true));
+    assert_eq!(run(r#"count_over_time({app="api"} |= "error" |= "nowhere" [10s])"#), (vec![], true));
+    // The line itself is needed: its length, a regex, a parser, a rewritten line.
+    assert_eq!(run(r#"bytes_over_time({app="api"} |= "error" [10s])"#), (vec![(app("api"), at4(36.0))], false));
+    assert_eq!(run(r#"count_over_time({app=~".+"} |= "error" |~ "50." [10s])"#), (vec![(app("api"), at4(2.0))], false));
+    assert!(!run(r#"count_over_time({app=~".+"} != "ok" [10s])"#).1);
+    assert_eq!(
+        run(r#"sum(count_over_time({app=~".+"} |= "error" | logfmt | status >= 500 [10s]))"#),
+        (vec![(vec![], at4(2.0))], false)
+    );
+    assert_eq!(
+        run(r#"sum(count_over_time({app=~".+"} | line_format "{{.app}}" |= "api" [10s]))"#),
+        (vec![(vec![], at4(3.0))], false)
+    );
+}
