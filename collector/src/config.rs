@@ -25,8 +25,9 @@ pub struct CollectorConfig {
     #[serde(default = "default_maintenance_interval_ms")]
     pub maintenance_interval_ms: u64,
     /// Memory for the body terms of log splits held for substring queries (`|= "rror"`), most
-    /// recently used first; newest splits are loaded ahead of queries while it has room.
-    /// Default: 256.
+    /// recently used first; newest splits are loaded ahead of queries while it has room. About
+    /// 15 % of the raw size of the logs a query covers; below that, such queries reload term
+    /// lists. Default: 512.
     #[serde(default = "default_log_term_cache_mb")]
     pub log_term_cache_mb: usize,
     /// Team mapping, the same section as the agent's `teams:`: data that arrives with a
@@ -106,8 +107,11 @@ impl KafkaConsumerConfig {
 fn default_flush_interval_ms() -> u64 {
     10_000
 }
+/// Default of [`CollectorConfig::log_term_cache_mb`].
+pub const DEFAULT_LOG_TERM_CACHE_MB: usize = 512;
+
 fn default_log_term_cache_mb() -> usize {
-    256
+    DEFAULT_LOG_TERM_CACHE_MB
 }
 fn default_flush_max_rows() -> usize {
     2_000_000

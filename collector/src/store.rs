@@ -165,7 +165,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             log_fields: LogFields::new(),
             split_readers: Mutex::new(HashMap::new()),
-            term_budget: Arc::new(TermBudget::new(256 << 20)),
+            term_budget: Arc::new(TermBudget::new(crate::config::DEFAULT_LOG_TERM_CACHE_MB << 20)),
             file_series: Mutex::new(HashMap::new()),
             label_cache: parquet_files::LabelCache::default(),
             metrics,
@@ -916,6 +916,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A filter whose words the term dictionary answers (an inner word, a prefix) does not load
+    /// the split's term list; a word open on both sides does.
+    #[test]
+    fn split_terms_are_loaded_only_for_substrings_of_terms() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |t: i64, body: String| LogRecord {
+            labels: Labels::from_pairs([("pod", "a")]),
+            timestamp_ns: t,
+            body,
+            severity: String::new(),
+            attributes: Vec::new(),
+        };
+        store.ingest("k", 0, Batch::Logs((0..100).map(|i| rec(i, format!("alpha word{i} beta gamma"))).collect()));
+        store.flush().unwrap();
+        let split = store.manifest().log_splits[0].path.clone();
+        let loaded = || store.split_reader(&split).unwrap().terms_loaded();
+        let count = |needle: &str| {
+            let mut q = LogSearch::new(&[], 0, 1000);
+            q.contains_any = vec![vec![needle.to_string()]];
+            store.search_logs_with_stats(&q).unwrap().0.len()
+        };
+        assert_eq!(count("d7 beta gam"), 1, "only word7 ends in d7 before \" beta\"");
+        assert!(!loaded(), "inner word + prefix: no term list");
+        assert_eq!(count("ord4"), 11);
+        assert!(loaded(), "a word open on both sides scans the term list");
     }
 
     /// Warming loads the newest splits' terms while they fit the budget; a query on an older

@@ -35,6 +35,8 @@
 use tantivy::{Searcher, Term};
 use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery, TermSetQuery};
 
+use std::sync::Arc;
+
 use super::terms::SplitTerms;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream};
@@ -57,8 +59,9 @@ const MAX_PHRASE_PREFIX_EXPANSIONS: usize = 4096;
 pub struct BodyIndex<'a> {
     /// The split's searcher (to count a prefix's terms).
     pub searcher: &'a Searcher,
-    /// The split's terms in memory, for substrings of terms; `None` when unavailable.
-    pub terms: Option<&'a SplitTerms>,
+    /// The split's terms in memory, for substrings of terms, loaded only when a token needs
+    /// them (a load reads the whole term dictionary); `None` when unavailable.
+    pub terms: &'a dyn Fn() -> Option<Arc<SplitTerms>>,
     /// The `body` field.
     pub field: Field,
     /// Positions are recorded (phrase queries).
@@ -148,7 +151,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
     };
     // Terms that contain (or end with) a token: a scan of the split's terms in memory.
     let inside = |t: &QueryToken, suffix_only: bool| -> Option<Box<dyn Query>> {
-        let terms = index.terms?.containing(index.field, &t.text, suffix_only);
+        let terms = (index.terms)()?.containing(index.field, &t.text, suffix_only);
         Some(Box::new(TermSetQuery::new(terms)))
     };
     // One token open on both sides is all of `s`: `s` is one alphanumeric run.

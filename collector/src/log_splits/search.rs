@@ -132,10 +132,10 @@ pub fn search_split(
     let searcher = split.reader.searcher();
     let all_tokens = split.all_body_tokens();
     let groups: Vec<&Vec<String>> = q.contains_any.iter().filter(|g| !g.iter().any(|s| s.is_empty())).collect();
-    let split_terms = if all_tokens && !groups.is_empty() { split.terms().ok() } else { None };
+    let load_terms = || if all_tokens { split.terms().ok() } else { None };
     let body_index = BodyIndex {
         searcher: &searcher,
-        terms: split_terms.as_deref(),
+        terms: &load_terms,
         field: split.body,
         positions: split.body_positions,
         all_tokens,
