@@ -287,12 +287,28 @@ impl LabelCache {
 /// label sets without parsing JSON per row and reads only the matching rows' samples.
 pub struct FileSeries {
     series: Vec<(Labels, usize, usize)>,
+    /// True when `series` is in metric-name order (files are written so): a `__name__="x"`
+    /// matcher then finds its series by binary search instead of testing every series.
+    by_name: bool,
     /// The footer and page index, parsed once: a query then opens the file without re-reading
     /// them, and skips every page outside the selected rows.
     metadata: ArrowReaderMetadata,
 }
 
 impl FileSeries {
+    /// The series that may match: those of the metric a `__name__="x"` matcher names, else all.
+    fn candidates(&self, matchers: &[LabelMatcher]) -> &[(Labels, usize, usize)] {
+        let name = matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, pharos_model::select::MatchOp::Equal));
+        match name {
+            Some(m) if self.by_name => {
+                let lo = self.series.partition_point(|s| s.0.metric_name().unwrap_or("") < m.value.as_str());
+                let hi = lo + self.series[lo..].partition_point(|s| s.0.metric_name().unwrap_or("") <= m.value.as_str());
+                &self.series[lo..hi]
+            }
+            _ => &self.series,
+        }
+    }
+
     /// Reads the series list of `path`.
     pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -321,7 +337,8 @@ impl FileSeries {
                 }
             }
         }
-        Ok(FileSeries { series, metadata })
+        let by_name = series.is_sorted_by(|a, b| a.0.metric_name().unwrap_or("") <= b.0.metric_name().unwrap_or(""));
+        Ok(FileSeries { series, by_name, metadata })
     }
 
     /// Number of series.
@@ -345,7 +362,8 @@ pub fn read_file(
     end_ms: i64,
     out: &mut HashMap<Labels, Vec<(i64, f64)>>,
 ) -> Result<()> {
-    let matching: Vec<&(Labels, usize, usize)> = catalog.series.iter().filter(|(l, _, _)| matches_all(matchers, l)).collect();
+    let matching: Vec<&(Labels, usize, usize)> =
+        catalog.candidates(matchers).iter().filter(|(l, _, _)| matches_all(matchers, l)).collect();
     if matching.is_empty() {
         return Ok(());
     }
@@ -467,5 +485,45 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(out[&b], sb);
+    }
+
+    /// A `__name__="x"` matcher narrows the series list by binary search; the answer equals
+    /// testing every series, for names present, absent, first and last, and with other matchers.
+    #[test]
+    fn metric_name_matchers_narrow_by_binary_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut series = HashMap::new();
+        for name in ["a", "b", "b_total", "c", "zz"] {
+            for i in 0..3 {
+                series.insert(Labels::from_pairs([("__name__", name), ("i", &i.to_string())]), vec![(1000 * i, i as f64)]);
+            }
+        }
+        let files = write_files(dir.path(), series.clone(), COMPACT_ZSTD_LEVEL).unwrap();
+        let p = dir.path().join(&files[0].path);
+        let catalog = FileSeries::load(&p, &LabelCache::default()).unwrap();
+        assert!(catalog.by_name);
+        let m = |n: &str, op: &str, v: &str| LabelMatcher::new(n, op, v).unwrap();
+        let cases: Vec<Vec<LabelMatcher>> = vec![
+            vec![m("__name__", "=", "a")],
+            vec![m("__name__", "=", "b")],
+            vec![m("__name__", "=", "zz"), m("i", "!=", "1")],
+            vec![m("__name__", "=", "missing")],
+            vec![m("__name__", "=", "")],
+            vec![m("__name__", "=~", "b.*")],
+            vec![m("i", "=", "2")],
+        ];
+        for ms in &cases {
+            let mut got = HashMap::new();
+            read_file(&p, &catalog, ms, i64::MIN, i64::MAX, &mut got).unwrap();
+            let want: HashMap<Labels, Vec<(i64, f64)>> =
+                series.iter().filter(|(l, _)| matches_all(ms, l)).map(|(l, s)| (l.clone(), s.clone())).collect();
+            assert_eq!(got, want, "{ms:?}");
+        }
+        // Not in name order (as a file from another writer could be): every series is tested.
+        let mut unsorted = FileSeries::load(&p, &LabelCache::default()).unwrap();
+        unsorted.series.reverse();
+        unsorted.by_name = false;
+        assert_eq!(unsorted.candidates(&cases[1]).len(), unsorted.series.len());
+        assert_eq!(catalog.candidates(&cases[1]).len(), 3);
     }
 }
