@@ -918,19 +918,18 @@ mod tests {
         }
     }
 
+    /// A log record of stream `{pod="a"}`.
+    fn pod_a_record(t: i64, body: String) -> LogRecord {
+        LogRecord { labels: Labels::from_pairs([("pod", "a")]), timestamp_ns: t, body, severity: String::new(), attributes: Vec::new() }
+    }
+
     /// A filter whose words the term dictionary answers (an inner word, a prefix) does not load
     /// the split's term list; a word open on both sides does.
     #[test]
     fn split_terms_are_loaded_only_for_substrings_of_terms() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
-        let rec = |t: i64, body: String| LogRecord {
-            labels: Labels::from_pairs([("pod", "a")]),
-            timestamp_ns: t,
-            body,
-            severity: String::new(),
-            attributes: Vec::new(),
-        };
+        let rec = pod_a_record;
         store.ingest("k", 0, Batch::Logs((0..100).map(|i| rec(i, format!("alpha word{i} beta gamma"))).collect()));
         store.flush().unwrap();
         let split = store.manifest().log_splits[0].path.clone();
@@ -952,13 +951,7 @@ mod tests {
     fn split_terms_are_warmed_newest_first_within_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
-        let rec = |t: i64, body: String| LogRecord {
-            labels: Labels::from_pairs([("pod", "a")]),
-            timestamp_ns: t,
-            body,
-            severity: String::new(),
-            attributes: Vec::new(),
-        };
+        let rec = pod_a_record;
         // Three splits, oldest first, each with its own words.
         for s in 0..3i64 {
             let batch = (0..300).map(|i| rec(s * 1000 + i, format!("split{s} word{i}x{s} common")));
