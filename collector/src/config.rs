@@ -26,8 +26,8 @@ pub struct CollectorConfig {
     pub maintenance_interval_ms: u64,
     /// Memory for the body terms of log splits held for substring queries (`|= "rror"`), most
     /// recently used first; newest splits are loaded ahead of queries while it has room. About
-    /// 15 % of the raw size of the logs a query covers; below that, such queries reload term
-    /// lists. Default: 512.
+    /// a quarter of the raw size of the logs a query covers (terms and their trigram filters);
+    /// below that, the lists that do not fit are reloaded by each query. Default: 1024.
     #[serde(default = "default_log_term_cache_mb")]
     pub log_term_cache_mb: usize,
     /// Team mapping, the same section as the agent's `teams:`: data that arrives with a
@@ -108,7 +108,7 @@ fn default_flush_interval_ms() -> u64 {
     10_000
 }
 /// Default of [`CollectorConfig::log_term_cache_mb`].
-pub const DEFAULT_LOG_TERM_CACHE_MB: usize = 512;
+pub const DEFAULT_LOG_TERM_CACHE_MB: usize = 1024;
 
 fn default_log_term_cache_mb() -> usize {
     DEFAULT_LOG_TERM_CACHE_MB

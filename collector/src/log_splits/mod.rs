@@ -350,7 +350,7 @@ impl SplitHandle {
     pub fn terms(&self) -> Result<Arc<terms::SplitTerms>> {
         let cached = self.terms.lock().clone();
         if let Some(t) = cached {
-            self.term_budget.touch(&self.terms);
+            self.term_budget.touch(&self.terms, true);
             return Ok(t);
         }
         let t = {
@@ -362,7 +362,13 @@ impl SplitHandle {
             *slot = Some(t.clone());
             t
         };
-        self.term_budget.admit(&self.terms, t.heap_bytes());
+        if !self.term_budget.admit(&self.terms, t.heap_bytes(), true) {
+            // No room beside the lists queries are using: serve this query, keep nothing.
+            let mut slot = self.terms.lock();
+            if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, &t)) {
+                *slot = None;
+            }
+        }
         Ok(t)
     }
 
@@ -382,15 +388,21 @@ impl SplitHandle {
             if slot.is_some() {
                 return Ok(true);
             }
-            *slot = Some(t);
+            *slot = Some(t.clone());
         }
-        self.term_budget.admit(&self.terms, bytes);
+        if !self.term_budget.admit(&self.terms, bytes, false) {
+            let mut slot = self.terms.lock();
+            if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, &t)) {
+                *slot = None;
+            }
+            return Ok(false);
+        }
         Ok(true)
     }
 
     /// Marks the body terms as just used (for the budget's least-recently-used order).
     pub fn touch_terms(&self) {
-        self.term_budget.touch(&self.terms);
+        self.term_budget.touch(&self.terms, false);
     }
 
     /// Whether the body terms are in memory now.

@@ -4,9 +4,14 @@
 //! large corpus would keep about a third of its raw size in memory; the budget keeps the most
 //! recently used term lists within a byte limit and drops the least recently used ones (they
 //! are loaded again from the split's term dictionary when a query needs them).
+//!
+//! A list a query used within the last [`PROTECT`] is not dropped for another: when the lists
+//! queries need do not all fit, the one that does not fit serves its query and is not kept,
+//! instead of every query dropping and reloading all of them in turn.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -15,10 +20,15 @@ use super::terms::SplitTerms;
 /// The slot a split handle keeps its terms in.
 pub(crate) type TermSlot = Mutex<Option<Arc<SplitTerms>>>;
 
+/// How long a list a query used is kept over any other list.
+pub const PROTECT: Duration = Duration::from_secs(30);
+
 struct Entry {
     slot: Weak<TermSlot>,
     bytes: usize,
     last_used: u64,
+    /// When a query last used the list (not set by loading ahead of queries).
+    query_used_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -32,13 +42,19 @@ struct Inner {
 /// Term lists held in memory across splits, at most `limit_bytes` of them.
 pub struct TermBudget {
     limit_bytes: AtomicUsize,
+    protect: Duration,
     inner: Mutex<Inner>,
 }
 
 impl TermBudget {
     /// A budget of `limit_bytes`.
     pub fn new(limit_bytes: usize) -> Self {
-        TermBudget { limit_bytes: AtomicUsize::new(limit_bytes), inner: Mutex::new(Inner::default()) }
+        Self::with_protection(limit_bytes, PROTECT)
+    }
+
+    /// A budget whose lists used by a query are kept over others for `protect`.
+    pub fn with_protection(limit_bytes: usize, protect: Duration) -> Self {
+        TermBudget { limit_bytes: AtomicUsize::new(limit_bytes), protect, inner: Mutex::new(Inner::default()) }
     }
 
     /// No limit (one-off readers such as a merge).
@@ -71,21 +87,28 @@ impl TermBudget {
         self.inner.lock().bytes.saturating_add(bytes) <= self.limit_bytes()
     }
 
-    /// Marks `slot`'s terms as just used.
-    pub(crate) fn touch(&self, slot: &Arc<TermSlot>) {
+    /// Marks `slot`'s terms as just used (by a query, or only reordered by loading ahead).
+    pub(crate) fn touch(&self, slot: &Arc<TermSlot>, by_query: bool) {
         let mut inner = self.inner.lock();
         inner.tick += 1;
         let tick = inner.tick;
         if let Some(e) = inner.entries.iter_mut().find(|e| std::ptr::eq(e.slot.as_ptr(), Arc::as_ptr(slot))) {
             e.last_used = tick;
+            if by_query {
+                e.query_used_at = Some(Instant::now());
+            }
         }
     }
 
-    /// Records that `slot` now holds `bytes` of terms, and empties the least recently used
-    /// other slots until the total fits the limit (the newest list always stays, even alone
-    /// over the limit: the query that loaded it needs it). Call without holding any slot lock.
-    pub(crate) fn admit(&self, slot: &Arc<TermSlot>, bytes: usize) {
+    /// Records that `slot` now holds `bytes` of terms, emptying the least recently used other
+    /// slots that no query used within the protection time until the total fits the limit.
+    /// Returns false, recording nothing, when even that would not make room while protected
+    /// lists exist: the caller then drops its list after use. (With nothing protected, the new
+    /// list stays even alone over the limit.) Call without holding any slot lock.
+    pub(crate) fn admit(&self, slot: &Arc<TermSlot>, bytes: usize, by_query: bool) -> bool {
         let limit = self.limit_bytes();
+        let now = Instant::now();
+        let protected = |e: &Entry| e.query_used_at.is_some_and(|at| now.duration_since(at) < self.protect);
         let victims = {
             let mut inner = self.inner.lock();
             inner.tick += 1;
@@ -100,17 +123,28 @@ impl TermBudget {
                 alive
             });
             inner.bytes -= gone;
-            inner.entries.push(Entry { slot: Arc::downgrade(slot), bytes, last_used: tick });
+            let protected_bytes: usize = inner.entries.iter().filter(|e| protected(e)).map(|e| e.bytes).sum();
+            if protected_bytes > 0 && protected_bytes + bytes > limit {
+                return false;
+            }
+            inner.entries.push(Entry {
+                slot: Arc::downgrade(slot),
+                bytes,
+                last_used: tick,
+                query_used_at: by_query.then_some(now),
+            });
             inner.bytes += bytes;
             let mut victims = Vec::new();
-            while inner.bytes > limit && inner.entries.len() > 1 {
-                let (i, _) = inner
+            while inner.bytes > limit {
+                let Some((i, _)) = inner
                     .entries
                     .iter()
                     .enumerate()
-                    .filter(|(_, e)| !std::ptr::eq(e.slot.as_ptr(), Arc::as_ptr(slot)))
+                    .filter(|(_, e)| !std::ptr::eq(e.slot.as_ptr(), Arc::as_ptr(slot)) && !protected(e))
                     .min_by_key(|(_, e)| e.last_used)
-                    .expect("more than one entry");
+                else {
+                    break;
+                };
                 let e = inner.entries.swap_remove(i);
                 inner.bytes -= e.bytes;
                 inner.evictions += 1;
@@ -123,6 +157,7 @@ impl TermBudget {
                 *s.lock() = None;
             }
         }
+        true
     }
 }
 
@@ -136,27 +171,44 @@ mod tests {
 
     #[test]
     fn least_recently_used_lists_are_dropped_to_fit() {
-        let budget = TermBudget::new(100);
+        let budget = TermBudget::with_protection(100, Duration::ZERO);
         let (a, b, c) = (slot(), slot(), slot());
-        budget.admit(&a, 40);
-        budget.admit(&b, 40);
+        assert!(budget.admit(&a, 40, true));
+        assert!(budget.admit(&b, 40, true));
         assert_eq!(budget.held_bytes(), 80);
         assert!(budget.has_room_for(20) && !budget.has_room_for(21));
-        budget.touch(&a);
+        budget.touch(&a, true);
         // c does not fit with both: b is the least recently used.
-        budget.admit(&c, 40);
+        assert!(budget.admit(&c, 40, true));
         assert_eq!(budget.held_bytes(), 80);
         assert!(a.lock().is_some() && b.lock().is_none() && c.lock().is_some());
         assert_eq!(budget.evictions(), 1);
         // One list larger than the whole budget stays (its query needs it); the others go.
         let d = slot();
-        budget.admit(&d, 500);
+        assert!(budget.admit(&d, 500, true));
         assert!(a.lock().is_none() && c.lock().is_none() && d.lock().is_some());
         assert_eq!(budget.held_bytes(), 500);
         // A dropped handle's bytes are released at the next admission.
         drop(d);
         let e = slot();
-        budget.admit(&e, 10);
+        assert!(budget.admit(&e, 10, true));
         assert_eq!(budget.held_bytes(), 10);
+    }
+
+    /// Lists a query used recently are not dropped for another: the newcomer is refused (its
+    /// query uses it once); lists only loaded ahead of queries can still be dropped.
+    #[test]
+    fn lists_used_by_queries_are_protected() {
+        let budget = TermBudget::with_protection(100, Duration::from_secs(3600));
+        let (a, b, c) = (slot(), slot(), slot());
+        assert!(budget.admit(&a, 60, true));
+        assert!(!budget.admit(&b, 60, true), "a is protected and b does not fit beside it");
+        assert!(a.lock().is_some());
+        assert_eq!((budget.held_bytes(), budget.evictions()), (60, 0));
+        // Loaded ahead (not by a query): droppable for a query's list that fits beside a.
+        assert!(budget.admit(&b, 30, false));
+        assert!(budget.admit(&c, 30, true));
+        assert!(a.lock().is_some() && b.lock().is_none() && c.lock().is_some());
+        assert_eq!((budget.held_bytes(), budget.evictions()), (90, 1));
     }
 }
