@@ -171,7 +171,8 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     // by content only for an address not seen yet. `held` keeps every address valid meanwhile.
     let tag = a as *const AggregateExpr as usize;
     let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
-    let mut by_address: HashMap<usize, usize> = HashMap::new();
+    // Keys are addresses: a multiplicative hash suffices.
+    let mut by_address: rustc_hash::FxHashMap<usize, usize> = Default::default();
     let mut by_content: HashMap<Labels, usize> = HashMap::new();
     let mut held: Vec<Labels> = Vec::new();
     for s in input {

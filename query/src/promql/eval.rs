@@ -1,7 +1,9 @@
 //! The evaluator: one expression at one instant, over data fetched up front.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use pharos_model::Labels;
 use promql_parser::parser::{Expr, MatrixSelector};
@@ -27,7 +29,7 @@ pub struct Evaluator {
 /// sets the memo keeps alive, so an address cannot be reused while its entry exists.
 #[derive(Default)]
 pub struct LabelMemo {
-    derived: RefCell<HashMap<(usize, usize), (Labels, Labels)>>,
+    derived: RefCell<FxHashMap<(usize, usize), (Labels, Labels)>>,
     canonical: RefCell<HashSet<Labels>>,
     /// Set when a derivation was returned uncached (the memo was full): from then until the
     /// memo starts over, equal content no longer implies equal address.
@@ -90,7 +92,7 @@ impl LabelMemo {
 /// addresses mean distinct content, which spares hashing every set.
 pub fn check_unique_canonical(memo: &LabelMemo, samples: Vec<Sample>) -> Result<Vec<Sample>> {
     if memo.is_canonical() {
-        let mut seen: HashSet<usize> = HashSet::with_capacity(samples.len());
+        let mut seen: FxHashSet<usize> = FxHashSet::with_capacity_and_hasher(samples.len(), Default::default());
         if samples.iter().all(|s| seen.insert(s.labels.ptr_id())) {
             return Ok(samples);
         }
