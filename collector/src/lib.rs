@@ -140,16 +140,17 @@ fn flush_loop(store: &Store, stop: &AtomicBool, cfg: &CollectorConfig) {
 /// Keeps the newest log splits' body terms in memory: at start, and whenever the published
 /// splits change (a flush, a merge, retention).
 fn warm_loop(store: &Store, stop: &AtomicBool) {
-    let mut seen: Option<Vec<String>> = None;
+    // Every publish makes a new manifest: a pointer comparison says whether anything changed.
+    let mut seen: Option<Arc<metastore::Manifest>> = None;
     while !stop.load(Ordering::SeqCst) {
-        let splits: Vec<String> = store.manifest().log_splits.iter().map(|s| s.path.clone()).collect();
-        if seen.as_ref() != Some(&splits) {
+        let manifest = store.manifest();
+        if !seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, &manifest)) {
             match store.warm_log_terms(|| stop.load(Ordering::SeqCst)) {
                 Ok(n) if n > 0 => tracing::debug!(splits = n, "loaded log split terms"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "loading log split terms failed; queries load them"),
             }
-            seen = Some(splits);
+            seen = Some(manifest);
         }
         std::thread::sleep(Duration::from_millis(250));
     }

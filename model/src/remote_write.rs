@@ -4,6 +4,10 @@
 //! unknown fields such as exemplars and native histograms are skipped by the protobuf decoder.
 //! Prometheus sends metadata in requests of their own (`metadata_config.send_interval`, 1m by
 //! default).
+//!
+//! The collector's ingest path parses requests with [`crate::write_view::WriteView`] (in place,
+//! no owned label sets); the owned decoders here are the reference its tests compare against,
+//! and what tools such as the benchmark use. The encoders serve tests and benchmarks.
 
 use prost::Message;
 
