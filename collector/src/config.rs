@@ -13,10 +13,15 @@ pub struct CollectorConfig {
     /// Flush early once the head holds this many samples plus log records. Default: 2000000.
     #[serde(default = "default_flush_max_rows")]
     pub flush_max_rows: usize,
-    /// An hour partition with at least this many Parquet files is merged into one file.
-    /// Default: 8.
+    /// While an hour partition still receives files, this many files of one size tier (within
+    /// this factor of each other) are merged into one; log splits: an hour with this many
+    /// splits is merged into one. Default: 8.
     #[serde(default = "default_compaction_min_files")]
     pub compaction_min_files: usize,
+    /// An hour partition that got no new Parquet file for this long is rewritten into one
+    /// file, compressed small. Default: 600000 (10 min).
+    #[serde(default = "default_compaction_settle_ms")]
+    pub compaction_settle_ms: u64,
     /// Metric files and log splits whose newest data is older than this many days are deleted;
     /// 0 keeps everything. Default: 15 (as Prometheus).
     #[serde(default = "default_retention_days")]
@@ -46,6 +51,7 @@ impl Default for CollectorConfig {
             flush_interval_ms: default_flush_interval_ms(),
             flush_max_rows: default_flush_max_rows(),
             compaction_min_files: default_compaction_min_files(),
+            compaction_settle_ms: default_compaction_settle_ms(),
             retention_days: default_retention_days(),
             maintenance_interval_ms: default_maintenance_interval_ms(),
             log_term_cache_mb: default_log_term_cache_mb(),
@@ -118,6 +124,9 @@ fn default_flush_max_rows() -> usize {
 }
 fn default_compaction_min_files() -> usize {
     8
+}
+fn default_compaction_settle_ms() -> u64 {
+    crate::maintenance::SETTLE.as_millis() as u64
 }
 fn default_retention_days() -> u64 {
     15

@@ -5,7 +5,7 @@
 //! index (label name → value → sorted series ids) resolves matchers without visiting every series.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use pharos_model::select::{MatchOp, matches_all};
@@ -58,11 +58,12 @@ pub struct Head {
     symbols: Symbols,
     series: Vec<HeadSeries>,
     /// Hash of a label set → its series; collisions in `by_hash_more`.
-    by_hash: HashMap<u64, SeriesId>,
-    by_hash_more: HashMap<u64, Vec<SeriesId>>,
+    by_hash: HashMap<u64, SeriesId, ahash::RandomState>,
+    by_hash_more: HashMap<u64, Vec<SeriesId>, ahash::RandomState>,
     /// Label name → value → series ids in ascending order.
     postings: HashMap<u32, HashMap<u32, Vec<SeriesId>>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Seeded per process: label values come from clients.
+    hasher: ahash::RandomState,
     pub(crate) logs: Vec<LogRecord>,
     /// Per source, the highest offset whose data is in this head.
     pub(crate) offsets: BTreeMap<String, i64>,
@@ -87,26 +88,28 @@ impl Head {
         self.series.len()
     }
 
-    fn hash_labels<'a>(&self, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    fn hash_labels<'a>(&self, labels: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
         let mut h = self.hasher.build_hasher();
         for (k, v) in labels {
-            k.hash(&mut h);
-            v.hash(&mut h);
+            h.write(k);
+            h.write_u8(0xff);
+            h.write(v);
+            h.write_u8(0xff);
         }
         h.finish()
     }
 
-    fn same_labels<'a>(&self, id: SeriesId, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> bool {
+    fn same_labels<'a>(&self, id: SeriesId, labels: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> bool {
         let stored = &self.series[id as usize].labels;
         stored.len() == labels.len()
-            && stored.iter().zip(labels).all(|((k, v), (lk, lv))| self.symbols.str(*k) == lk && self.symbols.str(*v) == lv)
+            && stored.iter().zip(labels).all(|((k, v), (lk, lv))| self.symbols.str(*k).as_bytes() == lk && self.symbols.str(*v).as_bytes() == lv)
     }
 
-    /// The id of the series with these labels (name order, as [`Labels`] keeps them), added
-    /// when new. Only a new series copies the strings.
+    /// The id of the series with these labels (name order, as [`Labels`] keeps them; UTF-8,
+    /// passed as bytes), added when new. Only a new series copies the strings.
     fn series_id<'a, I>(&mut self, labels: I) -> SeriesId
     where
-        I: ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+        I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
     {
         let hash = self.hash_labels(labels.clone());
         if let Some(&id) = self.by_hash.get(&hash) {
@@ -120,7 +123,7 @@ impl Head {
         }
         let id = self.series.len() as SeriesId;
         let pairs: Box<[(u32, u32)]> =
-            labels.map(|(k, v)| (self.symbols.intern(k), self.symbols.intern(v))).collect();
+            labels.map(|(k, v)| (self.symbols.intern(&String::from_utf8_lossy(k)), self.symbols.intern(&String::from_utf8_lossy(v)))).collect();
         for &(k, v) in pairs.iter() {
             // Ids grow, so pushing keeps each posting list sorted.
             self.postings.entry(k).or_default().entry(v).or_default().push(id);
@@ -138,7 +141,7 @@ impl Head {
     pub(crate) fn append_samples(&mut self, samples: Vec<Sample>) {
         self.samples += samples.len();
         for s in samples {
-            let id = self.series_id(s.labels.iter());
+            let id = self.series_id(s.labels.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
             let chunk = &mut self.series[id as usize].samples;
             let before = chunk.heap_bytes();
             chunk.push(s.timestamp_ms, s.value);
@@ -153,7 +156,7 @@ impl Head {
             if s.samples.is_empty() {
                 continue;
             }
-            let id = self.series_id(s.labels());
+            let id = self.series_id(s.label_bytes());
             let chunk = &mut self.series[id as usize].samples;
             let before = chunk.heap_bytes();
             for &(t, v) in s.samples {

@@ -157,7 +157,8 @@ fn warm_loop(store: &Store, stop: &AtomicBool) {
 }
 
 fn maintain(store: &Store, cfg: &CollectorConfig) {
-    match store.compact(cfg.compaction_min_files) {
+    let settle = Duration::from_millis(cfg.compaction_settle_ms);
+    match store.compact_at(cfg.compaction_min_files, settle, chrono::Utc::now().timestamp_millis()) {
         Ok(r) if r.files_compacted > 0 => tracing::info!(merged = r.files_compacted, written = r.files_written, "compacted"),
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),

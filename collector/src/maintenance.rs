@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pharos_model::Labels;
 
-use crate::metastore::{LogSplit, Manifest, MetricFile};
+use crate::metastore::{LogSplit, MetricFile};
 use crate::{log_splits, parquet_files};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -38,48 +38,78 @@ pub struct MaintenanceReport {
 }
 
 const HOUR_NS: i64 = 3_600_000_000_000;
-const HOUR_MS: i64 = 3_600_000;
 
-/// How long after its hour ends a partition is taken as complete (late samples still make new
-/// files, which a later pass rewrites again).
+/// Default of how long an hour partition must go without a new file before compaction takes it
+/// as complete and rewrites it into one small file (late samples still make new files, which a
+/// later pass rewrites again).
 pub const SETTLE: Duration = Duration::from_secs(600);
 
 fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
 }
 
+/// The size class of a file of `samples` samples: files within a factor `base` of each other
+/// share a tier, so a merge of `base` files of one tier yields about one file of the next.
+fn tier(samples: u64, base: u64) -> u32 {
+    let (mut s, mut t) = (samples, 0);
+    while s >= base {
+        s /= base;
+        t += 1;
+    }
+    t
+}
+
 impl Store {
-    /// Merges the Parquet files of every hour partition that has at least `min_files` files into
-    /// one file per partition, and publishes the result. A partition whose hour ended more than
-    /// [`SETTLE`] ago and still holds a file written fast by a flush is rewritten too, even a
-    /// single file, so what stays on disk is compressed at [`parquet_files::COMPACT_ZSTD_LEVEL`].
+    /// [`Store::compact_at`] now, with the default [`SETTLE`].
     pub fn compact(&self, min_files: usize) -> Result<MaintenanceReport> {
-        self.compact_at(min_files, chrono::Utc::now().timestamp_millis())
+        self.compact_at(min_files, SETTLE, chrono::Utc::now().timestamp_millis())
     }
 
-    /// [`Store::compact`] at the time `now_ms`.
-    pub fn compact_at(&self, min_files: usize, now_ms: i64) -> Result<MaintenanceReport> {
-        let _guard = self.flush_lock.lock();
+    /// Compacts the Parquet files of every hour partition, and publishes the result:
+    ///
+    /// - a partition that got no new file for `settle` (its hour is over, or backfilling
+    ///   stopped) is rewritten into one file at [`parquet_files::COMPACT_ZSTD_LEVEL`] once, when
+    ///   it has two files or more or a file written fast by a flush;
+    /// - in a partition still receiving files, files of the same size tier (within a factor
+    ///   `min_files`) are merged at the fast [`parquet_files::FLUSH_ZSTD_LEVEL`] once there are
+    ///   `min_files` of them. Merging by tier rewrites each sample a few times instead of
+    ///   rewriting the partition's largest file at every pass, and the expensive level is paid
+    ///   once per partition.
+    ///
+    /// Files are read and written without the flush lock, so flushes (and the head's memory)
+    /// do not wait for a long compaction.
+    pub fn compact_at(&self, min_files: usize, settle: Duration, now_ms: i64) -> Result<MaintenanceReport> {
         let manifest = self.manifest();
         let mut by_partition: BTreeMap<&str, Vec<&MetricFile>> = BTreeMap::new();
         for f in &manifest.metric_files {
             by_partition.entry(partition_of(&f.path)).or_default().push(f);
         }
+        let min_files = min_files.max(2);
+        let mut merges: Vec<(Vec<&MetricFile>, i32)> = Vec::new();
+        for files in by_partition.into_values() {
+            let newest = files.iter().map(|f| f.created_ms).max().unwrap_or(0);
+            if newest.saturating_add(settle.as_millis() as i64) <= now_ms {
+                if files.len() >= 2 || files.iter().any(|f| f.zstd_level != parquet_files::COMPACT_ZSTD_LEVEL) {
+                    merges.push((files, parquet_files::COMPACT_ZSTD_LEVEL));
+                }
+                continue;
+            }
+            let mut tiers: BTreeMap<u32, Vec<&MetricFile>> = BTreeMap::new();
+            for f in files {
+                tiers.entry(tier(f.samples, min_files as u64)).or_default().push(f);
+            }
+            merges.extend(tiers.into_values().filter(|t| t.len() >= min_files).map(|t| (t, parquet_files::FLUSH_ZSTD_LEVEL)));
+        }
         let mut removed: Vec<MetricFile> = Vec::new();
         let mut written: Vec<MetricFile> = Vec::new();
-        let closed_and_fast = |fs: &[&MetricFile]| {
-            let hour_end = fs.iter().map(|f| f.min_ts_ms.div_euclid(HOUR_MS) + 1).max().unwrap_or(0) * HOUR_MS;
-            hour_end + SETTLE.as_millis() as i64 <= now_ms
-                && fs.iter().any(|f| f.zstd_level != parquet_files::COMPACT_ZSTD_LEVEL)
-        };
-        for files in by_partition.values().filter(|fs| fs.len() >= min_files.max(2) || closed_and_fast(fs)) {
+        for (files, level) in merges {
             let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-            for f in files {
+            for f in &files {
                 let path = self.data_dir.join(&f.path);
                 let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
                 parquet_files::read_file(&path, &catalog, &[], i64::MIN, i64::MAX, &mut series)?;
             }
-            let out = parquet_files::write_files(&self.data_dir, series, parquet_files::COMPACT_ZSTD_LEVEL)?;
+            let out = parquet_files::write_files(&self.data_dir, series, level)?;
             let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
             if before != after {
                 return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));
@@ -91,7 +121,7 @@ impl Store {
             return Ok(MaintenanceReport::default());
         }
         let report = MaintenanceReport { files_compacted: removed.len(), files_written: written.len(), ..Default::default() };
-        self.replace_files(&manifest, &removed, written, &[], Vec::new())?;
+        self.replace_files(&removed, written, &[], Vec::new())?;
         Ok(report)
     }
 
@@ -99,7 +129,6 @@ impl Store {
     /// into one split per hour, and publishes the result in one manifest step. Offsets are not
     /// touched; the record counts before and after must agree.
     pub fn compact_log_splits(&self, min_files: usize) -> Result<MaintenanceReport> {
-        let _guard = self.flush_lock.lock();
         let manifest = self.manifest();
         let mut by_hour: BTreeMap<i64, Vec<&LogSplit>> = BTreeMap::new();
         for s in &manifest.log_splits {
@@ -138,13 +167,12 @@ impl Store {
             log_splits_written: written.len(),
             ..Default::default()
         };
-        self.replace_files(&manifest, &[], Vec::new(), &removed, written)?;
+        self.replace_files(&[], Vec::new(), &removed, written)?;
         Ok(report)
     }
 
     /// Drops metric files and log splits whose newest data is older than `retention`.
     pub fn apply_retention(&self, retention: Duration, now_ms: i64) -> Result<MaintenanceReport> {
-        let _guard = self.flush_lock.lock();
         let manifest = self.manifest();
         let cutoff_ms = now_ms - retention.as_millis() as i64;
         let old_files: Vec<MetricFile> = manifest.metric_files.iter().filter(|f| f.max_ts_ms < cutoff_ms).cloned().collect();
@@ -158,21 +186,31 @@ impl Store {
             log_splits_expired: old_splits.len(),
             ..Default::default()
         };
-        self.replace_files(&manifest, &old_files, Vec::new(), &old_splits, Vec::new())?;
+        self.replace_files(&old_files, Vec::new(), &old_splits, Vec::new())?;
         Ok(report)
     }
 
-    /// Publishes `manifest` minus `removed`/`removed_splits` plus `added`/`added_splits`, then schedules the
-    /// removed files for deletion. Caller holds the flush lock.
+    /// Publishes the current manifest minus `removed`/`removed_splits` plus `added`/`added_splits`,
+    /// then schedules the removed files for deletion. Takes the flush lock, so it publishes after
+    /// (or before) a flush, never in the middle of one. Only maintenance removes files, one pass
+    /// at a time; a removed file that is no longer published means that rule was broken, and
+    /// nothing is published.
     fn replace_files(
         &self,
-        manifest: &Manifest,
         removed: &[MetricFile],
         added: Vec<MetricFile>,
         removed_splits: &[LogSplit],
         added_splits: Vec<LogSplit>,
     ) -> Result<()> {
-        let mut next = manifest.clone();
+        let _guard = self.flush_lock.lock();
+        let manifest = self.manifest();
+        let gone = removed.iter().map(|r| &r.path).chain(removed_splits.iter().map(|r| &r.path)).find(|p| {
+            !manifest.metric_files.iter().any(|f| &f.path == *p) && !manifest.log_splits.iter().any(|s| &s.path == *p)
+        });
+        if let Some(path) = gone {
+            return Err(Error::Internal(format!("{path} was unpublished while maintenance read it")));
+        }
+        let mut next = (*manifest).clone();
         next.generation += 1;
         next.metric_files.retain(|f| !removed.iter().any(|r| r.path == f.path));
         next.metric_files.extend(added);
@@ -249,25 +287,32 @@ mod tests {
         let before = all(&store);
         assert_eq!(store.manifest().metric_files.len(), 5);
 
-        // At 5 h 30 min: hour 0 has >= 3 files; hour 5 is still open (its one fast file stays).
-        let r = store.compact_at(3, 5 * hour + hour / 2).unwrap();
-        assert_eq!((r.files_compacted, r.files_written), (4, 1), "only the partition with >= 3 files");
+        // While the files are new, hour 0's four one-sample files (one size tier) are merged
+        // into one file written fast; hour 5's single file stays.
+        let created = store.manifest().metric_files.iter().map(|f| f.created_ms).max().unwrap();
+        let settle = SETTLE.as_millis() as i64;
+        let r = store.compact_at(3, SETTLE, created).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (4, 1), "only the partition with >= 3 files of a tier");
         assert_eq!(store.manifest().metric_files.len(), 2);
         let levels = |store: &Store| store.manifest().metric_files.iter().map(|f| (f.min_ts_ms / hour, f.zstd_level)).collect::<BTreeMap<_, _>>();
-        assert_eq!(levels(&store), BTreeMap::from([(0, parquet_files::COMPACT_ZSTD_LEVEL), (5, parquet_files::FLUSH_ZSTD_LEVEL)]));
-        // Before hour 5 has settled nothing more happens; after, its single fast file is rewritten.
-        let settle = SETTLE.as_millis() as i64;
-        assert_eq!(store.compact_at(3, 6 * hour + settle - 1).unwrap(), MaintenanceReport::default());
-        let r = store.compact_at(3, 6 * hour + settle).unwrap();
-        assert_eq!((r.files_compacted, r.files_written), (1, 1));
-        assert_eq!(levels(&store), BTreeMap::from([(0, parquet_files::COMPACT_ZSTD_LEVEL), (5, parquet_files::COMPACT_ZSTD_LEVEL)]));
-        assert_eq!(store.compact_at(3, 7 * hour).unwrap(), MaintenanceReport::default(), "nothing left to rewrite");
+        let fast = parquet_files::FLUSH_ZSTD_LEVEL;
+        assert_eq!(levels(&store), BTreeMap::from([(0, fast), (5, fast)]));
+        // Until the newest file is `settle` old nothing more happens; then each partition's
+        // fast file is rewritten small.
+        let created: Vec<i64> = store.manifest().metric_files.iter().map(|f| f.created_ms).collect();
+        let (first, created) = (*created.iter().min().unwrap(), *created.iter().max().unwrap());
+        assert_eq!(store.compact_at(3, SETTLE, first + settle - 1).unwrap(), MaintenanceReport::default());
+        let r = store.compact_at(3, SETTLE, created + settle).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (2, 2));
+        let small = parquet_files::COMPACT_ZSTD_LEVEL;
+        assert_eq!(levels(&store), BTreeMap::from([(0, small), (5, small)]));
+        assert_eq!(store.compact_at(3, SETTLE, created + 2 * settle).unwrap(), MaintenanceReport::default(), "nothing left to rewrite");
         assert_eq!(all(&store), before, "same samples, none duplicated");
         assert_eq!(store.published_offset("kafka:t:0"), Some(4), "offsets untouched");
         // Replaced files are deleted only after the grace period.
         store.delete_unpublished(Duration::from_secs(3600));
         let files_on_disk = |d: &Path| walk(d).len();
-        assert_eq!(files_on_disk(&dir.path().join("metrics")), 7);
+        assert_eq!(files_on_disk(&dir.path().join("metrics")), 8);
         store.delete_unpublished(Duration::ZERO);
         assert_eq!(files_on_disk(&dir.path().join("metrics")), 2);
 
@@ -280,6 +325,45 @@ mod tests {
         let r = store.apply_retention(Duration::from_secs(7200), 6 * hour + hour / 2).unwrap();
         assert_eq!(r.metric_files_expired, 1);
         assert_eq!(all(&store), vec![(5 * hour, 9.0)]);
+    }
+
+    #[test]
+    fn a_partition_receiving_files_merges_by_size_tier_and_settles_into_one_small_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let labels = Labels::from_pairs([("__name__", "m")]);
+        // One flush of 100 samples, then three of one sample, all in hour 0.
+        let big: Vec<Sample> = (0..100).map(|i| Sample::new(labels.clone(), i * 10, i as f64)).collect();
+        store.ingest("k", 0, Batch::Metrics(big));
+        store.flush().unwrap();
+        for i in 0..3 {
+            store.ingest("k", 1 + i, Batch::Metrics(vec![Sample::new(labels.clone(), 2000 + i as i64, -1.0)]));
+            store.flush().unwrap();
+        }
+        let before = all(&store);
+        let newest = || store.manifest().metric_files.iter().map(|f| f.created_ms).max().unwrap();
+        let sizes = |store: &Store| {
+            let mut s: Vec<(u64, i32)> = store.manifest().metric_files.iter().map(|f| (f.samples, f.zstd_level)).collect();
+            s.sort();
+            s
+        };
+        let fast = parquet_files::FLUSH_ZSTD_LEVEL;
+        // Tier of base 3: the three one-sample files merge; the 100-sample file is not rewritten.
+        let r = store.compact_at(3, SETTLE, newest()).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (3, 1));
+        assert_eq!(sizes(&store), vec![(3, fast), (100, fast)]);
+        assert_eq!(store.compact_at(3, SETTLE, newest()).unwrap(), MaintenanceReport::default(), "tiers 1 and 4 hold one file each");
+        // Settled: one file, compressed small, same samples.
+        let r = store.compact_at(3, SETTLE, newest() + SETTLE.as_millis() as i64).unwrap();
+        assert_eq!((r.files_compacted, r.files_written), (2, 1));
+        assert_eq!(sizes(&store), vec![(103, parquet_files::COMPACT_ZSTD_LEVEL)]);
+        assert_eq!(all(&store), before);
+    }
+
+    #[test]
+    fn size_tiers_grow_by_the_base() {
+        assert_eq!([0, 1, 2, 3, 8, 9, 26, 27, 80, 81].map(|n| tier(n, 3)), [0, 0, 0, 1, 1, 2, 2, 3, 3, 4]);
+        assert_eq!([1, 7, 8, 63, 64, 2_000_000].map(|n| tier(n, 8)), [0, 0, 1, 1, 2, 6]);
     }
 
     fn all_logs(store: &Store) -> Vec<LogRecord> {

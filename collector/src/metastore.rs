@@ -40,6 +40,11 @@ pub struct MetricFile {
     /// before this field were written at the compaction level.
     #[serde(default = "compact_level")]
     pub zstd_level: i32,
+    /// When the file was written (ms since the epoch): compaction leaves a partition that got a
+    /// file recently to cheap merges and rewrites it small once it has settled. Manifests from
+    /// before this field read 0 (long settled).
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 fn compact_level() -> i32 {
@@ -187,7 +192,7 @@ mod tests {
         assert_eq!(empty.generation, 0);
         let mut offsets = BTreeMap::new();
         offsets.insert("kafka:t:0".to_string(), 41);
-        let file = MetricFile { path: "metrics/a.parquet".into(), min_ts_ms: 1, max_ts_ms: 2, series: 1, samples: 2, bytes: 10, zstd_level: 9 };
+        let file = MetricFile { path: "metrics/a.parquet".into(), min_ts_ms: 1, max_ts_ms: 2, series: 1, samples: 2, bytes: 10, zstd_level: 9, created_ms: 0 };
         let m1 = empty.with_published(vec![file.clone()], vec![], &offsets);
         m1.publish(dir.path()).unwrap();
         offsets.insert("kafka:t:0".to_string(), 7);
@@ -205,7 +210,7 @@ mod tests {
         fs::write(dir.path().join("metrics/date=2026-01-01/hour=00/orphan.parquet"), b"x").unwrap();
         fs::create_dir_all(dir.path().join("logs/orphan-split")).unwrap();
         let m = Manifest { format_version: 1, ..Default::default() }.with_published(
-            vec![MetricFile { path: "metrics/date=2026-01-01/hour=00/kept.parquet".into(), min_ts_ms: 0, max_ts_ms: 0, series: 0, samples: 0, bytes: 1, zstd_level: 9 }],
+            vec![MetricFile { path: "metrics/date=2026-01-01/hour=00/kept.parquet".into(), min_ts_ms: 0, max_ts_ms: 0, series: 0, samples: 0, bytes: 1, zstd_level: 9, created_ms: 0 }],
             vec![],
             &BTreeMap::new(),
         );

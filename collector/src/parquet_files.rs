@@ -179,7 +179,7 @@ pub(crate) fn write_sources<S: SampleSource>(
         let dir = path.parent().unwrap_or(data_dir);
         sync_dir(dir)?;
         let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        out.push(MetricFile { path: rel, min_ts_ms: min_ts, max_ts_ms: max_ts, series: series_count, samples: rows, bytes, zstd_level: level });
+        out.push(MetricFile { path: rel, min_ts_ms: min_ts, max_ts_ms: max_ts, series: series_count, samples: rows, bytes, zstd_level: level, created_ms: chrono::Utc::now().timestamp_millis() });
     }
     Ok(out)
 }

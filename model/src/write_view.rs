@@ -47,6 +47,13 @@ impl<'a> SeriesView<'a> {
         self.labels.iter().map(move |(k, v)| (view.str(k), view.str(v)))
     }
 
+    /// `(name, value)` pairs in name order, as bytes: what the head compares and hashes, so a
+    /// series it already holds costs no second UTF-8 check (the request was checked when parsed).
+    pub fn label_bytes(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone + 'a {
+        let buf = &self.view.buf;
+        self.labels.iter().map(move |(k, v)| (&buf[k.start as usize..k.end as usize], &buf[v.start as usize..v.end as usize]))
+    }
+
     /// The labels as an owned [`Labels`].
     pub fn to_labels(&self) -> Labels {
         Labels::from_pairs(self.labels())
@@ -124,22 +131,25 @@ impl WriteView {
             }
         }
         // Canonical order, as `Labels::from_pairs`: the later of a repeated name wins (reverse,
-        // stable sort, keep the first), empty values are dropped.
+        // stable sort, keep the first), empty values are dropped. Senders such as Prometheus
+        // already send names sorted and unique, which needs none of that.
+        let name = |r: &Range<u32>| &buf[r.start as usize..r.end as usize];
         let ls = &mut self.labels[first_label..];
-        ls.reverse();
-        ls.sort_by(|a, b| buf[a.0.start as usize..a.0.end as usize].cmp(&buf[b.0.start as usize..b.0.end as usize]));
-        let mut keep = first_label;
-        for i in first_label..self.labels.len() {
-            let (name, value) = self.labels[i].clone();
-            let dup = keep > first_label && buf[self.labels[keep - 1].0.start as usize..self.labels[keep - 1].0.end as usize] == buf[name.start as usize..name.end as usize];
-            if dup {
-                continue;
+        if !ls.windows(2).all(|w| name(&w[0].0) < name(&w[1].0)) {
+            ls.reverse();
+            ls.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+            let mut keep = first_label;
+            for i in first_label..self.labels.len() {
+                let (n, value) = self.labels[i].clone();
+                if keep > first_label && name(&self.labels[keep - 1].0) == name(&n) {
+                    continue;
+                }
+                // A dropped empty value still shadows an earlier pair of the same name.
+                self.labels[keep] = (n, value);
+                keep += 1;
             }
-            // A dropped empty value still shadows an earlier pair of the same name.
-            self.labels[keep] = (name, value);
-            keep += 1;
+            self.labels.truncate(keep);
         }
-        self.labels.truncate(keep);
         let mut w = first_label;
         for i in first_label..self.labels.len() {
             if !self.labels[i].1.is_empty() {

@@ -229,21 +229,28 @@ async fn settle(f: impl Fn() -> u64, quiet: Duration, timeout: Duration) -> u64 
     last
 }
 
-/// SIGTERM (final flush), restart, and wait until compaction leaves one file per hour partition.
+/// The level compaction writes (`pharos_collector::parquet_files::COMPACT_ZSTD_LEVEL`, which
+/// this crate does not link).
+const COMPACT_ZSTD_LEVEL: i64 = 9;
+
+/// SIGTERM (final flush), restart with every partition taken as settled, and wait until
+/// compaction leaves one file per hour partition, each at compaction's zstd level.
 async fn pharos_disk(server: &mut Server) -> anyhow::Result<(u64, String)> {
+    std::fs::write(server.root.join("pharos.yaml"), servers::pharos_config(&server.data, true))?;
     server.restart().await?;
     let manifest = server.data.join("manifest.json");
-    let read = || -> (u64, usize, usize) {
+    let read = || -> (u64, usize, usize, bool) {
         let m: serde_json::Value = std::fs::read(&manifest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let files = m["metric_files"].as_array().cloned().unwrap_or_default();
         let bytes = files.iter().filter_map(|f| f["bytes"].as_u64()).sum();
         let parts: std::collections::BTreeSet<String> = files.iter().filter_map(|f| f["path"].as_str()).map(|p| p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()).collect();
-        (bytes, files.len(), parts.len())
+        let compacted = files.iter().all(|f| f["zstd_level"].as_i64() == Some(COMPACT_ZSTD_LEVEL));
+        (bytes, files.len(), parts.len(), compacted)
     };
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let (bytes, files, parts) = read();
-        if (files > 0 && files == parts) || Instant::now() > deadline {
+        let (bytes, files, parts, compacted) = read();
+        if (files > 0 && files == parts && compacted) || Instant::now() > deadline {
             let note = format!("Parquet files in the manifest after SIGTERM flush + compaction ({files} files, {parts} hour partitions)");
             return Ok((bytes, note));
         }

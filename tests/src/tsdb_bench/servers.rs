@@ -32,7 +32,7 @@ pub struct Server {
     pub addr: String,
     pub data: PathBuf,
     args: Vec<String>,
-    root: PathBuf,
+    pub root: PathBuf,
 }
 
 /// Checks that the Debian binaries are installed; the message says how to get them.
@@ -44,6 +44,21 @@ pub fn check_installed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pharos' config for the bench: the defaults (flush every 10 s or 2 M rows, compaction by size
+/// tiers while a partition receives files), with maintenance every second instead of every
+/// minute. `compact_everything` (for measuring the footprint) takes every partition as settled
+/// at once, so each becomes one file compressed small.
+pub fn pharos_config(data: &Path, compact_everything: bool) -> String {
+    let mut cfg = format!(
+        "data_dir: {:?}\ncollector:\n  maintenance_interval_ms: 1000\n  retention_days: 0\n",
+        data.display().to_string()
+    );
+    if compact_everything {
+        cfg.push_str("  compaction_settle_ms: 0\n  compaction_min_files: 2\n");
+    }
+    cfg
+}
+
 impl Server {
     /// Starts `engine` with an empty data directory under `root` and waits until it is ready.
     pub async fn start(engine: Engine, root: &Path) -> anyhow::Result<Server> {
@@ -53,13 +68,7 @@ impl Server {
         let args: Vec<String> = match engine {
             Engine::Pharos => {
                 let cfg = root.join("pharos.yaml");
-                std::fs::write(
-                    &cfg,
-                    format!(
-                        "data_dir: {:?}\ncollector:\n  flush_interval_ms: 10000\n  compaction_min_files: 2\n  maintenance_interval_ms: 1000\n  retention_days: 0\n",
-                        data.display().to_string()
-                    ),
-                )?;
+                std::fs::write(&cfg, pharos_config(&data, false))?;
                 vec!["serve".into(), "--listen".into(), addr.clone(), "--config".into(), cfg.display().to_string()]
             }
             Engine::VictoriaMetrics => vec![
