@@ -28,6 +28,11 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// An empty chunk with room for `bytes` of compressed samples.
+    pub fn with_capacity(bytes: usize) -> Chunk {
+        Chunk { bits: BitWriter { buf: Vec::with_capacity(bytes), ..Default::default() }, ..Default::default() }
+    }
+
     /// Appends one sample.
     pub fn push(&mut self, t: i64, v: f64) {
         if self.count == 0 {
@@ -38,21 +43,25 @@ impl Chunk {
         }
         let delta = t.wrapping_sub(self.prev_t);
         let dod = zigzag(delta.wrapping_sub(self.prev_delta));
-        let w = &mut self.bits;
+        // The sample's bit fields are assembled in one word and written at once.
+        let mut f = Fields::default();
         if dod == 0 {
-            w.write(0, 1);
+            f.put(0, 1);
         } else if dod < 1 << 8 {
-            w.write(0b10, 2);
-            w.write(dod, 8);
+            f.put(0b10, 2);
+            f.put(dod, 8);
         } else if dod < 1 << 14 {
-            w.write(0b110, 3);
-            w.write(dod, 14);
+            f.put(0b110, 3);
+            f.put(dod, 14);
         } else if dod < 1 << 20 {
-            w.write(0b1110, 4);
-            w.write(dod, 20);
+            f.put(0b1110, 4);
+            f.put(dod, 20);
         } else {
-            w.write(0b1111, 4);
-            w.write(dod, 64);
+            f.put(0b1111, 4);
+            f.put(dod, 64);
+            // 68 bits: the value's up to 78 would not fit beside them.
+            self.bits.write(f.v, f.n);
+            f = Fields::default();
         }
         self.prev_delta = delta;
         self.prev_t = t;
@@ -61,25 +70,26 @@ impl Chunk {
         let x = bits ^ self.prev_v;
         self.prev_v = bits;
         if x == 0 {
-            w.write(0, 1);
+            f.put(0, 1);
         } else {
             let leading = x.leading_zeros() as u8;
             let trailing = x.trailing_zeros() as u8;
             if self.window && leading >= self.leading && trailing >= self.trailing {
-                w.write(0b10, 2);
+                f.put(0b10, 2);
                 let len = 64 - self.leading - self.trailing;
-                w.write(x >> self.trailing, len as u32);
+                f.put(x >> self.trailing, len as u32);
             } else {
                 let len = 64 - leading - trailing;
-                w.write(0b11, 2);
-                w.write(u64::from(leading), 6);
-                w.write(u64::from(len - 1), 6);
-                w.write(x >> trailing, u32::from(len));
+                f.put(0b11, 2);
+                f.put(u64::from(leading), 6);
+                f.put(u64::from(len - 1), 6);
+                f.put(x >> trailing, u32::from(len));
                 self.leading = leading;
                 self.trailing = trailing;
                 self.window = true;
             }
         }
+        self.bits.write(f.v, f.n);
         self.count += 1;
     }
 
@@ -105,7 +115,7 @@ impl Chunk {
 
     /// The samples in append order.
     pub fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter { r: BitReader { buf: &self.bits.buf, pos: 0 }, left: self.count, t: 0, delta: 0, v: 0, leading: 0, trailing: 0 }
+        ChunkIter { r: self.bits.reader(), left: self.count, t: 0, delta: 0, v: 0, leading: 0, trailing: 0 }
     }
 }
 
@@ -167,67 +177,104 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Bits appended most-significant first; `used` bits of the last byte are filled.
+/// Bits appended most-significant first: whole 64-bit words in `buf` (big-endian), the
+/// newest `pending` bits (< 64) in the low bits of `acc`. Writing only whole words keeps the
+/// append path free of read-modify-write on the buffer's last byte.
 #[derive(Clone, Default)]
 struct BitWriter {
     buf: Vec<u8>,
-    used: u8,
+    acc: u64,
+    pending: u32,
+}
+
+/// Bit fields of one sample, most significant first (at most 128 bits).
+#[derive(Default)]
+struct Fields {
+    v: u128,
+    n: u32,
+}
+
+impl Fields {
+    /// Appends the low `n` bits of `v` (n ≤ 64; the total stays ≤ 128).
+    fn put(&mut self, v: u64, n: u32) {
+        debug_assert!(n <= 64 && self.n + n <= 128);
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        self.v = (self.v << n) | u128::from(v);
+        self.n += n;
+    }
 }
 
 impl BitWriter {
-    /// Writes the low `n` bits of `v` (n ≤ 64): first into the free bits of the last byte, then
-    /// the rest as whole big-endian bytes at once (a sample writes up to ~80 bits, and going bit
-    /// field by byte was most of the head's append time).
-    fn write(&mut self, v: u64, n: u32) {
-        debug_assert!(n <= 64);
+    /// Writes the low `n` bits of `v` (n ≤ 128).
+    fn write(&mut self, v: u128, n: u32) {
+        debug_assert!(n <= 128);
+        if n > 64 {
+            self.write64((v >> 64) as u64, n - 64);
+            self.write64(v as u64, 64);
+        } else {
+            self.write64(v as u64, n);
+        }
+    }
+
+    /// Writes the low `n` bits of `v` (n ≤ 64).
+    fn write64(&mut self, v: u64, n: u32) {
         if n == 0 {
             return;
         }
-        let mut n = n;
-        let mut v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
-        let free = if self.used == 0 { 0 } else { 8 - u32::from(self.used) };
-        if free > 0 {
-            let take = free.min(n);
-            let last = self.buf.len() - 1;
-            self.buf[last] |= ((v >> (n - take)) as u8) << (free - take);
-            self.used += take as u8;
-            n -= take;
-            if n == 0 {
-                return;
-            }
-            v &= (1u64 << n) - 1; // n < 64 here
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let total = self.pending + n; // < 128
+        let acc = (u128::from(self.acc) << n) | u128::from(v);
+        if total < 64 {
+            (self.acc, self.pending) = (acc as u64, total);
+            return;
         }
-        let bytes = n.div_ceil(8) as usize;
-        if self.buf.len() + bytes > self.buf.capacity() {
-            // Grow by 1/8 (at least 8 bytes): little slack in thousands of small chunks.
-            self.buf.reserve_exact((self.buf.len() / 8).max(8).max(bytes));
+        let rest = total - 64;
+        if self.buf.len() == self.buf.capacity() {
+            // Grow by a quarter (at least 16 bytes): little slack in thousands of small chunks,
+            // and few reallocations while one grows.
+            self.buf.reserve_exact((self.buf.len() / 4).max(16));
         }
-        self.buf.extend_from_slice(&(v << (64 - n)).to_be_bytes()[..bytes]);
-        self.used = ((n - 1) % 8 + 1) as u8;
+        self.buf.extend_from_slice(&((acc >> rest) as u64).to_be_bytes());
+        self.acc = if rest == 0 { 0 } else { (acc as u64) & ((1u64 << rest) - 1) };
+        self.pending = rest;
+    }
+
+    /// The pending bits left-aligned as the stream's last bytes.
+    fn tail(&self) -> [u8; 8] {
+        if self.pending == 0 { [0; 8] } else { (self.acc << (64 - self.pending)).to_be_bytes() }
+    }
+
+    /// A reader over everything written.
+    fn reader(&self) -> BitReader<'_> {
+        BitReader { buf: &self.buf, tail: self.tail(), pos: 0 }
     }
 }
 
 struct BitReader<'a> {
     buf: &'a [u8],
+    /// The writer's pending bits, read after `buf`.
+    tail: [u8; 8],
     pos: usize,
 }
 
 impl BitReader<'_> {
+    fn byte(&self, i: usize) -> u8 {
+        match self.buf.get(i) {
+            Some(b) => *b,
+            None => self.tail.get(i - self.buf.len()).copied().unwrap_or(0),
+        }
+    }
+
     /// Reads `n` bits (n ≤ 64); bits past the end read as zero (a chunk's own count bounds reads).
     fn read(&mut self, n: u32) -> u64 {
         debug_assert!(n <= 64);
         if n == 0 {
             return 0;
         }
-        let (byte, off) = (self.pos / 8, (self.pos % 8) as u32);
-        let word = match self.buf.get(byte..byte + 8) {
+        let (i, off) = (self.pos / 8, (self.pos % 8) as u32);
+        let word = match self.buf.get(i..i + 8) {
             Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
-            None => {
-                let mut w = [0u8; 8];
-                let tail = self.buf.get(byte..).unwrap_or(&[]);
-                w[..tail.len()].copy_from_slice(tail);
-                u64::from_be_bytes(w)
-            }
+            None => u64::from_be_bytes(std::array::from_fn(|k| self.byte(i + k))),
         };
         self.pos += n as usize;
         if off + n <= 64 {
@@ -235,7 +282,7 @@ impl BitReader<'_> {
         } else {
             // The field runs into a ninth byte: `64 - off` bits from the word, the rest from it.
             let low = off + n - 64;
-            let next = u64::from(self.buf.get(byte + 8).copied().unwrap_or(0));
+            let next = u64::from(self.byte(i + 8));
             (((word << off) >> off) << low) | (next >> (8 - low))
         }
     }
@@ -279,7 +326,7 @@ mod tests {
             for _ in 0..(rng.next() % 60) {
                 let n = (rng.next() % 65) as u32;
                 let v = rng.next();
-                w.write(v, n);
+                w.write(u128::from(v), n);
                 bits.extend((0..n).rev().map(|i| (v >> i) & 1 == 1));
                 fields.push((v, n));
             }
@@ -287,8 +334,10 @@ mod tests {
                 .chunks(8)
                 .map(|c| c.iter().enumerate().fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i))))
                 .collect();
-            assert_eq!(w.buf, expected);
-            let mut r = BitReader { buf: &w.buf, pos: 0 };
+            let mut written = w.buf.clone();
+            written.extend_from_slice(&w.tail()[..(w.pending as usize).div_ceil(8)]);
+            assert_eq!(written, expected);
+            let mut r = w.reader();
             for (v, n) in fields {
                 let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
                 assert_eq!(r.read(n), v & mask, "{n} bits");
@@ -353,6 +402,6 @@ mod tests {
             c.push(1_767_225_600_000 + i * 15_000, v);
         }
         // 16 bytes per sample uncompressed.
-        assert!(c.bits.buf.len() < 480 * 5, "{} bytes for 480 samples", c.bits.buf.len());
+        assert!(c.bits.buf.len() + 8 < 480 * 5, "{} bytes for 480 samples", c.bits.buf.len());
     }
 }

@@ -70,6 +70,9 @@ pub struct Head {
     pub(crate) samples: usize,
     /// Heap bytes of every series' compressed chunk.
     chunk_bytes: usize,
+    /// Bytes a new series' chunk starts with: what the previous head held per series, so a
+    /// chunk rarely reallocates while it grows.
+    chunk_reserve: usize,
 }
 
 impl Head {
@@ -81,6 +84,13 @@ impl Head {
     /// Heap bytes held by the compressed samples of every series (not labels or index).
     pub fn chunk_bytes(&self) -> usize {
         self.chunk_bytes
+    }
+
+    /// An empty head whose new chunks start with the room the series of `previous` took on
+    /// average (capped at 16 KiB).
+    pub fn after(previous: &Head) -> Head {
+        let chunk_reserve = previous.chunk_bytes.checked_div(previous.series.len()).unwrap_or(0).min(16 << 10);
+        Head { chunk_reserve, ..Head::default() }
     }
 
     /// Number of series held.
@@ -128,7 +138,9 @@ impl Head {
             // Ids grow, so pushing keeps each posting list sorted.
             self.postings.entry(k).or_default().entry(v).or_default().push(id);
         }
-        self.series.push(HeadSeries { labels: pairs, samples: Chunk::default() });
+        let samples = Chunk::with_capacity(self.chunk_reserve);
+        self.chunk_bytes += samples.heap_bytes();
+        self.series.push(HeadSeries { labels: pairs, samples });
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -267,6 +279,24 @@ fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_head_starts_chunks_with_the_room_series_took_before() {
+        let mut head = Head::default();
+        let samples = |name: &str, n: i64| -> Vec<Sample> {
+            (0..n).map(|i| Sample::new(Labels::from_pairs([("__name__", name)]), i * 15_000, (i * i) as f64 * 0.37)).collect()
+        };
+        head.append_samples(samples("a", 300));
+        head.append_samples(samples("b", 100));
+        let total: usize = head.series.iter().map(|s| s.samples.heap_bytes()).sum();
+        assert_eq!(head.chunk_bytes(), total);
+        let mut next = Head::after(&head);
+        assert_eq!(next.chunk_reserve, total / 2);
+        next.append_samples(samples("c", 1));
+        assert!(next.series[0].samples.heap_bytes() >= total / 2);
+        assert_eq!(next.chunk_bytes(), next.series[0].samples.heap_bytes(), "the reserved room is counted");
+        assert_eq!(Head::after(&Head::default()).chunk_reserve, 0);
+    }
 
     fn naive(all: &[(Labels, Vec<(i64, f64)>)], m: &[LabelMatcher], start: i64, end: i64) -> HashMap<Labels, Vec<(i64, f64)>> {
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();

@@ -241,6 +241,9 @@ fn writer_properties(level: i32) -> WriterProperties {
         .set_max_row_group_row_count(Some(1 << 20))
         // Room for every label set of a file in the dictionary, so `labels` never falls back to PLAIN.
         .set_dictionary_page_size_limit(64 << 20)
+        // Min/max of label JSON prune nothing (a file holds every label set of its hour), and
+        // computing them compares each row's string twice.
+        .set_column_statistics_enabled(ColumnPath::from("labels"), parquet::file::properties::EnabledStatistics::None)
         .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)

@@ -278,7 +278,8 @@ impl Store {
                 return Ok(FlushReport::default());
             }
             wal.rotate()?;
-            let frozen = Arc::new(std::mem::take(&mut st.head));
+            let next = Head::after(&st.head);
+            let frozen = Arc::new(std::mem::replace(&mut st.head, next));
             st.frozen = Some(frozen.clone());
             frozen
         };

@@ -116,6 +116,18 @@ impl WriteView {
                 }
                 (2, LEN) => {
                     let s = r.len_delimited()?;
+                    // What every sender writes: value (field 1, fixed64), then timestamp
+                    // (field 2, varint), nothing else.
+                    let b = &buf[s.clone()];
+                    if b.len() > 10 && b[0] == 0x09 && b[9] == 0x10 {
+                        let mut tr = Reader { buf: &buf[..s.end], pos: s.start + 10 };
+                        let t = tr.varint()? as i64;
+                        if tr.pos == s.end {
+                            let val = f64::from_bits(u64::from_le_bytes(b[1..9].try_into().expect("8 bytes")));
+                            self.samples.push((t, val));
+                            continue;
+                        }
+                    }
                     let (mut t, mut val) = (0i64, 0f64);
                     let mut sr = Reader { buf: &buf[..s.end], pos: s.start };
                     while sr.pos < s.end {
@@ -243,6 +255,25 @@ fn truncated() -> Error {
 
 impl Reader<'_> {
     fn varint(&mut self) -> Result<u64> {
+        // Keys and lengths are mostly one byte; timestamps six. With ten bytes left (the most
+        // a varint takes), no byte needs its own bounds check.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        if let Some(bytes) = self.buf.get(self.pos..self.pos + 10) {
+            let mut out = 0u64;
+            for (i, &b) in bytes.iter().enumerate() {
+                out |= u64::from(b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    self.pos += i + 1;
+                    return Ok(out);
+                }
+            }
+            return Err(truncated());
+        }
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
@@ -323,6 +354,7 @@ mod tests {
             (vec![label("__name__", "x"), label("z", ""), label("b", "v"), label("b", "")], vec![(-5, f64::INFINITY), (0, -0.0)]),
             (vec![label("__name__", "y"), label("c", ""), label("c", "kept")], vec![(7, 1e-300)]),
             (vec![label("__name__", "empty_series")], vec![]),
+            (vec![label("__name__", "wide")], vec![(1_795_377_007_123, 3.5), (i64::MAX, 1.0), (i64::MIN, 2.0), (1, f64::NAN)]),
         ]);
         let view = WriteView::parse(raw.clone()).unwrap();
         let owned = crate::remote_write::decode_uncompressed(&raw).unwrap();
@@ -333,8 +365,8 @@ mod tests {
             assert_eq!(a.timestamp_ms, b.timestamp_ms);
             assert_eq!(a.value.to_bits(), b.value.to_bits());
         }
-        assert_eq!(view.sample_count(), 5);
-        assert_eq!(view.series().len(), 4);
+        assert_eq!(view.sample_count(), 9);
+        assert_eq!(view.series().len(), 5);
         // The borrowed labels are the canonical ones, checked by hand for two series.
         let s: Vec<_> = view.series().collect();
         assert_eq!(s[0].labels().collect::<Vec<_>>(), vec![("__name__", "up"), ("a", "2"), ("job", "node")]);
@@ -349,6 +381,13 @@ mod tests {
         raw.extend_from_slice(&[0x2a, 0x02, 0x08, 0x01]);
         let view = WriteView::parse(raw).unwrap();
         assert_eq!(view.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 1, 2.0)]);
+
+        // A sample with its fields in the other order (timestamp 300, then value 1.5).
+        let sample = [&[0x10, 0xac, 0x02, 0x09][..], &1.5f64.to_le_bytes()].concat();
+        let name = [&[0x0a, 0x08][..], b"__name__", &[0x12, 0x02], b"up"].concat();
+        let series = [&[0x0a, name.len() as u8][..], &name, &[0x12, sample.len() as u8], &sample].concat();
+        let raw = [&[0x0a, series.len() as u8][..], &series].concat();
+        assert_eq!(WriteView::parse(raw).unwrap().to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 300, 1.5)]);
 
         let nameless = request(vec![(vec![label("job", "x")], vec![(1, 1.0)])]);
         let e = WriteView::parse(nameless).err().unwrap().to_string();
