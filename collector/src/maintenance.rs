@@ -5,7 +5,7 @@
 //! took its snapshot just before can still read them; files a crash left behind are removed at
 //! the next start by `Manifest::remove_unpublished`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,12 +85,12 @@ impl Store {
             by_partition.entry(partition_of(&f.path)).or_default().push(f);
         }
         let min_files = min_files.max(2);
-        let mut merges: Vec<(Vec<&MetricFile>, i32)> = Vec::new();
-        for files in by_partition.into_values() {
+        let mut merges: Vec<(&str, Vec<&MetricFile>, i32)> = Vec::new();
+        for (partition, files) in by_partition {
             let newest = files.iter().map(|f| f.created_ms).max().unwrap_or(0);
             if newest.saturating_add(settle.as_millis() as i64) <= now_ms {
                 if files.len() >= 2 || files.iter().any(|f| f.zstd_level != parquet_files::COMPACT_ZSTD_LEVEL) {
-                    merges.push((files, parquet_files::COMPACT_ZSTD_LEVEL));
+                    merges.push((partition, files, parquet_files::COMPACT_ZSTD_LEVEL));
                 }
                 continue;
             }
@@ -98,18 +98,22 @@ impl Store {
             for f in files {
                 tiers.entry(tier(f.samples, min_files as u64)).or_default().push(f);
             }
-            merges.extend(tiers.into_values().filter(|t| t.len() >= min_files).map(|t| (t, parquet_files::FLUSH_ZSTD_LEVEL)));
+            merges.extend(tiers.into_values().filter(|t| t.len() >= min_files).map(|t| (partition, t, parquet_files::FLUSH_ZSTD_LEVEL)));
         }
         let mut removed: Vec<MetricFile> = Vec::new();
         let mut written: Vec<MetricFile> = Vec::new();
-        for (files, level) in merges {
-            let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-            for f in &files {
-                let path = self.data_dir.join(&f.path);
-                let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
-                parquet_files::read_file(&path, &catalog, &[], i64::MIN, i64::MAX, &mut series)?;
-            }
-            let out = parquet_files::write_files(&self.data_dir, series, level)?;
+        for (partition, files, level) in merges {
+            let catalogs: Vec<(std::path::PathBuf, parquet_files::FileSeries)> = files
+                .iter()
+                .map(|f| {
+                    let path = self.data_dir.join(&f.path);
+                    let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
+                    Ok((path, catalog))
+                })
+                .collect::<Result<_>>()?;
+            let inputs: Vec<(&Path, &parquet_files::FileSeries)> = catalogs.iter().map(|(p, c)| (p.as_path(), c)).collect();
+            let dir = partition.strip_prefix("metrics/").unwrap_or(partition);
+            let out = parquet_files::merge_files(&self.data_dir, dir, &inputs, level)?;
             let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
             if before != after {
                 return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));

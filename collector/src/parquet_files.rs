@@ -137,10 +137,7 @@ pub(crate) fn write_sources<S: SampleSource>(
     let mut samples = Vec::new();
     for hour in hours {
         let (lo_ms, hi_ms) = (hour * HOUR_MS, (hour + 1) * HOUR_MS);
-        let mut file: Option<(String, std::path::PathBuf, ArrowWriter<File>)> = None;
-        let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-        let (mut series_count, mut rows) = (0u64, 0u64);
-        let mut batch = BatchBuilder::default();
+        let mut file: Option<FileWriter> = None;
         for (name, labels, (lo, hi), source) in &sorted {
             if *hi < lo_ms || *lo >= hi_ms {
                 continue;
@@ -150,38 +147,161 @@ pub(crate) fn write_sources<S: SampleSource>(
             if samples.is_empty() {
                 continue;
             }
-            if file.is_none() {
-                let rel = format!("metrics/{}/{}.parquet", partition_of(lo_ms), uuid::Uuid::now_v7());
-                let path = data_dir.join(&rel);
-                let dir = path.parent().unwrap_or(data_dir);
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-                file = Some((rel, path, ArrowWriter::try_new(f, schema(), Some(writer_properties(level)))?));
-            }
-            let Some((_, _, writer)) = file.as_mut() else { unreachable!("created above") };
-            series_count += 1;
-            min_ts = min_ts.min(samples[0].0);
-            max_ts = max_ts.max(samples[samples.len() - 1].0);
-            for chunk in samples.chunks(WRITE_ROWS_PER_BATCH) {
-                batch.push(name, labels, chunk);
-                rows += chunk.len() as u64;
-                if batch.len >= WRITE_ROWS_PER_BATCH {
-                    writer.write(&batch.finish()?)?;
-                }
-            }
+            let writer = match &mut file {
+                Some(w) => w,
+                None => file.insert(FileWriter::create(data_dir, &partition_of(lo_ms), level)?),
+            };
+            writer.push_series(name, labels, &samples)?;
         }
-        let Some((rel, path, mut writer)) = file else { continue };
-        if batch.len > 0 {
-            writer.write(&batch.finish()?)?;
+        if let Some(writer) = file {
+            out.push(writer.finish(data_dir)?);
         }
-        let file = writer.into_inner()?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
-        let dir = path.parent().unwrap_or(data_dir);
-        sync_dir(dir)?;
-        let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        out.push(MetricFile { path: rel, min_ts_ms: min_ts, max_ts_ms: max_ts, series: series_count, samples: rows, bytes, zstd_level: level, created_ms: chrono::Utc::now().timestamp_millis() });
     }
     Ok(out)
+}
+
+/// One Parquet file being written, series by series in sorted order.
+struct FileWriter {
+    rel: String,
+    path: std::path::PathBuf,
+    writer: ArrowWriter<File>,
+    batch: BatchBuilder,
+    level: i32,
+    min_ts: i64,
+    max_ts: i64,
+    series: u64,
+    rows: u64,
+}
+
+impl FileWriter {
+    /// A new file in the partition directory `partition` (`date=…/hour=…`).
+    fn create(data_dir: &Path, partition: &str, level: i32) -> Result<FileWriter> {
+        let rel = format!("metrics/{partition}/{}.parquet", uuid::Uuid::now_v7());
+        let path = data_dir.join(&rel);
+        let dir = path.parent().unwrap_or(data_dir);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let writer = ArrowWriter::try_new(f, schema(), Some(writer_properties(level)))?;
+        Ok(FileWriter { rel, path, writer, batch: BatchBuilder::default(), level, min_ts: i64::MAX, max_ts: i64::MIN, series: 0, rows: 0 })
+    }
+
+    /// Appends one series' samples (sorted by time, not empty); series come in
+    /// (`metric_name`, `labels`) order.
+    fn push_series(&mut self, name: &str, labels: &str, samples: &[(i64, f64)]) -> Result<()> {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return Ok(()) };
+        self.series += 1;
+        self.min_ts = self.min_ts.min(first.0);
+        self.max_ts = self.max_ts.max(last.0);
+        for chunk in samples.chunks(WRITE_ROWS_PER_BATCH) {
+            self.batch.push(name, labels, chunk);
+            self.rows += chunk.len() as u64;
+            if self.batch.len >= WRITE_ROWS_PER_BATCH {
+                self.writer.write(&self.batch.finish()?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes and fsyncs the file (and its directory); not published here.
+    fn finish(mut self, data_dir: &Path) -> Result<MetricFile> {
+        if self.batch.len > 0 {
+            self.writer.write(&self.batch.finish()?)?;
+        }
+        let file = self.writer.into_inner()?;
+        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        sync_dir(self.path.parent().unwrap_or(data_dir))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+        Ok(MetricFile {
+            path: self.rel,
+            min_ts_ms: self.min_ts,
+            max_ts_ms: self.max_ts,
+            series: self.series,
+            samples: self.rows,
+            bytes,
+            zstd_level: self.level,
+            created_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    }
+}
+
+/// Merges the files of one partition into one file at zstd `level`, streaming: the inputs are
+/// read in row order, series by series (each is sorted by series), so memory holds one series
+/// and one record batch per input rather than the whole partition. A series' samples from
+/// several inputs are put in time order (stably: inputs earlier in `inputs` first on equal
+/// timestamps). `None` when the inputs hold no rows.
+pub(crate) fn merge_files(data_dir: &Path, partition: &str, inputs: &[(&Path, &FileSeries)], level: i32) -> Result<Option<MetricFile>> {
+    // Each input's series as (metric name, labels JSON, rows), in file order.
+    let lists: Vec<Vec<(String, String, usize)>> = inputs
+        .iter()
+        .map(|(_, fs)| fs.series.iter().map(|(l, start, end)| (l.metric_name().unwrap_or("").to_string(), labels_json(l), end - start)).collect())
+        .collect();
+    let mut rows: Vec<RowStream> = inputs.iter().map(|(path, fs)| RowStream::open(path, &fs.metadata)).collect::<Result<_>>()?;
+    let mut next = vec![0usize; inputs.len()];
+    let mut out: Option<FileWriter> = None;
+    let mut samples = Vec::new();
+    loop {
+        let smallest = (0..inputs.len())
+            .filter_map(|i| lists[i].get(next[i]).map(|(n, l, _)| (n.as_str(), l.as_str())))
+            .min();
+        let Some((name, labels)) = smallest else { break };
+        samples.clear();
+        for i in 0..inputs.len() {
+            if let Some((n, l, count)) = lists[i].get(next[i])
+                && (n.as_str(), l.as_str()) == (name, labels)
+            {
+                rows[i].take(*count, &mut samples)?;
+                next[i] += 1;
+            }
+        }
+        samples.sort_by_key(|(t, _)| *t);
+        let writer = match &mut out {
+            Some(w) => w,
+            None => out.insert(FileWriter::create(data_dir, partition, level)?),
+        };
+        writer.push_series(name, labels, &samples)?;
+    }
+    out.map(|w| w.finish(data_dir)).transpose()
+}
+
+/// The `timestamp` and `value` columns of one file, read in row order.
+struct RowStream {
+    path: std::path::PathBuf,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    batch: Option<(TimestampMillisecondArray, Float64Array)>,
+    at: usize,
+}
+
+impl RowStream {
+    fn open(path: &Path, metadata: &ArrowReaderMetadata) -> Result<RowStream> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone()).with_batch_size(ROWS_PER_BATCH);
+        let mask = ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
+        Ok(RowStream { path: path.to_path_buf(), reader: builder.with_projection(mask).build()?, batch: None, at: 0 })
+    }
+
+    /// Appends the next `n` rows to `out`.
+    fn take(&mut self, mut n: usize, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        while n > 0 {
+            let left = self.batch.as_ref().map_or(0, |(ts, _)| ts.len() - self.at);
+            if left == 0 {
+                let batch = self
+                    .reader
+                    .next()
+                    .ok_or_else(|| Error::Corrupt(format!("{}: fewer rows than its series list", self.path.display())))??;
+                let ts: &TimestampMillisecondArray = column(&batch, "timestamp")?;
+                let values: &Float64Array = column(&batch, "value")?;
+                self.batch = Some((ts.clone(), values.clone()));
+                self.at = 0;
+                continue;
+            }
+            let Some((ts, values)) = &self.batch else { continue };
+            let k = left.min(n);
+            out.extend((self.at..self.at + k).map(|r| (ts.value(r), values.value(r))));
+            self.at += k;
+            n -= k;
+        }
+        Ok(())
+    }
 }
 
 /// Rows per record batch handed to the Parquet writer: small, since each row carries its label
@@ -425,6 +545,57 @@ pub fn read_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Streaming merge vs the plain union: same samples per series, time-ordered, inputs' order
+    /// kept on equal timestamps, batches crossed (a series of 70k rows), one file out.
+    #[test]
+    fn merged_files_hold_the_union_of_their_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = |name: &str, v: &str| Labels::from_pairs([("__name__", name), ("k", v)]);
+        let (a, b, c, d) = (l("m", "a"), l("m", "b\"q\u{e9}"), l("n", "a"), l("a", "z"));
+        let big: Vec<(i64, f64)> = (0..70_000).map(|i| (i * 10, i as f64)).collect();
+        let inputs: Vec<HashMap<Labels, Vec<(i64, f64)>>> = vec![
+            HashMap::from([(a.clone(), vec![(5, 1.0), (7, 2.0)]), (b.clone(), big.clone())]),
+            HashMap::from([(a.clone(), vec![(5, 3.0), (1, 4.0)]), (c.clone(), vec![(9, 9.0)])]),
+            HashMap::from([(d.clone(), vec![(2, 2.0)]), (b.clone(), vec![(15, -1.0)])]),
+        ];
+        let mut files = Vec::new();
+        for series in &inputs {
+            files.extend(write_files(dir.path(), series.clone(), FLUSH_ZSTD_LEVEL).unwrap());
+        }
+        let cache = LabelCache::default();
+        let catalogs: Vec<(std::path::PathBuf, FileSeries)> = files
+            .iter()
+            .map(|f| {
+                let p = dir.path().join(&f.path);
+                let c = FileSeries::load(&p, &cache).unwrap();
+                (p, c)
+            })
+            .collect();
+        let refs: Vec<(&Path, &FileSeries)> = catalogs.iter().map(|(p, c)| (p.as_path(), c)).collect();
+        let merged = merge_files(dir.path(), "date=1970-01-01/hour=00", &refs, COMPACT_ZSTD_LEVEL).unwrap().unwrap();
+        assert_eq!((merged.series, merged.samples, merged.zstd_level), (4, 70_007, COMPACT_ZSTD_LEVEL));
+        assert_eq!((merged.min_ts_ms, merged.max_ts_ms), (0, 699_990));
+        assert!(merged.path.starts_with("metrics/date=1970-01-01/hour=00/"));
+        let path = dir.path().join(&merged.path);
+        let mut back = HashMap::new();
+        read_file(&path, &FileSeries::load(&path, &cache).unwrap(), &[], i64::MIN, i64::MAX, &mut back).unwrap();
+        let mut b_all = big.clone();
+        b_all.insert(2, (15, -1.0)); // after (10, 1.0), before (20, 2.0)
+        let expected = HashMap::from([
+            (a.clone(), vec![(1, 4.0), (5, 1.0), (5, 3.0), (7, 2.0)]),
+            (b.clone(), b_all),
+            (c.clone(), vec![(9, 9.0)]),
+            (d.clone(), vec![(2, 2.0)]),
+        ]);
+        assert_eq!(back.len(), expected.len());
+        for (labels, samples) in &expected {
+            let got = &back[labels];
+            assert_eq!(got.len(), samples.len(), "{labels}");
+            assert!(got.iter().zip(samples).all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits()), "{labels}: {:?}", &got[..got.len().min(5)]);
+        }
+        assert_eq!(merge_files(dir.path(), "date=1970-01-01/hour=00", &[], COMPACT_ZSTD_LEVEL).unwrap(), None);
+    }
 
     #[test]
     fn written_files_read_back_with_matchers_and_partitions() {
