@@ -17,7 +17,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, StringArray, StringBuilder, TimestampMillisecondArray};
+use arrow::array::{
+    Array, DictionaryArray, Float64Array, Int32Array, StringArray, StringBuilder, TimestampMillisecondArray,
+};
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, Timelike};
@@ -378,30 +381,54 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
         .ok_or_else(|| Error::Corrupt(format!("parquet column {name:?} missing or of the wrong type")))
 }
 
+/// The keys and string values of the dictionary column `name`.
+fn dictionary_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<(&'a Int32Array, &'a StringArray)> {
+    let dict: &DictionaryArray<Int32Type> = column(batch, name)?;
+    let values = dict
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Corrupt(format!("parquet column {name:?} is not a string dictionary")))?;
+    Ok((dict.keys(), values))
+}
+
+/// The value of dictionary key `key`.
+fn dictionary_value(values: &StringArray, key: i32) -> Result<&str> {
+    usize::try_from(key)
+        .ok()
+        .filter(|k| *k < values.len())
+        .map(|k| values.value(k))
+        .ok_or_else(|| Error::Corrupt(format!("dictionary key {key} out of range")))
+}
+
 /// Label sets by their stored form (metric name + labels JSON), shared by the series lists of
 /// every file: the same series in many files (one per flush) is parsed once and held once.
 #[derive(Default)]
 pub struct LabelCache {
-    map: parking_lot::Mutex<HashMap<(String, String), Labels>>,
+    /// Metric name → labels JSON → label set: nested so that a lookup borrows both strings
+    /// instead of allocating a key per series of every file loaded.
+    map: parking_lot::Mutex<HashMap<String, HashMap<String, Labels>>>,
 }
 
 impl LabelCache {
     fn get(&self, name: &str, json: &str, path: &Path) -> Result<Labels> {
-        let key = (name.to_string(), json.to_string());
-        if let Some(l) = self.map.lock().get(&key) {
+        if let Some(l) = self.map.lock().get(name).and_then(|m| m.get(json)) {
             return Ok(l.clone());
         }
         let parsed: BTreeMap<String, String> = serde_json::from_str(json)
             .map_err(|e| Error::Corrupt(format!("{}: labels {json:?}: {e}", path.display())))?;
         let full = Labels::from_pairs(parsed.into_iter().chain(std::iter::once((METRIC_NAME.to_string(), name.to_string()))));
-        Ok(self.map.lock().entry(key).or_insert(full).clone())
+        Ok(self.map.lock().entry(name.to_string()).or_default().entry(json.to_string()).or_insert(full).clone())
     }
 
     /// Drops the label sets no series list uses any more; returns how many remain.
     pub fn prune(&self) -> usize {
         let mut map = self.map.lock();
-        map.retain(|_, l| l.is_shared());
-        map.len()
+        map.retain(|_, by_json| {
+            by_json.retain(|_, l| l.is_shared());
+            !by_json.is_empty()
+        });
+        map.values().map(HashMap::len).sum()
     }
 }
 
@@ -432,12 +459,26 @@ impl FileSeries {
         }
     }
 
-    /// Reads the series list of `path`.
+    /// Reads the series list of `path`. The label columns are read as dictionary arrays (their
+    /// pages are dictionary-encoded): a row then costs two key comparisons instead of
+    /// materializing and comparing two strings, which dominated loading a new file's list.
     pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional))?;
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let hint: Vec<Field> = metadata
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "metric_name" | "labels" => f.as_ref().clone().with_data_type(dictionary.clone()),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hint)));
+        let dict_metadata = ArrowReaderMetadata::try_new(metadata.metadata().clone(), options)?;
         let builder =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone()).with_batch_size(ROWS_PER_BATCH);
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, dict_metadata).with_batch_size(ROWS_PER_BATCH);
         let mask = ProjectionMask::columns(builder.parquet_schema(), ["metric_name", "labels"]);
         let reader = builder.with_projection(mask).build()?;
         let mut series: Vec<(Labels, usize, usize)> = Vec::new();
@@ -445,20 +486,29 @@ impl FileSeries {
         let mut row = 0usize;
         for batch in reader {
             let batch = batch?;
-            let names: &StringArray = column(&batch, "metric_name")?;
-            let labels: &StringArray = column(&batch, "labels")?;
-            for i in 0..batch.num_rows() {
-                let (name, lbls) = (names.value(i), labels.value(i));
-                let same = matches!(&current, Some((n, l)) if n == name && l == lbls);
-                if !same {
-                    series.push((cache.get(name, lbls, path)?, row, row));
-                    current = Some((name.to_string(), lbls.to_string()));
+            let (name_keys, names) = dictionary_column(&batch, "metric_name")?;
+            let (label_keys, labels) = dictionary_column(&batch, "labels")?;
+            // Equal keys mean equal strings within a batch (one dictionary); differing keys are
+            // compared as strings, as a dictionary may hold one value twice.
+            let mut keys: Option<(i32, i32)> = None;
+            for (&n, &l) in name_keys.values().iter().zip(label_keys.values().iter()) {
+                if keys != Some((n, l)) {
+                    keys = Some((n, l));
+                    let (name, lbls) = (dictionary_value(names, n)?, dictionary_value(labels, l)?);
+                    let same = matches!(&current, Some((cn, cl)) if cn == name && cl == lbls);
+                    if !same {
+                        if let Some(last) = series.last_mut() {
+                            last.2 = row;
+                        }
+                        series.push((cache.get(name, lbls, path)?, row, row));
+                        current = Some((name.to_string(), lbls.to_string()));
+                    }
                 }
                 row += 1;
-                if let Some(last) = series.last_mut() {
-                    last.2 = row;
-                }
             }
+        }
+        if let Some(last) = series.last_mut() {
+            last.2 = row;
         }
         let by_name = series.is_sorted_by(|a, b| a.0.metric_name().unwrap_or("") <= b.0.metric_name().unwrap_or(""));
         Ok(FileSeries { series, by_name, metadata })
@@ -659,6 +709,35 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(out[&b], sb);
+    }
+
+    /// The series list of a file larger than one read batch: series spanning batch boundaries
+    /// are listed once, with their full row range.
+    #[test]
+    fn series_list_spans_read_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut series = HashMap::new();
+        let mut rows = 0;
+        for i in 0..400 {
+            let n = 1 + (i * 7919) % 700;
+            rows += n;
+            let name = if i % 3 == 0 { "a" } else { "b" };
+            let labels = Labels::from_pairs([("__name__", name), ("i", &i.to_string())]);
+            series.insert(labels, (0..n as i64).map(|t| (t * 10, t as f64)).collect::<Vec<_>>());
+        }
+        assert!(rows > 2 * ROWS_PER_BATCH, "{rows} rows");
+        let files = write_files(dir.path(), series.clone(), FLUSH_ZSTD_LEVEL).unwrap();
+        assert_eq!(files.len(), 1);
+        let list = FileSeries::load(&dir.path().join(&files[0].path), &LabelCache::default()).unwrap();
+        assert_eq!(list.len(), series.len());
+        assert!(list.by_name);
+        let mut at = 0;
+        for (labels, start, end) in &list.series {
+            assert_eq!(*start, at, "{labels}");
+            assert_eq!(end - start, series[labels].len(), "{labels}");
+            at = *end;
+        }
+        assert_eq!(at, rows);
     }
 
     /// A `__name__="x"` matcher narrows the series list by binary search; the answer equals

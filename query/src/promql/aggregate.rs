@@ -6,12 +6,13 @@ use std::collections::HashMap;
 
 use pharos_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
+    TokenId,
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMIT_RATIO, T_LIMITK, T_MAX, T_MIN,
     T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::Evaluator;
+use super::eval::{Evaluator, unwrap_parens};
 use super::value::{Sample, Value, format_float};
 use crate::error::{Error, Result};
 
@@ -128,6 +129,9 @@ fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels 
 /// Evaluates an aggregation at `t`.
 pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     let op = a.op.id();
+    if let Some(out) = tabulated(ev, a, t)? {
+        return Ok(Value::Vector(out));
+    }
     let input = ev.eval_vector(&a.expr, t)?;
     let param_scalar = |p: &Option<Box<Expr>>| -> Result<f64> {
         match p {
@@ -236,40 +240,85 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     }
 
     let q = if op == T_QUANTILE {
-        Some(param_scalar(&a.param)?)
+        param_scalar(&a.param)?
     } else {
-        None
+        f64::NAN
     };
     let mut out = Vec::with_capacity(groups.len());
     for (labels, members) in groups {
-        let values = members.iter().map(|s| s.value);
-        let value = match op {
-            T_SUM => kahan_sum(values),
-            T_AVG => kahan_mean(values),
-            T_COUNT => members.len() as f64,
-            T_GROUP => 1.0,
-            T_MAX => members.iter().skip(1).fold(members[0].value, |acc, s| {
-                if acc < s.value || acc.is_nan() {
-                    s.value
-                } else {
-                    acc
-                }
-            }),
-            T_MIN => members.iter().skip(1).fold(members[0].value, |acc, s| {
-                if acc > s.value || acc.is_nan() {
-                    s.value
-                } else {
-                    acc
-                }
-            }),
-            T_STDVAR => variance(values),
-            T_STDDEV => variance(values).sqrt(),
-            T_QUANTILE => quantile(q.unwrap_or(f64::NAN), values.collect()),
-            _ => return Err(Error::unsupported(format!("aggregation {}", a.op))),
-        };
+        let value = reduce(op, members.iter().map(|s| s.value), q)
+            .ok_or_else(|| Error::unsupported(format!("aggregation {}", a.op)))?;
         out.push(Sample { labels, value });
     }
     Ok(Value::Vector(out))
+}
+
+/// Operators [`reduce`] computes.
+const REDUCING: &[TokenId] = &[
+    T_SUM, T_AVG, T_COUNT, T_GROUP, T_MAX, T_MIN, T_STDVAR, T_STDDEV, T_QUANTILE,
+];
+
+/// One group's value for the operators that reduce its members' values (in input order) to a
+/// number; `q` is `quantile`'s parameter. `None` for any other operator or no values.
+fn reduce(op: TokenId, values: impl Iterator<Item = f64> + Clone, q: f64) -> Option<f64> {
+    let first = values.clone().next()?;
+    Some(match op {
+        T_SUM => kahan_sum(values),
+        T_AVG => kahan_mean(values),
+        T_COUNT => values.count() as f64,
+        T_GROUP => 1.0,
+        T_MAX => values.skip(1).fold(first, |acc, v| if acc < v || acc.is_nan() { v } else { acc }),
+        T_MIN => values.skip(1).fold(first, |acc, v| if acc > v || acc.is_nan() { v } else { acc }),
+        T_STDVAR => variance(values),
+        T_STDDEV => variance(values).sqrt(),
+        T_QUANTILE => quantile(q, values.collect()),
+        _ => return None,
+    })
+}
+
+/// A reducing aggregation of a tabulated range function call at `t` (see
+/// [`super::step_table`]): the table maps each series to its group once per query, so a step
+/// only buckets the present values. `None` when the aggregation or its input is not of that
+/// kind.
+fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Option<Vec<Sample>>> {
+    let op = a.op.id();
+    if !REDUCING.contains(&op) {
+        return Ok(None);
+    }
+    let Expr::Call(c) = unwrap_parens(&a.expr) else {
+        return Ok(None);
+    };
+    let Some((table, i)) = ev.tables.get(c).and_then(|table| Some((table, table.step_index(t)?)))
+    else {
+        return Ok(None);
+    };
+    let tag = a as *const AggregateExpr as usize;
+    let grouping = table.grouping(tag, |l| ev.memo.derive(l, tag, |l| grouping_labels(l, &a.modifier)));
+    // Groups in first-seen order, as Prometheus emits them.
+    let mut slot = vec![usize::MAX; grouping.labels.len()];
+    let mut order: Vec<usize> = Vec::new();
+    let mut members: Vec<Vec<f64>> = Vec::new();
+    for (series, value) in table.row(i) {
+        let g = grouping.of_series[series];
+        if slot[g] == usize::MAX {
+            slot[g] = order.len();
+            order.push(g);
+            members.push(Vec::new());
+        }
+        members[slot[g]].push(value);
+    }
+    let q = match (op, &a.param) {
+        (T_QUANTILE, Some(p)) => ev.eval_scalar(p, t)?,
+        (T_QUANTILE, None) => return Err(Error::BadData(format!("{} requires a parameter", a.op))),
+        _ => f64::NAN,
+    };
+    let mut out = Vec::with_capacity(order.len());
+    for (g, values) in order.into_iter().zip(members) {
+        let value = reduce(op, values.iter().copied(), q)
+            .ok_or_else(|| Error::Internal(format!("aggregation {} of an empty group", a.op)))?;
+        out.push(Sample { labels: grouping.labels[g].clone(), value });
+    }
+    Ok(Some(out))
 }
 
 /// True when `name` is a valid Prometheus label name.

@@ -9,6 +9,7 @@ use pharos_model::Labels;
 use promql_parser::parser::{Expr, MatrixSelector};
 
 use super::selector::{Fetched, Frame, reference_time};
+use super::step_table::StepTables;
 use super::value::{RangeSeries, Sample, Value};
 use super::{aggregate, binary, functions};
 use crate::error::{Error, Result};
@@ -21,6 +22,8 @@ pub struct Evaluator {
     pub fetched: Fetched,
     /// Label sets derived once per query rather than once per step.
     pub memo: LabelMemo,
+    /// Range function calls evaluated for all steps of a range query up front.
+    pub tables: StepTables,
 }
 
 /// Derived label sets (a series without its name, its aggregation group), computed once per

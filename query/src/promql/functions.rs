@@ -53,6 +53,11 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
             .map(|a| a.as_ref())
             .ok_or_else(|| Error::BadData(format!("missing argument {} of {name}()", i + 1)))
     };
+    if let Some(table) = ev.tables.get(c)
+        && let Some(i) = table.step_index(t)
+    {
+        return Ok(Value::Vector(table.vector(i)));
+    }
     if RANGE_FUNCTIONS.contains(&name) {
         return range_call(ev, name, args.iter().map(|a| a.as_ref()).collect(), t);
     }

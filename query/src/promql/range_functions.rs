@@ -170,6 +170,10 @@ pub fn double_exponential_smoothing(points: &[(i64, f64)], sf: f64, tf: f64) -> 
     Some(s1)
 }
 
+/// A range function applied to one series' non-empty window: `(points, window, param,
+/// intercept_ms) -> value`, `None` dropping the series.
+pub type RangeFn = fn(&[(i64, f64)], Window, f64, i64) -> Option<f64>;
+
 /// Evaluates the range function `name` on one series' non-empty `points`. `param` is the
 /// scalar argument of `quantile_over_time`/`predict_linear`; `intercept_ms` the evaluation
 /// time for `predict_linear`. `None` drops the series; `Err` names an unknown function.
@@ -180,61 +184,61 @@ pub fn over_series(
     param: f64,
     intercept_ms: i64,
 ) -> Result<Option<f64>, ()> {
-    let values = || points.iter().map(|(_, v)| *v);
-    Ok(match name {
-        "rate" => extrapolated_rate(points, w, true, true),
-        "increase" => extrapolated_rate(points, w, true, false),
-        "delta" => extrapolated_rate(points, w, false, false),
-        "irate" => instant_value(points, true),
-        "idelta" => instant_value(points, false),
-        "sum_over_time" => Some(kahan_sum(values())),
-        "avg_over_time" => Some(kahan_mean(values())),
-        "count_over_time" => Some(points.len() as f64),
-        "present_over_time" => Some(1.0),
-        "last_over_time" => points.last().map(|(_, v)| *v),
-        "min_over_time" => {
-            Some(values().fold(
-                points[0].1,
-                |acc, v| {
-                    if v < acc || acc.is_nan() { v } else { acc }
-                },
-            ))
-        }
-        "max_over_time" => {
-            Some(values().fold(
-                points[0].1,
-                |acc, v| {
-                    if v > acc || acc.is_nan() { v } else { acc }
-                },
-            ))
-        }
-        "stdvar_over_time" => Some(variance_over_time(points)),
-        "stddev_over_time" => Some(variance_over_time(points).sqrt()),
-        "quantile_over_time" => Some(quantile(param, values().collect())),
-        "changes" => Some(
-            points
-                .windows(2)
-                .filter(|p| !(p[0].1 == p[1].1 || (p[0].1.is_nan() && p[1].1.is_nan())))
-                .count() as f64,
-        ),
-        "resets" => Some(points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-        "deriv" if points.len() >= 2 => Some(linear_regression(points, points[0].0).0),
-        "predict_linear" if points.len() >= 2 => {
-            let (slope, intercept) = linear_regression(points, intercept_ms);
-            Some(slope * param + intercept)
-        }
-        "deriv" | "predict_linear" => None,
-        "first_over_time" => Some(points[0].1),
-        "mad_over_time" => Some(median_absolute_deviation(points)),
-        "ts_of_first_over_time" => Some(points[0].0 as f64 / 1000.0),
-        "ts_of_last_over_time" => Some(points[points.len() - 1].0 as f64 / 1000.0),
+    resolve(name).map(|f| f(points, w, param, intercept_ms)).ok_or(())
+}
+
+/// The implementation of the range function `name` (`None` when unknown), resolved once so that
+/// evaluating a range query for all steps does not match the name per series and step.
+pub fn resolve(name: &str) -> Option<RangeFn> {
+    fn values(points: &[(i64, f64)]) -> impl Iterator<Item = f64> + '_ {
+        points.iter().map(|(_, v)| *v)
+    }
+    Some(match name {
+        "rate" => |p, w, _, _| extrapolated_rate(p, w, true, true),
+        "increase" => |p, w, _, _| extrapolated_rate(p, w, true, false),
+        "delta" => |p, w, _, _| extrapolated_rate(p, w, false, false),
+        "irate" => |p, _, _, _| instant_value(p, true),
+        "idelta" => |p, _, _, _| instant_value(p, false),
+        "sum_over_time" => |p, _, _, _| Some(kahan_sum(values(p))),
+        "avg_over_time" => |p, _, _, _| Some(kahan_mean(values(p))),
+        "count_over_time" => |p, _, _, _| Some(p.len() as f64),
+        "present_over_time" => |_, _, _, _| Some(1.0),
+        "last_over_time" => |p, _, _, _| p.last().map(|(_, v)| *v),
+        "min_over_time" => |p, _, _, _| {
+            Some(values(p).fold(p[0].1, |acc, v| if v < acc || acc.is_nan() { v } else { acc }))
+        },
+        "max_over_time" => |p, _, _, _| {
+            Some(values(p).fold(p[0].1, |acc, v| if v > acc || acc.is_nan() { v } else { acc }))
+        },
+        "stdvar_over_time" => |p, _, _, _| Some(variance_over_time(p)),
+        "stddev_over_time" => |p, _, _, _| Some(variance_over_time(p).sqrt()),
+        "quantile_over_time" => |p, _, q, _| Some(quantile(q, values(p).collect())),
+        "changes" => |p, _, _, _| {
+            Some(
+                p.windows(2)
+                    .filter(|p| !(p[0].1 == p[1].1 || (p[0].1.is_nan() && p[1].1.is_nan())))
+                    .count() as f64,
+            )
+        },
+        "resets" => |p, _, _, _| Some(p.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+        "deriv" => |p, _, _, _| (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        "predict_linear" => |p, _, by, intercept_ms| {
+            (p.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(p, intercept_ms);
+                slope * by + intercept
+            })
+        },
+        "first_over_time" => |p, _, _, _| Some(p[0].1),
+        "mad_over_time" => |p, _, _, _| Some(median_absolute_deviation(p)),
+        "ts_of_first_over_time" => |p, _, _, _| Some(p[0].0 as f64 / 1000.0),
+        "ts_of_last_over_time" => |p, _, _, _| Some(p[p.len() - 1].0 as f64 / 1000.0),
         "ts_of_min_over_time" => {
-            Some(ts_of_extreme(points, |cur, best| cur < best) as f64 / 1000.0)
+            |p, _, _, _| Some(ts_of_extreme(p, |cur, best| cur < best) as f64 / 1000.0)
         }
         "ts_of_max_over_time" => {
-            Some(ts_of_extreme(points, |cur, best| cur > best) as f64 / 1000.0)
+            |p, _, _, _| Some(ts_of_extreme(p, |cur, best| cur > best) as f64 / 1000.0)
         }
-        _ => return Err(()),
+        _ => return None,
     })
 }
 

@@ -205,7 +205,8 @@ impl Fetched {
         Ok(())
     }
 
-    fn series(&self, vs: &VectorSelector) -> Result<&[Series]> {
+    /// Every series fetched for `vs`.
+    pub fn series(&self, vs: &VectorSelector) -> Result<&[Series]> {
         self.by_selector
             .get(&key(vs))
             .map(Vec::as_slice)

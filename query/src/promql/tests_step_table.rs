@@ -1,0 +1,245 @@
+//! Range queries with range function calls tabulated for all steps (see `step_table`) against
+//! the step-by-step evaluation of the same queries, on inputs that exercise window edges.
+
+use super::tests::{MemStore, S, stale};
+use super::*;
+
+/// Counters and gauges with staleness markers, resets, gaps, duplicate timestamps at window
+/// edges, and series that start late or end early.
+fn tricky_store() -> MemStore {
+    let mut s = MemStore::default();
+    // A counter every 15 s with a reset at 300 s and a staleness marker at 450 s, resuming at
+    // 510 s.
+    let mut c: Vec<(i64, f64)> = Vec::new();
+    for i in 0..=60 {
+        let t = i * 15 * S;
+        if t == 450 * S {
+            c.push((t, stale()));
+        } else if !(465 * S..510 * S).contains(&t) {
+            c.push((
+                t,
+                if t < 300 * S {
+                    i as f64 * 3.0
+                } else {
+                    (i - 20) as f64
+                },
+            ));
+        }
+    }
+    s.add(&[("__name__", "ctr"), ("job", "a"), ("instance", "1")], &c);
+    // A counter appearing at 200 s and disappearing (stale) at 700 s, samples every 10 s on
+    // multiples of the step so windows start and end exactly on samples.
+    let late: Vec<(i64, f64)> = (20..=70)
+        .map(|i| (i * 10 * S, if i == 70 { stale() } else { (i * i) as f64 }))
+        .collect();
+    s.add(
+        &[("__name__", "ctr"), ("job", "a"), ("instance", "2")],
+        &late,
+    );
+    // One sample only, and a series whose only sample is stale.
+    s.add(
+        &[("__name__", "ctr"), ("job", "b"), ("instance", "3")],
+        &[(330 * S, 5.0)],
+    );
+    s.add(
+        &[("__name__", "ctr"), ("job", "b"), ("instance", "4")],
+        &[(330 * S, stale())],
+    );
+    // A gauge with NaN and irregular spacing.
+    let g: Vec<(i64, f64)> = [0, 7, 31, 60, 61, 200, 260, 300, 420, 421, 600, 899]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                t * S,
+                if i == 4 {
+                    f64::NAN
+                } else {
+                    (i as f64 * 1.7).sin() * 10.0
+                },
+            )
+        })
+        .collect();
+    s.add(
+        &[("__name__", "gauge"), ("job", "b"), ("instance", "1")],
+        &g,
+    );
+    // Same labels as ctr{instance="3"} once names are dropped, from 300 s on.
+    let other: Vec<(i64, f64)> = (20..=40).map(|i| (i * 15 * S, i as f64)).collect();
+    s.add(
+        &[("__name__", "other"), ("job", "b"), ("instance", "3")],
+        &other,
+    );
+    s
+}
+
+/// The result as comparable values (NaN compared by bits).
+fn matrix(
+    store: &MemStore,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    max_cells: usize,
+) -> Vec<(String, Vec<(i64, u64)>)> {
+    match range_query_with(store, q, start, end, step, max_cells) {
+        Ok(r) => match r.value {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.labels.to_string(),
+                        s.points.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+                    )
+                })
+                .collect(),
+            other => panic!("{q}: expected a matrix, got {other:?}"),
+        },
+        Err(e) => vec![(format!("error: {e}"), Vec::new())],
+    }
+}
+
+#[test]
+fn tabulated_range_functions_equal_step_by_step_evaluation() {
+    let s = tricky_store();
+    let functions = [
+        "rate",
+        "increase",
+        "delta",
+        "irate",
+        "idelta",
+        "sum_over_time",
+        "avg_over_time",
+        "count_over_time",
+        "present_over_time",
+        "last_over_time",
+        "first_over_time",
+        "min_over_time",
+        "max_over_time",
+        "stdvar_over_time",
+        "stddev_over_time",
+        "changes",
+        "resets",
+        "deriv",
+        "mad_over_time",
+        "ts_of_min_over_time",
+        "ts_of_max_over_time",
+        "ts_of_first_over_time",
+        "ts_of_last_over_time",
+    ];
+    let mut queries: Vec<String> = Vec::new();
+    for f in functions {
+        for sel in [
+            "ctr[1m]",
+            "ctr[45s]",
+            "gauge[2m]",
+            "{__name__=~\"ctr|gauge\"}[90s]",
+            "ctr[1m] offset 2m",
+            "ctr[5m] @ 400",
+            "ctr[1m] offset -1m",
+            "ctr[1m] @ end() offset 30s",
+        ] {
+            queries.push(format!("{f}({sel})"));
+        }
+    }
+    queries.extend(
+        [
+            "quantile_over_time(0.3, ctr[2m])",
+            "quantile_over_time((0.9), ctr[2m])",
+            "predict_linear(ctr[2m], 60)",
+            "predict_linear(ctr[2m] @ 300, 60)",
+            "sum by (job) (rate(ctr[1m]))",
+            "sum without (instance) (rate(ctr[1m]))",
+            "avg(rate(ctr[1m]))",
+            "count by (instance) (increase(ctr[2m]))",
+            "max by (job) (delta(gauge[2m]) or delta(ctr[2m]))",
+            "min(irate({__name__=~\"ctr|gauge\"}[1m]))",
+            "group by (job) (changes(ctr[2m]))",
+            "stddev(rate(ctr[1m]))",
+            "stdvar by (job) (rate(ctr[1m]))",
+            "quantile(0.5, rate(ctr[2m]))",
+            "quantile by (job) (scalar(count(ctr)) / 4, rate(ctr[2m]))",
+            "topk(1, rate(ctr[1m]))",
+            "count_values(\"v\", count_over_time(ctr[1m]))",
+            "sum(rate(ctr[1m])) / sum(rate(ctr[2m] offset 1m))",
+            "-rate(ctr[1m]) * 2",
+            "sum(sum_over_time(rate(ctr[1m])[2m:30s]))",
+            "rate(ctr[1m]) > bool 0.1",
+            // Collides after the name is dropped: an error at the steps where both are present.
+            "rate({job=\"b\"}[10m])",
+            "last_over_time({job=\"b\"}[10m])",
+            "sum(rate({job=\"b\"}[10m]))",
+        ]
+        .map(String::from),
+    );
+    for q in &queries {
+        for (start, end, step) in [
+            (0, 900 * S, 15 * S),
+            (7 * S, 901 * S, 60 * S),
+            (300 * S, 300 * S, 1),
+            (-100 * S, 1000 * S, 11 * S),
+        ] {
+            assert_eq!(
+                matrix(&s, q, start, end, step, step_table::MAX_CELLS),
+                matrix(&s, q, start, end, step, 0),
+                "{q} from {start} to {end} by {step}"
+            );
+        }
+    }
+}
+
+/// How many calls of `q` are tabulated for the frame with tables of at most `max_cells`.
+fn tabulated(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> usize {
+    let expr = parse(q).unwrap();
+    let fetched = Fetched::load(store, &expr, frame).unwrap();
+    StepTables::build(&expr, &fetched, frame, &Default::default(), max_cells).len()
+}
+
+#[test]
+fn only_plain_range_function_calls_within_the_size_limit_are_tabulated() {
+    let s = tricky_store();
+    // 61 steps; 4 `ctr` series, 1 `gauge`.
+    let frame = Frame {
+        start_ms: 0,
+        end_ms: 900 * S,
+        step_ms: 15 * S,
+    };
+    let max = step_table::MAX_CELLS;
+    assert_eq!(
+        tabulated(
+            &s,
+            "sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))",
+            frame,
+            max
+        ),
+        2
+    );
+    assert_eq!(
+        tabulated(&s, "quantile_over_time(0.5, ctr[1m])", frame, max),
+        1
+    );
+    assert_eq!(
+        tabulated(&s, "quantile_over_time(scalar(gauge), ctr[1m])", frame, max),
+        0
+    );
+    assert_eq!(tabulated(&s, "rate(ctr[1m])[5m:1m]", frame, max), 0);
+    assert_eq!(
+        tabulated(&s, "max_over_time(rate(ctr[1m])[5m:1m])", frame, max),
+        0
+    );
+    assert_eq!(tabulated(&s, "absent_over_time(ctr[1m])", frame, max), 0);
+    assert_eq!(
+        tabulated(&s, "rate({job=\"b\"}[10m])", frame, max),
+        0,
+        "colliding label sets"
+    );
+    // The limit is per table: ctr's is 4 × 61 cells, gauge's 61.
+    let q = "rate(ctr[1m]) or rate(gauge[1m])";
+    assert_eq!(tabulated(&s, q, frame, 4 * 61), 2);
+    assert_eq!(tabulated(&s, q, frame, 4 * 61 - 1), 1);
+    // Both ways agree when only one of them is tabulated.
+    assert_eq!(
+        matrix(&s, q, 0, 900 * S, 15 * S, 4 * 61 - 1),
+        matrix(&s, q, 0, 900 * S, 15 * S, 0)
+    );
+}
