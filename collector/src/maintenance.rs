@@ -10,8 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pharos_model::Labels;
-
 use crate::metastore::{LogSplit, MetricFile};
 use crate::{log_splits, parquet_files};
 use crate::store::Store;
@@ -268,7 +266,7 @@ mod tests {
     use super::*;
     use crate::store::Batch;
     use crate::telemetry::CollectorMetrics;
-    use pharos_model::{LabelMatcher, LogRecord, LogsReader, MetricsReader, Sample};
+    use pharos_model::{LabelMatcher, Labels, LogRecord, LogsReader, MetricsReader, Sample};
 
     fn all(store: &Store) -> Vec<(i64, f64)> {
         let m = [LabelMatcher::new("__name__", "=", "m").unwrap()];
