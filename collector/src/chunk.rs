@@ -113,6 +113,11 @@ impl Chunk {
         self.bits.buf.capacity()
     }
 
+    /// Bytes of compressed samples written so far (not the room reserved).
+    pub fn byte_len(&self) -> usize {
+        self.bits.buf.len() + self.bits.pending.div_ceil(8) as usize
+    }
+
     /// The samples in append order.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter { r: self.bits.reader(), left: self.count, t: 0, delta: 0, v: 0, leading: 0, trailing: 0 }

@@ -86,11 +86,13 @@ impl Head {
         self.chunk_bytes
     }
 
-    /// An empty head whose new chunks start with the room the series of `previous` took on
-    /// average (capped at 16 KiB).
+    /// An empty head whose new chunks start with the bytes the series of `previous` used on
+    /// average, plus an eighth (capped at 16 KiB). Used bytes, not reserved ones: a head flushed
+    /// early does not keep the next one's reservations as large as the largest before it.
     pub fn after(previous: &Head) -> Head {
-        let chunk_reserve = previous.chunk_bytes.checked_div(previous.series.len()).unwrap_or(0).min(16 << 10);
-        Head { chunk_reserve, ..Head::default() }
+        let used: usize = previous.series.iter().map(|s| s.samples.byte_len()).sum();
+        let average = used.checked_div(previous.series.len()).unwrap_or(0);
+        Head { chunk_reserve: (average + average / 8).min(16 << 10), ..Head::default() }
     }
 
     /// Number of series held.
@@ -290,10 +292,12 @@ mod tests {
         head.append_samples(samples("b", 100));
         let total: usize = head.series.iter().map(|s| s.samples.heap_bytes()).sum();
         assert_eq!(head.chunk_bytes(), total);
+        let used: usize = head.series.iter().map(|s| s.samples.byte_len()).sum();
+        assert!(used > 0 && used <= total);
         let mut next = Head::after(&head);
-        assert_eq!(next.chunk_reserve, total / 2);
+        assert_eq!(next.chunk_reserve, used / 2 + used / 2 / 8);
         next.append_samples(samples("c", 1));
-        assert!(next.series[0].samples.heap_bytes() >= total / 2);
+        assert!(next.series[0].samples.heap_bytes() >= next.chunk_reserve);
         assert_eq!(next.chunk_bytes(), next.series[0].samples.heap_bytes(), "the reserved room is counted");
         assert_eq!(Head::after(&Head::default()).chunk_reserve, 0);
     }
