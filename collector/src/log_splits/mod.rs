@@ -236,6 +236,10 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
         // A small flush gains nothing from more segments.
         .min(records.len().div_ceil(50_000).max(1));
     let mut writer = index.writer_with_num_threads::<TantivyDocument>(threads, threads * WRITER_MEMORY_PER_THREAD)?;
+    // A large flush fills each thread's memory several times, one segment each. Merging them
+    // took over a quarter of the indexing CPU at 2 GB (tantivy's log merge policy rewrites
+    // segments level by level); searches visit every segment of a split anyway.
+    writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
     let mut stream_ids: HashMap<&Labels, u64> = HashMap::new();
     let mut streams: Vec<&Labels> = Vec::new();
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
