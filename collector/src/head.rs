@@ -184,10 +184,10 @@ impl Head {
         self.logs.extend(records);
     }
 
+    /// The series' label set, sharing the head's interned strings.
     fn labels_of(&self, id: SeriesId) -> Labels {
-        Labels::from_pairs(
-            self.series[id as usize].labels.iter().map(|(k, v)| (self.symbols.str(*k), self.symbols.str(*v))),
-        )
+        let shared = |s: u32| self.symbols.strings[s as usize].clone();
+        Labels::from_shared_pairs(self.series[id as usize].labels.iter().map(|&(k, v)| (shared(k), shared(v))).collect())
     }
 
     /// Every series with its compressed samples.

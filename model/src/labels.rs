@@ -27,8 +27,18 @@ impl Labels {
         )
     }
 
-    /// Sorts, deduplicates (the later pair wins) and drops empty values.
+    /// [`Labels::from_pairs`] from strings already shared (e.g. interned), which it keeps
+    /// rather than copies.
+    pub fn from_shared_pairs(pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
+        Self::from_shared(pairs)
+    }
+
+    /// Sorts, deduplicates (the later pair wins) and drops empty values; pairs already in
+    /// canonical form (the common case) are taken as they are.
     fn from_shared(mut v: Vec<Pair>) -> Self {
+        if v.windows(2).all(|w| w[0].0 < w[1].0) && v.iter().all(|(_, val)| !val.is_empty()) {
+            return Labels(v.into());
+        }
         v.reverse();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|a, b| a.0 == b.0);
@@ -140,6 +150,13 @@ mod tests {
         assert_eq!(l.iter().collect::<Vec<_>>(), vec![("a", "2"), ("b", "3")]);
         assert_eq!(l.get("b"), Some("3"));
         assert_eq!(l.get("c"), None);
+        // Canonical input is kept as it is; repeated or empty ones are still normalized.
+        assert_eq!(Labels::from_pairs([("a", "1"), ("b", "2")]).iter().collect::<Vec<_>>(), vec![("a", "1"), ("b", "2")]);
+        assert_eq!(Labels::from_pairs([("a", "1"), ("a", "2")]).iter().collect::<Vec<_>>(), vec![("a", "2")]);
+        assert_eq!(Labels::from_pairs([("a", ""), ("b", "2")]).iter().collect::<Vec<_>>(), vec![("b", "2")]);
+        let shared: Arc<str> = Arc::from("v");
+        let l = Labels::from_shared_pairs(vec![(Arc::from("k"), shared.clone())]);
+        assert!(Arc::ptr_eq(&l.0[0].1, &shared), "the string is shared, not copied");
     }
 
     #[test]
