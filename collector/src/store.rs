@@ -596,6 +596,37 @@ mod tests {
         s.into_iter().flat_map(|s| s.samples).collect()
     }
 
+    /// Samples of many files and the head: every one, in time order, equal timestamps with the
+    /// head's first, then in file order.
+    #[test]
+    fn samples_from_many_files_and_the_head_come_out_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let mut expected: Vec<(i64, f64)> = Vec::new();
+        for flush in 0..7i64 {
+            // Flushes 0, 2, 4, 6 hold even seconds, 1, 3, 5 odd ones; each also repeats t = 500.
+            let batch: Vec<Sample> = (0..20).map(|i| sample("a", (i * 2 + flush % 2) * 1000, (flush * 100 + i) as f64)).chain([sample("a", 500, flush as f64)]).collect();
+            expected.extend(batch.iter().map(|s| (s.timestamp_ms, s.value)));
+            store.ingest("k", flush, Batch::Metrics(batch));
+            store.flush().unwrap();
+        }
+        store.ingest("k", 7, Batch::Metrics(vec![sample("a", 500, -1.0), sample("b", 1, 1.0)]));
+        expected.push((500, -1.0));
+        assert_eq!(store.manifest().metric_files.len(), 7);
+        expected.sort_by_key(|(t, _)| *t); // stable: file order, then the head
+        // The head is read first and its samples come first among equal timestamps.
+        let head_first = {
+            let mut e: Vec<(i64, f64)> = vec![(500, -1.0)];
+            e.extend(expected.iter().copied().filter(|s| *s != (500, -1.0)));
+            e.sort_by_key(|(t, _)| *t);
+            e
+        };
+        let got = all(&store, "a");
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(format!("{got:?}"), format!("{head_first:?}"));
+        assert_eq!(all(&store, "b"), vec![(1, 1.0)]);
+    }
+
     /// Metadata acknowledged over HTTP (remote_write and OTLP) survives a restart, whether the
     /// WAL records that brought it were published (WAL deleted) or not (WAL replayed).
     #[test]
