@@ -10,7 +10,8 @@
 //! | `timestamp` | TIMESTAMP(MILLIS, UTC) | sample time |
 //! | `value` | DOUBLE | sample value; Prometheus staleness markers kept as their NaN |
 //!
-//! Rows are sorted by `metric_name`, `labels`, `timestamp`, and compressed with zstd (level 9).
+//! Rows are sorted by `metric_name`, `labels`, `timestamp`, and compressed with zstd: level 1 when
+//! a flush writes them, level 9 once compaction has rewritten a settled partition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
