@@ -10,7 +10,7 @@ use regex::Regex;
 use super::aggregate::is_valid_label_name;
 use super::eval::{Evaluator, check_unique, unwrap_parens};
 use super::range_functions::{Window, over_series};
-use super::selector::reference_time;
+use super::selector::{Frame, reference_time};
 use super::value::{Sample, Value};
 use crate::error::{Error, Result};
 
@@ -311,7 +311,7 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
             (
                 ev.fetched.range_slices(&ms.vs, ms.range.as_millis() as i64, at)?,
                 window,
-                intercept_time(ev, ms.vs.at.is_some(), t),
+                intercept_time(ev.frame, ms.vs.at.is_some(), t),
             )
         }
         Some(Expr::Subquery(sq)) => {
@@ -324,7 +324,7 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
                 .into_iter()
                 .map(|s| (s.labels, std::borrow::Cow::Owned(s.points)))
                 .collect();
-            (series, window, intercept_time(ev, sq.at.is_some(), t))
+            (series, window, intercept_time(ev.frame, sq.at.is_some(), t))
         }
         _ => {
             return Err(Error::BadData(format!(
@@ -377,8 +377,8 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
 
 /// `predict_linear` predicts relative to the evaluation time; Prometheus evaluates
 /// expressions pinned with `@` once, at the query start.
-fn intercept_time(ev: &Evaluator, pinned: bool, t: i64) -> i64 {
-    if pinned { ev.frame.start_ms } else { t }
+pub(super) fn intercept_time(frame: Frame, pinned: bool, t: i64) -> i64 {
+    if pinned { frame.start_ms } else { t }
 }
 
 fn string_arg(ev: &Evaluator, args: &[Box<Expr>], i: usize, t: i64, func: &str) -> Result<String> {

@@ -235,7 +235,6 @@ fn tabulate(
         return None;
     }
     let range_ms = ms.range.as_millis() as i64;
-    // predict_linear predicts relative to the evaluation time, or the query start when pinned.
     let pinned = ms.vs.at.is_some();
     let n = input.len();
     let mut values = vec![0.0; cells];
@@ -276,7 +275,7 @@ fn tabulate(
                 start_ms: start,
                 end_ms: at,
             };
-            let intercept_ms = if pinned { frame.start_ms } else { t };
+            let intercept_ms = super::functions::intercept_time(frame, pinned, t);
             if let Some(v) = f(&samples[lo..hi], window, param, intercept_ms) {
                 values[step * n + si] = v;
                 present[step * n + si] = true;
