@@ -23,7 +23,9 @@
 //! `has_attributes`. Layout 2 is layout 3 without `attributes` and with `severity` stored only;
 //! it is read as records without attributes.
 //!
-//! The doc store is zstd-compressed in large blocks ([`index_settings`]).
+//! The doc store is zstd-compressed in large blocks ([`index_settings`]). Records are added
+//! ordered by stream, then time (`stream_order`): on the logs benchmark (2 GB) that made the
+//! postings 16 % and the fast fields half smaller than in arrival order.
 //!
 //! Splits of layout 1 (no `streams.json`: `labels` stored as JSON per record, a `stream` field
 //! with `name=value` terms, `body` under tantivy's `default` tokenizer) are still read.
@@ -240,15 +242,11 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     // took over a quarter of the indexing CPU at 2 GB (tantivy's log merge policy rewrites
     // segments level by level); searches visit every segment of a split anyway.
     writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-    let mut stream_ids: HashMap<&Labels, u64> = HashMap::new();
-    let mut streams: Vec<&Labels> = Vec::new();
+    let (streams, order) = stream_order(records);
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     let mut all_body_tokens_indexed = true;
-    for r in records {
-        let id = *stream_ids.entry(&r.labels).or_insert_with(|| {
-            streams.push(&r.labels);
-            streams.len() as u64 - 1
-        });
+    for (id, i) in order {
+        let r = &records[i];
         let mut d = TantivyDocument::default();
         d.add_i64(fields.timestamp, r.timestamp_ns);
         d.add_u64(fields.stream_id, id);
@@ -286,6 +284,28 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     sync_dir(&dir)?;
     sync_dir(dir.parent().unwrap_or(data_dir))?;
     Ok(Some(LogSplit { path: rel, min_ts_ns: min_ts, max_ts_ns: max_ts, records: records.len() as u64 }))
+}
+
+/// The distinct label sets of `records`, sorted (a stream's id is its index), and the order to
+/// index the records in: by stream, then by time, arrival order among equal timestamps.
+///
+/// Records of one stream side by side compress better than in arrival order, where the streams
+/// of a flush interleave: the doc store's blocks hold similar lines, and postings of a stream's
+/// words are dense runs of doc ids. Sorted streams put related ones (one namespace, one app)
+/// next to each other too. Searches order results by the `timestamp` column, not by doc id.
+fn stream_order(records: &[LogRecord]) -> (Vec<&Labels>, Vec<(u64, usize)>) {
+    let mut ids: HashMap<&Labels, u64> = HashMap::new();
+    for r in records {
+        ids.entry(&r.labels).or_insert(0);
+    }
+    let mut streams: Vec<&Labels> = ids.keys().copied().collect();
+    streams.sort_unstable();
+    for (i, l) in streams.iter().enumerate() {
+        ids.insert(l, i as u64);
+    }
+    let mut order: Vec<(u64, usize)> = records.iter().enumerate().map(|(i, r)| (ids[&r.labels], i)).collect();
+    order.sort_unstable_by_key(|&(id, i)| (id, records[i].timestamp_ns, i));
+    (streams, order)
 }
 
 /// How the fields of one opened split are laid out.
