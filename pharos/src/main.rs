@@ -37,6 +37,8 @@ enum Command {
 
 /// mimalloc rather than glibc malloc: less fragmentation with many threads (peak RSS) and faster
 /// small allocations (measured with `pharos-bench tsdb --pharos-only`, see the README).
+/// Feature `system-alloc` keeps glibc malloc, for heap profilers such as heaptrack.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparisons (filtering or `bool`), set operators, and vector
 //! matching (`on`/`ignoring`, `group_left`/`group_right`), following Prometheus' `VectorBinop`.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use pharos_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
@@ -10,7 +10,7 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::eval::{Evaluator, check_unique};
+use super::eval::{Evaluator, LabelMemo, check_unique, check_unique_canonical};
 use super::value::{Sample, Value};
 use crate::error::{Error, Result};
 
@@ -34,23 +34,20 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
                 v
             }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool)
-            .and_then(check_unique)
-            .map(Value::Vector),
-        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool)
-            .and_then(check_unique)
-            .map(Value::Vector),
+        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(&ev.memo, op, l, r, false, return_bool).map(Value::Vector),
+        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(&ev.memo, op, r, l, true, return_bool).map(Value::Vector),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+            let derived = Derived { memo: &ev.memo, expr: b as *const BinaryExpr as usize, matching: &matching };
             match op {
-                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
+                T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &derived))),
                 _ => {
                     let card = b
                         .modifier
                         .as_ref()
                         .map(|m| m.card.clone())
                         .unwrap_or(VectorMatchCardinality::OneToOne);
-                    vector_vector(op, l, r, &matching, &card, return_bool)
+                    vector_vector(op, l, r, &derived, &card, return_bool)
                         .and_then(check_unique)
                         .map(Value::Vector)
                 }
@@ -103,13 +100,38 @@ fn apply(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
     })
 }
 
+/// Label sets a vector-vector operation derives from its operands' sets, once per query (the
+/// same series meet at every step of a range query) through the evaluator's [`LabelMemo`].
+struct Derived<'a> {
+    memo: &'a LabelMemo,
+    /// The operation's address: its memo tags are `expr + 1` (signature) and `expr + 2` (result
+    /// labels), inside the expression's own allocation, so distinct from every other tag.
+    expr: usize,
+    matching: &'a Option<LabelModifier>,
+}
+
+impl Derived<'_> {
+    fn signature(&self, labels: &Labels) -> Labels {
+        self.memo.derive(labels, self.expr + 1, |l| signature(l, self.matching))
+    }
+
+    /// [`result_labels`], memoized when the result depends on the "many" side alone (no
+    /// `group_left`/`group_right` labels copied from the "one" side).
+    fn result_labels(&self, many: &Labels, one: &Labels, op: u16, one_to_one: bool, include: &[String], return_bool: bool) -> Labels {
+        let derive = |m: &Labels| result_labels(m, one, op, self.matching, one_to_one, include, return_bool);
+        if include.is_empty() { self.memo.derive(many, self.expr + 2, derive) } else { derive(many) }
+    }
+}
+
 fn vector_scalar(
+    memo: &LabelMemo,
     op: u16,
     vector: Vec<Sample>,
     scalar: f64,
     scalar_on_left: bool,
     return_bool: bool,
 ) -> Result<Vec<Sample>> {
+    let drop_name = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
         let (l, r) = if scalar_on_left {
@@ -126,15 +148,12 @@ fn vector_scalar(
             keep = true;
         }
         if keep {
-            let labels = if drops_name(op) || return_bool {
-                s.labels.without_name()
-            } else {
-                s.labels
-            };
+            let labels = if drop_name { memo.without_name(&s.labels) } else { s.labels };
             out.push(Sample { labels, value });
         }
     }
-    Ok(out)
+    // Every set came from the memo when names were dropped; otherwise they are the operand's.
+    if drop_name { check_unique_canonical(memo, out) } else { check_unique(out) }
 }
 
 /// The matching signature of a series: the `on` labels, or all but the `ignoring` labels and
@@ -149,35 +168,21 @@ fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
     }
 }
 
-fn set_op(
-    op: u16,
-    lhs: Vec<Sample>,
-    rhs: Vec<Sample>,
-    matching: &Option<LabelModifier>,
-) -> Vec<Sample> {
+fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, derived: &Derived<'_>) -> Vec<Sample> {
+    let signatures = |side: &[Sample]| -> HashSet<Labels> { side.iter().map(|s| derived.signature(&s.labels)).collect() };
     match op {
         T_LAND => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
-            lhs.into_iter()
-                .filter(|s| right.contains(&signature(&s.labels, matching)))
-                .collect()
+            let right = signatures(&rhs);
+            lhs.into_iter().filter(|s| right.contains(&derived.signature(&s.labels))).collect()
         }
         T_LUNLESS => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
-            lhs.into_iter()
-                .filter(|s| !right.contains(&signature(&s.labels, matching)))
-                .collect()
+            let right = signatures(&rhs);
+            lhs.into_iter().filter(|s| !right.contains(&derived.signature(&s.labels))).collect()
         }
         _ => {
-            let left: HashSet<Labels> =
-                lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let left = signatures(&lhs);
             let mut out = lhs;
-            out.extend(
-                rhs.into_iter()
-                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
-            );
+            out.extend(rhs.into_iter().filter(|s| !left.contains(&derived.signature(&s.labels))));
             out
         }
     }
@@ -187,7 +192,7 @@ fn vector_vector(
     op: u16,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
-    matching: &Option<LabelModifier>,
+    derived: &Derived<'_>,
     card: &VectorMatchCardinality,
     return_bool: bool,
 ) -> Result<Vec<Sample>> {
@@ -203,9 +208,9 @@ fn vector_vector(
     };
     // The "many" side is iterated, the "one" side indexed by signature.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for s in one {
-        let sig = signature(&s.labels, matching);
+        let sig = derived.signature(&s.labels);
         if let Some(dup) = one_by_sig.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
             let (mut a, mut b) = (go_labels(&s.labels), go_labels(&dup.labels));
@@ -222,11 +227,11 @@ fn vector_vector(
         one_by_sig.insert(sig, s);
     }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
-    let mut matched_sigs: HashSet<Labels> = HashSet::new();
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::default();
+    let mut matched_sigs: HashSet<Labels> = HashSet::default();
     let mut out = Vec::new();
     for m in many {
-        let sig = signature(&m.labels, matching);
+        let sig = derived.signature(&m.labels);
         let Some(o) = one_by_sig.get(&sig) else {
             continue;
         };
@@ -250,15 +255,7 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let labels = result_labels(
-            &m.labels,
-            &o.labels,
-            op,
-            matching,
-            one_to_one,
-            &include,
-            return_bool,
-        );
+        let labels = derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
         let inserted = matched.entry(sig).or_default();
         if one_to_one {
             if !inserted.is_empty() {

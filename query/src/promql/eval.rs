@@ -116,11 +116,11 @@ impl Evaluator {
                     let out = samples
                         .into_iter()
                         .map(|s| Sample {
-                            labels: s.labels.without_name(),
+                            labels: self.memo.without_name(&s.labels),
                             value: -s.value,
                         })
                         .collect();
-                    check_unique(out).map(Value::Vector)
+                    check_unique_canonical(&self.memo, out).map(Value::Vector)
                 }
                 other => Err(Error::BadData(format!(
                     "unary minus is not defined on a {}",
