@@ -242,7 +242,7 @@ impl Head {
         matchers: &[LabelMatcher],
         start_ms: i64,
         end_ms: i64,
-        out: &mut HashMap<Labels, Vec<(i64, f64)>>,
+        out: &mut crate::found::Found,
     ) {
         let ids: Box<dyn Iterator<Item = SeriesId>> = match self.candidates(matchers) {
             Some(ids) => Box::new(ids.into_iter()),
@@ -256,7 +256,7 @@ impl Head {
             let in_range = self.series[id as usize].samples.iter().filter(|(t, _)| *t >= start_ms && *t <= end_ms);
             let mut in_range = in_range.peekable();
             if in_range.peek().is_some() {
-                out.entry(labels).or_default().extend(in_range);
+                out.samples_of(&labels).extend(in_range);
             }
         }
     }
@@ -343,8 +343,9 @@ mod tests {
         ];
         for m in &cases {
             for (start, end) in [(0, i64::MAX), (1500, 2030)] {
-                let mut got = HashMap::new();
+                let mut got = crate::found::Found::default();
                 head.select_series(m, start, end, &mut got);
+                let got = got.into_map();
                 let want = naive(&expected, m, start, end);
                 assert_eq!(got.len(), want.len(), "{m:?}");
                 for (l, s) in &want {

@@ -25,6 +25,7 @@
 
 pub mod chunk;
 pub mod config;
+pub mod found;
 mod error;
 pub mod head;
 pub mod http;

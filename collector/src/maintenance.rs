@@ -101,23 +101,23 @@ impl Store {
         let mut removed: Vec<MetricFile> = Vec::new();
         let mut written: Vec<MetricFile> = Vec::new();
         for (partition, files, level) in merges {
-            let catalogs: Vec<(std::path::PathBuf, parquet_files::FileSeries)> = files
+            let catalogs: Vec<(std::path::PathBuf, Arc<parquet_files::FileSeries>)> = files
                 .iter()
-                .map(|f| {
-                    let path = self.data_dir.join(&f.path);
-                    let catalog = parquet_files::FileSeries::load(&path, &self.label_cache)?;
-                    Ok((path, catalog))
-                })
+                .map(|f| Ok((self.data_dir.join(&f.path), self.file_series(&f.path)?)))
                 .collect::<Result<_>>()?;
-            let inputs: Vec<(&Path, &parquet_files::FileSeries)> = catalogs.iter().map(|(p, c)| (p.as_path(), c)).collect();
+            let inputs: Vec<(&Path, &parquet_files::FileSeries)> = catalogs.iter().map(|(p, c)| (p.as_path(), c.as_ref())).collect();
             let dir = partition.strip_prefix("metrics/").unwrap_or(partition);
             let out = parquet_files::merge_files(&self.data_dir, dir, &inputs, level)?;
-            let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.samples).sum());
+            let (before, after): (u64, u64) = (files.iter().map(|f| f.samples).sum(), out.iter().map(|f| f.0.samples).sum());
             if before != after {
                 return Err(Error::Internal(format!("compaction read {before} samples but wrote {after}")));
             }
             removed.extend(files.iter().map(|f| (*f).clone()));
-            written.extend(out);
+            if let Some((file, catalog)) = out {
+                // Cached before it is published: queries and later merges never read it back.
+                self.file_series.lock().insert(file.path.clone(), Arc::new(catalog));
+                written.push(file);
+            }
         }
         if removed.is_empty() {
             return Ok(MaintenanceReport::default());

@@ -35,6 +35,7 @@ use parquet::file::properties::WriterProperties;
 use pharos_model::select::matches_all;
 use pharos_model::{LabelMatcher, Labels, METRIC_NAME};
 
+use crate::found::Found;
 use crate::metastore::{MetricFile, sync_dir};
 use crate::{Error, Result};
 
@@ -155,10 +156,10 @@ pub(crate) fn write_sources<S: SampleSource>(
                 Some(w) => w,
                 None => file.insert(FileWriter::create(data_dir, &partition_of(lo_ms), level)?),
             };
-            writer.push_series(name, labels, &samples)?;
+            writer.push_series(name, labels, None, &samples)?;
         }
         if let Some(writer) = file {
-            out.push(writer.finish(data_dir)?);
+            out.push(writer.finish(data_dir)?.0);
         }
     }
     Ok(out)
@@ -173,8 +174,11 @@ struct FileWriter {
     level: i32,
     min_ts: i64,
     max_ts: i64,
-    series: u64,
     rows: u64,
+    series: u64,
+    /// The series list of the file, as [`FileSeries::load`] would read it back, when the
+    /// writer is given the series' label sets.
+    catalog: Vec<(Labels, usize, usize)>,
 }
 
 impl FileWriter {
@@ -186,14 +190,20 @@ impl FileWriter {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let writer = ArrowWriter::try_new(f, schema(), Some(writer_properties(level)))?;
-        Ok(FileWriter { rel, path, writer, batch: BatchBuilder::default(), level, min_ts: i64::MAX, max_ts: i64::MIN, series: 0, rows: 0 })
+        Ok(FileWriter { rel, path, writer, batch: BatchBuilder::default(), level, min_ts: i64::MAX, max_ts: i64::MIN, rows: 0, series: 0, catalog: Vec::new() })
     }
 
     /// Appends one series' samples (sorted by time, not empty); series come in
-    /// (`metric_name`, `labels`) order.
-    fn push_series(&mut self, name: &str, labels: &str, samples: &[(i64, f64)]) -> Result<()> {
+    /// (`metric_name`, `labels`) order. `set`, the series' label set from the [`LabelCache`],
+    /// is given for every series or for none: with it, [`FileWriter::finish`] returns the file's
+    /// series list.
+    fn push_series(&mut self, name: &str, labels: &str, set: Option<&Labels>, samples: &[(i64, f64)]) -> Result<()> {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return Ok(()) };
         self.series += 1;
+        if let Some(set) = set {
+            let start = self.rows as usize;
+            self.catalog.push((set.clone(), start, start + samples.len()));
+        }
         self.min_ts = self.min_ts.min(first.0);
         self.max_ts = self.max_ts.max(last.0);
         for chunk in samples.chunks(WRITE_ROWS_PER_BATCH) {
@@ -206,8 +216,10 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Closes and fsyncs the file (and its directory); not published here.
-    fn finish(mut self, data_dir: &Path) -> Result<MetricFile> {
+    /// Closes and fsyncs the file (and its directory); not published here. Returns it with its
+    /// series list when every series came with its label set, so that neither queries nor
+    /// compaction read that back from the file.
+    fn finish(mut self, data_dir: &Path) -> Result<(MetricFile, Option<FileSeries>)> {
         if self.batch.len > 0 {
             self.writer.write(&self.batch.finish()?)?;
         }
@@ -215,7 +227,14 @@ impl FileWriter {
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         sync_dir(self.path.parent().unwrap_or(data_dir))?;
         let bytes = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
-        Ok(MetricFile {
+        drop(file);
+        let catalog = if self.catalog.len() as u64 == self.series {
+            let by_name = self.catalog.is_sorted_by(|a, b| a.0.metric_name().unwrap_or("") <= b.0.metric_name().unwrap_or(""));
+            Some(FileSeries { series: std::mem::take(&mut self.catalog), by_name, metadata: reader_metadata(&self.path)? })
+        } else {
+            None
+        };
+        let file = MetricFile {
             path: self.rel,
             min_ts_ms: self.min_ts,
             max_ts_ms: self.max_ts,
@@ -224,7 +243,8 @@ impl FileWriter {
             bytes,
             zstd_level: self.level,
             created_ms: chrono::Utc::now().timestamp_millis(),
-        })
+        };
+        Ok((file, catalog))
     }
 }
 
@@ -233,25 +253,38 @@ impl FileWriter {
 /// and one record batch per input rather than the whole partition. A series' samples from
 /// several inputs are put in time order (stably: inputs earlier in `inputs` first on equal
 /// timestamps). `None` when the inputs hold no rows.
-pub(crate) fn merge_files(data_dir: &Path, partition: &str, inputs: &[(&Path, &FileSeries)], level: i32) -> Result<Option<MetricFile>> {
-    // Each input's series as (metric name, labels JSON, rows), in file order.
-    let lists: Vec<Vec<(String, String, usize)>> = inputs
+pub(crate) fn merge_files(
+    data_dir: &Path,
+    partition: &str,
+    inputs: &[(&Path, &FileSeries)],
+    level: i32,
+) -> Result<Option<(MetricFile, FileSeries)>> {
+    // Each input's series as ((metric name, labels JSON), label set, rows), in file order. The
+    // inputs' sets come from one `LabelCache`: a series' JSON is built once, not once per input.
+    let mut keys: HashMap<usize, Arc<(String, String)>> = HashMap::new();
+    let lists: Vec<Vec<(Arc<(String, String)>, &Labels, usize)>> = inputs
         .iter()
-        .map(|(_, fs)| fs.series.iter().map(|(l, start, end)| (l.metric_name().unwrap_or("").to_string(), labels_json(l), end - start)).collect())
+        .map(|(_, fs)| {
+            fs.series
+                .iter()
+                .map(|(l, start, end)| {
+                    let key = keys.entry(l.ptr_id()).or_insert_with(|| Arc::new((l.metric_name().unwrap_or("").to_string(), labels_json(l))));
+                    (key.clone(), l, end - start)
+                })
+                .collect()
+        })
         .collect();
     let mut rows: Vec<RowStream> = inputs.iter().map(|(path, fs)| RowStream::open(path, &fs.metadata)).collect::<Result<_>>()?;
     let mut next = vec![0usize; inputs.len()];
     let mut out: Option<FileWriter> = None;
     let mut samples = Vec::new();
     loop {
-        let smallest = (0..inputs.len())
-            .filter_map(|i| lists[i].get(next[i]).map(|(n, l, _)| (n.as_str(), l.as_str())))
-            .min();
-        let Some((name, labels)) = smallest else { break };
+        let smallest = (0..inputs.len()).filter_map(|i| lists[i].get(next[i]).map(|(k, set, _)| (k.0.as_str(), k.1.as_str(), *set))).min_by_key(|k| (k.0, k.1));
+        let Some((name, labels, set)) = smallest else { break };
         samples.clear();
         for i in 0..inputs.len() {
-            if let Some((n, l, count)) = lists[i].get(next[i])
-                && (n.as_str(), l.as_str()) == (name, labels)
+            if let Some((k, _, count)) = lists[i].get(next[i])
+                && (k.0.as_str(), k.1.as_str()) == (name, labels)
             {
                 rows[i].take(*count, &mut samples)?;
                 next[i] += 1;
@@ -262,9 +295,12 @@ pub(crate) fn merge_files(data_dir: &Path, partition: &str, inputs: &[(&Path, &F
             Some(w) => w,
             None => out.insert(FileWriter::create(data_dir, partition, level)?),
         };
-        writer.push_series(name, labels, &samples)?;
+        writer.push_series(name, labels, Some(set), &samples)?;
     }
-    out.map(|w| w.finish(data_dir)).transpose()
+    let Some(writer) = out else { return Ok(None) };
+    let (file, catalog) = writer.finish(data_dir)?;
+    let catalog = catalog.ok_or_else(|| Error::Internal("a merge wrote a series without its label set".into()))?;
+    Ok(Some((file, catalog)))
 }
 
 /// The `timestamp` and `value` columns of one file, read in row order.
@@ -433,6 +469,13 @@ impl LabelCache {
     }
 }
 
+/// The footer and page index of the file at `path`.
+fn reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    Ok(ArrowReaderMetadata::load(&file, options)?)
+}
+
 /// The series of one Parquet file and the row range each occupies (rows are sorted by series),
 /// read once per file from the `metric_name` and `labels` columns only. With it, a query matches
 /// label sets without parsing JSON per row and reads only the matching rows' samples.
@@ -465,7 +508,7 @@ impl FileSeries {
     /// materializing and comparing two strings, which dominated loading a new file's list.
     pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional))?;
+        let metadata = reader_metadata(path)?;
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let hint: Vec<Field> = metadata
             .schema()
@@ -484,6 +527,7 @@ impl FileSeries {
         let reader = builder.with_projection(mask).build()?;
         let mut series: Vec<(Labels, usize, usize)> = Vec::new();
         let mut current: Option<(String, String)> = None;
+        let mut by_name = true;
         let mut row = 0usize;
         for batch in reader {
             let batch = batch?;
@@ -502,6 +546,9 @@ impl FileSeries {
                             last.2 = row;
                         }
                         series.push((cache.get(name, lbls, path)?, row, row));
+                        if matches!(&current, Some((cn, _)) if cn.as_str() > name) {
+                            by_name = false;
+                        }
                         current = Some((name.to_string(), lbls.to_string()));
                     }
                 }
@@ -511,7 +558,6 @@ impl FileSeries {
         if let Some(last) = series.last_mut() {
             last.2 = row;
         }
-        let by_name = series.is_sorted_by(|a, b| a.0.metric_name().unwrap_or("") <= b.0.metric_name().unwrap_or(""));
         Ok(FileSeries { series, by_name, metadata })
     }
 
@@ -534,7 +580,7 @@ pub fn read_file(
     matchers: &[LabelMatcher],
     start_ms: i64,
     end_ms: i64,
-    out: &mut HashMap<Labels, Vec<(i64, f64)>>,
+    out: &mut Found,
 ) -> Result<()> {
     let matching: Vec<&(Labels, usize, usize)> =
         catalog.candidates(matchers).iter().filter(|(l, _, _)| matches_all(matchers, l)).collect();
@@ -562,7 +608,7 @@ pub fn read_file(
     let mut rows: Vec<(i64, f64)> = Vec::new();
     let mut flush = |labels: &Labels, rows: &mut Vec<(i64, f64)>| {
         if !rows.is_empty() {
-            out.entry(labels.clone()).or_default().append(rows);
+            out.samples_of(labels).append(rows);
         }
     };
     for batch in reader {
@@ -624,13 +670,20 @@ mod tests {
             })
             .collect();
         let refs: Vec<(&Path, &FileSeries)> = catalogs.iter().map(|(p, c)| (p.as_path(), c)).collect();
-        let merged = merge_files(dir.path(), "date=1970-01-01/hour=00", &refs, COMPACT_ZSTD_LEVEL).unwrap().unwrap();
+        let (merged, written) = merge_files(dir.path(), "date=1970-01-01/hour=00", &refs, COMPACT_ZSTD_LEVEL).unwrap().unwrap();
         assert_eq!((merged.series, merged.samples, merged.zstd_level), (4, 70_007, COMPACT_ZSTD_LEVEL));
         assert_eq!((merged.min_ts_ms, merged.max_ts_ms), (0, 699_990));
         assert!(merged.path.starts_with("metrics/date=1970-01-01/hour=00/"));
         let path = dir.path().join(&merged.path);
-        let mut back = HashMap::new();
-        read_file(&path, &FileSeries::load(&path, &cache).unwrap(), &[], i64::MIN, i64::MAX, &mut back).unwrap();
+        // The series list the merge returns is the one the file reads back as, sharing the
+        // cache's label sets.
+        let loaded = FileSeries::load(&path, &cache).unwrap();
+        assert_eq!(written.series, loaded.series);
+        assert!(written.series.iter().zip(&loaded.series).all(|(w, l)| w.0.ptr_id() == l.0.ptr_id()));
+        assert!(written.by_name && loaded.by_name);
+        let mut back = Found::default();
+        read_file(&path, &written, &[], i64::MIN, i64::MAX, &mut back).unwrap();
+        let back = back.into_map();
         let mut b_all = big.clone();
         b_all.insert(2, (15, -1.0)); // after (10, 1.0), before (20, 2.0)
         let expected = HashMap::from([
@@ -645,7 +698,7 @@ mod tests {
             assert_eq!(got.len(), samples.len(), "{labels}");
             assert!(got.iter().zip(samples).all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits()), "{labels}: {:?}", &got[..got.len().min(5)]);
         }
-        assert_eq!(merge_files(dir.path(), "date=1970-01-01/hour=00", &[], COMPACT_ZSTD_LEVEL).unwrap(), None);
+        assert!(merge_files(dir.path(), "date=1970-01-01/hour=00", &[], COMPACT_ZSTD_LEVEL).unwrap().is_none());
     }
 
     #[test]
@@ -663,18 +716,20 @@ mod tests {
         assert!(files[1].path.starts_with("metrics/date=1970-01-01/hour=01/"));
         assert_eq!(files.iter().map(|f| f.samples).sum::<u64>(), 3);
 
-        let mut out = HashMap::new();
+        let mut out = Found::default();
         let idle = [LabelMatcher::new("mode", "=", "idle").unwrap()];
         for f in &files {
             let p = dir.path().join(&f.path);
             read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &idle, 0, i64::MAX, &mut out).unwrap();
         }
+        let out = out.into_map();
         assert_eq!(out.len(), 1);
         assert_eq!(out[&a], vec![(hour - 1, 1.0), (hour + 2, 2.0)]);
 
-        let mut out = HashMap::new();
+        let mut out = Found::default();
         let p = dir.path().join(&files[1].path);
         read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &[], hour + 3, hour + 10, &mut out).unwrap();
+        let out = out.into_map();
         assert_eq!(out.get(&b), Some(&vec![(hour + 5, 5.0)]));
         assert_eq!(out.len(), 1, "time range filters samples");
     }
@@ -697,11 +752,12 @@ mod tests {
         assert_eq!(hours, ["metrics/date=1970-01-01/hour=00", "metrics/date=1970-01-01/hour=03"]);
         assert_eq!((files[0].series, files[0].samples, files[1].series, files[1].samples), (2, 4, 1, 2));
         assert_eq!((files[0].min_ts_ms, files[0].max_ts_ms), (5, hour - 1));
-        let mut out = HashMap::new();
+        let mut out = Found::default();
         for f in &files {
             let p = dir.path().join(&f.path);
             read_file(&p, &FileSeries::load(&p, &LabelCache::default()).unwrap(), &[], i64::MIN, i64::MAX, &mut out).unwrap();
         }
+        let out = out.into_map();
         // Sorted by time, equal timestamps in append order; bits kept (NaN).
         let got: Vec<(i64, u64)> = out[&a].iter().map(|&(t, v)| (t, v.to_bits())).collect();
         let want: Vec<(i64, u64)> = [(5, 0.5), (hour - 1, 1.0), (hour - 1, f64::NAN), (3 * hour + 1, 4.0), (3 * hour + 1, 4.5)]
@@ -767,8 +823,9 @@ mod tests {
             vec![m("i", "=", "2")],
         ];
         for ms in &cases {
-            let mut got = HashMap::new();
+            let mut got = Found::default();
             read_file(&p, &catalog, ms, i64::MIN, i64::MAX, &mut got).unwrap();
+            let got = got.into_map();
             let want: HashMap<Labels, Vec<(i64, f64)>> =
                 series.iter().filter(|(l, _)| matches_all(ms, l)).map(|(l, s)| (l.clone(), s.clone())).collect();
             assert_eq!(got, want, "{ms:?}");

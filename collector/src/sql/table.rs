@@ -80,9 +80,9 @@ impl MetricsTable {
             .and_then(|m| LabelMatcher::new(pharos_model::METRIC_NAME, "=", m).ok())
             .into_iter()
             .collect();
-        let mut head = HashMap::new();
+        let mut head = crate::found::Found::default();
         let manifest = self.store.head_snapshot(&matchers, range.start_ms, range.end_ms, &mut head);
-        (manifest.metric_files.clone(), head)
+        (manifest.metric_files.clone(), head.into_map())
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use pharos_model::{Labels, LogSearch, LogsReader};
 
 use super::LogQuery;
@@ -321,8 +323,21 @@ fn load(
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
     let mut leaf: Leaf = BTreeMap::new();
+    // Without stages or unwrap a record's series is its stream's label set (plus attributes,
+    // if any) and its value 1 or its length: records of one stream (one shared set) go to one
+    // series found by address, with no label map built per record.
+    let plain = query.stages.is_empty() && query.unwrap.is_none();
+    let mut by_stream: FxHashMap<usize, (Labels, Vec<(i64, f64)>)> = FxHashMap::default();
     for r in records {
         if r.timestamp_ns < from || r.timestamp_ns > last {
+            continue;
+        }
+        if plain && r.attributes.is_empty() {
+            let value = match func {
+                RangeFn::BytesOverTime | RangeFn::BytesRate => r.body.len() as f64,
+                _ => 1.0,
+            };
+            by_stream.entry(r.labels.ptr_id()).or_insert_with(|| (r.labels.clone(), Vec::new())).1.push((r.timestamp_ns, value));
             continue;
         }
         let Some((mut labels, line)) = query.process_record(&r) else {
@@ -347,6 +362,9 @@ fn load(
         leaf.entry(Labels::from_pairs(labels))
             .or_default()
             .push((r.timestamp_ns, value));
+    }
+    for (labels, points) in by_stream.into_values() {
+        leaf.entry(labels).or_default().extend(points);
     }
     for points in leaf.values_mut() {
         points.sort_by_key(|p| p.0);

@@ -1,0 +1,89 @@
+//! The samples a metrics query selected, per series, merged across the head and the files.
+
+use std::collections::HashMap;
+
+use pharos_model::Labels;
+
+/// Samples per series, found by the address of the series' label set before its content.
+///
+/// Files share label sets through the store's `LabelCache`, so the same series in every file of
+/// a query arrives with one address: hashing and comparing its labels' content once per file
+/// (a query over 5,600 series and 40 files did it 224,000 times) took about half of reading.
+/// Content is looked at only the first time an address is seen, which also merges sets of equal
+/// content built separately (the head's).
+#[derive(Default)]
+pub struct Found {
+    by_address: HashMap<usize, usize, ahash::RandomState>,
+    by_content: HashMap<Labels, usize>,
+    series: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// Sets looked up by an address whose content an earlier set already had: kept alive so
+    /// that their addresses are not reused by other sets while this map keys on them.
+    aliases: Vec<Labels>,
+}
+
+impl Found {
+    /// The samples of `labels` so far, to append to.
+    pub fn samples_of(&mut self, labels: &Labels) -> &mut Vec<(i64, f64)> {
+        let at = match self.by_address.get(&labels.ptr_id()) {
+            Some(&i) => i,
+            None => {
+                let i = match self.by_content.get(labels) {
+                    Some(&i) => {
+                        self.aliases.push(labels.clone());
+                        i
+                    }
+                    None => {
+                        self.series.push((labels.clone(), Vec::new()));
+                        self.by_content.insert(labels.clone(), self.series.len() - 1);
+                        self.series.len() - 1
+                    }
+                };
+                self.by_address.insert(labels.ptr_id(), i);
+                i
+            }
+        };
+        &mut self.series[at].1
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// True when no series was found.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The series and their samples, in the order they were first found.
+    pub fn into_series(self) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        self.series
+    }
+
+    /// The series and their samples as a map.
+    pub fn into_map(self) -> HashMap<Labels, Vec<(i64, f64)>> {
+        self.series.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_of_equal_content_share_one_entry_whatever_their_address() {
+        let a = Labels::from_pairs([("__name__", "m"), ("k", "a")]);
+        let a_again = Labels::from_pairs([("__name__", "m"), ("k", "a")]);
+        assert_ne!(a.ptr_id(), a_again.ptr_id());
+        let b = Labels::from_pairs([("__name__", "m"), ("k", "b")]);
+        let mut found = Found::default();
+        found.samples_of(&a).push((1, 1.0));
+        found.samples_of(&b).push((1, 2.0));
+        found.samples_of(&a_again).push((2, 3.0));
+        found.samples_of(&a.clone()).push((3, 4.0));
+        assert_eq!(found.len(), 2);
+        let map = found.into_map();
+        assert_eq!(map[&a], vec![(1, 1.0), (2, 3.0), (3, 4.0)]);
+        assert_eq!(map[&b], vec![(1, 2.0)]);
+    }
+}
