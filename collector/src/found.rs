@@ -19,12 +19,19 @@ pub struct Found {
     /// Sets looked up by an address whose content an earlier set already had: kept alive so
     /// that their addresses are not reused by other sets while this map keys on them.
     aliases: Vec<Labels>,
+    /// Rows [`Found::plan`] announced per series (by index), not yet reserved.
+    planned: Vec<usize>,
 }
 
 impl Found {
     /// The samples of `labels` so far, to append to.
     pub fn samples_of(&mut self, labels: &Labels) -> &mut Vec<(i64, f64)> {
-        let at = match self.by_address.get(&labels.ptr_id()) {
+        let at = self.index_of(labels);
+        &mut self.series[at].1
+    }
+
+    fn index_of(&mut self, labels: &Labels) -> usize {
+        match self.by_address.get(&labels.ptr_id()) {
             Some(&i) => i,
             None => {
                 let i = match self.by_content.get(labels) {
@@ -41,8 +48,25 @@ impl Found {
                 self.by_address.insert(labels.ptr_id(), i);
                 i
             }
-        };
-        &mut self.series[at].1
+        }
+    }
+
+    /// Makes room for `rows` more samples of `labels`, on top of what earlier calls asked
+    /// for, once [`Found::reserve_planned`] is called: reading then grows no series' vector
+    /// step by step (copying it each time, and leaving up to half of it unused).
+    pub fn plan(&mut self, labels: &Labels, rows: usize) {
+        let at = self.index_of(labels);
+        if self.planned.len() <= at {
+            self.planned.resize(at + 1, 0);
+        }
+        self.planned[at] += rows;
+    }
+
+    /// Reserves what [`Found::plan`] asked for.
+    pub fn reserve_planned(&mut self) {
+        for (at, rows) in std::mem::take(&mut self.planned).into_iter().enumerate() {
+            self.series[at].1.reserve_exact(rows);
+        }
     }
 
     /// Number of series.
@@ -82,6 +106,10 @@ mod tests {
         found.samples_of(&a_again).push((2, 3.0));
         found.samples_of(&a.clone()).push((3, 4.0));
         assert_eq!(found.len(), 2);
+        found.plan(&b, 10);
+        found.plan(&b.clone(), 5);
+        found.reserve_planned();
+        assert!(found.samples_of(&b).capacity() >= 16, "one sample and the 15 planned");
         let map = found.into_map();
         assert_eq!(map[&a], vec![(1, 1.0), (2, 3.0), (3, 4.0)]);
         assert_eq!(map[&b], vec![(1, 2.0)]);

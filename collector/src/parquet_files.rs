@@ -490,6 +490,11 @@ pub struct FileSeries {
 }
 
 impl FileSeries {
+    /// The series matching `matchers`, with their row ranges, in file order.
+    pub fn matching(&self, matchers: &[LabelMatcher]) -> Vec<&(Labels, usize, usize)> {
+        self.candidates(matchers).iter().filter(|(l, _, _)| matches_all(matchers, l)).collect()
+    }
+
     /// The series that may match: those of the metric a `__name__="x"` matcher names, else all.
     fn candidates(&self, matchers: &[LabelMatcher]) -> &[(Labels, usize, usize)] {
         let name = matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, pharos_model::select::MatchOp::Equal));
@@ -582,14 +587,24 @@ pub fn read_file(
     end_ms: i64,
     out: &mut Found,
 ) -> Result<()> {
-    let matching: Vec<&(Labels, usize, usize)> =
-        catalog.candidates(matchers).iter().filter(|(l, _, _)| matches_all(matchers, l)).collect();
+    read_matching(path, catalog, &catalog.matching(matchers), start_ms, end_ms, out)
+}
+
+/// [`read_file`] of the series `matching` (from [`FileSeries::matching`]) chose.
+pub fn read_matching(
+    path: &Path,
+    catalog: &FileSeries,
+    matching: &[&(Labels, usize, usize)],
+    start_ms: i64,
+    end_ms: i64,
+    out: &mut Found,
+) -> Result<()> {
     if matching.is_empty() {
         return Ok(());
     }
     let mut selectors = Vec::with_capacity(matching.len() * 2);
     let mut at = 0usize;
-    for (_, start, end) in &matching {
+    for (_, start, end) in matching {
         if *start > at {
             selectors.push(RowSelector::skip(start - at));
         }

@@ -504,9 +504,22 @@ impl MetricsReader for Store {
     ) -> std::result::Result<Vec<Series>, String> {
         let mut found = crate::found::Found::default();
         let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut found);
-        for f in manifest.metric_files.iter().filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms) {
-            let catalog = self.file_series(&f.path).map_err(|e| e.to_string())?;
-            parquet_files::read_file(&self.data_dir.join(&f.path), &catalog, matchers, start_ms, end_ms, &mut found)
+        let catalogs: Vec<(&str, Arc<parquet_files::FileSeries>)> = manifest
+            .metric_files
+            .iter()
+            .filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms)
+            .map(|f| Ok((f.path.as_str(), self.file_series(&f.path)?)))
+            .collect::<Result<_>>()
+            .map_err(|e| e.to_string())?;
+        // Each file's matching series first: every series' vector is then allocated once, at
+        // its size, before the samples are read.
+        let matching: Vec<Vec<&(Labels, usize, usize)>> = catalogs.iter().map(|(_, c)| c.matching(matchers)).collect();
+        for (labels, start, end) in matching.iter().flatten() {
+            found.plan(labels, end - start);
+        }
+        found.reserve_planned();
+        for ((path, catalog), matching) in catalogs.iter().zip(&matching) {
+            parquet_files::read_matching(&self.data_dir.join(path), catalog, matching, start_ms, end_ms, &mut found)
                 .map_err(|e| e.to_string())?;
         }
         let mut out: Vec<Series> = found
