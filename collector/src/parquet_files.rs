@@ -495,6 +495,21 @@ impl FileSeries {
         self.candidates(matchers).iter().filter(|(l, _, _)| matches_all(matchers, l)).collect()
     }
 
+    /// [`FileSeries::matching`] with the verdicts of earlier files: files share label sets
+    /// through the [`LabelCache`], so a query over many files tests each series once, not once
+    /// per file. `verdicts` is keyed by the address of label sets the files keep alive, and must
+    /// not outlive them nor be used with other matchers.
+    pub fn matching_with<'a>(
+        &'a self,
+        matchers: &[LabelMatcher],
+        verdicts: &mut HashMap<usize, bool, ahash::RandomState>,
+    ) -> Vec<&'a (Labels, usize, usize)> {
+        self.candidates(matchers)
+            .iter()
+            .filter(|(l, _, _)| *verdicts.entry(l.ptr_id()).or_insert_with(|| matches_all(matchers, l)))
+            .collect()
+    }
+
     /// The series that may match: those of the metric a `__name__="x"` matcher names, else all.
     fn candidates(&self, matchers: &[LabelMatcher]) -> &[(Labels, usize, usize)] {
         let name = matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, pharos_model::select::MatchOp::Equal));
@@ -844,6 +859,11 @@ mod tests {
             let want: HashMap<Labels, Vec<(i64, f64)>> =
                 series.iter().filter(|(l, _)| matches_all(ms, l)).map(|(l, s)| (l.clone(), s.clone())).collect();
             assert_eq!(got, want, "{ms:?}");
+            // With verdicts shared by files (here: the same file twice), the same series.
+            let mut verdicts = HashMap::default();
+            let first = catalog.matching_with(ms, &mut verdicts);
+            assert_eq!(first, catalog.matching(ms), "{ms:?}");
+            assert_eq!(catalog.matching_with(ms, &mut verdicts), first, "{ms:?}");
         }
         // Not in name order (as a file from another writer could be): every series is tested.
         let mut unsorted = FileSeries::load(&p, &LabelCache::default()).unwrap();

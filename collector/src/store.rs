@@ -513,7 +513,10 @@ impl MetricsReader for Store {
             .map_err(|e| e.to_string())?;
         // Each file's matching series first: every series' vector is then allocated once, at
         // its size, before the samples are read.
-        let matching: Vec<Vec<&(Labels, usize, usize)>> = catalogs.iter().map(|(_, c)| c.matching(matchers)).collect();
+        let mut verdicts = HashMap::default();
+        let matching: Vec<Vec<&(Labels, usize, usize)>> =
+            catalogs.iter().map(|(_, c)| c.matching_with(matchers, &mut verdicts)).collect();
+        drop(verdicts);
         for (labels, start, end) in matching.iter().flatten() {
             found.plan(labels, end - start);
         }
