@@ -80,14 +80,15 @@ impl Found {
         self.series.is_empty()
     }
 
-    /// The series and their samples, in the order they were first found.
+    /// The series with samples, in the order they were first found. A series only planned for
+    /// (see [`Found::plan`]) or whose rows all fell outside the time range is left out.
     pub fn into_series(self) -> Vec<(Labels, Vec<(i64, f64)>)> {
-        self.series
+        self.series.into_iter().filter(|(_, samples)| !samples.is_empty()).collect()
     }
 
-    /// The series and their samples as a map.
+    /// [`Found::into_series`] as a map.
     pub fn into_map(self) -> HashMap<Labels, Vec<(i64, f64)>> {
-        self.series.into_iter().collect()
+        self.into_series().into_iter().collect()
     }
 }
 
@@ -111,8 +112,13 @@ mod tests {
         found.plan(&b.clone(), 5);
         found.reserve_planned();
         assert!(found.samples_of(&b).capacity() >= 16, "one sample and the 15 planned");
+        let c = Labels::from_pairs([("__name__", "m"), ("k", "c")]);
+        found.plan(&c, 3);
+        found.reserve_planned();
+        assert_eq!(found.len(), 3);
         let map = found.into_map();
         assert_eq!(map[&a], vec![(1, 1.0), (2, 3.0), (3, 4.0)]);
         assert_eq!(map[&b], vec![(1, 2.0)]);
+        assert!(!map.contains_key(&c), "a series without samples is left out");
     }
 }

@@ -631,40 +631,33 @@ pub fn read_matching(
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, catalog.metadata.clone()).with_batch_size(ROWS_PER_BATCH);
     let mask = ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
     let reader = builder.with_projection(mask).with_row_selection(RowSelection::from(selectors)).build()?;
-    // Rows arrive series by series: collect each series' rows, then add them to `out` with one
-    // map lookup per series (not per row).
+    // Rows arrive series by series: each series' run of rows within a batch is appended to its
+    // vector in `out` at once (one lookup per run, a loop over two slices, no per-row
+    // bookkeeping).
     let mut series = matching.iter();
     let mut current: Option<(&Labels, usize)> = None; // labels, rows left
-    let mut rows: Vec<(i64, f64)> = Vec::new();
-    let mut flush = |labels: &Labels, rows: &mut Vec<(i64, f64)>| {
-        if !rows.is_empty() {
-            out.samples_of(labels).append(rows);
-        }
-    };
     for batch in reader {
         let batch = batch?;
-        let ts: &TimestampMillisecondArray = column(&batch, "timestamp")?;
-        let values: &Float64Array = column(&batch, "value")?;
-        for row in 0..batch.num_rows() {
-            while current.is_none_or(|(_, left)| left == 0) {
-                if let Some((l, _)) = current {
-                    flush(l, &mut rows);
+        let ts = column::<TimestampMillisecondArray>(&batch, "timestamp")?.values();
+        let values = column::<Float64Array>(&batch, "value")?.values();
+        let mut row = 0;
+        while row < ts.len() {
+            let (labels, left) = match current {
+                Some((l, left)) if left > 0 => (l, left),
+                _ => {
+                    let (l, start, end) = series
+                        .next()
+                        .ok_or_else(|| Error::Corrupt(format!("{}: more rows than its series list", path.display())))?;
+                    current = Some((l, end - start));
+                    continue;
                 }
-                let (l, start, end) = series
-                    .next()
-                    .ok_or_else(|| Error::Corrupt(format!("{}: more rows than its series list", path.display())))?;
-                current = Some((l, end - start));
-            }
-            let Some((_, left)) = current.as_mut() else { continue };
-            *left -= 1;
-            let t = ts.value(row);
-            if t >= start_ms && t <= end_ms {
-                rows.push((t, values.value(row)));
-            }
+            };
+            let k = left.min(ts.len() - row);
+            let run = ts[row..row + k].iter().copied().zip(values[row..row + k].iter().copied());
+            out.samples_of(labels).extend(run.filter(|(t, _)| *t >= start_ms && *t <= end_ms));
+            current = Some((labels, left - k));
+            row += k;
         }
-    }
-    if let Some((l, _)) = current {
-        flush(l, &mut rows);
     }
     Ok(())
 }

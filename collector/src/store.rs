@@ -786,6 +786,23 @@ mod tests {
         assert!(got.contains(&expect(None, None)), "no namespace: {got:?}");
     }
 
+    /// A file that overlaps a query's range lists every series it holds; only those with
+    /// samples in the range are selected (`/api/v1/series` lists what this returns).
+    #[test]
+    fn series_without_samples_in_the_range_are_not_selected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        store.ingest("k", 0, Batch::Metrics(vec![sample("early", 1000, 1.0), sample("late", 5000, 2.0), sample("late", 1000, 3.0)]));
+        store.flush().unwrap();
+        store.ingest("k", 1, Batch::Metrics(vec![sample("early", 900, 4.0)]));
+        for (start, end, want) in [(4000, 6000, vec!["late"]), (0, 2000, vec!["early", "late"]), (2000, 4000, vec![])] {
+            let got = store.select_series(&[LabelMatcher::new("job", "=", "j").unwrap()], start, end).unwrap();
+            let names: Vec<&str> = got.iter().map(|s| s.labels.metric_name().unwrap()).collect();
+            assert_eq!(names, want, "[{start}, {end}]");
+            assert!(got.iter().all(|s| s.samples.iter().all(|(t, _)| (start..=end).contains(t))));
+        }
+    }
+
     #[test]
     fn file_series_cache_follows_the_manifest() {
         let dir = tempfile::tempdir().unwrap();
