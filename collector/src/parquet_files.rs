@@ -230,7 +230,8 @@ impl FileWriter {
         drop(file);
         let catalog = if self.catalog.len() as u64 == self.series {
             let by_name = self.catalog.is_sorted_by(|a, b| a.0.metric_name().unwrap_or("") <= b.0.metric_name().unwrap_or(""));
-            Some(FileSeries { series: std::mem::take(&mut self.catalog), by_name, metadata: reader_metadata(&self.path)? })
+            let written = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            Some(FileSeries { series: std::mem::take(&mut self.catalog), by_name, metadata: reader_metadata(&written)? })
         } else {
             None
         };
@@ -469,11 +470,10 @@ impl LabelCache {
     }
 }
 
-/// The footer and page index of the file at `path`.
-fn reader_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+/// The footer and page index of `file`.
+fn reader_metadata(file: &File) -> Result<ArrowReaderMetadata> {
     let options = ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-    Ok(ArrowReaderMetadata::load(&file, options)?)
+    Ok(ArrowReaderMetadata::load(file, options)?)
 }
 
 /// The series of one Parquet file and the row range each occupies (rows are sorted by series),
@@ -528,7 +528,7 @@ impl FileSeries {
     /// materializing and comparing two strings, which dominated loading a new file's list.
     pub fn load(path: &Path, cache: &LabelCache) -> Result<FileSeries> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let metadata = reader_metadata(path)?;
+        let metadata = reader_metadata(&file)?;
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let hint: Vec<Field> = metadata
             .schema()
