@@ -219,7 +219,9 @@ fn main() {
     let ingest_s = started.elapsed().as_secs_f64();
     // Every partition taken as settled: one file each, compressed small.
     let now_ms = chrono::Utc::now().timestamp_millis();
+    let compaction_started = std::time::Instant::now();
     let report = store.compact_at(2, std::time::Duration::ZERO, now_ms).expect("compact");
+    let compaction_s = compaction_started.elapsed().as_secs_f64();
     let manifest = store.manifest();
     let bytes: u64 = manifest.metric_files.iter().map(|f| f.bytes).sum();
     let stored: u64 = manifest.metric_files.iter().map(|f| f.samples).sum();
@@ -241,7 +243,7 @@ fn main() {
         bytes,
         bytes as f64 / stored as f64
     );
-    println!("ingest + flushes: {ingest_s:.1} s");
+    println!("ingest + flushes: {ingest_s:.1} s; compaction: {compaction_s:.1} s");
     let mut per_column: std::collections::BTreeMap<String, i64> = Default::default();
     for f in &manifest.metric_files {
         let file = std::fs::File::open(dir.path().join(&f.path)).expect("open parquet");

@@ -25,6 +25,7 @@
 
 pub mod chunk;
 pub mod config;
+pub mod decimal;
 pub mod found;
 mod error;
 pub mod head;

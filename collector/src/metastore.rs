@@ -36,8 +36,8 @@ pub struct MetricFile {
     /// File size in bytes.
     pub bytes: u64,
     /// zstd level of the file's pages: flushes write fast ([`crate::parquet_files::FLUSH_ZSTD_LEVEL`]),
-    /// compaction rewrites small ([`crate::parquet_files::COMPACT_ZSTD_LEVEL`]). Manifests from
-    /// before this field were written at the compaction level.
+    /// compaction rewrites small ([`crate::parquet_files::COMPACT_ZSTD_LEVEL`]). Files listed
+    /// by manifests from before this field were written at level 9.
     #[serde(default = "compact_level")]
     pub zstd_level: i32,
     /// When the file was written (ms since the epoch): compaction leaves a partition that got a
@@ -47,8 +47,9 @@ pub struct MetricFile {
     pub created_ms: i64,
 }
 
+/// The level every file was written at before manifests recorded it.
 fn compact_level() -> i32 {
-    crate::parquet_files::COMPACT_ZSTD_LEVEL
+    9
 }
 
 /// A published tantivy split of log records.

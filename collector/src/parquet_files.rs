@@ -8,10 +8,15 @@
 //! | `metric_name` | UTF8 (dictionary-encoded) | the `__name__` label |
 //! | `labels` | UTF8 (dictionary-encoded) | all other labels as a JSON object, keys sorted |
 //! | `timestamp` | TIMESTAMP(MILLIS, UTC) | sample time |
-//! | `value` | DOUBLE | sample value; Prometheus staleness markers kept as their NaN |
+//! | `value` | DOUBLE, nullable | the sample value when it is not stored as a decimal (NaN, ±Inf, -0.0, beyond 2^53, more than 15 decimals); Prometheus staleness markers kept as their NaN |
+//! | `value_int` | INT64, nullable, BYTE_STREAM_SPLIT | otherwise the decimal mantissa: the value is `value_int / 10^value_scale`, exactly |
+//! | `value_scale` | INT8, nullable | the decimal scale, one per series in a file |
+//!
+//! Exactly one of `value` and `value_int` is set in a row (see [`crate::decimal`]). Files
+//! written before the decimal columns have `value` only, non-null; readers accept both.
 //!
 //! Rows are sorted by `metric_name`, `labels`, `timestamp`, and compressed with zstd: level 1 when
-//! a flush writes them, level 9 once compaction has rewritten a settled partition.
+//! a flush writes them, level 12 once compaction has rewritten a settled partition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -19,7 +24,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, DictionaryArray, Float64Array, Int32Array, StringArray, StringBuilder, TimestampMillisecondArray,
+    Array, DictionaryArray, Float64Array, Float64Builder, Int8Array, Int8Builder, Int32Array, Int64Array, Int64Builder,
+    StringArray, StringBuilder, TimestampMillisecondArray,
 };
 use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -44,15 +50,30 @@ const ROWS_PER_BATCH: usize = 64 * 1024;
 /// zstd level of files written by a flush: fast, since compaction rewrites them (on the tsdb
 /// benchmark level 9 cost about 0.9 of 3.1 ingest CPU-seconds; level 1 files are ~15 % larger).
 pub const FLUSH_ZSTD_LEVEL: i32 = 1;
-/// zstd level of files written by compaction: what stays on disk.
-pub const COMPACT_ZSTD_LEVEL: i32 = 9;
+/// zstd level of files written by compaction: what stays on disk. On the tsdb benchmark (39.5 M
+/// samples) levels 9, 12 and 15 gave 1.60, 1.52 and 1.46 B/sample for 5.8, 7.5 and 13.4 CPU-s
+/// of compaction.
+pub const COMPACT_ZSTD_LEVEL: i32 = 12;
 
+/// The columns the SQL `metrics` table shows: a sample's value in one column.
 pub(crate) fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("metric_name", DataType::Utf8, false),
         Field::new("labels", DataType::Utf8, false),
         Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
         Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+/// The columns of the files written now (see the module docs).
+pub(crate) fn file_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("metric_name", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("value_int", DataType::Int64, true),
+        Field::new("value_scale", DataType::Int8, true),
     ]))
 }
 
@@ -189,7 +210,7 @@ impl FileWriter {
         let dir = path.parent().unwrap_or(data_dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let writer = ArrowWriter::try_new(f, schema(), Some(writer_properties(level)))?;
+        let writer = ArrowWriter::try_new(f, file_schema(), Some(writer_properties(level)))?;
         Ok(FileWriter { rel, path, writer, batch: BatchBuilder::default(), level, min_ts: i64::MAX, max_ts: i64::MIN, rows: 0, series: 0, catalog: Vec::new() })
     }
 
@@ -206,8 +227,9 @@ impl FileWriter {
         }
         self.min_ts = self.min_ts.min(first.0);
         self.max_ts = self.max_ts.max(last.0);
+        let scale = crate::decimal::series_scale(samples.iter().map(|s| s.1));
         for chunk in samples.chunks(WRITE_ROWS_PER_BATCH) {
-            self.batch.push(name, labels, chunk);
+            self.batch.push(name, labels, scale, chunk);
             self.rows += chunk.len() as u64;
             if self.batch.len >= WRITE_ROWS_PER_BATCH {
                 self.writer.write(&self.batch.finish()?)?;
@@ -304,11 +326,11 @@ pub(crate) fn merge_files(
     Ok(Some((file, catalog)))
 }
 
-/// The `timestamp` and `value` columns of one file, read in row order.
+/// The timestamps and values of one file, read in row order.
 struct RowStream {
     path: std::path::PathBuf,
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    batch: Option<(TimestampMillisecondArray, Float64Array)>,
+    batch: Option<(TimestampMillisecondArray, Vec<f64>)>,
     at: usize,
 }
 
@@ -316,7 +338,7 @@ impl RowStream {
     fn open(path: &Path, metadata: &ArrowReaderMetadata) -> Result<RowStream> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone()).with_batch_size(ROWS_PER_BATCH);
-        let mask = ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
+        let mask = ProjectionMask::columns(builder.parquet_schema(), SAMPLE_COLUMNS);
         Ok(RowStream { path: path.to_path_buf(), reader: builder.with_projection(mask).build()?, batch: None, at: 0 })
     }
 
@@ -330,14 +352,15 @@ impl RowStream {
                     .next()
                     .ok_or_else(|| Error::Corrupt(format!("{}: fewer rows than its series list", self.path.display())))??;
                 let ts: &TimestampMillisecondArray = column(&batch, "timestamp")?;
-                let values: &Float64Array = column(&batch, "value")?;
-                self.batch = Some((ts.clone(), values.clone()));
+                let mut decoded = Vec::new();
+                let values = batch_values(&batch, &mut decoded)?.to_vec();
+                self.batch = Some((ts.clone(), values));
                 self.at = 0;
                 continue;
             }
             let Some((ts, values)) = &self.batch else { continue };
             let k = left.min(n);
-            out.extend((self.at..self.at + k).map(|r| (ts.value(r), values.value(r))));
+            out.extend((self.at..self.at + k).map(|r| (ts.value(r), values[r])));
             self.at += k;
             n -= k;
         }
@@ -357,17 +380,32 @@ struct BatchBuilder {
     names: StringBuilder,
     labels: StringBuilder,
     ts: Vec<i64>,
-    values: Vec<f64>,
+    values: Float64Builder,
+    ints: Int64Builder,
+    scales: Int8Builder,
     len: usize,
 }
 
 impl BatchBuilder {
-    fn push(&mut self, name: &str, labels: &str, samples: &[(i64, f64)]) {
+    /// Appends one series' samples; `scale` is the series' decimal scale
+    /// ([`crate::decimal::series_scale`]).
+    fn push(&mut self, name: &str, labels: &str, scale: Option<u8>, samples: &[(i64, f64)]) {
         for (t, v) in samples {
             self.names.append_value(name);
             self.labels.append_value(labels);
             self.ts.push(*t);
-            self.values.push(*v);
+            match scale.and_then(|k| Some((k, crate::decimal::encode(*v, k)?))) {
+                Some((k, m)) => {
+                    self.values.append_null();
+                    self.ints.append_value(m);
+                    self.scales.append_value(k as i8);
+                }
+                None => {
+                    self.values.append_value(*v);
+                    self.ints.append_null();
+                    self.scales.append_null();
+                }
+            }
         }
         self.len += samples.len();
     }
@@ -375,25 +413,29 @@ impl BatchBuilder {
     fn finish(&mut self) -> Result<RecordBatch> {
         self.len = 0;
         Ok(RecordBatch::try_new(
-            schema(),
+            file_schema(),
             vec![
                 Arc::new(self.names.finish()),
                 Arc::new(self.labels.finish()),
                 Arc::new(TimestampMillisecondArray::from(std::mem::take(&mut self.ts)).with_timezone("UTC")),
-                Arc::new(Float64Array::from(std::mem::take(&mut self.values))),
+                Arc::new(self.values.finish()),
+                Arc::new(self.ints.finish()),
+                Arc::new(self.scales.finish()),
             ],
         )?)
     }
 }
 
-/// Encodings chosen for size (measured by `examples/storage_footprint.rs`): series columns are
-/// dictionary-encoded (one entry per series, runs RLE-encoded), timestamps (regular scrape
-/// intervals) delta-encoded, values PLAIN with zstd level 9. Values are nearly all of the bytes;
-/// on the example's data PLAIN+zstd 9 beat BYTE_STREAM_SPLIT+zstd 3 (3.16 vs 3.33 B/sample) and
-/// BYTE_STREAM_SPLIT+zstd 9; zstd 19 saved 2 % more for much slower writes. Pages keep the
+/// Encodings chosen for size: series columns are dictionary-encoded (one entry per series, runs
+/// RLE-encoded), timestamps (regular scrape intervals) delta-encoded, decimal mantissas
+/// (`value_int`) BYTE_STREAM_SPLIT, the remaining doubles PLAIN. Values are nearly all of the
+/// bytes. On the tsdb benchmark's data (100 targets × 2 h, compacted), the value columns took
+/// 1.56 B/sample as BYTE_STREAM_SPLIT mantissas at zstd 9, 1.73 as PLAIN mantissas, 1.77 as
+/// DELTA_BINARY_PACKED mantissas (a block of 128 values takes the bit width of a jump between
+/// two series), and 2.03 as PLAIN doubles (BYTE_STREAM_SPLIT doubles: 2.06). Pages keep the
 /// default 20k-row limit: 4096-row pages made small range queries ~10 % faster (fewer rows
 /// decompressed outside the selection) but cost 5 % more bytes per sample (2.22 vs 2.11 in
-/// `pharos-bench tsdb --pharos-only --targets 20`).
+/// `pharos-bench tsdb --pharos-only --targets 20`, with doubles).
 fn writer_properties(level: i32) -> WriterProperties {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
@@ -409,7 +451,56 @@ fn writer_properties(level: i32) -> WriterProperties {
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)
         .set_column_encoding(ColumnPath::from("value"), Encoding::PLAIN)
+        .set_column_dictionary_enabled(ColumnPath::from("value_int"), false)
+        .set_column_encoding(ColumnPath::from("value_int"), Encoding::BYTE_STREAM_SPLIT)
         .build()
+}
+
+/// The columns a sample is read from: `value_int` and `value_scale` are missing from files
+/// written before them (a mask skips names a file does not have).
+const SAMPLE_COLUMNS: [&str; 4] = ["timestamp", "value", "value_int", "value_scale"];
+
+/// The sample values of a batch read with [`SAMPLE_COLUMNS`], in row order (see
+/// [`decode_values`]). `buf` holds decoded values.
+fn batch_values<'a>(batch: &'a RecordBatch, buf: &'a mut Vec<f64>) -> Result<&'a [f64]> {
+    let values: &Float64Array = column(batch, "value")?;
+    let decimals = match batch.column_by_name("value_int") {
+        Some(_) => Some((column::<Int64Array>(batch, "value_int")?, column::<Int8Array>(batch, "value_scale")?)),
+        None => None,
+    };
+    decode_values(values, decimals, buf)
+}
+
+/// Sample values from the stored columns: `value` as is when a file has no decimal columns,
+/// else each row's mantissa (`value_int`) decoded at its `value_scale`, or its `value` where it
+/// has no mantissa. A row with neither is corrupt. `buf` holds decoded values.
+pub(crate) fn decode_values<'a>(
+    values: &'a Float64Array,
+    decimals: Option<(&Int64Array, &Int8Array)>,
+    buf: &'a mut Vec<f64>,
+) -> Result<&'a [f64]> {
+    let missing = || Error::Corrupt("a sample row with neither `value` nor `value_int`".into());
+    let Some((ints, scales)) = decimals else {
+        return if values.null_count() > 0 { Err(missing()) } else { Ok(values.values()) };
+    };
+    buf.clear();
+    let (ints_raw, scales_raw) = (ints.values(), scales.values());
+    match ints.nulls() {
+        None => buf.extend(ints_raw.iter().zip(scales_raw.iter()).map(|(m, k)| crate::decimal::decode(*m, *k as u8))),
+        Some(nulls) => {
+            buf.reserve(ints_raw.len());
+            for (i, (m, k)) in ints_raw.iter().zip(scales_raw.iter()).enumerate() {
+                if nulls.is_valid(i) {
+                    buf.push(crate::decimal::decode(*m, *k as u8));
+                } else if values.is_valid(i) {
+                    buf.push(values.value(i));
+                } else {
+                    return Err(missing());
+                }
+            }
+        }
+    }
+    Ok(buf)
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
@@ -629,8 +720,9 @@ pub fn read_matching(
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, catalog.metadata.clone()).with_batch_size(ROWS_PER_BATCH);
-    let mask = ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), SAMPLE_COLUMNS);
     let reader = builder.with_projection(mask).with_row_selection(RowSelection::from(selectors)).build()?;
+    let mut decoded = Vec::new();
     // Rows arrive series by series: each series' run of rows within a batch is appended to its
     // vector in `out` at once (one lookup per run, a loop over two slices, no per-row
     // bookkeeping).
@@ -639,7 +731,7 @@ pub fn read_matching(
     for batch in reader {
         let batch = batch?;
         let ts = column::<TimestampMillisecondArray>(&batch, "timestamp")?.values();
-        let values = column::<Float64Array>(&batch, "value")?.values();
+        let values = batch_values(&batch, &mut decoded)?;
         let mut row = 0;
         while row < ts.len() {
             let (labels, left) = match current {
@@ -755,6 +847,84 @@ mod tests {
         let out = out.into_map();
         assert_eq!(out.get(&b), Some(&vec![(hour + 5, 5.0)]));
         assert_eq!(out.len(), 1, "time range filters samples");
+    }
+
+    /// Values of every kind come back bit for bit through a flush-level file, a merge with a
+    /// file of the layout before the decimal columns (`value` only), and the merged file; the
+    /// decimal columns hold what they should.
+    #[test]
+    fn values_of_every_kind_survive_writes_merges_and_the_old_layout() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mixed: Vec<(i64, f64)> = [12345.67, 0.1 + 0.2, stale, -0.0, f64::INFINITY, 1e300, 7.0, -3.25, 9_007_199_254_740_994.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 15_000, *v))
+            .collect();
+        let ints: Vec<(i64, f64)> = (0..50_000).map(|i| (i * 10, (i * i) as f64)).collect();
+        let a = Labels::from_pairs([("__name__", "m"), ("s", "mixed")]);
+        let b = Labels::from_pairs([("__name__", "m"), ("s", "ints")]);
+        let c = Labels::from_pairs([("__name__", "old"), ("s", "c")]);
+        let dir = tempfile::tempdir().unwrap();
+        let new = write_files(dir.path(), [(a.clone(), mixed.clone()), (b.clone(), ints.clone())], FLUSH_ZSTD_LEVEL).unwrap();
+        assert_eq!(new.len(), 1);
+        let new_path = dir.path().join(&new[0].path);
+
+        // The stored columns: 12345.67 as 1234567 at scale 2 (the series' scale), 7 as 700.
+        let file = File::open(&new_path).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().with_batch_size(1 << 20).build().unwrap().next().unwrap().unwrap();
+        assert_eq!(batch.schema(), file_schema());
+        let (values, ints_col, scales): (&Float64Array, &Int64Array, &Int8Array) =
+            (column(&batch, "value").unwrap(), column(&batch, "value_int").unwrap(), column(&batch, "value_scale").unwrap());
+        // Rows: series "ints" first (sorted by labels JSON), then "mixed".
+        let m0 = 50_000;
+        assert_eq!((ints_col.value(1), scales.value(1), values.is_null(1)), (1, 0, true));
+        assert_eq!((ints_col.value(m0), scales.value(m0), values.is_null(m0)), (1_234_567, 2, true));
+        assert_eq!((ints_col.value(m0 + 6), scales.value(m0 + 6)), (700, 2));
+        for r in [m0 + 1, m0 + 2, m0 + 3, m0 + 4, m0 + 5, m0 + 8] {
+            assert!(ints_col.is_null(r) && scales.is_null(r) && values.is_valid(r), "row {r}");
+        }
+
+        // A file as written before the decimal columns.
+        let old_rel = "metrics/date=1970-01-01/hour=00/old.parquet";
+        let old_path = dir.path().join(old_rel);
+        let old_rows: Vec<(i64, f64)> = vec![(1, 0.5), (2, stale), (3, 12.0)];
+        let mut w = ArrowWriter::try_new(File::create(&old_path).unwrap(), schema(), None).unwrap();
+        let n = old_rows.len();
+        w.write(
+            &RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(StringArray::from(vec!["old"; n])),
+                    Arc::new(StringArray::from(vec![r#"{"s":"c"}"#; n])),
+                    Arc::new(TimestampMillisecondArray::from(old_rows.iter().map(|r| r.0).collect::<Vec<_>>()).with_timezone("UTC")),
+                    Arc::new(Float64Array::from(old_rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        w.close().unwrap();
+
+        let bits = |s: &[(i64, f64)]| s.iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
+        let expected = [(a.clone(), bits(&mixed)), (b.clone(), bits(&ints)), (c.clone(), bits(&old_rows))];
+        let check = |paths: &[&Path], what: &str| {
+            let cache = LabelCache::default();
+            let mut out = Found::default();
+            for p in paths {
+                read_file(p, &FileSeries::load(p, &cache).unwrap(), &[], i64::MIN, i64::MAX, &mut out).unwrap();
+            }
+            let out = out.into_map();
+            assert_eq!(out.len(), 3, "{what}");
+            for (labels, want) in &expected {
+                assert_eq!(&bits(&out[labels]), want, "{what}: {labels}");
+            }
+        };
+        check(&[&new_path, &old_path], "before the merge");
+        let cache = LabelCache::default();
+        let lists = [FileSeries::load(&new_path, &cache).unwrap(), FileSeries::load(&old_path, &cache).unwrap()];
+        let inputs = [(new_path.as_path(), &lists[0]), (old_path.as_path(), &lists[1])];
+        let (merged, _) = merge_files(dir.path(), "date=1970-01-01/hour=00", &inputs, COMPACT_ZSTD_LEVEL).unwrap().unwrap();
+        check(&[&dir.path().join(&merged.path)], "after the merge");
     }
 
     /// A head chunk is written straight from its compressed samples: out of order across hours,

@@ -29,13 +29,19 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::col;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use pharos_model::{LabelMatcher, Labels};
 
 use crate::Store;
 use crate::metastore::MetricFile;
 use crate::parquet_files;
+use crate::sql::udf::StoredValueFunction;
 
 /// Counters of what the scans of one query read (see [`pharos_model::sql::SqlScanStats`]).
 #[derive(Debug, Default)]
@@ -159,29 +165,78 @@ impl TableProvider for MetricsTable {
             vec![MemorySourceConfig::try_new_exec(&[vec![batch]], schema.clone(), projection.cloned())?];
 
         if !kept.is_empty() {
-            let mut source = ParquetSource::new(schema.clone());
-            if let Some(filter) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-                // A filter the physical planner cannot take is simply not pushed into the scan.
-                if let Ok(predicate) = state.create_physical_expr(filter, &df_schema) {
-                    source = source.with_predicate(predicate);
-                }
-            }
-            let partitions = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(kept.len())];
-            for (i, f) in kept.iter().enumerate() {
-                let path = self.data_dir.join(&f.path);
-                let n = groups.len();
-                groups[i % n].push(PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes));
-            }
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_projection_indices(projection.cloned())?
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_limit(limit)
-                .build();
-            inputs.push(DataSourceExec::from_data_source(config));
+            inputs.push(self.file_scan(state, &kept, projection, filters, limit)?);
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+impl MetricsTable {
+    /// A scan of `files` that gives the table's (projected) columns: the stored columns are
+    /// read, and the sample value is decoded from `value`, `value_int` and `value_scale` (files
+    /// written before the decimal columns read those as null, and their `value` as is).
+    fn file_scan(
+        &self,
+        state: &dyn Session,
+        files: &[MetricFile],
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let table = self.schema();
+        let stored = parquet_files::file_schema();
+        let value = table.index_of("value")?;
+        let mut source = ParquetSource::new(stored.clone());
+        // Filters on `value` stay out of the scan: the stored `value` column is null where a
+        // row holds a mantissa, so row-group and page pruning on it would drop rows.
+        let pushable = filters.iter().filter(|f| !f.column_refs().iter().any(|c| c.name == "value")).cloned();
+        if let Some(filter) = conjunction(pushable) {
+            let df_schema = DFSchema::try_from(stored.as_ref().clone())?;
+            // A filter the physical planner cannot take is simply not pushed into the scan.
+            if let Ok(predicate) = state.create_physical_expr(filter, &df_schema) {
+                source = source.with_predicate(predicate);
+            }
+        }
+        let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..table.fields().len()).collect());
+        let mut read: Vec<usize> = Vec::new();
+        for &i in &wanted {
+            let name = table.field(i).name();
+            if i == value {
+                read.extend(["value", "value_int", "value_scale"].iter().map(|c| stored.index_of(c)).collect::<Result<Vec<_>, _>>()?);
+            } else {
+                read.push(stored.index_of(name)?);
+            }
+        }
+        read.sort_unstable();
+        read.dedup();
+        let partitions = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+        for (i, f) in files.iter().enumerate() {
+            let path = self.data_dir.join(&f.path);
+            let n = groups.len();
+            groups[i % n].push(PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes));
+        }
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+            .with_projection_indices(Some(read))?
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_limit(limit)
+            .build();
+        let scan = DataSourceExec::from_data_source(config);
+        let scanned = scan.schema();
+        let scanned_df = DFSchema::try_from(scanned.as_ref().clone())?;
+        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            let name = table.field(i).name().clone();
+            let expr: Arc<dyn PhysicalExpr> = if i == value {
+                let args = vec![col("value"), col("value_int"), col("value_scale")];
+                let call = Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(StoredValueFunction::udf()), args));
+                state.create_physical_expr(call, &scanned_df)?
+            } else {
+                Arc::new(Column::new_with_schema(&name, &scanned)?)
+            };
+            exprs.push((expr, name));
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 }
 

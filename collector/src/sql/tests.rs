@@ -323,3 +323,128 @@ async fn the_usual_function_sets_and_show_statements_work() {
     let names: Vec<&Value> = columns.rows.iter().map(|r| &r[3]).collect();
     assert_eq!(names, [&json!("metric_name"), &json!("labels"), &json!("timestamp"), &json!("value")], "{:?}", columns.rows);
 }
+
+/// The sample values, stored as decimal mantissas in files, are what filters on `value` see:
+/// such a filter is not used to prune the stored `value` column (null in those rows).
+#[tokio::test]
+async fn filters_on_value_see_values_stored_as_decimals() {
+    let (_dir, store, samples) = store_with_files_and_head();
+    let engine = SqlEngine::new(store).unwrap();
+    for (q, keep) in [
+        ("SELECT count(*) FROM metrics WHERE value > 100", (|v: f64| v > 100.0) as fn(f64) -> bool),
+        ("SELECT count(*) FROM metrics WHERE value = 25.75", |v| v == 25.75),
+        ("SELECT count(*) FROM metrics WHERE value BETWEEN 1 AND 2 AND timestamp < '2026-01-01T11:00:00Z'", |v| (1.0..=2.0).contains(&v)),
+    ] {
+        let late = q.contains("timestamp");
+        let want = samples.iter().filter(|s| keep(s.value) && !(late && s.timestamp_ms >= T0 + HOUR)).count();
+        assert!(want > 0, "{q}");
+        assert_eq!(ok(&engine, q).await.rows, vec![vec![json!(want)]], "{q}");
+    }
+}
+
+/// Files written before the decimal columns (`value` only) are read next to new ones; and the
+/// expression the README gives readers of the raw files (here DataFusion's own Parquet
+/// listing) yields every value exactly.
+#[tokio::test]
+async fn old_layout_files_and_raw_readers_see_the_same_values() {
+    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    let (dir, store, samples) = store_with_files_and_head();
+    store.flush().unwrap();
+    let manifest = store.manifest();
+    assert_eq!(manifest.metric_files.len(), 3);
+    drop(store);
+
+    // Values with more than 15 decimals and beyond 2^53 stay doubles; the rest are mantissas.
+    let mut extra = samples.clone();
+    let odd = Labels::from_pairs([("__name__", "odd")]);
+    for (i, v) in [0.1 + 0.2, 9_007_199_254_740_994.0, 1e-7, -0.0].into_iter().enumerate() {
+        extra.push(Sample::new(odd.clone(), T0 + 150 * 60_000 + i as i64 * 15_000, v));
+    }
+    let store = Arc::new(Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap());
+    assert!(store.ingest("k", 2, Batch::Metrics(extra[samples.len()..].to_vec())));
+    store.flush().unwrap();
+    drop(store);
+
+    // Rewrite the first file in the layout before the decimal columns, in place.
+    let first = &manifest.metric_files[0];
+    let path = dir.path().join(&first.path);
+    let rows: Vec<&Sample> = samples.iter().filter(|s| s.timestamp_ms >= first.min_ts_ms && s.timestamp_ms <= first.max_ts_ms).collect();
+    let mut rows_sorted: Vec<(String, String, i64, f64)> = rows
+        .iter()
+        .map(|s| (s.labels.metric_name().unwrap().to_string(), crate::parquet_files::labels_json(&s.labels), s.timestamp_ms, s.value))
+        .collect();
+    rows_sorted.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    assert_eq!(rows_sorted.len() as u64, first.samples);
+    let schema = crate::parquet_files::schema();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows_sorted.iter().map(|r| r.0.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows_sorted.iter().map(|r| r.1.as_str()))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(rows_sorted.iter().map(|r| r.2)).with_timezone("UTC")),
+            Arc::new(Float64Array::from_iter_values(rows_sorted.iter().map(|r| r.3))),
+        ],
+    )
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let manifest_path = dir.path().join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    for f in m["metric_files"].as_array_mut().unwrap() {
+        if f["path"] == json!(first.path) {
+            f["bytes"] = json!(bytes);
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    // Every value, as bits, per series and time: from the `metrics` table, and from the raw files.
+    let want: BTreeMap<(String, i64), u64> =
+        extra.iter().map(|s| ((crate::parquet_files::labels_json(&s.labels) + s.labels.metric_name().unwrap(), s.timestamp_ms), s.value.to_bits())).collect();
+    let collect = |a: SqlAnswer| -> BTreeMap<(String, i64), u64> {
+        a.rows
+            .iter()
+            .map(|r| {
+                let v = match &r[2] {
+                    Value::String(s) => s.parse::<f64>().unwrap(),
+                    other => float_of(other),
+                };
+                ((r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()), v.to_bits())
+            })
+            .collect()
+    };
+    let store = Arc::new(Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap());
+    let engine = SqlEngine::new(store).unwrap();
+    let q = "SELECT labels || metric_name, CAST(to_unixtime(timestamp) * 1000 AS BIGINT), value FROM metrics";
+    let got = collect(ok(&engine, q).await);
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the metrics table differs from the input");
+
+    let ctx = SessionContext::new();
+    let root = dir.path().join("metrics");
+    ctx.register_parquet("raw", root.to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT labels || metric_name AS k, CAST(to_unixtime(timestamp) * 1000 AS BIGINT) AS t, \
+             coalesce(value, CAST(value_int AS DOUBLE) / power(10, value_scale)) AS v FROM raw",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut raw: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for b in &batches {
+        let k = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let k = k.as_any().downcast_ref::<StringArray>().unwrap();
+        let t = b.column(1).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let v = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            raw.insert((k.value(i).to_string(), t.value(i)), v.value(i).to_bits());
+        }
+    }
+    assert_eq!(raw.len(), want.len());
+    assert!(raw == want, "the raw files with the README's expression differ from the input");
+}

@@ -1,13 +1,16 @@
-//! `label(labels, 'name')`: one label's value out of the `labels` JSON object, or NULL.
+//! `label(labels, 'name')`: one label's value out of the `labels` JSON object, or NULL; and the
+//! function that turns stored value columns into a sample value.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringBuilder};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int8Type, Int64Type};
 use datafusion::common::cast::as_string_array;
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 /// The `label` function (see the module docs). Values that are not JSON strings (never written
 /// by Pharos, but possible in files written by others) come back as their JSON text; a
@@ -89,5 +92,58 @@ mod tests {
         assert_eq!(label_value(r#"{"n":3}"#, "n").as_deref(), Some("3"));
         assert_eq!(label_value("not json", "job"), None);
         assert_eq!(label_value("[1]", "job"), None);
+    }
+}
+
+/// The sample value of a stored row: `value`, or `value_int / 10^value_scale` (see
+/// [`crate::parquet_files`]). Not registered: the `metrics` table scan applies it to the
+/// stored columns, so that queries see one `value` column.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct StoredValueFunction {
+    signature: Signature,
+}
+
+impl StoredValueFunction {
+    /// The function, to apply to the stored `value`, `value_int` and `value_scale` columns.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(StoredValueFunction {
+            signature: Signature::exact(vec![DataType::Float64, DataType::Int64, DataType::Int8], Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for StoredValueFunction {
+    fn name(&self) -> &str {
+        "pharos_stored_value"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    /// Never null: every stored row has a value (a row without one is an error).
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(Arc::new(Field::new(self.name(), DataType::Float64, false)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (values, ints, scales) = (
+            cast(&arrays[0], &DataType::Float64)?,
+            cast(&arrays[1], &DataType::Int64)?,
+            cast(&arrays[2], &DataType::Int8)?,
+        );
+        let mut buf = Vec::new();
+        let decoded = crate::parquet_files::decode_values(
+            values.as_primitive::<Float64Type>(),
+            Some((ints.as_primitive::<Int64Type>(), scales.as_primitive::<Int8Type>())),
+            &mut buf,
+        )
+        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        Ok(ColumnarValue::Array(Arc::new(Float64Array::from(decoded.to_vec()))))
     }
 }

@@ -231,13 +231,14 @@ async fn settle(f: impl Fn() -> u64, quiet: Duration, timeout: Duration) -> u64 
 
 /// The level compaction writes (`pharos_collector::parquet_files::COMPACT_ZSTD_LEVEL`, which
 /// this crate does not link).
-const COMPACT_ZSTD_LEVEL: i64 = 9;
+const COMPACT_ZSTD_LEVEL: i64 = 12;
 
 /// SIGTERM (final flush), restart with every partition taken as settled, and wait until
 /// compaction leaves one file per hour partition, each at compaction's zstd level.
 async fn pharos_disk(server: &mut Server) -> anyhow::Result<(u64, String)> {
     std::fs::write(server.root.join("pharos.yaml"), servers::pharos_config(&server.data, true))?;
     server.restart().await?;
+    let cpu0 = server.cpu_seconds();
     let manifest = server.data.join("manifest.json");
     let read = || -> (u64, usize, usize, bool) {
         let m: serde_json::Value = std::fs::read(&manifest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
@@ -251,7 +252,10 @@ async fn pharos_disk(server: &mut Server) -> anyhow::Result<(u64, String)> {
     loop {
         let (bytes, files, parts, compacted) = read();
         if (files > 0 && files == parts && compacted) || Instant::now() > deadline {
-            let note = format!("Parquet files in the manifest after SIGTERM flush + compaction ({files} files, {parts} hour partitions)");
+            let cpu = server.cpu_seconds() - cpu0;
+            let note = format!(
+                "Parquet files in the manifest after SIGTERM flush + compaction ({files} files, {parts} hour partitions; {cpu:.1} CPU-s from the restart until then)"
+            );
             return Ok((bytes, note));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -275,6 +279,7 @@ fn report_alone(p: &Outcome, data: &dataset::Dataset) -> String {
         p.peak_rss as f64 / 1e6,
         p.peak_rss_ingest as f64 / 1e6
     );
+    s.push_str(&format!("disk: {}\n", p.disk_note));
     let mut i = 0;
     for q in QUERIES {
         for shape in Shape::ALL {
