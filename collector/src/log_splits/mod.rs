@@ -221,6 +221,11 @@ struct StreamTable {
     all_body_tokens_indexed: bool,
 }
 
+/// Documents handed to tantivy's indexing threads at once: one channel operation per batch
+/// instead of per document (sending them one by one took about 2 % of the indexing CPU). The
+/// channel holds up to 10,000 batches, so this also bounds the documents queued at once.
+const ADD_BATCH: usize = 8;
+
 /// Indexes `records` into a new split directory (committed and fsynced) and describes it.
 /// Returns `None` when there is nothing to write. Nothing is published here.
 pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -> Result<Option<LogSplit>> {
@@ -245,6 +250,7 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     let (streams, order) = stream_order(records);
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     let mut all_body_tokens_indexed = true;
+    let mut batch = Vec::with_capacity(ADD_BATCH);
     for (id, i) in order {
         let r = &records[i];
         let mut d = TantivyDocument::default();
@@ -265,10 +271,14 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
         if let Some(f) = fields.has_attributes {
             d.add_bool(f, !r.attributes.is_empty());
         }
-        writer.add_document(d)?;
+        batch.push(tantivy::indexer::UserOperation::Add(d));
+        if batch.len() == ADD_BATCH {
+            writer.run(batch.drain(..))?;
+        }
         min_ts = min_ts.min(r.timestamp_ns);
         max_ts = max_ts.max(r.timestamp_ns);
     }
+    writer.run(batch.drain(..))?;
     // The stream table is durable before the commit makes the split complete.
     let table = StreamTable {
         format_version: 1,
@@ -294,18 +304,33 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
 /// words are dense runs of doc ids. Sorted streams put related ones (one namespace, one app)
 /// next to each other too. Searches order results by the `timestamp` column, not by doc id.
 fn stream_order(records: &[LogRecord]) -> (Vec<&Labels>, Vec<(u64, usize)>) {
-    let mut ids: HashMap<&Labels, u64> = HashMap::new();
-    for r in records {
-        ids.entry(&r.labels).or_insert(0);
+    // Records of one stream usually share their label set (one per stream per push): it is
+    // found by address, and its content is hashed once per address, not once per record.
+    let mut by_address: HashMap<usize, usize, ahash::RandomState> = HashMap::default();
+    let mut by_content: HashMap<&Labels, usize, ahash::RandomState> = HashMap::default();
+    let mut distinct: Vec<&Labels> = Vec::new();
+    let slots: Vec<usize> = records
+        .iter()
+        .map(|r| {
+            *by_address.entry(r.labels.ptr_id()).or_insert_with(|| {
+                *by_content.entry(&r.labels).or_insert_with(|| {
+                    distinct.push(&r.labels);
+                    distinct.len() - 1
+                })
+            })
+        })
+        .collect();
+    let mut sorted: Vec<usize> = (0..distinct.len()).collect();
+    sorted.sort_unstable_by(|a, b| distinct[*a].cmp(distinct[*b]));
+    let mut id_of = vec![0u64; distinct.len()];
+    for (id, &slot) in sorted.iter().enumerate() {
+        id_of[slot] = id as u64;
     }
-    let mut streams: Vec<&Labels> = ids.keys().copied().collect();
-    streams.sort_unstable();
-    for (i, l) in streams.iter().enumerate() {
-        ids.insert(l, i as u64);
-    }
-    let mut order: Vec<(u64, usize)> = records.iter().enumerate().map(|(i, r)| (ids[&r.labels], i)).collect();
-    order.sort_unstable_by_key(|&(id, i)| (id, records[i].timestamp_ns, i));
-    (streams, order)
+    let mut keyed: Vec<(u64, i64, usize)> =
+        slots.iter().enumerate().map(|(i, &slot)| (id_of[slot], records[i].timestamp_ns, i)).collect();
+    keyed.sort_unstable();
+    let streams = sorted.iter().map(|&slot| distinct[slot]).collect();
+    (streams, keyed.into_iter().map(|(id, _, i)| (id, i)).collect())
 }
 
 /// How the fields of one opened split are laid out.
