@@ -55,26 +55,29 @@ pub const FLUSH_ZSTD_LEVEL: i32 = 1;
 /// of compaction.
 pub const COMPACT_ZSTD_LEVEL: i32 = 12;
 
-/// The columns the SQL `metrics` table shows: a sample's value in one column.
-pub(crate) fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+/// The series and time columns, first in both schemas.
+fn key_fields() -> [Field; 3] {
+    [
         Field::new("metric_name", DataType::Utf8, false),
         Field::new("labels", DataType::Utf8, false),
         Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        Field::new("value", DataType::Float64, false),
-    ]))
+    ]
+}
+
+/// The columns the SQL `metrics` table shows (and files written before the decimal columns
+/// have): a sample's value in one column.
+pub(crate) fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(key_fields().into_iter().chain([Field::new("value", DataType::Float64, false)]).collect::<Vec<_>>()))
 }
 
 /// The columns of the files written now (see the module docs).
 pub(crate) fn file_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("metric_name", DataType::Utf8, false),
-        Field::new("labels", DataType::Utf8, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+    let values = [
         Field::new("value", DataType::Float64, true),
         Field::new("value_int", DataType::Int64, true),
         Field::new("value_scale", DataType::Int8, true),
-    ]))
+    ];
+    Arc::new(Schema::new(key_fields().into_iter().chain(values).collect::<Vec<_>>()))
 }
 
 /// `date=…/hour=…` of a millisecond timestamp.
