@@ -488,12 +488,22 @@ pub(crate) fn decode_values<'a>(
     };
     buf.clear();
     let (ints_raw, scales_raw) = (ints.values(), scales.values());
+    let bad_scale = |k: i8| !(0..=crate::decimal::MAX_SCALE as i8).contains(&k);
+    let corrupt_scale = |k: i8| Error::Corrupt(format!("`value_scale` {k} outside 0..={}", crate::decimal::MAX_SCALE));
     match ints.nulls() {
-        None => buf.extend(ints_raw.iter().zip(scales_raw.iter()).map(|(m, k)| crate::decimal::decode(*m, *k as u8))),
+        None => {
+            if let Some(k) = scales_raw.iter().copied().find(|k| bad_scale(*k)) {
+                return Err(corrupt_scale(k));
+            }
+            buf.extend(ints_raw.iter().zip(scales_raw.iter()).map(|(m, k)| crate::decimal::decode(*m, *k as u8)))
+        }
         Some(nulls) => {
             buf.reserve(ints_raw.len());
             for (i, (m, k)) in ints_raw.iter().zip(scales_raw.iter()).enumerate() {
                 if nulls.is_valid(i) {
+                    if bad_scale(*k) {
+                        return Err(corrupt_scale(*k));
+                    }
                     buf.push(crate::decimal::decode(*m, *k as u8));
                 } else if values.is_valid(i) {
                     buf.push(values.value(i));
@@ -928,6 +938,26 @@ mod tests {
         let inputs = [(new_path.as_path(), &lists[0]), (old_path.as_path(), &lists[1])];
         let (merged, _) = merge_files(dir.path(), "date=1970-01-01/hour=00", &inputs, COMPACT_ZSTD_LEVEL).unwrap().unwrap();
         check(&[&dir.path().join(&merged.path)], "after the merge");
+    }
+
+    /// Stored value columns that no writer of ours produces are errors, not made-up values.
+    #[test]
+    fn corrupt_value_columns_are_errors() {
+        let mut buf = Vec::new();
+        let values = Float64Array::from(vec![None, None]);
+        let ints = Int64Array::from(vec![Some(5), Some(7)]);
+        let ok = Int8Array::from(vec![Some(1), Some(0)]);
+        assert_eq!(decode_values(&values, Some((&ints, &ok)), &mut buf).unwrap(), &[0.5, 7.0]);
+        for scale in [16, -1] {
+            let bad = Int8Array::from(vec![Some(1), Some(scale)]);
+            let e = decode_values(&values, Some((&ints, &bad)), &mut buf).unwrap_err().to_string();
+            assert!(e.contains(&format!("`value_scale` {scale} outside 0..=15")), "{e}");
+        }
+        let partly = Int64Array::from(vec![Some(5), None]);
+        let e = decode_values(&values, Some((&partly, &ok)), &mut buf).unwrap_err().to_string();
+        assert!(e.contains("neither `value` nor `value_int`"), "{e}");
+        let e = decode_values(&values, None, &mut buf).unwrap_err().to_string();
+        assert!(e.contains("neither `value` nor `value_int`"), "{e}");
     }
 
     /// A head chunk is written straight from its compressed samples: out of order across hours,
