@@ -40,14 +40,24 @@ pub fn encode(v: f64, scale: u8) -> Option<i64> {
 
 /// The smallest scale at which `v` is stored as a mantissa, if any.
 fn scale_of(v: f64) -> Option<u8> {
+    if !v.is_finite() {
+        return None;
+    }
     (0..=MAX_SCALE).find(|&k| encode(v, k).is_some())
 }
+
+/// Searches through every scale that a series may make for samples that are not encodable at
+/// its scale so far: a series of full-precision doubles (ratios, computed rates) would
+/// otherwise cost [`MAX_SCALE`] + 1 attempts per sample on the ingest path. After that many
+/// failed searches, later samples are tried at the series' scale only.
+const MAX_FAILED_SEARCHES: usize = 4;
 
 /// The scale for a series' samples: the largest scale any of them needs (so that one series
 /// keeps one scale and its mantissas change smoothly), `None` when no sample is encodable.
 /// Samples that are not encodable at the returned scale stay doubles.
 pub fn series_scale(values: impl IntoIterator<Item = f64>) -> Option<u8> {
     let mut scale: Option<u8> = None;
+    let mut failed = 0;
     for v in values {
         // The common case first: already encodable at the scale found so far.
         if let Some(k) = scale
@@ -55,8 +65,12 @@ pub fn series_scale(values: impl IntoIterator<Item = f64>) -> Option<u8> {
         {
             continue;
         }
-        if let Some(k) = scale_of(v) {
-            scale = Some(scale.map_or(k, |s| s.max(k)));
+        if failed >= MAX_FAILED_SEARCHES || !v.is_finite() {
+            continue;
+        }
+        match scale_of(v) {
+            Some(k) => scale = Some(scale.map_or(k, |s| s.max(k))),
+            None => failed += 1,
         }
     }
     scale
@@ -108,6 +122,21 @@ mod tests {
         assert_eq!(k, 3);
         let encodable: Vec<bool> = samples.iter().map(|v| encode(*v, k).is_some()).collect();
         assert_eq!(encodable, [true, true, true, false, false, true]);
+        // NaN and ±Inf are not searched (and do not count as failed searches).
+        assert_eq!(series_scale([f64::NAN, f64::INFINITY, f64::NAN, f64::NAN, f64::NAN, 0.25]), Some(2));
+    }
+
+    /// A series of full-precision doubles stops searching after a few of them: a later sample
+    /// that would need a larger scale stays a double (still exact), and the scale found
+    /// before is kept.
+    #[test]
+    fn a_series_of_full_precision_doubles_stops_searching() {
+        // 17 significant digits each: no scale up to 15 holds them.
+        let noise = [0.1 + 0.2, 1.0 / 3.0, 2.0f64.sqrt(), 1.0 / 7.0];
+        assert!(noise.iter().all(|v| scale_of(*v).is_none()));
+        assert_eq!(series_scale(noise.iter().copied().chain([7.0])), None, "7 came after four failed searches");
+        assert_eq!(series_scale([5.0].into_iter().chain(noise).chain([0.5, 6.0])), Some(0), "0.5 came too late");
+        assert_eq!(series_scale([5.0].into_iter().chain(noise[..3].iter().copied()).chain([0.5])), Some(1));
     }
 
     /// Random decimals with up to 6 digits after the point, of every magnitude that fits: each
