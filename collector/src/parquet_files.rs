@@ -432,10 +432,10 @@ impl BatchBuilder {
 /// Encodings chosen for size: series columns are dictionary-encoded (one entry per series, runs
 /// RLE-encoded), timestamps (regular scrape intervals) delta-encoded, decimal mantissas
 /// (`value_int`) BYTE_STREAM_SPLIT, the remaining doubles PLAIN. Values are nearly all of the
-/// bytes. On the tsdb benchmark's data (100 targets × 2 h, compacted), the value columns took
-/// 1.56 B/sample as BYTE_STREAM_SPLIT mantissas at zstd 9, 1.73 as PLAIN mantissas, 1.77 as
-/// DELTA_BINARY_PACKED mantissas (a block of 128 values takes the bit width of a jump between
-/// two series), and 2.03 as PLAIN doubles (BYTE_STREAM_SPLIT doubles: 2.06). Pages keep the
+/// bytes. On the tsdb benchmark (100 targets × 2 h, compacted at zstd 9) they took the file from
+/// 2.08 B/sample (PLAIN doubles) to 1.60. In a one-off comparison on one of its hour files,
+/// BYTE_STREAM_SPLIT was the smallest integer encoding for the mantissas; DELTA_BINARY_PACKED
+/// lost because a block of 128 values takes the bit width of a jump between two series. Pages keep the
 /// default 20k-row limit: 4096-row pages made small range queries ~10 % faster (fewer rows
 /// decompressed outside the selection) but cost 5 % more bytes per sample (2.22 vs 2.11 in
 /// `pharos-bench tsdb --pharos-only --targets 20`, with doubles).
