@@ -92,7 +92,9 @@ impl Head {
     pub fn after(previous: &Head) -> Head {
         let used: usize = previous.series.iter().map(|s| s.samples.byte_len()).sum();
         let average = used.checked_div(previous.series.len()).unwrap_or(0);
-        Head { chunk_reserve: (average + average / 8).min(16 << 10), ..Head::default() }
+        // Series mostly stay from one head to the next: room for as many as before, so the
+        // list is not copied while it doubles, nor left up to half unused.
+        Head { series: Vec::with_capacity(previous.series.len()), chunk_reserve: (average + average / 8).min(16 << 10), ..Head::default() }
     }
 
     /// Number of series held.
@@ -300,6 +302,7 @@ mod tests {
         assert!(next.series[0].samples.heap_bytes() >= next.chunk_reserve);
         assert_eq!(next.chunk_bytes(), next.series[0].samples.heap_bytes(), "the reserved room is counted");
         assert_eq!(Head::after(&Head::default()).chunk_reserve, 0);
+        assert_eq!(Head::after(&head).series.capacity(), 2, "room for the series before");
     }
 
     fn naive(all: &[(Labels, Vec<(i64, f64)>)], m: &[LabelMatcher], start: i64, end: i64) -> HashMap<Labels, Vec<(i64, f64)>> {

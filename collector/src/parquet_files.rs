@@ -682,6 +682,9 @@ impl FileSeries {
         if let Some(last) = series.last_mut() {
             last.2 = row;
         }
+        // The list stays cached while the file is published; growth by doubling left up to
+        // half of it unused.
+        series.shrink_to_fit();
         Ok(FileSeries { series, by_name, metadata })
     }
 
