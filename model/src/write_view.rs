@@ -15,6 +15,7 @@
 //! through either decoder is the same series.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use crate::labels::METRIC_NAME;
 use crate::{Error, Labels, MetricMetadata, Result, Sample};
@@ -60,19 +61,90 @@ impl<'a> SeriesView<'a> {
     }
 }
 
+/// The vectors of dropped views, for the next request to parse into. Without them every request
+/// allocates its decoded body and grows its label, series and sample vectors by doubling (a few
+/// MB per request at the sizes Prometheus sends), then frees them; with the allocator returning
+/// freed memory to the OS after 10 ms (`pharos`' main), each request also faulted all of that
+/// memory in again.
+static SPARE: Mutex<Vec<Buffers>> = Mutex::new(Vec::new());
+/// Sets kept, beyond which dropped sets are freed: about the requests parsed at the same time.
+const SPARE_SETS: usize = 4;
+/// A set whose vectors hold more than this is freed rather than kept, so the spare sets pin at
+/// most 64 MB (remote_write requests are usually far smaller: Prometheus sends at most 2,000
+/// samples per request by default; the tsdb benchmark's 33,000-sample requests take ~5 MB).
+const SPARE_MAX_BYTES: usize = 16 << 20;
+
+#[derive(Default)]
+struct Buffers {
+    buf: Vec<u8>,
+    labels: Vec<(Range<u32>, Range<u32>)>,
+    series: Vec<(Range<u32>, Range<u32>)>,
+    samples: Vec<(i64, f64)>,
+}
+
+impl Buffers {
+    /// A kept set (emptied), or a new one.
+    fn take() -> Buffers {
+        SPARE.lock().ok().and_then(|mut spare| spare.pop()).unwrap_or_default()
+    }
+
+    fn bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.labels.capacity() * size_of::<(Range<u32>, Range<u32>)>()
+            + self.series.capacity() * size_of::<(Range<u32>, Range<u32>)>()
+            + self.samples.capacity() * size_of::<(i64, f64)>()
+    }
+
+    fn give_back(mut self) {
+        if self.bytes() == 0 || self.bytes() > SPARE_MAX_BYTES {
+            return;
+        }
+        self.buf.clear();
+        self.labels.clear();
+        self.series.clear();
+        self.samples.clear();
+        if let Ok(mut spare) = SPARE.lock()
+            && spare.len() < SPARE_SETS
+        {
+            spare.push(self);
+        }
+    }
+}
+
+impl Drop for WriteView {
+    fn drop(&mut self) {
+        Buffers {
+            buf: std::mem::take(&mut self.buf),
+            labels: std::mem::take(&mut self.labels),
+            series: std::mem::take(&mut self.series),
+            samples: std::mem::take(&mut self.samples),
+        }
+        .give_back();
+    }
+}
+
 impl WriteView {
     /// Decompresses a snappy block-compressed body and parses it.
     pub fn decode_snappy(snappy_body: &[u8]) -> Result<WriteView> {
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(snappy_body)
-            .map_err(|e| Error::Content(format!("remote_write body is not snappy-compressed: {e}")))?;
-        WriteView::parse(raw)
+        let not_snappy = |e: snap::Error| Error::Content(format!("remote_write body is not snappy-compressed: {e}"));
+        let mut buffers = Buffers::take();
+        let len = snap::raw::decompress_len(snappy_body).map_err(not_snappy)?;
+        buffers.buf.resize(len, 0);
+        let written = snap::raw::Decoder::new().decompress(snappy_body, &mut buffers.buf).map_err(not_snappy)?;
+        buffers.buf.truncate(written);
+        WriteView::parse_into(buffers)
     }
 
     /// Parses an uncompressed `WriteRequest`.
     pub fn parse(buf: Vec<u8>) -> Result<WriteView> {
+        WriteView::parse_into(Buffers { buf, ..Buffers::take() })
+    }
+
+    /// Parses `buffers.buf` into the (empty) other vectors of `buffers`.
+    fn parse_into(buffers: Buffers) -> Result<WriteView> {
+        let Buffers { buf, labels, series, samples } = buffers;
         let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels: Vec::new(), series: Vec::new(), samples: Vec::new(), metadata: Vec::new() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new() };
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < len as usize {
             let (field, wire) = r.key()?;
@@ -372,6 +444,33 @@ mod tests {
         assert_eq!(s[0].labels().collect::<Vec<_>>(), vec![("__name__", "up"), ("a", "2"), ("job", "node")]);
         assert_eq!(s[1].labels().collect::<Vec<_>>(), vec![("__name__", "x")]);
         assert_eq!(s[2].labels().collect::<Vec<_>>(), vec![("__name__", "y"), ("c", "kept")]);
+    }
+
+    /// Views parsed into the vectors of dropped ones (a large request, a failed one, then
+    /// smaller ones) see only their own request.
+    #[test]
+    fn reused_buffers_carry_nothing_over() {
+        let wide: Vec<Series> = (0..200)
+            .map(|i| (vec![label("__name__", "m"), label("i", &i.to_string()), label("pad", &"x".repeat(i))], vec![(i as i64, i as f64), (i as i64 + 1, 0.5)]))
+            .collect();
+        let small = vec![(vec![label("__name__", "up"), label("job", "a")], vec![(7, 1.0)])];
+        let bodies = [request(wide), request(vec![(vec![label("job", "nameless")], vec![(1, 1.0)])]), request(small.clone()), request(small)];
+        for (n, raw) in bodies.iter().enumerate() {
+            let body = snap::raw::Encoder::new().compress_vec(raw).unwrap();
+            for view in [WriteView::decode_snappy(&body), WriteView::parse(raw.clone())] {
+                match crate::remote_write::decode_uncompressed(raw) {
+                    Ok(owned) => {
+                        let view = view.unwrap();
+                        assert_eq!(view.sample_count(), owned.len(), "request {n}");
+                        assert_eq!(view.to_samples(), owned, "request {n}");
+                    }
+                    Err(_) => assert!(view.is_err(), "request {n}"),
+                }
+            }
+        }
+        assert!(WriteView::decode_snappy(b"not snappy").is_err());
+        let up = WriteView::decode_snappy(&snap::raw::Encoder::new().compress_vec(&bodies[3]).unwrap()).unwrap();
+        assert_eq!(up.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up"), ("job", "a")]), 7, 1.0)]);
     }
 
     #[test]
