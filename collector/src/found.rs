@@ -15,7 +15,8 @@ use pharos_model::Labels;
 #[derive(Default)]
 pub struct Found {
     by_address: HashMap<usize, usize, ahash::RandomState>,
-    by_content: HashMap<Labels, usize>,
+    /// Keyed by content with `ahash` (randomized, much cheaper than SipHash on label strings).
+    by_content: HashMap<Labels, usize, ahash::RandomState>,
     series: Vec<(Labels, Vec<(i64, f64)>)>,
     /// Sets looked up by an address whose content an earlier set already had: kept alive so
     /// that their addresses are not reused by other sets while this map keys on them.

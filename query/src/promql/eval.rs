@@ -33,7 +33,7 @@ pub struct Evaluator {
 #[derive(Default)]
 pub struct LabelMemo {
     derived: RefCell<FxHashMap<(usize, usize), (Labels, Labels)>>,
-    canonical: RefCell<HashSet<Labels>>,
+    canonical: RefCell<HashSet<Labels, ahash::RandomState>>,
     /// Set when a derivation was returned uncached (the memo was full): from then until the
     /// memo starts over, equal content no longer implies equal address.
     degraded: Cell<bool>,
@@ -171,7 +171,7 @@ impl Evaluator {
 
 /// Prometheus rejects a vector holding one label set twice (e.g. after dropping names).
 pub fn check_unique(samples: Vec<Sample>) -> Result<Vec<Sample>> {
-    let mut seen: HashSet<&Labels> = HashSet::with_capacity(samples.len());
+    let mut seen: HashSet<&Labels, ahash::RandomState> = HashSet::with_capacity_and_hasher(samples.len(), Default::default());
     for s in &samples {
         if !seen.insert(&s.labels) {
             return Err(Error::Execution(

@@ -179,7 +179,7 @@ impl Fetched {
         let last = reference_time(vs, frame, span.1);
         // Windows are left-open: (ref - range, ref].
         let from = first.saturating_sub(range_ms).saturating_add(1);
-        let mut seen: HashMap<Labels, usize> = HashMap::new();
+        let mut seen: HashMap<Labels, usize, ahash::RandomState> = HashMap::default();
         let mut series: Vec<Series> = Vec::new();
         for group in matcher_groups(vs) {
             let found = reader
