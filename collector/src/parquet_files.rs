@@ -793,8 +793,13 @@ pub fn read_matching(
                 }
             };
             let k = left.min(ts.len() - row);
-            let run = ts[row..row + k].iter().copied().zip(values[row..row + k].iter().copied());
-            out.samples_of(labels).extend(run.filter(|(t, _)| *t >= start_ms && *t <= end_ms));
+            // A series' rows are sorted by time (the file's sort order): its samples in
+            // `[start_ms, end_ms]` are one slice of the run, copied without a per-row test.
+            let run = &ts[row..row + k];
+            let lo = run.partition_point(|t| *t < start_ms);
+            let hi = lo + run[lo..].partition_point(|t| *t <= end_ms);
+            let (ts_in, values_in) = (&run[lo..hi], &values[row + lo..row + hi]);
+            out.samples_of(labels).extend(ts_in.iter().copied().zip(values_in.iter().copied()));
             current = Some((labels, left - k));
             row += k;
         }
@@ -861,6 +866,26 @@ mod tests {
             assert_eq!(got.len(), samples.len(), "{labels}");
             assert!(got.iter().zip(samples).all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits()), "{labels}: {:?}", &got[..got.len().min(5)]);
         }
+        // A time range cutting series, both ends inclusive, across the batch boundary inside
+        // `b` (row 65,536): each series' samples in the range, no other.
+        for (start, end) in [(640_000, 660_000), (5, 5), (6, 9), (699_990, i64::MAX), (-5, 1)] {
+            let mut part = Found::default();
+            read_file(&path, &written, &[], start, end, &mut part).unwrap();
+            let part = part.into_map();
+            for (labels, samples) in &expected {
+                let want: Vec<(i64, f64)> = samples.iter().copied().filter(|(t, _)| (start..=end).contains(t)).collect();
+                let got = part.get(labels).cloned().unwrap_or_default();
+                assert_eq!(got, want, "{labels} in [{start}, {end}]");
+            }
+        }
+        assert_eq!(
+            {
+                let mut f = Found::default();
+                read_file(&path, &written, &[], 640_000, 660_000, &mut f).unwrap();
+                f.into_map()[&b].len()
+            },
+            2001
+        );
         assert!(merge_files(dir.path(), "date=1970-01-01/hour=00", &[], COMPACT_ZSTD_LEVEL).unwrap().is_none());
 
         // The cache holds each label name and value once ("a" is a value and a metric name):

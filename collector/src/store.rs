@@ -525,14 +525,8 @@ impl MetricsReader for Store {
             parquet_files::read_matching(&self.data_dir.join(path), catalog, matching, start_ms, end_ms, &mut found)
                 .map_err(|e| e.to_string())?;
         }
-        let mut out: Vec<Series> = found
-            .into_series()
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                samples.sort_by_key(|(t, _)| *t);
-                Series { labels, samples }
-            })
-            .collect();
+        let mut out: Vec<Series> =
+            found.into_time_ordered_series().into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }

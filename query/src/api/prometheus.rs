@@ -13,7 +13,7 @@ use crate::promql;
 /// `GET /api/v1/query`.
 pub async fn query_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
     let stats = wants_stats(&params);
-    respond(instant(state, params).await, stats)
+    respond(instant(state, params, stats).await)
 }
 
 /// `POST /api/v1/query` (form body; query-string parameters also read).
@@ -24,7 +24,7 @@ pub async fn query_post(
 ) -> Response {
     params.extend(form);
     let stats = wants_stats(&params);
-    respond(instant(state, params).await, stats)
+    respond(instant(state, params, stats).await)
 }
 
 /// `GET /api/v1/query_range`.
@@ -33,7 +33,7 @@ pub async fn query_range_get(
     Query(params): Query<Params>,
 ) -> Response {
     let stats = wants_stats(&params);
-    respond(range(state, params).await, stats)
+    respond(range(state, params, stats).await)
 }
 
 /// `POST /api/v1/query_range` (form body; query-string parameters also read).
@@ -44,7 +44,7 @@ pub async fn query_range_post(
 ) -> Response {
     params.extend(form);
     let stats = wants_stats(&params);
-    respond(range(state, params).await, stats)
+    respond(range(state, params, stats).await)
 }
 
 /// `GET /api/v1/status/buildinfo`.
@@ -65,15 +65,10 @@ fn wants_stats(params: &Params) -> bool {
     params.get("stats").is_some_and(|s| !s.is_empty())
 }
 
-fn respond(result: Result<promql::QueryResult>, with_stats: bool) -> Response {
+/// The answer's body (see [`answer`]) with its content type, or the error.
+fn respond(result: Result<Vec<u8>>) -> Response {
     match result {
-        Ok(r) => {
-            let mut data = r.to_json();
-            if with_stats && let Some(obj) = data.as_object_mut() {
-                obj.insert("stats".into(), r.stats.to_json());
-            }
-            Json(json!({"status": "success", "data": data})).into_response()
-        }
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => {
             if matches!(e, Error::Internal(_)) {
                 tracing::warn!(error = %e, "query failed");
@@ -83,19 +78,31 @@ fn respond(result: Result<promql::QueryResult>, with_stats: bool) -> Response {
     }
 }
 
-async fn instant(state: AppState, params: Params) -> Result<promql::QueryResult> {
-    let query = required(&params, "query")?.to_string();
-    let time_ms = time_param_ms(&params, "time", now_ms())?;
-    run_blocking(move || promql::instant_query(state.metrics.as_ref(), &query, time_ms)).await
+/// `{"status":"success","data":…}` of a query's result, written where the query ran (off the
+/// async workers: a large range answer takes a while to write).
+fn answer(r: &promql::QueryResult, with_stats: bool) -> Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Success<'a> {
+        status: &'static str,
+        data: promql::DataJson<'a>,
+    }
+    serde_json::to_vec(&Success { status: "success", data: r.data(with_stats) })
+        .map_err(|e| Error::Internal(format!("writing the answer: {e}")))
 }
 
-async fn range(state: AppState, params: Params) -> Result<promql::QueryResult> {
+async fn instant(state: AppState, params: Params, with_stats: bool) -> Result<Vec<u8>> {
+    let query = required(&params, "query")?.to_string();
+    let time_ms = time_param_ms(&params, "time", now_ms())?;
+    run_blocking(move || answer(&promql::instant_query(state.metrics.as_ref(), &query, time_ms)?, with_stats)).await
+}
+
+async fn range(state: AppState, params: Params, with_stats: bool) -> Result<Vec<u8>> {
     let query = required(&params, "query")?.to_string();
     let start_ms = super::params::parse_time_ms("start", required(&params, "start")?)?;
     let end_ms = super::params::parse_time_ms("end", required(&params, "end")?)?;
     let step_ms = parse_duration_ms("step", required(&params, "step")?)?;
     run_blocking(move || {
-        promql::range_query(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms)
+        answer(&promql::range_query(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms)?, with_stats)
     })
     .await
 }

@@ -208,10 +208,15 @@ fn vector_vector(
     };
     // The "many" side is iterated, the "one" side indexed by signature.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
-    for s in one {
-        let sig = derived.signature(&s.labels);
-        if let Some(dup) = one_by_sig.get(&sig) {
+    let one_sigs: Vec<Labels> = one.iter().map(|s| derived.signature(&s.labels)).collect();
+    let many_sigs: Vec<Labels> = many.iter().map(|s| derived.signature(&s.labels)).collect();
+    // While the memo is canonical, equal signatures are one shared set: keyed by address, the
+    // maps below hash no label strings (at every step of a range query).
+    let by_address = derived.memo.is_canonical();
+    let key = |sig: &Labels| if by_address { SigKey::Address(sig.ptr_id()) } else { SigKey::Content(sig.clone()) };
+    let mut one_by_sig: HashMap<SigKey, (Labels, Sample)> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
+    for (s, sig) in one.into_iter().zip(one_sigs) {
+        if let Some((_, dup)) = one_by_sig.get(&key(&sig)) {
             let side = if one_to_many { "left" } else { "right" };
             let (mut a, mut b) = (go_labels(&s.labels), go_labels(&dup.labels));
             if b < a {
@@ -224,15 +229,15 @@ fn vector_vector(
                 go_labels(&sig)
             )));
         }
-        one_by_sig.insert(sig, s);
+        one_by_sig.insert(key(&sig), (sig, s));
     }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::default();
-    let mut matched_sigs: HashSet<Labels> = HashSet::default();
+    let mut matched: HashMap<SigKey, HashSet<Labels>> = HashMap::default();
+    let mut matched_sigs: HashSet<SigKey> = HashSet::default();
     let mut out = Vec::new();
-    for m in many {
-        let sig = derived.signature(&m.labels);
-        let Some(o) = one_by_sig.get(&sig) else {
+    for (m, sig) in many.into_iter().zip(many_sigs) {
+        let sig = key(&sig);
+        let Some((_, o)) = one_by_sig.get(&sig) else {
             continue;
         };
         let (l, r) = if one_to_many {
@@ -256,24 +261,22 @@ fn vector_vector(
             continue;
         }
         let labels = derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
-        let inserted = matched.entry(sig).or_default();
-        if one_to_one {
-            if !inserted.is_empty() {
-                return Err(Error::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit \
-                     (group_left/group_right)"
-                        .into(),
-                ));
-            }
-        } else if inserted.contains(&labels) {
+        // One-to-one: `matched_sigs` above already let each signature through once.
+        if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {
             return Err(Error::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
-        inserted.insert(labels.clone());
         out.push(Sample { labels, value });
     }
     Ok(out)
+}
+
+/// A matching signature as a map key: its address while the memo is canonical, else its content.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum SigKey {
+    Address(usize),
+    Content(Labels),
 }
 
 /// Labels as Go's `labels.Labels.String()` prints them: `{__name__="m", a="b"}`.

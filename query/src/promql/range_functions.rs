@@ -29,9 +29,8 @@ pub fn extrapolated_rate(
     if points.len() < 2 {
         return None;
     }
-    let (first_t, first_v) = points[0];
-    let (last_t, last_v) = points[points.len() - 1];
-    let mut result = last_v - first_v;
+    let first_v = points[0].1;
+    let mut result = points[points.len() - 1].1 - first_v;
     if is_counter {
         let mut prev = first_v;
         for &(_, v) in &points[1..] {
@@ -41,6 +40,15 @@ pub fn extrapolated_rate(
             prev = v;
         }
     }
+    Some(extrapolate(points, w, result, is_counter, is_rate))
+}
+
+/// The second half of [`extrapolated_rate`]: `result`, the change over `points` (at least two;
+/// for counters with resets added back), extrapolated to the window's edges. A caller that
+/// knows a counter window holds no reset passes its last value minus its first.
+pub fn extrapolate(points: &[(i64, f64)], w: Window, result: f64, is_counter: bool, is_rate: bool) -> f64 {
+    let (first_t, first_v) = points[0];
+    let last_t = points[points.len() - 1].0;
     let mut to_start = (first_t - w.start_ms) as f64 / 1000.0;
     let mut to_end = (w.end_ms - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
@@ -63,7 +71,7 @@ pub fn extrapolated_rate(
     if is_rate {
         factor /= w.range_seconds();
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// Prometheus' `instantValue`: `irate` (`is_rate`) and `idelta` from the last two samples.

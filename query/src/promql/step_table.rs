@@ -239,6 +239,15 @@ fn tabulate(
     let n = input.len();
     let mut values = vec![0.0; cells];
     let mut present = vec![false; cells];
+    // `rate` and `increase` walk every window for counter resets; a count of resets up to each
+    // sample tells which windows have none, where the change is the last value minus the first
+    // (exactly what the walk adds up then).
+    let counter = match name {
+        "rate" => Some(true),
+        "increase" => Some(false),
+        _ => None,
+    };
+    let mut resets_upto: Vec<u32> = Vec::new();
     for (si, series) in input.iter().enumerate() {
         let samples: Cow<'_, [(i64, f64)]> = if series.samples.iter().any(|(_, v)| is_stale_nan(*v))
         {
@@ -256,6 +265,15 @@ fn tabulate(
         // Windows are (at - range, at]: `lo` is the first sample after the left bound, `hi` the
         // first after the right one. Reference times never decrease from step to step (`@`
         // pins them, `offset` shifts them all), so both only move forward.
+        if counter.is_some() {
+            resets_upto.clear();
+            let mut count = 0u32;
+            resets_upto.extend(samples.iter().enumerate().map(|(i, (_, v))| {
+                // The same comparison as the walk's: a NaN is never a reset.
+                count += u32::from(i > 0 && *v < samples[i - 1].1);
+                count
+            }));
+        }
         let (mut lo, mut hi) = (0, 0);
         for step in 0..steps {
             let t = frame.start_ms + step as i64 * frame.step_ms;
@@ -275,8 +293,18 @@ fn tabulate(
                 start_ms: start,
                 end_ms: at,
             };
-            let intercept_ms = super::functions::intercept_time(frame, pinned, t);
-            if let Some(v) = f(&samples[lo..hi], window, param, intercept_ms) {
+            let window_samples = &samples[lo..hi];
+            let result = match counter {
+                Some(is_rate) if window_samples.len() >= 2 && resets_upto[hi - 1] == resets_upto[lo] => {
+                    let change = window_samples[window_samples.len() - 1].1 - window_samples[0].1;
+                    Some(range_functions::extrapolate(window_samples, window, change, true, is_rate))
+                }
+                _ => {
+                    let intercept_ms = super::functions::intercept_time(frame, pinned, t);
+                    f(window_samples, window, param, intercept_ms)
+                }
+            };
+            if let Some(v) = result {
                 values[step * n + si] = v;
                 present[step * n + si] = true;
             }
