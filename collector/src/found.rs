@@ -64,6 +64,28 @@ impl Found {
         self.planned[at] += rows;
     }
 
+    /// [`Found::plan`] for a series already found or planned; nothing for another.
+    pub fn plan_if_found(&mut self, labels: &Labels, rows: usize) {
+        let at = self.by_address.get(&labels.ptr_id()).or_else(|| self.by_content.get(labels)).copied();
+        if let Some(at) = at {
+            if self.planned.len() <= at {
+                self.planned.resize(at + 1, 0);
+            }
+            self.planned[at] += rows;
+        }
+    }
+
+    /// Appends `samples` to those of `labels`; when it has none yet, `samples` becomes its
+    /// vector without a copy.
+    pub fn append(&mut self, labels: &Labels, samples: Vec<(i64, f64)>) {
+        let v = self.samples_of(labels);
+        if v.is_empty() && v.capacity() < samples.len() {
+            *v = samples;
+        } else {
+            v.extend(samples);
+        }
+    }
+
     /// Reserves what [`Found::plan`] asked for.
     pub fn reserve_planned(&mut self) {
         for (at, rows) in std::mem::take(&mut self.planned).into_iter().enumerate() {
@@ -93,7 +115,9 @@ impl Found {
         let mut scratch = Vec::new();
         let mut series = self.into_series();
         for (_, samples) in &mut series {
-            order_by_time(samples, &mut scratch);
+            if !samples.is_sorted_by_key(|(t, _)| *t) {
+                order_by_time(samples, &mut scratch);
+            }
         }
         series
     }

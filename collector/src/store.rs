@@ -387,10 +387,11 @@ impl Store {
         out: &mut crate::found::Found,
     ) -> Arc<Manifest> {
         let st = self.state.read();
-        st.head.select_series(matchers, start_ms, end_ms, out);
+        // In the order of ingestion: the frozen head, then the head.
         if let Some(f) = &st.frozen {
             f.select_series(matchers, start_ms, end_ms, out);
         }
+        st.head.select_series(matchers, start_ms, end_ms, out);
         st.manifest.clone()
     }
 
@@ -502,12 +503,22 @@ impl MetricsReader for Store {
         start_ms: i64,
         end_ms: i64,
     ) -> std::result::Result<Vec<Series>, String> {
-        let mut found = crate::found::Found::default();
-        let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut found);
-        let catalogs: Vec<(&str, Arc<parquet_files::FileSeries>)> = manifest
-            .metric_files
+        let mut head = crate::found::Found::default();
+        let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut head);
+        // Samples go into each series' vector in the order of ingestion: the files, then the
+        // head (so an answer does not change when the head is flushed into a file). Files are
+        // read in manifest order, which is how compaction orders equal timestamps too, or
+        // oldest first when no two overlap in time: the same answer, and then each series'
+        // samples usually arrive in time order and need no sorting.
+        let mut files: Vec<&crate::metastore::MetricFile> =
+            manifest.metric_files.iter().filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms).collect();
+        let mut by_time = files.clone();
+        by_time.sort_by_key(|f| (f.min_ts_ms, f.max_ts_ms));
+        if by_time.windows(2).all(|w| w[0].max_ts_ms < w[1].min_ts_ms) {
+            files = by_time;
+        }
+        let catalogs: Vec<(&str, Arc<parquet_files::FileSeries>)> = files
             .iter()
-            .filter(|f| f.max_ts_ms >= start_ms && f.min_ts_ms <= end_ms)
             .map(|f| Ok((f.path.as_str(), self.file_series(&f.path)?)))
             .collect::<Result<_>>()
             .map_err(|e| e.to_string())?;
@@ -517,13 +528,21 @@ impl MetricsReader for Store {
         let matching: Vec<Vec<&(Labels, usize, usize)>> =
             catalogs.iter().map(|(_, c)| c.matching_with(matchers, &mut verdicts)).collect();
         drop(verdicts);
+        let mut found = crate::found::Found::default();
         for (labels, start, end) in matching.iter().flatten() {
             found.plan(labels, end - start);
+        }
+        let head = head.into_series();
+        for (labels, samples) in &head {
+            found.plan_if_found(labels, samples.len());
         }
         found.reserve_planned();
         for ((path, catalog), matching) in catalogs.iter().zip(&matching) {
             parquet_files::read_matching(&self.data_dir.join(path), catalog, matching, start_ms, end_ms, &mut found)
                 .map_err(|e| e.to_string())?;
+        }
+        for (labels, samples) in head {
+            found.append(&labels, samples);
         }
         let mut out: Vec<Series> =
             found.into_time_ordered_series().into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
@@ -607,8 +626,8 @@ mod tests {
         s.into_iter().flat_map(|s| s.samples).collect()
     }
 
-    /// Samples of many files and the head: every one, in time order, equal timestamps with the
-    /// head's first, then in file order.
+    /// Samples of many files and the head: every one, in time order, equal timestamps in the
+    /// order of ingestion (file order, then the head), so flushing the head changes no answer.
     #[test]
     fn samples_from_many_files_and_the_head_come_out_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -621,21 +640,43 @@ mod tests {
             store.ingest("k", flush, Batch::Metrics(batch));
             store.flush().unwrap();
         }
-        store.ingest("k", 7, Batch::Metrics(vec![sample("a", 500, -1.0), sample("b", 1, 1.0)]));
-        expected.push((500, -1.0));
+        store.ingest("k", 7, Batch::Metrics(vec![sample("a", 500, -1.0), sample("a", 39_000, -2.0), sample("b", 1, 1.0)]));
+        expected.extend([(500, -1.0), (39_000, -2.0)]);
         assert_eq!(store.manifest().metric_files.len(), 7);
         expected.sort_by_key(|(t, _)| *t); // stable: file order, then the head
-        // The head is read first and its samples come first among equal timestamps.
-        let head_first = {
-            let mut e: Vec<(i64, f64)> = vec![(500, -1.0)];
-            e.extend(expected.iter().copied().filter(|s| *s != (500, -1.0)));
-            e.sort_by_key(|(t, _)| *t);
-            e
-        };
-        let got = all(&store, "a");
-        assert_eq!(got.len(), expected.len());
-        assert_eq!(format!("{got:?}"), format!("{head_first:?}"));
+        assert_eq!(format!("{:?}", all(&store, "a")), format!("{expected:?}"));
         assert_eq!(all(&store, "b"), vec![(1, 1.0)]);
+        store.flush().unwrap();
+        assert_eq!(format!("{:?}", all(&store, "a")), format!("{expected:?}"), "the same once the head is a file");
+    }
+
+    /// Files that do not overlap in time are read oldest first whatever their manifest order,
+    /// which gives the answer the manifest order would, already in time order.
+    #[test]
+    fn files_disjoint_in_time_are_read_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let hour = 3_600_000;
+        // Ingested newest hour first: the manifest lists the files newest first.
+        let mut expected = Vec::new();
+        for (offset, h) in [3i64, 1, 2, 0].into_iter().enumerate() {
+            let batch: Vec<Sample> = (0..5).map(|i| sample("a", h * hour + i * 15_000, (h * 10 + i) as f64)).collect();
+            expected.extend(batch.iter().map(|s| (s.timestamp_ms, s.value)));
+            store.ingest("k", offset as i64, Batch::Metrics(batch));
+            store.flush().unwrap();
+        }
+        // The head holds the newest samples, and one between the files' times.
+        store.ingest("k", 9, Batch::Metrics(vec![sample("a", 4 * hour, 40.0), sample("a", hour + 1, 11.5)]));
+        expected.extend([(4 * hour, 40.0), (hour + 1, 11.5)]);
+        expected.sort_by_key(|(t, _)| *t);
+        let files = store.manifest().metric_files.clone();
+        assert_eq!(files.len(), 4);
+        assert!(files[0].min_ts_ms > files[1].max_ts_ms, "newest first in the manifest");
+        assert_eq!(all(&store, "a"), expected);
+        let m = [LabelMatcher::new("__name__", "=", "a").unwrap()];
+        let part = store.select_series(&m, hour + 1, 2 * hour + 15_000).unwrap();
+        let want: Vec<(i64, f64)> = expected.iter().copied().filter(|(t, _)| (hour + 1..=2 * hour + 15_000).contains(t)).collect();
+        assert_eq!(part[0].samples, want);
     }
 
     /// Metadata acknowledged over HTTP (remote_write and OTLP) survives a restart, whether the
