@@ -18,6 +18,8 @@ pub struct Found {
     /// Keyed by content with `ahash` (randomized, much cheaper than SipHash on label strings).
     by_content: HashMap<Labels, usize, ahash::RandomState>,
     series: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// Per series (by index): some sample came after a later one.
+    unordered: Vec<bool>,
     /// Sets looked up by an address whose content an earlier set already had: kept alive so
     /// that their addresses are not reused by other sets while this map keys on them.
     aliases: Vec<Labels>,
@@ -26,10 +28,20 @@ pub struct Found {
 }
 
 impl Found {
-    /// The samples of `labels` so far, to append to.
-    pub fn samples_of(&mut self, labels: &Labels) -> &mut Vec<(i64, f64)> {
+    /// Appends `samples` to those of `labels`, noting whether they stay in time order (then
+    /// [`Found::into_time_ordered_series`] has nothing to do for the series).
+    pub fn extend(&mut self, labels: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
         let at = self.index_of(labels);
-        &mut self.series[at].1
+        let v = &mut self.series[at].1;
+        let mut last = v.last().map_or(i64::MIN, |(t, _)| *t);
+        let mut ordered = true;
+        v.extend(samples.into_iter().inspect(|(t, _)| {
+            ordered &= *t >= last;
+            last = *t;
+        }));
+        if !ordered {
+            self.unordered[at] = true;
+        }
     }
 
     fn index_of(&mut self, labels: &Labels) -> usize {
@@ -43,6 +55,7 @@ impl Found {
                     }
                     None => {
                         self.series.push((labels.clone(), Vec::new()));
+                        self.unordered.push(false);
                         self.by_content.insert(labels.clone(), self.series.len() - 1);
                         self.series.len() - 1
                     }
@@ -78,11 +91,13 @@ impl Found {
     /// Appends `samples` to those of `labels`; when it has none yet, `samples` becomes its
     /// vector without a copy.
     pub fn append(&mut self, labels: &Labels, samples: Vec<(i64, f64)>) {
-        let v = self.samples_of(labels);
+        let at = self.index_of(labels);
+        let v = &mut self.series[at].1;
         if v.is_empty() && v.capacity() < samples.len() {
+            self.unordered[at] |= !samples.is_sorted_by_key(|(t, _)| *t);
             *v = samples;
         } else {
-            v.extend(samples);
+            self.extend(labels, samples);
         }
     }
 
@@ -109,17 +124,29 @@ impl Found {
         self.series.into_iter().filter(|(_, samples)| !samples.is_empty()).collect()
     }
 
+    /// [`Found::into_series`] with, per series, whether its samples came in time order.
+    fn into_series_noting_order(self) -> Vec<(Labels, Vec<(i64, f64)>, bool)> {
+        self.series
+            .into_iter()
+            .zip(self.unordered)
+            .filter(|((_, samples), _)| !samples.is_empty())
+            .map(|((labels, samples), unordered)| (labels, samples, !unordered))
+            .collect()
+    }
+
     /// [`Found::into_series`] with each series' samples ordered by time, stably (samples of
     /// equal time keep the order they were found in).
     pub fn into_time_ordered_series(self) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let mut scratch = Vec::new();
-        let mut series = self.into_series();
-        for (_, samples) in &mut series {
-            if !samples.is_sorted_by_key(|(t, _)| *t) {
-                order_by_time(samples, &mut scratch);
-            }
-        }
-        series
+        self.into_series_noting_order()
+            .into_iter()
+            .map(|(labels, mut samples, ordered)| {
+                if !ordered {
+                    order_by_time(&mut samples, &mut scratch);
+                }
+                (labels, samples)
+            })
+            .collect()
     }
 
     /// [`Found::into_series`] as a map.
@@ -181,15 +208,16 @@ mod tests {
         assert_ne!(a.ptr_id(), a_again.ptr_id());
         let b = Labels::from_pairs([("__name__", "m"), ("k", "b")]);
         let mut found = Found::default();
-        found.samples_of(&a).push((1, 1.0));
-        found.samples_of(&b).push((1, 2.0));
-        found.samples_of(&a_again).push((2, 3.0));
-        found.samples_of(&a.clone()).push((3, 4.0));
+        found.extend(&a, [(1, 1.0)]);
+        found.extend(&b, [(1, 2.0)]);
+        found.extend(&a_again, [(2, 3.0)]);
+        found.extend(&a.clone(), [(3, 4.0)]);
         assert_eq!(found.len(), 2);
         found.plan(&b, 10);
         found.plan(&b.clone(), 5);
         found.reserve_planned();
-        assert!(found.samples_of(&b).capacity() >= 16, "one sample and the 15 planned");
+        let at = found.index_of(&b);
+        assert!(found.series[at].1.capacity() >= 16, "one sample and the 15 planned");
         let c = Labels::from_pairs([("__name__", "m"), ("k", "c")]);
         found.plan(&c, 3);
         found.reserve_planned();
@@ -198,6 +226,34 @@ mod tests {
         assert_eq!(map[&a], vec![(1, 1.0), (2, 3.0), (3, 4.0)]);
         assert_eq!(map[&b], vec![(1, 2.0)]);
         assert!(!map.contains_key(&c), "a series without samples is left out");
+    }
+
+    /// Series whose samples came in time order are left as they are, others are ordered:
+    /// appends in order, out of order, equal times across appends, an unsorted vector moved in.
+    #[test]
+    fn time_ordered_series_order_what_came_out_of_order() {
+        let l = |v: &str| Labels::from_pairs([("k", v)]);
+        let mut found = Found::default();
+        found.extend(&l("in order"), [(1, 1.0), (2, 2.0)]);
+        found.extend(&l("in order"), [(2, 3.0), (5, 4.0)]);
+        found.extend(&l("late run"), [(10, 1.0), (11, 2.0)]);
+        found.extend(&l("late run"), [(1, 3.0), (10, 4.0)]);
+        found.extend(&l("unsorted run"), [(3, 1.0), (1, 2.0), (2, 3.0)]);
+        found.append(&l("moved, unsorted"), vec![(9, 1.0), (8, 2.0)]);
+        found.append(&l("moved, sorted"), vec![(8, 1.0), (9, 2.0)]);
+        found.extend(&l("moved, sorted"), [(9, 3.0)]);
+        found.append(&l("in order"), vec![(7, 5.0), (6, 6.0)]);
+        let got: HashMap<Labels, Vec<(i64, f64)>> = found.into_time_ordered_series().into_iter().collect();
+        let want = |v: &[(i64, f64)]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|(t, _)| *t);
+            v
+        };
+        assert_eq!(got[&l("in order")], want(&[(1, 1.0), (2, 2.0), (2, 3.0), (5, 4.0), (7, 5.0), (6, 6.0)]));
+        assert_eq!(got[&l("late run")], [(1, 3.0), (10, 1.0), (10, 4.0), (11, 2.0)]);
+        assert_eq!(got[&l("unsorted run")], [(1, 2.0), (2, 3.0), (3, 1.0)]);
+        assert_eq!(got[&l("moved, unsorted")], [(8, 2.0), (9, 1.0)]);
+        assert_eq!(got[&l("moved, sorted")], [(8, 1.0), (9, 2.0), (9, 3.0)]);
     }
 
     /// Against the stable sort, on inputs made of runs like a query's sources: in time order,

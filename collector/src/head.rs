@@ -258,7 +258,7 @@ impl Head {
             let in_range = self.series[id as usize].samples.iter().filter(|(t, _)| *t >= start_ms && *t <= end_ms);
             let mut in_range = in_range.peekable();
             if in_range.peek().is_some() {
-                out.samples_of(&labels).extend(in_range);
+                out.extend(&labels, in_range);
             }
         }
     }

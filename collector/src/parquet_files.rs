@@ -799,7 +799,7 @@ pub fn read_matching(
             let lo = run.partition_point(|t| *t < start_ms);
             let hi = lo + run[lo..].partition_point(|t| *t <= end_ms);
             let (ts_in, values_in) = (&run[lo..hi], &values[row + lo..row + hi]);
-            out.samples_of(labels).extend(ts_in.iter().copied().zip(values_in.iter().copied()));
+            out.extend(labels, ts_in.iter().copied().zip(values_in.iter().copied()));
             current = Some((labels, left - k));
             row += k;
         }

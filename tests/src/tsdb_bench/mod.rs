@@ -36,6 +36,10 @@ pub struct TsdbArgs {
     /// Runs per query (the p50 is reported).
     #[arg(long, default_value_t = 5)]
     pub query_runs: usize,
+    /// Runs per query once the data settled (the p50 and the server's CPU time per run are
+    /// reported; CPU time is counted in 10 ms ticks, so many runs).
+    #[arg(long, default_value_t = 20)]
+    pub settled_runs: usize,
     /// Keep the data directories (printed) after the run.
     #[arg(long)]
     pub keep: bool,
@@ -57,6 +61,8 @@ struct Outcome {
     disk_note: String,
     latencies_ms: Vec<f64>,
     answers: Vec<queries::Answer>,
+    /// The queries again once the data settled (see [`settled_queries`]).
+    settled: Vec<queries::Settled>,
 }
 
 /// Runs the whole comparison and prints the markdown report.
@@ -211,8 +217,30 @@ async fn measure(engine: Engine, root: &std::path::Path, data: &dataset::Dataset
         }
         Engine::Prometheus => (du(&server.data), "du of the tsdb dir: head chunks + WAL (under 3 h of data, no block is compacted)".into()),
     };
+    let settled = settled_queries(&client, &server, data, args).await?;
     server.proc.terminate();
-    Ok(Outcome { engine, push_s, cpu_s, rejected, first_error, peak_rss, peak_rss_ingest, disk_bytes, disk_note, latencies_ms, answers })
+    Ok(Outcome { engine, push_s, cpu_s, rejected, first_error, peak_rss, peak_rss_ingest, disk_bytes, disk_note, latencies_ms, answers, settled })
+}
+
+/// The query set once more after the disk measurement, when no flush, compaction or merge
+/// runs next to the queries (Pharos restarted and compacted, VictoriaMetrics force-merged,
+/// Prometheus as it was): p50 latency and the server's CPU time per run, the figure that
+/// carries across machines and does not depend on how many cores a query spreads over.
+async fn settled_queries(client: &reqwest::Client, server: &Server, data: &dataset::Dataset, args: &TsdbArgs) -> anyhow::Result<Vec<queries::Settled>> {
+    let vm = server.engine == Engine::VictoriaMetrics;
+    let mut out = Vec::new();
+    for q in QUERIES {
+        for shape in Shape::ALL {
+            // One run first: files opened, caches of the OS warm, as for a dashboard refresh.
+            queries::time_query(client, &server.addr, q, shape, data.start_ms, data.end_ms, vm, 1).await?;
+            let cpu0 = server.cpu_seconds();
+            let (p50, answer) = queries::time_query(client, &server.addr, q, shape, data.start_ms, data.end_ms, vm, args.settled_runs).await?;
+            let cpu_ms = (server.cpu_seconds() - cpu0) * 1000.0 / args.settled_runs.max(1) as f64;
+            eprintln!("{:>8.1} ms {:>6.1} CPU-ms  settled {} {q}", p50, cpu_ms, shape.name());
+            out.push(queries::Settled { p50_ms: p50, cpu_ms, answer });
+        }
+    }
+    Ok(out)
 }
 
 /// Waits until `f()` stays the same for `quiet`, or `timeout`; returns the last value.
@@ -283,7 +311,15 @@ fn report_alone(p: &Outcome, data: &dataset::Dataset) -> String {
     let mut i = 0;
     for q in QUERIES {
         for shape in Shape::ALL {
-            s.push_str(&format!("p50 ms, {} `{q}`: {:.1}\n", shape.name(), p.latencies_ms[i]));
+            let st = &p.settled[i];
+            let same = if queries::differs(&st.answer, &p.answers[i]).is_none() { "=" } else { "≠" };
+            s.push_str(&format!(
+                "p50 ms, {} `{q}`: {:.1}; settled: {:.1} ms, {:.1} CPU-ms per run (answer {same} the live one)\n",
+                shape.name(),
+                p.latencies_ms[i],
+                st.p50_ms,
+                st.cpu_ms
+            ));
             i += 1;
         }
     }
@@ -337,6 +373,32 @@ fn report(o: &[Outcome], data: &dataset::Dataset, args: &TsdbArgs) -> String {
                 pr.latencies_ms[i],
                 ratio(p.latencies_ms[i], vm.latencies_ms[i]),
                 ratio(p.latencies_ms[i], pr.latencies_ms[i])
+            ));
+            i += 1;
+        }
+    }
+    s.push_str(&format!(
+        "\nSettled (after the disk measurement: Pharos restarted and compacted, VictoriaMetrics force-merged, Prometheus unchanged), {} runs per query after one more, server CPU from /proc:\n\n",
+        args.settled_runs
+    ));
+    s.push_str("| query | Pharos p50 ms | VM p50 ms | Prometheus p50 ms | Pharos CPU-ms per run | VM CPU-ms per run | Prometheus CPU-ms per run | p50 Pharos / VM | CPU Pharos / VM | Pharos answer (vs Prometheus, vs its live answer) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut i = 0;
+    for q in QUERIES {
+        for shape in Shape::ALL {
+            let (a, b, c) = (&p.settled[i], &vm.settled[i], &pr.settled[i]);
+            let vs_prom = if queries::differs(&a.answer, &c.answer).is_none() { "=" } else { "≠" };
+            let vs_live = if queries::differs(&a.answer, &p.answers[i]).is_none() { "=" } else { "≠" };
+            s.push_str(&format!(
+                "| {} `{q}` | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {vs_prom}, {vs_live} |\n",
+                shape.name(),
+                a.p50_ms,
+                b.p50_ms,
+                c.p50_ms,
+                a.cpu_ms,
+                b.cpu_ms,
+                c.cpu_ms,
+                ratio(a.p50_ms, b.p50_ms),
+                ratio(a.cpu_ms, b.cpu_ms)
             ));
             i += 1;
         }

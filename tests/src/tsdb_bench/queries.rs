@@ -80,6 +80,14 @@ pub async fn time_query(client: &reqwest::Client, addr: &str, q: &str, shape: Sh
     Ok((lat[lat.len() / 2], answer.unwrap_or_default()))
 }
 
+/// A query's figures once the data settled.
+pub struct Settled {
+    pub p50_ms: f64,
+    /// The server's user + system CPU time per run.
+    pub cpu_ms: f64,
+    pub answer: Answer,
+}
+
 /// Pharos' own breakdown of one run of `q` (Prometheus' `stats` parameter): milliseconds reading
 /// the series, milliseconds evaluating, and samples read.
 pub async fn pharos_breakdown(client: &reqwest::Client, addr: &str, q: &str, shape: Shape, start_ms: i64, end_ms: i64) -> Option<(f64, f64, u64)> {
