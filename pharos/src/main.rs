@@ -45,12 +45,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How long mimalloc keeps freed memory before returning it to the OS, in ms. Its default
 /// (1000 ms) let peak RSS reach twice the live heap in the tsdb benchmark: a flush, a compaction
 /// and a query each free tens of MB that stayed resident while the next one allocated more.
-/// At 10 ms a range query paid about 11,000 page faults and 20 % more CPU, re-faulting the memory
-/// its own earlier steps had freed; 100 ms keeps that memory for the query (3,000 faults) and
-/// kept peak RSS within the run-to-run spread of 10 ms. Measured with `pharos-bench tsdb` (see
-/// the README); `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// 100 ms was tried as well: a range query re-faults less of the memory its own earlier steps
+/// freed (5–15 % less query CPU), but peak RSS was 60 MB (about 20 %) higher. Measured with
+/// `pharos-bench tsdb --pharos-only` (see the README); `MIMALLOC_PURGE_DELAY` in the environment
+/// still wins.
 #[cfg(not(feature = "system-alloc"))]
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 #[cfg(not(feature = "system-alloc"))]
 mod mi {
