@@ -32,16 +32,31 @@ impl Found {
     /// [`Found::into_time_ordered_series`] has nothing to do for the series).
     pub fn extend(&mut self, labels: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
         let at = self.index_of(labels);
-        let v = &mut self.series[at].1;
-        let mut last = v.last().map_or(i64::MIN, |(t, _)| *t);
-        let mut ordered = true;
-        v.extend(samples.into_iter().inspect(|(t, _)| {
-            ordered &= *t >= last;
-            last = *t;
-        }));
-        if !ordered {
-            self.unordered[at] = true;
+        extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], samples);
+    }
+
+    /// The series (by index, see [`Found::plan`]) cut into at most `parts` contiguous ranges of
+    /// about equal reserved room, each writable on its own (by one thread each).
+    pub fn split(&mut self, parts: usize) -> Vec<FoundPart<'_>> {
+        let total: usize = self.series.iter().map(|(_, v)| v.capacity().max(1)).sum();
+        let per_part = total.div_ceil(parts.max(1));
+        let mut out = Vec::new();
+        let (mut series, mut unordered) = (&mut self.series[..], &mut self.unordered[..]);
+        let mut first = 0;
+        while !series.is_empty() {
+            let mut room = 0;
+            let mut n = 0;
+            while n < series.len() && (room < per_part || n == 0) {
+                room += series[n].1.capacity().max(1);
+                n += 1;
+            }
+            let (s, s_rest) = std::mem::take(&mut series).split_at_mut(n);
+            let (u, u_rest) = std::mem::take(&mut unordered).split_at_mut(n);
+            out.push(FoundPart { first, series: s, unordered: u });
+            (series, unordered) = (s_rest, u_rest);
+            first += n;
         }
+        out
     }
 
     fn index_of(&mut self, labels: &Labels) -> usize {
@@ -69,12 +84,14 @@ impl Found {
     /// Makes room for `rows` more samples of `labels`, on top of what earlier calls asked
     /// for, once [`Found::reserve_planned`] is called: reading then grows no series' vector
     /// step by step (copying it each time, and leaving up to half of it unused).
-    pub fn plan(&mut self, labels: &Labels, rows: usize) {
+    /// Returns the series' index, for [`Found::split`].
+    pub fn plan(&mut self, labels: &Labels, rows: usize) -> usize {
         let at = self.index_of(labels);
         if self.planned.len() <= at {
             self.planned.resize(at + 1, 0);
         }
         self.planned[at] += rows;
+        at
     }
 
     /// [`Found::plan`] for a series already found or planned; nothing for another.
@@ -153,6 +170,38 @@ impl Found {
     pub fn into_map(self) -> HashMap<Labels, Vec<(i64, f64)>> {
         self.into_series().into_iter().collect()
     }
+}
+
+/// Series `first..first + len` of a [`Found`] (see [`Found::split`]).
+pub struct FoundPart<'a> {
+    /// Index of the part's first series in the whole.
+    pub first: usize,
+    series: &'a mut [(Labels, Vec<(i64, f64)>)],
+    unordered: &'a mut [bool],
+}
+
+impl FoundPart<'_> {
+    /// True when series `index` (of the whole) is in this part.
+    pub fn holds(&self, index: usize) -> bool {
+        (self.first..self.first + self.series.len()).contains(&index)
+    }
+
+    /// [`Found::extend`] for series `index` (of the whole, in this part) from two columns.
+    pub fn extend(&mut self, index: usize, ts: &[i64], values: &[f64]) {
+        let at = index - self.first;
+        extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], ts.iter().copied().zip(values.iter().copied()));
+    }
+}
+
+/// Appends `samples` to `v`, setting `unordered` when one comes before the sample ahead of it.
+fn extend_noting_order(v: &mut Vec<(i64, f64)>, unordered: &mut bool, samples: impl IntoIterator<Item = (i64, f64)>) {
+    let mut last = v.last().map_or(i64::MIN, |(t, _)| *t);
+    let mut ordered = true;
+    v.extend(samples.into_iter().inspect(|(t, _)| {
+        ordered &= *t >= last;
+        last = *t;
+    }));
+    *unordered |= !ordered;
 }
 
 /// Most sorted runs [`order_by_time`] puts in order by moving them; more are sorted.

@@ -753,11 +753,43 @@ pub fn read_matching(
     end_ms: i64,
     out: &mut Found,
 ) -> Result<()> {
-    if matching.is_empty() {
+    read_runs(path, catalog, matching, start_ms, end_ms, |i, ts, values| {
+        out.extend(&matching[i].0, ts.iter().copied().zip(values.iter().copied()))
+    })
+}
+
+/// Reads the rows of the series `matching` lists (in file order) and hands each series' samples
+/// in `[start_ms, end_ms]` to `sink(index in matching, timestamps, values)`, in file order, a
+/// series possibly in several calls. Only the row groups holding those rows are read.
+pub fn read_runs(
+    path: &Path,
+    catalog: &FileSeries,
+    matching: &[&(Labels, usize, usize)],
+    start_ms: i64,
+    end_ms: i64,
+    mut sink: impl FnMut(usize, &[i64], &[f64]),
+) -> Result<()> {
+    let (Some(first), Some(last)) = (matching.first(), matching.last()) else {
         return Ok(());
+    };
+    // The row groups that hold rows first.1..last.2; row numbers below are relative to the
+    // first of them.
+    let mut groups = Vec::new();
+    let mut base = None;
+    let mut group_start = 0usize;
+    for (i, rg) in catalog.metadata.metadata().row_groups().iter().enumerate() {
+        let group_end = group_start + rg.num_rows().max(0) as usize;
+        if group_end > first.1 && group_start < last.2 {
+            groups.push(i);
+            base.get_or_insert(group_start);
+        }
+        group_start = group_end;
     }
+    let Some(base) = base else {
+        return Err(Error::Corrupt(format!("{}: rows {}..{} beyond its row groups", path.display(), first.1, last.2)));
+    };
     let mut selectors = Vec::with_capacity(matching.len() * 2);
-    let mut at = 0usize;
+    let mut at = base;
     for (_, start, end) in matching {
         if *start > at {
             selectors.push(RowSelector::skip(start - at));
@@ -769,26 +801,26 @@ pub fn read_matching(
     let builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, catalog.metadata.clone()).with_batch_size(ROWS_PER_BATCH);
     let mask = ProjectionMask::columns(builder.parquet_schema(), SAMPLE_COLUMNS);
-    let reader = builder.with_projection(mask).with_row_selection(RowSelection::from(selectors)).build()?;
+    let reader =
+        builder.with_projection(mask).with_row_groups(groups).with_row_selection(RowSelection::from(selectors)).build()?;
     let mut decoded = Vec::new();
-    // Rows arrive series by series: each series' run of rows within a batch is appended to its
-    // vector in `out` at once (one lookup per run, a loop over two slices, no per-row
-    // bookkeeping).
-    let mut series = matching.iter();
-    let mut current: Option<(&Labels, usize)> = None; // labels, rows left
+    // Rows arrive series by series: each series' run of rows within a batch goes to the sink
+    // at once (a loop over two slices, no per-row bookkeeping).
+    let mut series = matching.iter().enumerate();
+    let mut current: Option<(usize, usize)> = None; // index in matching, rows left
     for batch in reader {
         let batch = batch?;
         let ts = column::<TimestampMillisecondArray>(&batch, "timestamp")?.values();
         let values = batch_values(&batch, &mut decoded)?;
         let mut row = 0;
         while row < ts.len() {
-            let (labels, left) = match current {
-                Some((l, left)) if left > 0 => (l, left),
+            let (i, left) = match current {
+                Some((i, left)) if left > 0 => (i, left),
                 _ => {
-                    let (l, start, end) = series
+                    let (i, (_, start, end)) = series
                         .next()
                         .ok_or_else(|| Error::Corrupt(format!("{}: more rows than its series list", path.display())))?;
-                    current = Some((l, end - start));
+                    current = Some((i, end - start));
                     continue;
                 }
             };
@@ -798,9 +830,10 @@ pub fn read_matching(
             let run = &ts[row..row + k];
             let lo = run.partition_point(|t| *t < start_ms);
             let hi = lo + run[lo..].partition_point(|t| *t <= end_ms);
-            let (ts_in, values_in) = (&run[lo..hi], &values[row + lo..row + hi]);
-            out.extend(labels, ts_in.iter().copied().zip(values_in.iter().copied()));
-            current = Some((labels, left - k));
+            if hi > lo {
+                sink(i, &run[lo..hi], &values[row + lo..row + hi]);
+            }
+            current = Some((i, left - k));
             row += k;
         }
     }
