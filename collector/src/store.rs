@@ -585,9 +585,11 @@ impl Store {
     }
 }
 
-/// Rows a metrics query reads from files, at least, before it reads them on several threads
-/// (about 3 ms of reading on one core: less would not pay for starting threads).
-const PARALLEL_READ_MIN_ROWS: usize = 100_000;
+/// Rows a metrics query reads from files, at least, before it reads them on several threads.
+/// Two threads cost about 13 % more CPU than one (both page-fault their vectors in at once,
+/// and decompress the pages where their series meet): at 100k rows (a 1 h range of 400
+/// series) that bought no time, at 1.45 M rows it bought about 10 % of the query's time.
+const PARALLEL_READ_MIN_ROWS: usize = 500_000;
 
 /// Threads a metrics query reads files on: one per core, at most 8.
 fn read_threads() -> usize {
