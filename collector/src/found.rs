@@ -141,24 +141,16 @@ impl Found {
         self.series.into_iter().filter(|(_, samples)| !samples.is_empty()).collect()
     }
 
-    /// [`Found::into_series`] with, per series, whether its samples came in time order.
-    fn into_series_noting_order(self) -> Vec<(Labels, Vec<(i64, f64)>, bool)> {
-        self.series
-            .into_iter()
-            .zip(self.unordered)
-            .filter(|((_, samples), _)| !samples.is_empty())
-            .map(|((labels, samples), unordered)| (labels, samples, !unordered))
-            .collect()
-    }
-
     /// [`Found::into_series`] with each series' samples ordered by time, stably (samples of
     /// equal time keep the order they were found in).
     pub fn into_time_ordered_series(self) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let mut scratch = Vec::new();
-        self.into_series_noting_order()
+        self.series
             .into_iter()
-            .map(|(labels, mut samples, ordered)| {
-                if !ordered {
+            .zip(self.unordered)
+            .filter(|((_, samples), _)| !samples.is_empty())
+            .map(|((labels, mut samples), unordered)| {
+                if unordered {
                     order_by_time(&mut samples, &mut scratch);
                 }
                 (labels, samples)
