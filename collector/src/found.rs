@@ -87,22 +87,22 @@ impl Found {
     /// Returns the series' index, for [`Found::split`].
     pub fn plan(&mut self, labels: &Labels, rows: usize) -> usize {
         let at = self.index_of(labels);
-        if self.planned.len() <= at {
-            self.planned.resize(at + 1, 0);
-        }
-        self.planned[at] += rows;
+        self.add_planned(at, rows);
         at
     }
 
     /// [`Found::plan`] for a series already found or planned; nothing for another.
     pub fn plan_if_found(&mut self, labels: &Labels, rows: usize) {
-        let at = self.by_address.get(&labels.ptr_id()).or_else(|| self.by_content.get(labels)).copied();
-        if let Some(at) = at {
-            if self.planned.len() <= at {
-                self.planned.resize(at + 1, 0);
-            }
-            self.planned[at] += rows;
+        if let Some(at) = self.by_address.get(&labels.ptr_id()).or_else(|| self.by_content.get(labels)).copied() {
+            self.add_planned(at, rows);
         }
+    }
+
+    fn add_planned(&mut self, at: usize, rows: usize) {
+        if self.planned.len() <= at {
+            self.planned.resize(at + 1, 0);
+        }
+        self.planned[at] += rows;
     }
 
     /// Appends `samples` to those of `labels`; when it has none yet, `samples` becomes its
@@ -167,7 +167,7 @@ impl Found {
 /// Series `first..first + len` of a [`Found`] (see [`Found::split`]).
 pub struct FoundPart<'a> {
     /// Index of the part's first series in the whole.
-    pub first: usize,
+    first: usize,
     series: &'a mut [(Labels, Vec<(i64, f64)>)],
     unordered: &'a mut [bool],
 }
@@ -199,9 +199,9 @@ fn extend_noting_order(v: &mut Vec<(i64, f64)>, unordered: &mut bool, samples: i
 /// Most sorted runs [`order_by_time`] puts in order by moving them; more are sorted.
 const MAX_RUNS: usize = 16;
 
-/// Orders `samples` by time, stably. Samples arrive source by source (the head, the frozen head,
-/// each file in manifest order), each source's already ordered, and sources of one series rarely
-/// overlap in time: then the sources' runs are moved into place through `scratch`, reused across
+/// Orders `samples` by time, stably. Samples arrive source by source (each file, the frozen
+/// head, the head), each source's already ordered, and sources of one series rarely overlap in
+/// time: then the sources' runs are moved into place through `scratch`, reused across
 /// series. A stable sort did this before, allocating its own buffer for every series, which
 /// showed as 4 % of a range query's CPU. Runs that overlap or share a timestamp, or too many
 /// runs, are left to the stable sort.

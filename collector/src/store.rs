@@ -542,32 +542,25 @@ impl Store {
         }
         found.reserve_planned();
         let threads = threads.unwrap_or(if rows >= PARALLEL_READ_MIN_ROWS { read_threads() } else { 1 });
-        if threads <= 1 {
-            for ((path, catalog), matching) in catalogs.iter().zip(&matching) {
-                parquet_files::read_matching(&self.data_dir.join(path), catalog, matching, start_ms, end_ms, &mut found)
-                    .map_err(|e| e.to_string())?;
+        // Each part of the series reads its own series from every file, in file order, straight
+        // into their vectors (by index, no lookup per run): no copy, and each series' samples
+        // in the order a single reader would give. One part is read here, several on threads.
+        let read_part = |mut part: crate::found::FoundPart<'_>| -> Result<()> {
+            for ((path, catalog), (entries, slots)) in catalogs.iter().zip(matching.iter().zip(&slots)) {
+                let (mine, mine_slots): (Vec<&(Labels, usize, usize)>, Vec<usize>) =
+                    entries.iter().zip(slots).filter(|(_, slot)| part.holds(**slot)).map(|(e, slot)| (*e, *slot)).unzip();
+                parquet_files::read_runs(&self.data_dir.join(path), catalog, &mine, start_ms, end_ms, |i, ts, values| {
+                    part.extend(mine_slots[i], ts, values)
+                })?;
             }
+            Ok(())
+        };
+        let mut parts = found.split(threads);
+        if parts.len() <= 1 {
+            parts.pop().map_or(Ok(()), read_part).map_err(|e| e.to_string())?;
         } else {
-            // Each thread reads its own series from every file, in file order, straight into
-            // their vectors: no copy, and each series' samples in the order one thread reads.
-            let parts = found.split(threads);
-            let (catalogs, matching, slots, data_dir) = (&catalogs, &matching, &slots, &self.data_dir);
             std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .into_iter()
-                    .map(|mut part| {
-                        scope.spawn(move || -> Result<()> {
-                            for ((path, catalog), (entries, slots)) in catalogs.iter().zip(matching.iter().zip(slots)) {
-                                let (mine, mine_slots): (Vec<&(Labels, usize, usize)>, Vec<usize>) =
-                                    entries.iter().zip(slots).filter(|(_, slot)| part.holds(**slot)).map(|(e, slot)| (*e, *slot)).unzip();
-                                parquet_files::read_runs(&data_dir.join(path), catalog, &mine, start_ms, end_ms, |i, ts, values| {
-                                    part.extend(mine_slots[i], ts, values)
-                                })?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
+                let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(|| read_part(part))).collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("a file reading thread panicked".into()))))

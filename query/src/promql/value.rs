@@ -90,11 +90,6 @@ impl QueryStats {
 }
 
 impl QueryResult {
-    /// The `data` object of a Prometheus API response, as a JSON tree.
-    pub fn to_json(&self) -> Json {
-        serde_json::to_value(self.data(false)).unwrap_or(Json::Null)
-    }
-
     /// The `data` object of a Prometheus API response for serde, written straight to the
     /// output (a JSON tree of a range query's points, built and then written, was a quarter of a
     /// small range query's CPU); `stats` holds [`QueryStats::to_json`] when `with_stats`.
@@ -327,7 +322,6 @@ mod tests {
         for r in &results {
             let streamed: Json = serde_json::from_slice(&serde_json::to_vec(&r.data(false)).unwrap()).unwrap();
             assert_eq!(streamed, tree(r), "{:?}", r.value);
-            assert_eq!(r.to_json(), tree(r));
             let mut with_stats = tree(r);
             with_stats["stats"] = r.stats.to_json();
             assert_eq!(serde_json::to_value(r.data(true)).unwrap(), with_stats);
