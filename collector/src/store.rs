@@ -455,6 +455,11 @@ impl Store {
     /// Splits are visited newest first (backward) or oldest first (forward) by their manifest
     /// time range, and a split that cannot hold anything within the limit is not opened.
     pub fn search_logs_with_stats(&self, q: &LogSearch<'_>) -> Result<(Vec<LogRecord>, SearchStats)> {
+        self.search_logs_on(q, read_threads())
+    }
+
+    /// [`Store::search_logs_with_stats`] searching up to `threads` splits at once.
+    pub(crate) fn search_logs_on(&self, q: &LogSearch<'_>, threads: usize) -> Result<(Vec<LogRecord>, SearchStats)> {
         let mut out = Vec::new();
         let manifest = {
             let st = self.state.read();
@@ -473,20 +478,61 @@ impl Store {
             None => {}
         }
         let mut stats = SearchStats::default();
-        for s in splits {
+        // Splits are searched in waves: the first alone (with a limit it often fills the
+        // answer, and later splits are then skipped or narrowed by its boundary), then up to one
+        // per core at once. A wave's splits share the boundary held before it, so a split may
+        // return records its predecessor's boundary would have pruned; the cut below drops
+        // them (it keeps ties at the boundary, as the narrowed search does), and results are
+        // appended in split order: the answer is the one-at-a-time answer.
+        let mut next = 0;
+        while next < splits.len() {
             // Once `n` records are held, the boundary is the timestamp of the last of them.
             let boundary = q.limit.filter(|(n, _)| out.len() >= *n).and_then(|_| out.last().map(|r| r.timestamp_ns));
-            if let (Some(b), Some((_, dir))) = (boundary, q.limit) {
-                let beyond = match dir {
-                    Direction::Backward => s.max_ts_ns < b,
-                    Direction::Forward => s.min_ts_ns > b,
-                };
-                if beyond {
-                    break; // so is every later split in this order
+            let beyond = |s: &crate::metastore::LogSplit| match (boundary, q.limit) {
+                (Some(b), Some((_, Direction::Backward))) => s.max_ts_ns < b,
+                (Some(b), Some((_, Direction::Forward))) => s.min_ts_ns > b,
+                _ => false,
+            };
+            let width = if next == 0 { 1 } else { threads.max(1) };
+            // Every later split in this order is beyond the boundary too.
+            let wave: Vec<&crate::metastore::LogSplit> =
+                splits[next..].iter().take(width).take_while(|s| !beyond(s)).copied().collect();
+            if wave.is_empty() {
+                break;
+            }
+            next += wave.len();
+            let handles = wave.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
+            let search = |i: usize, out: &mut Vec<LogRecord>, stats: &mut SearchStats| {
+                let s = wave[i];
+                log_splits::search::search_split(&handles[i], (s.min_ts_ns, s.max_ts_ns), q, boundary, out, stats)
+            };
+            if wave.len() == 1 {
+                search(0, &mut out, &mut stats)?;
+            } else {
+                let parts: Result<Vec<(Vec<LogRecord>, SearchStats)>> = std::thread::scope(|scope| {
+                    let running: Vec<_> = (0..wave.len())
+                        .map(|i| {
+                            let search = &search;
+                            scope.spawn(move || {
+                                let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
+                                search(i, &mut part, &mut part_stats).map(|()| (part, part_stats))
+                            })
+                        })
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|t| t.join().unwrap_or_else(|_| Err(Error::Internal("a log search thread panicked".into()))))
+                        .collect()
+                });
+                let parts = parts?;
+                out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
+                for (records, part_stats) in parts {
+                    out.extend(records);
+                    stats.candidates += part_stats.candidates;
+                    stats.docs_loaded += part_stats.docs_loaded;
+                    stats.bodies_skipped += part_stats.bodies_skipped;
                 }
             }
-            let split = self.split_reader(&s.path)?;
-            log_splits::search::search_split(&split, (s.min_ts_ns, s.max_ts_ns), q, boundary, &mut out, &mut stats)?;
             if let Some((n, dir)) = q.limit {
                 cut_to_limit(&mut out, n, dir);
             }
@@ -1113,6 +1159,12 @@ mod tests {
                 limited.contains_any = vec![vec!["hit".into()]];
                 limited.limit = Some((n, dir_));
                 let (mut got, stats) = store.search_logs_with_stats(&limited).unwrap();
+                // Several splits at once give the one-at-a-time answer, in the same order.
+                let (one, _) = store.search_logs_on(&limited, 1).unwrap();
+                for threads in [2, 3, 8] {
+                    assert_eq!(store.search_logs_on(&limited, threads).unwrap().0, one, "{threads} threads, limit {n} {dir_:?}");
+                    assert_eq!(store.search_logs_on(&all, threads).unwrap().0, store.search_logs_on(&all, 1).unwrap().0);
+                }
                 got.sort_by_key(key);
                 assert_eq!(got, full, "limit {n} {dir_:?} {matchers:?}");
                 if n <= 10 {

@@ -33,7 +33,9 @@
 //! [module docs](super)). Everything else stays a superset to verify.
 
 use tantivy::{Searcher, Term};
-use tantivy::query::{BooleanQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RegexQuery, TermQuery, TermSetQuery};
+use std::ops::Bound;
+
+use tantivy::query::{BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery};
 
 use std::sync::Arc;
 
@@ -145,14 +147,17 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
             clauses.push((Occur::Must, Box::new(TermQuery::new(term(&t.text), IndexRecordOption::Basic))));
         }
     }
-    let regex = |pattern: String| -> Option<Box<dyn Query>> {
-        // Partial tokens are ASCII alphanumerics: nothing to escape.
-        RegexQuery::from_pattern(&pattern, index.field).ok().map(|q| Box::new(q) as Box<dyn Query>)
+    // Terms that start with an ASCII token: the term range [token, token with its last byte
+    // plus one), read from the term dictionary (no automaton to build).
+    let prefix = |t: &QueryToken| -> Option<Box<dyn Query>> {
+        let mut end = t.text.clone().into_bytes();
+        *end.last_mut()? += 1; // ASCII alphanumerics: no overflow, still UTF-8
+        let end = String::from_utf8(end).ok()?;
+        Some(Box::new(RangeQuery::new(Bound::Included(term(&t.text)), Bound::Excluded(term(&end)))))
     };
     // Terms that contain (or end with) a token: a scan of the split's terms in memory.
     let inside = |t: &QueryToken, suffix_only: bool| -> Option<Box<dyn Query>> {
-        let terms = (index.terms)()?.containing(index.field, &t.text, suffix_only);
-        Some(Box::new(TermSetQuery::new(terms)))
+        Some(any_term_query((index.terms)()?.containing(index.field, &t.text, suffix_only)))
     };
     // One token open on both sides is all of `s`: `s` is one alphanumeric run.
     if index.cased
@@ -172,7 +177,7 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
         match (t.open_left, t.open_right) {
             (false, true) if prefix_done => {}
             (false, true) if !prefix_ok(t) => {}
-            (false, true) => clauses.extend(regex(format!("{}.*", t.text)).map(|q| (Occur::Must, q))),
+            (false, true) => clauses.extend(prefix(t).map(|q| (Occur::Must, q))),
             (true, true) => clauses.extend(inside(t, false).map(|q| (Occur::Must, q))),
             (true, false) => left_only = Some(t),
             (false, false) => {}
@@ -189,6 +194,22 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
         _ => Box::new(BooleanQuery::new(clauses)),
     };
     Some(Narrowing { query, exact: false })
+}
+
+/// Most terms [`any_term_query`] looks up one by one; a larger set becomes a [`TermSetQuery`].
+const MAX_TERMS_LOOKED_UP: usize = 64;
+
+/// The documents holding any of `terms`. A few terms are looked up one by one: a
+/// [`TermSetQuery`] builds an FST of its terms and walks it against each segment's term
+/// dictionary, which cost more than the rest of a one-word count query on the logs benchmark.
+pub fn any_term_query(terms: Vec<Term>) -> Box<dyn Query> {
+    let one = |t: Term| Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>;
+    match terms.len() {
+        0 => Box::new(EmptyQuery),
+        1 => terms.into_iter().next().map(one).unwrap_or_else(|| Box::new(EmptyQuery)),
+        n if n <= MAX_TERMS_LOOKED_UP => Box::new(BooleanQuery::new(terms.into_iter().map(|t| (Occur::Should, one(t))).collect())),
+        _ => Box::new(TermSetQuery::new(terms)),
+    }
 }
 
 /// The most terms starting with `prefix` (ASCII) in one segment; `None` on a read error.

@@ -3,11 +3,16 @@
 //! over the whole term dictionary. Loaded at the first query that needs it and kept with the
 //! split's reader: it costs about the size of the split's term dictionary, uncompressed.
 //!
-//! The terms are cut into blocks of about [`BLOCK_BYTES`]; each block has a small bit set of the
-//! trigrams (three consecutive bytes) of its terms. A needle of three bytes or more can only be
-//! inside a block whose set holds every trigram of the needle, so only those blocks are scanned:
-//! a rare word touches a handful of blocks instead of the whole list. The sets cost a quarter of
-//! the term bytes.
+//! The terms are cut into blocks of about [`BLOCK_BYTES`]; each block has a small set of the
+//! trigrams (three consecutive bytes) of its terms, as bits of a hash. A needle of three bytes
+//! or more can only be inside a block whose set holds every trigram of the needle, so only those
+//! blocks are scanned: a rare word touches a handful of blocks instead of the whole list.
+//!
+//! The sets are stored bit-sliced: one row per bit, holding that bit of every block's set. A
+//! needle reads only the rows of its own trigrams (a few rows of one bit per block) to find the
+//! blocks to scan, instead of every block's whole set. On the logs benchmark (2 GB, about 400,000
+//! blocks per split) that is a few hundred KB per query instead of about 100 MB. The sets cost a
+//! quarter of the term bytes either way.
 
 use memchr::memmem;
 use tantivy::schema::Field;
@@ -19,7 +24,7 @@ use crate::Result;
 const BLOCK_BYTES: usize = 1024;
 /// Bits of a block's trigram set: with ~1,000 trigrams per block about 40 % of the bits are set,
 /// so a needle of n bytes passes a block without it with probability ~0.4^(n-2).
-const FILTER_WORDS: usize = 2048 / 64;
+const FILTER_BITS: usize = 2048;
 
 /// All terms of `body` in one segment, sorted, each followed by `\n` (never inside a term:
 /// terms are alphanumeric runs).
@@ -28,34 +33,50 @@ pub struct SegmentTerms {
     starts: Vec<usize>,
     /// Byte offset in `blob` where each block starts (a term start); a block runs to the next.
     block_starts: Vec<usize>,
-    /// Trigram set of each block.
-    filters: Vec<[u64; FILTER_WORDS]>,
+    /// The blocks' trigram sets, bit-sliced: bit `j % 64` of word `row_words * b + j / 64` is
+    /// set when block `j`'s terms have a trigram whose [`trigram_bit`] is `b`.
+    rows: Vec<u64>,
+    /// Words per row: one bit per block, rounded up to whole words.
+    row_words: usize,
 }
 
 /// The filter bit of a trigram.
 fn trigram_bit(t: &[u8]) -> usize {
     let x = (u32::from(t[0]) << 16) | (u32::from(t[1]) << 8) | u32::from(t[2]);
-    (x.wrapping_mul(0x9E37_79B1) >> 16) as usize % (FILTER_WORDS * 64)
+    (x.wrapping_mul(0x9E37_79B1) >> 16) as usize % FILTER_BITS
 }
 
 impl SegmentTerms {
     /// Terms already laid out as `blob`/`starts`; builds the block filters.
     fn new(blob: Vec<u8>, starts: Vec<usize>) -> Self {
-        let mut block_starts = Vec::new();
-        let mut filters = Vec::new();
-        for (i, &start) in starts.iter().enumerate() {
+        let mut block_starts: Vec<usize> = Vec::new();
+        for &start in &starts {
             if block_starts.last().is_none_or(|&b| start - b >= BLOCK_BYTES) {
                 block_starts.push(start);
-                filters.push([0u64; FILTER_WORDS]);
-            }
-            let end = starts.get(i + 1).map_or(blob.len(), |&n| n) - 1;
-            let filter = filters.last_mut().expect("a block was pushed");
-            for t in blob[start..end].windows(3) {
-                let b = trigram_bit(t);
-                filter[b / 64] |= 1 << (b % 64);
             }
         }
-        SegmentTerms { blob, starts, block_starts, filters }
+        let blocks = block_starts.len();
+        let row_words = blocks.div_ceil(64);
+        let mut rows = vec![0u64; FILTER_BITS * row_words];
+        // 64 blocks at a time: their sets as one word per bit, then one store per row (the rows'
+        // current cache lines stay in cache from one group to the next).
+        let mut group = vec![0u64; FILTER_BITS];
+        for w in 0..row_words {
+            group.fill(0);
+            for j in 0..64.min(blocks - w * 64) {
+                let block = w * 64 + j;
+                let end = block_starts.get(block + 1).map_or(blob.len(), |&n| n);
+                for term in blob[block_starts[block]..end].split(|&b| b == b'\n') {
+                    for t in term.windows(3) {
+                        group[trigram_bit(t)] |= 1 << j;
+                    }
+                }
+            }
+            for (b, word) in group.iter().enumerate() {
+                rows[b * row_words + w] = *word;
+            }
+        }
+        SegmentTerms { blob, starts, block_starts, rows, row_words }
     }
 
     fn load(seg: &SegmentReader, field: Field) -> Result<Self> {
@@ -72,24 +93,32 @@ impl SegmentTerms {
         Ok(SegmentTerms::new(blob, starts))
     }
 
+    /// The blocks whose trigram set holds every trigram of `needle` (at least 3 bytes), in order.
+    fn candidate_blocks(&self, needle: &[u8], mut each: impl FnMut(usize)) {
+        let mut bits: Vec<usize> = needle.windows(3).map(trigram_bit).collect();
+        bits.sort_unstable();
+        bits.dedup();
+        let rows: Vec<&[u64]> = bits.iter().map(|&b| &self.rows[b * self.row_words..(b + 1) * self.row_words]).collect();
+        for w in 0..self.row_words {
+            let mut x = rows.iter().fold(!0u64, |acc, row| acc & row[w]);
+            while x != 0 {
+                each(w * 64 + x.trailing_zeros() as usize);
+                x &= x - 1;
+            }
+        }
+    }
+
     /// Terms containing `needle` (ending with it when `suffix_only`), each once, in term order.
     fn containing<'a>(&'a self, needle: &[u8], suffix_only: bool, out: &mut Vec<&'a [u8]>) {
         if needle.len() < 3 {
             self.scan(0, self.blob.len(), needle, suffix_only, out);
             return;
         }
-        let mut want = [0u64; FILTER_WORDS];
-        for t in needle.windows(3) {
-            let b = trigram_bit(t);
-            want[b / 64] |= 1 << (b % 64);
-        }
         let finder = memmem::Finder::new(needle);
-        for (i, filter) in self.filters.iter().enumerate() {
-            if filter.iter().zip(&want).all(|(f, w)| f & w == *w) {
-                let end = self.block_starts.get(i + 1).map_or(self.blob.len(), |&n| n);
-                self.scan_with(&finder, self.block_starts[i], end, suffix_only, out);
-            }
-        }
+        self.candidate_blocks(needle, |i| {
+            let end = self.block_starts.get(i + 1).map_or(self.blob.len(), |&n| n);
+            self.scan_with(&finder, self.block_starts[i], end, suffix_only, out);
+        });
     }
 
     /// [`SegmentTerms::containing`] over the bytes `from..to` (whole terms) of the blob.
@@ -131,7 +160,7 @@ impl SplitTerms {
             .map(|s| {
                 s.blob.capacity()
                     + (s.starts.capacity() + s.block_starts.capacity()) * std::mem::size_of::<usize>()
-                    + s.filters.capacity() * std::mem::size_of::<[u64; FILTER_WORDS]>()
+                    + s.rows.capacity() * std::mem::size_of::<u64>()
             })
             .sum()
     }
@@ -239,13 +268,26 @@ mod tests {
                 assert_eq!(got, want, "needle {needle:?} suffix {suffix}");
             }
         }
-        // The filter does its job: a rare long word touches few blocks.
-        let mut want = [0u64; FILTER_WORDS];
-        for t in b"outofmemoryerror".windows(3) {
-            let b = trigram_bit(t);
-            want[b / 64] |= 1 << (b % 64);
+        // The bit-sliced rows give exactly the blocks whose own trigram set holds the needle's.
+        let block_set = |i: usize| {
+            let end = seg.block_starts.get(i + 1).map_or(seg.blob.len(), |&n| n);
+            let mut set = std::collections::HashSet::new();
+            for term in seg.blob[seg.block_starts[i]..end].split(|&b| b == b'\n') {
+                set.extend(term.windows(3).map(trigram_bit));
+            }
+            set
+        };
+        let sets: Vec<_> = (0..seg.block_starts.len()).map(block_set).collect();
+        for needle in needles.iter().filter(|n| n.len() >= 3) {
+            let bits: Vec<usize> = needle.as_bytes().windows(3).map(trigram_bit).collect();
+            let want: Vec<usize> = (0..sets.len()).filter(|&i| bits.iter().all(|b| sets[i].contains(b))).collect();
+            let mut got = Vec::new();
+            seg.candidate_blocks(needle.as_bytes(), |i| got.push(i));
+            assert_eq!(got, want, "needle {needle:?}");
         }
-        let passing = seg.filters.iter().filter(|f| f.iter().zip(&want).all(|(f, w)| f & w == *w)).count();
-        assert!(passing <= 3, "{passing} of {} blocks pass", seg.filters.len());
+        // The filter does its job: a rare long word touches few blocks.
+        let mut passing = 0;
+        seg.candidate_blocks(b"outofmemoryerror", |_| passing += 1);
+        assert!(passing <= 3, "{passing} of {} blocks pass", seg.block_starts.len());
     }
 }

@@ -649,3 +649,25 @@ fn records_are_indexed_by_stream_then_time_with_arrival_order_among_ties() {
     let (all, _) = run(&split, &LogSearch::new(&[], i64::MIN, i64::MAX));
     assert_eq!(all, brute(&records, &LogSearch::new(&[], i64::MIN, i64::MAX)));
 }
+
+/// A substring inside many terms (more than are looked up one by one), inside a few, at the
+/// start of a word (a term range) and at the end of one: each search answers what a scan does.
+#[test]
+fn substrings_of_many_terms_and_prefixes_match_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<LogRecord> =
+        (0..400i64).map(|i| rec(["a", "b"][i as usize % 2], i, &format!("tok{} mid{}x end{}", i % 200, i % 7, i % 13))).collect();
+    let split = write(dir.path(), &records);
+    let pod_b = [LabelMatcher::new("pod", "=", "b").unwrap()];
+    // "ok1": tok1, tok10..tok19, tok100..tok199 (111 terms); "ok19": 11 terms; "ok1 mid": a
+    // suffix, then a prefix; "tok12 mi": a suffix (the prefix is too short to use); "x end1": a
+    // prefix (end1, end10, end11, end12); then a suffix, a whole word and a prefix.
+    for needle in ["ok1", "ok19", "ok1 mid", "tok12 mi", "x end1", "tok199 mid3x end", "nothere"] {
+        for m in [&[][..], &pod_b[..]] {
+            let q = contains(m, needle);
+            let want = brute(&records, &q);
+            assert_eq!(run(&split, &q).0, want, "{needle:?} {m:?}");
+            assert!(needle == "nothere" || !m.is_empty() || !want.is_empty(), "{needle:?} matches something");
+        }
+    }
+}

@@ -401,7 +401,10 @@ async fn run(
     run_blocking(move || {
         // The store applies the whole pipeline as `keep`, so the limit counts lines that survive
         // it and only about `limit` records are read; the answer is then sorted and cut below.
-        let keep = |r: &LogRecord| query.process_record(r).is_some();
+        // The store checks the `|=` filters itself (exactly), so the pipeline runs without them
+        // when nothing else reads the line; with no stage left there is nothing to keep out.
+        let pipeline = query.without_body_filters().unwrap_or_else(|| query.clone());
+        let keep = |r: &LogRecord| pipeline.process_record(r).is_some();
         let search = LogSearch {
             matchers: &query.matchers,
             contains_any: query.index_filters(),
@@ -409,7 +412,7 @@ async fn run(
             start_ns,
             end_ns,
             limit: Some((limit, if backward { Direction::Backward } else { Direction::Forward })),
-            keep: Some(&keep),
+            keep: (!pipeline.stages.is_empty()).then_some(&keep),
             body_unused: false,
         };
         let records = state
@@ -423,7 +426,11 @@ async fn run(
             .into_iter()
             .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
             .filter_map(|r| {
-                let (labels, body) = query.process_record(&r)?;
+                if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
+                    // The entry's labels are its stream's, its line the record's.
+                    return Some((r.timestamp_ns, r.labels, r.body, None));
+                }
+                let (labels, body) = pipeline.process_record(&r)?;
                 Some(if categorize {
                     let (stream, extra) = categorized(&r, labels);
                     (r.timestamp_ns, stream, body, extra)

@@ -431,7 +431,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let mut want: Vec<String> = c.rare[c.rare.len().saturating_sub(100)..].to_vec();
     want.sort();
     let ok = got == want && rg_lines == want;
-    rows.push((format!("last 100 lines containing a rare term (`|= \"{RARE}\"`, {} hits)", c.rare.len()), format!("{first:.0} ms"), pl, rg_cmd, rl, format!("{}: pharos {} lines, rg {} lines, expected {}", if ok { "same 100 lines" } else { "MISMATCH" }, got.len(), rg_lines.len(), want.len())));
+    rows.push((format!("last 100 lines containing a rare term (`|= \"{RARE}\"`, {} hits)", c.rare.len()), format!("{first:.1} ms"), pl, rg_cmd, rl, format!("{}: pharos {} lines, rg {} lines, expected {}", if ok { "same 100 lines" } else { "MISMATCH" }, got.len(), rg_lines.len(), want.len())));
 
     // 2. a phrase (count).
     let (pl, first, b) = time_http(&client, &qr(&format!("{sel} |= \"{PHRASE}\""), 100_000, "backward"), args.runs).await?;
@@ -439,7 +439,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let rg_cmd = format!("rg -c -F '{PHRASE}' {raw}");
     let (rl, out) = time_sh(&rg_cmd, args.runs);
     let rn = sum_counts(&out);
-    rows.push((format!("a phrase (`|= \"{PHRASE}\"`)"), format!("{first:.0} ms"), pl, rg_cmd, rl, format!("{}: pharos {n}, rg {rn}, expected {}", if n == rn && n == c.phrase { "same count" } else { "MISMATCH" }, c.phrase)));
+    rows.push((format!("a phrase (`|= \"{PHRASE}\"`)"), format!("{first:.1} ms"), pl, rg_cmd, rl, format!("{}: pharos {n}, rg {rn}, expected {}", if n == rn && n == c.phrase { "same count" } else { "MISMATCH" }, c.phrase)));
 
     // 3. a high-cardinality id (a Trino query id).
     let (pl, first, b) = time_http(&client, &qr(&format!("{sel} |= \"{}\"", c.qid), 100_000, "backward"), args.runs).await?;
@@ -447,7 +447,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let rg_cmd = format!("rg -c -F '{}' {raw}", c.qid);
     let (rl, out) = time_sh(&rg_cmd, args.runs);
     let rn = sum_counts(&out);
-    rows.push((format!("a high-cardinality id (Trino query id `{}`)", c.qid), format!("{first:.0} ms"), pl, rg_cmd, rl, format!("{}: pharos {n}, rg {rn}, expected {}", if n == rn && n == c.qid_count { "same count" } else { "MISMATCH" }, c.qid_count)));
+    rows.push((format!("a high-cardinality id (Trino query id `{}`)", c.qid), format!("{first:.1} ms"), pl, rg_cmd, rl, format!("{}: pharos {n}, rg {rn}, expected {}", if n == rn && n == c.qid_count { "same count" } else { "MISMATCH" }, c.qid_count)));
 
     // 4. volume per minute for a term over the whole corpus.
     let q = format!("sum(count_over_time({sel} |= \"{TERM}\" [1m]))");
@@ -458,7 +458,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let rg_cmd = format!("rg -c -F '{TERM}' {raw}");
     let (rl, out) = time_sh(&rg_cmd, args.runs);
     let rn = sum_counts(&out);
-    rows.push((format!("log volume per minute for a term, whole corpus (`{q}`, step 60s)"), format!("{first:.0} ms"), pl, rg_cmd, rl, format!("{}: pharos Σ {total}, rg {rn}, expected {}", if total as u64 == rn && rn == c.term { "same total" } else { "MISMATCH" }, c.term)));
+    rows.push((format!("log volume per minute for a term, whole corpus (`{q}`, step 60s)"), format!("{first:.1} ms"), pl, rg_cmd, rl, format!("{}: pharos Σ {total}, rg {rn}, expected {}", if total as u64 == rn && rn == c.term { "same total" } else { "MISMATCH" }, c.term)));
     pharos.stop();
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -483,7 +483,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     println!("| data_dir/logs by file type | {} | |", parts.join(", "));
     println!("\n| query (p50 of {}) | Pharos | Pharos, first run after the restart | ripgrep | rg time ÷ Pharos time (goal ≥ 50×) | check |\n|---|---|---|---|---|---|", args.runs);
     for (what, first, pl, cmd, rl, check) in &rows {
-        println!("| {} | {pl:.0} ms | {first} | {rl:.0} ms (`{}`) | {:.3}× | {check} |", what.replace('|', "\\|"), cmd.replace(&raw, "raw/").replace('|', "\\|"), rl / pl);
+        println!("| {} | {pl:.1} ms | {first} | {rl:.0} ms (`{}`) | {:.3}× | {check} |", what.replace('|', "\\|"), cmd.replace(&raw, "raw/").replace('|', "\\|"), rl / pl);
     }
     Ok(())
 }
