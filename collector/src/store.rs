@@ -478,9 +478,9 @@ impl Store {
             None => {}
         }
         let mut stats = SearchStats::default();
-        // Splits are searched in waves: the first alone (with a limit it often fills the
-        // answer, and later splits are then skipped or narrowed by its boundary), then up to one
-        // per core at once. A wave's splits share the boundary held before it, so a split may
+        // Splits are searched in waves of up to one per core; with a limit the first split is
+        // searched alone (it often fills the answer, and later splits are then skipped or
+        // narrowed by its boundary). A wave's splits share the boundary held before it, so a split may
         // return records its predecessor's boundary would have pruned; the cut below drops
         // them (it keeps ties at the boundary, as the narrowed search does), and results are
         // appended in split order: the answer is the one-at-a-time answer.
@@ -493,7 +493,7 @@ impl Store {
                 (Some(b), Some((_, Direction::Forward))) => s.min_ts_ns > b,
                 _ => false,
             };
-            let width = if next == 0 { 1 } else { threads.max(1) };
+            let width = if next == 0 && q.limit.is_some() { 1 } else { threads.max(1) };
             // Every later split in this order is beyond the boundary too.
             let wave: Vec<&crate::metastore::LogSplit> =
                 splits[next..].iter().take(width).take_while(|s| !beyond(s)).copied().collect();

@@ -212,21 +212,23 @@ pub fn search_split(
             _ => None,
         };
         let skip_doc = skip_bodies && seg_cols.has_attributes.as_ref().is_some_and(|col| !col.first(doc).unwrap_or(true));
-        let d: TantivyDocument = if skip_doc {
+        // No document for a skipped body (an empty one allocates too).
+        let d: Option<TantivyDocument> = if skip_doc {
             stats.bodies_skipped += 1;
-            TantivyDocument::default()
+            None
         } else {
             stats.docs_loaded += 1;
-            searcher.doc(DocAddress::new(ord, doc))?
+            Some(searcher.doc(DocAddress::new(ord, doc))?)
         };
-        let body = d.get_first(split.body).and_then(|v| v.as_str()).unwrap_or_default();
+        let field = |f: tantivy::schema::Field| d.as_ref().and_then(|d| d.get_first(f)).and_then(|v| v.as_str());
+        let body = field(split.body).unwrap_or_default();
         if !exact && !q.accepts_body(body) {
             continue;
         }
         let labels = match (&split.layout, labels) {
             (_, Some(l)) => l,
             (SplitLayout::V1 { labels, .. }, None) => {
-                let json = d.get_first(*labels).and_then(|v| v.as_str()).unwrap_or("{}");
+                let json = field(*labels).unwrap_or("{}");
                 let map: BTreeMap<String, String> = serde_json::from_str(json)
                     .map_err(|e| Error::Corrupt(format!("log split labels {json:?}: {e}")))?;
                 let l = Labels::from_pairs(map);
@@ -251,9 +253,12 @@ pub fn search_split(
                 }
                 severity_buf.clone()
             } else {
-                d.get_first(split.severity).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+                field(split.severity).unwrap_or_default().to_string()
             },
-            attributes: split.attributes.map(|f| read_attributes(&d, f)).unwrap_or_default(),
+            attributes: match (split.attributes, &d) {
+                (Some(f), Some(d)) => read_attributes(d, f),
+                _ => Vec::new(),
+            },
         };
         if ts < q.start_ns
             || ts > q.end_ns
