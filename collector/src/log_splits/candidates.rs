@@ -32,9 +32,9 @@
 //! and that query matches exactly the lines containing it (the argument is in the
 //! [module docs](super)). Everything else stays a superset to verify.
 
-use tantivy::{Searcher, Term};
 use std::ops::Bound;
 
+use tantivy::{Searcher, Term};
 use tantivy::query::{BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery};
 
 use std::sync::Arc;
