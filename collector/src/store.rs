@@ -480,10 +480,10 @@ impl Store {
         let mut stats = SearchStats::default();
         // Splits are searched in waves of up to one per core; with a limit the first split is
         // searched alone (it often fills the answer, and later splits are then skipped or
-        // narrowed by its boundary). A wave's splits share the boundary held before it, so a split may
-        // return records its predecessor's boundary would have pruned; the cut below drops
-        // them (it keeps ties at the boundary, as the narrowed search does), and results are
-        // appended in split order: the answer is the one-at-a-time answer.
+        // narrowed by its boundary). A wave's splits share the boundary held before it, so a
+        // split may return records its predecessor's boundary would have pruned; the cut below
+        // drops them (it keeps ties at the boundary, as the narrowed search does), and results
+        // are appended in split order: the answer is the one-at-a-time answer.
         let mut next = 0;
         while next < splits.len() {
             // Once `n` records are held, the boundary is the timestamp of the last of them.
@@ -509,28 +509,18 @@ impl Store {
             if wave.len() == 1 {
                 search(0, &mut out, &mut stats)?;
             } else {
-                let parts: Result<Vec<(Vec<LogRecord>, SearchStats)>> = std::thread::scope(|scope| {
-                    let running: Vec<_> = (0..wave.len())
-                        .map(|i| {
-                            let search = &search;
-                            scope.spawn(move || {
-                                let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
-                                search(i, &mut part, &mut part_stats).map(|()| (part, part_stats))
-                            })
-                        })
-                        .collect();
-                    running
-                        .into_iter()
-                        .map(|t| t.join().unwrap_or_else(|_| Err(Error::Internal("a log search thread panicked".into()))))
-                        .collect()
+                let jobs = (0..wave.len()).map(|i| {
+                    let search = &search;
+                    move || {
+                        let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
+                        search(i, &mut part, &mut part_stats).map(|()| (part, part_stats))
+                    }
                 });
-                let parts = parts?;
+                let parts = on_threads(jobs, "log search")?;
                 out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
                 for (records, part_stats) in parts {
                     out.extend(records);
-                    stats.candidates += part_stats.candidates;
-                    stats.docs_loaded += part_stats.docs_loaded;
-                    stats.bodies_skipped += part_stats.bodies_skipped;
+                    stats += part_stats;
                 }
             }
             if let Some((n, dir)) = q.limit {
@@ -605,14 +595,8 @@ impl Store {
         if parts.len() <= 1 {
             parts.pop().map_or(Ok(()), read_part).map_err(|e| e.to_string())?;
         } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(|| read_part(part))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("a file reading thread panicked".into()))))
-                    .collect::<Result<Vec<()>>>()
-            })
-            .map_err(|e| e.to_string())?;
+            let read_part = &read_part;
+            on_threads(parts.into_iter().map(|part| move || read_part(part)), "file reading").map_err(|e| e.to_string())?;
         }
         for (labels, samples) in head {
             found.append(&labels, samples);
@@ -622,6 +606,18 @@ impl Store {
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
+}
+
+/// Runs each job on a thread of its own and returns their results in order; a job that panics
+/// is an internal error naming `what`.
+fn on_threads<T: Send, J: FnOnce() -> Result<T> + Send>(jobs: impl IntoIterator<Item = J>, what: &str) -> Result<Vec<T>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(Error::Internal(format!("a {what} thread panicked")))))
+            .collect()
+    })
 }
 
 /// Rows a metrics query reads from files, at least, before it reads them on several threads.

@@ -31,6 +31,14 @@ pub struct SearchStats {
     pub bodies_skipped: usize,
 }
 
+impl std::ops::AddAssign for SearchStats {
+    fn add_assign(&mut self, other: SearchStats) {
+        self.candidates += other.candidates;
+        self.docs_loaded += other.docs_loaded;
+        self.bodies_skipped += other.bodies_skipped;
+    }
+}
+
 /// Adds to `out` the records of the split that `q` accepts. `split_range` is the split's
 /// `[min_ts_ns, max_ts_ns]` from the manifest. With `q.limit = Some((n, dir))` only the first
 /// `n` accepted records in `dir` order (ties at the `n`-th timestamp included) are loaded, and
