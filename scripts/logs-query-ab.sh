@@ -2,7 +2,8 @@
 # Times the four queries of `pharos-bench logs` against a data directory the bench kept
 # (`pharos-bench logs --keep-dir DIR`), with a given `pharos` binary: run it with two builds,
 # alternating, to compare them on the same splits (A/B). Prints p50 and min of RUNS curl
-# requests per query, after one unmeasured request, once the split term lists are loaded.
+# requests per query, after one unmeasured request, once the split term lists are loaded (and
+# the CPU time that loading them took).
 # Usage: scripts/logs-query-ab.sh PHAROS_BINARY KEEP_DIR [RUNS] [PORT]
 set -euo pipefail
 BIN=$1; DIR=$2; RUNS=${3:-21}; PORT=${4:-19311}
@@ -14,14 +15,18 @@ until curl -sf "http://127.0.0.1:$PORT/-/ready" > /dev/null; do
   kill -0 $PID 2>/dev/null || { echo "pharos exited; see $DIR/ab-serve.log" >&2; exit 1; }
   sleep 0.2
 done
-# The term lists are warmed in the background after a start: wait until their size holds still.
+# The term lists are loaded in the background after a start: wait until their size holds still,
+# and report the server's CPU time (utime+stime from /proc) from ready until then.
 metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+c0=$(cpu_ticks)
 prev=-1
 while true; do
   cur=$(metric pharos_collector_log_term_cache_bytes)
   [ "$cur" = "$prev" ] && [ "${cur:-0}" != "0" ] && break
-  prev=$cur; sleep 3
+  prev=$cur; sleep 0.5
 done
+echo "term lists loaded: $(( ($(cpu_ticks) - c0) * 1000 / $(getconf CLK_TCK) )) CPU-ms, $cur bytes"
 # The corpus' time range and the Trino query id the bench queries, from the manifest and a line.
 read -r FIRST LAST < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["log_splits"]; print(min(x["min_ts_ns"] for x in s), max(x["max_ts_ns"] for x in s))' "$DIR/data/manifest.json")
 QID=$(grep -m1 -ohE 'Query [0-9]{8}_[0-9]{6}_[0-9]{5}_[a-z0-9]{5}' "$DIR"/raw/stream-*.log | head -1 | cut -d' ' -f2)
