@@ -40,6 +40,7 @@ pub mod parquet_files;
 pub mod sql;
 pub mod store;
 pub mod telemetry;
+pub mod threads;
 pub mod wal;
 
 use std::path::Path;

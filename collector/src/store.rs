@@ -16,7 +16,7 @@ use pharos_model::{
 };
 
 use crate::head::Head;
-use crate::log_splits::search::SearchStats;
+use crate::log_splits::search::{SearchStats, SplitSearch};
 use crate::log_splits::term_budget::TermBudget;
 use crate::log_splits::{self, LogFields, SplitHandle};
 use crate::metastore::Manifest;
@@ -478,6 +478,11 @@ impl Store {
             None => {}
         }
         let mut stats = SearchStats::default();
+        if q.limit.is_none() && threads > 1 {
+            self.search_segments_in_parallel(q, &splits, &mut out, &mut stats)?;
+            self.metrics.log_docs_loaded.inc_by(stats.docs_loaded as u64);
+            return Ok((out, stats));
+        }
         // Splits are searched in waves of up to one per core; with a limit the first split is
         // searched alone (it often fills the answer, and later splits are then skipped or
         // narrowed by its boundary). A wave's splits share the boundary held before it, so a
@@ -516,7 +521,7 @@ impl Store {
                         search(i, &mut part, &mut part_stats).map(|()| (part, part_stats))
                     }
                 });
-                let parts = on_threads(jobs, "log search")?;
+                let parts = crate::threads::on_pool(jobs, "log search")?;
                 out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
                 for (records, part_stats) in parts {
                     out.extend(records);
@@ -529,6 +534,40 @@ impl Store {
         }
         self.metrics.log_docs_loaded.inc_by(stats.docs_loaded as u64);
         Ok((out, stats))
+    }
+
+    /// An unlimited search of `splits`, one segment per job on the shared thread pool (the
+    /// bench's splits differ in size 10×, and its terms' hits in density: a split per thread
+    /// left a core idle most of the time). Records are appended in split and segment order, as
+    /// a one-thread search appends them.
+    fn search_segments_in_parallel(
+        &self,
+        q: &LogSearch<'_>,
+        splits: &[&crate::metastore::LogSplit],
+        out: &mut Vec<LogRecord>,
+        stats: &mut SearchStats,
+    ) -> Result<()> {
+        let handles = splits.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
+        let searches = handles
+            .iter()
+            .zip(splits)
+            .map(|(h, s)| SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None))
+            .collect::<Result<Vec<_>>>()?;
+        let jobs = searches.iter().flatten().flat_map(|search| {
+            (0..search.segments()).map(move |ord| {
+                move || {
+                    let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
+                    search.run(ord..ord + 1, &mut part, &mut part_stats).map(|()| (part, part_stats))
+                }
+            })
+        });
+        let parts = crate::threads::on_pool(jobs, "log search")?;
+        out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
+        for (records, part_stats) in parts {
+            out.extend(records);
+            *stats += part_stats;
+        }
+        Ok(())
     }
 }
 
@@ -596,7 +635,7 @@ impl Store {
             parts.pop().map_or(Ok(()), read_part).map_err(|e| e.to_string())?;
         } else {
             let read_part = &read_part;
-            on_threads(parts.into_iter().map(|part| move || read_part(part)), "file reading").map_err(|e| e.to_string())?;
+            crate::threads::on_pool(parts.into_iter().map(|part| move || read_part(part)), "file reading").map_err(|e| e.to_string())?;
         }
         for (labels, samples) in head {
             found.append(&labels, samples);
@@ -608,17 +647,6 @@ impl Store {
     }
 }
 
-/// Runs each job on a thread of its own and returns their results in order; a job that panics
-/// is an internal error naming `what`.
-fn on_threads<T: Send, J: FnOnce() -> Result<T> + Send>(jobs: impl IntoIterator<Item = J>, what: &str) -> Result<Vec<T>> {
-    std::thread::scope(|scope| {
-        let running: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
-        running
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err(Error::Internal(format!("a {what} thread panicked")))))
-            .collect()
-    })
-}
 
 /// Rows a metrics query reads from files, at least, before it reads them on several threads.
 /// Two threads cost 5–30 % more CPU than one (both page-fault their vectors in at once, and
@@ -629,7 +657,7 @@ const PARALLEL_READ_MIN_ROWS: usize = 500_000;
 
 /// Threads a metrics query reads files on: one per core, at most 8.
 fn read_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    crate::threads::pool_size().min(8)
 }
 
 impl MetricsReader for Store {

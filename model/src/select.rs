@@ -146,6 +146,10 @@ pub struct LogSearch<'a> {
     /// records with an empty body when it decided every `contains_any` group without reading
     /// the line (an index that answers them exactly); every other field is filled as usual.
     pub body_unused: bool,
+    /// True when neither the caller nor `keep` reads the `severity` of the returned records
+    /// (the Loki API, which has no such field). The store may then leave it empty: reading it
+    /// is a dictionary lookup per record.
+    pub severity_unused: bool,
 }
 
 impl<'a> LogSearch<'a> {
@@ -160,6 +164,7 @@ impl<'a> LogSearch<'a> {
             limit: None,
             keep: None,
             body_unused: false,
+            severity_unused: false,
         }
     }
 

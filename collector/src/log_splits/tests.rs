@@ -337,6 +337,11 @@ fn severity_is_a_fast_column_in_new_splits() {
     assert_eq!(seen, expected);
     let (got, _) = run(&split, &LogSearch::new(&[], i64::MIN, i64::MAX));
     assert_eq!(got, records, "severity still read back");
+    let mut q = LogSearch::new(&[], i64::MIN, i64::MAX);
+    q.severity_unused = true;
+    let (got, _) = run(&split, &q);
+    let without: Vec<LogRecord> = records.iter().map(|r| LogRecord { severity: String::new(), ..r.clone() }).collect();
+    assert_eq!(got, without, "severity left empty when unused, the rest as before");
 }
 
 /// Writes `records` as a layout-2 split (no `attributes`, `severity` stored as "WARN").
@@ -668,6 +673,48 @@ fn substrings_of_many_terms_and_prefixes_match_a_scan() {
             let want = brute(&records, &q);
             assert_eq!(run(&split, &q).0, want, "{needle:?} {m:?}");
             assert!(needle == "nothere" || !m.is_empty() || !want.is_empty(), "{needle:?} matches something");
+        }
+    }
+}
+
+/// A split's segments searched in consecutive ranges give, concatenated, what one search of
+/// all of them gives, in the same order (how a large split is searched on several threads).
+#[test]
+fn segment_ranges_of_a_split_concatenate_to_the_whole_search() {
+    use super::search::SplitSearch;
+    let dir = tempfile::tempdir().unwrap();
+    // Over 50,000 records per writer thread: one segment per thread, several with several cores.
+    let records: Vec<LogRecord> = (0..100_001)
+        .map(|i| rec(if i % 3 == 0 { "a" } else { "b" }, i, if i % 7 == 0 { "job hit" } else { "job miss" }))
+        .collect();
+    let split = write(dir.path(), &records);
+    let segments = split.0.opened().unwrap().searcher.segment_readers().len();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        assert!(segments >= 2, "{segments} segments");
+    }
+    let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
+    let mut bodyless = contains(&pod_a, "hit");
+    bodyless.body_unused = true;
+    for q in [contains(&[], "hit"), contains(&pod_a, "job"), bodyless, LogSearch::new(&pod_a, 10, 90_000)] {
+        let search = |range: std::ops::Range<usize>| {
+            let (mut out, mut stats) = (Vec::new(), SearchStats::default());
+            let search = SplitSearch::new(&split.0, split.1, &q, None).unwrap().expect("the split may hold answers");
+            assert_eq!(search.segments(), segments);
+            search.run(range, &mut out, &mut stats).unwrap();
+            out
+        };
+        let whole = search(0..segments);
+        let mut sorted = whole.clone();
+        sorted.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+        let mut want = brute(&records, &q);
+        if q.body_unused {
+            want.iter_mut().for_each(|r| r.body.clear());
+        }
+        assert_eq!(sorted, want);
+        for cut in 0..=segments {
+            let mut parts = search(0..cut);
+            parts.extend(search(cut..segments));
+            assert_eq!(parts, whole, "cut at segment {cut}");
         }
     }
 }

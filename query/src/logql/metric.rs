@@ -318,6 +318,7 @@ fn load(
         _ => query.without_body_filters(),
     };
     search.body_unused = bodyless.is_some();
+    search.severity_unused = true;
     let query = bodyless.as_ref().unwrap_or(query);
     let records = reader
         .search_logs(&search)

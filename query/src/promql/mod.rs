@@ -32,7 +32,7 @@ use promql_parser::parser::value::ValueType;
 
 pub use selector::{LOOKBACK_MS, MAX_SAMPLES, matcher_groups};
 pub use value::{
-    DataJson, QueryResult, QueryStats, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
+    DataJson, LabelsJson, QueryResult, QueryStats, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
 };
 
 use crate::error::{Error, Result};

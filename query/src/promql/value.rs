@@ -173,7 +173,8 @@ impl Serialize for ManyJson<'_> {
     }
 }
 
-struct LabelsJson<'a>(&'a Labels);
+/// A label set as a JSON object, for serde.
+pub struct LabelsJson<'a>(pub &'a Labels);
 
 impl Serialize for LabelsJson<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
