@@ -2,8 +2,9 @@
 # Times the four queries of `pharos-bench logs` against a data directory the bench kept
 # (`pharos-bench logs --keep-dir DIR`), with a given `pharos` binary: run it with two builds,
 # alternating, to compare them on the same splits (A/B). Prints p50 and min of RUNS curl
-# requests per query, after one unmeasured request, once the split term lists are loaded (and
-# the CPU time that loading them took).
+# requests per query, and the p50 of the execTime the server reports in them (evaluation only,
+# without writing the answer or HTTP), after one unmeasured request, once the split term lists
+# are loaded (and the CPU time that loading them took).
 # Usage: scripts/logs-query-ab.sh PHAROS_BINARY KEEP_DIR [RUNS] [PORT]
 set -euo pipefail
 BIN=$1; DIR=$2; RUNS=${3:-21}; PORT=${4:-19311}
@@ -32,11 +33,21 @@ read -r FIRST LAST < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]
 QID=$(grep -m1 -ohE 'Query [0-9]{8}_[0-9]{6}_[0-9]{5}_[a-z0-9]{5}' "$DIR"/raw/stream-*.log | head -1 | cut -d' ' -f2)
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
 run() {
-  local name=$1 url=$2 ts=()
+  local name=$1 url=$2 out=()
   curl -sf -o /dev/null "$url"
-  for _ in $(seq "$RUNS"); do ts+=("$(curl -sf -o /dev/null -w '%{time_total}' "$url")"); done
-  printf '%s\n' "${ts[@]}" | sort -n | awk -v n="$name" -v r="$RUNS" '{a[NR]=$1} END {printf "%-7s p50 %.2f ms  min %.2f ms\n", n, a[int((r+1)/2)]*1000, a[1]*1000}'
+  # Per request: the server's own execTime (evaluation, before the answer is written) and the
+  # whole request as curl saw it.
+  for _ in $(seq "$RUNS"); do
+    out+=("$(curl -sf -w ' %{time_total}' "$url" | sed -E 's/.*"execTime":([0-9.eE+-]+).* ([0-9.]+)$/\1 \2/')")
+  done
+  local m=$(( (RUNS + 1) / 2 )) t e
+  t=$(printf '%s\n' "${out[@]}" | awk '{print $2}' | sort -g)
+  e=$(printf '%s\n' "${out[@]}" | awk '{print $1}' | sort -g)
+  printf '%-7s p50 %.2f ms  min %.2f ms  (server execTime p50 %.2f ms)\n' "$name" \
+    "$(sed -n "${m}p" <<< "$t" | awk '{print $1 * 1000}')" "$(head -1 <<< "$t" | awk '{print $1 * 1000}')" \
+    "$(sed -n "${m}p" <<< "$e" | awk '{print $1 * 1000}')"
 }
+
 Q="http://127.0.0.1:$PORT/loki/api/v1/query_range"
 R="start=$((FIRST - 1))&end=$((LAST + 1))"
 run rare "$Q?query=$(enc '{cluster="bench"} |= "ZQXV9RARE"')&$R&limit=100&direction=backward"
