@@ -458,7 +458,8 @@ impl Store {
         self.search_logs_on(q, read_threads())
     }
 
-    /// [`Store::search_logs_with_stats`] searching up to `threads` splits at once.
+    /// [`Store::search_logs_with_stats`] searching up to `threads` splits at once (a limited
+    /// search); with `threads` > 1 an unlimited search runs one job per segment on the pool.
     pub(crate) fn search_logs_on(&self, q: &LogSearch<'_>, threads: usize) -> Result<(Vec<LogRecord>, SearchStats)> {
         let mut out = Vec::new();
         let manifest = {
@@ -646,7 +647,6 @@ impl Store {
         Ok(out)
     }
 }
-
 
 /// Rows a metrics query reads from files, at least, before it reads them on several threads.
 /// Two threads cost 5–30 % more CPU than one (both page-fault their vectors in at once, and

@@ -23,3 +23,19 @@ pub fn on_pool<T: Send, J: FnOnce() -> Result<T> + Send>(jobs: impl IntoIterator
 pub fn pool_size() -> usize {
     rayon::current_num_threads()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_in_job_order_and_a_panic_is_an_error() {
+        let got = on_pool((0..50u64).map(|i| move || Ok(i * i)), "test").unwrap();
+        assert_eq!(got, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
+        let failed = on_pool((0..3).map(|i| move || if i == 1 { panic!("job {i} fails") } else { Ok(i) }), "test");
+        let err = failed.expect_err("a job panicked");
+        assert!(err.to_string().contains("a test job panicked"), "{err}");
+        let errors = on_pool((0..3).map(|i| move || if i == 2 { Err(Error::Internal(format!("job {i}"))) } else { Ok(i) }), "test");
+        assert!(errors.is_err(), "an error of any job is the error of all");
+    }
+}
