@@ -717,4 +717,15 @@ fn segment_ranges_of_a_split_concatenate_to_the_whole_search() {
             assert_eq!(parts, whole, "cut at segment {cut}");
         }
     }
+    // Limited: 14,286 hits, loaded in parallel chunks when the limit cannot cut them.
+    for (n, dir) in [(20_000, Direction::Backward), (14_286, Direction::Forward), (100, Direction::Backward), (300, Direction::Forward)] {
+        let mut q = contains(&[], "hit");
+        q.limit = Some((n, dir));
+        let (got, stats) = run(&split, &q);
+        let mut want = brute(&records, &contains(&[], "hit"));
+        assert_eq!(stats.candidates, want.len());
+        cut_to_limit(&mut want, n, dir);
+        want.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
+        assert_eq!(got, want, "limit {n} {dir:?}");
+    }
 }
