@@ -517,17 +517,9 @@ impl Store {
             } else {
                 let jobs = (0..wave.len()).map(|i| {
                     let search = &search;
-                    move || {
-                        let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
-                        search(i, &mut part, &mut part_stats).map(|()| (part, part_stats))
-                    }
+                    move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| search(i, out, stats)
                 });
-                let parts = crate::threads::on_pool(jobs, "log search")?;
-                out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
-                for (records, part_stats) in parts {
-                    out.extend(records);
-                    stats += part_stats;
-                }
+                log_splits::search::search_on_pool(jobs, &mut out, &mut stats)?;
             }
             if let Some((n, dir)) = q.limit {
                 cut_to_limit(&mut out, n, dir);
@@ -555,20 +547,10 @@ impl Store {
             .map(|(h, s)| SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None))
             .collect::<Result<Vec<_>>>()?;
         let jobs = searches.iter().flatten().flat_map(|search| {
-            (0..search.segments()).map(move |ord| {
-                move || {
-                    let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
-                    search.run(ord..ord + 1, &mut part, &mut part_stats).map(|()| (part, part_stats))
-                }
-            })
+            (0..search.segments())
+                .map(move |ord| move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| search.run(ord..ord + 1, out, stats))
         });
-        let parts = crate::threads::on_pool(jobs, "log search")?;
-        out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
-        for (records, part_stats) in parts {
-            out.extend(records);
-            *stats += part_stats;
-        }
-        Ok(())
+        log_splits::search::search_on_pool(jobs, out, stats)
     }
 }
 

@@ -40,6 +40,28 @@ impl std::ops::AddAssign for SearchStats {
     }
 }
 
+/// Runs search jobs on the thread pool, each into records and stats of its own, then appends
+/// their records to `out` in job order and adds up their stats: the answer of running the jobs
+/// one after another into `out`.
+pub fn search_on_pool<J>(jobs: impl IntoIterator<Item = J>, out: &mut Vec<LogRecord>, stats: &mut SearchStats) -> Result<()>
+where
+    J: FnOnce(&mut Vec<LogRecord>, &mut SearchStats) -> Result<()> + Send,
+{
+    let jobs = jobs.into_iter().map(|job| {
+        move || {
+            let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
+            job(&mut part, &mut part_stats).map(|()| (part, part_stats))
+        }
+    });
+    let parts = crate::threads::on_pool(jobs, "log search")?;
+    out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
+    for (records, part_stats) in parts {
+        out.extend(records);
+        *stats += part_stats;
+    }
+    Ok(())
+}
+
 /// Adds to `out` the records of the split that `q` accepts. `split_range` is the split's
 /// `[min_ts_ns, max_ts_ns]` from the manifest. With `q.limit = Some((n, dir))` only the first
 /// `n` accepted records in `dir` order (ties at the `n`-th timestamp included) are loaded, and
@@ -237,19 +259,8 @@ impl<'a> SplitSearch<'a> {
         let binding = self.q.limit.is_some_and(|(n, _)| candidates.len() > n);
         if self.q.limit.is_some() && !binding && candidates.len() >= PARALLEL_LOAD_MIN {
             let chunk = candidates.len().div_ceil(4 * crate::threads::pool_size());
-            let jobs = candidates.chunks(chunk).map(|c| {
-                move || {
-                    let (mut part, mut part_stats) = (Vec::new(), SearchStats::default());
-                    self.load(c, &mut part, &mut part_stats).map(|()| (part, part_stats))
-                }
-            });
-            let parts = crate::threads::on_pool(jobs, "log search")?;
-            out.reserve(parts.iter().map(|(records, _)| records.len()).sum());
-            for (records, part_stats) in parts {
-                out.extend(records);
-                *stats += part_stats;
-            }
-            return Ok(());
+            let jobs = candidates.chunks(chunk).map(|c| move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| self.load(c, out, stats));
+            return search_on_pool(jobs, out, stats);
         }
         self.load(&candidates, out, stats)
     }

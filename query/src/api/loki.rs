@@ -16,7 +16,7 @@ use serde_json::{Value as Json_, json};
 
 use super::AppState;
 use super::params::{Params, parse_duration_ms};
-use super::prometheus::run_blocking;
+use super::prometheus::{respond as respond_bytes, run_blocking};
 use crate::error::{Error, Result};
 use crate::logql::{self, LogQuery};
 use crate::promql::{LabelsJson, format_float, labels_json, timestamp_json};
@@ -54,7 +54,7 @@ pub async fn query_range(
     match parse_query_param(&params) {
         Ok(logql::Query::Log(q)) => {
             let categorize = categorize_labels(&headers);
-            json_bytes(run(state, q, &params, start, end.saturating_sub(1), categorize).await)
+            respond_bytes(run(state, q, &params, start, end.saturating_sub(1), categorize).await)
         }
         Ok(logql::Query::Metric(m)) => {
             let steps = match step_ns(&params, start, end) {
@@ -91,7 +91,7 @@ pub async fn query(
     match parse_query_param(&params) {
         Ok(logql::Query::Log(q)) => {
             let categorize = categorize_labels(&headers);
-            json_bytes(run(state, q, &params, time.saturating_sub(HOUR_NS), time, categorize).await)
+            respond_bytes(run(state, q, &params, time.saturating_sub(HOUR_NS), time, categorize).await)
         }
         Ok(logql::Query::Metric(m)) => respond(run_metric(state, m, vec![time], true).await),
         Err(e) => e.into_response(),
@@ -320,14 +320,6 @@ pub async fn series(
         })
         .await,
     )
-}
-
-/// A whole answer already written as JSON.
-fn json_bytes(result: Result<Vec<u8>>) -> Response {
-    match result {
-        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => e.into_response(),
-    }
 }
 
 fn respond(result: Result<Json_>) -> Response {

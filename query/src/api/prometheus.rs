@@ -65,8 +65,9 @@ fn wants_stats(params: &Params) -> bool {
     params.get("stats").is_some_and(|s| !s.is_empty())
 }
 
-/// The answer's body (see [`answer`]) with its content type, or the error.
-fn respond(result: Result<Vec<u8>>) -> Response {
+/// The answer's body (see [`answer`]) with its content type, or the error (logged when
+/// internal). Loki's log queries answer through it too.
+pub(super) fn respond(result: Result<Vec<u8>>) -> Response {
     match result {
         Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => {
