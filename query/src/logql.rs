@@ -3,8 +3,9 @@
 //! `{app="api"} |= "error" | json | status >= 500 | line_format "{{.msg}}"` parses into label
 //! matchers (handed to the [`pharos_model::LogsReader`]) and [`pipeline::Stage`]s run on every
 //! entry. `sum by (app) (rate({app="api"} |= "error" [5m]))` parses into a [`metric::MetricExpr`].
-//! Binary operators between queries, `offset`, `label_replace` and the rarer stages are rejected
-//! as not supported.
+//! Arithmetic and comparison operators between metric expressions work as in PromQL; set
+//! operators, `on`/`ignoring`, `offset`, `label_replace` and the rarer stages are rejected as
+//! not supported.
 
 pub mod metric;
 mod parser;
@@ -232,13 +233,8 @@ pub fn parse_query(query: &str) -> Result<Query> {
     c.skip_ws();
     if !c.rest().is_empty() {
         let r = c.rest();
-        if ["%", "^", "==", "!=", ">", "<", "and", "or", "unless"]
-            .iter()
-            .any(|op| r.starts_with(op))
-        {
-            return Err(Error::unsupported(
-                "comparison, set and `%`/`^` operators in LogQL (+ - * / are supported)",
-            ));
+        if ["and", "or", "unless"].iter().any(|op| r.starts_with(op)) {
+            return Err(Error::unsupported("set operators (and, or, unless) in LogQL"));
         }
         return Err(c.error("unexpected trailing input"));
     }

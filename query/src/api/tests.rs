@@ -311,6 +311,23 @@ async fn loki_metric_queries_instant_and_range() {
     let q = enc(r#"rate({app="web"}[4s])"#);
     let (_, body) = get(&format!("/loki/api/v1/query?{q}&time=5")).await;
     assert_eq!(body["data"]["result"], json!([{"metric": {"app": "web"}, "value": [5, "0.5"]}]));
+    // An alert-style threshold: errors over (1s, 5s] are api 1 (4s), web 2 (3s, 5s).
+    let q = enc(r#"sum by (app) (count_over_time({app=~".+"} |= "error" [4s])) > 1"#);
+    let (status, body) = get(&format!("/loki/api/v1/query?{q}&time=5")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["result"], json!([{"metric": {"app": "web"}, "value": [5, "2"]}]));
+    let q = enc(r#"sum by (app) (count_over_time({app=~".+"} |= "error" [4s])) > bool 1"#);
+    let (_, body) = get(&format!("/loki/api/v1/query?{q}&time=5")).await;
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"metric": {"app": "api"}, "value": [5, "0"]},
+            {"metric": {"app": "web"}, "value": [5, "1"]},
+        ])
+    );
+    let (status, body) = get(&format!("/loki/api/v1/query?{}&time=5", enc("1 > 2"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("bool modifier"), "{body}");
 }
 
 #[tokio::test]

@@ -117,7 +117,8 @@ impl AggOp {
     }
 }
 
-/// An arithmetic operator between metric expressions.
+/// A binary operator between metric expressions: arithmetic, or a comparison that filters
+/// (or, with `bool`, answers 0 or 1), as in PromQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArithOp {
     /// `+`
@@ -128,11 +129,40 @@ pub enum ArithOp {
     Mul,
     /// `/`
     Div,
+    /// `%`
+    Mod,
+    /// `^` (right-associative)
+    Pow,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>=`
+    Ge,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `<`
+    Lt,
 }
 
 impl ArithOp {
-    /// Every operator.
-    pub const ALL: [ArithOp; 4] = [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div];
+    /// Every operator, two-character symbols before their one-character prefixes.
+    pub const ALL: [ArithOp; 12] = [
+        ArithOp::Eq,
+        ArithOp::Ne,
+        ArithOp::Ge,
+        ArithOp::Le,
+        ArithOp::Gt,
+        ArithOp::Lt,
+        ArithOp::Add,
+        ArithOp::Sub,
+        ArithOp::Mul,
+        ArithOp::Div,
+        ArithOp::Mod,
+        ArithOp::Pow,
+    ];
 
     /// How it is written.
     pub fn symbol(self) -> &'static str {
@@ -141,23 +171,55 @@ impl ArithOp {
             ArithOp::Sub => "-",
             ArithOp::Mul => "*",
             ArithOp::Div => "/",
+            ArithOp::Mod => "%",
+            ArithOp::Pow => "^",
+            ArithOp::Eq => "==",
+            ArithOp::Ne => "!=",
+            ArithOp::Ge => ">=",
+            ArithOp::Le => "<=",
+            ArithOp::Gt => ">",
+            ArithOp::Lt => "<",
         }
     }
 
-    /// Binding strength: `*` and `/` bind tighter than `+` and `-`.
+    /// Binding strength, as in PromQL: comparisons bind loosest, then `+ -`, then `* / %`,
+    /// then `^`.
     pub fn precedence(self) -> u8 {
         match self {
-            ArithOp::Add | ArithOp::Sub => 1,
-            ArithOp::Mul | ArithOp::Div => 2,
+            ArithOp::Eq | ArithOp::Ne | ArithOp::Ge | ArithOp::Le | ArithOp::Gt | ArithOp::Lt => 1,
+            ArithOp::Add | ArithOp::Sub => 2,
+            ArithOp::Mul | ArithOp::Div | ArithOp::Mod => 3,
+            ArithOp::Pow => 4,
         }
     }
 
+    /// True for `^`, which groups from the right (`2 ^ 3 ^ 2` is `2 ^ 9`).
+    pub fn right_associative(self) -> bool {
+        self == ArithOp::Pow
+    }
+
+    /// True for the comparison operators.
+    pub fn is_comparison(self) -> bool {
+        self.precedence() == 1
+    }
+
+    /// The result of an arithmetic operator, or for a comparison 1 when it holds, else 0.
     fn apply(self, a: f64, b: f64) -> f64 {
+        let holds = |c: bool| if c { 1.0 } else { 0.0 };
         match self {
             ArithOp::Add => a + b,
             ArithOp::Sub => a - b,
             ArithOp::Mul => a * b,
             ArithOp::Div => a / b,
+            // Go's math.Mod, which Prometheus and Loki use: the sign of the dividend.
+            ArithOp::Mod => a % b,
+            ArithOp::Pow => a.powf(b),
+            ArithOp::Eq => holds(a == b),
+            ArithOp::Ne => holds(a != b),
+            ArithOp::Ge => holds(a >= b),
+            ArithOp::Le => holds(a <= b),
+            ArithOp::Gt => holds(a > b),
+            ArithOp::Lt => holds(a < b),
         }
     }
 }
@@ -182,6 +244,8 @@ pub enum MetricExpr {
     Binary {
         /// The operator.
         op: ArithOp,
+        /// `bool` after a comparison: every matched element is kept, valued 1 or 0.
+        bool_modifier: bool,
         /// Left operand.
         lhs: Box<MetricExpr>,
         /// Right operand.
@@ -208,7 +272,7 @@ type Leaf = BTreeMap<Labels, Vec<(i64, f64)>>;
 
 impl MetricExpr {
     /// True when the expression is a number (no series).
-    fn is_scalar(&self) -> bool {
+    pub(super) fn is_scalar(&self) -> bool {
         match self {
             MetricExpr::Scalar(_) => true,
             MetricExpr::Binary { lhs, rhs, .. } => lhs.is_scalar() && rhs.is_scalar(),
@@ -259,13 +323,13 @@ impl MetricExpr {
                 .iter()
                 .map(|_| vec![(Labels::default(), *n)])
                 .collect()),
-            MetricExpr::Binary { op, lhs, rhs } => {
+            MetricExpr::Binary { op, bool_modifier, lhs, rhs } => {
                 let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
                 let l = lhs.eval_steps(reader, steps_ns)?;
                 let r = rhs.eval_steps(reader, steps_ns)?;
                 Ok(l.into_iter()
                     .zip(r)
-                    .map(|(l, r)| binary(*op, ls, rs, l, r))
+                    .map(|(l, r)| binary(*op, *bool_modifier, ls, rs, l, r))
                     .collect())
             }
         }
@@ -273,26 +337,41 @@ impl MetricExpr {
 }
 
 /// Applies `op`: a scalar side applies to every element of the other; two vectors match on
-/// identical label sets (elements without a partner are dropped), as in Prometheus.
+/// identical label sets (elements without a partner are dropped), as in Prometheus. A
+/// comparison keeps the vector elements for which it holds, with their values (the left
+/// side's between two vectors), or with `bool` keeps every element valued 1 or 0.
 fn binary(
     op: ArithOp,
+    bool_modifier: bool,
     lhs_scalar: bool,
     rhs_scalar: bool,
     l: Vec<(Labels, f64)>,
     r: Vec<(Labels, f64)>,
 ) -> Vec<(Labels, f64)> {
     let first = |v: &[(Labels, f64)]| v.first().map_or(f64::NAN, |x| x.1);
+    // The element's value for a comparison without `bool`: `None` drops the element.
+    let result = |a: f64, b: f64, kept: f64| -> Option<f64> {
+        let v = op.apply(a, b);
+        match (op.is_comparison(), bool_modifier) {
+            (false, _) | (true, true) => Some(v),
+            (true, false) => (v == 1.0).then_some(kept),
+        }
+    };
+    if lhs_scalar && rhs_scalar {
+        // Only `bool` comparisons reach here (the parser requires it between numbers).
+        return vec![(Labels::default(), op.apply(first(&l), first(&r)))];
+    }
     if lhs_scalar {
         let a = first(&l);
-        return r.into_iter().map(|(k, b)| (k, op.apply(a, b))).collect();
+        return r.into_iter().filter_map(|(k, b)| result(a, b, b).map(|v| (k, v))).collect();
     }
     if rhs_scalar {
         let b = first(&r);
-        return l.into_iter().map(|(k, a)| (k, op.apply(a, b))).collect();
+        return l.into_iter().filter_map(|(k, a)| result(a, b, a).map(|v| (k, v))).collect();
     }
     let right: BTreeMap<Labels, f64> = r.into_iter().collect();
     l.into_iter()
-        .filter_map(|(k, a)| right.get(&k).map(|b| (k, op.apply(a, *b))))
+        .filter_map(|(k, a)| right.get(&k).and_then(|b| result(a, *b, a)).map(|v| (k, v)))
         .collect()
 }
 

@@ -488,7 +488,8 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A metric expression with `+ - * /` between operands (`*`, `/` bind tighter).
+    /// A metric expression with binary operators between operands (PromQL's precedence:
+    /// comparisons, then `+ -`, then `* / %`, then `^`, which groups from the right).
     pub(super) fn metric(&mut self) -> Result<MetricExpr> {
         self.nested(|c| c.arith(0))
     }
@@ -506,17 +507,29 @@ impl<'a> Cursor<'a> {
             if op.precedence() < min_prec {
                 return Ok(left);
             }
-            self.pos += 1;
+            let at = self.pos;
+            self.pos += op.symbol().len();
             self.skip_ws();
-            if self.peek_word() == "bool"
-                || self.peek_word() == "on"
-                || self.peek_word() == "ignoring"
-            {
+            let bool_modifier = self.peek_word() == "bool";
+            if bool_modifier {
+                if !op.is_comparison() {
+                    return Err(self.error(&format!("bool modifier after {:?}: only comparison operators take it", op.symbol())));
+                }
+                self.pos += "bool".len();
+                self.skip_ws();
+            }
+            if self.peek_word() == "on" || self.peek_word() == "ignoring" {
                 return Err(Error::unsupported("vector matching modifiers in LogQL"));
             }
-            let right = self.nested(|c| c.arith(op.precedence() + 1))?;
+            let next = if op.right_associative() { op.precedence() } else { op.precedence() + 1 };
+            let right = self.nested(|c| c.arith(next))?;
+            if op.is_comparison() && !bool_modifier && left.is_scalar() && right.is_scalar() {
+                self.pos = at;
+                return Err(self.error("comparisons between numbers need the bool modifier"));
+            }
             left = MetricExpr::Binary {
                 op,
+                bool_modifier,
                 lhs: Box::new(left),
                 rhs: Box::new(right),
             };

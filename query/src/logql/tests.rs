@@ -56,7 +56,10 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | unpack"#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | json a="b""#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
-    assert!(err(r#"rate({app="a"}[5m]) > 2"#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) and rate({app="b"}[5m])"#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) > on (app) rate({app="b"}[5m])"#).contains("not supported yet"));
+    assert!(err(r#"1 > 2"#).contains("need the bool modifier"));
+    assert!(err(r#"rate({app="a"}[5m]) + bool 2"#).contains("only comparison operators"));
     assert!(
         err(r#"label_replace(rate({app="a"}[5m]), "a", "b", "c", "d")"#)
             .contains("not supported yet")
@@ -349,6 +352,44 @@ fn arithmetic_vector_and_scalars_by_hand() {
         eval(r#"sum by (app) (count_over_time({app=~".+"} |= "ok" [4s])) + 10"#, &[t]),
         vec![(app("api"), vec![(t, 11.0)])]
     );
+}
+
+#[test]
+fn comparisons_modulo_and_power_by_hand() {
+    let t = 4 * S;
+    let counts = r#"count_over_time({app=~".+"}[4s])"#; // api 3, web 1 at 4s
+    // A comparison with a number keeps the elements for which it holds, with their values.
+    assert_eq!(eval(&format!("{counts} > 2"), &[t]), vec![(app("api"), vec![(t, 3.0)])]);
+    assert_eq!(eval(&format!("{counts} <= 1"), &[t]), vec![(app("web"), vec![(t, 1.0)])]);
+    assert_eq!(eval(&format!("{counts} != 3"), &[t]), vec![(app("web"), vec![(t, 1.0)])]);
+    assert_eq!(eval(&format!("{counts} == 4"), &[t]), vec![]);
+    // Number on the left: still the vector's values (Prometheus' rule).
+    assert_eq!(eval(&format!("2 < {counts}"), &[t]), vec![(app("api"), vec![(t, 3.0)])]);
+    // With bool every element stays, valued 1 or 0.
+    assert_eq!(
+        eval(&format!("{counts} >= bool 3"), &[t]),
+        vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 0.0)])]
+    );
+    // Between two numbers bool is required, and the answer is a number.
+    assert_eq!(eval("2 > bool 1", &[t]), vec![(vec![], vec![(t, 1.0)])]);
+    // Comparisons bind looser than arithmetic: (3 * 2) > 5 holds for api only, whose element
+    // keeps the left side's value, 6.
+    assert_eq!(eval(&format!("{counts} * 2 > 5"), &[t]), vec![(app("api"), vec![(t, 6.0)])]);
+    // Vector against vector on identical label sets, keeping the left value where it holds:
+    // errors (api 2, web 1) against all lines (api 3, web 1).
+    let errors = r#"count_over_time({app=~".+"} |= "error" [4s])"#;
+    assert_eq!(eval(&format!("{errors} == {counts}"), &[t]), vec![(app("web"), vec![(t, 1.0)])]);
+    assert_eq!(
+        eval(&format!("{errors} < bool {counts}"), &[t]),
+        vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 0.0)])]
+    );
+    // `%` takes the dividend's sign (Go's math.Mod); `^` groups from the right: 2^(3^2).
+    assert_eq!(eval("7 % 3 * 10", &[t]), vec![(vec![], vec![(t, 10.0)])]);
+    assert_eq!(eval("2 ^ 3 ^ 2", &[t]), vec![(vec![], vec![(t, 512.0)])]);
+    assert_eq!(eval("2 * 3 ^ 2", &[t]), vec![(vec![], vec![(t, 18.0)])]);
+    assert_eq!(eval(&format!("{counts} % 2"), &[t]), vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 1.0)])]);
+    // A step where the filter drops every element has no point, others keep theirs.
+    assert_eq!(eval(&format!("{counts} > 1"), &[2 * S, t]), vec![(app("api"), vec![(2 * S, 2.0), (t, 3.0)])]);
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
