@@ -235,6 +235,8 @@ pub enum MetricExpr {
         query: LogQuery,
         /// Window length in nanoseconds.
         range_ns: i64,
+        /// `offset`: each window ends this long before the evaluation time (negative: after).
+        offset_ns: i64,
     },
     /// A number literal.
     Scalar(f64),
@@ -302,9 +304,12 @@ impl MetricExpr {
                 func,
                 query,
                 range_ns,
+                offset_ns,
             } => {
-                let leaf = load(reader, query, *func, *range_ns, steps_ns)?;
-                Ok(steps_ns
+                // The windows of the shifted times; the results belong to the given steps.
+                let shifted: Vec<i64> = steps_ns.iter().map(|t| t.saturating_sub(*offset_ns)).collect();
+                let leaf = load(reader, query, *func, *range_ns, &shifted)?;
+                Ok(shifted
                     .iter()
                     .map(|&t| range_at(&leaf, *func, query, *range_ns, t))
                     .collect())

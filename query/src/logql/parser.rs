@@ -112,7 +112,8 @@ impl<'a> Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn at_end_of_pipeline(&self) -> bool {
         let r = self.rest();
-        r.is_empty() || r.starts_with('[') || r.starts_with(')')
+        // `offset` ends the pipeline of a range function whose range came first.
+        r.is_empty() || r.starts_with('[') || r.starts_with(')') || self.peek_word() == "offset"
     }
 
     /// A word (letters, digits, `_`) without consuming it.
@@ -582,8 +583,16 @@ impl<'a> Cursor<'a> {
                 None => self.range()?,
             };
             self.skip_ws();
+            let mut offset_ns = 0;
             if self.peek_word() == "offset" {
-                return Err(Error::unsupported("`offset` in LogQL"));
+                self.pos += "offset".len();
+                self.skip_ws();
+                let text = self.rest().split(|c: char| c.is_whitespace() || c == ')').next().unwrap_or("");
+                let secs = pipeline::parse_duration_secs(text)
+                    .ok_or_else(|| self.error(&format!("invalid offset {text:?}")))?;
+                offset_ns = (secs * 1e9) as i64;
+                self.pos += text.len();
+                self.skip_ws();
             }
             self.expect(")")?;
             match (func.needs_unwrap(), &query.unwrap) {
@@ -609,6 +618,7 @@ impl<'a> Cursor<'a> {
                 func,
                 query,
                 range_ns: range,
+                offset_ns,
             });
         }
         if let Some(op) = AggOp::from_name(word) {

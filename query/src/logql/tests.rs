@@ -392,6 +392,36 @@ fn comparisons_modulo_and_power_by_hand() {
     assert_eq!(eval(&format!("{counts} > 1"), &[2 * S, t]), vec![(app("api"), vec![(2 * S, 2.0), (t, 3.0)])]);
 }
 
+#[test]
+fn offset_shifts_the_windows_not_the_steps() {
+    // Lines: api 1s, 2s, 3s; web 2.5s. Windows (t - 1s - 2s, t - 1s] at t = 4s: (1s, 3s].
+    let t = 4 * S;
+    assert_eq!(
+        eval(r#"count_over_time({app=~".+"}[2s] offset 1s)"#, &[t]),
+        vec![(app("api"), vec![(t, 2.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    // The same windows as without offset one second earlier, reported at the later steps.
+    assert_eq!(
+        eval(r#"count_over_time({app="api"}[2s] offset 1s)"#, &[3 * S, t]),
+        eval(r#"count_over_time({app="api"}[2s])"#, &[2 * S, 3 * S])
+            .into_iter()
+            .map(|(l, p)| (l, p.into_iter().map(|(ts, v)| (ts + S, v)).collect()))
+            .collect::<Evaluated>()
+    );
+    // A negative offset looks ahead: (1s, 3s] again, from t = 2s.
+    assert_eq!(
+        eval(r#"count_over_time({app="api"}[2s] offset -1s)"#, &[2 * S]),
+        vec![(app("api"), vec![(2 * S, 2.0)])]
+    );
+    // Week-over-week style: the current count over the count an offset earlier (3 / 2).
+    assert_eq!(
+        eval(r#"count_over_time({app="api"}[2s]) / count_over_time({app="api"}[2s] offset 1s)"#, &[t]),
+        vec![(app("api"), vec![(t, 1.0 / 2.0)])]
+    );
+    let err = |q: &str| parse_query(q).unwrap_err().to_string();
+    assert!(err(r#"count_over_time({app="a"}[5m] offset x)"#).contains("invalid offset"));
+}
+
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
     LogRecord {
         attributes: pharos_model::normalize_attributes(
