@@ -143,6 +143,7 @@ impl LogQuery {
                 }
                 Stage::Line(_)
                 | Stage::Json
+                | Stage::JsonFields(_)
                 | Stage::Logfmt
                 | Stage::Regexp(_)
                 | Stage::Pattern(_)

@@ -147,6 +147,29 @@ impl<'a> Cursor<'a> {
         Ok(&rest[..len])
     }
 
+    /// `name="path", name2, …` after `| json` (a bare name is its own path).
+    fn json_fields(&mut self) -> Result<Vec<(String, Vec<pipeline::JsonStep>)>> {
+        let mut fields = Vec::new();
+        loop {
+            self.skip_ws();
+            let name = self.identifier()?.to_string();
+            self.skip_ws();
+            let path = if self.eat("=") {
+                self.skip_ws();
+                self.string()?
+            } else {
+                name.clone()
+            };
+            let steps = pipeline::parse_json_path(&path)
+                .ok_or_else(|| self.error(&format!("invalid json expression {path:?} for {name:?}")))?;
+            fields.push((name, steps));
+            self.skip_ws();
+            if !self.eat(",") {
+                return Ok(fields);
+            }
+        }
+    }
+
     fn label_list(&mut self) -> Result<Vec<String>> {
         self.expect("(")?;
         let mut out = Vec::new();
@@ -230,15 +253,16 @@ impl<'a> Cursor<'a> {
                 "json" | "logfmt" => {
                     self.pos += word.len();
                     self.skip_ws();
-                    if !self.at_end_of_pipeline()
+                    let has_params = !self.at_end_of_pipeline()
                         && !self.rest().starts_with('|')
-                        && !self.rest().starts_with('!')
-                    {
+                        && !self.rest().starts_with('!');
+                    if has_params && word == "json" {
+                        Stage::JsonFields(self.json_fields()?)
+                    } else if has_params {
                         return Err(Error::unsupported(format!(
                             "parameters of `| {word}` (only the plain parser is)"
                         )));
-                    }
-                    if word == "json" {
+                    } else if word == "json" {
                         Stage::Json
                     } else {
                         Stage::Logfmt

@@ -26,6 +26,8 @@ pub enum Stage {
     Line(LineFilter),
     /// `| json`
     Json,
+    /// `| json name="path", …`: only the named values (`a.b`, `a[0]`, `a["k"]`).
+    JsonFields(Vec<(String, Vec<JsonStep>)>),
     /// `| logfmt`
     Logfmt,
     /// `| regexp "(?P<name>re)"`
@@ -42,6 +44,70 @@ pub enum Stage {
     Drop(Vec<String>),
     /// `| keep a, b`
     Keep(Vec<String>),
+}
+
+/// One step of a `json` expression's path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonStep {
+    /// An object member.
+    Key(String),
+    /// An array element.
+    Index(usize),
+}
+
+/// Parses a `json` expression path: members joined by `.`, `[n]` for array elements and
+/// `["key"]` for members with any characters (`request.headers["User-Agent"]`, `servers[0]`).
+pub fn parse_json_path(path: &str) -> Option<Vec<JsonStep>> {
+    let mut steps = Vec::new();
+    let mut rest = path;
+    let mut expect_key = true;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = &r[..end];
+            if let Some(q) = inner.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                steps.push(JsonStep::Key(q.replace("\\\"", "\"")));
+            } else {
+                steps.push(JsonStep::Index(inner.trim().parse().ok()?));
+            }
+            rest = &r[end + 1..];
+            expect_key = false;
+        } else if let Some(r) = rest.strip_prefix('.') {
+            if expect_key {
+                return None;
+            }
+            rest = r;
+            expect_key = true;
+        } else {
+            if !expect_key {
+                return None;
+            }
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            steps.push(JsonStep::Key(rest[..end].to_string()));
+            rest = &rest[end..];
+            expect_key = false;
+        }
+    }
+    (!steps.is_empty() && !expect_key).then_some(steps)
+}
+
+/// The value at `path` as label text: strings as they are, numbers and booleans as written,
+/// objects and arrays as JSON, null as empty; `None` when the path leads nowhere.
+fn json_at(value: &serde_json::Value, path: &[JsonStep]) -> Option<String> {
+    use serde_json::Value;
+    let mut v = value;
+    for step in path {
+        v = match (step, v) {
+            (JsonStep::Key(k), Value::Object(m)) => m.get(k)?,
+            (JsonStep::Index(i), Value::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 /// The right-hand side of one `label_format` assignment.
@@ -65,6 +131,19 @@ impl Stage {
                         flatten_json("", &map, &mut out);
                         for (k, v) in out {
                             insert_extracted(labels, stream, &k, v);
+                        }
+                    }
+                    _ => set_error(labels, "JSONParserErr"),
+                }
+                true
+            }
+            Stage::JsonFields(fields) => {
+                match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(v @ serde_json::Value::Object(_)) => {
+                        for (name, path) in fields {
+                            if let Some(value) = json_at(&v, path) {
+                                insert_extracted(labels, stream, name, value);
+                            }
                         }
                     }
                     _ => set_error(labels, "JSONParserErr"),
@@ -606,6 +685,47 @@ mod tests {
             ])
         );
         let (l, _) = run(&Stage::Json, &[("app", "api")], "not json").unwrap();
+        assert_eq!(l, map(&[("app", "api"), ("__error__", "JSONParserErr")]));
+    }
+
+    #[test]
+    fn json_paths_parse_and_pick_values() {
+        use JsonStep::{Index, Key};
+        let k = |s: &str| Key(s.to_string());
+        assert_eq!(parse_json_path("a"), Some(vec![k("a")]));
+        assert_eq!(parse_json_path("a.b[2]"), Some(vec![k("a"), k("b"), Index(2)]));
+        assert_eq!(parse_json_path(r#"req.headers["User-Agent"].x"#), Some(vec![k("req"), k("headers"), k("User-Agent"), k("x")]));
+        assert_eq!(parse_json_path(r#"["a.b"]"#), Some(vec![k("a.b")]));
+        for bad in ["", ".a", "a.", "a..b", "a[x]", "a[0", "a[0]b"] {
+            assert_eq!(parse_json_path(bad), None, "{bad:?}");
+        }
+        let line = r#"{"msg":"hi","req":{"status":503,"ok":false,"headers":{"User-Agent":"curl"}},"servers":["s1","s2"],"n":null}"#;
+        let stage = Stage::JsonFields(vec![
+            ("status".into(), parse_json_path("req.status").unwrap()),
+            ("ua".into(), parse_json_path(r#"req.headers["User-Agent"]"#).unwrap()),
+            ("second".into(), parse_json_path("servers[1]").unwrap()),
+            ("all".into(), parse_json_path("servers").unwrap()),
+            ("ok".into(), parse_json_path("req.ok").unwrap()),
+            ("n".into(), parse_json_path("n").unwrap()),
+            ("missing".into(), parse_json_path("req.nope[3]").unwrap()),
+            ("app".into(), parse_json_path("msg").unwrap()),
+        ]);
+        let (l, line_out) = run(&stage, &[("app", "api")], line).unwrap();
+        assert_eq!(line_out, line, "the line is unchanged");
+        assert_eq!(
+            l,
+            map(&[
+                ("app", "api"),
+                ("app_extracted", "hi"),
+                ("status", "503"),
+                ("ua", "curl"),
+                ("second", "s2"),
+                ("all", r#"["s1","s2"]"#),
+                ("ok", "false"),
+                ("n", ""),
+            ])
+        );
+        let (l, _) = run(&stage, &[("app", "api")], "[1,2]").unwrap();
         assert_eq!(l, map(&[("app", "api"), ("__error__", "JSONParserErr")]));
     }
 

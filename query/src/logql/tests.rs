@@ -54,7 +54,9 @@ fn braces_and_escapes_inside_strings() {
 fn rejects_unsupported_and_malformed() {
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
     assert!(err(r#"{app="a"} | unpack"#).contains("not supported yet"));
-    assert!(err(r#"{app="a"} | json a="b""#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | logfmt a"#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
+    assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) and rate({app="b"}[5m])"#).contains("not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) > on (app) rate({app="b"}[5m])"#).contains("not supported yet"));
@@ -420,6 +422,18 @@ fn offset_shifts_the_windows_not_the_steps() {
     );
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
     assert!(err(r#"count_over_time({app="a"}[5m] offset x)"#).contains("invalid offset"));
+}
+
+#[test]
+fn json_with_expressions_feeds_label_filters() {
+    let q = parse(r#"{app="api"} | json code="resp.code", first=`hosts[0]`, level | code >= 500 | level="error""#).unwrap();
+    let stream = stream(&[("app", "api")]);
+    let r = |body: &str| LogRecord::new(stream.clone(), 1, body, "");
+    let (labels, _) = q.process(&r(r#"{"level":"error","resp":{"code":503},"hosts":["h1"]}"#)).unwrap();
+    assert_eq!(labels.get("code"), Some("503"));
+    assert_eq!(labels.get("first"), Some("h1"));
+    assert!(q.process(&r(r#"{"level":"error","resp":{"code":404}}"#)).is_none());
+    assert!(q.process(&r(r#"{"level":"info","resp":{"code":500}}"#)).is_none());
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
