@@ -1,5 +1,6 @@
 //! LogQL metric queries: range functions over log queries (`count_over_time`, `rate`,
-//! `bytes_over_time`, `bytes_rate`, and with `| unwrap` `sum/avg/min/max_over_time`) and vector
+//! `bytes_over_time`, `bytes_rate`, and with `| unwrap` `sum/avg/min/max/stddev/stdvar/first/
+//! last_over_time` and `quantile_over_time`) and vector
 //! aggregations over them (`sum`, `avg`, `min`, `max`, `count`, `topk`, `bottomk`, `by`/`without`).
 //!
 //! A window at evaluation time `t` holds the entries with `t - range < ts <= t`, as in Loki; a
@@ -34,9 +35,19 @@ pub enum RangeFn {
     MinOverTime,
     /// Maximum of unwrapped values.
     MaxOverTime,
+    /// Population standard deviation of unwrapped values.
+    StddevOverTime,
+    /// Population variance of unwrapped values.
+    StdvarOverTime,
+    /// The φ-quantile of unwrapped values (`quantile_over_time(φ, …)`), as Prometheus computes it.
+    QuantileOverTime,
+    /// The oldest unwrapped value in the window.
+    FirstOverTime,
+    /// The newest unwrapped value in the window.
+    LastOverTime,
 }
 
-const RANGE_FNS: [(&str, RangeFn); 8] = [
+const RANGE_FNS: [(&str, RangeFn); 13] = [
     ("count_over_time", RangeFn::CountOverTime),
     ("rate", RangeFn::Rate),
     ("bytes_over_time", RangeFn::BytesOverTime),
@@ -45,6 +56,11 @@ const RANGE_FNS: [(&str, RangeFn); 8] = [
     ("avg_over_time", RangeFn::AvgOverTime),
     ("min_over_time", RangeFn::MinOverTime),
     ("max_over_time", RangeFn::MaxOverTime),
+    ("stddev_over_time", RangeFn::StddevOverTime),
+    ("stdvar_over_time", RangeFn::StdvarOverTime),
+    ("quantile_over_time", RangeFn::QuantileOverTime),
+    ("first_over_time", RangeFn::FirstOverTime),
+    ("last_over_time", RangeFn::LastOverTime),
 ];
 
 impl RangeFn {
@@ -69,6 +85,11 @@ impl RangeFn {
                 | RangeFn::AvgOverTime
                 | RangeFn::MinOverTime
                 | RangeFn::MaxOverTime
+                | RangeFn::StddevOverTime
+                | RangeFn::StdvarOverTime
+                | RangeFn::QuantileOverTime
+                | RangeFn::FirstOverTime
+                | RangeFn::LastOverTime
         )
     }
 }
@@ -237,6 +258,8 @@ pub enum MetricExpr {
         range_ns: i64,
         /// `offset`: each window ends this long before the evaluation time (negative: after).
         offset_ns: i64,
+        /// φ of `quantile_over_time` (NaN for the other functions).
+        param: f64,
     },
     /// A number literal.
     Scalar(f64),
@@ -305,13 +328,14 @@ impl MetricExpr {
                 query,
                 range_ns,
                 offset_ns,
+                param,
             } => {
                 // The windows of the shifted times; the results belong to the given steps.
                 let shifted: Vec<i64> = steps_ns.iter().map(|t| t.saturating_sub(*offset_ns)).collect();
                 let leaf = load(reader, query, *func, *range_ns, &shifted)?;
                 Ok(shifted
                     .iter()
-                    .map(|&t| range_at(&leaf, *func, query, *range_ns, t))
+                    .map(|&t| range_at(&leaf, *func, *param, query, *range_ns, t))
                     .collect())
             }
             MetricExpr::Aggregate {
@@ -461,6 +485,7 @@ fn load(
 fn range_at(
     leaf: &Leaf,
     func: RangeFn,
+    param: f64,
     query: &LogQuery,
     range_ns: i64,
     t: i64,
@@ -483,10 +508,42 @@ fn range_at(
             RangeFn::AvgOverTime => sum / window.len() as f64,
             RangeFn::MinOverTime => window.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
             RangeFn::MaxOverTime => window.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+            RangeFn::StdvarOverTime => variance(window),
+            RangeFn::StddevOverTime => variance(window).sqrt(),
+            RangeFn::QuantileOverTime => quantile(param, window.iter().map(|p| p.1).collect()),
+            RangeFn::FirstOverTime => window[0].1,
+            RangeFn::LastOverTime => window[window.len() - 1].1,
         };
         out.push((labels.clone(), v));
     }
     out
+}
+
+/// Population variance of the window's values.
+fn variance(window: &[(i64, f64)]) -> f64 {
+    let n = window.len() as f64;
+    let mean = window.iter().map(|p| p.1).sum::<f64>() / n;
+    window.iter().map(|p| (p.1 - mean) * (p.1 - mean)).sum::<f64>() / n
+}
+
+/// The φ-quantile of `values` as Prometheus' `quantile_over_time` computes it: linear
+/// interpolation between the closest ranks, -Inf below φ = 0, +Inf above φ = 1.
+fn quantile(phi: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = phi * (values.len() - 1) as f64;
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = (lower + 1).min(values.len() - 1);
+    let weight = rank - rank.floor();
+    values[lower] * (1.0 - weight) + values[upper] * weight
 }
 
 /// One aggregation step.

@@ -589,6 +589,15 @@ impl<'a> Cursor<'a> {
             self.pos += word.len();
             self.expect("(")?;
             self.skip_ws();
+            let mut param = f64::NAN;
+            if func == RangeFn::QuantileOverTime {
+                let lit = self.literal()?;
+                param = lit
+                    .parse::<f64>()
+                    .map_err(|_| self.error(&format!("invalid quantile {lit:?}: expected a number")))?;
+                self.expect(",")?;
+                self.skip_ws();
+            }
             let matchers = self.selector()?;
             let mut query = LogQuery {
                 matchers,
@@ -643,6 +652,7 @@ impl<'a> Cursor<'a> {
                 query,
                 range_ns: range,
                 offset_ns,
+                param,
             });
         }
         if let Some(op) = AggOp::from_name(word) {

@@ -436,6 +436,35 @@ fn json_with_expressions_feeds_label_filters() {
     assert!(q.process(&r(r#"{"level":"info","resp":{"code":500}}"#)).is_none());
 }
 
+#[test]
+fn unwrap_statistics_and_quantiles_by_hand() {
+    let rec = |ts: i64, ms: u32| LogRecord::new(stream(&[("app", "api")]), ts, &format!(r#"{{"ms":{ms}}}"#), "");
+    // Time order 10, 20, 40, 30: mean 25, squared deviations 225 + 25 + 225 + 25 = 500.
+    let store = Mem(vec![rec(S, 10), rec(2 * S, 20), rec(3 * S, 40), rec(4 * S, 30)]);
+    let t = 4 * S;
+    let run = |f: &str| -> f64 {
+        let q = format!(r#"{f}{{app="api"}} | json | unwrap ms [4s])"#);
+        let Query::Metric(m) = parse_query(&q).unwrap() else { panic!("not a metric query") };
+        let out = m.evaluate(&store, &[t]).unwrap();
+        assert_eq!(out.len(), 1, "{q}");
+        out[0].1[0].1
+    };
+    assert_eq!(run("stdvar_over_time("), 125.0);
+    assert!((run("stddev_over_time(") - 125f64.sqrt()).abs() < 1e-12);
+    assert_eq!(run("first_over_time("), 10.0);
+    assert_eq!(run("last_over_time("), 30.0);
+    // Sorted 10, 20, 30, 40: φ = 0.5 sits halfway between ranks 1 and 2, φ = 0.9 at rank 2.7.
+    assert_eq!(run("quantile_over_time(0.5, "), 25.0);
+    assert!((run("quantile_over_time(0.9, ") - 37.0).abs() < 1e-12);
+    assert_eq!(run("quantile_over_time(0, "), 10.0);
+    assert_eq!(run("quantile_over_time(1, "), 40.0);
+    assert_eq!(run("quantile_over_time(1.5, "), f64::INFINITY);
+    assert_eq!(run("quantile_over_time(-1, "), f64::NEG_INFINITY);
+    let err = |q: &str| parse_query(q).unwrap_err().to_string();
+    assert!(err(r#"quantile_over_time(x, {app="a"} | unwrap ms [1m])"#).contains("invalid quantile"));
+    assert!(err(r#"stddev_over_time({app="a"}[1m])"#).contains("unwrap"));
+}
+
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
     LogRecord {
         attributes: pharos_model::normalize_attributes(
