@@ -260,6 +260,9 @@ pub enum MetricExpr {
         offset_ns: i64,
         /// φ of `quantile_over_time` (NaN for the other functions).
         param: f64,
+        /// `by (…)` / `without (…)` after an unwrapped range function: the values of all series
+        /// with the same kept labels share one window. `Some((without, labels))`.
+        grouping: Option<(bool, Vec<String>)>,
     },
     /// A number literal.
     Scalar(f64),
@@ -329,10 +332,21 @@ impl MetricExpr {
                 range_ns,
                 offset_ns,
                 param,
+                grouping,
             } => {
                 // The windows of the shifted times; the results belong to the given steps.
                 let shifted: Vec<i64> = steps_ns.iter().map(|t| t.saturating_sub(*offset_ns)).collect();
-                let leaf = load(reader, query, *func, *range_ns, &shifted)?;
+                let mut leaf = load(reader, query, *func, *range_ns, &shifted)?;
+                if grouping.is_some() {
+                    let mut grouped: Leaf = BTreeMap::new();
+                    for (labels, points) in leaf {
+                        grouped.entry(group_key(grouping, &labels)).or_default().extend(points);
+                    }
+                    for points in grouped.values_mut() {
+                        points.sort_by_key(|p| p.0);
+                    }
+                    leaf = grouped;
+                }
                 Ok(shifted
                     .iter()
                     .map(|&t| range_at(&leaf, *func, *param, query, *range_ns, t))
@@ -546,6 +560,16 @@ fn quantile(phi: f64, mut values: Vec<f64>) -> f64 {
     values[lower] * (1.0 - weight) + values[upper] * weight
 }
 
+/// The labels of `l` a grouping keeps: none without one, the listed ones with `by`, the others
+/// with `without`.
+fn group_key(grouping: &Option<(bool, Vec<String>)>, l: &Labels) -> Labels {
+    match grouping {
+        None => Labels::default(),
+        Some((false, names)) => l.filter(|n| names.iter().any(|x| x == n)),
+        Some((true, names)) => l.filter(|n| !names.iter().any(|x| x == n)),
+    }
+}
+
 /// One aggregation step.
 fn aggregate(
     op: AggOp,
@@ -553,11 +577,7 @@ fn aggregate(
     param: Option<usize>,
     input: Vec<(Labels, f64)>,
 ) -> Vec<(Labels, f64)> {
-    let key = |l: &Labels| match grouping {
-        None => Labels::default(),
-        Some((false, names)) => l.filter(|n| names.iter().any(|x| x == n)),
-        Some((true, names)) => l.filter(|n| !names.iter().any(|x| x == n)),
-    };
+    let key = |l: &Labels| group_key(grouping, l);
     let mut groups: BTreeMap<Labels, Vec<(Labels, f64)>> = BTreeMap::new();
     for (l, v) in input {
         groups.entry(key(&l)).or_default().push((l, v));

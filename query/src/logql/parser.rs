@@ -644,8 +644,11 @@ impl<'a> Cursor<'a> {
                 _ => {}
             }
             let grouping = self.grouping()?;
-            if grouping.is_some() {
-                return Err(Error::unsupported("grouping on range aggregations"));
+            if grouping.is_some() && !func.needs_unwrap() {
+                return Err(Error::BadData(format!(
+                    "grouping is only allowed on range functions over unwrapped values, not {}",
+                    func.name()
+                )));
             }
             return Ok(MetricExpr::Range {
                 func,
@@ -653,6 +656,7 @@ impl<'a> Cursor<'a> {
                 range_ns: range,
                 offset_ns,
                 param,
+                grouping,
             });
         }
         if let Some(op) = AggOp::from_name(word) {

@@ -463,6 +463,38 @@ fn unwrap_statistics_and_quantiles_by_hand() {
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
     assert!(err(r#"quantile_over_time(x, {app="a"} | unwrap ms [1m])"#).contains("invalid quantile"));
     assert!(err(r#"stddev_over_time({app="a"}[1m])"#).contains("unwrap"));
+    assert!(err(r#"count_over_time({app="a"}[1m]) by (app)"#).contains("only allowed"));
+}
+
+#[test]
+fn grouping_on_an_unwrapped_range_function_shares_the_window() {
+    let rec = |app: &str, pod: &str, ts: i64, ms: u32| {
+        LogRecord::new(stream(&[("app", app), ("pod", pod)]), ts, &format!(r#"{{"ms":{ms}}}"#), "")
+    };
+    // api has two pods: 10 and 30 on p1, 20 on p2; web 5 on w1.
+    let store = Mem(vec![rec("api", "p1", S, 10), rec("api", "p2", 2 * S, 20), rec("api", "p1", 3 * S, 30), rec("web", "w1", 3 * S, 5)]);
+    let t = 4 * S;
+    let run = |q: &str| -> Evaluated {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        m.evaluate(&store, &[t])
+            .unwrap()
+            .into_iter()
+            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
+            .collect()
+    };
+    // by (app): api's window holds 10, 20, 30 from both pods: the median is 20, not a mean of
+    // per-pod medians.
+    assert_eq!(
+        run(r#"quantile_over_time(0.5, {app=~".+"} | json | unwrap ms [4s]) by (app)"#),
+        vec![(app("api"), vec![(t, 20.0)]), (app("web"), vec![(t, 5.0)])]
+    );
+    // without (pod) keeps app (the parser's labels are unwrapped away).
+    assert_eq!(
+        run(r#"max_over_time({app=~".+"} | json | unwrap ms [4s]) without (pod)"#),
+        vec![(app("api"), vec![(t, 30.0)]), (app("web"), vec![(t, 5.0)])]
+    );
+    // Ungrouped: one series per stream.
+    assert_eq!(run(r#"last_over_time({app="api"} | json | unwrap ms [4s])"#).len(), 2);
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
