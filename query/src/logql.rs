@@ -71,7 +71,7 @@ impl LogQuery {
     pub fn required_substrings(&self) -> Vec<String> {
         self.stages
             .iter()
-            .take_while(|s| !matches!(s, Stage::LineFormat(_)))
+            .take_while(|s| !s.rewrites_line())
             .filter_map(|s| match s {
                 Stage::Line(LineFilter::Contains(s)) => Some(s.clone()),
                 _ => None,
@@ -86,7 +86,7 @@ impl LogQuery {
     pub fn index_filters(&self) -> Vec<Vec<String>> {
         self.stages
             .iter()
-            .take_while(|s| !matches!(s, Stage::LineFormat(_)))
+            .take_while(|s| !s.rewrites_line())
             .filter_map(|s| match s {
                 Stage::Line(LineFilter::Contains(s)) => Some(vec![s.clone()]),
                 Stage::Line(LineFilter::Matches(re)) => regex_prefix_literals(re.as_str()),
@@ -145,6 +145,9 @@ impl LogQuery {
                 | Stage::Json
                 | Stage::JsonFields(_)
                 | Stage::Logfmt
+                | Stage::LogfmtFields(_)
+                | Stage::Unpack
+                | Stage::Decolorize
                 | Stage::Regexp(_)
                 | Stage::Pattern(_)
                 | Stage::LineFormat(_) => return None,

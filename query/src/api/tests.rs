@@ -252,7 +252,7 @@ async fn loki_query_range_filters_orders_and_limits() {
 #[tokio::test]
 async fn loki_rejects_unsupported_queries() {
     let (status, body) =
-        get("/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D%20%7C%20unpack").await;
+        get("/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D%20%7C%20line_format_json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]

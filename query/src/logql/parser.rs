@@ -170,6 +170,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `name="key", name2, …` after `| logfmt` (a bare name is its own key).
+    fn logfmt_fields(&mut self) -> Result<Vec<(String, String)>> {
+        let mut fields = Vec::new();
+        loop {
+            self.skip_ws();
+            let name = self.identifier()?.to_string();
+            self.skip_ws();
+            let key = if self.eat("=") {
+                self.skip_ws();
+                self.string()?
+            } else {
+                name.clone()
+            };
+            fields.push((name, key));
+            self.skip_ws();
+            if !self.eat(",") {
+                return Ok(fields);
+            }
+        }
+    }
+
     fn label_list(&mut self) -> Result<Vec<String>> {
         self.expect("(")?;
         let mut out = Vec::new();
@@ -256,12 +277,13 @@ impl<'a> Cursor<'a> {
                     let has_params = !self.at_end_of_pipeline()
                         && !self.rest().starts_with('|')
                         && !self.rest().starts_with('!');
+                    if has_params && self.rest().starts_with("--") {
+                        return Err(Error::unsupported(format!("flags of `| {word}`")));
+                    }
                     if has_params && word == "json" {
                         Stage::JsonFields(self.json_fields()?)
                     } else if has_params {
-                        return Err(Error::unsupported(format!(
-                            "parameters of `| {word}` (only the plain parser is)"
-                        )));
+                        Stage::LogfmtFields(self.logfmt_fields()?)
                     } else if word == "json" {
                         Stage::Json
                     } else {
@@ -373,7 +395,15 @@ impl<'a> Cursor<'a> {
                     q.unwrap = Some((name, unit));
                     continue;
                 }
-                "unpack" | "decolorize" | "line_format_json" | "distinct" => {
+                "unpack" => {
+                    self.pos += word.len();
+                    Stage::Unpack
+                }
+                "decolorize" => {
+                    self.pos += word.len();
+                    Stage::Decolorize
+                }
+                "line_format_json" | "distinct" => {
                     return Err(Error::unsupported(format!(
                         "LogQL pipeline stage `| {word}`"
                     )));

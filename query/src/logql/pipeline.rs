@@ -30,6 +30,13 @@ pub enum Stage {
     JsonFields(Vec<(String, Vec<JsonStep>)>),
     /// `| logfmt`
     Logfmt,
+    /// `| logfmt name="key", …`: only the named keys.
+    LogfmtFields(Vec<(String, String)>),
+    /// `| unpack`: the string members of a JSON object (Promtail's `pack` stage) become labels,
+    /// and `_entry` becomes the line.
+    Unpack,
+    /// `| decolorize`: ANSI color and cursor escape sequences are removed from the line.
+    Decolorize,
     /// `| regexp "(?P<name>re)"`
     Regexp(Regex),
     /// `| pattern "<name> - <_>"`
@@ -44,6 +51,13 @@ pub enum Stage {
     Drop(Vec<String>),
     /// `| keep a, b`
     Keep(Vec<String>),
+}
+
+/// ANSI escape sequences: CSI sequences (colors, cursor moves), character set designations
+/// (`ESC ( B`) and two-character escapes.
+fn ansi_escapes() -> &'static Regex {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])").expect("a valid regex"))
 }
 
 /// One step of a `json` expression's path.
@@ -120,6 +134,12 @@ pub enum LabelFormatValue {
 }
 
 impl Stage {
+    /// True for the stages after which the line is no longer the stored one (`line_format`,
+    /// `unpack`'s `_entry`, `decolorize`): line filters after them cannot use the index.
+    pub fn rewrites_line(&self) -> bool {
+        matches!(self, Stage::LineFormat(_) | Stage::Unpack | Stage::Decolorize)
+    }
+
     /// Runs the stage; false drops the entry.
     pub fn apply(&self, labels: &mut LabelMap, stream: &Labels, line: &mut String) -> bool {
         match self {
@@ -158,6 +178,46 @@ impl Stage {
                         }
                     }
                     None => set_error(labels, "LogfmtParserErr"),
+                }
+                true
+            }
+            Stage::LogfmtFields(fields) => {
+                match parse_logfmt(line) {
+                    Some(pairs) => {
+                        for (name, key) in fields {
+                            // The last occurrence of a key wins, as with the plain parser.
+                            if let Some((_, v)) = pairs.iter().rev().find(|(k, _)| k == key) {
+                                insert_extracted(labels, stream, name, v.clone());
+                            }
+                        }
+                    }
+                    None => set_error(labels, "LogfmtParserErr"),
+                }
+                true
+            }
+            Stage::Unpack => {
+                match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Object(map)) => {
+                        let mut entry = None;
+                        for (k, v) in map {
+                            let serde_json::Value::String(v) = v else { continue };
+                            if k == "_entry" {
+                                entry = Some(v);
+                            } else {
+                                insert_extracted(labels, stream, &sanitize_key(&k), v);
+                            }
+                        }
+                        if let Some(e) = entry {
+                            *line = e;
+                        }
+                    }
+                    _ => set_error(labels, "JSONParserErr"),
+                }
+                true
+            }
+            Stage::Decolorize => {
+                if line.contains('\x1b') {
+                    *line = ansi_escapes().replace_all(line, "").into_owned();
                 }
                 true
             }
@@ -686,6 +746,28 @@ mod tests {
         );
         let (l, _) = run(&Stage::Json, &[("app", "api")], "not json").unwrap();
         assert_eq!(l, map(&[("app", "api"), ("__error__", "JSONParserErr")]));
+    }
+
+    #[test]
+    fn logfmt_fields_unpack_and_decolorize() {
+        let fields = Stage::LogfmtFields(vec![("host".into(), "host".into()), ("fwd".into(), "x-forwarded-for".into()), ("gone".into(), "nope".into())]);
+        let (l, _) = run(&fields, &[("app", "api")], r#"host=a x-forwarded-for="1.2.3.4" level=info host=b"#).unwrap();
+        assert_eq!(l, map(&[("app", "api"), ("host", "b"), ("fwd", "1.2.3.4")]), "only the named keys, the last one wins");
+        let (l, _) = run(&fields, &[("app", "api")], r#"host="unterminated"#).unwrap();
+        assert_eq!(l, map(&[("app", "api"), ("__error__", "LogfmtParserErr")]));
+
+        let (l, line) = run(&Stage::Unpack, &[("app", "api")], r#"{"_entry":"GET / 200","pod":"p1","n":3,"app":"x"}"#).unwrap();
+        assert_eq!(line, "GET / 200", "_entry is the line");
+        assert_eq!(l, map(&[("app", "api"), ("app_extracted", "x"), ("pod", "p1")]), "string members only");
+        let (l, line) = run(&Stage::Unpack, &[("app", "api")], "plain text").unwrap();
+        assert_eq!(line, "plain text");
+        assert_eq!(l, map(&[("app", "api"), ("__error__", "JSONParserErr")]));
+
+        let colored = "\x1b[31mERROR\x1b[0m disk \x1b[1;33mfull\x1b[m \x1b(B\x1b[2K!";
+        let (_, line) = run(&Stage::Decolorize, &[], colored).unwrap();
+        assert_eq!(line, "ERROR disk full !");
+        let (_, line) = run(&Stage::Decolorize, &[], "no escapes [31m").unwrap();
+        assert_eq!(line, "no escapes [31m");
     }
 
     #[test]

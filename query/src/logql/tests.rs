@@ -53,8 +53,8 @@ fn braces_and_escapes_inside_strings() {
 #[test]
 fn rejects_unsupported_and_malformed() {
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
-    assert!(err(r#"{app="a"} | unpack"#).contains("not supported yet"));
-    assert!(err(r#"{app="a"} | logfmt a"#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | logfmt --strict"#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | line_format_json"#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
@@ -495,6 +495,20 @@ fn grouping_on_an_unwrapped_range_function_shares_the_window() {
     );
     // Ungrouped: one series per stream.
     assert_eq!(run(r#"last_over_time({app="api"} | json | unwrap ms [4s])"#).len(), 2);
+}
+
+#[test]
+fn filters_after_unpack_or_decolorize_see_the_new_line_and_skip_the_index() {
+    let q = parse(r#"{app="api"} |= "a" | unpack |= "GET" | decolorize |= "red ok""#).unwrap();
+    assert_eq!(q.index_filters(), vec![vec!["a".to_string()]], "only the filter before unpack");
+    let stream = stream(&[("app", "api")]);
+    let line = "{\"_entry\":\"GET \\u001b[31mred\\u001b[0m ok\",\"a\":\"1\"}";
+    let (labels, out) = q.process(&LogRecord::new(stream.clone(), 1, line, "")).unwrap();
+    assert_eq!(out, "GET red ok");
+    assert_eq!(labels.get("a"), Some("1"));
+    let q = parse(r#"{app="api"} | logfmt host, port="p" | port = 80"#).unwrap();
+    assert!(q.process(&LogRecord::new(stream.clone(), 1, "host=h p=80", "")).is_some());
+    assert!(q.process(&LogRecord::new(stream, 1, "host=h p=81", "")).is_none());
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
