@@ -45,9 +45,11 @@ pub enum RangeFn {
     FirstOverTime,
     /// The newest unwrapped value in the window.
     LastOverTime,
+    /// 1 when no entry is in the window (labelled by the selector's `=` matchers), else nothing.
+    AbsentOverTime,
 }
 
-const RANGE_FNS: [(&str, RangeFn); 13] = [
+const RANGE_FNS: [(&str, RangeFn); 14] = [
     ("count_over_time", RangeFn::CountOverTime),
     ("rate", RangeFn::Rate),
     ("bytes_over_time", RangeFn::BytesOverTime),
@@ -61,6 +63,7 @@ const RANGE_FNS: [(&str, RangeFn); 13] = [
     ("quantile_over_time", RangeFn::QuantileOverTime),
     ("first_over_time", RangeFn::FirstOverTime),
     ("last_over_time", RangeFn::LastOverTime),
+    ("absent_over_time", RangeFn::AbsentOverTime),
 ];
 
 impl RangeFn {
@@ -336,6 +339,9 @@ impl MetricExpr {
             } => {
                 // The windows of the shifted times; the results belong to the given steps.
                 let shifted: Vec<i64> = steps_ns.iter().map(|t| t.saturating_sub(*offset_ns)).collect();
+                // `absent_over_time` counts the entries and answers where there are none.
+                let absent = *func == RangeFn::AbsentOverTime;
+                let func = if absent { &RangeFn::CountOverTime } else { func };
                 let mut leaf = load(reader, query, *func, *range_ns, &shifted)?;
                 if grouping.is_some() {
                     let mut grouped: Leaf = BTreeMap::new();
@@ -350,6 +356,11 @@ impl MetricExpr {
                 Ok(shifted
                     .iter()
                     .map(|&t| range_at(&leaf, *func, *param, query, *range_ns, t))
+                    .map(|present| match (absent, present.is_empty()) {
+                        (false, _) => present,
+                        (true, true) => vec![(absent_labels(query), 1.0)],
+                        (true, false) => Vec::new(),
+                    })
                     .collect())
             }
             MetricExpr::Aggregate {
@@ -515,7 +526,8 @@ fn range_at(
         }
         let sum: f64 = window.iter().map(|p| p.1).sum();
         let v = match func {
-            RangeFn::CountOverTime => window.len() as f64,
+            // (`absent_over_time` is evaluated as a count, then inverted.)
+            RangeFn::CountOverTime | RangeFn::AbsentOverTime => window.len() as f64,
             RangeFn::Rate if query.unwrap.is_none() => window.len() as f64 / secs,
             RangeFn::Rate | RangeFn::BytesRate => sum / secs,
             RangeFn::BytesOverTime | RangeFn::SumOverTime => sum,
@@ -531,6 +543,19 @@ fn range_at(
         out.push((labels.clone(), v));
     }
     out
+}
+
+/// The labels of `absent_over_time`'s answer: those of the selector's `=` matchers whose name
+/// no other matcher uses, as Prometheus' `absent` derives them.
+fn absent_labels(query: &LogQuery) -> Labels {
+    let once = |name: &str| query.matchers.iter().filter(|m| m.name == name).count() == 1;
+    Labels::from_pairs(
+        query
+            .matchers
+            .iter()
+            .filter(|m| matches!(m.op, pharos_model::select::MatchOp::Equal) && once(&m.name))
+            .map(|m| (m.name.clone(), m.value.clone())),
+    )
 }
 
 /// Population variance of the window's values.

@@ -511,6 +511,21 @@ fn filters_after_unpack_or_decolorize_see_the_new_line_and_skip_the_index() {
     assert!(q.process(&LogRecord::new(stream, 1, "host=h p=81", "")).is_none());
 }
 
+#[test]
+fn absent_over_time_answers_where_a_window_is_empty() {
+    // Lines: api 1s, 2s, 3s; web 2.5s. Windows of 1s at 2s, 3s, 5s: (1s, 2s], (2s, 3s], (4s, 5s].
+    let steps = [2 * S, 3 * S, 5 * S];
+    assert_eq!(
+        eval(r#"absent_over_time({app="web"}[1s])"#, &steps),
+        vec![(app("web"), vec![(2 * S, 1.0), (5 * S, 1.0)])],
+        "web has a line in (2s, 3s] only"
+    );
+    assert_eq!(eval(r#"absent_over_time({app="api"}[1s])"#, &steps), vec![(app("api"), vec![(5 * S, 1.0)])]);
+    // Only `=` matchers label the answer; any entry of any matched stream makes it empty.
+    assert_eq!(eval(r#"absent_over_time({app=~"a.*", team="x"}[1s])"#, &[5 * S]), vec![(vec![("team".to_string(), "x".to_string())], vec![(5 * S, 1.0)])]);
+    assert_eq!(eval(r#"absent_over_time({app=~".+"} |= "error" [1s])"#, &steps), vec![(vec![], vec![(2 * S, 1.0), (5 * S, 1.0)])]);
+}
+
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
     LogRecord {
         attributes: pharos_model::normalize_attributes(
