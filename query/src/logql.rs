@@ -3,9 +3,8 @@
 //! `{app="api"} |= "error" | json | status >= 500 | line_format "{{.msg}}"` parses into label
 //! matchers (handed to the [`pharos_model::LogsReader`]) and [`pipeline::Stage`]s run on every
 //! entry. `sum by (app) (rate({app="api"} |= "error" [5m]))` parses into a [`metric::MetricExpr`].
-//! Arithmetic and comparison operators between metric expressions work as in PromQL; set
-//! operators, `on`/`ignoring`, `offset`, `label_replace` and the rarer stages are rejected as
-//! not supported.
+//! Arithmetic, comparison and set operators between metric expressions work as in PromQL;
+//! `on`/`ignoring`, `label_replace` and the rarer stages are rejected as not supported.
 
 pub mod metric;
 mod parser;
@@ -236,10 +235,6 @@ pub fn parse_query(query: &str) -> Result<Query> {
     };
     c.skip_ws();
     if !c.rest().is_empty() {
-        let r = c.rest();
-        if ["and", "or", "unless"].iter().any(|op| r.starts_with(op)) {
-            return Err(Error::unsupported("set operators (and, or, unless) in LogQL"));
-        }
         return Err(c.error("unexpected trailing input"));
     }
     Ok(q)

@@ -169,11 +169,20 @@ pub enum ArithOp {
     Gt,
     /// `<`
     Lt,
+    /// `and`: left elements with a right element of the same label set.
+    And,
+    /// `or`: left elements, then right elements of label sets the left side lacks.
+    Or,
+    /// `unless`: left elements without a right element of the same label set.
+    Unless,
 }
 
 impl ArithOp {
     /// Every operator, two-character symbols before their one-character prefixes.
-    pub const ALL: [ArithOp; 12] = [
+    pub const ALL: [ArithOp; 15] = [
+        ArithOp::And,
+        ArithOp::Or,
+        ArithOp::Unless,
         ArithOp::Eq,
         ArithOp::Ne,
         ArithOp::Ge,
@@ -203,17 +212,27 @@ impl ArithOp {
             ArithOp::Le => "<=",
             ArithOp::Gt => ">",
             ArithOp::Lt => "<",
+            ArithOp::And => "and",
+            ArithOp::Or => "or",
+            ArithOp::Unless => "unless",
         }
     }
 
-    /// Binding strength, as in PromQL: comparisons bind loosest, then `+ -`, then `* / %`,
-    /// then `^`.
+    /// True for the set operators, written as words.
+    pub fn is_set(self) -> bool {
+        matches!(self, ArithOp::And | ArithOp::Or | ArithOp::Unless)
+    }
+
+    /// Binding strength, as in PromQL: `or` binds loosest, then `and` and `unless`, then the
+    /// comparisons, then `+ -`, then `* / %`, then `^`.
     pub fn precedence(self) -> u8 {
         match self {
-            ArithOp::Eq | ArithOp::Ne | ArithOp::Ge | ArithOp::Le | ArithOp::Gt | ArithOp::Lt => 1,
-            ArithOp::Add | ArithOp::Sub => 2,
-            ArithOp::Mul | ArithOp::Div | ArithOp::Mod => 3,
-            ArithOp::Pow => 4,
+            ArithOp::Or => 1,
+            ArithOp::And | ArithOp::Unless => 2,
+            ArithOp::Eq | ArithOp::Ne | ArithOp::Ge | ArithOp::Le | ArithOp::Gt | ArithOp::Lt => 3,
+            ArithOp::Add | ArithOp::Sub => 4,
+            ArithOp::Mul | ArithOp::Div | ArithOp::Mod => 5,
+            ArithOp::Pow => 6,
         }
     }
 
@@ -224,7 +243,7 @@ impl ArithOp {
 
     /// True for the comparison operators.
     pub fn is_comparison(self) -> bool {
-        self.precedence() == 1
+        self.precedence() == 3
     }
 
     /// The result of an arithmetic operator, or for a comparison 1 when it holds, else 0.
@@ -244,6 +263,8 @@ impl ArithOp {
             ArithOp::Le => holds(a <= b),
             ArithOp::Gt => holds(a > b),
             ArithOp::Lt => holds(a < b),
+            // Set operators pick elements; they compute no value.
+            ArithOp::And | ArithOp::Or | ArithOp::Unless => a,
         }
     }
 }
@@ -402,6 +423,19 @@ fn binary(
     l: Vec<(Labels, f64)>,
     r: Vec<(Labels, f64)>,
 ) -> Vec<(Labels, f64)> {
+    if op.is_set() {
+        // Both sides are vectors (the parser refuses numbers here).
+        let right: std::collections::HashSet<&Labels> = r.iter().map(|(k, _)| k).collect();
+        return match op {
+            ArithOp::And => l.into_iter().filter(|(k, _)| right.contains(k)).collect(),
+            ArithOp::Unless => l.into_iter().filter(|(k, _)| !right.contains(k)).collect(),
+            _ => {
+                let left: std::collections::HashSet<Labels> = l.iter().map(|(k, _)| k.clone()).collect();
+                let extra: Vec<(Labels, f64)> = r.iter().filter(|(k, _)| !left.contains(k)).cloned().collect();
+                l.into_iter().chain(extra).collect()
+            }
+        };
+    }
     let first = |v: &[(Labels, f64)]| v.first().map_or(f64::NAN, |x| x.1);
     // The element's value for a comparison without `bool`: `None` drops the element.
     let result = |a: f64, b: f64, kept: f64| -> Option<f64> {

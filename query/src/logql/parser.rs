@@ -553,10 +553,9 @@ impl<'a> Cursor<'a> {
         let mut left = self.operand()?;
         loop {
             self.skip_ws();
-            let Some(op) = ArithOp::ALL
-                .into_iter()
-                .find(|op| self.rest().starts_with(op.symbol()))
-            else {
+            let Some(op) = ArithOp::ALL.into_iter().find(|op| {
+                if op.is_set() { self.peek_word() == op.symbol() } else { self.rest().starts_with(op.symbol()) }
+            }) else {
                 return Ok(left);
             };
             if op.precedence() < min_prec {
@@ -581,6 +580,10 @@ impl<'a> Cursor<'a> {
             if op.is_comparison() && !bool_modifier && left.is_scalar() && right.is_scalar() {
                 self.pos = at;
                 return Err(self.error("comparisons between numbers need the bool modifier"));
+            }
+            if op.is_set() && (left.is_scalar() || right.is_scalar()) {
+                self.pos = at;
+                return Err(self.error(&format!("set operator {:?} needs a vector on both sides, not a number", op.symbol())));
             }
             left = MetricExpr::Binary {
                 op,

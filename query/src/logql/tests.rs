@@ -58,7 +58,7 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
-    assert!(err(r#"rate({app="a"}[5m]) and rate({app="b"}[5m])"#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) and 1"#).contains("needs a vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) > on (app) rate({app="b"}[5m])"#).contains("not supported yet"));
     assert!(err(r#"1 > 2"#).contains("need the bool modifier"));
     assert!(err(r#"rate({app="a"}[5m]) + bool 2"#).contains("only comparison operators"));
@@ -524,6 +524,23 @@ fn absent_over_time_answers_where_a_window_is_empty() {
     // Only `=` matchers label the answer; any entry of any matched stream makes it empty.
     assert_eq!(eval(r#"absent_over_time({app=~"a.*", team="x"}[1s])"#, &[5 * S]), vec![(vec![("team".to_string(), "x".to_string())], vec![(5 * S, 1.0)])]);
     assert_eq!(eval(r#"absent_over_time({app=~".+"} |= "error" [1s])"#, &steps), vec![(vec![], vec![(2 * S, 1.0), (5 * S, 1.0)])]);
+}
+
+#[test]
+fn set_operators_by_hand() {
+    let t = 4 * S;
+    let counts = r#"count_over_time({app=~".+"}[4s])"#; // api 3, web 1
+    let ok = r#"count_over_time({app=~".+"} |= "ok" [4s])"#; // api 1
+    assert_eq!(eval(&format!("{counts} and {ok}"), &[t]), vec![(app("api"), vec![(t, 3.0)])]);
+    assert_eq!(eval(&format!("{counts} unless {ok}"), &[t]), vec![(app("web"), vec![(t, 1.0)])]);
+    // `or`: all of the left side, and the right side's label sets the left lacks.
+    assert_eq!(
+        eval(&format!("{ok} or {counts}"), &[t]),
+        vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    // `and` binds tighter than `or`, comparisons tighter than both: (counts > 2) or (ok and counts).
+    assert_eq!(eval(&format!("{counts} > 2 or {ok} and {counts}"), &[t]), vec![(app("api"), vec![(t, 3.0)])]);
+    assert_eq!(eval(&format!("{counts} < 2 or {ok}"), &[t]), vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 1.0)])]);
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
