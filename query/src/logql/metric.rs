@@ -15,6 +15,8 @@ use pharos_model::{Labels, LogSearch, LogsReader};
 use super::LogQuery;
 use super::pipeline::{self, NumberUnit};
 use crate::error::{Error, Result};
+use crate::promql::aggregate::quantile;
+use crate::promql::range_functions::{Window, extrapolated_rate, variance_over_time};
 
 /// A range function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,9 +49,12 @@ pub enum RangeFn {
     LastOverTime,
     /// 1 when no entry is in the window (labelled by the selector's `=` matchers), else nothing.
     AbsentOverTime,
+    /// Per-second rate of unwrapped values taken as a counter (resets added back, extrapolated
+    /// to the window's edges as Prometheus' `rate`).
+    RateCounter,
 }
 
-const RANGE_FNS: [(&str, RangeFn); 14] = [
+const RANGE_FNS: [(&str, RangeFn); 15] = [
     ("count_over_time", RangeFn::CountOverTime),
     ("rate", RangeFn::Rate),
     ("bytes_over_time", RangeFn::BytesOverTime),
@@ -64,6 +69,7 @@ const RANGE_FNS: [(&str, RangeFn); 14] = [
     ("first_over_time", RangeFn::FirstOverTime),
     ("last_over_time", RangeFn::LastOverTime),
     ("absent_over_time", RangeFn::AbsentOverTime),
+    ("rate_counter", RangeFn::RateCounter),
 ];
 
 impl RangeFn {
@@ -93,6 +99,7 @@ impl RangeFn {
                 | RangeFn::QuantileOverTime
                 | RangeFn::FirstOverTime
                 | RangeFn::LastOverTime
+                | RangeFn::RateCounter
         )
     }
 }
@@ -568,11 +575,22 @@ fn range_at(
             RangeFn::AvgOverTime => sum / window.len() as f64,
             RangeFn::MinOverTime => window.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
             RangeFn::MaxOverTime => window.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
-            RangeFn::StdvarOverTime => variance(window),
-            RangeFn::StddevOverTime => variance(window).sqrt(),
+            // Prometheus' own functions: compensated sums, interpolated ranks.
+            RangeFn::StdvarOverTime => variance_over_time(window),
+            RangeFn::StddevOverTime => variance_over_time(window).sqrt(),
             RangeFn::QuantileOverTime => quantile(param, window.iter().map(|p| p.1).collect()),
             RangeFn::FirstOverTime => window[0].1,
             RangeFn::LastOverTime => window[window.len() - 1].1,
+            RangeFn::RateCounter => {
+                // Prometheus' `increase` over (t - range, t], then per second. Its
+                // extrapolation depends on ratios of durations only, so the nanosecond
+                // timestamps go in as they are (the window's "ms" fields hold nanoseconds).
+                let w = Window { start_ms: t.saturating_sub(range_ns), end_ms: t };
+                match extrapolated_rate(window, w, true, false) {
+                    Some(increase) => increase / secs,
+                    None => continue,
+                }
+            }
         };
         out.push((labels.clone(), v));
     }
@@ -590,33 +608,6 @@ fn absent_labels(query: &LogQuery) -> Labels {
             .filter(|m| matches!(m.op, pharos_model::select::MatchOp::Equal) && once(&m.name))
             .map(|m| (m.name.clone(), m.value.clone())),
     )
-}
-
-/// Population variance of the window's values.
-fn variance(window: &[(i64, f64)]) -> f64 {
-    let n = window.len() as f64;
-    let mean = window.iter().map(|p| p.1).sum::<f64>() / n;
-    window.iter().map(|p| (p.1 - mean) * (p.1 - mean)).sum::<f64>() / n
-}
-
-/// The φ-quantile of `values` as Prometheus' `quantile_over_time` computes it: linear
-/// interpolation between the closest ranks, -Inf below φ = 0, +Inf above φ = 1.
-fn quantile(phi: f64, mut values: Vec<f64>) -> f64 {
-    if values.is_empty() || phi.is_nan() {
-        return f64::NAN;
-    }
-    if phi < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if phi > 1.0 {
-        return f64::INFINITY;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = phi * (values.len() - 1) as f64;
-    let lower = rank.floor().max(0.0) as usize;
-    let upper = (lower + 1).min(values.len() - 1);
-    let weight = rank - rank.floor();
-    values[lower] * (1.0 - weight) + values[upper] * weight
 }
 
 /// The labels of `l` a grouping keeps: none without one, the listed ones with `by`, the others

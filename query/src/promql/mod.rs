@@ -4,12 +4,12 @@
 //! evaluation step slices it in memory. Anything not implemented is rejected with a
 //! [`Error::BadData`] saying "… is not supported yet", never answered approximately.
 
-mod aggregate;
+pub(crate) mod aggregate;
 mod binary;
 mod eval;
 mod functions;
 mod histogram;
-mod range_functions;
+pub(crate) mod range_functions;
 mod selector;
 mod step_table;
 mod subquery;

@@ -123,8 +123,9 @@ pub fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64)
     (slope, sy / n - slope * sx / n)
 }
 
-/// Population variance over time with compensated sums (Prometheus' `varianceOverTime`).
-fn variance_over_time(points: &[(i64, f64)]) -> f64 {
+/// Population variance over time with compensated sums (Prometheus' `varianceOverTime`);
+/// LogQL's `stdvar_over_time` uses it too.
+pub(crate) fn variance_over_time(points: &[(i64, f64)]) -> f64 {
     let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for &(_, v) in points {
         count += 1.0;
