@@ -16,6 +16,7 @@ use super::LogQuery;
 use super::pipeline::{self, NumberUnit};
 use crate::error::{Error, Result};
 use crate::promql::aggregate::quantile;
+use crate::promql::functions::LabelReplace;
 use crate::promql::range_functions::{Window, extrapolated_rate, variance_over_time};
 
 /// A range function.
@@ -310,6 +311,13 @@ pub enum MetricExpr {
         /// Right operand.
         rhs: Box<MetricExpr>,
     },
+    /// `label_replace(inner, dst, replacement, src, regex)`, as in PromQL.
+    LabelReplace {
+        /// The expression whose labels change.
+        inner: Box<MetricExpr>,
+        /// The checked arguments.
+        replace: LabelReplace,
+    },
     /// `op [by|without (labels)] ([k,] inner)`
     Aggregate {
         /// The aggregation.
@@ -401,6 +409,19 @@ impl MetricExpr {
                 .into_iter()
                 .map(|input| aggregate(*op, grouping, *param, input))
                 .collect()),
+            MetricExpr::LabelReplace { inner, replace } => inner
+                .eval_steps(reader, steps_ns)?
+                .into_iter()
+                .map(|vector| {
+                    let out: Vec<(Labels, f64)> = vector.into_iter().map(|(l, v)| (replace.apply(l), v)).collect();
+                    let mut seen = std::collections::HashSet::with_capacity(out.len());
+                    if out.iter().all(|(l, _)| seen.insert(l)) {
+                        Ok(out)
+                    } else {
+                        Err(Error::Execution("vector cannot contain metrics with the same labelset (after label_replace)".into()))
+                    }
+                })
+                .collect(),
             MetricExpr::Scalar(n) | MetricExpr::Vector(n) => Ok(steps_ns
                 .iter()
                 .map(|_| vec![(Labels::default(), *n)])

@@ -719,6 +719,22 @@ impl<'a> Cursor<'a> {
                 inner: Box::new(inner),
             });
         }
+        if word == "label_replace" && self.rest()[word.len()..].trim_start().starts_with('(') {
+            self.pos += word.len();
+            self.expect("(")?;
+            let inner = self.nested(|c| c.metric())?;
+            let mut strings = Vec::with_capacity(4);
+            for _ in 0..4 {
+                self.expect(",")?;
+                self.skip_ws();
+                strings.push(self.string()?);
+            }
+            self.expect(")")?;
+            let [dst, replacement, src, regex]: [String; 4] =
+                strings.try_into().map_err(|_| self.error("label_replace takes five arguments"))?;
+            let replace = crate::promql::functions::LabelReplace::new(dst, replacement, src, &regex)?;
+            return Ok(MetricExpr::LabelReplace { inner: Box::new(inner), replace });
+        }
         if self.rest().starts_with('(') {
             self.pos += 1;
             let e = self.nested(|c| c.metric())?;

@@ -62,10 +62,9 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"rate({app="a"}[5m]) > on (app) rate({app="b"}[5m])"#).contains("not supported yet"));
     assert!(err(r#"1 > 2"#).contains("need the bool modifier"));
     assert!(err(r#"rate({app="a"}[5m]) + bool 2"#).contains("only comparison operators"));
-    assert!(
-        err(r#"label_replace(rate({app="a"}[5m]), "a", "b", "c", "d")"#)
-            .contains("not supported yet")
-    );
+    assert!(err(r#"label_replace(rate({app="a"}[5m]), "a-b", "x", "app", "(.*)")"#).contains("invalid destination"));
+    assert!(err(r#"label_replace(rate({app="a"}[5m]), "a", "x", "app", "(")"#).contains("invalid regular expression"));
+    assert!(err(r#"label_replace(rate({app="a"}[5m]), "a", "x", "app")"#).contains("expected"));
     assert!(err(r#"{}"#).contains("at least one"));
     assert!(err(r#"{app=~".*"}"#).contains("empty-compatible"));
     assert!(err(r#"{app="a""#).contains("expected"));
@@ -549,6 +548,28 @@ fn set_operators_by_hand() {
     // `and` binds tighter than `or`, comparisons tighter than both: (counts > 2) or (ok and counts).
     assert_eq!(eval(&format!("{counts} > 2 or {ok} and {counts}"), &[t]), vec![(app("api"), vec![(t, 3.0)])]);
     assert_eq!(eval(&format!("{counts} < 2 or {ok}"), &[t]), vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 1.0)])]);
+}
+
+#[test]
+fn label_replace_by_hand() {
+    let t = 4 * S;
+    let counts = r#"count_over_time({app=~".+"}[4s])"#; // api 3, web 1
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    // The regex is anchored: "a(.*)" matches "api" (group "pi"), not "web".
+    assert_eq!(
+        eval(&format!(r#"label_replace({counts}, "short", "x-$1", "app", "a(.*)")"#), &[t]),
+        vec![(vec![pair("app", "api"), pair("short", "x-pi")], vec![(t, 3.0)]), (app("web"), vec![(t, 1.0)])]
+    );
+    // An empty replacement removes the label; a missing source label reads as empty.
+    assert_eq!(eval(&format!(r#"label_replace({counts}, "app", "", "app", "web")"#), &[t]), vec![(vec![], vec![(t, 1.0)]), (app("api"), vec![(t, 3.0)])]);
+    assert_eq!(
+        eval(&format!(r#"sum(label_replace({counts}, "z", "none", "nope", ""))"#), &[t]),
+        vec![(vec![], vec![(t, 4.0)])]
+    );
+    // Two series ending with one label set is an execution error, as in PromQL.
+    let Query::Metric(m) = parse_query(&format!(r#"label_replace({counts}, "app", "same", "app", ".*")"#)).unwrap() else { panic!() };
+    let e = m.evaluate(&mem(), &[t]).unwrap_err();
+    assert!(e.to_string().contains("same labelset"), "{e}");
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {

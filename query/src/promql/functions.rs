@@ -393,35 +393,58 @@ fn string_arg(ev: &Evaluator, args: &[Box<Expr>], i: usize, t: i64, func: &str) 
 
 fn label_replace(ev: &Evaluator, args: &[Box<Expr>], t: i64) -> Result<Value> {
     let [dst, repl, src, re] = [1, 2, 3, 4].map(|i| string_arg(ev, args, i, t, "label_replace"));
-    let (dst, repl, src, re) = (dst?, repl?, src?, re?);
-    let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
-        Error::BadData(format!(
-            "invalid regular expression in label_replace(): {re}: {e}"
-        ))
-    })?;
-    if !is_valid_label_name(&dst) {
-        return Err(Error::BadData(format!(
-            "invalid destination label name in label_replace(): {dst}"
-        )));
-    }
+    let replace = LabelReplace::new(dst?, repl?, src?, &re?)?;
     let input = ev.eval_vector(&args[0], t)?;
-    let mut out = Vec::with_capacity(input.len());
-    for s in input {
-        let value = s.labels.get(&src).unwrap_or("");
-        let labels = match regex.captures(value) {
+    let out = input
+        .into_iter()
+        .map(|s| Sample {
+            labels: replace.apply(s.labels),
+            value: s.value,
+        })
+        .collect();
+    check_unique(out).map(Value::Vector)
+}
+
+/// The arguments of `label_replace(v, dst, replacement, src, regex)`, checked (PromQL's and
+/// LogQL's function).
+#[derive(Clone, Debug)]
+pub struct LabelReplace {
+    dst: String,
+    replacement: String,
+    src: String,
+    /// `regex` anchored at both ends.
+    regex: Regex,
+}
+
+impl LabelReplace {
+    /// Checks the regular expression and the destination name (a 400 when invalid).
+    pub fn new(dst: String, replacement: String, src: String, re: &str) -> Result<LabelReplace> {
+        let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+            Error::BadData(format!(
+                "invalid regular expression in label_replace(): {re}: {e}"
+            ))
+        })?;
+        if !is_valid_label_name(&dst) {
+            return Err(Error::BadData(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        Ok(LabelReplace { dst, replacement, src, regex })
+    }
+
+    /// `labels` with `dst` set to the expanded replacement when the regex matches the value
+    /// of `src` (absent: empty), unchanged otherwise; an empty result removes `dst`.
+    pub fn apply(&self, labels: Labels) -> Labels {
+        let value = labels.get(&self.src).unwrap_or("");
+        match self.regex.captures(value) {
             Some(caps) => {
                 let mut res = String::new();
-                caps.expand(&repl, &mut res);
-                s.labels.with(&dst, &res)
+                caps.expand(&self.replacement, &mut res);
+                labels.with(&self.dst, &res)
             }
-            None => s.labels,
-        };
-        out.push(Sample {
-            labels,
-            value: s.value,
-        });
+            None => labels,
+        }
     }
-    check_unique(out).map(Value::Vector)
 }
 
 fn label_join(ev: &Evaluator, args: &[Box<Expr>], t: i64) -> Result<Value> {

@@ -7,7 +7,7 @@
 pub(crate) mod aggregate;
 mod binary;
 mod eval;
-mod functions;
+pub(crate) mod functions;
 mod histogram;
 pub(crate) mod range_functions;
 mod selector;
