@@ -306,6 +306,8 @@ pub enum MetricExpr {
         op: ArithOp,
         /// `bool` after a comparison: every matched element is kept, valued 1 or 0.
         bool_modifier: bool,
+        /// How the elements of two vectors pair up.
+        matching: VectorMatching,
         /// Left operand.
         lhs: Box<MetricExpr>,
         /// Right operand.
@@ -426,43 +428,67 @@ impl MetricExpr {
                 .iter()
                 .map(|_| vec![(Labels::default(), *n)])
                 .collect()),
-            MetricExpr::Binary { op, bool_modifier, lhs, rhs } => {
+            MetricExpr::Binary { op, bool_modifier, matching, lhs, rhs } => {
                 let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
                 let l = lhs.eval_steps(reader, steps_ns)?;
                 let r = rhs.eval_steps(reader, steps_ns)?;
-                Ok(l.into_iter()
+                l.into_iter()
                     .zip(r)
-                    .map(|(l, r)| binary(*op, *bool_modifier, ls, rs, l, r))
-                    .collect())
+                    .map(|(l, r)| binary(*op, *bool_modifier, matching, ls, rs, l, r))
+                    .collect()
             }
         }
     }
 }
 
-/// Applies `op`: a scalar side applies to every element of the other; two vectors match on
-/// identical label sets (elements without a partner are dropped), as in Prometheus. A
-/// comparison keeps the vector elements for which it holds, with their values (the left
-/// side's between two vectors), or with `bool` keeps every element valued 1 or 0.
+/// How two vectors' elements pair up: `on (…)` / `ignoring (…)` and `group_left (…)` /
+/// `group_right (…)`, as in PromQL. The default (`ignoring ()`) pairs identical label sets.
+#[derive(Clone, Debug, Default)]
+pub struct VectorMatching {
+    /// `on` (true) or `ignoring` (false).
+    pub on: bool,
+    /// The labels `on` keeps or `ignoring` drops from the matching key.
+    pub labels: Vec<String>,
+    /// `Some((right, extra))`: `group_left` (false) or `group_right` (true), with the labels
+    /// copied from the "one" side.
+    pub group: Option<(bool, Vec<String>)>,
+}
+
+impl VectorMatching {
+    fn key(&self, l: &Labels) -> Labels {
+        if self.on {
+            l.filter(|n| self.labels.iter().any(|x| x == n))
+        } else {
+            l.filter(|n| !self.labels.iter().any(|x| x == n))
+        }
+    }
+}
+
+/// Applies `op`: a scalar side applies to every element of the other; two vectors pair up by
+/// `matching` (elements without a partner are dropped), as in Prometheus. A comparison keeps
+/// the elements for which it holds, with the vector's value (the left side's between two
+/// vectors), or with `bool` keeps every element valued 1 or 0.
 fn binary(
     op: ArithOp,
     bool_modifier: bool,
+    matching: &VectorMatching,
     lhs_scalar: bool,
     rhs_scalar: bool,
     l: Vec<(Labels, f64)>,
     r: Vec<(Labels, f64)>,
-) -> Vec<(Labels, f64)> {
+) -> Result<Vec<(Labels, f64)>> {
     if op.is_set() {
         // Both sides are vectors (the parser refuses numbers here).
-        let right: std::collections::HashSet<&Labels> = r.iter().map(|(k, _)| k).collect();
-        return match op {
-            ArithOp::And => l.into_iter().filter(|(k, _)| right.contains(k)).collect(),
-            ArithOp::Unless => l.into_iter().filter(|(k, _)| !right.contains(k)).collect(),
+        let right: std::collections::HashSet<Labels> = r.iter().map(|(k, _)| matching.key(k)).collect();
+        return Ok(match op {
+            ArithOp::And => l.into_iter().filter(|(k, _)| right.contains(&matching.key(k))).collect(),
+            ArithOp::Unless => l.into_iter().filter(|(k, _)| !right.contains(&matching.key(k))).collect(),
             _ => {
-                let left: std::collections::HashSet<Labels> = l.iter().map(|(k, _)| k.clone()).collect();
-                let extra: Vec<(Labels, f64)> = r.iter().filter(|(k, _)| !left.contains(k)).cloned().collect();
+                let left: std::collections::HashSet<Labels> = l.iter().map(|(k, _)| matching.key(k)).collect();
+                let extra: Vec<(Labels, f64)> = r.into_iter().filter(|(k, _)| !left.contains(&matching.key(k))).collect();
                 l.into_iter().chain(extra).collect()
             }
-        };
+        });
     }
     let first = |v: &[(Labels, f64)]| v.first().map_or(f64::NAN, |x| x.1);
     // The element's value for a comparison without `bool`: `None` drops the element.
@@ -475,20 +501,51 @@ fn binary(
     };
     if lhs_scalar && rhs_scalar {
         // Only `bool` comparisons reach here (the parser requires it between numbers).
-        return vec![(Labels::default(), op.apply(first(&l), first(&r)))];
+        return Ok(vec![(Labels::default(), op.apply(first(&l), first(&r)))]);
     }
     if lhs_scalar {
         let a = first(&l);
-        return r.into_iter().filter_map(|(k, b)| result(a, b, b).map(|v| (k, v))).collect();
+        return Ok(r.into_iter().filter_map(|(k, b)| result(a, b, b).map(|v| (k, v))).collect());
     }
     if rhs_scalar {
         let b = first(&r);
-        return l.into_iter().filter_map(|(k, a)| result(a, b, a).map(|v| (k, v))).collect();
+        return Ok(l.into_iter().filter_map(|(k, a)| result(a, b, a).map(|v| (k, v))).collect());
     }
-    let right: BTreeMap<Labels, f64> = r.into_iter().collect();
-    l.into_iter()
-        .filter_map(|(k, a)| right.get(&k).and_then(|b| result(a, *b, a)).map(|v| (k, v)))
-        .collect()
+    // The "one" side must be unique per key; with group_right it is the left side.
+    let group_right = matches!(matching.group, Some((true, _)));
+    let (many, one) = if group_right { (r, l) } else { (l, r) };
+    let mut by_key: FxHashMap<Labels, (Labels, f64)> = FxHashMap::default();
+    for (labels, v) in one {
+        if by_key.insert(matching.key(&labels), (labels, v)).is_some() {
+            return Err(Error::Execution(format!(
+                "many-to-many matching not allowed: matching labels must be unique on one side ({} side)",
+                if group_right { "left" } else { "right" }
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    for (labels, v) in many {
+        let Some((one_labels, w)) = by_key.get(&matching.key(&labels)) else { continue };
+        let (a, b) = if group_right { (*w, v) } else { (v, *w) };
+        let Some(value) = result(a, b, a) else { continue };
+        let out_labels = match &matching.group {
+            // One-to-one: the left side's labels, reduced as the matching says.
+            None if matching.on => matching.key(&labels),
+            None => labels.filter(|n| !matching.labels.iter().any(|x| x == n)),
+            // Many-to-one: the "many" side's labels, plus the listed ones from the "one" side.
+            Some((_, extra)) => extra.iter().fold(labels, |acc, name| acc.with(name, one_labels.get(name).unwrap_or(""))),
+        };
+        if !seen.insert(out_labels.clone()) {
+            return Err(Error::Execution(if matching.group.is_some() {
+                "multiple matches for labels: grouping labels must ensure unique matches".into()
+            } else {
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()
+            }));
+        }
+        out.push((out_labels, value));
+    }
+    Ok(out)
 }
 
 /// Reads and runs the pipeline over the entries the windows of `steps_ns` need.

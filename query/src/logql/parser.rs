@@ -3,7 +3,7 @@
 use pharos_model::LabelMatcher;
 use regex::Regex;
 
-use super::metric::{AggOp, ArithOp, MetricExpr, RangeFn};
+use super::metric::{AggOp, ArithOp, MetricExpr, RangeFn, VectorMatching};
 use super::pipeline::{
     self, CmpOp, LabelExpr, LabelFormatValue, NumberUnit, Pattern, Stage, Template,
 };
@@ -572,8 +572,27 @@ impl<'a> Cursor<'a> {
                 self.pos += "bool".len();
                 self.skip_ws();
             }
-            if self.peek_word() == "on" || self.peek_word() == "ignoring" {
-                return Err(Error::unsupported("vector matching modifiers in LogQL"));
+            let mut matching = VectorMatching::default();
+            let word = self.peek_word();
+            if word == "on" || word == "ignoring" {
+                self.pos += word.len();
+                matching.on = word == "on";
+                matching.labels = self.label_list()?;
+                self.skip_ws();
+                let group = self.peek_word();
+                if group == "group_left" || group == "group_right" {
+                    if op.is_set() {
+                        return Err(self.error(&format!("no grouping allowed for {:?}", op.symbol())));
+                    }
+                    self.pos += group.len();
+                    self.skip_ws();
+                    let extra = if self.rest().starts_with('(') { self.label_list()? } else { Vec::new() };
+                    if let Some(l) = extra.iter().find(|l| matching.on && matching.labels.contains(l)) {
+                        return Err(self.error(&format!("label {l:?} must not occur in on and {group} at once")));
+                    }
+                    matching.group = Some((group == "group_right", extra));
+                }
+                self.skip_ws();
             }
             let next = if op.right_associative() { op.precedence() } else { op.precedence() + 1 };
             let right = self.nested(|c| c.arith(next))?;
@@ -585,9 +604,14 @@ impl<'a> Cursor<'a> {
                 self.pos = at;
                 return Err(self.error(&format!("set operator {:?} needs a vector on both sides, not a number", op.symbol())));
             }
+            if (!matching.labels.is_empty() || matching.on || matching.group.is_some()) && (left.is_scalar() || right.is_scalar()) {
+                self.pos = at;
+                return Err(self.error("vector matching needs a vector on both sides, not a number"));
+            }
             left = MetricExpr::Binary {
                 op,
                 bool_modifier,
+                matching,
                 lhs: Box::new(left),
                 rhs: Box::new(right),
             };

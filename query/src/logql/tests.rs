@@ -59,7 +59,8 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ToUpper .x}}""#).contains("not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) and 1"#).contains("needs a vector on both sides"));
-    assert!(err(r#"rate({app="a"}[5m]) > on (app) rate({app="b"}[5m])"#).contains("not supported yet"));
+    assert!(err(r#"rate({app="a"}[5m]) > on (app) 2"#).contains("vector on both sides"));
+    assert!(err(r#"rate({app="a"}[5m]) and on (app) group_left rate({app="b"}[5m])"#).contains("no grouping"));
     assert!(err(r#"1 > 2"#).contains("need the bool modifier"));
     assert!(err(r#"rate({app="a"}[5m]) + bool 2"#).contains("only comparison operators"));
     assert!(err(r#"label_replace(rate({app="a"}[5m]), "a-b", "x", "app", "(.*)")"#).contains("invalid destination"));
@@ -570,6 +571,47 @@ fn label_replace_by_hand() {
     let Query::Metric(m) = parse_query(&format!(r#"label_replace({counts}, "app", "same", "app", ".*")"#)).unwrap() else { panic!() };
     let e = m.evaluate(&mem(), &[t]).unwrap_err();
     assert!(e.to_string().contains("same labelset"), "{e}");
+}
+
+#[test]
+fn vector_matching_by_hand() {
+    let t = 4 * S;
+    let counts = r#"count_over_time({app=~".+"}[4s])"#; // api 3, web 1
+    let total = format!("sum({counts})"); // 4, no labels
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let fails = |q: &str| -> String {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        m.evaluate(&mem(), &[t]).unwrap_err().to_string()
+    };
+    // Each app's share of all lines: many (apps) to one (the total).
+    let shares = vec![(app("api"), vec![(t, 0.75)]), (app("web"), vec![(t, 0.25)])];
+    assert_eq!(eval(&format!("{counts} / on() group_left {total}"), &[t]), shares);
+    assert_eq!(eval(&format!("{counts} / ignoring(app) group_left {total}"), &[t]), shares);
+    // group_right: the left side is the "one"; the value is still left op right.
+    assert_eq!(
+        eval(&format!("{total} / on() group_right {counts}"), &[t]),
+        vec![(app("api"), vec![(t, 4.0 / 3.0)]), (app("web"), vec![(t, 4.0)])]
+    );
+    // Extra labels copied from the "one" side.
+    let team_total = format!(r#"label_replace({total}, "team", "core", "", "")"#);
+    assert_eq!(
+        eval(&format!("{counts} / on() group_left(team) {team_total}"), &[t]),
+        vec![
+            (vec![pair("app", "api"), pair("team", "core")], vec![(t, 0.75)]),
+            (vec![pair("app", "web"), pair("team", "core")], vec![(t, 0.25)]),
+        ]
+    );
+    // One-to-one with on(): the result keeps only the `on` labels.
+    assert_eq!(
+        eval(&format!(r#"{counts} - on(app) count_over_time({{app=~".+"}} |= "error" [4s])"#), &[t]),
+        vec![(app("api"), vec![(t, 1.0)]), (app("web"), vec![(t, 0.0)])]
+    );
+    // Without group_left two left elements for one key is an error, as is a non-unique "one" side.
+    assert!(fails(&format!("{counts} / on() {total}")).contains("many-to-one matching must be explicit"));
+    assert!(fails(&format!("{counts} / on() group_left {counts}")).contains("many-to-many"));
+    // Set operators match on the key too.
+    assert_eq!(eval(&format!("{counts} and on() vector(1)"), &[t]), vec![(app("api"), vec![(t, 3.0)]), (app("web"), vec![(t, 1.0)])]);
+    assert_eq!(eval(&format!("{counts} unless ignoring(app) vector(1)"), &[t]), vec![]);
 }
 
 fn with_attrs(app: &str, ts: i64, body: &str, attrs: &[(&str, &str)]) -> LogRecord {
