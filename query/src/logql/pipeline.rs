@@ -241,7 +241,7 @@ impl Stage {
             }
             Stage::LabelFilter(expr) => expr.eval(labels),
             Stage::LineFormat(t) => {
-                *line = t.render(labels);
+                *line = t.render(labels, line);
                 true
             }
             Stage::LabelFormat(assignments) => {
@@ -254,7 +254,7 @@ impl Stage {
                             labels.insert(name.clone(), v);
                         }
                         LabelFormatValue::Template(t) => {
-                            labels.insert(name.clone(), t.render(&before));
+                            labels.insert(name.clone(), t.render(&before, line));
                         }
                     }
                 }
@@ -487,11 +487,170 @@ pub struct Template(Vec<TemplatePart>);
 #[derive(Clone, Debug)]
 enum TemplatePart {
     Text(String),
+    Action(TemplateValue, Vec<TemplateFn>),
+}
+
+/// The value an action starts from.
+#[derive(Clone, Debug)]
+enum TemplateValue {
+    /// `.label` (empty when missing).
     Label(String),
+    /// `__line__`: the line as the stage receives it.
+    Line,
+    /// A string literal.
+    Text(String),
+}
+
+/// A function an action pipes its value through (Go template and Sprig names, as Loki has them).
+#[derive(Clone, Debug)]
+enum TemplateFn {
+    Upper,
+    Lower,
+    TrimSpace,
+    /// `replace "old" "new"` / `Replace`: every occurrence.
+    Replace(String, String),
+    TrimPrefix(String),
+    TrimSuffix(String),
+    /// `default "x"`: `x` when the value is empty.
+    Default(String),
+    /// `trunc n`: the first `n` characters (negative: the last `-n`).
+    Trunc(i64),
+}
+
+/// Splits an action into words: `.x`, names, numbers and quoted strings (Go escapes or
+/// backticks), and `|` as its own word.
+fn action_words(action: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = action.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '|' {
+            chars.next();
+            words.push("|".to_string());
+        } else if c == '"' || c == '`' {
+            chars.next();
+            let mut w = String::from('"');
+            let mut closed = false;
+            while let Some(d) = chars.next() {
+                if d == c {
+                    closed = true;
+                    break;
+                }
+                if d == '\\' && c == '"' {
+                    match chars.next() {
+                        Some('n') => w.push('\n'),
+                        Some('t') => w.push('\t'),
+                        Some(e) => w.push(e),
+                        None => break,
+                    }
+                } else {
+                    w.push(d);
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated string in template action {action:?}"));
+            }
+            words.push(w);
+        } else {
+            let mut w = String::new();
+            while let Some(&d) = chars.peek() {
+                if d.is_whitespace() || d == '|' || d == '"' || d == '`' {
+                    break;
+                }
+                w.push(d);
+                chars.next();
+            }
+            words.push(w);
+        }
+    }
+    Ok(words)
+}
+
+impl TemplateValue {
+    fn parse(word: &str) -> Option<TemplateValue> {
+        if let Some(text) = word.strip_prefix('"') {
+            return Some(TemplateValue::Text(text.to_string()));
+        }
+        if word == "__line__" {
+            return Some(TemplateValue::Line);
+        }
+        word.strip_prefix('.')
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(|n| TemplateValue::Label(n.to_string()))
+    }
+}
+
+impl TemplateFn {
+    /// The function `name` with its leading arguments (`args`, strings marked by a leading `"`).
+    fn parse(name: &str, args: &[String]) -> Result<TemplateFn, String> {
+        let text = |i: usize| -> Result<String, String> {
+            args.get(i)
+                .and_then(|a| a.strip_prefix('"'))
+                .map(str::to_string)
+                .ok_or_else(|| format!("template function {name} expects a string argument"))
+        };
+        let want = |n: usize| -> Result<(), String> {
+            if args.len() == n { Ok(()) } else { Err(format!("template function {name} takes {n} argument(s) before its value")) }
+        };
+        let f = match name {
+            "ToUpper" | "upper" => TemplateFn::Upper,
+            "ToLower" | "lower" => TemplateFn::Lower,
+            "TrimSpace" | "trim" => TemplateFn::TrimSpace,
+            "replace" | "Replace" => {
+                want(2)?;
+                return Ok(TemplateFn::Replace(text(0)?, text(1)?));
+            }
+            "TrimPrefix" | "trimPrefix" => {
+                want(1)?;
+                return Ok(TemplateFn::TrimPrefix(text(0)?));
+            }
+            "TrimSuffix" | "trimSuffix" => {
+                want(1)?;
+                return Ok(TemplateFn::TrimSuffix(text(0)?));
+            }
+            "default" => {
+                want(1)?;
+                return Ok(TemplateFn::Default(text(0)?));
+            }
+            "trunc" => {
+                want(1)?;
+                let n = args[0].parse::<i64>().map_err(|_| "template function trunc expects a number".to_string())?;
+                return Ok(TemplateFn::Trunc(n));
+            }
+            other => return Err(format!("template function {other:?} is not supported yet")),
+        };
+        want(0)?;
+        Ok(f)
+    }
+
+    fn apply(&self, v: String) -> String {
+        match self {
+            TemplateFn::Upper => v.to_uppercase(),
+            TemplateFn::Lower => v.to_lowercase(),
+            TemplateFn::TrimSpace => v.trim().to_string(),
+            TemplateFn::Replace(old, new) if !old.is_empty() => v.replace(old.as_str(), new),
+            TemplateFn::Replace(..) => v,
+            TemplateFn::TrimPrefix(p) => v.strip_prefix(p.as_str()).map_or(v.clone(), str::to_string),
+            TemplateFn::TrimSuffix(p) => v.strip_suffix(p.as_str()).map_or(v.clone(), str::to_string),
+            TemplateFn::Default(d) if v.is_empty() => d.clone(),
+            TemplateFn::Default(_) => v,
+            TemplateFn::Trunc(n) => {
+                let count = v.chars().count() as i64;
+                if *n >= 0 {
+                    v.chars().take(*n as usize).collect()
+                } else {
+                    v.chars().skip((count + n).max(0) as usize).collect()
+                }
+            }
+        }
+    }
 }
 
 impl Template {
-    /// Parses the template; anything in `{{ }}` but a `.label` reference is not supported.
+    /// Parses the template. An action is a value (`.label`, `__line__` or a string) piped
+    /// through functions (`{{ .level | ToUpper }}`), or a function applied to a value as its
+    /// last argument (`{{ replace "a" "b" .x }}`); anything else is not supported.
     pub fn parse(src: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = src;
@@ -504,17 +663,7 @@ impl Template {
                 .find("}}")
                 .ok_or_else(|| format!("invalid template {src:?}: unclosed {{{{"))?;
             let action = after[..close].trim().trim_matches('-').trim();
-            let name = action.strip_prefix('.').filter(|n| {
-                !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
-            match name {
-                Some(n) => parts.push(TemplatePart::Label(n.to_string())),
-                None => {
-                    return Err(format!(
-                        "template action {{{{{action}}}}} is not supported yet (only {{{{.label}}}})"
-                    ));
-                }
-            }
+            parts.push(Self::action(action)?);
             rest = &after[close + 2..];
         }
         if !rest.is_empty() {
@@ -523,13 +672,46 @@ impl Template {
         Ok(Template(parts))
     }
 
-    /// Renders with `labels` (a missing label renders empty).
-    pub fn render(&self, labels: &LabelMap) -> String {
+    fn action(action: &str) -> Result<TemplatePart, String> {
+        let unsupported = || format!("template action {{{{{action}}}}} is not supported yet");
+        let words = action_words(action)?;
+        let mut commands = words.split(|w| w == "|");
+        let first = commands.next().filter(|c| !c.is_empty()).ok_or_else(unsupported)?;
+        let mut fns = Vec::new();
+        let value = match first {
+            [v] => TemplateValue::parse(v).ok_or_else(unsupported)?,
+            // A function call: its last argument is the value.
+            [name, args @ .., v] => {
+                let value = TemplateValue::parse(v).ok_or_else(unsupported)?;
+                fns.push(TemplateFn::parse(name, args)?);
+                value
+            }
+            [] => return Err(unsupported()),
+        };
+        for command in commands {
+            let [name, args @ ..] = command else { return Err(unsupported()) };
+            fns.push(TemplateFn::parse(name, args)?);
+        }
+        Ok(TemplatePart::Action(value, fns))
+    }
+
+    /// Renders with `labels` (a missing label renders empty) and `line` for `__line__`.
+    pub fn render(&self, labels: &LabelMap, line: &str) -> String {
         let mut out = String::new();
         for p in &self.0 {
             match p {
                 TemplatePart::Text(t) => out.push_str(t),
-                TemplatePart::Label(n) => out.push_str(labels.get(n).map_or("", |s| s.as_str())),
+                TemplatePart::Action(TemplateValue::Label(n), fns) if fns.is_empty() => {
+                    out.push_str(labels.get(n).map_or("", |s| s.as_str()))
+                }
+                TemplatePart::Action(value, fns) => {
+                    let v = match value {
+                        TemplateValue::Label(n) => labels.get(n).cloned().unwrap_or_default(),
+                        TemplateValue::Line => line.to_string(),
+                        TemplateValue::Text(t) => t.clone(),
+                    };
+                    out.push_str(&fns.iter().fold(v, |v, f| f.apply(v)));
+                }
             }
         }
         out
@@ -888,7 +1070,14 @@ mod tests {
         let t = Stage::LineFormat(Template::parse("{{.level}}: {{ .msg }}{{.none}}!").unwrap());
         let (_, line) = run(&t, &[("level", "warn"), ("msg", "disk")], "orig").unwrap();
         assert_eq!(line, "warn: disk!");
-        assert!(Template::parse("{{ToUpper .x}}").is_err());
+        assert!(Template::parse("{{printf \"%s\" .x}}").is_err());
+        assert!(Template::parse("{{ .x | ToUpper 3 }}").is_err());
+        assert!(Template::parse("{{ replace \"a\" .x }}").is_err());
+        let t = Stage::LineFormat(
+            Template::parse(r#"{{ .level | ToUpper }} {{ToLower .msg}} [{{ __line__ | trunc 4 }}] {{ .gone | default "-" }} {{ replace "a" "4" .msg | TrimPrefix "Dis" }} {{ "x\ty" }} {{ .msg | trunc -2 }}"#).unwrap(),
+        );
+        let (_, line) = run(&t, &[("level", "warn"), ("msg", "Disk full, a")], "original line").unwrap();
+        assert_eq!(line, "WARN disk full, a [orig] - k full, 4 x\ty  a");
         let lf = Stage::LabelFormat(vec![
             ("lvl".into(), LabelFormatValue::Rename("level".into())),
             (
