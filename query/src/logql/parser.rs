@@ -149,41 +149,34 @@ impl<'a> Cursor<'a> {
 
     /// `name="path", name2, …` after `| json` (a bare name is its own path).
     fn json_fields(&mut self) -> Result<Vec<(String, Vec<pipeline::JsonStep>)>> {
-        let mut fields = Vec::new();
-        loop {
-            self.skip_ws();
-            let name = self.identifier()?.to_string();
-            self.skip_ws();
-            let path = if self.eat("=") {
-                self.skip_ws();
-                self.string()?
-            } else {
-                name.clone()
-            };
-            let steps = pipeline::parse_json_path(&path)
-                .ok_or_else(|| self.error(&format!("invalid json expression {path:?} for {name:?}")))?;
-            fields.push((name, steps));
-            self.skip_ws();
-            if !self.eat(",") {
-                return Ok(fields);
-            }
-        }
+        let start = self.pos;
+        self.parser_fields()?
+            .into_iter()
+            .map(|(name, path)| match pipeline::parse_json_path(&path) {
+                Some(steps) => Ok((name, steps)),
+                None => {
+                    self.pos = start;
+                    Err(self.error(&format!("invalid json expression {path:?} for {name:?}")))
+                }
+            })
+            .collect()
     }
 
-    /// `name="key", name2, …` after `| logfmt` (a bare name is its own key).
-    fn logfmt_fields(&mut self) -> Result<Vec<(String, String)>> {
+    /// `name="expression", name2, …` after a parser (`json`, `logfmt`): each label name with
+    /// what to extract into it (a bare name extracts itself).
+    fn parser_fields(&mut self) -> Result<Vec<(String, String)>> {
         let mut fields = Vec::new();
         loop {
             self.skip_ws();
             let name = self.identifier()?.to_string();
             self.skip_ws();
-            let key = if self.eat("=") {
+            let expression = if self.eat("=") {
                 self.skip_ws();
                 self.string()?
             } else {
                 name.clone()
             };
-            fields.push((name, key));
+            fields.push((name, expression));
             self.skip_ws();
             if !self.eat(",") {
                 return Ok(fields);
@@ -283,7 +276,7 @@ impl<'a> Cursor<'a> {
                     if has_params && word == "json" {
                         Stage::JsonFields(self.json_fields()?)
                     } else if has_params {
-                        Stage::LogfmtFields(self.logfmt_fields()?)
+                        Stage::LogfmtFields(self.parser_fields()?)
                     } else if word == "json" {
                         Stage::Json
                     } else {
