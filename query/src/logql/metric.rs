@@ -1,7 +1,8 @@
 //! LogQL metric queries: range functions over log queries (`count_over_time`, `rate`,
 //! `bytes_over_time`, `bytes_rate`, and with `| unwrap` `sum/avg/min/max/stddev/stdvar/first/
 //! last_over_time` and `quantile_over_time`) and vector
-//! aggregations over them (`sum`, `avg`, `min`, `max`, `count`, `topk`, `bottomk`, `by`/`without`).
+//! aggregations over them (`sum`, `avg`, `min`, `max`, `count`, `stddev`, `stdvar`, `topk`,
+//! `bottomk`, `by`/`without`).
 //!
 //! A window at evaluation time `t` holds the entries with `t - range < ts <= t`, as in Loki; a
 //! series with no entry in a window has no sample at `t`.
@@ -15,7 +16,7 @@ use pharos_model::{Labels, LogSearch, LogsReader};
 use super::LogQuery;
 use super::pipeline::{self, NumberUnit};
 use crate::error::{Error, Result};
-use crate::promql::aggregate::quantile;
+use crate::promql::aggregate::{quantile, variance};
 use crate::promql::functions::LabelReplace;
 use crate::promql::range_functions::{Window, extrapolated_rate, variance_over_time};
 
@@ -122,9 +123,13 @@ pub enum AggOp {
     Topk,
     /// `bottomk(k, …)`
     Bottomk,
+    /// `stddev`: population standard deviation.
+    Stddev,
+    /// `stdvar`: population variance.
+    Stdvar,
 }
 
-const AGG_OPS: [(&str, AggOp); 7] = [
+const AGG_OPS: [(&str, AggOp); 9] = [
     ("sum", AggOp::Sum),
     ("avg", AggOp::Avg),
     ("min", AggOp::Min),
@@ -132,6 +137,8 @@ const AGG_OPS: [(&str, AggOp); 7] = [
     ("count", AggOp::Count),
     ("topk", AggOp::Topk),
     ("bottomk", AggOp::Bottomk),
+    ("stddev", AggOp::Stddev),
+    ("stdvar", AggOp::Stdvar),
 ];
 
 impl AggOp {
@@ -720,6 +727,9 @@ fn aggregate(
             AggOp::Min => values.fold(f64::INFINITY, f64::min),
             AggOp::Max => values.fold(f64::NEG_INFINITY, f64::max),
             AggOp::Count => n,
+            // Prometheus' compensated running variance.
+            AggOp::Stdvar => variance(values),
+            AggOp::Stddev => variance(values).sqrt(),
             AggOp::Topk | AggOp::Bottomk => {
                 members.sort_by(|a, b| {
                     let o = a.1.total_cmp(&b.1);

@@ -760,7 +760,8 @@ impl<'a> Cursor<'a> {
         }
         Err(Error::unsupported(format!(
             "LogQL expression {:?} (supported: log queries, range functions such as rate and \
-             count_over_time, and the aggregations sum, avg, min, max, count, topk, bottomk)",
+             count_over_time, label_replace, vector(), and the aggregations sum, avg, min, max, \
+             count, stddev, stdvar, topk, bottomk)",
             self.rest().chars().take(30).collect::<String>()
         )))
     }

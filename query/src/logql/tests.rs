@@ -331,6 +331,16 @@ fn aggregations_by_hand() {
 }
 
 #[test]
+fn stddev_and_stdvar_aggregations_by_hand() {
+    // api 3, web 1: mean 2, variance ((3 - 2)² + (1 - 2)²) / 2 = 1.
+    let t = 4 * S;
+    let q = |op: &str| format!(r#"{op}(count_over_time({{app=~".+"}}[4s]))"#);
+    assert_eq!(eval(&q("stdvar"), &[t]), vec![(vec![], vec![(t, 1.0)])]);
+    assert_eq!(eval(&q("stddev"), &[t]), vec![(vec![], vec![(t, 1.0)])]);
+    assert_eq!(eval(r#"stddev by (app) (count_over_time({app=~".+"}[4s]))"#, &[t]), vec![(app("api"), vec![(t, 0.0)]), (app("web"), vec![(t, 0.0)])]);
+}
+
+#[test]
 fn arithmetic_vector_and_scalars_by_hand() {
     let t = 4 * S;
     // Grafana's Loki health check.
