@@ -536,8 +536,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A metric expression with binary operators between operands (PromQL's precedence:
-    /// comparisons, then `+ -`, then `* / %`, then `^`, which groups from the right).
+    /// A metric expression with binary operators between operands (PromQL's precedence, from
+    /// loosest: `or`, `and`/`unless`, comparisons, `+ -`, `* / %`, and `^`, which groups from
+    /// the right).
     pub(super) fn metric(&mut self) -> Result<MetricExpr> {
         self.nested(|c| c.arith(0))
     }
