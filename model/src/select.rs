@@ -210,6 +210,23 @@ pub fn cut_to_limit(records: &mut Vec<LogRecord>, n: usize, direction: Direction
     }
 }
 
+/// Entries of one stream and the bytes of their lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Entries.
+    pub entries: u64,
+    /// Bytes of their lines.
+    pub bytes: u64,
+}
+
+impl StreamStats {
+    /// Adds `entries` entries of `bytes` line bytes.
+    pub fn add(&mut self, entries: u64, bytes: u64) {
+        self.entries += entries;
+        self.bytes += bytes;
+    }
+}
+
 /// Read access to stored log records (head and published splits merged).
 pub trait LogsReader: Send + Sync {
     /// Runs a [`LogSearch`]. The default reads through [`Self::select_logs`] and filters in
@@ -257,6 +274,25 @@ pub trait LogsReader: Send + Sync {
         streams.sort();
         streams.dedup();
         Ok(streams)
+    }
+
+    /// Per stream matching all `matchers`, its entries in `[start_ns, end_ns]` and their line
+    /// bytes (Loki's `index/stats`). The default reads every record via [`Self::select_logs`];
+    /// a store may answer from per-stream totals, estimating the bytes of streams only partly
+    /// in the range (as Loki counts whole chunks).
+    fn log_stream_stats(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<(Labels, StreamStats)>, String> {
+        let mut by_stream: std::collections::BTreeMap<Labels, StreamStats> = std::collections::BTreeMap::new();
+        for r in self.select_logs(matchers, &[], start_ns, end_ns)? {
+            if r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns {
+                by_stream.entry(r.labels).or_default().add(1, r.body.len() as u64);
+            }
+        }
+        Ok(by_stream.into_iter().collect())
     }
 
     /// The sorted label names of the streams matching `matchers` in `[start_ns, end_ns]`

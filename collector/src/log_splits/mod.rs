@@ -220,6 +220,10 @@ struct StreamTable {
     /// false, in older splits).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     all_body_tokens_indexed: bool,
+    /// Per stream id, its records and the bytes of their lines (written since this field
+    /// exists; `index/stats` answers from it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stream_totals: Vec<(u64, u64)>,
 }
 
 /// Documents handed to tantivy's indexing threads at once: one channel operation per batch
@@ -252,8 +256,12 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     let mut all_body_tokens_indexed = true;
     let mut batch = Vec::with_capacity(ADD_BATCH);
+    let mut stream_totals = vec![(0u64, 0u64); streams.len()];
     for (id, i) in order {
         let r = &records[i];
+        let total = &mut stream_totals[id as usize];
+        total.0 += 1;
+        total.1 += r.body.len() as u64;
         let mut d = TantivyDocument::default();
         d.add_i64(fields.timestamp, r.timestamp_ns);
         d.add_u64(fields.stream_id, id);
@@ -285,6 +293,7 @@ pub fn write_split(data_dir: &Path, fields: &LogFields, records: &[LogRecord]) -
         format_version: 1,
         streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
         all_body_tokens_indexed,
+        stream_totals,
     };
     let table_path = dir.join(STREAMS_FILE);
     let json = serde_json::to_vec(&table).map_err(|e| Error::Internal(format!("encoding the stream table: {e}")))?;
@@ -352,6 +361,9 @@ pub enum SplitLayout {
         streams: Vec<Labels>,
         /// The stream table says every body token is in the index (layout 4).
         all_body_tokens_indexed: bool,
+        /// Per stream id, its records and their line bytes (splits written since the stream
+        /// table has them).
+        stream_totals: Option<Vec<(u64, u64)>>,
     },
 }
 
@@ -549,10 +561,13 @@ pub fn open_split_with(dir: &Path, term_budget: Arc<TermBudget>) -> Result<Split
                 table.format_version
             )));
         }
+        let stream_totals = (!table.stream_totals.is_empty() && table.stream_totals.len() == table.streams.len())
+            .then_some(table.stream_totals);
         SplitLayout::V2 {
             stream_id,
             streams: table.streams.into_iter().map(Labels::from_pairs).collect(),
             all_body_tokens_indexed: table.all_body_tokens_indexed,
+            stream_totals,
         }
     } else {
         SplitLayout::V1 { labels: field("labels")?, stream: field("stream")? }

@@ -7,7 +7,7 @@
 //! records whose `has_attributes` is true (their attributes are labels to the caller and may be
 //! needed by [`LogSearch::label_equals`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -417,6 +417,62 @@ fn read_attributes(d: &TantivyDocument, field: tantivy::schema::Field) -> Vec<(S
     let pairs: Vec<(String, String)> =
         object.map(|(k, v)| (k.to_string(), v.as_str().unwrap_or_default().to_string())).collect();
     pharos_model::normalize_attributes(pairs)
+}
+
+/// Adds to `out`, per stream of the split matching `matchers`, its entries in
+/// `[start_ns, end_ns]` and their line bytes. A split inside the range answers from its stream
+/// table's totals; one partly in it counts entries from the `timestamp` and `stream_id`
+/// columns and estimates their bytes at the stream's mean line length in the split. Splits
+/// without totals (written before them) read their records.
+pub fn split_stream_stats(
+    split: &SplitHandle,
+    split_range: (i64, i64),
+    matchers: &[pharos_model::LabelMatcher],
+    start_ns: i64,
+    end_ns: i64,
+    out: &mut HashMap<Labels, pharos_model::StreamStats>,
+) -> Result<()> {
+    if split_range.1 < start_ns || split_range.0 > end_ns {
+        return Ok(());
+    }
+    let SplitLayout::V2 { streams, stream_totals: Some(totals), .. } = &split.layout else {
+        let mut records = Vec::new();
+        search_split(split, split_range, &LogSearch::new(matchers, start_ns, end_ns), None, &mut records, &mut SearchStats::default())?;
+        for r in records {
+            out.entry(r.labels).or_default().add(1, r.body.len() as u64);
+        }
+        return Ok(());
+    };
+    let wanted: Vec<bool> = streams.iter().map(|l| matches_all(matchers, l)).collect();
+    let mut entries: Vec<u64> = vec![0; streams.len()];
+    if split_range.0 >= start_ns && split_range.1 <= end_ns {
+        entries.iter_mut().zip(totals).for_each(|(e, t)| *e = t.0);
+    } else {
+        let opened = split.opened()?;
+        for (seg, cols) in opened.searcher.segment_readers().iter().zip(&opened.segments) {
+            let Some(ids) = &cols.stream_id else { continue };
+            let alive = seg.alive_bitset();
+            for doc in 0..seg.max_doc() {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                let Some(t) = cols.timestamp.first(doc) else { continue };
+                let id = ids.first(doc).unwrap_or(u64::MAX) as usize;
+                if t >= start_ns && t <= end_ns && wanted.get(id).copied().unwrap_or(false) {
+                    entries[id] += 1;
+                }
+            }
+        }
+    }
+    for (id, ((labels, &(records, bytes)), n)) in streams.iter().zip(totals).zip(entries).enumerate() {
+        if !wanted[id] || n == 0 {
+            continue;
+        }
+        // All of the stream's records: its exact bytes; some: their share of them.
+        let estimated = if n == records { bytes } else { (bytes as u128 * n as u128 / records.max(1) as u128) as u64 };
+        out.entry(labels.clone()).or_default().add(n, estimated);
+    }
+    Ok(())
 }
 
 /// Adds the label sets of the split's streams that match `matchers` and have a record in

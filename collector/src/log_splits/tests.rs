@@ -372,6 +372,7 @@ fn write_layout_2(dir: &Path, records: &[LogRecord]) -> (SplitHandle, (i64, i64)
         format_version: 1,
         streams: streams.iter().map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect(),
         all_body_tokens_indexed: false,
+        stream_totals: Vec::new(),
     };
     std::fs::write(dir.join(STREAMS_FILE), serde_json::to_vec(&table).unwrap()).unwrap();
     (open_split(dir).unwrap(), time_range(records))
@@ -728,4 +729,43 @@ fn segment_ranges_of_a_split_concatenate_to_the_whole_search() {
         want.sort_by(|a, b| (a.timestamp_ns, &a.body).cmp(&(b.timestamp_ns, &b.body)));
         assert_eq!(got, want, "limit {n} {dir:?}");
     }
+}
+
+/// Stream stats (`index/stats`): exact from the stream table's totals for a split inside the
+/// range, entries exact and bytes at the stream's mean line length for a split cut by it, and
+/// exact from the records for a split without totals (layout 2).
+#[test]
+fn stream_stats_come_from_totals_and_estimate_cut_streams() {
+    use pharos_model::StreamStats;
+    let dir = tempfile::tempdir().unwrap();
+    // Stream a: 4 lines of 10 bytes and 1 of 30 (mean 14); stream b: 3 lines of 5 bytes.
+    let line = |app: &str, ts: i64, len: usize| LogRecord::new(Labels::from_pairs([("app", app)]), ts, &"x".repeat(len), "");
+    let records: Vec<LogRecord> = (1..=4)
+        .map(|t| line("a", t, 10))
+        .chain([line("a", 5, 30)])
+        .chain((1..=3).map(|t| line("b", t * 2, 5)))
+        .collect();
+    let split = write(dir.path(), &records);
+    let stats = |split: &(SplitHandle, (i64, i64)), m: &[pharos_model::LabelMatcher], start: i64, end: i64| {
+        let mut out = HashMap::new();
+        search::split_stream_stats(&split.0, split.1, m, start, end, &mut out).unwrap();
+        let mut v: Vec<(String, StreamStats)> = out.into_iter().map(|(l, s)| (l.get("app").unwrap_or("").to_string(), s)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let s = |entries, bytes| StreamStats { entries, bytes };
+    // The whole split: totals (a: 4 × 10 + 30 = 70, b: 15).
+    assert_eq!(stats(&split, &[], 0, 100), vec![("a".into(), s(5, 70)), ("b".into(), s(3, 15))]);
+    let only_b = [pharos_model::LabelMatcher::new("app", "=", "b").unwrap()];
+    assert_eq!(stats(&split, &only_b, 0, 100), vec![("b".into(), s(3, 15))]);
+    // Cut at [2, 4]: a has 3 entries (t 2, 3, 4), estimated 3 × 70 / 5 = 42 bytes (really 30);
+    // b has 2 (t 2, 4) of its 3, 2 × 15 / 3 = 10 bytes (exact here).
+    assert_eq!(stats(&split, &[], 2, 4), vec![("a".into(), s(3, 42)), ("b".into(), s(2, 10))]);
+    // A cut that keeps every record of a stream gives its exact bytes.
+    assert_eq!(stats(&split, &[], 1, 5), vec![("a".into(), s(5, 70)), ("b".into(), s(2, 10))]);
+    assert_eq!(stats(&split, &[], 50, 60), vec![]);
+    // Without totals (layout 2): read from the records, exact.
+    let old = tempfile::tempdir().unwrap();
+    let split = write_layout_2(old.path(), &records);
+    assert_eq!(stats(&split, &[], 2, 4), vec![("a".into(), s(3, 30)), ("b".into(), s(2, 10))]);
 }

@@ -257,15 +257,13 @@ pub async fn index_stats(State(state): State<AppState>, Query(params): Query<Par
         Err(e) => return e.into_response(),
     };
     let result = run_blocking(move || {
-        let records = state
+        let stats = state
             .logs
-            .select_logs(&matchers, &[], start, end)
+            .log_stream_stats(&matchers, start, end)
             .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-        let mut streams: Vec<&Labels> = records.iter().map(|r| &r.labels).collect();
-        streams.sort();
-        streams.dedup();
-        let bytes: usize = records.iter().map(|r| r.body.len()).sum();
-        Ok(json!({"streams": streams.len(), "chunks": streams.len(), "entries": records.len(), "bytes": bytes}))
+        let entries: u64 = stats.iter().map(|(_, s)| s.entries).sum();
+        let bytes: u64 = stats.iter().map(|(_, s)| s.bytes).sum();
+        Ok(json!({"streams": stats.len(), "chunks": stats.len(), "entries": entries, "bytes": bytes}))
     })
     .await;
     match result {
