@@ -448,21 +448,11 @@ pub fn split_stream_stats(
     if split_range.0 >= start_ns && split_range.1 <= end_ns {
         entries.iter_mut().zip(totals).for_each(|(e, t)| *e = t.0);
     } else {
-        let opened = split.opened()?;
-        for (seg, cols) in opened.searcher.segment_readers().iter().zip(&opened.segments) {
-            let Some(ids) = &cols.stream_id else { continue };
-            let alive = seg.alive_bitset();
-            for doc in 0..seg.max_doc() {
-                if alive.is_some_and(|a| !a.is_alive(doc)) {
-                    continue;
-                }
-                let Some(t) = cols.timestamp.first(doc) else { continue };
-                let id = ids.first(doc).unwrap_or(u64::MAX) as usize;
-                if t >= start_ns && t <= end_ns && wanted.get(id).copied().unwrap_or(false) {
-                    entries[id] += 1;
-                }
+        for_each_stream_id_in_range(split, start_ns, end_ns, |id| {
+            if wanted.get(id).copied().unwrap_or(false) {
+                entries[id] += 1;
             }
-        }
+        })?;
     }
     for (id, ((labels, &(records, bytes)), n)) in streams.iter().zip(totals).zip(entries).enumerate() {
         if !wanted[id] || n == 0 {
@@ -502,25 +492,31 @@ pub fn split_streams(
         return Ok(());
     }
     let mut seen = vec![false; streams.len()];
+    for_each_stream_id_in_range(split, start_ns, end_ns, |id| {
+        if wanted.get(id).copied().unwrap_or(false) {
+            seen[id] = true;
+        }
+    })?;
+    out.extend(streams.iter().zip(&seen).filter(|(_, s)| **s).map(|(l, _)| l.clone()));
+    Ok(())
+}
+
+/// Calls `f` with the stream id of every live record of the split with a timestamp in
+/// `[start_ns, end_ns]`, from the `timestamp` and `stream_id` columns (layouts 2 to 4).
+fn for_each_stream_id_in_range(split: &SplitHandle, start_ns: i64, end_ns: i64, mut f: impl FnMut(usize)) -> Result<()> {
     let opened = split.opened()?;
     for (seg, cols) in opened.searcher.segment_readers().iter().zip(&opened.segments) {
-        let ts = &cols.timestamp;
         let Some(ids) = &cols.stream_id else { continue };
         let alive = seg.alive_bitset();
         for doc in 0..seg.max_doc() {
             if alive.is_some_and(|a| !a.is_alive(doc)) {
                 continue;
             }
-            let Some(t) = ts.first(doc) else { continue };
-            if t < start_ns || t > end_ns {
-                continue;
-            }
-            let id = ids.first(doc).unwrap_or(u64::MAX) as usize;
-            if wanted.get(id).copied().unwrap_or(false) {
-                seen[id] = true;
+            let Some(t) = cols.timestamp.first(doc) else { continue };
+            if t >= start_ns && t <= end_ns {
+                f(ids.first(doc).unwrap_or(u64::MAX) as usize);
             }
         }
     }
-    out.extend(streams.iter().zip(&seen).filter(|(_, s)| **s).map(|(l, _)| l.clone()));
     Ok(())
 }
