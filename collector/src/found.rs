@@ -38,25 +38,46 @@ impl Found {
     /// The series (by index, see [`Found::plan`]) cut into at most `parts` contiguous ranges of
     /// about equal reserved room, each writable on its own (by one thread each).
     pub fn split(&mut self, parts: usize) -> Vec<FoundPart<'_>> {
-        let total: usize = self.series.iter().map(|(_, v)| v.capacity().max(1)).sum();
-        let per_part = total.div_ceil(parts.max(1));
+        let weights: Vec<usize> = self.series.iter().map(|(_, v)| v.capacity().max(1)).collect();
+        let per_part = weights.iter().sum::<usize>().div_ceil(parts.max(1));
+        self.split_by(&weights, per_part)
+    }
+
+    /// The series cut into contiguous ranges of about `rows` planned rows each (see
+    /// [`Found::plan`]; a series planned for more is a range of its own), nothing reserved
+    /// yet: each part reserves its series' room when it is read
+    /// ([`FoundPart::reserve_planned`]) and frees it when it is drained.
+    pub fn split_planned(&mut self, rows: usize) -> Vec<FoundPart<'_>> {
+        self.planned.resize(self.series.len(), 0);
+        let weights: Vec<usize> = self.planned.iter().map(|r| (*r).max(1)).collect();
+        self.split_by(&weights, rows.max(1))
+    }
+
+    fn split_by(&mut self, weights: &[usize], per_part: usize) -> Vec<FoundPart<'_>> {
         let mut out = Vec::new();
         let (mut series, mut unordered) = (&mut self.series[..], &mut self.unordered[..]);
+        let mut planned = &self.planned[..];
         let mut first = 0;
         while !series.is_empty() {
             let mut room = 0;
             let mut n = 0;
             while n < series.len() && (room < per_part || n == 0) {
-                room += series[n].1.capacity().max(1);
+                room += weights[first + n];
                 n += 1;
             }
             let (s, s_rest) = std::mem::take(&mut series).split_at_mut(n);
             let (u, u_rest) = std::mem::take(&mut unordered).split_at_mut(n);
-            out.push(FoundPart { first, series: s, unordered: u });
-            (series, unordered) = (s_rest, u_rest);
+            let (p, p_rest) = planned.split_at(n.min(planned.len()));
+            out.push(FoundPart { first, series: s, unordered: u, planned: p });
+            (series, unordered, planned) = (s_rest, u_rest, p_rest);
             first += n;
         }
         out
+    }
+
+    /// Every series' label set, by index.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = &Labels> {
+        self.series.iter().map(|(l, _)| l)
     }
 
     fn index_of(&mut self, labels: &Labels) -> usize {
@@ -170,6 +191,8 @@ pub struct FoundPart<'a> {
     first: usize,
     series: &'a mut [(Labels, Vec<(i64, f64)>)],
     unordered: &'a mut [bool],
+    /// Rows planned per series (empty unless split by them).
+    planned: &'a [usize],
 }
 
 impl FoundPart<'_> {
@@ -182,6 +205,35 @@ impl FoundPart<'_> {
     pub fn extend(&mut self, index: usize, ts: &[i64], values: &[f64]) {
         let at = index - self.first;
         extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], ts.iter().copied().zip(values.iter().copied()));
+    }
+
+    /// [`Found::extend`] for series `index` (of the whole, in this part).
+    pub fn extend_samples(&mut self, index: usize, samples: &[(i64, f64)]) {
+        let at = index - self.first;
+        extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], samples.iter().copied());
+    }
+
+    /// Reserves the rows planned for the part's series.
+    pub fn reserve_planned(&mut self) {
+        for ((_, v), rows) in self.series.iter_mut().zip(self.planned) {
+            v.reserve_exact(*rows);
+        }
+    }
+
+    /// Hands each series with samples to `f` as `(index in the whole, samples ordered by
+    /// time)`, as [`Found::into_time_ordered_series`] gives them, and frees its samples.
+    pub fn drain(&mut self, mut f: impl FnMut(usize, &[(i64, f64)])) {
+        let mut scratch = Vec::new();
+        for (i, ((_, samples), unordered)) in self.series.iter_mut().zip(self.unordered.iter_mut()).enumerate() {
+            if samples.is_empty() {
+                continue;
+            }
+            if std::mem::take(unordered) {
+                order_by_time(samples, &mut scratch);
+            }
+            f(self.first + i, samples);
+            *samples = Vec::new();
+        }
     }
 }
 

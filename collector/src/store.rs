@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use pharos_model::select::{Direction, LogSearch, cut_to_limit};
 use pharos_model::{
-    LabelMatcher, Labels, LogRecord, LogsReader, MetricMetadata, MetricsBatch, MetricsReader, Sample, Series, otlp,
+    LabelMatcher, Labels, LogRecord, LogsReader, MetricMetadata, MetricsBatch, MetricsReader, Sample, Series, SeriesSink, otlp,
 };
 
 use crate::head::Head;
@@ -564,6 +564,80 @@ impl Store {
         end_ms: i64,
         threads: Option<usize>,
     ) -> std::result::Result<Vec<Series>, String> {
+        self.with_selection(matchers, start_ms, end_ms, |mut sel| {
+            let head = std::mem::take(&mut sel.head);
+            for (labels, samples) in &head {
+                sel.found.plan_if_found(labels, samples.len());
+            }
+            sel.found.reserve_planned();
+            let threads = threads.unwrap_or(if sel.rows >= PARALLEL_READ_MIN_ROWS { read_threads() } else { 1 });
+            let mut found = std::mem::take(&mut sel.found);
+            let parts = found.split(threads);
+            self.read_parts(&sel, parts, threads > 1, |_| Ok(()))?;
+            for (labels, samples) in head {
+                found.append(&labels, samples);
+            }
+            let mut out: Vec<Series> =
+                found.into_time_ordered_series().into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(out)
+        })
+    }
+
+    /// [`MetricsReader::stream_series`], reading parts as `how` says.
+    pub(crate) fn stream_series_on(
+        &self,
+        matchers: &[LabelMatcher],
+        (start_ms, end_ms): (i64, i64),
+        plan: &mut dyn FnMut(&[Labels]) -> bool,
+        sink: &SeriesSink<'_>,
+        how: StreamReads,
+    ) -> std::result::Result<bool, String> {
+        let StreamReads { threads, batch_rows } = how;
+        self.with_selection(matchers, start_ms, end_ms, |mut sel| {
+            // The head's samples of each series (by index), read after the files' as
+            // `select_series_on` appends them.
+            let head = std::mem::take(&mut sel.head);
+            let mut head_of: HashMap<usize, Vec<(i64, f64)>> = HashMap::default();
+            for (labels, samples) in head {
+                head_of.insert(sel.found.plan(&labels, samples.len()), samples);
+            }
+            let labels: Vec<&Labels> = sel.found.labels().collect();
+            let mut order: Vec<usize> = (0..labels.len()).collect();
+            order.sort_by(|a, b| labels[*a].cmp(labels[*b]));
+            let sorted: Vec<Labels> = order.iter().map(|i| labels[*i].clone()).collect();
+            drop(labels);
+            if !plan(&sorted) {
+                return Ok(false);
+            }
+            let mut rank = vec![0; order.len()];
+            for (r, i) in order.into_iter().enumerate() {
+                rank[i] = r;
+            }
+            let threads = threads.unwrap_or(if sel.rows >= PARALLEL_READ_MIN_ROWS { read_threads() } else { 1 });
+            let mut found = std::mem::take(&mut sel.found);
+            let parts = found.split_planned(batch_rows);
+            self.read_parts(&sel, parts, threads > 1, |part| {
+                for (index, samples) in &head_of {
+                    if part.holds(*index) {
+                        part.extend_samples(*index, samples);
+                    }
+                }
+                part.drain(|index, samples| sink(rank[index], samples));
+                Ok(())
+            })?;
+            Ok(true)
+        })
+    }
+
+    /// The files and head series a metrics query reads, planned in a [`Found`], for `then`.
+    fn with_selection<R>(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        then: impl FnOnce(Selection<'_>) -> std::result::Result<R, String>,
+    ) -> std::result::Result<R, String> {
         let mut head = crate::found::Found::default();
         let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut head);
         // Samples go into each series' vector in the order of ingestion: the files, then the
@@ -594,41 +668,70 @@ impl Store {
         let slots: Vec<Vec<usize>> =
             matching.iter().map(|m| m.iter().map(|(labels, start, end)| found.plan(labels, end - start)).collect()).collect();
         let rows: usize = matching.iter().flatten().map(|(_, start, end)| end - start).sum();
-        let head = head.into_series();
-        for (labels, samples) in &head {
-            found.plan_if_found(labels, samples.len());
-        }
-        found.reserve_planned();
-        let threads = threads.unwrap_or(if rows >= PARALLEL_READ_MIN_ROWS { read_threads() } else { 1 });
-        // Each part of the series reads its own series from every file, in file order, straight
-        // into their vectors (by index, no lookup per run): no copy, and each series' samples
-        // in the order a single reader would give. One part is read here, several on threads.
+        then(Selection { catalogs: &catalogs, matching: &matching, slots, found, head: head.into_series(), rows, start_ms, end_ms })
+    }
+
+    /// Reads `parts` of a selection's series from every file, in file order, straight into
+    /// their vectors (by index, no lookup per run): no copy, and each series' samples in the
+    /// order a single reader would give. Each part is then handed to `done`. The parts are
+    /// read here one after the other, or as jobs on the thread pool when `parallel`.
+    fn read_parts(
+        &self,
+        sel: &Selection<'_>,
+        parts: Vec<crate::found::FoundPart<'_>>,
+        parallel: bool,
+        done: impl Fn(&mut crate::found::FoundPart<'_>) -> Result<()> + Sync,
+    ) -> std::result::Result<(), String> {
         let read_part = |mut part: crate::found::FoundPart<'_>| -> Result<()> {
-            for ((path, catalog), (entries, slots)) in catalogs.iter().zip(matching.iter().zip(&slots)) {
+            part.reserve_planned();
+            for ((path, catalog), (entries, slots)) in sel.catalogs.iter().zip(sel.matching.iter().zip(&sel.slots)) {
                 let (mine, mine_slots): (Vec<&(Labels, usize, usize)>, Vec<usize>) =
                     entries.iter().zip(slots).filter(|(_, slot)| part.holds(**slot)).map(|(e, slot)| (*e, *slot)).unzip();
-                parquet_files::read_runs(&self.data_dir.join(path), catalog, &mine, start_ms, end_ms, |i, ts, values| {
+                parquet_files::read_runs(&self.data_dir.join(path), catalog, &mine, sel.start_ms, sel.end_ms, |i, ts, values| {
                     part.extend(mine_slots[i], ts, values)
                 })?;
             }
-            Ok(())
+            done(&mut part)
         };
-        let mut parts = found.split(threads);
-        if parts.len() <= 1 {
-            parts.pop().map_or(Ok(()), read_part).map_err(|e| e.to_string())?;
+        if !parallel || parts.len() <= 1 {
+            parts.into_iter().try_for_each(read_part).map_err(|e| e.to_string())
         } else {
             let read_part = &read_part;
-            crate::threads::on_pool(parts.into_iter().map(|part| move || read_part(part)), "file reading").map_err(|e| e.to_string())?;
+            crate::threads::on_pool(parts.into_iter().map(|part| move || read_part(part)), "file reading")
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
-        for (labels, samples) in head {
-            found.append(&labels, samples);
-        }
-        let mut out: Vec<Series> =
-            found.into_time_ordered_series().into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
     }
 }
+
+/// What a metrics query reads (see [`Store::with_selection`]).
+struct Selection<'a> {
+    catalogs: &'a [(&'a str, Arc<parquet_files::FileSeries>)],
+    /// Per file, its series matching the query.
+    matching: &'a [Vec<&'a (Labels, usize, usize)>],
+    /// Per file, the index in `found` of each matching series.
+    slots: Vec<Vec<usize>>,
+    /// The files' series, with the rows each has in them planned.
+    found: crate::found::Found,
+    /// The head's matching series with their samples in the range.
+    head: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// Rows the files hold for the matching series.
+    rows: usize,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+/// How [`Store::stream_series_on`] reads: parts of about `batch_rows` rows, on the thread pool
+/// when `threads` (as for [`Store::select_series_on`]) is above one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamReads {
+    pub threads: Option<usize>,
+    pub batch_rows: usize,
+}
+
+/// Rows of one part when a query streams series (see [`MetricsReader::stream_series`]): about
+/// 4 MB of samples, read, handed over and freed before the next part on the same thread.
+const STREAM_BATCH_ROWS: usize = 256 * 1024;
 
 /// Rows a metrics query reads from files, at least, before it reads them on several threads.
 /// Two threads cost 5–30 % more CPU than one (both page-fault their vectors in at once, and
@@ -650,6 +753,17 @@ impl MetricsReader for Store {
         end_ms: i64,
     ) -> std::result::Result<Vec<Series>, String> {
         self.select_series_on(matchers, start_ms, end_ms, None)
+    }
+
+    fn stream_series(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        plan: &mut dyn FnMut(&[Labels]) -> bool,
+        sink: &SeriesSink<'_>,
+    ) -> std::result::Result<bool, String> {
+        self.stream_series_on(matchers, (start_ms, end_ms), plan, sink, StreamReads { threads: None, batch_rows: STREAM_BATCH_ROWS })
     }
 
     fn metric_metadata(
@@ -797,14 +911,14 @@ mod tests {
     fn files_read_on_several_threads_give_what_one_thread_gives() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
-        let labels = |i: usize| Labels::from_pairs([("__name__", if i % 3 == 0 { "x" } else { "y" }), ("i", &i.to_string())]);
+        let labels = |i: usize| Labels::from_pairs([("__name__", if i.is_multiple_of(3) { "x" } else { "y" }), ("i", &i.to_string())]);
         let mut ingested: Vec<Sample> = Vec::new();
         for flush in 0..4i64 {
             // Flush 3 goes back in time over flush 1's samples, with some duplicates.
             let t0 = if flush == 3 { 50_000 } else { flush * 100_000 };
             let batch: Vec<Sample> = (0..40usize)
                 .flat_map(|i| (0..100i64).map(move |k| (i, k)))
-                .filter(|(i, k)| (i + *k as usize) % 7 != 0)
+                .filter(|(i, k)| !(i + *k as usize).is_multiple_of(7))
                 .map(|(i, k)| Sample::new(labels(i), t0 + k * 1000 + (flush % 2) * 500 * (k % 2), (flush * 1000 + k) as f64 + i as f64 / 100.0))
                 .collect();
             ingested.extend(batch.iter().cloned());
@@ -835,8 +949,47 @@ mod tests {
                 for s in &one {
                     assert_eq!(key(&s.samples), key(&want[&s.labels]), "{} in [{start}, {end}]", s.labels);
                 }
+                for (threads, batch_rows) in [(1, 1), (1, 150), (2, 1), (2, 150), (7, 400), (2, 1 << 20)] {
+                    let how = StreamReads { threads: Some(threads), batch_rows };
+                    let streamed = streamed(&store, &matchers, (start, end), how);
+                    assert_eq!(format!("{streamed:?}"), format!("{one:?}"), "streamed, {how:?}, [{start}, {end}]");
+                }
             }
         }
+        // A declined plan reads nothing.
+        let mut planned = 0;
+        let read = store.stream_series_on(&[], (0, i64::MAX), &mut |l| { planned = l.len(); false }, &|_, _| panic!("read"), StreamReads { threads: Some(2), batch_rows: 1 });
+        assert_eq!((read, planned), (Ok(false), 40));
+    }
+
+    /// What [`Store::stream_series_on`] hands over, checked and collected as `select_series`
+    /// gives it: the planned label sets sorted and distinct, each series at most once.
+    fn streamed(store: &Store, matchers: &[LabelMatcher], range: (i64, i64), how: StreamReads) -> Vec<Series> {
+        let mut planned: Vec<Labels> = Vec::new();
+        let got = std::sync::Mutex::new(Vec::<Option<Vec<(i64, f64)>>>::new());
+        let read = store
+            .stream_series_on(
+                matchers,
+                range,
+                &mut |labels| {
+                    planned = labels.to_vec();
+                    *got.lock().unwrap() = vec![None; labels.len()];
+                    true
+                },
+                &|i, samples| {
+                    let old = got.lock().unwrap()[i].replace(samples.to_vec());
+                    assert!(old.is_none(), "series {i} handed over twice");
+                },
+                how,
+            )
+            .unwrap();
+        assert!(read);
+        assert!(planned.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        planned
+            .into_iter()
+            .zip(got.into_inner().unwrap())
+            .filter_map(|(labels, samples)| Some(Series { labels, samples: samples? }))
+            .collect()
     }
 
     /// Files that do not overlap in time are read oldest first whatever their manifest order,

@@ -84,6 +84,9 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// Where [`MetricsReader::stream_series`] hands each series' samples: `(index, samples)`.
+pub type SeriesSink<'a> = dyn Fn(usize, &[(i64, f64)]) + Sync + 'a;
+
 /// Read access to stored metrics (head and published files merged).
 pub trait MetricsReader: Send + Sync {
     /// Every series matching all `matchers`, with its samples in `[start_ms, end_ms]`; series
@@ -94,6 +97,32 @@ pub trait MetricsReader: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, String>;
+
+    /// [`MetricsReader::select_series`] for a caller that reduces each series on its own, so
+    /// that the samples of all series need not be in memory at once. `plan` first gets the
+    /// label sets of every series that may match, sorted (some may turn out to have no samples
+    /// in the range). If it returns true, `sink(i, samples)` is called once for each of them
+    /// that has samples in the range, `i` being its index in that list and `samples` what
+    /// `select_series` would give it; in any order, possibly from several threads at once.
+    /// Returns false when `plan` declined (then no samples were read).
+    fn stream_series(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        plan: &mut dyn FnMut(&[Labels]) -> bool,
+        sink: &SeriesSink<'_>,
+    ) -> Result<bool, String> {
+        let series = self.select_series(matchers, start_ms, end_ms)?;
+        let labels: Vec<Labels> = series.iter().map(|s| s.labels.clone()).collect();
+        if !plan(&labels) {
+            return Ok(false);
+        }
+        for (i, s) in series.iter().enumerate() {
+            sink(i, &s.samples);
+        }
+        Ok(true)
+    }
 
     /// HELP/TYPE/UNIT per metric family name (only `metric` when given): the distinct metadata
     /// seen for each family. The default knows none.

@@ -36,7 +36,7 @@ pub use value::{
 };
 
 use crate::error::{Error, Result};
-use eval::Evaluator;
+use eval::{Evaluator, LabelMemo};
 use selector::{Fetched, Frame};
 use step_table::StepTables;
 
@@ -161,15 +161,20 @@ fn range_query_with(
         step_ms,
     };
     let started = std::time::Instant::now();
-    let mut ev = Evaluator {
+    // Calls the store can stream into their tables first: their selectors are not fetched.
+    let memo = LabelMemo::default();
+    let mut tables = StepTables::new(max_cells);
+    let streamed = tables.stream(reader, &expr, frame, &memo)?;
+    let fetched = Fetched::load_except(reader, &expr, frame, &streamed.selectors, streamed.samples)?;
+    tables.build_rest(&expr, &fetched, frame, &memo);
+    let ev = Evaluator {
         frame,
-        fetched: Fetched::load(reader, &expr, frame)?,
-        memo: Default::default(),
-        tables: Default::default(),
+        fetched,
+        memo,
+        tables,
     };
     let mut stats = QueryStats { preparation: started.elapsed(), samples_read: ev.fetched.samples(), ..Default::default() };
     let started = std::time::Instant::now();
-    ev.tables = StepTables::build(&expr, &ev.fetched, frame, &ev.memo, max_cells);
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
     let mut t = start_ms;
     while t <= end_ms {

@@ -2,7 +2,7 @@
 //! slicing it in memory per evaluation step (lookback, ranges, staleness, `offset` and `@`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pharos_model::otlp::is_stale_nan;
@@ -35,13 +35,31 @@ pub struct Frame {
 #[derive(Default)]
 pub struct Fetched {
     by_selector: HashMap<usize, Vec<Series>>,
+    /// Selectors not loaded: their samples were read into step tables as they streamed by.
+    skip: HashSet<usize>,
+    /// Samples read so.
+    streamed: usize,
 }
 
 impl Fetched {
     /// Samples read for all selectors.
     pub fn samples(&self) -> u64 {
-        self.by_selector.values().flatten().map(|s| s.samples.len() as u64).sum()
+        self.streamed as u64 + self.by_selector.values().flatten().map(|s| s.samples.len() as u64).sum::<u64>()
     }
+}
+
+/// The error of a query that reads more than [`MAX_SAMPLES`].
+pub fn too_many_samples() -> Error {
+    Error::Execution("query processing would load too many samples into memory in query execution".into())
+}
+
+/// The first and last timestamp selector `vs` reads for windows of `range_ms` (the lookback
+/// for an instant selector) when evaluated at times in `span`.
+pub fn fetch_bounds(vs: &VectorSelector, range_ms: i64, frame: Frame, span: (i64, i64)) -> (i64, i64) {
+    let first = reference_time(vs, frame, span.0);
+    let last = reference_time(vs, frame, span.1);
+    // Windows are left-open: (ref - range, ref].
+    (first.saturating_sub(range_ms).saturating_add(1), last)
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -109,8 +127,24 @@ pub fn matcher_groups(vs: &VectorSelector) -> Vec<Vec<LabelMatcher>> {
 impl Fetched {
     /// Walks `expr` and loads every selector's samples for the whole frame.
     pub fn load(reader: &dyn MetricsReader, expr: &Expr, frame: Frame) -> Result<Fetched> {
-        let mut fetched = Fetched::default();
-        let mut total = 0usize;
+        Fetched::load_except(reader, expr, frame, &Default::default(), 0)
+    }
+
+    /// [`Fetched::load`] except the selectors at the addresses in `skip`, which `streamed`
+    /// samples were read for already (they count towards the query's limit and its stats).
+    pub fn load_except(
+        reader: &dyn MetricsReader,
+        expr: &Expr,
+        frame: Frame,
+        skip: &HashSet<usize>,
+        streamed: usize,
+    ) -> Result<Fetched> {
+        let mut fetched = Fetched {
+            skip: skip.clone(),
+            streamed,
+            ..Default::default()
+        };
+        let mut total = streamed;
         let span = (frame.start_ms, frame.end_ms);
         fetched.walk(reader, expr, frame, span, &mut total)?;
         Ok(fetched)
@@ -175,10 +209,10 @@ impl Fetched {
         span: (i64, i64),
         total: &mut usize,
     ) -> Result<()> {
-        let first = reference_time(vs, frame, span.0);
-        let last = reference_time(vs, frame, span.1);
-        // Windows are left-open: (ref - range, ref].
-        let from = first.saturating_sub(range_ms).saturating_add(1);
+        if self.skip.contains(&key(vs)) {
+            return Ok(());
+        }
+        let (from, last) = fetch_bounds(vs, range_ms, frame, span);
         let mut seen: HashMap<Labels, usize, ahash::RandomState> = HashMap::default();
         let mut series: Vec<Series> = Vec::new();
         for group in matcher_groups(vs) {
@@ -191,11 +225,7 @@ impl Fetched {
                 }
                 *total += s.samples.len();
                 if *total > MAX_SAMPLES {
-                    return Err(Error::Execution(
-                        "query processing would load too many samples into memory in query \
-                         execution"
-                            .into(),
-                    ));
+                    return Err(too_many_samples());
                 }
                 seen.insert(s.labels.clone(), series.len());
                 series.push(s);

@@ -6,22 +6,31 @@
 //! that only move forward, into a table the step-by-step evaluation then reads from. Calls whose
 //! result cannot be tabulated exactly (inside subqueries, non-literal parameters, colliding
 //! output label sets, tables too large) are left to the step-by-step path.
+//!
+//! Where the store can hand over one series at a time ([`MetricsReader::stream_series`]), a
+//! call's selector is not fetched at all: each series goes into the table as it is read, on
+//! the store's threads, and its samples are dropped right after. A range query over 2 h of
+//! 5,600 series then never holds their 2.7 M samples at once (about 43 MB that each query
+//! faulted in afresh and then freed).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use rustc_hash::FxHashMap;
 
-use pharos_model::Labels;
 use pharos_model::otlp::is_stale_nan;
-use promql_parser::parser::{Call, Expr};
+use pharos_model::{Labels, MetricsReader};
+use promql_parser::parser::{Call, Expr, MatrixSelector};
 
 use super::eval::{LabelMemo, unwrap_parens};
-use super::range_functions::{self, Window};
-use super::selector::{Fetched, Frame, reference_time};
+use super::range_functions::{self, RangeFn, Window};
+use super::selector::{Fetched, Frame, fetch_bounds, matcher_groups, reference_time, too_many_samples};
 use super::value::Sample;
+use crate::error::{Error, Result};
 
 /// Most cells (series × steps) one table of a range query may hold (about 9 bytes each):
 /// beyond this the step-by-step path is used, which keeps no per-step state.
@@ -31,13 +40,44 @@ pub const MAX_CELLS: usize = 1 << 22;
 pub struct StepTable {
     /// Output label set per series (name dropped unless the function keeps it), all distinct.
     pub labels: Vec<Labels>,
-    /// `values[step * labels.len() + series]`, meaningful where `present` is set.
-    values: Vec<f64>,
-    present: Vec<bool>,
+    cells: Cells,
     frame: Frame,
     /// Groupings of the series by the aggregations over this call, keyed by the aggregation's
     /// address: derived once per query instead of at every step.
     groupings: RefCell<FxHashMap<usize, Rc<Grouping>>>,
+}
+
+/// The values of a table, series by series (`[series * steps + step]`): a series is written
+/// in one place, by whichever thread read it, and threads filling different series do not
+/// share cache lines except at the ends of their rows. A value is meaningful where `present`
+/// is set. Relaxed atomics cost what plain loads and stores do; the store's threads are
+/// joined before the table is read.
+struct Cells {
+    steps: usize,
+    values: Vec<AtomicU64>,
+    present: Vec<AtomicBool>,
+}
+
+impl Cells {
+    fn new(series: usize, steps: usize) -> Cells {
+        let n = series * steps;
+        Cells {
+            steps,
+            values: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            present: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    fn set(&self, series: usize, step: usize, v: f64) {
+        let at = series * self.steps + step;
+        self.values[at].store(v.to_bits(), Relaxed);
+        self.present[at].store(true, Relaxed);
+    }
+
+    fn get(&self, series: usize, step: usize) -> Option<f64> {
+        let at = series * self.steps + step;
+        self.present[at].load(Relaxed).then(|| f64::from_bits(self.values[at].load(Relaxed)))
+    }
 }
 
 /// The groups of an aggregation over a table's series.
@@ -64,17 +104,7 @@ impl StepTable {
 
     /// Present values at step `i` as `(series, value)`, in series order.
     pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let n = self.labels.len();
-        let (values, present) = (
-            &self.values[i * n..(i + 1) * n],
-            &self.present[i * n..(i + 1) * n],
-        );
-        values
-            .iter()
-            .zip(present)
-            .enumerate()
-            .filter(|(_, (_, p))| **p)
-            .map(|(s, (v, _))| (s, *v))
+        (0..self.labels.len()).filter_map(move |s| Some((s, self.cells.get(s, i)?)))
     }
 
     /// The grouping of the series by the aggregation `key`, each series' group label set being
@@ -119,6 +149,16 @@ pub struct StepTables {
     max_cells: usize,
 }
 
+/// What [`StepTables::stream`] read.
+#[derive(Default)]
+pub struct Streamed {
+    /// Addresses of the vector selectors of the matrix selectors read into tables: the query
+    /// need not fetch them.
+    pub selectors: HashSet<usize>,
+    /// Samples read.
+    pub samples: usize,
+}
+
 impl StepTables {
     /// Tabulates every eligible range function call in `expr` (outside subqueries).
     /// Tables larger than `max_cells` are not built.
@@ -133,10 +173,92 @@ impl StepTables {
             by_call: Default::default(),
             max_cells,
         };
-        if frame.step_ms > 0 {
-            tables.walk(expr, fetched, frame, memo);
-        }
+        tables.build_rest(expr, fetched, frame, memo);
         tables
+    }
+
+    /// Tables of at most `max_cells` cells, none built yet.
+    pub fn new(max_cells: usize) -> StepTables {
+        StepTables {
+            by_call: Default::default(),
+            max_cells,
+        }
+    }
+
+    /// Tabulates the eligible calls not tabulated yet from the fetched data.
+    pub fn build_rest(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo) {
+        if frame.step_ms > 0 {
+            self.walk(expr, &mut |c, tables| {
+                let table = tabulate(c, fetched, frame, memo, tables.max_cells);
+                let done = table.is_some();
+                if let Some(table) = table {
+                    tables.by_call.insert(key(c), table);
+                }
+                Ok(done)
+            })
+            .expect("tabulating from fetched data cannot fail");
+        }
+    }
+
+    /// Tabulates the eligible calls whose selector `reader` can stream (one matcher group),
+    /// each series going into the table as it is read; returns the selectors read so.
+    /// A call whose table would be too large or collide is left to [`StepTables::build_rest`]
+    /// and the fetched data.
+    pub fn stream(
+        &mut self,
+        reader: &dyn MetricsReader,
+        expr: &Expr,
+        frame: Frame,
+        memo: &LabelMemo,
+    ) -> Result<Streamed> {
+        let mut streamed = Streamed::default();
+        if frame.step_ms <= 0 {
+            return Ok(streamed);
+        }
+        self.walk(expr, &mut |c, tables| {
+            let Some(tab) = Tabulation::of(c, frame) else {
+                return Ok(false);
+            };
+            let vs = &tab.ms.vs;
+            let mut groups = matcher_groups(vs);
+            if groups.len() != 1 {
+                return Ok(false);
+            }
+            let (from, last) = fetch_bounds(vs, tab.range_ms, frame, (frame.start_ms, frame.end_ms));
+            let mut labels = None;
+            let cells: OnceLock<Cells> = OnceLock::new();
+            let samples = AtomicUsize::new(0);
+            let max_cells = tables.max_cells;
+            let mut plan = |input: &[Labels]| {
+                let Some(out) = tab.output_labels(input.iter(), memo, max_cells) else {
+                    return false;
+                };
+                // Set once: `plan` is called once.
+                let _ = cells.set(Cells::new(out.len(), tab.steps()));
+                labels = Some(out);
+                true
+            };
+            let sink = |i: usize, series: &[(i64, f64)]| {
+                samples.fetch_add(series.len(), Relaxed);
+                if let Some(cells) = cells.get() {
+                    tab.fill(i, series, cells);
+                }
+            };
+            let read = reader
+                .stream_series(&groups.pop().unwrap_or_default(), from, last, &mut plan, &sink)
+                .map_err(|e| Error::Internal(format!("reading series for {vs}: {e}")))?;
+            let (Some(labels), Some(cells), true) = (labels, cells.into_inner(), read) else {
+                return Ok(false);
+            };
+            streamed.samples += samples.into_inner();
+            if streamed.samples > super::selector::MAX_SAMPLES {
+                return Err(too_many_samples());
+            }
+            streamed.selectors.insert(vs as *const _ as usize);
+            tables.by_call.insert(key(c), StepTable { labels, cells, frame, groupings: Default::default() });
+            Ok(true)
+        })?;
+        Ok(streamed)
     }
 
     /// How many calls were tabulated.
@@ -147,31 +269,37 @@ impl StepTables {
 
     /// The table of call `c`, if it was tabulated.
     pub fn get(&self, c: &Call) -> Option<&StepTable> {
-        self.by_call.get(&(c as *const Call as usize))
+        self.by_call.get(&key(c))
     }
 
-    fn walk(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo) {
+    /// Offers every call outside subqueries that is not tabulated yet to `tabulate`, which
+    /// returns whether it tabulated it; the arguments of a call it did not are walked.
+    fn walk(
+        &mut self,
+        expr: &Expr,
+        tabulate: &mut dyn FnMut(&Call, &mut StepTables) -> Result<bool>,
+    ) -> Result<()> {
         match expr {
-            Expr::Paren(p) => self.walk(&p.expr, fetched, frame, memo),
-            Expr::Unary(u) => self.walk(&u.expr, fetched, frame, memo),
+            Expr::Paren(p) => self.walk(&p.expr, tabulate),
+            Expr::Unary(u) => self.walk(&u.expr, tabulate),
             Expr::Binary(b) => {
-                self.walk(&b.lhs, fetched, frame, memo);
-                self.walk(&b.rhs, fetched, frame, memo);
+                self.walk(&b.lhs, tabulate)?;
+                self.walk(&b.rhs, tabulate)
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.walk(p, fetched, frame, memo);
+                    self.walk(p, tabulate)?;
                 }
-                self.walk(&a.expr, fetched, frame, memo);
+                self.walk(&a.expr, tabulate)
             }
             Expr::Call(c) => {
-                if let Some(table) = tabulate(c, fetched, frame, memo, self.max_cells) {
-                    self.by_call.insert(c as *const Call as usize, table);
-                } else {
-                    for arg in &c.args.args {
-                        self.walk(arg, fetched, frame, memo);
-                    }
+                if self.by_call.contains_key(&key(c)) || tabulate(c, self)? {
+                    return Ok(());
                 }
+                for arg in &c.args.args {
+                    self.walk(arg, tabulate)?;
+                }
+                Ok(())
             }
             // A subquery evaluates its inner expression at its own steps, not the frame's.
             Expr::Subquery(_)
@@ -179,106 +307,127 @@ impl StepTables {
             | Expr::StringLiteral(_)
             | Expr::VectorSelector(_)
             | Expr::MatrixSelector(_)
-            | Expr::Extension(_) => {}
+            | Expr::Extension(_) => Ok(()),
         }
     }
 }
 
-/// The table of `c` when it is a range function over a matrix selector whose scalar parameter,
-/// if any, is a literal; `None` when it is not or the table would be too large or hold one
-/// label set twice (an error the step-by-step path reports at the steps where it happens).
-fn tabulate(
-    c: &Call,
-    fetched: &Fetched,
-    frame: Frame,
-    memo: &LabelMemo,
-    max_cells: usize,
-) -> Option<StepTable> {
-    let name = c.func.name;
-    let args = &c.args.args;
-    let (matrix_arg, scalar_arg) = match name {
-        // Validates its parameters at every step; rare enough to leave to the general path.
-        "double_exponential_smoothing" | "absent_over_time" => return None,
-        "quantile_over_time" => (args.get(1)?, args.first()),
-        "predict_linear" => (args.first()?, args.get(1)),
-        _ if args.len() == 1 => (args.first()?, None),
-        _ => return None,
-    };
-    let f = range_functions::resolve(name)?;
-    let Expr::MatrixSelector(ms) = unwrap_parens(matrix_arg) else {
-        return None;
-    };
-    let param = match scalar_arg.map(|a| unwrap_parens(a)) {
-        None => f64::NAN,
-        Some(Expr::NumberLiteral(n)) => n.val,
-        Some(_) => return None,
-    };
-    let input = fetched.series(&ms.vs).ok()?;
-    let steps = usize::try_from((frame.end_ms - frame.start_ms) / frame.step_ms).ok()? + 1;
-    let cells = steps.checked_mul(input.len())?;
-    if cells > max_cells {
-        return None;
-    }
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let labels: Vec<Labels> = input
-        .iter()
-        .map(|s| {
-            if keep_name {
-                s.labels.clone()
-            } else {
-                memo.without_name(&s.labels)
-            }
+fn key(c: &Call) -> usize {
+    c as *const Call as usize
+}
+
+/// A range function call over a matrix selector whose scalar parameter, if any, is a literal,
+/// ready to be evaluated at every step of the frame, one series at a time.
+struct Tabulation<'e> {
+    ms: &'e MatrixSelector,
+    f: RangeFn,
+    param: f64,
+    keep_name: bool,
+    /// `Some(is_rate)` for `rate` and `increase`.
+    counter: Option<bool>,
+    range_ms: i64,
+    /// Per step: the selector's reference time, and the time `predict_linear` extrapolates to.
+    at: Vec<i64>,
+    intercept: Vec<i64>,
+}
+
+impl<'e> Tabulation<'e> {
+    /// `None` when `c` is not such a call (or a rare one left to the general path).
+    fn of(c: &'e Call, frame: Frame) -> Option<Tabulation<'e>> {
+        let name = c.func.name;
+        let args = &c.args.args;
+        let (matrix_arg, scalar_arg) = match name {
+            // Validates its parameters at every step; rare enough to leave to the general path.
+            "double_exponential_smoothing" | "absent_over_time" => return None,
+            "quantile_over_time" => (args.get(1)?, args.first()),
+            "predict_linear" => (args.first()?, args.get(1)),
+            _ if args.len() == 1 => (args.first()?, None),
+            _ => return None,
+        };
+        let f = range_functions::resolve(name)?;
+        let Expr::MatrixSelector(ms) = unwrap_parens(matrix_arg) else {
+            return None;
+        };
+        let param = match scalar_arg.map(|a| unwrap_parens(a)) {
+            None => f64::NAN,
+            Some(Expr::NumberLiteral(n)) => n.val,
+            Some(_) => return None,
+        };
+        if frame.step_ms <= 0 {
+            return None;
+        }
+        // At most 11,000 steps: range queries check that first.
+        let steps = usize::try_from((frame.end_ms - frame.start_ms) / frame.step_ms).ok()? + 1;
+        let pinned = ms.vs.at.is_some();
+        let times = (0..steps).map(|step| frame.start_ms + step as i64 * frame.step_ms);
+        Some(Tabulation {
+            ms,
+            f,
+            param,
+            keep_name: matches!(name, "last_over_time" | "first_over_time"),
+            counter: match name {
+                "rate" => Some(true),
+                "increase" => Some(false),
+                _ => None,
+            },
+            range_ms: ms.range.as_millis() as i64,
+            at: times.clone().map(|t| reference_time(&ms.vs, frame, t)).collect(),
+            intercept: times.map(|t| super::functions::intercept_time(frame, pinned, t)).collect(),
         })
-        .collect();
-    let mut distinct: HashSet<&Labels> = HashSet::with_capacity(labels.len());
-    if !labels.iter().all(|l| distinct.insert(l)) {
-        return None;
     }
-    let range_ms = ms.range.as_millis() as i64;
-    let pinned = ms.vs.at.is_some();
-    let n = input.len();
-    let mut values = vec![0.0; cells];
-    let mut present = vec![false; cells];
-    // `rate` and `increase` walk every window for counter resets; a count of resets up to each
-    // sample tells which windows have none, where the change is the last value minus the first
-    // (exactly what the walk adds up then).
-    let counter = match name {
-        "rate" => Some(true),
-        "increase" => Some(false),
-        _ => None,
-    };
-    let mut resets_upto: Vec<u32> = Vec::new();
-    for (si, series) in input.iter().enumerate() {
-        let samples: Cow<'_, [(i64, f64)]> = if series.samples.iter().any(|(_, v)| is_stale_nan(*v))
-        {
-            Cow::Owned(
-                series
-                    .samples
-                    .iter()
-                    .copied()
-                    .filter(|(_, v)| !is_stale_nan(*v))
-                    .collect(),
-            )
+
+    fn steps(&self) -> usize {
+        self.at.len()
+    }
+
+    /// The table's label set per input series; `None` when the table would exceed
+    /// `max_cells` or hold one label set twice (an error the step-by-step path reports at the
+    /// steps where it happens).
+    fn output_labels<'l>(
+        &self,
+        input: impl ExactSizeIterator<Item = &'l Labels>,
+        memo: &LabelMemo,
+        max_cells: usize,
+    ) -> Option<Vec<Labels>> {
+        if self.steps().checked_mul(input.len())? > max_cells {
+            return None;
+        }
+        let labels: Vec<Labels> =
+            input.map(|l| if self.keep_name { l.clone() } else { memo.without_name(l) }).collect();
+        let mut distinct: HashSet<&Labels> = HashSet::with_capacity(labels.len());
+        labels.iter().all(|l| distinct.insert(l)).then_some(labels)
+    }
+
+    /// Evaluates the call on `series`' samples (time ordered) at every step, into its row.
+    fn fill(&self, series: usize, samples: &[(i64, f64)], cells: &Cells) {
+        let samples: Cow<'_, [(i64, f64)]> = if samples.iter().any(|(_, v)| is_stale_nan(*v)) {
+            Cow::Owned(samples.iter().copied().filter(|(_, v)| !is_stale_nan(*v)).collect())
         } else {
-            Cow::Borrowed(&series.samples)
+            Cow::Borrowed(samples)
+        };
+        // `rate` and `increase` walk every window for counter resets; a count of resets up to
+        // each sample tells which windows have none, where the change is the last value minus
+        // the first (exactly what the walk adds up then).
+        let resets_upto: Vec<u32> = if self.counter.is_some() {
+            let mut count = 0u32;
+            samples
+                .iter()
+                .enumerate()
+                .map(|(i, (_, v))| {
+                    // The same comparison as the walk's: a NaN is never a reset.
+                    count += u32::from(i > 0 && *v < samples[i - 1].1);
+                    count
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         // Windows are (at - range, at]: `lo` is the first sample after the left bound, `hi` the
         // first after the right one. Reference times never decrease from step to step (`@`
         // pins them, `offset` shifts them all), so both only move forward.
-        if counter.is_some() {
-            resets_upto.clear();
-            let mut count = 0u32;
-            resets_upto.extend(samples.iter().enumerate().map(|(i, (_, v))| {
-                // The same comparison as the walk's: a NaN is never a reset.
-                count += u32::from(i > 0 && *v < samples[i - 1].1);
-                count
-            }));
-        }
         let (mut lo, mut hi) = (0, 0);
-        for step in 0..steps {
-            let t = frame.start_ms + step as i64 * frame.step_ms;
-            let at = reference_time(&ms.vs, frame, t);
-            let start = at.saturating_sub(range_ms);
+        for (step, (&at, &intercept_ms)) in self.at.iter().zip(&self.intercept).enumerate() {
+            let start = at.saturating_sub(self.range_ms);
             while lo < samples.len() && samples[lo].0 <= start {
                 lo += 1;
             }
@@ -294,26 +443,39 @@ fn tabulate(
                 end_ms: at,
             };
             let window_samples = &samples[lo..hi];
-            let result = match counter {
+            let result = match self.counter {
                 Some(is_rate) if window_samples.len() >= 2 && resets_upto[hi - 1] == resets_upto[lo] => {
                     let change = window_samples[window_samples.len() - 1].1 - window_samples[0].1;
                     Some(range_functions::extrapolate(window_samples, window, change, true, is_rate))
                 }
-                _ => {
-                    let intercept_ms = super::functions::intercept_time(frame, pinned, t);
-                    f(window_samples, window, param, intercept_ms)
-                }
+                _ => (self.f)(window_samples, window, self.param, intercept_ms),
             };
             if let Some(v) = result {
-                values[step * n + si] = v;
-                present[step * n + si] = true;
+                cells.set(series, step, v);
             }
         }
     }
+}
+
+/// The table of `c` from the fetched data, when [`Tabulation::of`] takes it and the table is
+/// neither too large nor colliding.
+fn tabulate(
+    c: &Call,
+    fetched: &Fetched,
+    frame: Frame,
+    memo: &LabelMemo,
+    max_cells: usize,
+) -> Option<StepTable> {
+    let tab = Tabulation::of(c, frame)?;
+    let input = fetched.series(&tab.ms.vs).ok()?;
+    let labels = tab.output_labels(input.iter().map(|s| &s.labels), memo, max_cells)?;
+    let cells = Cells::new(input.len(), tab.steps());
+    for (si, series) in input.iter().enumerate() {
+        tab.fill(si, &series.samples, &cells);
+    }
     Some(StepTable {
         labels,
-        values,
-        present,
+        cells,
         frame,
         groupings: Default::default(),
     })

@@ -46,6 +46,37 @@ impl MetricsReader for MemStore {
             .filter(|s| !s.samples.is_empty())
             .collect())
     }
+
+    /// Plans every matching series, with or without samples in the range (as the store may),
+    /// and hands them over last first from two threads, as no caller may rely on an order.
+    fn stream_series(
+        &self,
+        m: &[LabelMatcher],
+        start: i64,
+        end: i64,
+        plan: &mut dyn FnMut(&[Labels]) -> bool,
+        sink: &pharos_model::SeriesSink<'_>,
+    ) -> std::result::Result<bool, String> {
+        *self.calls.lock().map_err(|e| e.to_string())? += 1;
+        let mut matching: Vec<&Series> = self.series.iter().filter(|s| matches_all(m, &s.labels)).collect();
+        matching.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let labels: Vec<Labels> = matching.iter().map(|s| s.labels.clone()).collect();
+        if !plan(&labels) {
+            return Ok(false);
+        }
+        let hand_over = |i: usize| {
+            let samples: Vec<(i64, f64)> =
+                matching[i].samples.iter().copied().filter(|(t, _)| *t >= start && *t <= end).collect();
+            if !samples.is_empty() {
+                sink(i, &samples);
+            }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| (0..matching.len()).rev().filter(|i| i % 2 == 0).for_each(hand_over));
+            (0..matching.len()).rev().filter(|i| i % 2 == 1).for_each(hand_over);
+        });
+        Ok(true)
+    }
 }
 
 pub(crate) fn stale() -> f64 {

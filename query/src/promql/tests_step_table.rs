@@ -243,3 +243,34 @@ fn only_plain_range_function_calls_within_the_size_limit_are_tabulated() {
         matrix(&s, q, 0, 900 * S, 15 * S, 0)
     );
 }
+
+/// How many selectors of `q` are streamed into tables from the store, and how many calls are
+/// tabulated in all (the others from fetched data).
+fn streamed(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize, usize) {
+    let expr = parse(q).unwrap();
+    let memo = eval::LabelMemo::default();
+    let mut tables = StepTables::new(max_cells);
+    let streamed = tables.stream(store, &expr, frame, &memo).unwrap();
+    let fetched = Fetched::load_except(store, &expr, frame, &streamed.selectors, streamed.samples).unwrap();
+    tables.build_rest(&expr, &fetched, frame, &memo);
+    (streamed.selectors.len(), tables.len())
+}
+
+#[test]
+fn tables_stream_their_series_unless_the_table_cannot_be_built() {
+    let s = tricky_store();
+    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S };
+    let max = step_table::MAX_CELLS;
+    assert_eq!(streamed(&s, "sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))", frame, max), (2, 2));
+    assert_eq!(streamed(&s, "quantile_over_time(scalar(gauge), ctr[1m])", frame, max), (0, 0));
+    assert_eq!(streamed(&s, "rate({job=\"b\"}[10m])", frame, max), (0, 0), "colliding label sets");
+    assert_eq!(streamed(&s, "rate(ctr[1m]) or rate(gauge[1m])", frame, 4 * 61 - 1), (1, 1), "too large");
+    // Alternatives of matchers are fetched, and tabulated from there.
+    assert_eq!(streamed(&s, "rate({__name__=\"ctr\" or __name__=\"gauge\"}[1m])", frame, max), (0, 1));
+    // The samples streamed count as read, and towards the query's limit, like fetched ones.
+    for q in ["sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))", "rate(ctr[1m]) + gauge"] {
+        let read = |max_cells| range_query_with(&s, q, 0, 900 * S, 15 * S, max_cells).unwrap().stats.samples_read;
+        assert_eq!(read(max), read(0), "{q}");
+        assert!(read(max) > 0);
+    }
+}
