@@ -208,9 +208,9 @@ impl FoundPart<'_> {
     }
 
     /// [`Found::extend`] for series `index` (of the whole, in this part).
-    pub fn extend_samples(&mut self, index: usize, samples: &[(i64, f64)]) {
+    pub fn extend_samples(&mut self, index: usize, samples: impl IntoIterator<Item = (i64, f64)>) {
         let at = index - self.first;
-        extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], samples.iter().copied());
+        extend_noting_order(&mut self.series[at].1, &mut self.unordered[at], samples);
     }
 
     /// Reserves the rows planned for the part's series.

@@ -264,6 +264,28 @@ impl Head {
     }
 }
 
+impl Head {
+    /// The label set and compressed samples of every series matching `matchers` whose time
+    /// range overlaps `[start_ms, end_ms]`, appended to `out`: copies of a few bytes per sample,
+    /// taken under the store's lock and decoded after it is released.
+    pub(crate) fn select_chunks(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64, out: &mut Vec<(Labels, Chunk)>) {
+        let ids: Box<dyn Iterator<Item = SeriesId>> = match self.candidates(matchers) {
+            Some(ids) => Box::new(ids.into_iter()),
+            None => Box::new(0..self.series.len() as SeriesId),
+        };
+        for id in ids {
+            let chunk = &self.series[id as usize].samples;
+            if !chunk.time_range().is_some_and(|(min, max)| min <= end_ms && max >= start_ms) {
+                continue;
+            }
+            let labels = self.labels_of(id);
+            if matches_all(matchers, &labels) {
+                out.push((labels, chunk.clone()));
+            }
+        }
+    }
+}
+
 fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {

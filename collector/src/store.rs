@@ -395,6 +395,18 @@ impl Store {
         st.manifest.clone()
     }
 
+    /// [`Store::head_snapshot`] with the head's series as compressed chunks (see
+    /// [`crate::head::Head::select_chunks`]), the frozen head's first.
+    fn head_chunks(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> (Vec<(Labels, crate::chunk::Chunk)>, Arc<Manifest>) {
+        let mut out = Vec::new();
+        let st = self.state.read();
+        if let Some(f) = &st.frozen {
+            f.select_chunks(matchers, start_ms, end_ms, &mut out);
+        }
+        st.head.select_chunks(matchers, start_ms, end_ms, &mut out);
+        (out, st.manifest.clone())
+    }
+
     pub(crate) fn file_series(&self, rel: &str) -> Result<Arc<parquet_files::FileSeries>> {
         if let Some(c) = self.file_series.lock().get(rel) {
             return Ok(c.clone());
@@ -565,7 +577,11 @@ impl Store {
         threads: Option<usize>,
     ) -> std::result::Result<Vec<Series>, String> {
         self.with_selection(matchers, start_ms, end_ms, |mut sel| {
-            let head = std::mem::take(&mut sel.head);
+            let head: Vec<(Labels, Vec<(i64, f64)>)> = std::mem::take(&mut sel.head)
+                .into_iter()
+                .map(|(labels, chunk)| (labels, chunk.iter().filter(|(t, _)| (start_ms..=end_ms).contains(t)).collect::<Vec<_>>()))
+                .filter(|(_, samples)| !samples.is_empty())
+                .collect();
             for (labels, samples) in &head {
                 sel.found.plan_if_found(labels, samples.len());
             }
@@ -595,12 +611,13 @@ impl Store {
     ) -> std::result::Result<bool, String> {
         let StreamReads { threads, batch_rows } = how;
         self.with_selection(matchers, start_ms, end_ms, |mut sel| {
-            // The head's samples of each series (by index), read after the files' as
+            // The head's chunks of each series (by index; the frozen head's, then the head's),
+            // decoded by the part that reads the series, after its files' samples, as
             // `select_series_on` appends them.
             let head = std::mem::take(&mut sel.head);
-            let mut head_of: HashMap<usize, Vec<(i64, f64)>> = HashMap::default();
-            for (labels, samples) in head {
-                head_of.insert(sel.found.plan(&labels, samples.len()), samples);
+            let mut head_of: HashMap<usize, Vec<crate::chunk::Chunk>> = HashMap::default();
+            for (labels, chunk) in head {
+                head_of.entry(sel.found.plan(&labels, chunk.len())).or_default().push(chunk);
             }
             let labels: Vec<&Labels> = sel.found.labels().collect();
             let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -618,9 +635,11 @@ impl Store {
             let mut found = std::mem::take(&mut sel.found);
             let parts = found.split_planned(batch_rows);
             self.read_parts(&sel, parts, threads > 1, |part| {
-                for (index, samples) in &head_of {
+                for (index, chunks) in &head_of {
                     if part.holds(*index) {
-                        part.extend_samples(*index, samples);
+                        for chunk in chunks {
+                            part.extend_samples(*index, chunk.iter().filter(|(t, _)| (start_ms..=end_ms).contains(t)));
+                        }
                     }
                 }
                 part.drain(|index, samples| sink(rank[index], samples));
@@ -638,8 +657,7 @@ impl Store {
         end_ms: i64,
         then: impl FnOnce(Selection<'_>) -> std::result::Result<R, String>,
     ) -> std::result::Result<R, String> {
-        let mut head = crate::found::Found::default();
-        let manifest = self.head_snapshot(matchers, start_ms, end_ms, &mut head);
+        let (head, manifest) = self.head_chunks(matchers, start_ms, end_ms);
         // Samples go into each series' vector in the order of ingestion: the files, then the
         // head (so an answer does not change when the head is flushed into a file). Files are
         // read in manifest order, which is how compaction orders equal timestamps too, or
@@ -668,7 +686,7 @@ impl Store {
         let slots: Vec<Vec<usize>> =
             matching.iter().map(|m| m.iter().map(|(labels, start, end)| found.plan(labels, end - start)).collect()).collect();
         let rows: usize = matching.iter().flatten().map(|(_, start, end)| end - start).sum();
-        then(Selection { catalogs: &catalogs, matching: &matching, slots, found, head: head.into_series(), rows, start_ms, end_ms })
+        then(Selection { catalogs: &catalogs, matching: &matching, slots, found, head, rows, start_ms, end_ms })
     }
 
     /// Reads `parts` of a selection's series from every file, in file order, straight into
@@ -713,8 +731,9 @@ struct Selection<'a> {
     slots: Vec<Vec<usize>>,
     /// The files' series, with the rows each has in them planned.
     found: crate::found::Found,
-    /// The head's matching series with their samples in the range.
-    head: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// The head's matching series with samples that may be in the range, the frozen head's
+    /// first (a series in both is listed twice).
+    head: Vec<(Labels, crate::chunk::Chunk)>,
     /// Rows the files hold for the matching series.
     rows: usize,
     start_ms: i64,

@@ -160,24 +160,7 @@ pub struct Streamed {
 }
 
 impl StepTables {
-    /// Tabulates every eligible range function call in `expr` (outside subqueries).
-    /// Tables larger than `max_cells` are not built.
-    pub fn build(
-        expr: &Expr,
-        fetched: &Fetched,
-        frame: Frame,
-        memo: &LabelMemo,
-        max_cells: usize,
-    ) -> StepTables {
-        let mut tables = StepTables {
-            by_call: Default::default(),
-            max_cells,
-        };
-        tables.build_rest(expr, fetched, frame, memo);
-        tables
-    }
-
-    /// Tables of at most `max_cells` cells, none built yet.
+    /// Tables of at most `max_cells` cells (larger ones are not built), none built yet.
     pub fn new(max_cells: usize) -> StepTables {
         StepTables {
             by_call: Default::default(),
@@ -185,7 +168,8 @@ impl StepTables {
         }
     }
 
-    /// Tabulates the eligible calls not tabulated yet from the fetched data.
+    /// Tabulates every eligible range function call in `expr` (outside subqueries) not
+    /// tabulated yet, from the fetched data.
     pub fn build_rest(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo) {
         if frame.step_ms > 0 {
             self.walk(expr, &mut |c, tables| {
