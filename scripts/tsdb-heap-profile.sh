@@ -18,10 +18,13 @@ cat > "$WORK/pharos" <<EOF
 exec heaptrack -o "$WORK/heap.\$\$" "$PHAROS" "\$@"
 EOF
 chmod +x "$WORK/pharos"
-"$WORK/pharos-bench" tsdb --targets "$TARGETS" --hours 2 --query-runs 5 --settled-runs 1 --pharos-only > "$WORK/bench.log" 2>&1
-# The start that ingests and answers the queries has by far the largest profile. (heaptrack
-# does not pass the bench's SIGTERM on, so that server also answers after the "restart", whose
-# own start exits within seconds.)
+"$WORK/pharos-bench" tsdb --targets "$TARGETS" --hours 2 --query-runs 5 --settled-runs 1 --pharos-only > "$WORK/bench.log" 2>&1 || true
+# heaptrack does not pass the bench's SIGTERM on: stop the servers, then wait until heaptrack
+# has written their profiles.
+pkill -TERM -f "^$PHAROS serve" || true
+while pgrep -f "$WORK/heap" > /dev/null; do sleep 0.5; done
+# The start that ingests and answers the queries has by far the largest profile (that server
+# also answers after the bench's "restart", whose own start exits within seconds).
 FIRST=$(ls -S "$WORK"/heap.*.zst | head -1)
 heaptrack_print -f "$FIRST" --print-peaks 1 --print-allocators 0 --print-temporary 0 --print-leaks 0 \
   --peak-limit 4 --sub-peak-limit 8 2> /dev/null > "$WORK/peaks.txt"
