@@ -246,11 +246,7 @@ impl Head {
         end_ms: i64,
         out: &mut crate::found::Found,
     ) {
-        let ids: Box<dyn Iterator<Item = SeriesId>> = match self.candidates(matchers) {
-            Some(ids) => Box::new(ids.into_iter()),
-            None => Box::new(0..self.series.len() as SeriesId),
-        };
-        for id in ids {
+        for id in self.candidate_ids(matchers) {
             let labels = self.labels_of(id);
             if !matches_all(matchers, &labels) {
                 continue;
@@ -269,11 +265,7 @@ impl Head {
     /// range overlaps `[start_ms, end_ms]`, appended to `out`: copies of a few bytes per sample,
     /// taken under the store's lock and decoded after it is released.
     pub(crate) fn select_chunks(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64, out: &mut Vec<(Labels, Chunk)>) {
-        let ids: Box<dyn Iterator<Item = SeriesId>> = match self.candidates(matchers) {
-            Some(ids) => Box::new(ids.into_iter()),
-            None => Box::new(0..self.series.len() as SeriesId),
-        };
-        for id in ids {
+        for id in self.candidate_ids(matchers) {
             let chunk = &self.series[id as usize].samples;
             if !chunk.time_range().is_some_and(|(min, max)| min <= end_ms && max >= start_ms) {
                 continue;
@@ -282,6 +274,14 @@ impl Head {
             if matches_all(matchers, &labels) {
                 out.push((labels, chunk.clone()));
             }
+        }
+    }
+
+    /// [`Head::candidates`], or every series when no matcher narrows them.
+    fn candidate_ids(&self, matchers: &[LabelMatcher]) -> Box<dyn Iterator<Item = SeriesId>> {
+        match self.candidates(matchers) {
+            Some(ids) => Box::new(ids.into_iter()),
+            None => Box::new(0..self.series.len() as SeriesId),
         }
     }
 }

@@ -104,7 +104,7 @@ pub trait MetricsReader: Send + Sync {
     /// in the range). If it returns true, `sink(i, samples)` is called once for each of them
     /// that has samples in the range, `i` being its index in that list and `samples` what
     /// `select_series` would give it; in any order, possibly from several threads at once.
-    /// Returns false when `plan` declined (then no samples were read).
+    /// Returns false when `plan` declined; then nothing is handed over.
     fn stream_series(
         &self,
         matchers: &[LabelMatcher],
