@@ -198,7 +198,12 @@ pub struct FoundPart<'a> {
 impl FoundPart<'_> {
     /// True when series `index` (of the whole) is in this part.
     pub fn holds(&self, index: usize) -> bool {
-        (self.first..self.first + self.series.len()).contains(&index)
+        self.indices().contains(&index)
+    }
+
+    /// The indices (of the whole) of the part's series.
+    pub fn indices(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.series.len()
     }
 
     /// [`Found::extend`] for series `index` (of the whole, in this part) from two columns.

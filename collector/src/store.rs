@@ -615,9 +615,13 @@ impl Store {
             // decoded by the part that reads the series, after its files' samples, as
             // `select_series_on` appends them.
             let head = std::mem::take(&mut sel.head);
-            let mut head_of: HashMap<usize, Vec<crate::chunk::Chunk>> = HashMap::default();
+            let mut head_of: Vec<Vec<crate::chunk::Chunk>> = Vec::new();
             for (labels, chunk) in head {
-                head_of.entry(sel.found.plan(&labels, chunk.len())).or_default().push(chunk);
+                let index = sel.found.plan(&labels, chunk.len());
+                if head_of.len() <= index {
+                    head_of.resize_with(index + 1, Vec::new);
+                }
+                head_of[index].push(chunk);
             }
             let labels: Vec<&Labels> = sel.found.labels().collect();
             let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -635,11 +639,9 @@ impl Store {
             let mut found = std::mem::take(&mut sel.found);
             let parts = found.split_planned(batch_rows);
             self.read_parts(&sel, parts, threads > 1, |part| {
-                for (index, chunks) in &head_of {
-                    if part.holds(*index) {
-                        for chunk in chunks {
-                            part.extend_samples(*index, chunk.iter().filter(|(t, _)| (start_ms..=end_ms).contains(t)));
-                        }
+                for index in part.indices() {
+                    for chunk in head_of.get(index).into_iter().flatten() {
+                        part.extend_samples(index, chunk.iter().filter(|(t, _)| (start_ms..=end_ms).contains(t)));
                     }
                 }
                 part.drain(|index, samples| sink(rank[index], samples));

@@ -165,7 +165,7 @@ fn range_query_with(
     let memo = LabelMemo::default();
     let mut tables = StepTables::new(max_cells);
     let streamed = tables.stream(reader, &expr, frame, &memo)?;
-    let fetched = Fetched::load_except(reader, &expr, frame, &streamed.selectors, streamed.samples)?;
+    let fetched = Fetched::load_except(reader, &expr, frame, streamed.selectors, streamed.samples)?;
     tables.build_rest(&expr, &fetched, frame, &memo);
     let ev = Evaluator {
         frame,

@@ -127,7 +127,7 @@ pub fn matcher_groups(vs: &VectorSelector) -> Vec<Vec<LabelMatcher>> {
 impl Fetched {
     /// Walks `expr` and loads every selector's samples for the whole frame.
     pub fn load(reader: &dyn MetricsReader, expr: &Expr, frame: Frame) -> Result<Fetched> {
-        Fetched::load_except(reader, expr, frame, &Default::default(), 0)
+        Fetched::load_except(reader, expr, frame, HashSet::new(), 0)
     }
 
     /// [`Fetched::load`] except the selectors at the addresses in `skip`, which `streamed`
@@ -136,11 +136,11 @@ impl Fetched {
         reader: &dyn MetricsReader,
         expr: &Expr,
         frame: Frame,
-        skip: &HashSet<usize>,
+        skip: HashSet<usize>,
         streamed: usize,
     ) -> Result<Fetched> {
         let mut fetched = Fetched {
-            skip: skip.clone(),
+            skip,
             streamed,
             ..Default::default()
         };

@@ -253,9 +253,10 @@ fn streamed(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize
     let memo = eval::LabelMemo::default();
     let mut tables = StepTables::new(max_cells);
     let streamed = tables.stream(store, &expr, frame, &memo).unwrap();
-    let fetched = Fetched::load_except(store, &expr, frame, &streamed.selectors, streamed.samples).unwrap();
+    let n = streamed.selectors.len();
+    let fetched = Fetched::load_except(store, &expr, frame, streamed.selectors, streamed.samples).unwrap();
     tables.build_rest(&expr, &fetched, frame, &memo);
-    (streamed.selectors.len(), tables.len())
+    (n, tables.len())
 }
 
 #[test]
