@@ -8,6 +8,7 @@
 
 pub mod metric;
 mod parser;
+mod template;
 pub mod pipeline;
 #[cfg(test)]
 mod tests;
@@ -143,8 +144,8 @@ impl LogQuery {
                 Stage::Line(_)
                 | Stage::Json
                 | Stage::JsonFields(_)
-                | Stage::Logfmt
-                | Stage::LogfmtFields(_)
+                | Stage::Logfmt(_)
+                | Stage::LogfmtFields(..)
                 | Stage::Unpack
                 | Stage::Decolorize
                 | Stage::Regexp(_)
@@ -157,13 +158,13 @@ impl LogQuery {
 
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
-        self.process_line_with(stream, &[], line)
+        self.process_line_with(stream, &[], line, 0)
     }
 
     /// Runs the pipeline on a record: its stream labels and attributes (structured metadata,
     /// as labels; one named like a stream label becomes `name_extracted`, as in Loki).
     pub fn process_record(&self, record: &LogRecord) -> Option<(LabelMap, String)> {
-        self.process_line_with(&record.labels, &record.attributes, &record.body)
+        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns)
     }
 
     fn process_line_with(
@@ -171,6 +172,7 @@ impl LogQuery {
         stream: &Labels,
         attributes: &[(String, String)],
         line: &str,
+        ts_nanos: i64,
     ) -> Option<(LabelMap, String)> {
         let mut labels: LabelMap = stream
             .iter()
@@ -181,7 +183,7 @@ impl LogQuery {
         }
         let mut line = line.to_string();
         for stage in &self.stages {
-            if !stage.apply(&mut labels, stream, &mut line) {
+            if !stage.apply(&mut labels, stream, &mut line, ts_nanos) {
                 return None;
             }
         }

@@ -38,6 +38,39 @@ async fn loki_push_then_query_labels_and_metrics() {
     assert_eq!(status, 200, "{b}");
     assert_eq!(loki_lines(&b), vec!["error 500".to_string(), "error 503".to_string()], "{b}");
 
+    // logfmt with Loki 3's flags, and a Go template with a condition, Sprig and Loki functions.
+    let body = serde_json::json!({"streams": [
+        {"stream": {"app": "billing"}, "values": [
+            [(now - 2_000_000_000).to_string(), r#"level=warn msg="slow query" dur=1.5s"#],
+            [(now - 1_000_000_000).to_string(), r#"level=error msg="bad =x"#],
+        ]},
+    ]});
+    let r = client
+        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let template = r#"{{ if .__error__ }}{{ .__error__ }}@{{ .__error_details__ | trunc 24 }}{{ else }}{{ .level | upper | alignLeft 5 }}|{{ printf "%.1f" (duration .dur) }}|{{ __timestamp__ | date "15:04:05" }}{{ end }}"#;
+    let q = enc(&format!("{{app=\"billing\"}} | logfmt --strict | line_format `{template}`"));
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}&direction=forward")).await;
+    assert_eq!(status, 200, "{b}");
+    let at = chrono::DateTime::from_timestamp_nanos(now - 2_000_000_000).format("%H:%M:%S");
+    // Two streams: the second line's carries __error__ and __error_details__.
+    let mut lines = loki_lines(&b);
+    lines.sort();
+    assert_eq!(lines, vec!["LogfmtParserErr@logfmt syntax error at p".to_string(), format!("WARN |1.5|{at}")], "{b}");
+    // Without --strict the unclosed quote is skipped: no error, and `level` is read.
+    let q = enc(r#"{app="billing"} | logfmt | level="error" | line_format "{{ .level }} {{ .msg | default \"-\" }}""#);
+    let (_, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}")).await;
+    assert_eq!(loki_lines(&b), vec!["error -".to_string()], "{b}");
+    let q = enc(r#"{app="billing"} | line_format "{{ .x | sha256 }}""#);
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}")).await;
+    assert_eq!((status, b["errorType"].as_str()), (400, Some("bad_data")), "{b}");
+    assert!(b["error"].as_str().unwrap().contains(r#"function "sha256" not defined"#), "{b}");
+
     let q = enc("sum by (level) (count_over_time({app=\"shop\"} | json [1m]))");
     let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
     assert_eq!(status, 200, "{b}");

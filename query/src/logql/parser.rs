@@ -5,7 +5,7 @@ use regex::Regex;
 
 use super::metric::{AggOp, ArithOp, MetricExpr, RangeFn, VectorMatching};
 use super::pipeline::{
-    self, CmpOp, LabelExpr, LabelFormatValue, NumberUnit, Pattern, Stage, Template,
+    self, CmpOp, LabelExpr, LabelFormatValue, LogfmtFlags, NumberUnit, Pattern, Stage, Template,
 };
 use super::{LineFilter, LogQuery};
 use crate::error::{Error, Result};
@@ -267,20 +267,28 @@ impl<'a> Cursor<'a> {
                 "json" | "logfmt" => {
                     self.pos += word.len();
                     self.skip_ws();
+                    let mut flags = LogfmtFlags::default();
+                    while self.rest().starts_with("--") {
+                        let flag = self.rest().split(|c: char| c.is_whitespace() || c == '|').next().unwrap_or("");
+                        match (word, flag) {
+                            ("logfmt", "--strict") => flags.strict = true,
+                            ("logfmt", "--keep-empty") => flags.keep_empty = true,
+                            _ => return Err(self.error(&format!("unknown flag {flag:?} of `| {word}`"))),
+                        }
+                        self.pos += flag.len();
+                        self.skip_ws();
+                    }
                     let has_params = !self.at_end_of_pipeline()
                         && !self.rest().starts_with('|')
                         && !self.rest().starts_with('!');
-                    if has_params && self.rest().starts_with("--") {
-                        return Err(Error::unsupported(format!("flags of `| {word}`")));
-                    }
                     if has_params && word == "json" {
                         Stage::JsonFields(self.json_fields()?)
                     } else if has_params {
-                        Stage::LogfmtFields(self.parser_fields()?)
+                        Stage::LogfmtFields(self.parser_fields()?, flags)
                     } else if word == "json" {
                         Stage::Json
                     } else {
-                        Stage::Logfmt
+                        Stage::Logfmt(flags)
                     }
                 }
                 "regexp" => {
@@ -307,7 +315,7 @@ impl<'a> Cursor<'a> {
                     self.pos += word.len();
                     self.skip_ws();
                     let t = self.string()?;
-                    Stage::LineFormat(Template::parse(&t).map_err(Error::unsupported)?)
+                    Stage::LineFormat(Template::parse(&t).map_err(|e| Error::BadData(format!("invalid line_format template: {e}")))?)
                 }
                 "label_format" => {
                     self.pos += word.len();
@@ -320,9 +328,9 @@ impl<'a> Cursor<'a> {
                         let value = if self.rest().starts_with('"') || self.rest().starts_with('`')
                         {
                             let t = self.string()?;
-                            LabelFormatValue::Template(
-                                Template::parse(&t).map_err(Error::unsupported)?,
-                            )
+                            LabelFormatValue::Template(Template::parse(&t).map_err(|e| {
+                                Error::BadData(format!("invalid template for label {name:?}: {e}"))
+                            })?)
                         } else {
                             LabelFormatValue::Rename(self.identifier()?.to_string())
                         };

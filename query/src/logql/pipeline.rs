@@ -12,9 +12,23 @@ use pharos_model::Labels;
 use regex::Regex;
 
 use super::LineFilter;
+pub use super::template::Template;
 
 /// The label Loki sets when a stage fails on an entry.
 pub const ERROR_LABEL: &str = "__error__";
+/// What went wrong, next to `__error__` (the position and cause of a logfmt syntax error).
+pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
+
+/// The flags of `| logfmt`, as Loki reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogfmtFlags {
+    /// `--strict`: stop at the first malformed pair and mark the entry with `__error__`.
+    /// Without it a malformed pair is skipped and the pairs after it are still read.
+    pub strict: bool,
+    /// `--keep-empty`: keep keys without a value (`flag`, `k=`, `k=""`) as empty labels.
+    /// Without it they are left out. Named keys (`| logfmt a="k"`) are always kept.
+    pub keep_empty: bool,
+}
 
 /// The labels of an entry while it runs through the pipeline.
 pub type LabelMap = BTreeMap<String, String>;
@@ -28,10 +42,10 @@ pub enum Stage {
     Json,
     /// `| json name="path", …`: only the named values (`a.b`, `a[0]`, `a["k"]`).
     JsonFields(Vec<(String, Vec<JsonStep>)>),
-    /// `| logfmt`
-    Logfmt,
-    /// `| logfmt name="key", …`: only the named keys.
-    LogfmtFields(Vec<(String, String)>),
+    /// `| logfmt [--strict] [--keep-empty]`
+    Logfmt(LogfmtFlags),
+    /// `| logfmt [--strict] name="key", …`: only the named keys.
+    LogfmtFields(Vec<(String, String)>, LogfmtFlags),
     /// `| unpack`: the string members of a JSON object (Promtail's `pack` stage) become labels,
     /// and `_entry` becomes the line.
     Unpack,
@@ -141,7 +155,7 @@ impl Stage {
     }
 
     /// Runs the stage; false drops the entry.
-    pub fn apply(&self, labels: &mut LabelMap, stream: &Labels, line: &mut String) -> bool {
+    pub fn apply(&self, labels: &mut LabelMap, stream: &Labels, line: &mut String, ts_nanos: i64) -> bool {
         match self {
             Stage::Line(f) => f.accepts(line),
             Stage::Json => {
@@ -170,28 +184,34 @@ impl Stage {
                 }
                 true
             }
-            Stage::Logfmt => {
-                match parse_logfmt(line) {
-                    Some(pairs) => {
-                        for (k, v) in pairs {
-                            insert_extracted(labels, stream, &sanitize_key(&k), v);
-                        }
+            Stage::Logfmt(flags) => {
+                let error = scan_logfmt(line, flags.strict, |k, v| {
+                    if flags.keep_empty || !v.is_empty() {
+                        insert_extracted(labels, stream, &sanitize_key(k), v);
                     }
-                    None => set_error(labels, "LogfmtParserErr"),
+                });
+                if let Some(details) = error {
+                    set_error_with_details(labels, "LogfmtParserErr", details);
                 }
                 true
             }
-            Stage::LogfmtFields(fields) => {
-                match parse_logfmt(line) {
-                    Some(pairs) => {
-                        for (name, key) in fields {
-                            // The last occurrence of a key wins, as with the plain parser.
-                            if let Some((_, v)) = pairs.iter().rev().find(|(k, _)| k == key) {
-                                insert_extracted(labels, stream, name, v.clone());
-                            }
+            Stage::LogfmtFields(fields, flags) => {
+                let mut found: Vec<Option<String>> = vec![None; fields.len()];
+                let error = scan_logfmt(line, flags.strict, |k, v| {
+                    // The last occurrence of a key wins, as with the plain parser.
+                    for (slot, (_, key)) in found.iter_mut().zip(fields) {
+                        if key == k {
+                            *slot = Some(v.clone());
                         }
                     }
-                    None => set_error(labels, "LogfmtParserErr"),
+                });
+                for ((name, _), value) in fields.iter().zip(found) {
+                    if let Some(v) = value {
+                        insert_extracted(labels, stream, name, v);
+                    }
+                }
+                if let Some(details) = error {
+                    set_error_with_details(labels, "LogfmtParserErr", details);
                 }
                 true
             }
@@ -241,7 +261,11 @@ impl Stage {
             }
             Stage::LabelFilter(expr) => expr.eval(labels),
             Stage::LineFormat(t) => {
-                *line = t.render(labels, line);
+                // As in Loki, a template that fails on this entry leaves the line as it was.
+                match t.render(labels, line, ts_nanos) {
+                    Ok(rendered) => *line = rendered,
+                    Err(e) => set_error_with_details(labels, "TemplateFormatErr", e),
+                }
                 true
             }
             Stage::LabelFormat(assignments) => {
@@ -253,9 +277,12 @@ impl Stage {
                             labels.remove(old);
                             labels.insert(name.clone(), v);
                         }
-                        LabelFormatValue::Template(t) => {
-                            labels.insert(name.clone(), t.render(&before, line));
-                        }
+                        LabelFormatValue::Template(t) => match t.render(&before, line, ts_nanos) {
+                            Ok(v) => {
+                                labels.insert(name.clone(), v);
+                            }
+                            Err(e) => set_error_with_details(labels, "TemplateFormatErr", e),
+                        },
                     }
                 }
                 true
@@ -278,6 +305,14 @@ fn set_error(labels: &mut LabelMap, err: &str) {
     labels
         .entry(ERROR_LABEL.to_string())
         .or_insert_with(|| err.to_string());
+}
+
+/// Sets `__error__` and, for the first error only, `__error_details__`.
+fn set_error_with_details(labels: &mut LabelMap, err: &str, details: String) {
+    if !labels.contains_key(ERROR_LABEL) {
+        labels.insert(ERROR_LABEL.to_string(), err.to_string());
+        labels.insert(ERROR_DETAILS_LABEL.to_string(), details);
+    }
 }
 
 /// Adds an extracted label; a name the stream already has becomes `name_extracted`.
@@ -335,67 +370,120 @@ fn flatten_json(
     }
 }
 
-/// `key=value key2="quoted \"value\"" flag`; None when a key is missing or a quote unclosed.
-fn parse_logfmt(line: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
+/// Reads the `key=value` pairs of a logfmt line, handing each to `pair` (a key without a value
+/// comes with ""). A malformed pair (`=v`, `k=a=b`, `k"`, a bad escape, an unclosed quote) is an
+/// error: with `strict` the scan stops there, else the rest of that token is skipped and the scan
+/// goes on. Returns the first error, as "logfmt syntax error at pos N : cause" (1-based byte
+/// position), when the scan was strict.
+fn scan_logfmt(line: &str, strict: bool, mut pair: impl FnMut(&str, String)) -> Option<String> {
+    let bytes = line.as_bytes();
+    let mut pos = 0;
+    let error = |pos: usize, cause: &str| format!("logfmt syntax error at pos {} : {cause}", pos + 1);
+    // The end of the token that starts at `from`: the next byte that is space or control.
+    let token_end = |from: usize| bytes[from..].iter().position(|&c| c <= b' ').map_or(bytes.len(), |p| from + p);
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+        while pos < bytes.len() && bytes[pos] <= b' ' {
+            pos += 1;
         }
-        if chars.peek().is_none() {
-            return Some(out);
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            if c == '"' {
-                return None;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if key.is_empty() {
+        if pos == bytes.len() {
             return None;
         }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                let mut closed = false;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => match chars.next() {
-                            Some('n') => value.push('\n'),
-                            Some('t') => value.push('\t'),
-                            Some(other) => value.push(other),
-                            None => return None,
-                        },
-                        '"' => {
-                            closed = true;
-                            break;
+        let start = pos;
+        let mut failure = None;
+        while pos < bytes.len() && bytes[pos] > b' ' && bytes[pos] != b'=' && bytes[pos] != b'"' {
+            pos += 1;
+        }
+        let key = &line[start..pos];
+        match bytes.get(pos) {
+            Some(b'"') => failure = Some((pos, "unexpected '\"'".to_string())),
+            Some(b'=') if key.is_empty() => failure = Some((pos, "unexpected '='".to_string())),
+            Some(b'=') => {
+                pos += 1;
+                match bytes.get(pos) {
+                    Some(b'"') => match unquote_logfmt(&line[pos..]) {
+                        Ok((value, used)) => {
+                            pos += used;
+                            pair(key, value);
                         }
-                        _ => value.push(c),
+                        Err((offset, cause)) => {
+                            // The scan goes on after the closing quote (or at the end of the
+                            // line when there is none).
+                            pos = (pos + offset).min(bytes.len());
+                            if strict {
+                                return Some(error(pos, cause));
+                            }
+                        }
+                    },
+                    _ => {
+                        let end = token_end(pos);
+                        match bytes[pos..end].iter().position(|&c| c == b'=' || c == b'"') {
+                            Some(p) => failure = Some((pos + p, format!("unexpected {:?}", bytes[pos + p] as char))),
+                            None => {
+                                pair(key, line[pos..end].to_string());
+                                pos = end;
+                            }
+                        }
                     }
-                }
-                if !closed {
-                    return None;
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
                 }
             }
+            // A key alone: the end of the line or a space.
+            _ => pair(key, String::new()),
         }
-        out.push((key, value));
+        if let Some((at, cause)) = failure {
+            if strict {
+                return Some(error(at, &cause));
+            }
+            pos = token_end(pos.min(bytes.len()));
+        }
     }
+}
+
+/// The value of `"…"` at the start of `quoted` and the bytes it takes, with the escapes of a
+/// JSON string (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\uXXXX`); else the byte
+/// offset and cause of the error.
+fn unquote_logfmt(quoted: &str) -> Result<(String, usize), (usize, &'static str)> {
+    let mut out = String::new();
+    let mut chars = quoted.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, i + 1)),
+            '\\' => {
+                let Some((_, e)) = chars.next() else { break };
+                match e {
+                    '"' | '\\' | '/' => out.push(e),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
+                        match u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).and_then(char::from_u32) {
+                            Some(ch) => out.push(ch),
+                            None => return Err((closing_quote(quoted), "invalid quoted value")),
+                        }
+                    }
+                    _ => return Err((closing_quote(quoted), "invalid quoted value")),
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    Err((quoted.len(), "unterminated quoted value"))
+}
+
+/// The offset just past the quote that closes the string at the start of `quoted` (or its end).
+fn closing_quote(quoted: &str) -> usize {
+    let mut escaped = false;
+    for (i, c) in quoted.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return i + 1,
+            _ => {}
+        }
+    }
+    quoted.len()
 }
 
 /// A `pattern` expression: literals and `<name>` captures (`<_>` captures nothing).
@@ -477,244 +565,6 @@ impl Pattern {
             i += 1;
         }
         Some(out)
-    }
-}
-
-/// A minimal Go template: literal text and `{{.name}}` / `{{ .name }}` references.
-#[derive(Clone, Debug)]
-pub struct Template(Vec<TemplatePart>);
-
-#[derive(Clone, Debug)]
-enum TemplatePart {
-    Text(String),
-    Action(TemplateValue, Vec<TemplateFn>),
-}
-
-/// The value an action starts from.
-#[derive(Clone, Debug)]
-enum TemplateValue {
-    /// `.label` (empty when missing).
-    Label(String),
-    /// `__line__`: the line as the stage receives it.
-    Line,
-    /// A string literal.
-    Text(String),
-}
-
-/// A function an action pipes its value through (Go template and Sprig names, as Loki has them).
-#[derive(Clone, Debug)]
-enum TemplateFn {
-    Upper,
-    Lower,
-    TrimSpace,
-    /// `replace "old" "new"` / `Replace`: every occurrence.
-    Replace(String, String),
-    TrimPrefix(String),
-    TrimSuffix(String),
-    /// `default "x"`: `x` when the value is empty.
-    Default(String),
-    /// `trunc n`: the first `n` characters (negative: the last `-n`).
-    Trunc(i64),
-}
-
-/// Splits an action into words: `.x`, names, numbers and quoted strings (Go escapes or
-/// backticks), and `|` as its own word.
-fn action_words(action: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut chars = action.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-        } else if c == '|' {
-            chars.next();
-            words.push("|".to_string());
-        } else if c == '"' || c == '`' {
-            chars.next();
-            let mut w = String::from('"');
-            let mut closed = false;
-            while let Some(d) = chars.next() {
-                if d == c {
-                    closed = true;
-                    break;
-                }
-                if d == '\\' && c == '"' {
-                    match chars.next() {
-                        Some('n') => w.push('\n'),
-                        Some('t') => w.push('\t'),
-                        Some(e) => w.push(e),
-                        None => break,
-                    }
-                } else {
-                    w.push(d);
-                }
-            }
-            if !closed {
-                return Err(format!("unterminated string in template action {action:?}"));
-            }
-            words.push(w);
-        } else {
-            let mut w = String::new();
-            while let Some(&d) = chars.peek() {
-                if d.is_whitespace() || d == '|' || d == '"' || d == '`' {
-                    break;
-                }
-                w.push(d);
-                chars.next();
-            }
-            words.push(w);
-        }
-    }
-    Ok(words)
-}
-
-impl TemplateValue {
-    fn parse(word: &str) -> Option<TemplateValue> {
-        if let Some(text) = word.strip_prefix('"') {
-            return Some(TemplateValue::Text(text.to_string()));
-        }
-        if word == "__line__" {
-            return Some(TemplateValue::Line);
-        }
-        word.strip_prefix('.')
-            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .map(|n| TemplateValue::Label(n.to_string()))
-    }
-}
-
-impl TemplateFn {
-    /// The function `name` with its leading arguments (`args`, strings marked by a leading `"`).
-    fn parse(name: &str, args: &[String]) -> Result<TemplateFn, String> {
-        let text = |i: usize| -> Result<String, String> {
-            args.get(i)
-                .and_then(|a| a.strip_prefix('"'))
-                .map(str::to_string)
-                .ok_or_else(|| format!("template function {name} expects a string argument"))
-        };
-        let want = |n: usize| -> Result<(), String> {
-            if args.len() == n { Ok(()) } else { Err(format!("template function {name} takes {n} argument(s) before its value")) }
-        };
-        let f = match name {
-            "ToUpper" | "upper" => TemplateFn::Upper,
-            "ToLower" | "lower" => TemplateFn::Lower,
-            "TrimSpace" | "trim" => TemplateFn::TrimSpace,
-            "replace" | "Replace" => {
-                want(2)?;
-                return Ok(TemplateFn::Replace(text(0)?, text(1)?));
-            }
-            "TrimPrefix" | "trimPrefix" => {
-                want(1)?;
-                return Ok(TemplateFn::TrimPrefix(text(0)?));
-            }
-            "TrimSuffix" | "trimSuffix" => {
-                want(1)?;
-                return Ok(TemplateFn::TrimSuffix(text(0)?));
-            }
-            "default" => {
-                want(1)?;
-                return Ok(TemplateFn::Default(text(0)?));
-            }
-            "trunc" => {
-                want(1)?;
-                let n = args[0].parse::<i64>().map_err(|_| "template function trunc expects a number".to_string())?;
-                return Ok(TemplateFn::Trunc(n));
-            }
-            other => return Err(format!("template function {other:?} is not supported yet")),
-        };
-        want(0)?;
-        Ok(f)
-    }
-
-    fn apply(&self, v: String) -> String {
-        match self {
-            TemplateFn::Upper => v.to_uppercase(),
-            TemplateFn::Lower => v.to_lowercase(),
-            TemplateFn::TrimSpace => v.trim().to_string(),
-            TemplateFn::Replace(old, new) if !old.is_empty() => v.replace(old.as_str(), new),
-            TemplateFn::Replace(..) => v,
-            TemplateFn::TrimPrefix(p) => v.strip_prefix(p.as_str()).map_or(v.clone(), str::to_string),
-            TemplateFn::TrimSuffix(p) => v.strip_suffix(p.as_str()).map_or(v.clone(), str::to_string),
-            TemplateFn::Default(d) if v.is_empty() => d.clone(),
-            TemplateFn::Default(_) => v,
-            TemplateFn::Trunc(n) => {
-                let count = v.chars().count() as i64;
-                if *n >= 0 {
-                    v.chars().take(*n as usize).collect()
-                } else {
-                    v.chars().skip((count + n).max(0) as usize).collect()
-                }
-            }
-        }
-    }
-}
-
-impl Template {
-    /// Parses the template. An action is a value (`.label`, `__line__` or a string) piped
-    /// through functions (`{{ .level | ToUpper }}`), or a function applied to a value as its
-    /// last argument (`{{ replace "a" "b" .x }}`); anything else is not supported.
-    pub fn parse(src: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = src;
-        while let Some(open) = rest.find("{{") {
-            if open > 0 {
-                parts.push(TemplatePart::Text(rest[..open].to_string()));
-            }
-            let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| format!("invalid template {src:?}: unclosed {{{{"))?;
-            let action = after[..close].trim().trim_matches('-').trim();
-            parts.push(Self::action(action)?);
-            rest = &after[close + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(TemplatePart::Text(rest.to_string()));
-        }
-        Ok(Template(parts))
-    }
-
-    fn action(action: &str) -> Result<TemplatePart, String> {
-        let unsupported = || format!("template action {{{{{action}}}}} is not supported yet");
-        let words = action_words(action)?;
-        let mut commands = words.split(|w| w == "|");
-        let first = commands.next().filter(|c| !c.is_empty()).ok_or_else(unsupported)?;
-        let mut fns = Vec::new();
-        let value = match first {
-            [v] => TemplateValue::parse(v).ok_or_else(unsupported)?,
-            // A function call: its last argument is the value.
-            [name, args @ .., v] => {
-                let value = TemplateValue::parse(v).ok_or_else(unsupported)?;
-                fns.push(TemplateFn::parse(name, args)?);
-                value
-            }
-            [] => return Err(unsupported()),
-        };
-        for command in commands {
-            let [name, args @ ..] = command else { return Err(unsupported()) };
-            fns.push(TemplateFn::parse(name, args)?);
-        }
-        Ok(TemplatePart::Action(value, fns))
-    }
-
-    /// Renders with `labels` (a missing label renders empty) and `line` for `__line__`.
-    pub fn render(&self, labels: &LabelMap, line: &str) -> String {
-        let mut out = String::new();
-        for p in &self.0 {
-            match p {
-                TemplatePart::Text(t) => out.push_str(t),
-                TemplatePart::Action(TemplateValue::Label(n), fns) if fns.is_empty() => {
-                    out.push_str(labels.get(n).map_or("", |s| s.as_str()))
-                }
-                TemplatePart::Action(value, fns) => {
-                    let v = match value {
-                        TemplateValue::Label(n) => labels.get(n).cloned().unwrap_or_default(),
-                        TemplateValue::Line => line.to_string(),
-                        TemplateValue::Text(t) => t.clone(),
-                    };
-                    out.push_str(&fns.iter().fold(v, |v, f| f.apply(v)));
-                }
-            }
-        }
-        out
     }
 }
 
@@ -896,7 +746,7 @@ mod tests {
             .collect();
         let mut line = line.to_string();
         stage
-            .apply(&mut labels, &stream, &mut line)
+            .apply(&mut labels, &stream, &mut line, 0)
             .then_some((labels, line))
     }
 
@@ -932,11 +782,18 @@ mod tests {
 
     #[test]
     fn logfmt_fields_unpack_and_decolorize() {
-        let fields = Stage::LogfmtFields(vec![("host".into(), "host".into()), ("fwd".into(), "x-forwarded-for".into()), ("gone".into(), "nope".into())]);
-        let (l, _) = run(&fields, &[("app", "api")], r#"host=a x-forwarded-for="1.2.3.4" level=info host=b"#).unwrap();
-        assert_eq!(l, map(&[("app", "api"), ("host", "b"), ("fwd", "1.2.3.4")]), "only the named keys, the last one wins");
+        let fields = Stage::LogfmtFields(
+            vec![("host".into(), "host".into()), ("fwd".into(), "x-forwarded-for".into()), ("gone".into(), "nope".into()), ("e".into(), "e".into())],
+            LogfmtFlags::default(),
+        );
+        let (l, _) = run(&fields, &[("app", "api")], r#"host=a x-forwarded-for="1.2.3.4" level=info host=b e="#).unwrap();
+        assert_eq!(l, map(&[("app", "api"), ("e", ""), ("host", "b"), ("fwd", "1.2.3.4")]), "only the named keys, the last one wins, empty ones too");
         let (l, _) = run(&fields, &[("app", "api")], r#"host="unterminated"#).unwrap();
-        assert_eq!(l, map(&[("app", "api"), ("__error__", "LogfmtParserErr")]));
+        assert_eq!(l, map(&[("app", "api")]), "not strict: no error");
+        let strict = Stage::LogfmtFields(vec![("host".into(), "host".into())], LogfmtFlags { strict: true, keep_empty: false });
+        let (l, _) = run(&strict, &[("app", "api")], r#"host=a b=="#).unwrap();
+        assert_eq!(l["host"], "a");
+        assert_eq!(l[ERROR_LABEL], "LogfmtParserErr");
 
         let (l, line) = run(&Stage::Unpack, &[("app", "api")], r#"{"_entry":"GET / 200","pod":"p1","n":3,"app":"x"}"#).unwrap();
         assert_eq!(line, "GET / 200", "_entry is the line");
@@ -995,23 +852,42 @@ mod tests {
 
     #[test]
     fn logfmt_pairs_quotes_and_errors() {
-        let (l, _) = run(
-            &Stage::Logfmt,
-            &[],
-            r#"level=info msg="hello \"w\" x" dur=1.5s flag"#,
-        )
-        .unwrap();
+        let plain = Stage::Logfmt(LogfmtFlags::default());
+        let keep = Stage::Logfmt(LogfmtFlags { strict: false, keep_empty: true });
+        let strict = Stage::Logfmt(LogfmtFlags { strict: true, keep_empty: false });
+        let line = r#"level=info msg="hello \"w\" \u00e9\t/" dur=1.5s flag e= q="" 9lives=y"#;
+        let (l, _) = run(&plain, &[], line).unwrap();
         assert_eq!(
             l,
-            map(&[
-                ("dur", "1.5s"),
-                ("flag", ""),
-                ("level", "info"),
-                ("msg", "hello \"w\" x"),
-            ])
+            map(&[("_9lives", "y"), ("dur", "1.5s"), ("level", "info"), ("msg", "hello \"w\" \u{e9}\t/")]),
+            "keys without a value are left out"
         );
-        let (l, _) = run(&Stage::Logfmt, &[], r#"msg="open"#).unwrap();
-        assert_eq!(l, map(&[("__error__", "LogfmtParserErr")]));
+        let (l, _) = run(&keep, &[], line).unwrap();
+        assert_eq!(l.len(), 7, "--keep-empty adds flag, e and q: {l:?}");
+        assert_eq!((l["flag"].as_str(), l["e"].as_str(), l["q"].as_str()), ("", "", ""));
+
+        // Each malformed token is skipped and the pairs around it are read; nothing marks the
+        // entry. Under --strict the scan stops at the first one, with its position (1-based).
+        let cases = [
+            (r#"a=1 =x b=2"#, "logfmt syntax error at pos 5 : unexpected '='", vec![("a", "1"), ("b", "2")]),
+            (r#"a=1 k=v=w b=2"#, "logfmt syntax error at pos 8 : unexpected '='", vec![("a", "1"), ("b", "2")]),
+            (r#"a=1 k"x b=2"#, "logfmt syntax error at pos 6 : unexpected '\"'", vec![("a", "1"), ("b", "2")]),
+            (r#"a=1 k=x"y b=2"#, "logfmt syntax error at pos 8 : unexpected '\"'", vec![("a", "1"), ("b", "2")]),
+            (r#"a=1 k="\q"b=2"#, "logfmt syntax error at pos 11 : invalid quoted value", vec![("a", "1"), ("b", "2")]),
+            (r#"a=1 msg="open b=2"#, "logfmt syntax error at pos 18 : unterminated quoted value", vec![("a", "1")]),
+        ];
+        for (line, details, pairs) in cases {
+            let (l, _) = run(&plain, &[], line).unwrap();
+            assert_eq!(l, map(&pairs), "{line}");
+            let (l, _) = run(&strict, &[], line).unwrap();
+            assert_eq!(
+                l,
+                map(&[("a", "1"), (ERROR_LABEL, "LogfmtParserErr"), (ERROR_DETAILS_LABEL, details)]),
+                "{line}"
+            );
+        }
+        let (l, _) = run(&strict, &[("level", "x")], "level=info é=ü").unwrap();
+        assert_eq!(l, map(&[("level", "x"), ("level_extracted", "info"), ("_", "ü")]), "multi-byte keys sanitize to _");
     }
 
     #[test]
@@ -1070,14 +946,22 @@ mod tests {
         let t = Stage::LineFormat(Template::parse("{{.level}}: {{ .msg }}{{.none}}!").unwrap());
         let (_, line) = run(&t, &[("level", "warn"), ("msg", "disk")], "orig").unwrap();
         assert_eq!(line, "warn: disk!");
-        assert!(Template::parse("{{printf \"%s\" .x}}").is_err());
+        assert!(Template::parse("{{printf \"%s\" .x").is_err());
         assert!(Template::parse("{{ .x | ToUpper 3 }}").is_err());
         assert!(Template::parse("{{ replace \"a\" .x }}").is_err());
         let t = Stage::LineFormat(
-            Template::parse(r#"{{ .level | ToUpper }} {{ToLower .msg}} [{{ __line__ | trunc 4 }}] {{ .gone | default "-" }} {{ replace "a" "4" .msg | TrimPrefix "Dis" }} {{ "x\ty" }} {{ .msg | trunc -2 }}"#).unwrap(),
+            Template::parse(r#"{{ .level | ToUpper }} {{ToLower .msg}} [{{ __line__ | trunc 4 }}] {{ .gone | default "-" }} {{ replace "a" "4" .msg | trimPrefix "Dis" }} {{ "x\ty" }} {{ .msg | trunc -2 }}"#).unwrap(),
         );
         let (_, line) = run(&t, &[("level", "warn"), ("msg", "Disk full, a")], "original line").unwrap();
         assert_eq!(line, "WARN disk full, a [orig] - k full, 4 x\ty  a");
+        // A template that fails on an entry marks it and leaves the line (or label) as it was.
+        let t = Stage::LineFormat(Template::parse(r#"{{ .msg }} {{ div 1 .n }}"#).unwrap());
+        let (l, line) = run(&t, &[("msg", "m"), ("n", "0")], "orig").unwrap();
+        assert_eq!(line, "orig");
+        assert_eq!(l[ERROR_LABEL], "TemplateFormatErr");
+        assert_eq!(l[ERROR_DETAILS_LABEL], "error calling div: runtime error: integer divide by zero");
+        let (_, line) = run(&t, &[("msg", "m"), ("n", "1")], "orig").unwrap();
+        assert_eq!(line, "m 1");
         let lf = Stage::LabelFormat(vec![
             ("lvl".into(), LabelFormatValue::Rename("level".into())),
             (

@@ -53,11 +53,13 @@ fn braces_and_escapes_inside_strings() {
 #[test]
 fn rejects_unsupported_and_malformed() {
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
-    assert!(err(r#"{app="a"} | logfmt --strict"#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | logfmt --strict --nope"#).contains("unknown flag \"--nope\" of `| logfmt`"));
+    assert!(err(r#"{app="a"} | json --strict"#).contains("unknown flag"));
     assert!(err(r#"{app="a"} | line_format_json"#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
-    assert!(err(r#"{app="a"} | line_format "{{ .x | sha256 }}""#).contains("not supported yet"));
+    assert!(err(r#"{app="a"} | line_format "{{ .x | sha256 }}""#).contains("invalid line_format template: function \"sha256\" not defined"));
+    assert!(err(r#"{app="a"} | label_format y="{{ fromJson .x }}""#).contains("invalid template for label \"y\": template function \"fromJson\" is not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) and 1"#).contains("needs a vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) > on (app) 2"#).contains("vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) and on (app) group_left rate({app="b"}[5m])"#).contains("no grouping"));

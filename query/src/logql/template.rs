@@ -1,0 +1,1639 @@
+//! Go `text/template`, as Loki's `line_format` and `label_format` run it: the labels are the
+//! data (`{{ .level }}`, a missing one is ""), with `if`/`else if`/`else`/`with`, pipelines
+//! (`{{ .msg | trunc 20 | upper }}`), parenthesized calls, Go's comparison and logic functions,
+//! `printf`, and the functions Loki registers (its own, such as `__line__`, `__timestamp__`,
+//! `regexReplaceAll` and `alignLeft`, and the Sprig ones it picks: `date`, `add`, `b64enc`, …).
+//!
+//! A template that does not parse, or uses what is not implemented here (variables, `range`,
+//! `define`, `fromJson`, `toDateInZone`), is refused when the query is parsed. An error while
+//! rendering one entry (`div` by zero, `lt` between a string and a number) is that entry's:
+//! the pipeline marks it `__error__="TemplateFormatErr"`, as Loki does.
+//!
+//! Written from the behaviour documented for Go's `text/template` and `fmt`, Sprig and Loki;
+//! `gtmpl` (the Rust port of Go templates) was evaluated and not used: it loops forever on an
+//! unclosed action, fails on missing map keys and gets `printf` widths and `eq` with several
+//! arguments wrong.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
+use regex::Regex;
+
+use super::pipeline::LabelMap;
+
+/// A parsed template.
+#[derive(Clone, Debug)]
+pub struct Template(Vec<Node>);
+
+#[derive(Clone, Debug)]
+enum Node {
+    Text(String),
+    Action(Pipe),
+    /// `if`, its `else if`s, and the `else` body.
+    If(Vec<(Pipe, Vec<Node>)>, Vec<Node>),
+    /// `with`: the body runs with the value as the dot when it is not empty.
+    With(Pipe, Vec<Node>, Vec<Node>),
+}
+
+/// Commands separated by `|`; each command after the first gets the value before it as its
+/// last argument.
+#[derive(Clone, Debug)]
+struct Pipe(Vec<Command>);
+
+#[derive(Clone, Debug)]
+enum Command {
+    Call(Func, Vec<Arg>),
+    Operand(Arg),
+}
+
+#[derive(Clone, Debug)]
+enum Arg {
+    Dot,
+    /// `.a` (or `.a.b`, which fails at run time on a label).
+    Field(Vec<String>),
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Sub(Box<Pipe>),
+    /// A function named as an argument is called without arguments (`date "15:04" now`).
+    Niladic(Func),
+}
+
+/// A value while the template runs.
+#[derive(Clone, Debug)]
+enum Val {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+    /// The labels (the dot at the top).
+    Labels,
+}
+
+/// What a template sees of its entry.
+struct Scope<'a> {
+    labels: &'a LabelMap,
+    line: &'a str,
+    ts_nanos: i64,
+}
+
+macro_rules! funcs {
+    ($($variant:ident = $name:literal / $arity:expr,)*) => {
+        /// A function a template can call.
+        #[derive(Clone, Debug)]
+        enum Func {
+            $($variant,)*
+            /// `regexReplaceAll`, `regexReplaceAllLiteral` and `count`, with the pattern
+            /// compiled when it is a literal.
+            Regex(RegexFn, Option<Regex>),
+        }
+
+        impl Func {
+            fn lookup(name: &str) -> Option<Func> {
+                Some(match name {
+                    $($name => Func::$variant,)*
+                    "regexReplaceAll" => Func::Regex(RegexFn::Replace, None),
+                    "regexReplaceAllLiteral" => Func::Regex(RegexFn::ReplaceLiteral, None),
+                    "count" => Func::Regex(RegexFn::Count, None),
+                    _ => return None,
+                })
+            }
+
+            fn name(&self) -> &'static str {
+                match self {
+                    $(Func::$variant => $name,)*
+                    Func::Regex(RegexFn::Replace, _) => "regexReplaceAll",
+                    Func::Regex(RegexFn::ReplaceLiteral, _) => "regexReplaceAllLiteral",
+                    Func::Regex(RegexFn::Count, _) => "count",
+                }
+            }
+
+            /// How many arguments it takes: (least, most).
+            fn arity(&self) -> (usize, usize) {
+                match self {
+                    $(Func::$variant => $arity,)*
+                    Func::Regex(RegexFn::Count, _) => (2, 2),
+                    Func::Regex(..) => (3, 3),
+                }
+            }
+        }
+    };
+}
+
+const ANY: usize = usize::MAX;
+
+funcs! {
+    Line = "__line__" / (0, 0),
+    Timestamp = "__timestamp__" / (0, 0),
+    And = "and" / (1, ANY),
+    Or = "or" / (1, ANY),
+    Not = "not" / (1, 1),
+    Len = "len" / (1, 1),
+    Index = "index" / (2, 2),
+    Print = "print" / (0, ANY),
+    Printf = "printf" / (1, ANY),
+    Println = "println" / (0, ANY),
+    UrlQuery = "urlquery" / (0, ANY),
+    Eq = "eq" / (2, ANY),
+    Ne = "ne" / (2, 2),
+    Lt = "lt" / (2, 2),
+    Le = "le" / (2, 2),
+    Gt = "gt" / (2, 2),
+    Ge = "ge" / (2, 2),
+    ToLower = "ToLower" / (1, 1),
+    ToUpper = "ToUpper" / (1, 1),
+    Replace = "Replace" / (4, 4),
+    Trim = "Trim" / (2, 2),
+    TrimLeft = "TrimLeft" / (2, 2),
+    TrimRight = "TrimRight" / (2, 2),
+    TrimPrefix = "TrimPrefix" / (2, 2),
+    TrimSuffix = "TrimSuffix" / (2, 2),
+    TrimSpace = "TrimSpace" / (1, 1),
+    UrlDecode = "urldecode" / (1, 1),
+    UrlEncode = "urlencode" / (1, 1),
+    Bytes = "bytes" / (1, 1),
+    Duration = "duration" / (1, 1),
+    DurationSeconds = "duration_seconds" / (1, 1),
+    UnixEpoch = "unixEpoch" / (1, 1),
+    UnixEpochMillis = "unixEpochMillis" / (1, 1),
+    UnixEpochNanos = "unixEpochNanos" / (1, 1),
+    UnixToTime = "unixToTime" / (1, 1),
+    AlignLeft = "alignLeft" / (2, 2),
+    AlignRight = "alignRight" / (2, 2),
+    B64Enc = "b64enc" / (1, 1),
+    B64Dec = "b64dec" / (1, 1),
+    Lower = "lower" / (1, 1),
+    Upper = "upper" / (1, 1),
+    Title = "title" / (1, 1),
+    Trunc = "trunc" / (2, 2),
+    Substr = "substr" / (3, 3),
+    Contains = "contains" / (2, 2),
+    HasPrefix = "hasPrefix" / (2, 2),
+    HasSuffix = "hasSuffix" / (2, 2),
+    Indent = "indent" / (2, 2),
+    Nindent = "nindent" / (2, 2),
+    SprigReplace = "replace" / (3, 3),
+    Repeat = "repeat" / (2, 2),
+    SprigTrim = "trim" / (1, 1),
+    TrimAll = "trimAll" / (2, 2),
+    SprigTrimSuffix = "trimSuffix" / (2, 2),
+    SprigTrimPrefix = "trimPrefix" / (2, 2),
+    Int = "int" / (1, 1),
+    Float64 = "float64" / (1, 1),
+    Add = "add" / (1, ANY),
+    Sub = "sub" / (2, 2),
+    Mul = "mul" / (1, ANY),
+    Div = "div" / (2, 2),
+    Mod = "mod" / (2, 2),
+    Addf = "addf" / (1, ANY),
+    Subf = "subf" / (1, ANY),
+    Mulf = "mulf" / (1, ANY),
+    Divf = "divf" / (1, ANY),
+    Max = "max" / (1, ANY),
+    Min = "min" / (1, ANY),
+    Maxf = "maxf" / (1, ANY),
+    Minf = "minf" / (1, ANY),
+    Ceil = "ceil" / (1, 1),
+    Floor = "floor" / (1, 1),
+    Round = "round" / (2, 3),
+    Date = "date" / (2, 2),
+    ToDate = "toDate" / (2, 2),
+    Now = "now" / (0, 0),
+    Default = "default" / (1, 2),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum RegexFn {
+    Replace,
+    ReplaceLiteral,
+    Count,
+}
+
+/// Functions Loki has that this engine refuses by name.
+const NOT_IMPLEMENTED: &[&str] = &["fromJson", "toDateInZone", "html", "js", "slice", "call"];
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Dot,
+    Field(Vec<String>),
+    Ident(String),
+    Str(String),
+    Num(String),
+    Pipe,
+    Open,
+    Close,
+    Var(String),
+}
+
+fn tokens(action: &str) -> Result<Vec<Token>, String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = action.chars().collect();
+    let mut i = 0;
+    let word_end = |mut j: usize| {
+        while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '.') {
+            j += 1;
+        }
+        j
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            _ if c.is_whitespace() => i += 1,
+            '|' => {
+                out.push(Token::Pipe);
+                i += 1;
+            }
+            '(' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            ')' => {
+                out.push(Token::Close);
+                i += 1;
+            }
+            '"' | '`' => {
+                let mut s = String::new();
+                let mut j = i + 1;
+                loop {
+                    let Some(&d) = chars.get(j) else {
+                        return Err(format!("unterminated quoted string in {{{{{action}}}}}"));
+                    };
+                    j += 1;
+                    if d == c {
+                        break;
+                    }
+                    if d == '\\' && c == '"' {
+                        let e = chars.get(j).copied().ok_or("unterminated quoted string")?;
+                        j += 1;
+                        match e {
+                            'n' => s.push('\n'),
+                            't' => s.push('\t'),
+                            'r' => s.push('\r'),
+                            '\\' | '"' | '\'' => s.push(e),
+                            'x' | 'u' | 'U' => {
+                                let n = match e { 'x' => 2, 'u' => 4, _ => 8 };
+                                let hex: String = chars.get(j..j + n).map(|h| h.iter().collect()).unwrap_or_default();
+                                let ch = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32);
+                                s.push(ch.ok_or_else(|| format!("invalid escape \\{e}{hex} in {{{{{action}}}}}"))?);
+                                j += n;
+                            }
+                            _ => return Err(format!("unknown escape sequence \\{e} in {{{{{action}}}}}")),
+                        }
+                    } else {
+                        s.push(d);
+                    }
+                }
+                out.push(Token::Str(s));
+                i = j;
+            }
+            '.' => {
+                let j = word_end(i + 1);
+                let path: String = chars[i + 1..j].iter().collect();
+                if path.is_empty() {
+                    out.push(Token::Dot);
+                } else {
+                    let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+                    if parts.iter().any(String::is_empty) {
+                        return Err(format!("bad field .{path} in {{{{{action}}}}}"));
+                    }
+                    out.push(Token::Field(parts));
+                }
+                i = j;
+            }
+            '$' => {
+                let j = word_end(i + 1);
+                out.push(Token::Var(chars[i..j].iter().collect()));
+                i = j;
+            }
+            _ if c.is_ascii_digit() || ((c == '-' || c == '+') && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+                let mut j = i + 1;
+                while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '.' || chars[j] == '_'
+                    || ((chars[j] == '-' || chars[j] == '+') && matches!(chars[j - 1], 'e' | 'E')))
+                {
+                    j += 1;
+                }
+                out.push(Token::Num(chars[i..j].iter().collect()));
+                i = j;
+            }
+            _ if c.is_alphabetic() || c == '_' => {
+                let mut j = i;
+                while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
+                    j += 1;
+                }
+                out.push(Token::Ident(chars[i..j].iter().collect()));
+                i = j;
+            }
+            ':' | '=' => return Err(format!("variables are not supported yet in {{{{{action}}}}}")),
+            _ => return Err(format!("unexpected {c:?} in {{{{{action}}}}}")),
+        }
+    }
+    Ok(out)
+}
+
+fn number(text: &str) -> Result<Arg, String> {
+    let clean = text.replace('_', "");
+    let (neg, digits) = match clean.strip_prefix('-') {
+        Some(d) => (true, d.to_string()),
+        None => (false, clean.trim_start_matches('+').to_string()),
+    };
+    let radix = |prefix: &str, radix: u32| {
+        digits
+            .strip_prefix(prefix)
+            .or_else(|| digits.strip_prefix(&prefix.to_uppercase()))
+            .and_then(|d| i64::from_str_radix(d, radix).ok())
+    };
+    let int = radix("0x", 16).or_else(|| radix("0o", 8)).or_else(|| radix("0b", 2)).or_else(|| digits.parse::<i64>().ok());
+    if let Some(n) = int {
+        return Ok(Arg::Int(if neg { -n } else { n }));
+    }
+    match digits.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Arg::Float(if neg { -f } else { f })),
+        _ => Err(format!("bad number syntax: {text:?}")),
+    }
+}
+
+struct PipeParser<'a> {
+    tokens: &'a [Token],
+    pos: usize,
+}
+
+impl PipeParser<'_> {
+    fn pipe(&mut self) -> Result<Pipe, String> {
+        let mut commands = Vec::new();
+        loop {
+            commands.push(self.command(!commands.is_empty())?);
+            match self.tokens.get(self.pos) {
+                Some(Token::Pipe) => self.pos += 1,
+                _ => return Ok(Pipe(commands)),
+            }
+        }
+    }
+
+    fn command(&mut self, piped: bool) -> Result<Command, String> {
+        let mut words = Vec::new();
+        while let Some(t) = self.tokens.get(self.pos) {
+            if matches!(t, Token::Pipe | Token::Close) {
+                break;
+            }
+            words.push(self.operand()?);
+        }
+        let Some((first, args)) = words.split_first() else {
+            return Err("missing value for command".into());
+        };
+        match first {
+            Arg::Niladic(f) => {
+                let mut f = f.clone();
+                let (least, most) = f.arity();
+                let given = args.len() + usize::from(piped);
+                if given < least || given > most {
+                    return Err(format!("wrong number of args for {}: want {}, got {given}", f.name(), arity_text(least, most)));
+                }
+                if let (Func::Regex(_, compiled), Some(Arg::Str(pattern))) = (&mut f, args.first()) {
+                    *compiled = Some(Regex::new(pattern).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?);
+                }
+                Ok(Command::Call(f, args.to_vec()))
+            }
+            _ if !args.is_empty() => Err(format!("can't give argument to non-function {first:?}")),
+            _ if piped => Err("non executable command in pipeline".into()),
+            _ => Ok(Command::Operand(first.clone())),
+        }
+    }
+
+    fn operand(&mut self) -> Result<Arg, String> {
+        let token = self.tokens[self.pos].clone();
+        self.pos += 1;
+        Ok(match token {
+            Token::Dot => Arg::Dot,
+            Token::Field(path) => Arg::Field(path),
+            Token::Str(s) => Arg::Str(s),
+            Token::Num(n) => number(&n)?,
+            Token::Ident(name) => match name.as_str() {
+                "true" => Arg::Bool(true),
+                "false" => Arg::Bool(false),
+                "nil" => return Err("nil is not a command".into()),
+                _ if NOT_IMPLEMENTED.contains(&name.as_str()) => {
+                    return Err(format!("template function {name:?} is not supported yet"));
+                }
+                _ => Arg::Niladic(Func::lookup(&name).ok_or_else(|| format!("function {name:?} not defined"))?),
+            },
+            Token::Open => {
+                let pipe = self.pipe()?;
+                if self.tokens.get(self.pos) != Some(&Token::Close) {
+                    return Err("unclosed left paren".into());
+                }
+                self.pos += 1;
+                Arg::Sub(Box::new(pipe))
+            }
+            Token::Close => return Err("unexpected right paren".into()),
+            Token::Pipe => return Err("missing value for command".into()),
+            Token::Var(v) => return Err(format!("variables ({v}) are not supported yet")),
+        })
+    }
+}
+
+fn arity_text(least: usize, most: usize) -> String {
+    match (least, most) {
+        (l, ANY) => format!("at least {l}"),
+        (l, m) if l == m => l.to_string(),
+        (l, m) => format!("{l} to {m}"),
+    }
+}
+
+fn parse_pipe(action: &str) -> Result<Pipe, String> {
+    let tokens = tokens(action)?;
+    let mut p = PipeParser { tokens: &tokens, pos: 0 };
+    let pipe = p.pipe()?;
+    if p.pos != tokens.len() {
+        return Err(format!("unexpected {:?} in {{{{{action}}}}}", tokens[p.pos]));
+    }
+    Ok(pipe)
+}
+
+/// What a `{{ … }}` holds, for the block structure.
+enum Piece {
+    Node(Node),
+    If(Pipe),
+    With(Pipe),
+    ElseIf(Pipe),
+    Else,
+    End,
+}
+
+impl Template {
+    /// Parses `src`; the error says what is wrong or not supported.
+    pub fn parse(src: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut rest = src;
+        let mut trim_next = false;
+        while let Some(open) = rest.find("{{") {
+            let mut text = &rest[..open];
+            if trim_next {
+                text = text.trim_start();
+            }
+            let after = &rest[open + 2..];
+            let (after, trim_before) = match after.strip_prefix("- ") {
+                Some(a) => (a, true),
+                None => (after, after.starts_with("-\t") || after.starts_with("-\n")),
+            };
+            if trim_before {
+                text = text.trim_end();
+            }
+            if !text.is_empty() {
+                pieces.push(Piece::Node(Node::Text(text.to_string())));
+            }
+            let close = find_close(after).ok_or_else(|| format!("invalid template {src:?}: unclosed action"))?;
+            let mut action = &after[..close];
+            trim_next = false;
+            if let Some(a) = action.strip_suffix(" -").or_else(|| action.strip_suffix("\t-")).or_else(|| action.strip_suffix("\n-")) {
+                action = a;
+                trim_next = true;
+            }
+            rest = &after[close + 2..];
+            let action = action.trim();
+            if action.starts_with("/*") && action.ends_with("*/") {
+                continue;
+            }
+            let (keyword, body) = action.split_once(char::is_whitespace).unwrap_or((action, ""));
+            pieces.push(match keyword {
+                "if" => Piece::If(parse_pipe(body)?),
+                "with" => Piece::With(parse_pipe(body)?),
+                "else" if body.trim().is_empty() => Piece::Else,
+                "else" => match body.trim().split_once(char::is_whitespace) {
+                    Some(("if", cond)) => Piece::ElseIf(parse_pipe(cond)?),
+                    _ => return Err(format!("{{{{{action}}}}} is not supported yet")),
+                },
+                "end" => Piece::End,
+                "range" | "define" | "template" | "block" | "break" | "continue" => {
+                    return Err(format!("{{{{{keyword}}}}} is not supported yet"));
+                }
+                _ => Piece::Node(Node::Action(parse_pipe(action)?)),
+            });
+        }
+        let mut text = rest;
+        if trim_next {
+            text = text.trim_start();
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Node(Node::Text(text.to_string())));
+        }
+        let mut pieces = pieces.into_iter();
+        let (nodes, stop) = block(&mut pieces)?;
+        match stop {
+            None => Ok(Template(nodes)),
+            Some(_) => Err(format!("invalid template {src:?}: unexpected {{{{end}}}} or {{{{else}}}}")),
+        }
+    }
+
+    /// Renders the template for one entry; an error is the entry's (`TemplateFormatErr`).
+    pub fn render(&self, labels: &LabelMap, line: &str, ts_nanos: i64) -> Result<String, String> {
+        let scope = Scope { labels, line, ts_nanos };
+        let mut out = String::new();
+        run(&self.0, &scope, &Val::Labels, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// The offset of the `}}` that closes an action, skipping quoted strings.
+fn find_close(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut quote = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) if c == b'\\' && q == b'"' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'`' => quote = Some(c),
+            None if c == b'}' && bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            None => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Nodes up to the `else`/`end` that ends the block (None at the end of the template).
+fn block(pieces: &mut impl Iterator<Item = Piece>) -> Result<(Vec<Node>, Option<Piece>), String> {
+    let mut nodes = Vec::new();
+    while let Some(piece) = pieces.next() {
+        match piece {
+            Piece::Node(n) => nodes.push(n),
+            Piece::If(cond) => nodes.push(if_chain(cond, pieces)?),
+            Piece::With(pipe) => {
+                let (body, stop) = block(pieces)?;
+                let otherwise = match stop {
+                    Some(Piece::End) => Vec::new(),
+                    Some(Piece::Else) => match block(pieces)? {
+                        (otherwise, Some(Piece::End)) => otherwise,
+                        _ => return Err("unterminated {{with}}".into()),
+                    },
+                    _ => return Err("unterminated {{with}}".into()),
+                };
+                nodes.push(Node::With(pipe, body, otherwise));
+            }
+            stop @ (Piece::Else | Piece::ElseIf(_) | Piece::End) => return Ok((nodes, Some(stop))),
+        }
+    }
+    Ok((nodes, None))
+}
+
+fn if_chain(cond: Pipe, pieces: &mut impl Iterator<Item = Piece>) -> Result<Node, String> {
+    let mut branches = Vec::new();
+    let mut cond = cond;
+    loop {
+        let (body, stop) = block(pieces)?;
+        branches.push((cond, body));
+        match stop {
+            Some(Piece::End) => return Ok(Node::If(branches, Vec::new())),
+            Some(Piece::ElseIf(next)) => cond = next,
+            Some(Piece::Else) => {
+                return match block(pieces)? {
+                    (otherwise, Some(Piece::End)) => Ok(Node::If(branches, otherwise)),
+                    _ => Err("unterminated {{if}}".into()),
+                };
+            }
+            _ => return Err("unterminated {{if}}".into()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+fn run(nodes: &[Node], scope: &Scope, dot: &Val, out: &mut String) -> Result<(), String> {
+    for node in nodes {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(pipe) => {
+                let v = eval_pipe(pipe, scope, dot)?;
+                print_value(&v, scope, out);
+            }
+            Node::If(branches, otherwise) => {
+                let mut taken = false;
+                for (cond, body) in branches {
+                    if truthy(&eval_pipe(cond, scope, dot)?, scope) {
+                        run(body, scope, dot, out)?;
+                        taken = true;
+                        break;
+                    }
+                }
+                if !taken {
+                    run(otherwise, scope, dot, out)?;
+                }
+            }
+            Node::With(pipe, body, otherwise) => {
+                let v = eval_pipe(pipe, scope, dot)?;
+                if truthy(&v, scope) {
+                    run(body, scope, &v, out)?;
+                } else {
+                    run(otherwise, scope, dot, out)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn eval_pipe(pipe: &Pipe, scope: &Scope, dot: &Val) -> Result<Val, String> {
+    let mut value: Option<Val> = None;
+    for command in &pipe.0 {
+        value = Some(match command {
+            Command::Operand(arg) => eval_arg(arg, scope, dot)?,
+            Command::Call(f, args) => {
+                let mut vals = args.iter().map(|a| eval_arg(a, scope, dot)).collect::<Result<Vec<_>, _>>()?;
+                vals.extend(value.take());
+                call(f, vals, scope).map_err(|e| format!("error calling {}: {e}", f.name()))?
+            }
+        });
+    }
+    value.ok_or_else(|| "empty pipeline".to_string())
+}
+
+fn eval_arg(arg: &Arg, scope: &Scope, dot: &Val) -> Result<Val, String> {
+    Ok(match arg {
+        Arg::Dot => dot.clone(),
+        Arg::Field(path) => {
+            let mut v = dot.clone();
+            for name in path {
+                v = match v {
+                    Val::Labels => Val::Str(scope.labels.get(name).cloned().unwrap_or_default()),
+                    other => return Err(format!("can't evaluate field {name} in type {}", type_name(&other))),
+                };
+            }
+            v
+        }
+        Arg::Str(s) => Val::Str(s.clone()),
+        Arg::Int(i) => Val::Int(*i),
+        Arg::Float(f) => Val::Float(*f),
+        Arg::Bool(b) => Val::Bool(*b),
+        Arg::Sub(pipe) => eval_pipe(pipe, scope, dot)?,
+        Arg::Niladic(f) => call(f, Vec::new(), scope).map_err(|e| format!("error calling {}: {e}", f.name()))?,
+    })
+}
+
+fn truthy(v: &Val, scope: &Scope) -> bool {
+    match v {
+        Val::Str(s) => !s.is_empty(),
+        Val::Int(i) => *i != 0,
+        Val::Float(f) => *f != 0.0,
+        Val::Bool(b) => *b,
+        Val::Time(_) => true,
+        Val::Labels => !scope.labels.is_empty(),
+    }
+}
+
+fn type_name(v: &Val) -> &'static str {
+    match v {
+        Val::Str(_) => "string",
+        Val::Int(_) => "int",
+        Val::Float(_) => "float64",
+        Val::Bool(_) => "bool",
+        Val::Time(_) => "time.Time",
+        Val::Labels => "map[string]string",
+    }
+}
+
+/// Go's `%v`.
+fn print_value(v: &Val, scope: &Scope, out: &mut String) {
+    match v {
+        Val::Str(s) => out.push_str(s),
+        Val::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Val::Float(f) => out.push_str(&go_float(*f, 'g', None)),
+        Val::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Val::Time(t) => out.push_str(&go_time_string(t)),
+        Val::Labels => {
+            out.push_str("map[");
+            for (i, (k, v)) in scope.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                let _ = write!(out, "{k}:{v}");
+            }
+            out.push(']');
+        }
+    }
+}
+
+fn to_text(v: &Val, scope: &Scope) -> String {
+    let mut s = String::new();
+    print_value(v, scope, &mut s);
+    s
+}
+
+/// `time.Time.String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`.
+fn go_time_string(t: &DateTime<Utc>) -> String {
+    format_go_layout(t, "2006-01-02 15:04:05.999999999 -0700 MST")
+}
+
+fn want_str<'v>(v: &'v Val, what: &str) -> Result<&'v str, String> {
+    match v {
+        Val::Str(s) => Ok(s),
+        other => Err(format!("wrong type for value; expected string; got {} ({what})", type_name(other))),
+    }
+}
+
+fn want_int(v: &Val) -> Result<i64, String> {
+    match v {
+        Val::Int(i) => Ok(*i),
+        Val::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
+        other => Err(format!("wrong type for value; expected int; got {}", type_name(other))),
+    }
+}
+
+fn want_time(v: &Val) -> Result<DateTime<Utc>, String> {
+    match v {
+        Val::Time(t) => Ok(*t),
+        other => Err(format!("wrong type for value; expected time.Time; got {}", type_name(other))),
+    }
+}
+
+/// Sprig's loose conversion to an integer (a string that does not parse is 0).
+fn loose_int(v: &Val) -> i64 {
+    match v {
+        Val::Int(i) => *i,
+        Val::Float(f) => *f as i64,
+        Val::Bool(b) => i64::from(*b),
+        // cast.ToInt64: an integer (0x, 0o, 0b prefixes allowed; "3.0" reads as 3), else 0.
+        Val::Str(s) => {
+            let s = s.trim();
+            let s = match s.split_once('.') {
+                Some((int, frac)) if frac.bytes().all(|b| b == b'0') => int,
+                _ => s,
+            };
+            match number(s) {
+                Ok(Arg::Int(i)) => i,
+                _ => 0,
+            }
+        }
+        Val::Time(_) | Val::Labels => 0,
+    }
+}
+
+/// Sprig's loose conversion to a float (a string that does not parse is 0).
+fn loose_float(v: &Val) -> f64 {
+    match v {
+        Val::Int(i) => *i as f64,
+        Val::Float(f) => *f,
+        Val::Bool(b) => f64::from(u8::from(*b)),
+        Val::Str(s) => s.trim().parse::<f64>().unwrap_or(0.0),
+        Val::Time(_) | Val::Labels => 0.0,
+    }
+}
+
+fn runes(s: &str) -> Vec<char> {
+    s.chars().collect()
+}
+
+fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
+    let s = |i: usize| want_str(&args[i], f.name());
+    let text = |v: String| Ok(Val::Str(v));
+    match f {
+        Func::Line => text(scope.line.to_string()),
+        Func::Timestamp => Ok(Val::Time(Utc.timestamp_nanos(scope.ts_nanos))),
+        Func::Now => Ok(Val::Time(Utc::now())),
+        Func::And => Ok(args.iter().find(|v| !truthy(v, scope)).unwrap_or(args.last().expect("arity")).clone()),
+        Func::Or => Ok(args.iter().find(|v| truthy(v, scope)).unwrap_or(args.last().expect("arity")).clone()),
+        Func::Not => Ok(Val::Bool(!truthy(&args[0], scope))),
+        Func::Len => match &args[0] {
+            Val::Str(s) => Ok(Val::Int(s.len() as i64)),
+            Val::Labels => Ok(Val::Int(scope.labels.len() as i64)),
+            other => Err(format!("len of type {}", type_name(other))),
+        },
+        Func::Index => match (&args[0], &args[1]) {
+            (Val::Labels, Val::Str(k)) => text(scope.labels.get(k).cloned().unwrap_or_default()),
+            (Val::Str(s), i) => {
+                let i = want_int(i)?;
+                s.as_bytes().get(usize::try_from(i).unwrap_or(usize::MAX)).map(|b| Val::Int(i64::from(*b))).ok_or_else(|| format!("index out of range: {i}"))
+            }
+            (other, _) => Err(format!("can't index item of type {}", type_name(other))),
+        },
+        Func::Print => {
+            let mut out = String::new();
+            for (i, v) in args.iter().enumerate() {
+                if i > 0 && !matches!(v, Val::Str(_)) && !matches!(args[i - 1], Val::Str(_)) {
+                    out.push(' ');
+                }
+                print_value(v, scope, &mut out);
+            }
+            text(out)
+        }
+        Func::Println => text(args.iter().map(|v| to_text(v, scope)).collect::<Vec<_>>().join(" ") + "\n"),
+        Func::Printf => text(go_sprintf(s(0)?, &args[1..], scope)),
+        Func::UrlQuery => text(query_escape(&args.iter().map(|v| to_text(v, scope)).collect::<Vec<_>>().join(""))),
+        Func::Eq => {
+            for other in &args[1..] {
+                if compare(&args[0], other)? == std::cmp::Ordering::Equal {
+                    return Ok(Val::Bool(true));
+                }
+            }
+            Ok(Val::Bool(false))
+        }
+        Func::Ne => Ok(Val::Bool(compare(&args[0], &args[1])? != std::cmp::Ordering::Equal)),
+        Func::Lt | Func::Le | Func::Gt | Func::Ge => {
+            if matches!(args[0], Val::Bool(_)) || matches!(args[1], Val::Bool(_)) {
+                return Err("invalid type for comparison".into());
+            }
+            let ord = compare(&args[0], &args[1])?;
+            Ok(Val::Bool(match f {
+                Func::Lt => ord.is_lt(),
+                Func::Le => ord.is_le(),
+                Func::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            }))
+        }
+        Func::ToLower | Func::Lower => text(s(0)?.to_lowercase()),
+        Func::ToUpper | Func::Upper => text(s(0)?.to_uppercase()),
+        Func::Replace => {
+            let (src, old, new, n) = (s(0)?, s(1)?, s(2)?, want_int(&args[3])?);
+            text(if n < 0 { src.replace(old, new) } else { src.replacen(old, new, n as usize) })
+        }
+        Func::Trim => {
+            let cut = s(1)?;
+            text(s(0)?.trim_matches(|c| cut.contains(c)).to_string())
+        }
+        Func::TrimAll => {
+            let cut = s(0)?;
+            text(s(1)?.trim_matches(|c| cut.contains(c)).to_string())
+        }
+        Func::TrimLeft => {
+            let cut = s(1)?;
+            text(s(0)?.trim_start_matches(|c| cut.contains(c)).to_string())
+        }
+        Func::TrimRight => {
+            let cut = s(1)?;
+            text(s(0)?.trim_end_matches(|c| cut.contains(c)).to_string())
+        }
+        Func::TrimPrefix => text(strip(s(0)?, s(1)?, true)),
+        Func::TrimSuffix => text(strip(s(0)?, s(1)?, false)),
+        Func::SprigTrimPrefix => text(strip(s(1)?, s(0)?, true)),
+        Func::SprigTrimSuffix => text(strip(s(1)?, s(0)?, false)),
+        Func::TrimSpace | Func::SprigTrim => text(s(0)?.trim().to_string()),
+        Func::UrlDecode => query_unescape(s(0)?).map(Val::Str),
+        Func::UrlEncode => text(query_escape(s(0)?)),
+        Func::Bytes => super::pipeline::parse_bytes(s(0)?).map(Val::Float).ok_or_else(|| format!("invalid byte size {:?}", s(0).unwrap_or_default())),
+        Func::Duration | Func::DurationSeconds => {
+            super::pipeline::parse_duration_secs(s(0)?).map(Val::Float).ok_or_else(|| format!("invalid duration {:?}", s(0).unwrap_or_default()))
+        }
+        Func::UnixEpoch => text(want_time(&args[0])?.timestamp().to_string()),
+        Func::UnixEpochMillis => text(want_time(&args[0])?.timestamp_millis().to_string()),
+        Func::UnixEpochNanos => {
+            let t = want_time(&args[0])?;
+            text(t.timestamp_nanos_opt().map_or_else(|| "0".to_string(), |n| n.to_string()))
+        }
+        Func::UnixToTime => {
+            let epoch = s(0)?;
+            let bad = || format!("unable to parse time {epoch:?}");
+            let n: i64 = epoch.parse().map_err(|_| bad())?;
+            let nanos = match epoch.len() {
+                5 => n.checked_mul(86_400_000_000_000),
+                10 => n.checked_mul(1_000_000_000),
+                13 => n.checked_mul(1_000_000),
+                16 => n.checked_mul(1_000),
+                19 => Some(n),
+                _ => None,
+            };
+            Ok(Val::Time(Utc.timestamp_nanos(nanos.ok_or_else(bad)?)))
+        }
+        Func::AlignLeft | Func::AlignRight => {
+            let (count, src) = (want_int(&args[0])?, s(1)?);
+            let r = runes(src);
+            if count < 0 || count as usize == r.len() {
+                return text(src.to_string());
+            }
+            let count = count as usize;
+            let left = matches!(f, Func::AlignLeft);
+            text(match (count > r.len(), left) {
+                (true, true) => format!("{src}{}", " ".repeat(count - r.len())),
+                (true, false) => format!("{}{src}", " ".repeat(count - r.len())),
+                (false, true) => r[..count].iter().collect(),
+                (false, false) => r[r.len() - count..].iter().collect(),
+            })
+        }
+        Func::B64Enc => text(base64::engine::general_purpose::STANDARD.encode(s(0)?)),
+        Func::B64Dec => text(match base64::engine::general_purpose::STANDARD.decode(s(0)?) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // Sprig hands back the error text as the value.
+            Err(e) => e.to_string(),
+        }),
+        Func::Title => {
+            let mut out = String::new();
+            let mut start = true;
+            for c in s(0)?.chars() {
+                if start && c.is_alphabetic() {
+                    out.extend(c.to_uppercase());
+                } else {
+                    out.push(c);
+                }
+                start = !(c.is_alphanumeric() || c == '_' || c == '\'');
+            }
+            text(out)
+        }
+        Func::Trunc => {
+            let (n, r) = (want_int(&args[0])?, runes(s(1)?));
+            let len = r.len() as i64;
+            text(if n < 0 && len + n > 0 {
+                r[(len + n) as usize..].iter().collect()
+            } else if n >= 0 && len > n {
+                r[..n as usize].iter().collect()
+            } else {
+                r.iter().collect()
+            })
+        }
+        Func::Substr => {
+            let (start, end, r) = (want_int(&args[0])?, want_int(&args[1])?, runes(s(2)?));
+            let len = r.len() as i64;
+            let (start, end) = (start.min(len), end.min(len));
+            text(match (start < 0, end < 0) {
+                (true, true) => String::new(),
+                (true, false) => r[..end as usize].iter().collect(),
+                (false, true) => r[start as usize..].iter().collect(),
+                (false, false) if start > end => String::new(),
+                (false, false) => r[start as usize..end as usize].iter().collect(),
+            })
+        }
+        Func::Contains => Ok(Val::Bool(s(1)?.contains(s(0)?))),
+        Func::HasPrefix => Ok(Val::Bool(s(1)?.starts_with(s(0)?))),
+        Func::HasSuffix => Ok(Val::Bool(s(1)?.ends_with(s(0)?))),
+        Func::Indent | Func::Nindent => {
+            let pad = " ".repeat(want_int(&args[0])?.max(0) as usize);
+            let body = format!("{pad}{}", s(1)?.replace('\n', &format!("\n{pad}")));
+            text(if matches!(f, Func::Nindent) { format!("\n{body}") } else { body })
+        }
+        Func::SprigReplace => text(s(2)?.replace(s(0)?, s(1)?)),
+        Func::Repeat => text(s(1)?.repeat(want_int(&args[0])?.clamp(0, 1 << 16) as usize)),
+        Func::Int => Ok(Val::Int(loose_int(&args[0]))),
+        Func::Float64 => Ok(Val::Float(loose_float(&args[0]))),
+        Func::Add => Ok(Val::Int(args.iter().map(loose_int).fold(0i64, i64::wrapping_add))),
+        Func::Mul => Ok(Val::Int(args.iter().map(loose_int).fold(1i64, i64::wrapping_mul))),
+        Func::Sub => Ok(Val::Int(loose_int(&args[0]).wrapping_sub(loose_int(&args[1])))),
+        Func::Div | Func::Mod => {
+            let (a, b) = (loose_int(&args[0]), loose_int(&args[1]));
+            if b == 0 {
+                return Err("runtime error: integer divide by zero".into());
+            }
+            Ok(Val::Int(if matches!(f, Func::Div) { a.wrapping_div(b) } else { a.wrapping_rem(b) }))
+        }
+        Func::Addf => Ok(Val::Float(args.iter().map(loose_float).sum())),
+        Func::Mulf => Ok(Val::Float(args.iter().map(loose_float).product())),
+        Func::Subf | Func::Divf => {
+            let first = loose_float(&args[0]);
+            Ok(Val::Float(args[1..].iter().map(loose_float).fold(first, |a, b| if matches!(f, Func::Subf) { a - b } else { a / b })))
+        }
+        Func::Max => Ok(Val::Int(args.iter().map(loose_int).max().expect("arity"))),
+        Func::Min => Ok(Val::Int(args.iter().map(loose_int).min().expect("arity"))),
+        Func::Maxf => Ok(Val::Float(args.iter().map(loose_float).fold(f64::NEG_INFINITY, f64::max))),
+        Func::Minf => Ok(Val::Float(args.iter().map(loose_float).fold(f64::INFINITY, f64::min))),
+        Func::Ceil => Ok(Val::Float(loose_float(&args[0]).ceil())),
+        Func::Floor => Ok(Val::Float(loose_float(&args[0]).floor())),
+        Func::Round => {
+            // round(value, places[, threshold]): Sprig rounds up from `threshold` (default .5).
+            let (v, places) = (loose_float(&args[0]), loose_int(&args[1]).clamp(-18, 18) as i32);
+            let threshold = args.get(2).map_or(0.5, loose_float);
+            let scale = 10f64.powi(places);
+            let scaled = (v * scale).abs();
+            let whole = scaled.trunc();
+            let rounded = if scaled - whole >= threshold { whole + 1.0 } else { whole };
+            Ok(Val::Float((rounded / scale).copysign(v)))
+        }
+        Func::Date => {
+            let layout = s(0)?;
+            // Sprig formats a time, or Unix seconds; anything else is formatted as now.
+            let t = match &args[1] {
+                Val::Time(t) => *t,
+                Val::Int(secs) => Utc.timestamp_opt(*secs, 0).single().unwrap_or_default(),
+                _ => Utc::now(),
+            };
+            text(format_go_layout(&t, layout))
+        }
+        Func::ToDate => {
+            let (layout, value) = (s(0)?, s(1)?);
+            // Like Go, a value that does not parse gives the zero time.
+            let zero = NaiveDateTime::default().and_utc().with_year(1).unwrap_or_default();
+            Ok(Val::Time(parse_go_layout(value, layout).unwrap_or(zero)))
+        }
+        Func::Default => Ok(match args.get(1) {
+            Some(given) if truthy(given, scope) => given.clone(),
+            _ => args[0].clone(),
+        }),
+        Func::Regex(kind, compiled) => {
+            let pattern = s(0)?;
+            let fresh;
+            let re = match compiled {
+                Some(re) => re,
+                None => {
+                    fresh = Regex::new(pattern).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+                    &fresh
+                }
+            };
+            let src = s(1)?;
+            match kind {
+                RegexFn::Count => Ok(Val::Int(re.find_iter(src).count() as i64)),
+                RegexFn::Replace => text(re.replace_all(src, s(2)?).into_owned()),
+                RegexFn::ReplaceLiteral => text(re.replace_all(src, regex::NoExpand(s(2)?)).into_owned()),
+            }
+        }
+    }
+}
+
+/// `s` without the prefix (or suffix) `affix`, when it has it.
+fn strip(s: &str, affix: &str, prefix: bool) -> String {
+    let stripped = if prefix { s.strip_prefix(affix) } else { s.strip_suffix(affix) };
+    stripped.unwrap_or(s).to_string()
+}
+
+/// Go's `eq`/`lt` rules: numbers with numbers of the same kind, strings with strings.
+fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, String> {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
+        (Val::Float(x), Val::Float(y)) => x.partial_cmp(y).ok_or_else(|| "NaN in comparison".to_string()),
+        (Val::Str(x), Val::Str(y)) => Ok(x.cmp(y)),
+        (Val::Bool(x), Val::Bool(y)) => Ok(x.cmp(y)),
+        (Val::Time(x), Val::Time(y)) => Ok(x.cmp(y)),
+        _ => Err(format!("incompatible types for comparison: {} and {}", type_name(a), type_name(b))),
+    }
+}
+
+/// Go's `url.QueryEscape`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// Go's `url.QueryUnescape`.
+fn query_unescape(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
+                let Some(hex) = hex else {
+                    return Err(format!("invalid URL escape {:?}", s.get(i..(i + 3).min(s.len())).unwrap_or("%")));
+                };
+                out.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// fmt
+
+/// Go's formatting of a float with verb `e`, `f` or `g` and an optional precision (`%v` is
+/// `g` with the shortest digits).
+fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let exp_form = |s: String| -> String {
+        // Rust writes 1.5e6 / 1.5e-7; Go writes 1.5e+06 / 1.5e-07.
+        let (mantissa, exp) = s.split_once('e').expect("exponent form");
+        let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+        format!("{mantissa}e{sign}{digits:0>2}")
+    };
+    match verb {
+        'f' => format!("{:.*}", prec.unwrap_or(6), f),
+        'e' => exp_form(format!("{:.*e}", prec.unwrap_or(6), f)),
+        _ => {
+            // %g: the shortest digits (or `prec` significant ones), in %e form when the
+            // exponent is < -4 or >= the precision (6 for the shortest).
+            let sci = match prec {
+                None => format!("{f:e}"),
+                Some(p) => format!("{:.*e}", p.max(1) - 1, f),
+            };
+            let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+            let exp: i32 = exp.parse().expect("exponent");
+            let digits = mantissa.trim_start_matches('-').replace('.', "");
+            let digits = match prec {
+                Some(_) => digits.trim_end_matches('0').to_string(),
+                None => digits,
+            };
+            let digits = if digits.is_empty() { "0".to_string() } else { digits };
+            let eprec = match prec {
+                None => 6,
+                Some(p) => p.max(1) as i32,
+            };
+            if exp < -4 || exp >= eprec {
+                let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits.clone() };
+                exp_form(format!("{}{m}e{exp}", if f < 0.0 { "-" } else { "" }))
+            } else {
+                let decimals = (digits.len() as i32 - 1 - exp).max(0) as usize;
+                format!("{:.*}", decimals, f)
+            }
+        }
+    }
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `fmt.Sprintf` for the verbs templates use: `%v %s %q %d %f %e %g %x %X %o %b %t %c %%`
+/// with the flags `- + 0 space`, a width and a precision.
+fn go_sprintf(format: &str, args: &[Val], scope: &Scope) -> String {
+    let mut out = String::new();
+    let mut next = 0;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (mut minus, mut plus, mut zero, mut space) = (false, false, false, false);
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => minus = true,
+                '+' => plus = true,
+                '0' => zero = true,
+                ' ' => space = true,
+                '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        let read_num = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+            let mut n: Option<usize> = None;
+            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize).min(1 << 16));
+                chars.next();
+            }
+            n
+        };
+        let width = read_num(&mut chars);
+        let prec = if chars.peek() == Some(&'.') {
+            chars.next();
+            Some(read_num(&mut chars).unwrap_or(0))
+        } else {
+            None
+        };
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(next) else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        next += 1;
+        let bad = || format!("%!{verb}({}={})", type_name(arg), to_text(arg, scope));
+        let signed = |s: String, negative: bool| -> (String, String) {
+            let sign = if negative { "-" } else if plus { "+" } else if space { " " } else { "" };
+            (sign.to_string(), s)
+        };
+        let (sign, body, numeric) = match (verb, arg) {
+            ('v', Val::Float(f)) | ('g' | 'e' | 'f' | 'F' | 'G' | 'E', Val::Float(f)) => {
+                let v = match verb {
+                    'v' => 'g',
+                    'F' => 'f',
+                    other => other.to_ascii_lowercase(),
+                };
+                let s = go_float(f.abs(), v, prec);
+                let s = if verb.is_ascii_uppercase() { s.to_uppercase() } else { s };
+                let (sign, s) = signed(s, f.is_sign_negative() && !f.is_nan());
+                (sign, s, f.is_finite())
+            }
+            ('v' | 'd', Val::Int(i)) => {
+                let (sign, s) = signed(i.unsigned_abs().to_string(), *i < 0);
+                (sign, s, true)
+            }
+            ('x' | 'X' | 'o' | 'b' | 'c', Val::Int(i)) => {
+                let u = i.unsigned_abs();
+                let s = match verb {
+                    'x' => format!("{u:x}"),
+                    'X' => format!("{u:X}"),
+                    'o' => format!("{u:o}"),
+                    'b' => format!("{u:b}"),
+                    _ => char::from_u32(*i as u32).unwrap_or('\u{fffd}').to_string(),
+                };
+                if verb == 'c' { (String::new(), s, false) } else {
+                    let (sign, s) = signed(s, *i < 0);
+                    (sign, s, true)
+                }
+            }
+            ('v' | 's', Val::Str(s)) => {
+                let s = match prec {
+                    Some(p) => s.chars().take(p).collect(),
+                    None => s.clone(),
+                };
+                (String::new(), s, false)
+            }
+            ('q', Val::Str(s)) => (String::new(), go_quote(s), false),
+            ('x' | 'X', Val::Str(s)) => {
+                let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+                (String::new(), if verb == 'X' { hex.to_uppercase() } else { hex }, false)
+            }
+            ('v' | 't', Val::Bool(b)) => (String::new(), b.to_string(), false),
+            ('v' | 's', Val::Time(_) | Val::Labels) => (String::new(), to_text(arg, scope), false),
+            _ => (String::new(), bad(), false),
+        };
+        let len = sign.chars().count() + body.chars().count();
+        let pad = width.unwrap_or(0).saturating_sub(len);
+        if minus {
+            let _ = write!(out, "{sign}{body}{}", " ".repeat(pad));
+        } else if zero && numeric {
+            let _ = write!(out, "{sign}{}{body}", "0".repeat(pad));
+        } else {
+            let _ = write!(out, "{}{sign}{body}", " ".repeat(pad));
+        }
+    }
+    if next < args.len() {
+        let extra: Vec<String> = args[next..].iter().map(|a| format!("{}={}", type_name(a), to_text(a, scope))).collect();
+        let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go time layouts
+
+/// One element of a Go layout (`2006-01-02T15:04:05.000Z07:00`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LayoutPart<'a> {
+    Literal(&'a str),
+    LongMonth,
+    Month,
+    NumMonth,
+    ZeroMonth,
+    LongWeekDay,
+    WeekDay,
+    Day,
+    UnderDay,
+    ZeroDay,
+    YearDay,
+    Hour,
+    Hour12,
+    ZeroHour12,
+    Minute,
+    ZeroMinute,
+    Second,
+    ZeroSecond,
+    LongYear,
+    Year,
+    Pm(bool),
+    ZoneName,
+    /// `Z07:00` and friends: `Z` for UTC, else the offset with or without a colon.
+    Offset { z: bool, colon: bool, minutes: bool },
+    /// `.000` (fixed digits) or `.999` (trailing zeros dropped), with `.` or `,`.
+    Fraction { sep: char, digits: usize, trim: bool },
+}
+
+fn layout_parts(layout: &str) -> Vec<LayoutPart<'_>> {
+    use LayoutPart::*;
+    const TOKENS: &[(&str, LayoutPart<'static>)] = &[
+        ("January", LongMonth),
+        ("Jan", Month),
+        ("Monday", LongWeekDay),
+        ("Mon", WeekDay),
+        ("MST", ZoneName),
+        ("2006", LongYear),
+        ("002", YearDay),
+        ("01", ZeroMonth),
+        ("02", ZeroDay),
+        ("03", ZeroHour12),
+        ("04", ZeroMinute),
+        ("05", ZeroSecond),
+        ("06", Year),
+        ("15", Hour),
+        ("1", NumMonth),
+        ("_2", UnderDay),
+        ("2", Day),
+        ("3", Hour12),
+        ("4", Minute),
+        ("5", Second),
+        ("PM", Pm(true)),
+        ("pm", Pm(false)),
+        ("Z07:00", Offset { z: true, colon: true, minutes: true }),
+        ("Z0700", Offset { z: true, colon: false, minutes: true }),
+        ("Z07", Offset { z: true, colon: false, minutes: false }),
+        ("-07:00", Offset { z: false, colon: true, minutes: true }),
+        ("-0700", Offset { z: false, colon: false, minutes: true }),
+        ("-07", Offset { z: false, colon: false, minutes: false }),
+    ];
+    let mut parts = Vec::new();
+    let bytes = layout.as_bytes();
+    let mut literal_start = 0;
+    let mut i = 0;
+    'scan: while i < layout.len() {
+        if !layout.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        if matches!(bytes[i], b'.' | b',') && matches!(bytes.get(i + 1), Some(b'0' | b'9')) {
+            let digit = bytes[i + 1];
+            let mut j = i + 1;
+            while bytes.get(j) == Some(&digit) {
+                j += 1;
+            }
+            if !bytes.get(j).is_some_and(u8::is_ascii_digit) {
+                parts.push(Literal(&layout[literal_start..i]));
+                parts.push(Fraction { sep: bytes[i] as char, digits: j - i - 1, trim: digit == b'9' });
+                i = j;
+                literal_start = i;
+                continue;
+            }
+        }
+        for (token, part) in TOKENS {
+            if layout[i..].starts_with(token) {
+                parts.push(Literal(&layout[literal_start..i]));
+                parts.push(*part);
+                i += token.len();
+                literal_start = i;
+                continue 'scan;
+            }
+        }
+        i += 1;
+    }
+    parts.push(Literal(&layout[literal_start..]));
+    parts.retain(|p| *p != Literal(""));
+    parts
+}
+
+/// Formats `t` (UTC) with a Go layout, as `time.Time.Format` does.
+fn format_go_layout(t: &DateTime<Utc>, layout: &str) -> String {
+    use LayoutPart::*;
+    let mut out = String::new();
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    for part in layout_parts(layout) {
+        let _ = match part {
+            Literal(s) => write!(out, "{s}"),
+            LongMonth => write!(out, "{}", t.format("%B")),
+            Month => write!(out, "{}", t.format("%b")),
+            NumMonth => write!(out, "{}", t.month()),
+            ZeroMonth => write!(out, "{:02}", t.month()),
+            LongWeekDay => write!(out, "{}", t.format("%A")),
+            WeekDay => write!(out, "{}", t.format("%a")),
+            Day => write!(out, "{}", t.day()),
+            UnderDay => write!(out, "{:>2}", t.day()),
+            ZeroDay => write!(out, "{:02}", t.day()),
+            YearDay => write!(out, "{:03}", t.ordinal()),
+            Hour => write!(out, "{:02}", t.hour()),
+            Hour12 => write!(out, "{hour12}"),
+            ZeroHour12 => write!(out, "{hour12:02}"),
+            Minute => write!(out, "{}", t.minute()),
+            ZeroMinute => write!(out, "{:02}", t.minute()),
+            Second => write!(out, "{}", t.second()),
+            ZeroSecond => write!(out, "{:02}", t.second()),
+            LongYear => write!(out, "{:04}", t.year()),
+            Year => write!(out, "{:02}", t.year().rem_euclid(100)),
+            Pm(upper) => write!(out, "{}", match (t.hour() >= 12, upper) {
+                (true, true) => "PM",
+                (false, true) => "AM",
+                (true, false) => "pm",
+                (false, false) => "am",
+            }),
+            ZoneName => write!(out, "UTC"),
+            Offset { z: true, .. } => write!(out, "Z"),
+            Offset { colon: true, .. } => write!(out, "+00:00"),
+            Offset { minutes: true, .. } => write!(out, "+0000"),
+            Offset { .. } => write!(out, "+00"),
+            Fraction { sep, digits, trim } => {
+                let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
+                let mut frac = nanos[..digits.min(9)].to_string();
+                frac.extend(std::iter::repeat_n('0', digits.saturating_sub(9)));
+                if trim {
+                    let kept = frac.trim_end_matches('0');
+                    if kept.is_empty() { Ok(()) } else { write!(out, "{sep}{kept}") }
+                } else {
+                    write!(out, "{sep}{frac}")
+                }
+            }
+        };
+    }
+    out
+}
+
+/// Parses `value` with a Go layout, in UTC unless the layout has an offset (`-07:00`, `Z07:00`);
+/// a zone name must be `UTC`.
+fn parse_go_layout(value: &str, layout: &str) -> Option<DateTime<Utc>> {
+    use LayoutPart::*;
+    let mut fmt = String::new();
+    let mut has_zone = false;
+    for part in layout_parts(layout) {
+        match part {
+            Literal(s) => fmt.push_str(&s.replace('%', "%%")),
+            LongMonth => fmt.push_str("%B"),
+            Month => fmt.push_str("%b"),
+            NumMonth | ZeroMonth => fmt.push_str("%m"),
+            LongWeekDay => fmt.push_str("%A"),
+            WeekDay => fmt.push_str("%a"),
+            Day | ZeroDay => fmt.push_str("%d"),
+            UnderDay => fmt.push_str("%e"),
+            YearDay => fmt.push_str("%j"),
+            Hour => fmt.push_str("%H"),
+            Hour12 | ZeroHour12 => fmt.push_str("%I"),
+            Minute | ZeroMinute => fmt.push_str("%M"),
+            Second | ZeroSecond => fmt.push_str("%S"),
+            LongYear => fmt.push_str("%Y"),
+            Year => fmt.push_str("%y"),
+            Pm(_) => fmt.push_str("%p"),
+            ZoneName => fmt.push_str("UTC"),
+            Offset { colon: true, .. } => {
+                has_zone = true;
+                fmt.push_str("%:z");
+            }
+            Offset { .. } => {
+                has_zone = true;
+                fmt.push_str("%z");
+            }
+            Fraction { .. } => fmt.push_str("%.f"),
+        }
+    }
+    if has_zone {
+        // `Z` stands for UTC where the layout has an offset.
+        let value = value.replace('Z', "+00:00");
+        DateTime::parse_from_str(&value, &fmt).ok().map(|t| t.with_timezone(&Utc))
+    } else {
+        NaiveDateTime::parse_from_str(value, &fmt)
+            .or_else(|_| chrono::NaiveDate::parse_from_str(value, &fmt).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+            .ok()
+            .map(|t| t.and_utc())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn render(src: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
+        // 2024-03-05T07:08:09.120Z
+        Template::parse(src)?.render(&labels(pairs), "the line", 1_709_622_489_120_000_000)
+    }
+
+    #[test]
+    fn values_pipes_and_blocks() {
+        let l = [("level", "warn"), ("status", "503"), ("msg", "  Disk full  ")];
+        let cases = [
+            ("{{.level}}: {{ .msg }}{{.none}}!", "warn:   Disk full  !"),
+            ("{{ .level | ToUpper }} {{ToLower .level}} [{{ __line__ | trunc 4 }}]", "WARN warn [the ]"),
+            (r#"{{ if eq .status "500" "503" }}down{{ else if eq .level "warn" }}warn{{ else }}ok{{ end }}"#, "down"),
+            (r#"{{ if ne .status "503" }}x{{ else if .level }}lvl{{ end }}"#, "lvl"),
+            ("{{ if .none }}x{{ else }}empty{{ end }}", "empty"),
+            ("{{ with .level }}<{{ . }}>{{ end }}{{ with .none }}x{{ else }}-{{ end }}", "<warn>-"),
+            ("{{- .level -}}  ,  {{- .status }} {{/* a comment */}}", "warn,503 "),
+            (r#"{{ .msg | TrimSpace | trunc 4 | printf "%q" }}"#, r#""Disk""#),
+            (r#"{{ and .level .none }}|{{ or .none .status }}|{{ not .none }}|{{ len .level }}"#, "|503|true|4"),
+            (r#"{{ index . "level" }} {{ (len .msg) }} {{ lt .level "x" }} {{ ge (len .level) 4 }}"#, "warn 13 true true"),
+            (r#"{{ print .level 1 2 "z" }} {{ 1.5 }} {{ 1e6 }} {{ 0x1F }} {{ true }}"#, "warn1 2z 1.5 1e+06 31 true"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn string_functions_take_arguments_as_loki_registers_them() {
+        let l = [("path", "/api/v1/query"), ("q", "a b&c=d"), ("name", "hello world")];
+        let cases = [
+            // strings.* (value first) against Sprig (value last).
+            (r#"{{ TrimPrefix .path "/api" }}|{{ .path | trimPrefix "/api" }}"#, "/v1/query|/v1/query"),
+            (r#"{{ TrimSuffix .path "query" }}|{{ .path | trimSuffix "query" }}"#, "/api/v1/|/api/v1/"),
+            (r#"{{ Replace .path "/" "_" 2 }}|{{ .path | replace "/" "_" }}"#, "_api_v1/query|_api_v1_query"),
+            (r#"{{ Trim "xxhixx" "x" }} {{ TrimLeft "xxhi" "x" }} {{ TrimRight "hixx" "x" }} {{ trimAll "x" "xhix" }} {{ trim " y " }}"#, "hi hi hi hi y"),
+            (r#"{{ regexReplaceAll "v(\\d)" .path "V${1}x" }} {{ regexReplaceAllLiteral "v\\d" .path "$1" }} {{ count "/" .path }}"#, "/api/V1x/query /api/$1/query 3"),
+            (r#"{{ .q | urlencode }} {{ "a%20b+c" | urldecode }} {{ .name | b64enc }} {{ "aGk=" | b64dec }}"#, "a+b%26c%3Dd a b c aGVsbG8gd29ybGQ= hi"),
+            (r#"[{{ alignLeft 7 "abc" }}][{{ alignRight 7 "abc" }}][{{ alignLeft 2 "abc" }}][{{ alignRight 2 "abc" }}]"#, "[abc    ][    abc][ab][bc]"),
+            (r#"{{ title .name }} {{ substr 1 4 .name }} {{ repeat 3 "ab" }} {{ trunc -3 .name }} {{ contains "lo w" .name }} {{ hasPrefix "he" .name }} {{ hasSuffix "x" .name }}"#, "Hello World ell ababab rld true true false"),
+            ("{{ indent 2 \"a\\nb\" }}|{{ nindent 1 \"c\" }}", "  a\n  b|\n c"),
+            (r#"{{ .none | default "-" }} {{ default "-" .path }} {{ .path | ToUpper | lower }}"#, "- /api/v1/query /api/v1/query"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_sprig() {
+        let l = [("n", "7"), ("x", "2.5"), ("bad", "abc"), ("d", "1m30s"), ("b", "2KB")];
+        let cases = [
+            ("{{ add .n 1 2 }} {{ sub .n 10 }} {{ mul .n 2 }} {{ div .n 2 }} {{ mod .n 4 }} {{ add .bad 1 }}", "10 -3 14 3 3 1"),
+            ("{{ addf .x 1 }} {{ subf .x 0.5 }} {{ mulf .x 2 }} {{ divf 1 .x }} {{ maxf .x 3 }} {{ minf .x 3 }}", "3.5 2 5 0.4 3 2.5"),
+            ("{{ max 1 .n 3 }} {{ min 4 .n }} {{ int .x }}{{ int \"3.0\" }} {{ float64 .n }} {{ ceil .x }} {{ floor .x }} {{ round 3.14159 2 }} {{ round 2.5 0 }}", "7 4 03 7 3 2 3.14 3"),
+            ("{{ duration .d }} {{ bytes .b }} {{ printf \"%.1f\" (duration_seconds .d) }}", "90 2000 90.0"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn printf_follows_go_fmt() {
+        let l = [("s", "abc"), ("n", "5")];
+        let cases = [
+            (r#"{{ printf "%s|%5s|%-5s|%.2s|%q|%x" .s .s .s .s .s .s }}"#, r#"abc|  abc|abc  |ab|"abc"|616263"#),
+            (r#"{{ printf "%d|%5d|%-5d|%05d|%+d|%x|%X|%o|%b|%c" 42 42 42 -42 42 255 255 8 5 65 }}"#, "42|   42|42   |-0042|+42|ff|FF|10|101|A"),
+            (r#"{{ printf "%f|%.2f|%8.3f|%e|%g|%g|%v|%G" 3.14159 3.14159 3.14159 1234.5678 0.00001234 100000.0 2.5 1e21 }}"#, "3.141590|3.14|   3.142|1.234568e+03|1.234e-05|100000|2.5|1E+21"),
+            (r#"{{ printf "%d %s %t %v%%" .n 3 true .s }}"#, "%!d(string=5) %!s(int=3) true abc%"),
+            (r#"{{ printf "%s %s" "a" }} {{ printf "%s" "a" "b" }}"#, "a %!s(MISSING) a%!(EXTRA string=b)"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn times_format_with_go_layouts() {
+        let cases = [
+            ("{{ __timestamp__ }}", "2024-03-05 07:08:09.12 +0000 UTC"),
+            (r#"{{ __timestamp__ | date "2006-01-02T15:04:05.000Z07:00" }}"#, "2024-03-05T07:08:09.120Z"),
+            (r#"{{ date "Mon Jan _2 3:4:5 PM 06 002 .999 -07:00" __timestamp__ }}"#, "Tue Mar  5 7:8:9 AM 24 065 .12 +00:00"),
+            (r#"{{ date "January 02, 2006 15h" (unixToTime "1700000000") }}"#, "November 14, 2023 22h"),
+            (r#"{{ unixEpoch __timestamp__ }} {{ unixEpochMillis __timestamp__ }} {{ unixEpochNanos (unixToTime "1709622489120") }}"#, "1709622489 1709622489120 1709622489120000000"),
+            (r#"{{ (toDate "2006-01-02 15:04" "2024-01-31 10:20") | unixEpoch }} {{ toDate "2006-01-02" "2024-01-31" | date "Jan 2" }} {{ toDate "2006" "x" | unixEpoch }}"#, "1706696400 Jan 31 -62135596800"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &[]).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn errors_at_parse_and_at_run_time() {
+        for (src, want) in [
+            ("{{ .x", "unclosed action"),
+            ("{{ if .x }}a", "unterminated {{if}}"),
+            ("{{ end }}", "unexpected {{end}}"),
+            ("{{ sha256 .x }}", "function \"sha256\" not defined"),
+            ("{{ fromJson .x }}", "not supported yet"),
+            ("{{ $x := .a }}", "not supported yet"),
+            ("{{ range . }}{{ end }}", "not supported yet"),
+            ("{{ .x | .y }}", "non executable command"),
+            ("{{ .x 3 }}", "can't give argument to non-function"),
+            ("{{ ToUpper }}", "wrong number of args for ToUpper: want 1, got 0"),
+            (r#"{{ regexReplaceAll "(" .x "" }}"#, "invalid regular expression"),
+            (r#"{{ printf "%s" ( .x }}"#, "unclosed left paren"),
+        ] {
+            let err = Template::parse(src).unwrap_err();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+        let l = [("s", "abc")];
+        for (src, want) in [
+            ("{{ div 1 0 }}", "error calling div: runtime error: integer divide by zero"),
+            ("{{ lt .s 3 }}", "incompatible types for comparison: string and int"),
+            ("{{ ToUpper 3 }}", "expected string; got int"),
+            ("{{ .s.x }}", "can't evaluate field x in type string"),
+            ("{{ unixToTime .s }}", "unable to parse time"),
+        ] {
+            let err = render(src, &l).unwrap_err();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+    }
+}
