@@ -394,6 +394,9 @@ impl PipeParser<'_> {
                 if given < least || given > most {
                     return Err(format!("wrong number of args for {}: want {}, got {given}", f.name(), arity_text(least, most)));
                 }
+                if let Some(Arg::Niladic(g)) = args.iter().find(|a| matches!(a, Arg::Niladic(g) if g.arity().0 > 0)) {
+                    return Err(format!("wrong number of args for {}: want {}, got 0", g.name(), arity_text(g.arity().0, g.arity().1)));
+                }
                 if let (Func::Regex(_, compiled), Some(Arg::Str(pattern))) = (&mut f, args.first()) {
                     *compiled = Some(Regex::new(pattern).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?);
                 }
@@ -445,8 +448,26 @@ fn arity_text(least: usize, most: usize) -> String {
     }
 }
 
+/// The deepest nesting of parentheses, and of `if`/`with` blocks, a template may have (the
+/// parser and the evaluator recurse on them).
+const MAX_NESTING: usize = 64;
+
+/// The longest text one call may make (`repeat`, `alignLeft`, `indent`, `printf` widths).
+const MAX_TEXT: usize = 1 << 20;
+
 fn parse_pipe(action: &str) -> Result<Pipe, String> {
     let tokens = tokens(action)?;
+    let mut depth = 0usize;
+    for t in &tokens {
+        match t {
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(format!("parentheses nested deeper than {MAX_NESTING}"));
+        }
+    }
     let mut p = PipeParser { tokens: &tokens, pos: 0 };
     let pipe = p.pipe()?;
     if p.pos != tokens.len() {
@@ -521,6 +542,17 @@ impl Template {
         }
         if !text.is_empty() {
             pieces.push(Piece::Node(Node::Text(text.to_string())));
+        }
+        let mut depth = 0usize;
+        for piece in &pieces {
+            match piece {
+                Piece::If(_) | Piece::With(_) => depth += 1,
+                Piece::End => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_NESTING {
+                return Err(format!("{{{{if}}}}/{{{{with}}}} nested deeper than {MAX_NESTING}"));
+            }
         }
         let mut pieces = pieces.into_iter();
         let (nodes, stop) = block(&mut pieces)?;
@@ -907,6 +939,9 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
         }
         Func::AlignLeft | Func::AlignRight => {
             let (count, src) = (want_int(&args[0])?, s(1)?);
+            if count > MAX_TEXT as i64 {
+                return Err(format!("{}: width {count} is too large", f.name()));
+            }
             let r = runes(src);
             if count < 0 || count as usize == r.len() {
                 return text(src.to_string());
@@ -966,12 +1001,18 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
         Func::HasPrefix => Ok(Val::Bool(s(1)?.starts_with(s(0)?))),
         Func::HasSuffix => Ok(Val::Bool(s(1)?.ends_with(s(0)?))),
         Func::Indent | Func::Nindent => {
-            let pad = " ".repeat(want_int(&args[0])?.max(0) as usize);
+            let pad = " ".repeat(want_int(&args[0])?.clamp(0, 1 << 10) as usize);
             let body = format!("{pad}{}", s(1)?.replace('\n', &format!("\n{pad}")));
             text(if matches!(f, Func::Nindent) { format!("\n{body}") } else { body })
         }
         Func::SprigReplace => text(s(2)?.replace(s(0)?, s(1)?)),
-        Func::Repeat => text(s(1)?.repeat(want_int(&args[0])?.clamp(0, 1 << 16) as usize)),
+        Func::Repeat => {
+            let (count, src) = (want_int(&args[0])?.max(0) as usize, s(1)?);
+            if count.saturating_mul(src.len()) > MAX_TEXT {
+                return Err(format!("repeat: the result would be longer than {MAX_TEXT} bytes"));
+            }
+            text(src.repeat(count))
+        }
         Func::Int => Ok(Val::Int(loose_int(&args[0]))),
         Func::Float64 => Ok(Val::Float(loose_float(&args[0]))),
         Func::Add => Ok(Val::Int(args.iter().map(loose_int).fold(0i64, i64::wrapping_add))),
@@ -1203,7 +1244,7 @@ fn go_sprintf(format: &str, args: &[Val], scope: &Scope) -> String {
         let read_num = |chars: &mut std::iter::Peekable<std::str::Chars>| {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize).min(1 << 16));
+                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize).min(MAX_TEXT));
                 chars.next();
             }
             n
@@ -1620,10 +1661,18 @@ mod tests {
             ("{{ ToUpper }}", "wrong number of args for ToUpper: want 1, got 0"),
             (r#"{{ regexReplaceAll "(" .x "" }}"#, "invalid regular expression"),
             (r#"{{ printf "%s" ( .x }}"#, "unclosed left paren"),
+            ("{{ printf \"%s\" upper }}", "wrong number of args for upper: want 1, got 0"),
         ] {
             let err = Template::parse(src).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
         }
+        // Deep nesting is refused before anything recurses on it.
+        let deep = format!("{{{{ {}.x{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(Template::parse(&deep).unwrap_err().contains("nested deeper than 64"));
+        let deep = format!("{}x{}", "{{ if .x }}".repeat(100_000), "{{ end }}".repeat(100_000));
+        assert!(Template::parse(&deep).unwrap_err().contains("nested deeper than 64"));
+        let ok = format!("{{{{ {}.x{} }}}}", "(".repeat(64), ")".repeat(64));
+        assert_eq!(Template::parse(&ok).unwrap().render(&labels(&[("x", "y")]), "", 0).as_deref(), Ok("y"));
         let l = [("s", "abc")];
         for (src, want) in [
             ("{{ div 1 0 }}", "error calling div: runtime error: integer divide by zero"),
@@ -1631,6 +1680,8 @@ mod tests {
             ("{{ ToUpper 3 }}", "expected string; got int"),
             ("{{ .s.x }}", "can't evaluate field x in type string"),
             ("{{ unixToTime .s }}", "unable to parse time"),
+            ("{{ repeat 100000 (repeat 100000 .s) }}", "repeat: the result would be longer than"),
+            ("{{ alignLeft 9999999999 .s }}", "alignLeft: width 9999999999 is too large"),
         ] {
             let err = render(src, &l).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
