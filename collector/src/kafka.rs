@@ -197,7 +197,6 @@ fn consume(
                     // The offset still advances: a poison message must not be re-read forever.
                     Batch::Metrics(Vec::new())
                 });
-                store.wait_for_head_room(crate::store::HEAD_ROOM_WAIT);
                 store.ingest(&source_name(msg.topic(), msg.partition()), msg.offset(), batch);
             }
         }

@@ -60,7 +60,6 @@ pub struct Collector {
     store: Arc<Store>,
     stop: Arc<AtomicBool>,
     flusher: Option<JoinHandle<()>>,
-    maintainer: Option<JoinHandle<()>>,
     warmer: Option<JoinHandle<()>>,
     kafka: Option<kafka::KafkaIngest>,
 }
@@ -80,7 +79,6 @@ impl Collector {
                 .spawn(move || warm_loop(&store, &stop))
                 .map_err(|e| Error::Internal(format!("spawning the log term warmer: {e}")))?
         };
-        store.set_head_row_limit(config.flush_max_rows);
         let flusher = {
             let (store, stop) = (store.clone(), stop.clone());
             let cfg = config.clone();
@@ -89,21 +87,11 @@ impl Collector {
                 .spawn(move || flush_loop(&store, &stop, &cfg))
                 .map_err(|e| Error::Internal(format!("spawning flusher: {e}")))?
         };
-        // Maintenance has its own thread: a long compaction does not hold up flushes (and,
-        // through `Store::wait_for_head_room`, ingest).
-        let maintainer = {
-            let (store, stop) = (store.clone(), stop.clone());
-            let cfg = config.clone();
-            std::thread::Builder::new()
-                .name("maintenance".into())
-                .spawn(move || maintenance_loop(&store, &stop, &cfg))
-                .map_err(|e| Error::Internal(format!("spawning maintenance: {e}")))?
-        };
         let kafka = match &config.kafka {
             Some(k) => Some(kafka::start(store.clone(), k.clone(), metrics)?),
             None => None,
         };
-        Ok(Collector { store, stop, flusher: Some(flusher), maintainer: Some(maintainer), warmer: Some(warmer), kafka })
+        Ok(Collector { store, stop, flusher: Some(flusher), warmer: Some(warmer), kafka })
     }
 
     /// The store, for HTTP ingest routes and the query layer.
@@ -120,9 +108,6 @@ impl Collector {
         if let Some(f) = self.flusher.take() {
             let _ = f.join();
         }
-        if let Some(m) = self.maintainer.take() {
-            let _ = m.join();
-        }
         if let Some(w) = self.warmer.take() {
             let _ = w.join();
         }
@@ -132,23 +117,17 @@ impl Collector {
     }
 }
 
-fn maintenance_loop(store: &Store, stop: &AtomicBool, cfg: &CollectorConfig) {
-    let interval = Duration::from_millis(cfg.maintenance_interval_ms.max(1));
-    let mut last = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50).min(interval));
-        if last.elapsed() >= interval {
-            last = Instant::now();
-            maintain(store, cfg);
-        }
-    }
-}
-
 fn flush_loop(store: &Store, stop: &AtomicBool, cfg: &CollectorConfig) {
     let interval = Duration::from_millis(cfg.flush_interval_ms.max(1));
+    let maintenance_interval = Duration::from_millis(cfg.maintenance_interval_ms.max(1));
     let mut last = Instant::now();
+    let mut last_maintenance = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50).min(interval));
+        if last_maintenance.elapsed() >= maintenance_interval {
+            last_maintenance = Instant::now();
+            maintain(store, cfg);
+        }
         if last.elapsed() < interval && store.head_rows() < cfg.flush_max_rows {
             continue;
         }

@@ -102,10 +102,6 @@ impl State {
     }
 }
 
-/// The longest an ingest call waits for head room; after it, ingest goes on (memory grows,
-/// nothing is refused).
-pub const HEAD_ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// What one flush did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct FlushReport {
@@ -138,11 +134,6 @@ pub struct Store {
     /// HELP/TYPE/UNIT per metric family (`metadata.json`).
     metadata: MetadataStore,
     teams: pharos_model::team::TeamMapping,
-    /// Rows at which ingest waits for the previous flush (see [`Store::wait_for_head_room`]).
-    head_row_limit: std::sync::atomic::AtomicUsize,
-    /// Signalled when a flush lets go of its frozen head.
-    frozen_released: parking_lot::Condvar,
-    frozen_released_lock: Mutex<()>,
 }
 
 impl Store {
@@ -181,9 +172,6 @@ impl Store {
             pending_deletes: Mutex::new(Vec::new()),
             metadata: MetadataStore::open(data_dir)?,
             teams,
-            head_row_limit: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            frozen_released: parking_lot::Condvar::new(),
-            frozen_released_lock: Mutex::new(()),
         };
         let replayed = replay.len();
         for rec in replay {
@@ -257,46 +245,6 @@ impl Store {
         true
     }
 
-    /// Sets the head size at which ingest waits for the previous flush (the collector's
-    /// `flush_max_rows`; no limit by default).
-    pub fn set_head_row_limit(&self, rows: usize) {
-        self.head_row_limit.store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Waits, at most `timeout`, while the head holds the row limit or more and a flush is
-    /// still writing the previous head. Without it a push faster than flushing piles samples up
-    /// in the head while the frozen one is written: both heads in memory at once, each holding
-    /// several times the limit. With it, ingest runs at the speed of flushing and memory stays
-    /// near twice the limit. Waiting costs no CPU, and nothing is acknowledged before it is in
-    /// the head (and the WAL). Returns whether it waited.
-    pub fn wait_for_head_room(&self, timeout: std::time::Duration) -> bool {
-        let limit = self.head_row_limit.load(std::sync::atomic::Ordering::Relaxed);
-        let full = || {
-            let st = self.state.read();
-            st.frozen.is_some() && st.head.rows() >= limit
-        };
-        if !full() {
-            return false;
-        }
-        self.metrics.ingest_waits.inc();
-        let deadline = std::time::Instant::now() + timeout;
-        let mut guard = self.frozen_released_lock.lock();
-        // The flush takes this lock before it signals, so the check and the wait cannot miss it.
-        while full() {
-            if self.frozen_released.wait_until(&mut guard, deadline).timed_out() {
-                break;
-            }
-        }
-        true
-    }
-
-    /// Wakes ingest waiting for head room; called after `frozen` was cleared, with the state
-    /// lock released (a waiter holds `frozen_released_lock` while it reads the state).
-    fn signal_frozen_released(&self) {
-        let _guard = self.frozen_released_lock.lock();
-        self.frozen_released.notify_all();
-    }
-
     /// The HTTP ingest path: decodes `body` (a 4xx-worthy [`Error::BadInput`] when invalid),
     /// appends it to the WAL with fsync, then adds it to the head. When this returns `Ok`, the
     /// data survives a crash. Returns the number of samples or records.
@@ -309,7 +257,6 @@ impl Store {
             }
         };
         let n = batch.len();
-        self.wait_for_head_room(HEAD_ROOM_WAIT);
         // New metadata is on disk before the request is acknowledged.
         self.metadata.observe(batch.metadata())?;
         // The WAL lock is held while the head is updated so WAL sequence numbers enter the head
@@ -362,8 +309,6 @@ impl Store {
                 restored.append_logs(newer.logs);
                 restored.offsets.extend(newer.offsets);
                 st.head = restored;
-                drop(st);
-                self.signal_frozen_released();
                 Err(e)
             }
         }
@@ -383,8 +328,6 @@ impl Store {
         self.metrics.head_series.set(st.head.series_count() as i64);
         self.metrics.head_rows.set(st.head.rows() as i64);
         self.metrics.head_chunk_bytes.set(st.head.chunk_bytes() as i64);
-        drop(st);
-        self.signal_frozen_released();
         Ok(report)
     }
 
@@ -1558,54 +1501,5 @@ mod tests {
             }
         }
         assert_eq!(store.log_streams(&api, 15, 45).unwrap().len(), 2, "a2 at 20 and a3 at 40");
-    }
-
-    /// Ingest waits while the head is full and a flush still holds the previous head, and goes
-    /// on once that flush lets go of it (or when the wait times out).
-    #[test]
-    fn ingest_waits_for_head_room_while_a_flush_holds_the_previous_head() {
-        use std::time::{Duration, Instant};
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(CollectorMetrics::default());
-        let store = Arc::new(Store::open(dir.path(), metrics.clone()).unwrap());
-        store.set_head_row_limit(3);
-        store.ingest("k", 0, Batch::Metrics((0..3).map(|i| sample("a", i, 1.0)).collect()));
-        assert!(!store.wait_for_head_room(Duration::from_secs(60)), "full, but no flush is running");
-        // A flush in progress: its frozen head is held.
-        store.state.write().frozen = Some(Arc::new(Head::default()));
-        let started = Instant::now();
-        assert!(store.wait_for_head_room(Duration::from_millis(50)), "waits, then times out");
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        assert_eq!(metrics.ingest_waits.get(), 1);
-
-        let waiter = {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                (store.wait_for_head_room(Duration::from_secs(600)), started.elapsed())
-            })
-        };
-        // Once the waiter is counted it is waiting (or about to check again under the lock).
-        while metrics.ingest_waits.get() < 2 {
-            std::thread::yield_now();
-        }
-        store.state.write().frozen = None;
-        store.signal_frozen_released();
-        let (waited, took) = waiter.join().unwrap();
-        assert!(waited);
-        assert!(took < Duration::from_secs(300), "released by the signal, not the timeout: {took:?}");
-        // A real flush releases it too, and publishes everything.
-        store.state.write().frozen = Some(Arc::new(Head::default()));
-        let waiter = {
-            let store = store.clone();
-            std::thread::spawn(move || store.wait_for_head_room(Duration::from_secs(600)))
-        };
-        while metrics.ingest_waits.get() < 3 {
-            std::thread::yield_now();
-        }
-        store.state.write().frozen = None;
-        store.flush().unwrap();
-        assert!(waiter.join().unwrap());
-        assert_eq!(all(&store, "a").len(), 3);
     }
 }

@@ -21,8 +21,6 @@ pub struct CollectorMetrics {
     pub flushes: Counter,
     /// Failed flushes (retried at the next interval; the data stays in the head).
     pub flush_errors: Counter,
-    /// Ingest calls that waited for the head to have room (see `Store::wait_for_head_room`).
-    pub ingest_waits: Counter,
     /// Parquet files published.
     pub metric_files_published: Counter,
     /// Log splits published.
@@ -58,7 +56,6 @@ impl CollectorMetrics {
         r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
         r.register("flushes", "Flushes published", self.flushes.clone());
         r.register("flush_errors", "Flushes that failed", self.flush_errors.clone());
-        r.register("ingest_waits", "Ingest calls that waited while a full head waited for the previous flush", self.ingest_waits.clone());
         r.register("metric_files_published", "Parquet files published", self.metric_files_published.clone());
         r.register("log_splits_published", "Log splits published", self.log_splits_published.clone());
         r.register("log_docs_loaded", "Log records read from split doc stores by searches", self.log_docs_loaded.clone());
