@@ -8,6 +8,13 @@ async fn loki_push_then_query_labels_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
     let client = reqwest::Client::new();
+    let push = |body: &str| {
+        let request = client
+            .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     let body = serde_json::json!({"streams": [
         {"stream": {"app": "shop", "env": "prod"}, "values": [
@@ -16,22 +23,8 @@ async fn loki_push_then_query_labels_and_metrics() {
             [(now - 1_000_000_000).to_string(), r#"{"level":"error","status":503}"#],
         ]},
     ]});
-    let r = client
-        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-    let r = client
-        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
-        .header("content-type", "application/json")
-        .body("{\"streams\": 1}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(push(&body.to_string()).await, 204);
+    assert_eq!(push("{\"streams\": 1}").await, 400);
 
     let q = enc("{app=\"shop\"} | json | status >= 500 | line_format \"{{.level}} {{.status}}\"");
     let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}&direction=forward")).await;
@@ -45,14 +38,7 @@ async fn loki_push_then_query_labels_and_metrics() {
             [(now - 1_000_000_000).to_string(), r#"level=error msg="bad =x"#],
         ]},
     ]});
-    let r = client
-        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(push(&body.to_string()).await, 204);
     let template = r#"{{ if .__error__ }}{{ .__error__ }}@{{ .__error_details__ | trunc 24 }}{{ else }}{{ .level | upper | alignLeft 5 }}|{{ printf "%.1f" (duration .dur) }}|{{ __timestamp__ | date "15:04:05" }}{{ end }}"#;
     let q = enc(&format!("{{app=\"billing\"}} | logfmt --strict | line_format `{template}`"));
     let (status, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}&direction=forward")).await;
