@@ -98,6 +98,60 @@ pub(crate) fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }
 
+/// The bytes of [`labels_json`] one at a time, for comparing label sets in the files' order
+/// without building their JSON (serde_json's escapes: `\"`, `\\`, `\b \f \n \r \t`, other
+/// control bytes as `\u00xx`; everything else as it is).
+fn labels_json_bytes(labels: &Labels) -> impl Iterator<Item = u8> + '_ {
+    fn quoted(s: &str) -> impl Iterator<Item = u8> + '_ {
+        std::iter::once(b'"').chain(s.bytes().flat_map(JsonEscaped::new)).chain(std::iter::once(b'"'))
+    }
+    let pairs = labels.iter().filter(|(k, _)| *k != METRIC_NAME).enumerate().flat_map(move |(i, (k, v))| {
+        (i > 0).then_some(b',').into_iter().chain(quoted(k)).chain(std::iter::once(b':')).chain(quoted(v))
+    });
+    std::iter::once(b'{').chain(pairs).chain(std::iter::once(b'}'))
+}
+
+/// One byte of a JSON string as serde_json writes it.
+struct JsonEscaped {
+    bytes: [u8; 6],
+    len: u8,
+    next: u8,
+}
+
+impl JsonEscaped {
+    fn new(b: u8) -> JsonEscaped {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let (bytes, len) = match b {
+            b'"' | b'\\' => ([b'\\', b, 0, 0, 0, 0], 2),
+            0x08 => (*b"\\b\0\0\0\0", 2),
+            0x0c => (*b"\\f\0\0\0\0", 2),
+            b'\n' => (*b"\\n\0\0\0\0", 2),
+            b'\r' => (*b"\\r\0\0\0\0", 2),
+            b'\t' => (*b"\\t\0\0\0\0", 2),
+            0..0x20 => ([b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]], 6),
+            _ => ([b, 0, 0, 0, 0, 0], 1),
+        };
+        JsonEscaped { bytes, len, next: 0 }
+    }
+}
+
+impl Iterator for JsonEscaped {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        (self.next < self.len).then(|| {
+            self.next += 1;
+            self.bytes[usize::from(self.next - 1)]
+        })
+    }
+}
+
+/// The order of series in a file: by metric name, then by [`labels_json`] (compared without
+/// building it).
+fn series_order(a: &Labels, b: &Labels) -> std::cmp::Ordering {
+    a.metric_name().unwrap_or("").cmp(b.metric_name().unwrap_or("")).then_with(|| labels_json_bytes(a).cmp(labels_json_bytes(b)))
+}
+
 /// Samples of one series to write: a sorted vector, or a head chunk decoded on demand.
 pub(crate) trait SampleSource {
     /// The smallest and largest timestamp, `None` without samples.
@@ -158,15 +212,14 @@ pub(crate) fn write_sources<S: SampleSource>(
     level: i32,
     series: impl IntoIterator<Item = (Labels, S)>,
 ) -> Result<Vec<MetricFile>> {
-    // (metric name, labels JSON, time range, samples), sorted by series.
-    let mut sorted: Vec<(String, String, (i64, i64), S)> = series
-        .into_iter()
-        .filter_map(|(l, s)| Some((l.metric_name().unwrap_or("").to_string(), labels_json(&l), s.time_range()?, s)))
-        .collect();
-    sorted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    // (labels, time range, samples), sorted by series. A flush sorts every series of the head:
+    // comparing label sets in place, rather than by their JSON, keeps two strings per series
+    // (20 MB for 79k series) out of the flush's peak.
+    let mut sorted: Vec<(Labels, (i64, i64), S)> = series.into_iter().filter_map(|(l, s)| Some((l, s.time_range()?, s))).collect();
+    sorted.sort_by(|a, b| series_order(&a.0, &b.0));
     // Hours any series' time range touches; an hour left with no sample writes no file.
     let mut hours: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
-    for (_, _, (lo, hi), _) in &sorted {
+    for (_, (lo, hi), _) in &sorted {
         hours.extend(lo.div_euclid(HOUR_MS)..=hi.div_euclid(HOUR_MS));
     }
     let mut out = Vec::new();
@@ -174,7 +227,7 @@ pub(crate) fn write_sources<S: SampleSource>(
     for hour in hours {
         let (lo_ms, hi_ms) = (hour * HOUR_MS, (hour + 1) * HOUR_MS);
         let mut file: Option<FileWriter> = None;
-        for (name, labels, (lo, hi), source) in &sorted {
+        for (labels, (lo, hi), source) in &sorted {
             if *hi < lo_ms || *lo >= hi_ms {
                 continue;
             }
@@ -187,7 +240,7 @@ pub(crate) fn write_sources<S: SampleSource>(
                 Some(w) => w,
                 None => file.insert(FileWriter::create(data_dir, &partition_of(lo_ms), level)?),
             };
-            writer.push_series(name, labels, None, &samples)?;
+            writer.push_series(labels.metric_name().unwrap_or(""), &labels_json(labels), None, &samples)?;
         }
         if let Some(writer) = file {
             out.push(writer.finish(data_dir)?.0);
@@ -850,6 +903,35 @@ pub fn read_runs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order files keep series in, compared in place, is the order of (name, labels JSON):
+    /// label sets that are prefixes of others, values that need escapes (quotes, backslashes,
+    /// control bytes, which sort differently once escaped), non-ASCII, and `__name__` left out.
+    #[test]
+    fn series_order_is_the_order_of_their_json() {
+        let parts = ["", "a", "ab", "a\"", "a\\", "a\n", "a\u{1}", "a\u{1f}", "a\u{7f}", "a/", "é", "a b", "{", "z"];
+        let mut sets = Vec::new();
+        let mut seed = 7u64;
+        let mut pick = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..3000 {
+            let mut pairs = vec![("__name__".to_string(), ["m", "m2", "", "m_total"][pick(4)].to_string())];
+            for _ in 0..pick(4) {
+                pairs.push((["a", "b", "job", "a_b", "a\"", "A"][pick(6)].to_string(), parts[pick(parts.len())].to_string()));
+            }
+            sets.push(Labels::from_pairs(pairs));
+        }
+        for set in &sets {
+            assert_eq!(labels_json_bytes(set).collect::<Vec<u8>>(), labels_json(set).into_bytes(), "{set:?}");
+        }
+        let mut by_json = sets.clone();
+        by_json.sort_by_key(|l| (l.metric_name().unwrap_or("").to_string(), labels_json(l)));
+        let mut in_place = sets;
+        in_place.sort_by(series_order);
+        assert_eq!(in_place, by_json);
+    }
 
     /// Streaming merge vs the plain union: same samples per series, time-ordered, inputs' order
     /// kept on equal timestamps, batches crossed (a series of 70k rows), one file out.
