@@ -345,34 +345,22 @@ pub(crate) fn merge_files(
     inputs: &[(&Path, &FileSeries)],
     level: i32,
 ) -> Result<Option<(MetricFile, FileSeries)>> {
-    // Each input's series as ((metric name, labels JSON), label set, rows), in file order. The
-    // inputs' sets come from one `LabelCache`: a series' JSON is built once, not once per input.
-    let mut keys: HashMap<usize, Arc<(String, String)>> = HashMap::new();
-    let lists: Vec<Vec<(Arc<(String, String)>, &Labels, usize)>> = inputs
-        .iter()
-        .map(|(_, fs)| {
-            fs.series
-                .iter()
-                .map(|(l, start, end)| {
-                    let key = keys.entry(l.ptr_id()).or_insert_with(|| Arc::new((l.metric_name().unwrap_or("").to_string(), labels_json(l))));
-                    (key.clone(), l, end - start)
-                })
-                .collect()
-        })
-        .collect();
     let mut rows: Vec<RowStream> = inputs.iter().map(|(path, fs)| RowStream::open(path, &fs.metadata)).collect::<Result<_>>()?;
     let mut next = vec![0usize; inputs.len()];
     let mut out: Option<FileWriter> = None;
     let mut samples = Vec::new();
+    // A k-way merge of the inputs' series lists, which are in `series_order`. Inputs share
+    // label sets through one `LabelCache`, so the same series is mostly the same pointer.
+    let same = |a: &Labels, b: &Labels| a.ptr_id() == b.ptr_id() || series_order(a, b).is_eq();
     loop {
-        let smallest = (0..inputs.len()).filter_map(|i| lists[i].get(next[i]).map(|(k, set, _)| (k.0.as_str(), k.1.as_str(), *set))).min_by_key(|k| (k.0, k.1));
-        let Some((name, labels, set)) = smallest else { break };
+        let smallest = (0..inputs.len()).filter_map(|i| inputs[i].1.series.get(next[i]).map(|(set, _, _)| set)).min_by(|a, b| series_order(a, b));
+        let Some(set) = smallest else { break };
         samples.clear();
         for i in 0..inputs.len() {
-            if let Some((k, _, count)) = lists[i].get(next[i])
-                && (k.0.as_str(), k.1.as_str()) == (name, labels)
+            if let Some((l, start, end)) = inputs[i].1.series.get(next[i])
+                && same(l, set)
             {
-                rows[i].take(*count, &mut samples)?;
+                rows[i].take(end - start, &mut samples)?;
                 next[i] += 1;
             }
         }
@@ -381,7 +369,7 @@ pub(crate) fn merge_files(
             Some(w) => w,
             None => out.insert(FileWriter::create(data_dir, partition, level)?),
         };
-        writer.push_series(name, labels, Some(set), &samples)?;
+        writer.push_series(set.metric_name().unwrap_or(""), &labels_json(set), Some(set), &samples)?;
     }
     let Some(writer) = out else { return Ok(None) };
     let (file, catalog) = writer.finish(data_dir)?;
