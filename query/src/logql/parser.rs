@@ -323,6 +323,15 @@ impl<'a> Cursor<'a> {
                     loop {
                         self.skip_ws();
                         let name = self.identifier()?.to_string();
+                        // As in Loki: `__error__` is not formatted, and a label once per stage.
+                        if name == pipeline::ERROR_LABEL {
+                            return Err(Error::BadData(format!("{name} cannot be formatted")));
+                        }
+                        if assignments.iter().any(|(n, _)| n == &name) {
+                            return Err(Error::BadData(format!(
+                                "multiple label name '{name}' not allowed in a single format operation"
+                            )));
+                        }
                         self.expect("=")?;
                         self.skip_ws();
                         let value = if self.rest().starts_with('"') || self.rest().starts_with('`')
@@ -347,16 +356,18 @@ impl<'a> Cursor<'a> {
                     let mut names = Vec::new();
                     loop {
                         self.skip_ws();
-                        names.push(self.identifier()?.to_string());
+                        let name = self.identifier()?.to_string();
                         self.skip_ws();
-                        if self.rest().starts_with('=')
-                            || self.rest().starts_with("!=")
-                            || self.rest().starts_with("!~")
-                        {
-                            return Err(Error::unsupported(format!(
-                                "matchers in `| {word}` (only label names are)"
-                            )));
+                        match ["=~", "!~", "!=", "="].into_iter().find(|op| self.eat(op)) {
+                            Some(op) => {
+                                self.skip_ws();
+                                let value = self.string()?;
+                                let m = LabelMatcher::new(&name, op, &value).map_err(Error::BadData)?;
+                                names.push(pipeline::LabelRef::Matcher(m));
+                            }
+                            None => names.push(pipeline::LabelRef::Name(name)),
                         }
+                        self.skip_ws();
                         if !self.eat(",") {
                             break;
                         }

@@ -61,10 +61,30 @@ pub enum Stage {
     LineFormat(Template),
     /// `| label_format new=old, new2="{{.x}}"`
     LabelFormat(Vec<(String, LabelFormatValue)>),
-    /// `| drop a, b`
-    Drop(Vec<String>),
-    /// `| keep a, b`
-    Keep(Vec<String>),
+    /// `| drop a, b="v"`
+    Drop(Vec<LabelRef>),
+    /// `| keep a, b=~"v.*"`
+    Keep(Vec<LabelRef>),
+}
+
+/// A label named by `drop` or `keep`: by name alone, or with a matcher that its value must
+/// satisfy (`method="GET"`: dropped, or kept, only when it is GET).
+#[derive(Clone, Debug)]
+pub enum LabelRef {
+    /// The label, whatever its value.
+    Name(String),
+    /// The label when its value matches.
+    Matcher(pharos_model::LabelMatcher),
+}
+
+impl LabelRef {
+    /// True when this names the label `name` with value `value`.
+    fn selects(&self, name: &str, value: &str) -> bool {
+        match self {
+            LabelRef::Name(n) => n == name,
+            LabelRef::Matcher(m) => m.name == name && m.matches_value(value),
+        }
+    }
 }
 
 /// ANSI escape sequences: CSI sequences (colors, cursor moves), character set designations
@@ -287,14 +307,12 @@ impl Stage {
                 }
                 true
             }
-            Stage::Drop(names) => {
-                for n in names {
-                    labels.remove(n);
-                }
+            Stage::Drop(refs) => {
+                labels.retain(|k, v| !refs.iter().any(|r| r.selects(k, v)));
                 true
             }
-            Stage::Keep(names) => {
-                labels.retain(|k, _| names.contains(k));
+            Stage::Keep(refs) => {
+                labels.retain(|k, v| refs.iter().any(|r| r.selects(k, v)));
                 true
             }
         }
@@ -972,18 +990,25 @@ mod tests {
         let (l, _) = run(&lf, &[("app", "a"), ("level", "info")], "").unwrap();
         assert_eq!(l, map(&[("app", "a"), ("both", "info-a"), ("lvl", "info")]));
         let (l, _) = run(
-            &Stage::Drop(vec!["app".into()]),
+            &Stage::Drop(vec![LabelRef::Name("app".into())]),
             &[("app", "a"), ("x", "1")],
             "",
         )
         .unwrap();
         assert_eq!(l, map(&[("x", "1")]));
         let (l, _) = run(
-            &Stage::Keep(vec!["app".into()]),
+            &Stage::Keep(vec![LabelRef::Name("app".into())]),
             &[("app", "a"), ("x", "1")],
             "",
         )
         .unwrap();
         assert_eq!(l, map(&[("app", "a")]));
+        // With matchers: a label goes (or stays) only when its value matches.
+        let m = |n: &str, op: &str, v: &str| LabelRef::Matcher(pharos_model::LabelMatcher::new(n, op, v).unwrap());
+        let labels = [("app", "a"), ("level", "debug"), ("method", "GET"), ("path", "/x")];
+        let (l, _) = run(&Stage::Drop(vec![m("level", "=", "debug"), m("method", "!=", "GET"), LabelRef::Name("path".into())]), &labels, "").unwrap();
+        assert_eq!(l, map(&[("app", "a"), ("method", "GET")]));
+        let (l, _) = run(&Stage::Keep(vec![m("level", "=~", "info|warn"), m("method", "=", "GET"), LabelRef::Name("app".into())]), &labels, "").unwrap();
+        assert_eq!(l, map(&[("app", "a"), ("method", "GET")]));
     }
 }

@@ -55,6 +55,9 @@ fn rejects_unsupported_and_malformed() {
     let err = |q: &str| parse_query(q).unwrap_err().to_string();
     assert!(err(r#"{app="a"} | logfmt --strict --nope"#).contains("unknown flag \"--nope\" of `| logfmt`"));
     assert!(err(r#"{app="a"} | json --strict"#).contains("unknown flag"));
+    assert!(err(r#"{app="a"} | label_format __error__="x""#).contains("__error__ cannot be formatted"));
+    assert!(err(r#"{app="a"} | label_format a=b, a="{{.c}}""#).contains("multiple label name 'a' not allowed"));
+    assert!(err(r#"{app="a"} | drop level=~"(""#).contains("invalid regular expression"));
     assert!(err(r#"{app="a"} | line_format_json"#).contains("not supported yet"));
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
@@ -164,6 +167,11 @@ fn logfmt_regexp_pattern_and_formats_parse() {
         q.process_line(&stream(&[("app", "api")]), "duration=1s size=10")
             .is_none()
     );
+    // drop/keep with matchers, parsed: a label goes (or stays) only when its value matches.
+    let q = parse(r#"{app="api"} | logfmt | drop level="debug", path | keep app, level, method=~"G.*""#).unwrap();
+    let kept = |line: &str| q.process_line(&stream(&[("app", "api")]), line).unwrap().0.into_iter().collect::<Vec<_>>();
+    assert_eq!(kept("level=debug method=GET path=/a"), vec![("app".into(), "api".into()), ("method".into(), "GET".into())]);
+    assert_eq!(kept("level=info method=POST path=/a"), vec![("app".into(), "api".into()), ("level".into(), "info".into())]);
     let q = parse(r#"{app="api"} | regexp `(?P<code>\d{3})$` | code =~ "5.." "#).unwrap();
     assert!(q.accepts("GET / 503"));
     assert!(!q.accepts("GET / 200"));
