@@ -763,6 +763,18 @@ fn to_text(v: &Val, scope: &Scope) -> String {
     s
 }
 
+/// `fmt.Sprint`: the values' `%v`, with a space between two operands when neither is a string.
+fn go_sprint(args: &[Val], scope: &Scope) -> String {
+    let mut out = String::new();
+    for (i, v) in args.iter().enumerate() {
+        if i > 0 && !matches!(v, Val::Str(_)) && !matches!(args[i - 1], Val::Str(_)) {
+            out.push(' ');
+        }
+        print_value(v, scope, &mut out);
+    }
+    out
+}
+
 /// `time.Time.String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 fn go_time_string(t: &DateTime<Utc>) -> String {
     format_go_layout(t, "2006-01-02 15:04:05.999999999 -0700 MST")
@@ -850,19 +862,10 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
             }
             (other, _) => Err(format!("can't index item of type {}", type_name(other))),
         },
-        Func::Print => {
-            let mut out = String::new();
-            for (i, v) in args.iter().enumerate() {
-                if i > 0 && !matches!(v, Val::Str(_)) && !matches!(args[i - 1], Val::Str(_)) {
-                    out.push(' ');
-                }
-                print_value(v, scope, &mut out);
-            }
-            text(out)
-        }
+        Func::Print => text(go_sprint(&args, scope)),
         Func::Println => text(args.iter().map(|v| to_text(v, scope)).collect::<Vec<_>>().join(" ") + "\n"),
         Func::Printf => text(go_sprintf(s(0)?, &args[1..], scope)),
-        Func::UrlQuery => text(query_escape(&args.iter().map(|v| to_text(v, scope)).collect::<Vec<_>>().join(""))),
+        Func::UrlQuery => text(query_escape(&go_sprint(&args, scope))),
         Func::Eq => {
             for other in &args[1..] {
                 if compare(&args[0], other)? == std::cmp::Ordering::Equal {
@@ -1575,6 +1578,7 @@ mod tests {
             (r#"{{ and .level .none }}|{{ or .none .status }}|{{ not .none }}|{{ len .level }}"#, "|503|true|4"),
             (r#"{{ index . "level" }} {{ (len .msg) }} {{ lt .level "x" }} {{ ge (len .level) 4 }}"#, "warn 13 true true"),
             (r#"{{ print .level 1 2 "z" }} {{ 1.5 }} {{ 1e6 }} {{ 0x1F }} {{ true }}"#, "warn1 2z 1.5 1e+06 31 true"),
+            (r#"{{ urlquery 1 2 "a&b" }} {{ .msg | urlquery }}"#, "1+2a%26b ++Disk+full++"),
         ];
         for (src, want) in cases {
             assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
