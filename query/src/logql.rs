@@ -71,7 +71,7 @@ impl LogQuery {
     pub fn required_substrings(&self) -> Vec<String> {
         self.stages
             .iter()
-            .take_while(|s| !s.rewrites_line())
+            .take_while(|s| !s.ends_prefiltering())
             .filter_map(|s| match s {
                 Stage::Line(LineFilter::Contains(s)) => Some(s.clone()),
                 _ => None,
@@ -86,7 +86,7 @@ impl LogQuery {
     pub fn index_filters(&self) -> Vec<Vec<String>> {
         self.stages
             .iter()
-            .take_while(|s| !s.rewrites_line())
+            .take_while(|s| !s.ends_prefiltering())
             .filter_map(|s| match s {
                 Stage::Line(LineFilter::Contains(s)) => Some(vec![s.clone()]),
                 Stage::Line(LineFilter::Matches(re)) => regex_prefix_literals(re.as_str()),
@@ -135,10 +135,13 @@ impl LogQuery {
     /// ([`pharos_model::LogSearch::body_unused`]).
     pub fn without_body_filters(&self) -> Option<LogQuery> {
         let mut stages = Vec::new();
+        let mut prefiltered = true;
         for stage in &self.stages {
+            prefiltered &= !stage.ends_prefiltering();
             match stage {
-                Stage::Line(LineFilter::Contains(_)) => {}
-                Stage::LabelFilter(_) | Stage::LabelFormat(_) | Stage::Drop(_) | Stage::Keep(_) => {
+                Stage::Line(LineFilter::Contains(_)) if prefiltered => {}
+                Stage::Line(LineFilter::Contains(_)) => stages.push(stage.clone()),
+                Stage::LabelFilter(_) | Stage::LabelFormat(_) | Stage::Drop(_) | Stage::Keep(_) | Stage::Distinct(_) => {
                     stages.push(stage.clone())
                 }
                 Stage::Line(_)
@@ -158,13 +161,33 @@ impl LogQuery {
 
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
-        self.process_line_with(stream, &[], line, 0)
+        self.process_line_with(stream, &[], line, 0, None)
+    }
+
+    /// True when a `| distinct` stage makes the result depend on the order entries are
+    /// processed in: they must go through [`Self::process_record_distinct`] one by one, in
+    /// the query's direction.
+    pub fn has_distinct(&self) -> bool {
+        self.stages.iter().any(|s| matches!(s, Stage::Distinct(_)))
+    }
+
+    /// The pipeline up to its first `distinct` stage: what a store may check ahead of the
+    /// query's own ordered pass (the stages after it must see only what `distinct` let through).
+    pub fn before_distinct(&self) -> LogQuery {
+        let stages = self.stages.iter().take_while(|s| !matches!(s, Stage::Distinct(_))).cloned().collect();
+        LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone() }
+    }
+
+    /// [`Self::process_record`] with the `distinct` stages filtering by what `seen` has let
+    /// through so far.
+    pub fn process_record_distinct(&self, record: &LogRecord, seen: &mut pipeline::DistinctSeen) -> Option<(LabelMap, String)> {
+        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns, Some(seen))
     }
 
     /// Runs the pipeline on a record: its stream labels and attributes (structured metadata,
     /// as labels; one named like a stream label becomes `name_extracted`, as in Loki).
     pub fn process_record(&self, record: &LogRecord) -> Option<(LabelMap, String)> {
-        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns)
+        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns, None)
     }
 
     fn process_line_with(
@@ -173,6 +196,7 @@ impl LogQuery {
         attributes: &[(String, String)],
         line: &str,
         ts_nanos: i64,
+        mut seen: Option<&mut pipeline::DistinctSeen>,
     ) -> Option<(LabelMap, String)> {
         let mut labels: LabelMap = stream
             .iter()
@@ -182,8 +206,13 @@ impl LogQuery {
             pipeline::insert_extracted(&mut labels, stream, k, v.clone());
         }
         let mut line = line.to_string();
-        for stage in &self.stages {
+        for (i, stage) in self.stages.iter().enumerate() {
             if !stage.apply(&mut labels, stream, &mut line, ts_nanos) {
+                return None;
+            }
+            if let (Stage::Distinct(names), Some(seen)) = (stage, seen.as_deref_mut())
+                && !seen.admit(i, names, &labels)
+            {
                 return None;
             }
         }

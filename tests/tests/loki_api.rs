@@ -78,3 +78,65 @@ async fn loki_push_then_query_labels_and_metrics() {
     let (_, b) = pharos.get_json(&format!("/loki/api/v1/series?match%5B%5D={}", enc("{app=\"shop\"}"))).await;
     assert_eq!(b["data"], serde_json::json!([{"app": "shop", "env": "prod"}]), "{b}");
 }
+
+/// `| distinct`: the first entry with each value in the query's direction, found by searching
+/// again for more records when the first `limit` hold too few distinct values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_distinct_keeps_the_first_entry_per_value_in_the_direction() {
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    // Oldest first: n=0..9 user a, n=10..19 user b, n=20..39 user c.
+    let values: Vec<_> = (0..40)
+        .map(|n| {
+            let user = match n {
+                0..=9 => "a",
+                10..=19 => "b",
+                _ => "c",
+            };
+            serde_json::json!([(now - (40 - n) * 1_000_000_000).to_string(), format!("user={user} n={n}")])
+        })
+        .collect();
+    let body = serde_json::json!({"streams": [{"stream": {"app": "orders"}, "values": values}]});
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let lines = |query: &str, extra: &str| {
+        let path = format!("/loki/api/v1/query_range?query={}&{extra}", enc(query));
+        let (pharos, query) = (&pharos, query.to_string());
+        async move {
+            let (status, b) = pharos.get_json(&path).await;
+            assert_eq!(status, 200, "{query}: {b}");
+            // Each line is its own stream (logfmt's labels): compared as a set.
+            let mut lines = loki_lines(&b);
+            lines.sort();
+            lines
+        }
+    };
+    // Backward, limit 3: the 3 newest lines are all user c, so the search is repeated.
+    assert_eq!(
+        lines(r#"{app="orders"} | logfmt | distinct user"#, "limit=3").await,
+        vec!["user=a n=9", "user=b n=19", "user=c n=39"]
+    );
+    assert_eq!(
+        lines(r#"{app="orders"} | logfmt | distinct user"#, "limit=2&direction=forward").await,
+        vec!["user=a n=0", "user=b n=10"]
+    );
+    // A line filter after `distinct` applies to what it let through (not before it).
+    assert_eq!(lines(r#"{app="orders"} | logfmt | distinct user |= "n=1""#, "limit=10").await, vec!["user=b n=19"]);
+    // A line filter before it narrows what it sees.
+    assert_eq!(
+        lines(r#"{app="orders"} |= "n=1" | logfmt | distinct user"#, "limit=10").await,
+        vec!["user=a n=1", "user=b n=19"]
+    );
+    let q = enc(r#"count_over_time({app="orders"} | logfmt | distinct user [1m])"#);
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
+    assert_eq!(status, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("`| distinct` is not supported in metric queries"), "{b}");
+}

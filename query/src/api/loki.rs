@@ -403,42 +403,77 @@ async fn run(
         // The store checks the `|=` filters itself (exactly), so the pipeline runs without them
         // when nothing else reads the line; with no stage left there is nothing to keep out.
         let pipeline = query.without_body_filters().unwrap_or_else(|| query.clone());
-        let keep = |r: &LogRecord| pipeline.process_record(r).is_some();
-        let search = LogSearch {
-            matchers: &query.matchers,
-            contains_any: query.index_filters(),
-            label_equals: query.label_equalities(),
-            start_ns,
-            end_ns,
-            limit: Some((limit, if backward { Direction::Backward } else { Direction::Forward })),
-            keep: (!pipeline.stages.is_empty()).then_some(&keep),
-            body_unused: false,
-            severity_unused: true,
+        // With `distinct`, the store checks only the stages before it (see below).
+        let prefilter = if pipeline.has_distinct() { pipeline.before_distinct() } else { pipeline.clone() };
+        let keep = |r: &LogRecord| prefilter.process_record(r).is_some();
+        let search = |fetch: usize| {
+            let search = LogSearch {
+                matchers: &query.matchers,
+                contains_any: query.index_filters(),
+                label_equals: query.label_equalities(),
+                start_ns,
+                end_ns,
+                limit: Some((fetch, if backward { Direction::Backward } else { Direction::Forward })),
+                keep: (!prefilter.stages.is_empty()).then_some(&keep),
+                body_unused: false,
+                severity_unused: true,
+            };
+            state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))
         };
-        let records = state
-            .logs
-            .search_logs(&search)
-            .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-        let scanned = records.len();
-        let scanned_bytes: usize = records.iter().map(|r| r.body.len()).sum();
+        let mut scanned = 0;
+        let mut scanned_bytes = 0;
+        let mut fetch = limit;
         // (timestamp, the labels the entry is grouped by, line, categorized labels).
-        let mut kept: Vec<(i64, Labels, String, Option<Json_>)> = records
-            .into_iter()
-            .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
-            .filter_map(|r| {
-                if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
-                    // The entry's labels are its stream's, its line the record's.
-                    return Some((r.timestamp_ns, r.labels, r.body, None));
-                }
-                let (labels, body) = pipeline.process_record(&r)?;
+        let mut kept: Vec<(i64, Labels, String, Option<Json_>)> = loop {
+            let mut records = search(fetch)?;
+            scanned += records.len();
+            scanned_bytes += records.iter().map(|r| r.body.len()).sum::<usize>();
+            let exhausted = records.len() < fetch;
+            records.retain(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns);
+            let entry = |r: LogRecord, processed: Option<(logql::pipeline::LabelMap, String)>| {
+                let (labels, body) = processed?;
                 Some(if categorize {
                     let (stream, extra) = categorized(&r, labels);
                     (r.timestamp_ns, stream, body, extra)
                 } else {
                     (r.timestamp_ns, Labels::from_pairs(labels), body, None)
                 })
-            })
-            .collect();
+            };
+            if !pipeline.has_distinct() {
+                break records
+                    .into_iter()
+                    .filter_map(|r| {
+                        if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
+                            // The entry's labels are its stream's, its line the record's.
+                            return Some((r.timestamp_ns, r.labels, r.body, None));
+                        }
+                        let processed = pipeline.process_record(&r);
+                        entry(r, processed)
+                    })
+                    .collect();
+            }
+            // `distinct` lets through the first entry with each value in the query's
+            // direction, so the records go through it in that order; when fewer than `limit`
+            // survive it and there are more records, the search is repeated for four times as
+            // many (the work stays within a constant factor of the last search's).
+            records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
+            if backward {
+                records.reverse();
+            }
+            let mut seen = logql::pipeline::DistinctSeen::default();
+            let mut out = Vec::new();
+            for r in records {
+                let processed = pipeline.process_record_distinct(&r, &mut seen);
+                out.extend(entry(r, processed));
+                if out.len() == limit {
+                    break;
+                }
+            }
+            if out.len() >= limit || exhausted {
+                break out;
+            }
+            fetch = fetch.saturating_mul(4);
+        };
         kept.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
         if backward {
             kept.reverse();

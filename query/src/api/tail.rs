@@ -38,6 +38,9 @@ pub async fn tail(
             .filter(|q| !q.is_empty())
             .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
         let query = logql::parse(text)?;
+        if query.has_distinct() {
+            return Err(Error::BadData("`| distinct` is not supported in tail yet".into()));
+        }
         let start = match params.get("start").filter(|s| !s.is_empty()) {
             Some(s) => parse_time_ns("start", s)?,
             None => now_ns().saturating_sub(HOUR_NS),

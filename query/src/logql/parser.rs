@@ -415,7 +415,20 @@ impl<'a> Cursor<'a> {
                     self.pos += word.len();
                     Stage::Decolorize
                 }
-                "line_format_json" | "distinct" => {
+                "distinct" => {
+                    self.pos += word.len();
+                    let mut names = Vec::new();
+                    loop {
+                        self.skip_ws();
+                        names.push(self.identifier()?.to_string());
+                        self.skip_ws();
+                        if !self.eat(",") {
+                            break;
+                        }
+                    }
+                    Stage::Distinct(names)
+                }
+                "line_format_json" => {
                     return Err(Error::unsupported(format!(
                         "LogQL pipeline stage `| {word}`"
                     )));
@@ -680,6 +693,9 @@ impl<'a> Cursor<'a> {
                 range = Some(self.range()?);
             }
             self.pipeline(&mut query)?;
+            if query.has_distinct() {
+                return Err(Error::BadData("`| distinct` is not supported in metric queries yet (only in log queries)".into()));
+            }
             self.skip_ws();
             let range = match range {
                 Some(r) => r,

@@ -6,7 +6,7 @@
 //! as in Loki), and a parser that cannot read a line sets `__error__` (`JSONParserErr`,
 //! `LogfmtParserErr`) instead of dropping it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pharos_model::Labels;
 use regex::Regex;
@@ -65,6 +65,37 @@ pub enum Stage {
     Drop(Vec<LabelRef>),
     /// `| keep a, b=~"v.*"`
     Keep(Vec<LabelRef>),
+    /// `| distinct a, b`: an entry is dropped when one of the labels has a value an earlier
+    /// entry (in the query's direction) had; kept, and not remembered, when one is missing.
+    /// Stateful: [`Stage::apply`] passes every entry, [`DistinctSeen`] does the filtering.
+    Distinct(Vec<String>),
+}
+
+/// The label values `distinct` stages have let through so far: per stage (by its position in
+/// the pipeline), per label.
+#[derive(Default)]
+pub struct DistinctSeen(HashMap<(usize, String), HashSet<String>>);
+
+impl DistinctSeen {
+    /// Loki's rule for stage `stage` naming `names`: true (and the values remembered) unless
+    /// one of the labels has a value seen before; true, remembering nothing, when one of them
+    /// is missing.
+    pub fn admit(&mut self, stage: usize, names: &[String], labels: &LabelMap) -> bool {
+        let mut values = Vec::with_capacity(names.len());
+        for name in names {
+            match labels.get(name) {
+                Some(v) => values.push((name, v)),
+                None => return true,
+            }
+        }
+        if values.iter().any(|(name, v)| self.0.get(&(stage, (*name).clone())).is_some_and(|seen| seen.contains(*v))) {
+            return false;
+        }
+        for (name, v) in values {
+            self.0.entry((stage, name.clone())).or_default().insert(v.clone());
+        }
+        true
+    }
 }
 
 /// A label named by `drop` or `keep`: by name alone, or with a matcher that its value must
@@ -172,6 +203,12 @@ impl Stage {
     /// `unpack`'s `_entry`, `decolorize`): line filters after them cannot use the index.
     pub fn rewrites_line(&self) -> bool {
         matches!(self, Stage::LineFormat(_) | Stage::Unpack | Stage::Decolorize)
+    }
+
+    /// True for the stages from which on line filters cannot be checked ahead of the pipeline:
+    /// those that rewrite the line, and `distinct`, which must see every entry before them.
+    pub fn ends_prefiltering(&self) -> bool {
+        self.rewrites_line() || matches!(self, Stage::Distinct(_))
     }
 
     /// Runs the stage; false drops the entry.
@@ -315,6 +352,7 @@ impl Stage {
                 labels.retain(|k, v| refs.iter().any(|r| r.selects(k, v)));
                 true
             }
+            Stage::Distinct(_) => true,
         }
     }
 }

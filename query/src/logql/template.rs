@@ -2,19 +2,25 @@
 //! data (`{{ .level }}`, a missing one is ""), with `if`/`else if`/`else`/`with`, pipelines
 //! (`{{ .msg | trunc 20 | upper }}`), parenthesized calls, Go's comparison and logic functions,
 //! `printf`, and the functions Loki registers (its own, such as `__line__`, `__timestamp__`,
-//! `regexReplaceAll` and `alignLeft`, and the Sprig ones it picks: `date`, `add`, `b64enc`, …).
+//! `regexReplaceAll` and `alignLeft`, and the Sprig ones it picks: `date`, `add`, `b64enc`,
+//! `fromJson`, …). Variables (`{{ $x := .a }}`, `{{ $x = … }}`, `$` for the labels) and
+//! `range` (over the labels, a `fromJson` object or array, or a count, with `break`,
+//! `continue` and `else`) follow Go's scoping: a variable lives to the `end` of the block it is
+//! declared in.
 //!
-//! A template that does not parse, or uses what is not implemented here (variables, `range`,
-//! `define`, `fromJson`, `toDateInZone`), is refused when the query is parsed. An error while
-//! rendering one entry (`div` by zero, `lt` between a string and a number) is that entry's:
-//! the pipeline marks it `__error__="TemplateFormatErr"`, as Loki does.
+//! A template that does not parse, or uses what is not implemented here (`define`, `template`,
+//! `block`, `toDateInZone`), is refused when the query is parsed. An error while rendering one
+//! entry (`div` by zero, `lt` between a string and a number, more than [`MAX_STEPS`] actions)
+//! is that entry's: the pipeline marks it `__error__="TemplateFormatErr"`, as Loki does.
 //!
 //! Written from the behaviour documented for Go's `text/template` and `fmt`, Sprig and Loki;
 //! `gtmpl` (the Rust port of Go templates) was evaluated and not used: it loops forever on an
 //! unclosed action, fails on missing map keys and gets `printf` widths and `eq` with several
 //! arguments wrong.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
@@ -34,12 +40,23 @@ enum Node {
     If(Vec<(Pipe, Vec<Node>)>, Vec<Node>),
     /// `with`: the body runs with the value as the dot when it is not empty.
     With(Pipe, Vec<Node>, Vec<Node>),
+    /// `range`: the body runs once per element with it as the dot (the `else` body when there
+    /// is none); the pipe's variables are the element, or the key (index) and the element.
+    Range(Pipe, Vec<Node>, Vec<Node>),
+    /// `break` and `continue` (only inside a `range`).
+    Break,
+    Continue,
 }
 
 /// Commands separated by `|`; each command after the first gets the value before it as its
-/// last argument.
+/// last argument. `decl` names the variables the pipe declares (`$x :=`), or the one it sets
+/// when `assign` (`$x =`).
 #[derive(Clone, Debug)]
-struct Pipe(Vec<Command>);
+struct Pipe {
+    decl: Vec<String>,
+    assign: bool,
+    commands: Vec<Command>,
+}
 
 #[derive(Clone, Debug)]
 enum Command {
@@ -57,6 +74,10 @@ enum Arg {
     Float(f64),
     Bool(bool),
     Sub(Box<Pipe>),
+    /// `$x`, `$x.a.b`, `$` (the labels).
+    Var(String, Vec<String>),
+    /// `(pipe).a.b`: fields of a value.
+    Chain(Box<Arg>, Vec<String>),
     /// A function named as an argument is called without arguments (`date "15:04" now`).
     Niladic(Func),
 }
@@ -71,6 +92,12 @@ enum Val {
     Time(DateTime<Utc>),
     /// The labels (the dot at the top).
     Labels,
+    /// A JSON object (`fromJson`), in key order as Go ranges and prints maps.
+    Map(Arc<BTreeMap<String, Val>>),
+    /// A JSON array.
+    List(Arc<Vec<Val>>),
+    /// Go's nil: a JSON null, a missing key of an object, what `fromJson` makes of bad JSON.
+    Nil,
 }
 
 /// What a template sees of its entry.
@@ -203,6 +230,7 @@ funcs! {
     ToDate = "toDate" / (2, 2),
     Now = "now" / (0, 0),
     Default = "default" / (1, 2),
+    FromJson = "fromJson" / (1, 1),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -213,7 +241,7 @@ enum RegexFn {
 }
 
 /// Functions Loki has that this engine refuses by name.
-const NOT_IMPLEMENTED: &[&str] = &["fromJson", "toDateInZone", "html", "js", "slice", "call"];
+const NOT_IMPLEMENTED: &[&str] = &["toDateInZone", "html", "js", "slice", "call"];
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -229,6 +257,11 @@ enum Token {
     Open,
     Close,
     Var(String),
+    /// `.a.b` right after a `)`.
+    Chain(Vec<String>),
+    Declare,
+    Assign,
+    Comma,
 }
 
 fn tokens(action: &str) -> Result<Vec<Token>, String> {
@@ -302,7 +335,7 @@ fn tokens(action: &str) -> Result<Vec<Token>, String> {
                     if parts.iter().any(String::is_empty) {
                         return Err(format!("bad field .{path} in {{{{{action}}}}}"));
                     }
-                    out.push(Token::Field(parts));
+                    out.push(if i > 0 && chars[i - 1] == ')' { Token::Chain(parts) } else { Token::Field(parts) });
                 }
                 i = j;
             }
@@ -329,7 +362,18 @@ fn tokens(action: &str) -> Result<Vec<Token>, String> {
                 out.push(Token::Ident(chars[i..j].iter().collect()));
                 i = j;
             }
-            ':' | '=' => return Err(format!("variables are not supported yet in {{{{{action}}}}}")),
+            ':' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Token::Declare);
+                i += 2;
+            }
+            '=' => {
+                out.push(Token::Assign);
+                i += 1;
+            }
+            ',' => {
+                out.push(Token::Comma);
+                i += 1;
+            }
             _ => return Err(format!("unexpected {c:?} in {{{{{action}}}}}")),
         }
     }
@@ -370,7 +414,7 @@ impl PipeParser<'_> {
             commands.push(self.command(!commands.is_empty())?);
             match self.tokens.get(self.pos) {
                 Some(Token::Pipe) => self.pos += 1,
-                _ => return Ok(Pipe(commands)),
+                _ => return Ok(Pipe { decl: Vec::new(), assign: false, commands }),
             }
         }
     }
@@ -431,11 +475,28 @@ impl PipeParser<'_> {
                     return Err("unclosed left paren".into());
                 }
                 self.pos += 1;
-                Arg::Sub(Box::new(pipe))
+                let mut arg = Arg::Sub(Box::new(pipe));
+                if let Some(Token::Chain(path)) = self.tokens.get(self.pos) {
+                    arg = Arg::Chain(Box::new(arg), path.clone());
+                    self.pos += 1;
+                }
+                arg
             }
             Token::Close => return Err("unexpected right paren".into()),
             Token::Pipe => return Err("missing value for command".into()),
-            Token::Var(v) => return Err(format!("variables ({v}) are not supported yet")),
+            Token::Var(v) => {
+                let mut parts = v.split('.');
+                let name = parts.next().unwrap_or_default().to_string();
+                let path: Vec<String> = parts.map(str::to_string).collect();
+                if path.iter().any(String::is_empty) {
+                    return Err(format!("bad variable {v}"));
+                }
+                Arg::Var(name, path)
+            }
+            Token::Chain(path) => return Err(format!("unexpected .{}", path.join("."))),
+            Token::Declare | Token::Assign | Token::Comma => {
+                return Err("unexpected := , or = (a declaration starts the action)".into());
+            }
         })
     }
 }
@@ -455,10 +516,39 @@ const MAX_NESTING: usize = 64;
 /// The longest text one call may make (`repeat`, `alignLeft`, `indent`, `printf` widths).
 const MAX_TEXT: usize = 1 << 20;
 
+/// How many variables a pipe may declare: `range` takes a key and an element.
+#[derive(Clone, Copy, PartialEq)]
+enum Decls {
+    One,
+    Two,
+}
+
 fn parse_pipe(action: &str) -> Result<Pipe, String> {
+    parse_pipe_with(action, Decls::One)
+}
+
+fn parse_pipe_with(action: &str, most: Decls) -> Result<Pipe, String> {
     let tokens = tokens(action)?;
+    // `$x :=`, `$x =`, or (in `range`) `$k, $v :=` before the commands.
+    let plain_var = |t: Option<&Token>| match t {
+        Some(Token::Var(v)) if v != "$" && !v.contains('.') => Some(v.clone()),
+        _ => None,
+    };
+    let (decl, assign, skip) = match (plain_var(tokens.first()), tokens.get(1)) {
+        (Some(v), Some(Token::Declare)) => (vec![v], false, 2),
+        (Some(v), Some(Token::Assign)) => (vec![v], true, 2),
+        (Some(k), Some(Token::Comma)) => match (plain_var(tokens.get(2)), tokens.get(3)) {
+            (Some(v), Some(Token::Declare | Token::Assign)) if most == Decls::Two => (vec![k, v], false, 4),
+            (Some(_), Some(Token::Declare | Token::Assign)) => {
+                return Err(format!("too many declarations in {{{{{action}}}}}"));
+            }
+            _ => return Err(format!("bad declaration in {{{{{action}}}}}")),
+        },
+        _ => (Vec::new(), false, 0),
+    };
+    let tokens = &tokens[skip..];
     let mut depth = 0usize;
-    for t in &tokens {
+    for t in tokens {
         match t {
             Token::Open => depth += 1,
             Token::Close => depth = depth.saturating_sub(1),
@@ -468,11 +558,13 @@ fn parse_pipe(action: &str) -> Result<Pipe, String> {
             return Err(format!("parentheses nested deeper than {MAX_NESTING}"));
         }
     }
-    let mut p = PipeParser { tokens: &tokens, pos: 0 };
-    let pipe = p.pipe()?;
+    let mut p = PipeParser { tokens, pos: 0 };
+    let mut pipe = p.pipe()?;
     if p.pos != tokens.len() {
         return Err(format!("unexpected {:?} in {{{{{action}}}}}", tokens[p.pos]));
     }
+    pipe.decl = decl;
+    pipe.assign = assign;
     Ok(pipe)
 }
 
@@ -481,6 +573,7 @@ enum Piece {
     Node(Node),
     If(Pipe),
     With(Pipe),
+    Range(Pipe),
     ElseIf(Pipe),
     Else,
     End,
@@ -530,7 +623,10 @@ impl Template {
                     _ => return Err(format!("{{{{{action}}}}} is not supported yet")),
                 },
                 "end" => Piece::End,
-                "range" | "define" | "template" | "block" | "break" | "continue" => {
+                "range" => Piece::Range(parse_pipe_with(body, Decls::Two)?),
+                "break" if body.trim().is_empty() => Piece::Node(Node::Break),
+                "continue" if body.trim().is_empty() => Piece::Node(Node::Continue),
+                "define" | "template" | "block" => {
                     return Err(format!("{{{{{keyword}}}}} is not supported yet"));
                 }
                 _ => Piece::Node(Node::Action(parse_pipe(action)?)),
@@ -546,18 +642,21 @@ impl Template {
         let mut depth = 0usize;
         for piece in &pieces {
             match piece {
-                Piece::If(_) | Piece::With(_) => depth += 1,
+                Piece::If(_) | Piece::With(_) | Piece::Range(_) => depth += 1,
                 Piece::End => depth = depth.saturating_sub(1),
                 _ => {}
             }
             if depth > MAX_NESTING {
-                return Err(format!("{{{{if}}}}/{{{{with}}}} nested deeper than {MAX_NESTING}"));
+                return Err(format!("{{{{if}}}}/{{{{with}}}}/{{{{range}}}} nested deeper than {MAX_NESTING}"));
             }
         }
         let mut pieces = pieces.into_iter();
         let (nodes, stop) = block(&mut pieces)?;
         match stop {
-            None => Ok(Template(nodes)),
+            None => {
+                check_scopes(&nodes, &mut vec!["$".to_string()], false)?;
+                Ok(Template(nodes))
+            }
             Some(_) => Err(format!("invalid template {src:?}: unexpected {{{{end}}}} or {{{{else}}}}")),
         }
     }
@@ -565,8 +664,9 @@ impl Template {
     /// Renders the template for one entry; an error is the entry's (`TemplateFormatErr`).
     pub fn render(&self, labels: &LabelMap, line: &str, ts_nanos: i64) -> Result<String, String> {
         let scope = Scope { labels, line, ts_nanos };
+        let mut state = State { vars: vec![("$".to_string(), Val::Labels)], steps: 0 };
         let mut out = String::new();
-        run(&self.0, &scope, &Val::Labels, &mut out)?;
+        run(&self.0, &scope, &mut state, &Val::Labels, &mut out)?;
         Ok(out)
     }
 }
@@ -599,21 +699,92 @@ fn block(pieces: &mut impl Iterator<Item = Piece>) -> Result<(Vec<Node>, Option<
             Piece::Node(n) => nodes.push(n),
             Piece::If(cond) => nodes.push(if_chain(cond, pieces)?),
             Piece::With(pipe) => {
-                let (body, stop) = block(pieces)?;
-                let otherwise = match stop {
-                    Some(Piece::End) => Vec::new(),
-                    Some(Piece::Else) => match block(pieces)? {
-                        (otherwise, Some(Piece::End)) => otherwise,
-                        _ => return Err("unterminated {{with}}".into()),
-                    },
-                    _ => return Err("unterminated {{with}}".into()),
-                };
+                let (body, otherwise) = body_and_else(pieces, "with")?;
                 nodes.push(Node::With(pipe, body, otherwise));
+            }
+            Piece::Range(pipe) => {
+                let (body, otherwise) = body_and_else(pieces, "range")?;
+                nodes.push(Node::Range(pipe, body, otherwise));
             }
             stop @ (Piece::Else | Piece::ElseIf(_) | Piece::End) => return Ok((nodes, Some(stop))),
         }
     }
     Ok((nodes, None))
+}
+
+/// The body of a `with` or `range` and its `else` body (empty when there is none).
+fn body_and_else(pieces: &mut impl Iterator<Item = Piece>, keyword: &str) -> Result<(Vec<Node>, Vec<Node>), String> {
+    let (body, stop) = block(pieces)?;
+    let otherwise = match stop {
+        Some(Piece::End) => Vec::new(),
+        Some(Piece::Else) => match block(pieces)? {
+            (otherwise, Some(Piece::End)) => otherwise,
+            _ => return Err(format!("unterminated {{{{{keyword}}}}}")),
+        },
+        _ => return Err(format!("unterminated {{{{{keyword}}}}}")),
+    };
+    Ok((body, otherwise))
+}
+
+/// Go's checks when a template is parsed: every variable is declared before it is used, in
+/// its block or one around it, and `break`/`continue` are inside a `range`.
+fn check_scopes(nodes: &[Node], vars: &mut Vec<String>, in_range: bool) -> Result<(), String> {
+    fn check_arg(arg: &Arg, vars: &[String]) -> Result<(), String> {
+        match arg {
+            Arg::Var(name, _) if !vars.contains(name) => Err(format!("undefined variable \"{name}\"")),
+            Arg::Sub(pipe) => check_commands(pipe, vars),
+            Arg::Chain(inner, _) => check_arg(inner, vars),
+            _ => Ok(()),
+        }
+    }
+    fn check_commands(pipe: &Pipe, vars: &[String]) -> Result<(), String> {
+        for command in &pipe.commands {
+            match command {
+                Command::Operand(arg) => check_arg(arg, vars)?,
+                Command::Call(_, args) => args.iter().try_for_each(|a| check_arg(a, vars))?,
+            }
+        }
+        Ok(())
+    }
+    // Checks the pipe and declares its variables (an assignment needs one already).
+    fn check_pipe(pipe: &Pipe, vars: &mut Vec<String>) -> Result<(), String> {
+        check_commands(pipe, vars)?;
+        if pipe.assign {
+            if let Some(name) = pipe.decl.iter().find(|n| !vars.contains(n)) {
+                return Err(format!("undefined variable \"{name}\""));
+            }
+        } else {
+            vars.extend(pipe.decl.iter().cloned());
+        }
+        Ok(())
+    }
+    for node in nodes {
+        let mark = vars.len();
+        match node {
+            Node::Text(_) => {}
+            Node::Action(pipe) => check_pipe(pipe, vars)?,
+            Node::If(branches, otherwise) => {
+                for (cond, body) in branches {
+                    check_pipe(cond, vars)?;
+                    check_scopes(body, vars, in_range)?;
+                }
+                check_scopes(otherwise, vars, in_range)?;
+                vars.truncate(mark);
+            }
+            Node::With(pipe, body, otherwise) | Node::Range(pipe, body, otherwise) => {
+                check_pipe(pipe, vars)?;
+                check_scopes(body, vars, in_range || matches!(node, Node::Range(..)))?;
+                check_scopes(otherwise, vars, in_range)?;
+                vars.truncate(mark);
+            }
+            Node::Break | Node::Continue if !in_range => {
+                let word = if matches!(node, Node::Break) { "break" } else { "continue" };
+                return Err(format!("{{{{{word}}}}} outside {{{{range}}}}"));
+            }
+            Node::Break | Node::Continue => {}
+        }
+    }
+    Ok(())
 }
 
 fn if_chain(cond: Pipe, pieces: &mut impl Iterator<Item = Piece>) -> Result<Node, String> {
@@ -639,47 +810,154 @@ fn if_chain(cond: Pipe, pieces: &mut impl Iterator<Item = Piece>) -> Result<Node
 // ---------------------------------------------------------------------------------------------
 // Running
 
-fn run(nodes: &[Node], scope: &Scope, dot: &Val, out: &mut String) -> Result<(), String> {
+/// The variables in scope, innermost last, and the actions run so far.
+struct State {
+    vars: Vec<(String, Val)>,
+    steps: usize,
+}
+
+/// Actions, `range` iterations included, one rendering may run: a `range` over a large count
+/// or nested over a large array ends in an error instead of holding the query.
+const MAX_STEPS: usize = 100_000;
+
+/// How a block ended: normally, or at a `break`/`continue` of the `range` around it.
+#[derive(PartialEq)]
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+fn run(nodes: &[Node], scope: &Scope, state: &mut State, dot: &Val, out: &mut String) -> Result<Flow, String> {
     for node in nodes {
-        match node {
-            Node::Text(t) => out.push_str(t),
-            Node::Action(pipe) => {
-                let v = eval_pipe(pipe, scope, dot)?;
-                print_value(&v, scope, out);
+        state.steps += 1;
+        if state.steps > MAX_STEPS {
+            return Err(format!("the template ran more than {MAX_STEPS} actions"));
+        }
+        if out.len() > MAX_TEXT {
+            return Err(format!("the template's output is longer than {MAX_TEXT} bytes"));
+        }
+        let flow = match node {
+            Node::Text(t) => {
+                out.push_str(t);
+                Flow::Normal
             }
+            Node::Action(pipe) => {
+                let v = eval_pipe(pipe, scope, state, dot)?;
+                if pipe.decl.is_empty() {
+                    print_value(&v, scope, out);
+                }
+                Flow::Normal
+            }
+            Node::Break => Flow::Break,
+            Node::Continue => Flow::Continue,
             Node::If(branches, otherwise) => {
-                let mut taken = false;
+                let mark = state.vars.len();
+                let mut taken = None;
                 for (cond, body) in branches {
-                    if truthy(&eval_pipe(cond, scope, dot)?, scope) {
-                        run(body, scope, dot, out)?;
-                        taken = true;
+                    if truthy(&eval_pipe(cond, scope, state, dot)?, scope) {
+                        taken = Some(body);
                         break;
                     }
                 }
-                if !taken {
-                    run(otherwise, scope, dot, out)?;
-                }
+                let flow = run(taken.unwrap_or(otherwise), scope, state, dot, out);
+                state.vars.truncate(mark);
+                flow?
             }
             Node::With(pipe, body, otherwise) => {
-                let v = eval_pipe(pipe, scope, dot)?;
-                if truthy(&v, scope) {
-                    run(body, scope, &v, out)?;
-                } else {
-                    run(otherwise, scope, dot, out)?;
-                }
+                let mark = state.vars.len();
+                let v = eval_pipe(pipe, scope, state, dot)?;
+                let flow = if truthy(&v, scope) { run(body, scope, state, &v, out) } else { run(otherwise, scope, state, dot, out) };
+                state.vars.truncate(mark);
+                flow?
             }
+            Node::Range(pipe, body, otherwise) => {
+                let mark = state.vars.len();
+                let flow = run_range(pipe, body, otherwise, scope, state, dot, out);
+                state.vars.truncate(mark);
+                flow?
+            }
+        };
+        if flow != Flow::Normal {
+            return Ok(flow);
         }
     }
-    Ok(())
+    Ok(Flow::Normal)
 }
 
-fn eval_pipe(pipe: &Pipe, scope: &Scope, dot: &Val) -> Result<Val, String> {
+/// `range`: over the labels or an object (keys in order), an array, or a count (0 to n-1, as
+/// Go 1.22 does); nil is empty, like a nil map.
+fn run_range(
+    pipe: &Pipe,
+    body: &[Node],
+    otherwise: &[Node],
+    scope: &Scope,
+    state: &mut State,
+    dot: &Val,
+    out: &mut String,
+) -> Result<Flow, String> {
+    let value = eval_commands(&pipe.commands, scope, state, dot)?;
+    let items: Box<dyn Iterator<Item = (Val, Val)> + '_> = match &value {
+        Val::Labels => Box::new(scope.labels.iter().map(|(k, v)| (Val::Str(k.clone()), Val::Str(v.clone())))),
+        Val::Map(m) => Box::new(m.iter().map(|(k, v)| (Val::Str(k.clone()), v.clone()))),
+        Val::List(l) => Box::new(l.iter().enumerate().map(|(i, v)| (Val::Int(i as i64), v.clone()))),
+        Val::Int(n) if pipe.decl.len() < 2 => Box::new((0..(*n).max(0)).map(|i| (Val::Int(i), Val::Int(i)))),
+        Val::Int(_) => return Err("can't use a count to iterate over more than one variable".into()),
+        Val::Nil => Box::new(std::iter::empty()),
+        other => return Err(format!("range can't iterate over {}", to_text(other, scope))),
+    };
+    let mark = state.vars.len();
+    let mut empty = true;
+    for (key, element) in items {
+        empty = false;
+        state.steps += 1;
+        if state.steps > MAX_STEPS {
+            return Err(format!("the template ran more than {MAX_STEPS} actions"));
+        }
+        state.vars.truncate(mark);
+        match pipe.decl.as_slice() {
+            [] => {}
+            [v] => set_var(state, v, element.clone(), pipe.assign),
+            [k, v, ..] => {
+                set_var(state, k, key, pipe.assign);
+                set_var(state, v, element.clone(), pipe.assign);
+            }
+        }
+        if run(body, scope, state, &element, out)? == Flow::Break {
+            break;
+        }
+    }
+    if empty {
+        return run(otherwise, scope, state, dot, out);
+    }
+    Ok(Flow::Normal)
+}
+
+/// Declares `name` (or, when `assign`, sets the innermost variable of that name).
+fn set_var(state: &mut State, name: &str, value: Val, assign: bool) {
+    if assign && let Some(slot) = state.vars.iter_mut().rev().find(|(n, _)| n == name) {
+        slot.1 = value;
+        return;
+    }
+    state.vars.push((name.to_string(), value));
+}
+
+/// The pipe's value, after declaring (or setting) its variable.
+fn eval_pipe(pipe: &Pipe, scope: &Scope, state: &mut State, dot: &Val) -> Result<Val, String> {
+    let value = eval_commands(&pipe.commands, scope, state, dot)?;
+    if let [name] = pipe.decl.as_slice() {
+        set_var(state, name, value.clone(), pipe.assign);
+    }
+    Ok(value)
+}
+
+fn eval_commands(commands: &[Command], scope: &Scope, state: &mut State, dot: &Val) -> Result<Val, String> {
     let mut value: Option<Val> = None;
-    for command in &pipe.0 {
+    for command in commands {
         value = Some(match command {
-            Command::Operand(arg) => eval_arg(arg, scope, dot)?,
+            Command::Operand(arg) => eval_arg(arg, scope, state, dot)?,
             Command::Call(f, args) => {
-                let mut vals = args.iter().map(|a| eval_arg(a, scope, dot)).collect::<Result<Vec<_>, _>>()?;
+                let mut vals = args.iter().map(|a| eval_arg(a, scope, state, dot)).collect::<Result<Vec<_>, _>>()?;
                 vals.extend(value.take());
                 call(f, vals, scope).map_err(|e| format!("error calling {}: {e}", f.name()))?
             }
@@ -688,26 +966,48 @@ fn eval_pipe(pipe: &Pipe, scope: &Scope, dot: &Val) -> Result<Val, String> {
     value.ok_or_else(|| "empty pipeline".to_string())
 }
 
-fn eval_arg(arg: &Arg, scope: &Scope, dot: &Val) -> Result<Val, String> {
+/// `value.a.b`: a label of the labels, a member of an object (nil when it has none).
+fn fields(mut value: Val, path: &[String], scope: &Scope) -> Result<Val, String> {
+    for name in path {
+        value = match value {
+            Val::Labels => Val::Str(scope.labels.get(name).cloned().unwrap_or_default()),
+            Val::Map(m) => m.get(name).cloned().unwrap_or(Val::Nil),
+            Val::Nil => return Err(format!("nil pointer evaluating interface {{}}.{name}")),
+            other => return Err(format!("can't evaluate field {name} in type {}", type_name(&other))),
+        };
+    }
+    Ok(value)
+}
+
+fn eval_arg(arg: &Arg, scope: &Scope, state: &mut State, dot: &Val) -> Result<Val, String> {
     Ok(match arg {
         Arg::Dot => dot.clone(),
-        Arg::Field(path) => {
-            let mut v = dot.clone();
-            for name in path {
-                v = match v {
-                    Val::Labels => Val::Str(scope.labels.get(name).cloned().unwrap_or_default()),
-                    other => return Err(format!("can't evaluate field {name} in type {}", type_name(&other))),
-                };
-            }
-            v
+        Arg::Field(path) => fields(dot.clone(), path, scope)?,
+        Arg::Var(name, path) => {
+            let value = state.vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            fields(value.ok_or_else(|| format!("undefined variable {name}"))?, path, scope)?
         }
+        Arg::Chain(inner, path) => fields(eval_arg(inner, scope, state, dot)?, path, scope)?,
         Arg::Str(s) => Val::Str(s.clone()),
         Arg::Int(i) => Val::Int(*i),
         Arg::Float(f) => Val::Float(*f),
         Arg::Bool(b) => Val::Bool(*b),
-        Arg::Sub(pipe) => eval_pipe(pipe, scope, dot)?,
+        Arg::Sub(pipe) => eval_pipe(pipe, scope, state, dot)?,
         Arg::Niladic(f) => call(f, Vec::new(), scope).map_err(|e| format!("error calling {}: {e}", f.name()))?,
     })
+}
+
+/// What Go's `json.Unmarshal` into an `interface{}` makes of JSON: objects, arrays, float64
+/// numbers, strings, bools and nil.
+fn from_json(v: serde_json::Value) -> Val {
+    match v {
+        serde_json::Value::Null => Val::Nil,
+        serde_json::Value::Bool(b) => Val::Bool(b),
+        serde_json::Value::Number(n) => Val::Float(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Val::Str(s),
+        serde_json::Value::Array(a) => Val::List(Arc::new(a.into_iter().map(from_json).collect())),
+        serde_json::Value::Object(o) => Val::Map(Arc::new(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())),
+    }
 }
 
 fn truthy(v: &Val, scope: &Scope) -> bool {
@@ -718,6 +1018,9 @@ fn truthy(v: &Val, scope: &Scope) -> bool {
         Val::Bool(b) => *b,
         Val::Time(_) => true,
         Val::Labels => !scope.labels.is_empty(),
+        Val::Map(m) => !m.is_empty(),
+        Val::List(l) => !l.is_empty(),
+        Val::Nil => false,
     }
 }
 
@@ -729,6 +1032,9 @@ fn type_name(v: &Val) -> &'static str {
         Val::Bool(_) => "bool",
         Val::Time(_) => "time.Time",
         Val::Labels => "map[string]string",
+        Val::Map(_) => "map[string]interface {}",
+        Val::List(_) => "[]interface {}",
+        Val::Nil => "nil",
     }
 }
 
@@ -754,6 +1060,37 @@ fn print_value(v: &Val, scope: &Scope, out: &mut String) {
             }
             out.push(']');
         }
+        Val::Map(m) => {
+            out.push_str("map[");
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                let _ = write!(out, "{k}:");
+                print_nested(v, scope, out);
+            }
+            out.push(']');
+        }
+        Val::List(l) => {
+            out.push('[');
+            for (i, v) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                print_nested(v, scope, out);
+            }
+            out.push(']');
+        }
+        Val::Nil => out.push_str("<no value>"),
+    }
+}
+
+/// `%v` of a value inside an object or array, or given to `print`: nil is `<nil>` there, as
+/// Go's fmt prints it (`<no value>` is the template's own word for it in an action).
+fn print_nested(v: &Val, scope: &Scope, out: &mut String) {
+    match v {
+        Val::Nil => out.push_str("<nil>"),
+        v => print_value(v, scope, out),
     }
 }
 
@@ -770,7 +1107,7 @@ fn go_sprint(args: &[Val], scope: &Scope) -> String {
         if i > 0 && !matches!(v, Val::Str(_)) && !matches!(args[i - 1], Val::Str(_)) {
             out.push(' ');
         }
-        print_value(v, scope, &mut out);
+        print_nested(v, scope, &mut out);
     }
     out
 }
@@ -820,7 +1157,7 @@ fn loose_int(v: &Val) -> i64 {
                 _ => 0,
             }
         }
-        Val::Time(_) | Val::Labels => 0,
+        Val::Time(_) | Val::Labels | Val::Map(_) | Val::List(_) | Val::Nil => 0,
     }
 }
 
@@ -831,7 +1168,7 @@ fn loose_float(v: &Val) -> f64 {
         Val::Float(f) => *f,
         Val::Bool(b) => f64::from(u8::from(*b)),
         Val::Str(s) => s.trim().parse::<f64>().unwrap_or(0.0),
-        Val::Time(_) | Val::Labels => 0.0,
+        Val::Time(_) | Val::Labels | Val::Map(_) | Val::List(_) | Val::Nil => 0.0,
     }
 }
 
@@ -852,10 +1189,17 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
         Func::Len => match &args[0] {
             Val::Str(s) => Ok(Val::Int(s.len() as i64)),
             Val::Labels => Ok(Val::Int(scope.labels.len() as i64)),
+            Val::Map(m) => Ok(Val::Int(m.len() as i64)),
+            Val::List(l) => Ok(Val::Int(l.len() as i64)),
             other => Err(format!("len of type {}", type_name(other))),
         },
         Func::Index => match (&args[0], &args[1]) {
             (Val::Labels, Val::Str(k)) => text(scope.labels.get(k).cloned().unwrap_or_default()),
+            (Val::Map(m), Val::Str(k)) => Ok(m.get(k).cloned().unwrap_or(Val::Nil)),
+            (Val::List(l), i) => {
+                let i = want_int(i)?;
+                l.get(usize::try_from(i).unwrap_or(usize::MAX)).cloned().ok_or_else(|| format!("index out of range: {i}"))
+            }
             (Val::Str(s), i) => {
                 let i = want_int(i)?;
                 s.as_bytes().get(usize::try_from(i).unwrap_or(usize::MAX)).map(|b| Val::Int(i64::from(*b))).ok_or_else(|| format!("index out of range: {i}"))
@@ -863,7 +1207,17 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
             (other, _) => Err(format!("can't index item of type {}", type_name(other))),
         },
         Func::Print => text(go_sprint(&args, scope)),
-        Func::Println => text(args.iter().map(|v| to_text(v, scope)).collect::<Vec<_>>().join(" ") + "\n"),
+        Func::Println => text(
+            args.iter()
+                .map(|v| {
+                    let mut s = String::new();
+                    print_nested(v, scope, &mut s);
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+                + "\n",
+        ),
         Func::Printf => text(go_sprintf(s(0)?, &args[1..], scope)),
         Func::UrlQuery => text(query_escape(&go_sprint(&args, scope))),
         Func::Eq => {
@@ -1066,6 +1420,8 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
             let zero = NaiveDateTime::default().and_utc().with_year(1).unwrap_or_default();
             Ok(Val::Time(parse_go_layout(value, layout).unwrap_or(zero)))
         }
+        // Sprig's fromJson: what does not parse is nil.
+        Func::FromJson => Ok(serde_json::from_str(s(0)?).map_or(Val::Nil, from_json)),
         Func::Default => Ok(match args.get(1) {
             Some(given) if truthy(given, scope) => given.clone(),
             _ => args[0].clone(),
@@ -1320,7 +1676,9 @@ fn go_sprintf(format: &str, args: &[Val], scope: &Scope) -> String {
                 (String::new(), if verb == 'X' { hex.to_uppercase() } else { hex }, false)
             }
             ('v' | 't', Val::Bool(b)) => (String::new(), b.to_string(), false),
-            ('v' | 's', Val::Time(_) | Val::Labels) => (String::new(), to_text(arg, scope), false),
+            ('v' | 's', Val::Time(_) | Val::Labels) | ('v', Val::Map(_) | Val::List(_)) => (String::new(), to_text(arg, scope), false),
+            ('v', Val::Nil) => (String::new(), "<nil>".to_string(), false),
+            (_, Val::Nil) => (String::new(), format!("%!{verb}(<nil>)"), false),
             _ => (String::new(), bad(), false),
         };
         let len = sign.chars().count() + body.chars().count();
@@ -1651,15 +2009,59 @@ mod tests {
     }
 
     #[test]
+    fn variables_range_and_json_follow_go() {
+        let body = r#"{"user":{"name":"ann","id":7},"tags":["a","b"],"n":null,"big":1e21,"ratio":0.25}"#;
+        let l = [("level", "warn"), ("status", "503"), ("body", body)];
+        let cases = [
+            // A declaration prints nothing; `$` is the labels wherever the dot is.
+            ("{{ $l := .level }}{{ $l }}-{{ $.status }}{{ with .status }}/{{ $.level }}{{ end }}", "warn-503/warn"),
+            // `=` sets the variable around the block; `:=` in the block shadows it until `end`.
+            ("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}", "2"),
+            ("{{ $x := 1 }}{{ if true }}{{ $x := 2 }}{{ $x }}{{ end }}{{ $x }}", "21"),
+            ("{{ if $x := .level }}{{ $x }}{{ else }}{{ $x }}!{{ end }}", "warn"),
+            // Objects from JSON: members by field, index and chain; numbers are float64.
+            (
+                "{{ with fromJson .body }}{{ .user.name }} {{ .user.id }} {{ len .tags }} {{ index .tags 1 }} {{ .n }} {{ .missing }} {{ .big }} {{ .ratio }}{{ end }}",
+                "ann 7 2 b <no value> <no value> 1e+21 0.25",
+            ),
+            ("{{ (fromJson .body).user.name }} {{ $j := fromJson .body }}{{ $j.tags }} {{ index $j \"ratio\" | mulf 4 }}", "ann [a b] 1"),
+            ("{{ fromJson .body }}", "map[big:1e+21 n:<nil> ratio:0.25 tags:[a b] user:map[id:7 name:ann]]"),
+            // `range` over arrays, objects (key order), the labels and a count.
+            ("{{ range $i, $t := (fromJson .body).tags }}{{ $i }}:{{ $t }} {{ end }}", "0:a 1:b "),
+            ("{{ range $k, $v := (fromJson .body).user }}{{ $k }}={{ $v }};{{ end }}", "id=7;name=ann;"),
+            ("{{ range $k, $v := . }}{{ if ne $k \"body\" }}{{ $k }}={{ $v }};{{ end }}{{ end }}", "level=warn;status=503;"),
+            ("{{ range $v := . }}{{ if ne $v $.body }}[{{ . }}]{{ end }}{{ end }}", "[warn][503]"),
+            ("{{ range 3 }}{{ . }}{{ end }}", "012"),
+            ("{{ range $i := 5 }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ if eq $i 3 }}{{ break }}{{ end }}{{ $i }}{{ end }}", "02"),
+            // An empty range, and nil (bad JSON), run the `else` body.
+            ("{{ range fromJson \"[]\" }}x{{ else }}none{{ end }} {{ range fromJson \"{bad\" }}x{{ else }}nil{{ end }}", "none nil"),
+            // Variables declared in a range body are gone at the next element.
+            ("{{ range 2 }}{{ $n := . }}{{ $n }}{{ end }}", "01"),
+            // nil given to fmt is `<nil>`; printf's verbs on objects and nil.
+            ("{{ $j := fromJson .body }}{{ print $j.n }} {{ printf \"%v|%s|%v|%d\" $j.tags $j.n $j.n $j.user.id }}", "<nil> [a b]|%!s(<nil>)|<nil>|%!d(float64=7)"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
     fn errors_at_parse_and_at_run_time() {
         for (src, want) in [
             ("{{ .x", "unclosed action"),
             ("{{ if .x }}a", "unterminated {{if}}"),
             ("{{ end }}", "unexpected {{end}}"),
             ("{{ sha256 .x }}", "function \"sha256\" not defined"),
-            ("{{ fromJson .x }}", "not supported yet"),
-            ("{{ $x := .a }}", "not supported yet"),
-            ("{{ range . }}{{ end }}", "not supported yet"),
+            ("{{ toDateInZone .x }}", "not supported yet"),
+            ("{{ define \"t\" }}x{{ end }}", "{{define}} is not supported yet"),
+            ("{{ $x }}", "undefined variable \"$x\""),
+            ("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \"$y\""),
+            ("{{ range . }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \"$y\""),
+            ("{{ $z = 1 }}", "undefined variable \"$z\""),
+            ("{{ break }}", "{{break}} outside {{range}}"),
+            ("{{ range . }}{{ end }}{{ if true }}{{ continue }}{{ end }}", "{{continue}} outside {{range}}"),
+            ("{{ $a, $b := . }}", "too many declarations"),
+            ("{{ range . }}x", "unterminated {{range}}"),
             ("{{ .x | .y }}", "non executable command"),
             ("{{ .x 3 }}", "can't give argument to non-function"),
             ("{{ ToUpper }}", "wrong number of args for ToUpper: want 1, got 0"),
@@ -1686,6 +2088,12 @@ mod tests {
             ("{{ unixToTime .s }}", "unable to parse time"),
             ("{{ repeat 100000 (repeat 100000 .s) }}", "repeat: the result would be longer than"),
             ("{{ alignLeft 9999999999 .s }}", "alignLeft: width 9999999999 is too large"),
+            ("{{ range 1000000 }}{{ end }}", "the template ran more than 100000 actions"),
+            ("{{ range 50000 }}{{ repeat 100 \"x\" }}{{ end }}", "the template's output is longer than"),
+            ("{{ range .s }}{{ end }}", "range can't iterate over abc"),
+            ("{{ range $k, $v := 3 }}{{ end }}", "more than one variable"),
+            ("{{ (fromJson \"null\").a }}", "nil pointer evaluating interface {}.a"),
+            ("{{ index (fromJson \"[1]\") 1 }}", "index out of range: 1"),
         ] {
             let err = render(src, &l).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");

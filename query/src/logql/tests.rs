@@ -62,7 +62,7 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ .x | sha256 }}""#).contains("invalid line_format template: function \"sha256\" not defined"));
-    assert!(err(r#"{app="a"} | label_format y="{{ fromJson .x }}""#).contains("invalid template for label \"y\": template function \"fromJson\" is not supported yet"));
+    assert!(err(r#"{app="a"} | label_format y="{{ toDateInZone .x }}""#).contains("invalid template for label \"y\": template function \"toDateInZone\" is not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) and 1"#).contains("needs a vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) > on (app) 2"#).contains("vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) and on (app) group_left rate({app="b"}[5m])"#).contains("no grouping"));
@@ -762,4 +762,45 @@ fn line_counts_through_substring_filters_do_not_need_bodies() {
         run(r#"sum(count_over_time({app=~".+"} | line_format "{{.app}}" |= "api" [10s]))"#),
         (vec![(vec![], at4(3.0))], false)
     );
+}
+
+#[test]
+fn distinct_drops_an_entry_when_any_named_label_repeats() {
+    let q = parse(r#"{app="api"} | logfmt | distinct user, region |= "ok""#).unwrap();
+    assert!(q.has_distinct());
+    // The `|=` after `distinct` is not checked ahead of it, by the index or the store.
+    assert!(q.index_filters().is_empty() && q.required_substrings().is_empty());
+    assert_eq!(q.without_body_filters().map(|p| p.stages.len()), None, "logfmt reads the line");
+    let q2 = parse(r#"{app="api"} |= "a" | distinct user |= "b""#).unwrap();
+    assert_eq!(q2.index_filters(), vec![vec!["a".to_string()]]);
+    let rest = q2.without_body_filters().unwrap();
+    assert!(matches!(rest.stages.as_slice(), [Stage::Distinct(_), Stage::Line(LineFilter::Contains(b))] if b == "b"));
+
+    let record = |body: &str| LogRecord {
+        labels: stream(&[("app", "api")]),
+        timestamp_ns: 0,
+        body: body.to_string(),
+        severity: String::new(),
+        attributes: Vec::new(),
+    };
+    let mut seen = pipeline::DistinctSeen::default();
+    let mut kept = |body: &str| q.process_record_distinct(&record(body), &mut seen).is_some();
+    assert!(kept("user=ann region=eu ok"));
+    // Either label seen before drops the entry (Loki checks each label on its own).
+    assert!(!kept("user=ann region=us ok"));
+    assert!(!kept("user=bob region=eu ok"));
+    // Not remembered: bob and us were dropped above, so they are new here.
+    assert!(kept("user=bob region=us ok"));
+    // A missing label lets the entry through without remembering anything.
+    assert!(kept("user=ann ok"));
+    assert!(kept("user=cid ok"));
+    assert!(kept("user=cid region=ap ok"));
+    // Let through by `distinct`, then dropped by the line filter: remembered all the same.
+    assert!(!kept("user=dan region=af"));
+    assert!(!kept("user=dan region=sa ok"));
+    // Without state, the stage passes everything (the store's pre-filter).
+    assert!(q.process_record(&record("user=ann region=eu ok")).is_some());
+    let err = parse_query(r#"sum(count_over_time({app="api"} | distinct user [1m]))"#).unwrap_err();
+    assert!(err.to_string().contains("not supported in metric queries"), "{err}");
+    assert!(parse(r#"{app="api"} | distinct"#).is_err());
 }
