@@ -9,7 +9,7 @@
 //! declared in.
 //!
 //! A template that does not parse, or uses what is not implemented here (`define`, `template`,
-//! `block`, `toDateInZone`), is refused when the query is parsed. An error while rendering one
+//! `block`), is refused when the query is parsed. An error while rendering one
 //! entry (`div` by zero, `lt` between a string and a number, more than [`MAX_STEPS`] actions)
 //! is that entry's: the pipeline marks it `__error__="TemplateFormatErr"`, as Loki does.
 //!
@@ -231,6 +231,7 @@ funcs! {
     Now = "now" / (0, 0),
     Default = "default" / (1, 2),
     FromJson = "fromJson" / (1, 1),
+    ToDateInZone = "toDateInZone" / (3, 3),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -241,7 +242,7 @@ enum RegexFn {
 }
 
 /// Functions Loki has that this engine refuses by name.
-const NOT_IMPLEMENTED: &[&str] = &["toDateInZone", "html", "js", "slice", "call"];
+const NOT_IMPLEMENTED: &[&str] = &["html", "js", "slice", "call"];
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -1414,11 +1415,19 @@ fn call(f: &Func, args: Vec<Val>, scope: &Scope) -> Result<Val, String> {
             };
             text(format_go_layout(&t, layout))
         }
-        Func::ToDate => {
-            let (layout, value) = (s(0)?, s(1)?);
+        Func::ToDate | Func::ToDateInZone => {
+            let (layout, value) = match f {
+                Func::ToDate => (s(0)?, s(1)?),
+                _ => (s(0)?, s(2)?),
+            };
+            // Loki's toDateInZone: a zone Go does not know is UTC.
+            let zone = match f {
+                Func::ToDate => None,
+                _ => Some(s(1)?.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC)),
+            };
             // Like Go, a value that does not parse gives the zero time.
             let zero = NaiveDateTime::default().and_utc().with_year(1).unwrap_or_default();
-            Ok(Val::Time(parse_go_layout(value, layout).unwrap_or(zero)))
+            Ok(Val::Time(parse_go_layout_in(value, layout, zone).unwrap_or(zero)))
         }
         // Sprig's fromJson: what does not parse is nil.
         Func::FromJson => Ok(serde_json::from_str(s(0)?).map_or(Val::Nil, from_json)),
@@ -1863,6 +1872,12 @@ fn format_go_layout(t: &DateTime<Utc>, layout: &str) -> String {
 /// Parses `value` with a Go layout, in UTC unless the layout has an offset (`-07:00`, `Z07:00`);
 /// a zone name must be `UTC`.
 fn parse_go_layout(value: &str, layout: &str) -> Option<DateTime<Utc>> {
+    parse_go_layout_in(value, layout, None)
+}
+
+/// [`parse_go_layout`] reading a time without an offset as local time of `zone` (Go's
+/// `time.ParseInLocation`); in a zone's repeated hour the earlier instant.
+fn parse_go_layout_in(value: &str, layout: &str, zone: Option<chrono_tz::Tz>) -> Option<DateTime<Utc>> {
     use LayoutPart::*;
     let mut fmt = String::new();
     let mut has_zone = false;
@@ -1904,7 +1919,10 @@ fn parse_go_layout(value: &str, layout: &str) -> Option<DateTime<Utc>> {
         NaiveDateTime::parse_from_str(value, &fmt)
             .or_else(|_| chrono::NaiveDate::parse_from_str(value, &fmt).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
             .ok()
-            .map(|t| t.and_utc())
+            .and_then(|t| match zone {
+                Some(tz) => tz.from_local_datetime(&t).earliest().map(|t| t.with_timezone(&Utc)),
+                None => Some(t.and_utc()),
+            })
     }
 }
 
@@ -2002,6 +2020,10 @@ mod tests {
             (r#"{{ date "January 02, 2006 15h" (unixToTime "1700000000") }}"#, "November 14, 2023 22h"),
             (r#"{{ unixEpoch __timestamp__ }} {{ unixEpochMillis __timestamp__ }} {{ unixEpochNanos (unixToTime "1709622489120") }}"#, "1709622489 1709622489120 1709622489120000000"),
             (r#"{{ (toDate "2006-01-02 15:04" "2024-01-31 10:20") | unixEpoch }} {{ toDate "2006-01-02" "2024-01-31" | date "Jan 2" }} {{ toDate "2006" "x" | unixEpoch }}"#, "1706696400 Jan 31 -62135596800"),
+            // Local times of a zone: Berlin is UTC+1 in January, New York UTC-4 in July; an
+            // unknown zone is UTC, an offset in the value wins over the zone.
+            (r#"{{ toDateInZone "2006-01-02 15:04" "Europe/Berlin" "2024-01-31 10:20" | unixEpoch }} {{ toDateInZone "2006-01-02 15:04" "America/New_York" "2024-07-01 12:00" | unixEpoch }}"#, "1706692800 1719849600"),
+            (r#"{{ toDateInZone "2006-01-02 15:04" "Mars/Base" "2024-01-31 10:20" | unixEpoch }} {{ toDateInZone "2006-01-02 15:04 -07:00" "Europe/Berlin" "2024-01-31 10:20 +00:00" | unixEpoch }} {{ toDateInZone "2006" "UTC" "x" | unixEpoch }}"#, "1706696400 1706696400 -62135596800"),
         ];
         for (src, want) in cases {
             assert_eq!(render(src, &[]).as_deref(), Ok(want), "{src}");
@@ -2052,7 +2074,7 @@ mod tests {
             ("{{ if .x }}a", "unterminated {{if}}"),
             ("{{ end }}", "unexpected {{end}}"),
             ("{{ sha256 .x }}", "function \"sha256\" not defined"),
-            ("{{ toDateInZone .x }}", "not supported yet"),
+            ("{{ html .x }}", "not supported yet"),
             ("{{ define \"t\" }}x{{ end }}", "{{define}} is not supported yet"),
             ("{{ $x }}", "undefined variable \"$x\""),
             ("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \"$y\""),

@@ -62,7 +62,7 @@ fn rejects_unsupported_and_malformed() {
     assert!(err(r#"{app="a"} | json a="b..c""#).contains("invalid json expression"));
     assert!(err(r#"{app="a"} | json a="#).contains("expected"));
     assert!(err(r#"{app="a"} | line_format "{{ .x | sha256 }}""#).contains("invalid line_format template: function \"sha256\" not defined"));
-    assert!(err(r#"{app="a"} | label_format y="{{ toDateInZone .x }}""#).contains("invalid template for label \"y\": template function \"toDateInZone\" is not supported yet"));
+    assert!(err(r#"{app="a"} | label_format y="{{ html .x }}""#).contains("invalid template for label \"y\": template function \"html\" is not supported yet"));
     assert!(err(r#"rate({app="a"}[5m]) and 1"#).contains("needs a vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) > on (app) 2"#).contains("vector on both sides"));
     assert!(err(r#"rate({app="a"}[5m]) and on (app) group_left rate({app="b"}[5m])"#).contains("no grouping"));
