@@ -1869,14 +1869,9 @@ fn format_go_layout(t: &DateTime<Utc>, layout: &str) -> String {
     out
 }
 
-/// Parses `value` with a Go layout, in UTC unless the layout has an offset (`-07:00`, `Z07:00`);
-/// a zone name must be `UTC`.
-fn parse_go_layout(value: &str, layout: &str) -> Option<DateTime<Utc>> {
-    parse_go_layout_in(value, layout, None)
-}
-
-/// [`parse_go_layout`] reading a time without an offset as local time of `zone` (Go's
-/// `time.ParseInLocation`); in a zone's repeated hour the earlier instant.
+/// Parses `value` with a Go layout: with the offset the layout has (`-07:00`, `Z07:00`), else
+/// as local time of `zone` (Go's `time.ParseInLocation`; in a zone's repeated hour the earlier
+/// instant), else in UTC. A zone name in the layout must be `UTC`.
 fn parse_go_layout_in(value: &str, layout: &str, zone: Option<chrono_tz::Tz>) -> Option<DateTime<Utc>> {
     use LayoutPart::*;
     let mut fmt = String::new();
