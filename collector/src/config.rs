@@ -22,6 +22,11 @@ pub struct CollectorConfig {
     /// file, compressed small. Default: 600000 (10 min).
     #[serde(default = "default_compaction_settle_ms")]
     pub compaction_settle_ms: u64,
+    /// Most records one log split merge writes: a merge holds its records in memory (about
+    /// 100 bytes each plus its line), so an hour with more is merged into several splits.
+    /// Default: 1000000.
+    #[serde(default = "default_log_merge_max_records")]
+    pub log_merge_max_records: u64,
     /// Metric files and log splits whose newest data is older than this many days are deleted;
     /// 0 keeps everything. Default: 15 (as Prometheus).
     #[serde(default = "default_retention_days")]
@@ -52,6 +57,7 @@ impl Default for CollectorConfig {
             flush_max_rows: default_flush_max_rows(),
             compaction_min_files: default_compaction_min_files(),
             compaction_settle_ms: default_compaction_settle_ms(),
+            log_merge_max_records: default_log_merge_max_records(),
             retention_days: default_retention_days(),
             maintenance_interval_ms: default_maintenance_interval_ms(),
             log_term_cache_mb: default_log_term_cache_mb(),
@@ -127,6 +133,9 @@ fn default_compaction_min_files() -> usize {
 }
 fn default_compaction_settle_ms() -> u64 {
     crate::maintenance::SETTLE.as_millis() as u64
+}
+fn default_log_merge_max_records() -> u64 {
+    1_000_000
 }
 fn default_retention_days() -> u64 {
     15

@@ -127,18 +127,36 @@ impl Store {
         Ok(report)
     }
 
-    /// Merges the log splits of every hour (by `min_ts_ns`) that has at least `min_files` splits
-    /// into one split per hour, and publishes the result in one manifest step. Offsets are not
-    /// touched; the record counts before and after must agree.
-    pub fn compact_log_splits(&self, min_files: usize) -> Result<MaintenanceReport> {
+    /// Merges the log splits of every hour (by `min_ts_ns`) that has at least `min_files`
+    /// splits, and publishes the result in one manifest step. A merge reads its inputs' records
+    /// into memory, so consecutive splits (by `min_ts_ns`) are merged in groups of at most
+    /// `max_records` records: an hour ends as one split when it fits, else as a few large
+    /// ones (a split that is larger on its own is left as it is). Offsets are not touched; the
+    /// record counts before and after must agree.
+    pub fn compact_log_splits(&self, min_files: usize, max_records: u64) -> Result<MaintenanceReport> {
         let manifest = self.manifest();
         let mut by_hour: BTreeMap<i64, Vec<&LogSplit>> = BTreeMap::new();
         for s in &manifest.log_splits {
             by_hour.entry(s.min_ts_ns.div_euclid(HOUR_NS)).or_default().push(s);
         }
+        let mut groups: Vec<Vec<&LogSplit>> = Vec::new();
+        for splits in by_hour.values_mut().filter(|ss| ss.len() >= min_files.max(2)) {
+            splits.sort_by_key(|s| (s.min_ts_ns, s.max_ts_ns));
+            let mut group: Vec<&LogSplit> = Vec::new();
+            let mut total = 0u64;
+            for s in splits.iter() {
+                if !group.is_empty() && total.saturating_add(s.records) > max_records {
+                    groups.push(std::mem::take(&mut group));
+                    total = 0;
+                }
+                total = total.saturating_add(s.records);
+                group.push(s);
+            }
+            groups.push(group);
+        }
         let mut removed: Vec<LogSplit> = Vec::new();
         let mut written: Vec<LogSplit> = Vec::new();
-        for splits in by_hour.values().filter(|ss| ss.len() >= min_files.max(2)) {
+        for splits in groups.iter().filter(|g| g.len() >= 2) {
             let mut records = Vec::new();
             for s in splits {
                 let split = log_splits::open_split(&self.data_dir.join(&s.path))?;
@@ -375,6 +393,45 @@ mod tests {
     }
 
     #[test]
+    fn log_split_merges_hold_at_most_max_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |ts: i64| LogRecord {
+            labels: Labels::from_pairs([("app", "a")]),
+            timestamp_ns: ts,
+            body: format!("line {ts}"),
+            severity: String::new(),
+            attributes: Vec::new(),
+        };
+        // Five flushes into one hour: 100, 100, 100, 300 and 100 records.
+        let mut ts = 0;
+        for (offset, n) in [100, 100, 100, 300, 100].into_iter().enumerate() {
+            store.ingest("kafka:l:0", offset as i64, Batch::Logs((0..n).map(|_| { ts += 1; rec(ts) }).collect()));
+            store.flush().unwrap();
+        }
+        let before = all_logs(&store);
+        assert_eq!(before.len(), 700);
+        let sizes = |store: &Store| {
+            let mut s: Vec<(i64, u64)> = store.manifest().log_splits.iter().map(|s| (s.min_ts_ns, s.records)).collect();
+            s.sort();
+            s.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+        };
+        // In time order, at most 250 per merge: [100, 100], [100], [300] alone, [100]; only the
+        // first group has two splits.
+        let r = store.compact_log_splits(3, 250).unwrap();
+        assert_eq!((r.log_splits_compacted, r.log_splits_written), (2, 1));
+        assert_eq!(sizes(&store), vec![200, 100, 300, 100]);
+        assert_eq!(all_logs(&store), before, "every record exactly once");
+        // Settled: no two neighbours fit in 250 together.
+        assert_eq!(store.compact_log_splits(3, 250).unwrap(), MaintenanceReport::default());
+        // A larger bound merges the rest, the 300-record split with its neighbours.
+        let r = store.compact_log_splits(3, 700).unwrap();
+        assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 1));
+        assert_eq!(sizes(&store), vec![700]);
+        assert_eq!(all_logs(&store), before);
+    }
+
+    #[test]
     fn log_split_merge_keeps_every_record_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
@@ -397,12 +454,12 @@ mod tests {
         let before = all_logs(&store);
         assert_eq!(before.len(), 9);
 
-        let r = store.compact_log_splits(3).unwrap();
+        let r = store.compact_log_splits(3, u64::MAX).unwrap();
         assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 1));
         assert_eq!(store.manifest().log_splits.len(), 2);
         assert_eq!(all_logs(&store), before, "every record exactly once");
         assert_eq!(store.published_offset("kafka:l:0"), Some(4), "offsets untouched");
-        assert_eq!(store.compact_log_splits(3).unwrap(), MaintenanceReport::default());
+        assert_eq!(store.compact_log_splits(3, u64::MAX).unwrap(), MaintenanceReport::default());
         store.delete_unpublished(Duration::ZERO);
         assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 2);
 
