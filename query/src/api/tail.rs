@@ -20,6 +20,7 @@ use super::loki::{now_ns, parse_time_ns};
 use super::params::Params;
 use super::prometheus::run_blocking;
 use crate::error::{Error, Result};
+use crate::logql::pipeline::DistinctSeen;
 use crate::logql::{self, LogQuery};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -38,9 +39,6 @@ pub async fn tail(
             .filter(|q| !q.is_empty())
             .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
         let query = logql::parse(text)?;
-        if query.has_distinct() {
-            return Err(Error::BadData("`| distinct` is not supported in tail yet".into()));
-        }
         let start = match params.get("start").filter(|s| !s.is_empty()) {
             Some(s) => parse_time_ns("start", s)?,
             None => now_ns().saturating_sub(HOUR_NS),
@@ -63,30 +61,41 @@ pub async fn tail(
     }
 }
 
-/// One poll: the processed entries in `(after, now]` plus those at exactly `after` not yet sent,
-/// sorted by time.
+/// One poll: the processed entries in `[after, now]`, sorted by time. `seen` is what the
+/// query's `distinct` stages let through so far in the session: the records go through them
+/// oldest first, and those at exactly `after` again (dropped then, as their values are seen).
 async fn poll(
     state: &AppState,
     query: &LogQuery,
     from_ns: i64,
-) -> Result<Vec<(i64, Labels, String)>> {
+    mut seen: DistinctSeen,
+) -> Result<(Vec<(i64, Labels, String)>, DistinctSeen)> {
     let (state, query) = (state.clone(), query.clone());
     let end = now_ns();
     run_blocking(move || {
-        let records = state
+        let mut records = state
             .logs
             .select_logs(&query.matchers, &query.required_substrings(), from_ns, end)
             .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        records.retain(|r| r.timestamp_ns >= from_ns && r.timestamp_ns <= end);
+        let distinct = query.has_distinct();
+        if distinct {
+            records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
+        }
         let mut out: Vec<(i64, Labels, String)> = records
             .into_iter()
-            .filter(|r| r.timestamp_ns >= from_ns && r.timestamp_ns <= end)
             .filter_map(|r| {
-                let (labels, line) = query.process(&r)?;
+                let (labels, line) = if distinct {
+                    let (labels, line) = query.process_record_distinct(&r, &mut seen)?;
+                    (Labels::from_pairs(labels), line)
+                } else {
+                    query.process(&r)?
+                };
                 Some((r.timestamp_ns, labels, line))
             })
             .collect();
         out.sort();
-        Ok(out)
+        Ok((out, seen))
     })
     .await
 }
@@ -108,9 +117,11 @@ async fn tail_loop(mut socket: WebSocket, state: AppState, query: LogQuery, star
     let mut last_ts = start;
     let mut sent_at_last: HashSet<(Labels, String)> = HashSet::new();
     let mut first = true;
+    let mut seen = DistinctSeen::default();
     loop {
-        match poll(&state, &query, last_ts).await {
-            Ok(mut entries) => {
+        match poll(&state, &query, last_ts, std::mem::take(&mut seen)).await {
+            Ok((mut entries, now_seen)) => {
+                seen = now_seen;
                 entries.retain(|(ts, labels, line)| {
                     *ts > last_ts || !sent_at_last.contains(&(labels.clone(), line.clone()))
                 });

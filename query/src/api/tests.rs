@@ -439,10 +439,21 @@ impl LogsReader for SharedLogs {
     }
 }
 
+/// The next frame of a tail, as JSON (within 5 s).
+async fn next_frame(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Value {
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame within 5 s")
+        .unwrap()
+        .unwrap();
+    let tokio_tungstenite::tungstenite::Message::Text(t) = msg else { panic!("expected text, got {msg:?}") };
+    serde_json::from_str(&t).unwrap()
+}
+
 #[tokio::test]
 async fn loki_tail_streams_recent_then_new_entries() {
     use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
 
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     let rec = |app: &str, ts: i64, body: &str| LogRecord {
@@ -473,16 +484,7 @@ async fn loki_tail_streams_recent_then_new_entries() {
     let query = "%7Bapp%3D%22api%22%7D%20%7C%3D%20%22ERROR%22"; // {app="api"} |= "ERROR"
     let url = format!("ws://{addr}/loki/api/v1/tail?query={query}&start={}", now - 10_000_000_000);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut next = async || -> Value {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .unwrap()
-            .unwrap();
-        let Message::Text(t) = msg else { panic!("expected text, got {msg:?}") };
-        serde_json::from_str(&t).unwrap()
-    };
-    let first = next().await;
+    let first = next_frame(&mut ws).await;
     assert_eq!(
         first,
         json!({"streams": [{"stream": {"app": "api"}, "values": [[(now - 3_000_000_000).to_string(), "ERROR old one"]]}],
@@ -490,7 +492,7 @@ async fn loki_tail_streams_recent_then_new_entries() {
     );
     let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     logs.0.lock().unwrap().extend([rec("api", ts, "INFO skip"), rec("api", ts, "ERROR new one")]);
-    let second = next().await;
+    let second = next_frame(&mut ws).await;
     assert_eq!(
         second["streams"],
         json!([{"stream": {"app": "api"}, "values": [[ts.to_string(), "ERROR new one"]]}]),
@@ -500,6 +502,28 @@ async fn loki_tail_streams_recent_then_new_entries() {
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(1200), ws.next()).await.is_err(),
         "no duplicate frame"
+    );
+    ws.close(None).await.unwrap();
+
+    // `distinct` over the session: oldest first, then what arrives with a level not seen.
+    // {app="api"} | regexp "^(?P<level>[A-Z]+)" | distinct level
+    let query = "%7Bapp%3D%22api%22%7D%20%7C%20regexp%20%22%5E%28%3FP%3Clevel%3E%5BA-Z%5D%2B%29%22%20%7C%20distinct%20level";
+    let url = format!("ws://{addr}/loki/api/v1/tail?query={query}&start={}", now - 10_000_000_000);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Of "ERROR old one", "INFO fine", and at `ts` "ERROR new one" and "INFO skip", the first
+    // of each level.
+    assert_eq!(
+        next_frame(&mut ws).await["streams"],
+        json!([
+            {"stream": {"app": "api", "level": "ERROR"}, "values": [[(now - 3_000_000_000).to_string(), "ERROR old one"]]},
+            {"stream": {"app": "api", "level": "INFO"}, "values": [[(now - 2_000_000_000).to_string(), "INFO fine"]]},
+        ])
+    );
+    let ts2 = chrono::Utc::now().timestamp_nanos_opt().unwrap().max(ts + 1);
+    logs.0.lock().unwrap().extend([rec("api", ts2, "ERROR again"), rec("api", ts2, "WARN first warning")]);
+    assert_eq!(
+        next_frame(&mut ws).await["streams"],
+        json!([{"stream": {"app": "api", "level": "WARN"}, "values": [[ts2.to_string(), "WARN first warning"]]}])
     );
     ws.close(None).await.unwrap();
     server.abort();
