@@ -13,13 +13,13 @@ pub struct CollectorConfig {
     /// Flush early once the head holds this many samples plus log records. Default: 2000000.
     #[serde(default = "default_flush_max_rows")]
     pub flush_max_rows: usize,
-    /// While an hour partition still receives files, this many files of one size tier (within
-    /// this factor of each other) are merged into one; log splits: an hour with this many
-    /// splits is merged into one. Default: 8.
+    /// While an hour partition still receives files, this many files (log splits of an hour)
+    /// of one size tier (within this factor of each other) are merged into one. Default: 8.
     #[serde(default = "default_compaction_min_files")]
     pub compaction_min_files: usize,
     /// An hour partition that got no new Parquet file for this long is rewritten into one
-    /// file, compressed small. Default: 600000 (10 min).
+    /// file, compressed small; an hour that got no new log split, into one split (as far as
+    /// `log_merge_max_records` allows). Default: 600000 (10 min).
     #[serde(default = "default_compaction_settle_ms")]
     pub compaction_settle_ms: u64,
     /// Most records one log split merge writes: a merge holds its records in memory (about

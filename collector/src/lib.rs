@@ -166,7 +166,7 @@ fn maintain(store: &Store, cfg: &CollectorConfig) {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
     }
-    match store.compact_log_splits(cfg.compaction_min_files, cfg.log_merge_max_records) {
+    match store.compact_log_splits(cfg.compaction_min_files, cfg.log_merge_max_records, settle, chrono::Utc::now().timestamp_millis()) {
         Ok(r) if r.log_splits_compacted > 0 => {
             tracing::info!(merged = r.log_splits_compacted, written = r.log_splits_written, "merged log splits")
         }

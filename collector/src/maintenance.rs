@@ -48,6 +48,13 @@ fn partition_of(path: &str) -> &str {
 
 /// The size class of a file of `samples` samples: files within a factor `base` of each other
 /// share a tier, so a merge of `base` files of one tier yields about one file of the next.
+/// When a log split was written: the Unix milliseconds of its UUIDv7 directory name.
+fn split_created_ms(s: &LogSplit) -> Option<i64> {
+    let name = s.path.rsplit('/').next()?;
+    let (secs, nanos) = uuid::Uuid::parse_str(name).ok()?.get_timestamp()?.to_unix();
+    Some((secs as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000))
+}
+
 fn tier(samples: u64, base: u64) -> u32 {
     let (mut s, mut t) = (samples, 0);
     while s >= base {
@@ -127,24 +134,40 @@ impl Store {
         Ok(report)
     }
 
-    /// Merges the log splits of every hour (by `min_ts_ns`) that has at least `min_files`
-    /// splits, and publishes the result in one manifest step. A merge reads its inputs' records
-    /// into memory, so consecutive splits (by `min_ts_ns`) are merged in groups of at most
-    /// `max_records` records: an hour ends as one split when it fits, else as a few large
-    /// ones (a split that is larger on its own is left as it is). Offsets are not touched; the
-    /// record counts before and after must agree.
-    pub fn compact_log_splits(&self, min_files: usize, max_records: u64) -> Result<MaintenanceReport> {
+    /// Merges log splits of one hour (by `min_ts_ns`), as Parquet files are merged: while the
+    /// hour still gets new splits, `min_files` splits of one size tier (record counts within a
+    /// factor `min_files` of each other), so that a record is rewritten a few times, not once
+    /// per flush; once no split of the hour was written for `settle` (the split's UUIDv7
+    /// name tells when), all of them. A merge reads its inputs' records into memory, so the
+    /// chosen splits are merged in time order in groups of at most `max_records` records (a
+    /// split that is larger on its own is left as it is). The result is published in one
+    /// manifest step. Offsets are not touched; the record counts before and after must agree.
+    pub fn compact_log_splits(&self, min_files: usize, max_records: u64, settle: Duration, now_ms: i64) -> Result<MaintenanceReport> {
         let manifest = self.manifest();
         let mut by_hour: BTreeMap<i64, Vec<&LogSplit>> = BTreeMap::new();
         for s in &manifest.log_splits {
             by_hour.entry(s.min_ts_ns.div_euclid(HOUR_NS)).or_default().push(s);
         }
+        let min_files = min_files.max(2);
+        let mut chosen: Vec<Vec<&LogSplit>> = Vec::new();
+        for splits in by_hour.into_values() {
+            let newest = splits.iter().map(|s| split_created_ms(s).unwrap_or(now_ms)).max().unwrap_or(now_ms);
+            if newest.saturating_add(settle.as_millis() as i64) <= now_ms {
+                chosen.push(splits);
+                continue;
+            }
+            let mut by_tier: BTreeMap<u32, Vec<&LogSplit>> = BTreeMap::new();
+            for s in splits {
+                by_tier.entry(tier(s.records, min_files as u64)).or_default().push(s);
+            }
+            chosen.extend(by_tier.into_values().filter(|ss| ss.len() >= min_files));
+        }
         let mut groups: Vec<Vec<&LogSplit>> = Vec::new();
-        for splits in by_hour.values_mut().filter(|ss| ss.len() >= min_files.max(2)) {
+        for mut splits in chosen {
             splits.sort_by_key(|s| (s.min_ts_ns, s.max_ts_ns));
             let mut group: Vec<&LogSplit> = Vec::new();
             let mut total = 0u64;
-            for s in splits.iter() {
+            for s in splits {
                 if !group.is_empty() && total.saturating_add(s.records) > max_records {
                     groups.push(std::mem::take(&mut group));
                     total = 0;
@@ -286,6 +309,10 @@ mod tests {
     use crate::telemetry::CollectorMetrics;
     use pharos_model::{LabelMatcher, Labels, LogRecord, LogsReader, MetricsReader, Sample};
 
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
     fn all(store: &Store) -> Vec<(i64, f64)> {
         let m = [LabelMatcher::new("__name__", "=", "m").unwrap()];
         store.select_series(&m, i64::MIN, i64::MAX).unwrap().into_iter().flat_map(|s| s.samples).collect()
@@ -393,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn log_split_merges_hold_at_most_max_records() {
+    fn log_split_merges_go_by_size_tier_then_settle_with_at_most_max_records() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
         let rec = |ts: i64| LogRecord {
@@ -416,17 +443,21 @@ mod tests {
             s.sort();
             s.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
         };
-        // In time order, at most 250 per merge: [100, 100], [100], [300] alone, [100]; only the
-        // first group has two splits.
-        let r = store.compact_log_splits(3, 250).unwrap();
-        assert_eq!((r.log_splits_compacted, r.log_splits_written), (2, 1));
-        assert_eq!(sizes(&store), vec![200, 100, 300, 100]);
+        let now = now_ms();
+        // While the hour gets splits: the four of tier 4 (81..243 records, base 3) in time
+        // order, at most 250 per merge: [100, 100] and [100, 100]; the 300 (tier 5) stays.
+        let r = store.compact_log_splits(3, 250, SETTLE, now).unwrap();
+        assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 2));
+        assert_eq!(sizes(&store), vec![200, 200, 300]);
         assert_eq!(all_logs(&store), before, "every record exactly once");
-        // Settled: no two neighbours fit in 250 together.
-        assert_eq!(store.compact_log_splits(3, 250).unwrap(), MaintenanceReport::default());
-        // A larger bound merges the rest, the 300-record split with its neighbours.
-        let r = store.compact_log_splits(3, 700).unwrap();
-        assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 1));
+        // Settled within its tiers: two of tier 4 are fewer than 3.
+        assert_eq!(store.compact_log_splits(3, 250, SETTLE, now).unwrap(), MaintenanceReport::default());
+        // Once no split was written for `settle`, all of the hour's, still at most 250 each:
+        // none fits with a neighbour, so nothing; with room for 700, one split.
+        let later = now + SETTLE.as_millis() as i64 + 1000;
+        assert_eq!(store.compact_log_splits(3, 250, SETTLE, later).unwrap(), MaintenanceReport::default());
+        let r = store.compact_log_splits(3, 700, SETTLE, later).unwrap();
+        assert_eq!((r.log_splits_compacted, r.log_splits_written), (3, 1));
         assert_eq!(sizes(&store), vec![700]);
         assert_eq!(all_logs(&store), before);
     }
@@ -454,12 +485,12 @@ mod tests {
         let before = all_logs(&store);
         assert_eq!(before.len(), 9);
 
-        let r = store.compact_log_splits(3, u64::MAX).unwrap();
+        let r = store.compact_log_splits(3, u64::MAX, SETTLE, now_ms()).unwrap();
         assert_eq!((r.log_splits_compacted, r.log_splits_written), (4, 1));
         assert_eq!(store.manifest().log_splits.len(), 2);
         assert_eq!(all_logs(&store), before, "every record exactly once");
         assert_eq!(store.published_offset("kafka:l:0"), Some(4), "offsets untouched");
-        assert_eq!(store.compact_log_splits(3, u64::MAX).unwrap(), MaintenanceReport::default());
+        assert_eq!(store.compact_log_splits(3, u64::MAX, SETTLE, now_ms()).unwrap(), MaintenanceReport::default());
         store.delete_unpublished(Duration::ZERO);
         assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 2);
 
