@@ -66,8 +66,9 @@ pub enum Stage {
     /// `| keep a, b=~"v.*"`
     Keep(Vec<LabelRef>),
     /// `| distinct a, b`: an entry is dropped when one of the labels has a value an earlier
-    /// entry (in the query's direction) had; kept, and not remembered, when one is missing.
-    /// Stateful: [`Stage::apply`] passes every entry, [`DistinctSeen`] does the filtering.
+    /// entry (in the query's direction) had, label by label as Loki does it (see
+    /// [`DistinctSeen::admit`]). Stateful: [`Stage::apply`] passes every entry,
+    /// [`DistinctSeen`] does the filtering.
     Distinct(Vec<String>),
 }
 
@@ -77,22 +78,17 @@ pub enum Stage {
 pub struct DistinctSeen(HashMap<(usize, String), HashSet<String>>);
 
 impl DistinctSeen {
-    /// Loki's rule for stage `stage` naming `names`: true (and the values remembered) unless
-    /// one of the labels has a value seen before; true, remembering nothing, when one of them
-    /// is missing.
+    /// Loki's procedure for stage `stage` naming `names`, label by label in the order named:
+    /// a missing label keeps the entry at once; a value seen before drops it at once; a new
+    /// value is remembered and the next label checked. So the values remembered before the
+    /// label that decides stay remembered, also when the entry is dropped.
     pub fn admit(&mut self, stage: usize, names: &[String], labels: &LabelMap) -> bool {
-        let mut values = Vec::with_capacity(names.len());
         for name in names {
-            match labels.get(name) {
-                Some(v) => values.push((name, v)),
-                None => return true,
+            let Some(value) = labels.get(name) else { return true };
+            let seen = self.0.entry((stage, name.clone())).or_default();
+            if !seen.insert(value.clone()) {
+                return false;
             }
-        }
-        if values.iter().any(|(name, v)| self.0.get(&(stage, (*name).clone())).is_some_and(|seen| seen.contains(*v))) {
-            return false;
-        }
-        for (name, v) in values {
-            self.0.entry((stage, name.clone())).or_default().insert(v.clone());
         }
         true
     }

@@ -786,18 +786,21 @@ fn distinct_drops_an_entry_when_any_named_label_repeats() {
     let mut seen = pipeline::DistinctSeen::default();
     let mut kept = |body: &str| q.process_record_distinct(&record(body), &mut seen).is_some();
     assert!(kept("user=ann region=eu ok"));
-    // Either label seen before drops the entry (Loki checks each label on its own).
+    // A user seen before drops the entry, before its region is looked at (us is not
+    // remembered).
     assert!(!kept("user=ann region=us ok"));
+    // A new user is remembered even when the region then drops the entry.
     assert!(!kept("user=bob region=eu ok"));
-    // Not remembered: bob and us were dropped above, so they are new here.
-    assert!(kept("user=bob region=us ok"));
-    // A missing label lets the entry through without remembering anything.
-    assert!(kept("user=ann ok"));
-    assert!(kept("user=cid ok"));
-    assert!(kept("user=cid region=ap ok"));
+    assert!(!kept("user=bob region=us ok"));
+    assert!(kept("user=cid region=us ok"));
+    // A missing label keeps the entry, with what was remembered before it.
+    assert!(kept("region=ap ok"));
+    assert!(kept("user=dan ok"));
+    assert!(!kept("user=dan region=af ok"));
+    assert!(kept("user=eve region=ap ok"), "ap was not remembered above");
     // Let through by `distinct`, then dropped by the line filter: remembered all the same.
-    assert!(!kept("user=dan region=af"));
-    assert!(!kept("user=dan region=sa ok"));
+    assert!(!kept("user=fay region=sa"));
+    assert!(!kept("user=fay region=sb ok"));
     // Without state, the stage passes everything (the store's pre-filter).
     assert!(q.process_record(&record("user=ann region=eu ok")).is_some());
     let err = parse_query(r#"sum(count_over_time({app="api"} | distinct user [1m]))"#).unwrap_err();
