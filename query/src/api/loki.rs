@@ -272,6 +272,141 @@ pub async fn index_stats(State(state): State<AppState>, Query(params): Query<Par
     }
 }
 
+/// The labels of an `index/volume` series (`{name=""}` in `aggregateBy=labels`, which
+/// [`Labels`] cannot hold).
+type VolumeName = Vec<(String, String)>;
+
+/// How `index/volume` names its series.
+#[derive(Clone, Copy, PartialEq)]
+enum VolumeBy {
+    /// By the values of the target labels (the selector's label names by default).
+    Series,
+    /// One series per label name, `{name=""}`, with the volume of the streams that have it.
+    Labels,
+}
+
+/// `GET /loki/api/v1/index/volume`: bytes of log lines per group of streams in
+/// `[start, end]`, a vector stamped at `end`, largest first.
+pub async fn volume(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    respond(volume_of(state, params, false).await)
+}
+
+/// `GET /loki/api/v1/index/volume_range`: the same per `step` (a matrix; the point at `t`
+/// holds the bytes in `(t - step, t]`, as `bytes_over_time(…[step])`).
+pub async fn volume_range(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    respond(volume_of(state, params, true).await)
+}
+
+/// Loki's volume endpoints, answered from the streams' totals like `index/stats` (a split
+/// that a bucket cuts counts its entries exactly and its bytes in proportion).
+async fn volume_of(state: AppState, params: Params, range: bool) -> Result<Json_> {
+    let text = params
+        .get("query")
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+    let matchers = match logql::parse_query(text)? {
+        logql::Query::Log(q) if q.stages.is_empty() => q.matchers,
+        _ => return Err(Error::BadData("volume queries take a stream selector only (no pipeline, no metric query)".into())),
+    };
+    let (start, end) = meta_window(&params)?;
+    if end < start {
+        return Err(Error::BadData("invalid parameters: end timestamp must not be before start time".into()));
+    }
+    let limit = match params.get("limit").filter(|l| !l.is_empty()) {
+        Some(l) => l.parse::<usize>().ok().filter(|l| *l > 0).ok_or_else(|| {
+            Error::BadData(format!("invalid parameter \"limit\": {l:?}: limit must be a positive value"))
+        })?,
+        None => DEFAULT_LIMIT,
+    };
+    let by = match params.get("aggregateBy").map(String::as_str) {
+        None | Some("" | "series") => VolumeBy::Series,
+        Some("labels") => VolumeBy::Labels,
+        Some(other) => {
+            return Err(Error::BadData(format!("invalid parameter \"aggregateBy\": {other:?}: invalid aggregation option (series or labels)")));
+        }
+    };
+    let mut targets: Vec<String> = params
+        .get("targetLabels")
+        .map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if targets.is_empty() && by == VolumeBy::Series {
+        targets = matchers.iter().map(|m| m.name.clone()).collect();
+    }
+    targets.sort();
+    targets.dedup();
+    // Buckets (lo, hi], stamped at hi.
+    let buckets: Vec<(i64, i64)> = if range {
+        let step = step_ns(&params, start, end)?;
+        let n = ((end - start) / step) as usize + 1;
+        if n > 11_000 {
+            return Err(Error::BadData("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into()));
+        }
+        (0..n as i64).map(|i| start + i * step).map(|t| (t - step, t)).collect()
+    } else {
+        vec![(start.saturating_sub(1), end)]
+    };
+    run_blocking(move || {
+        // Series name (label pairs; `{name=""}` in `labels` mode) → volume per bucket.
+        let mut volumes: BTreeMap<VolumeName, Vec<(i64, u64)>> = BTreeMap::new();
+        for &(lo, hi) in &buckets {
+            let stats = state
+                .logs
+                .log_stream_stats(&matchers, lo.saturating_add(1), hi)
+                .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+            let mut add = |name: VolumeName, bytes: u64| {
+                let points = volumes.entry(name).or_default();
+                match points.last_mut() {
+                    Some((t, v)) if *t == hi => *v += bytes,
+                    _ => points.push((hi, bytes)),
+                }
+            };
+            for (labels, s) in stats {
+                if s.bytes == 0 && s.entries == 0 {
+                    continue;
+                }
+                match by {
+                    VolumeBy::Series => {
+                        let kept: Vec<(String, String)> =
+                            targets.iter().filter_map(|t| labels.get(t).map(|v| (t.clone(), v.to_string()))).collect();
+                        // A stream without one of the labels is not counted, as in Loki.
+                        if kept.len() == targets.len() {
+                            add(kept, s.bytes);
+                        }
+                    }
+                    VolumeBy::Labels => {
+                        for (name, _) in labels.iter() {
+                            if targets.is_empty() || targets.iter().any(|t| t == name) {
+                                add(vec![(name.to_string(), String::new())], s.bytes);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The `limit` largest in all, then largest first value first (names break ties).
+        let mut series: Vec<(VolumeName, Vec<(i64, u64)>)> = volumes.into_iter().collect();
+        let total = |points: &[(i64, u64)]| points.iter().map(|p| p.1).sum::<u64>();
+        series.sort_by(|a, b| total(&b.1).cmp(&total(&a.1)).then_with(|| a.0.cmp(&b.0)));
+        series.truncate(limit);
+        series.sort_by(|a, b| b.1[0].1.cmp(&a.1[0].1).then_with(|| a.0.cmp(&b.0)));
+        let ts = |ns: i64| timestamp_json(ns.div_euclid(1_000_000));
+        let result: Vec<Json_> = series
+            .into_iter()
+            .map(|(name, points)| {
+                let metric: serde_json::Map<String, Json_> = name.into_iter().map(|(k, v)| (k, Json_::String(v))).collect();
+                if range {
+                    let values: Vec<Json_> = points.iter().map(|&(t, v)| json!([ts(t), v.to_string()])).collect();
+                    json!({"metric": metric, "values": values})
+                } else {
+                    json!({"metric": metric, "value": [ts(points[0].0), points[0].1.to_string()]})
+                }
+            })
+            .collect();
+        Ok(json!({"resultType": if range { "matrix" } else { "vector" }, "result": result}))
+    })
+    .await
+}
+
 /// `GET`/`POST /loki/api/v1/series?match[]=…`: the stream label sets matching any selector.
 pub async fn series(
     State(state): State<AppState>,

@@ -60,6 +60,8 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route("/loki/api/v1/index/stats", get(loki::index_stats))
+        .route("/loki/api/v1/index/volume", get(loki::volume))
+        .route("/loki/api/v1/index/volume_range", get(loki::volume_range))
         .route("/loki/api/v1/tail", get(tail::tail))
         .with_state(AppState { metrics, logs })
 }

@@ -353,6 +353,50 @@ async fn loki_labels_values_and_series() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+#[tokio::test]
+async fn loki_volume_groups_bytes_by_target_labels() {
+    let enc = |q: &str| serde_urlencoded::to_string([("query", q)]).unwrap();
+    let all = enc(r#"{app=~".+"}"#);
+    // api: "error one" 9 bytes at 1s, "ok two" 6 at 2s, "error four timeout" 18 at 4s; web:
+    // "error three" 11 at 3s, "error five" 10 at 5s.
+    let (status, body) = get(&format!("/loki/api/v1/index/volume?{all}&start=0&end=10")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "vector", "result": [
+            {"metric": {"app": "api"}, "value": [10, "33"]},
+            {"metric": {"app": "web"}, "value": [10, "21"]},
+        ]})
+    );
+    let (_, body) = get(&format!("/loki/api/v1/index/volume?{all}&start=0&end=10&limit=1")).await;
+    assert_eq!(body["data"]["result"], json!([{"metric": {"app": "api"}, "value": [10, "33"]}]));
+    let (_, body) = get(&format!("/loki/api/v1/index/volume?{all}&start=0&end=10&aggregateBy=labels")).await;
+    assert_eq!(body["data"]["result"], json!([{"metric": {"app": ""}, "value": [10, "54"]}]));
+    // Streams without a target label are not counted.
+    let (_, body) = get(&format!("/loki/api/v1/index/volume?{all}&start=0&end=10&targetLabels=pod")).await;
+    assert_eq!(body["data"]["result"], json!([]));
+    // Buckets (t - 2s, t] at 1s, 3s, 5s; sorted by the first point, largest first.
+    let (status, body) = get(&format!("/loki/api/v1/index/volume_range?{all}&start=1&end=5&step=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "matrix", "result": [
+            {"metric": {"app": "web"}, "values": [[3, "11"], [5, "10"]]},
+            {"metric": {"app": "api"}, "values": [[1, "9"], [3, "6"], [5, "18"]]},
+        ]})
+    );
+    for (params, want) in [
+        (format!("{}&start=0&end=10", enc(r#"{app="api"} |= "x""#)), "stream selector only"),
+        (format!("{all}&start=0&end=10&aggregateBy=streams"), "invalid aggregation option"),
+        (format!("{all}&start=0&end=10&limit=0"), "limit must be a positive value"),
+        ("start=0&end=10".to_string(), "\"query\": missing"),
+    ] {
+        let (status, body) = get(&format!("/loki/api/v1/index/volume?{params}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{params}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(want), "{params}: {body}");
+    }
+}
+
 fn two_jobs() -> MemStore {
     let mut s = MemStore::default();
     s.add(
