@@ -134,6 +134,10 @@ pub struct Store {
     /// HELP/TYPE/UNIT per metric family (`metadata.json`).
     metadata: MetadataStore,
     teams: pharos_model::team::TeamMapping,
+    /// Live tails' callbacks, called with each batch of log records ingested.
+    log_sinks: Mutex<Vec<pharos_model::LogSink>>,
+    /// `log_sinks.len()`, read without the lock on every batch.
+    log_sink_count: std::sync::atomic::AtomicUsize,
 }
 
 impl Store {
@@ -172,6 +176,8 @@ impl Store {
             pending_deletes: Mutex::new(Vec::new()),
             metadata: MetadataStore::open(data_dir)?,
             teams,
+            log_sinks: Mutex::new(Vec::new()),
+            log_sink_count: std::sync::atomic::AtomicUsize::new(0),
         };
         let replayed = replay.len();
         for rec in replay {
@@ -234,6 +240,12 @@ impl Store {
                 self.metrics.samples_ingested.inc_by(n);
             }
             Batch::Logs(records) => {
+                // Under the state lock: tails see batches in the order the head gets them.
+                if self.log_sink_count.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    let mut sinks = self.log_sinks.lock();
+                    sinks.retain_mut(|sink| sink(&records));
+                    self.log_sink_count.store(sinks.len(), std::sync::atomic::Ordering::Relaxed);
+                }
                 st.head.append_logs(records);
                 self.metrics.log_records_ingested.inc_by(n);
             }
@@ -796,6 +808,13 @@ impl MetricsReader for Store {
 }
 
 impl LogsReader for Store {
+    fn subscribe_logs(&self, sink: pharos_model::LogSink) -> bool {
+        let mut sinks = self.log_sinks.lock();
+        sinks.push(sink);
+        self.log_sink_count.store(sinks.len(), std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     fn select_logs(
         &self,
         matchers: &[LabelMatcher],

@@ -256,8 +256,20 @@ impl StreamStats {
     }
 }
 
+/// A callback [`LogsReader::subscribe_logs`] calls with each batch of log records as it is
+/// ingested; returning false unsubscribes it. It runs on the ingest path: it should only filter
+/// and hand the records on.
+pub type LogSink = Box<dyn FnMut(&[LogRecord]) -> bool + Send>;
+
 /// Read access to stored log records (head and published splits merged).
 pub trait LogsReader: Send + Sync {
+    /// Calls `sink` with every batch of log records ingested from now on, in ingest order
+    /// whatever their timestamps (Loki's live tail), until it returns false. False when this
+    /// reader has no live feed, and the caller polls [`Self::select_logs`] instead.
+    fn subscribe_logs(&self, _sink: LogSink) -> bool {
+        false
+    }
+
     /// Runs a [`LogSearch`]. The default reads through [`Self::select_logs`] and filters in
     /// memory; a store overrides it to use its index and load only what the limit needs.
     fn search_logs(&self, q: &LogSearch<'_>) -> Result<Vec<LogRecord>, String> {

@@ -140,3 +140,44 @@ async fn loki_distinct_keeps_the_first_entry_per_value_in_the_direction() {
     assert_eq!(status, 400, "{b}");
     assert!(b["error"].as_str().unwrap().contains("`| distinct` is not supported in metric queries"), "{b}");
 }
+
+/// The live tail over the collector's feed: entries are sent as they are ingested, one with a
+/// timestamp older than the last sent too (a tail that polled by time would skip it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_tail_sends_entries_as_ingested_late_ones_too() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let push = |ts: i64, line: &str| {
+        let body = serde_json::json!({"streams": [{"stream": {"app": "live"}, "values": [[ts.to_string(), line]]}]});
+        let request = client.post(format!("http://{}/loki/api/v1/push", pharos.addr)).header("content-type", "application/json").body(body.to_string());
+        async move { assert_eq!(request.send().await.unwrap().status().as_u16(), 204) }
+    };
+    push(now - 5_000_000_000, "first").await;
+    let query = enc(r#"{app="live"} != "skip""#);
+    let url = format!("ws://{}/loki/api/v1/tail?query={query}&start={}", pharos.addr, now - 60_000_000_000);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut next = async || -> Vec<(String, String)> {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a frame within 10 s").unwrap().unwrap();
+        let frame: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        assert_eq!(frame["dropped_entries"], serde_json::json!([]), "{frame}");
+        let mut out = Vec::new();
+        for stream in frame["streams"].as_array().unwrap() {
+            for v in stream["values"].as_array().unwrap() {
+                out.push((v[0].as_str().unwrap().to_string(), v[1].as_str().unwrap().to_string()));
+            }
+        }
+        out
+    };
+    assert_eq!(next().await, vec![((now - 5_000_000_000).to_string(), "first".to_string())]);
+    push(now, "second").await;
+    assert_eq!(next().await, vec![(now.to_string(), "second".to_string())]);
+    // Older than what was sent, and a line the pipeline drops, then one more.
+    push(now - 30_000_000_000, "late").await;
+    assert_eq!(next().await, vec![((now - 30_000_000_000).to_string(), "late".to_string())]);
+    push(now + 1, "skip this").await;
+    push(now + 2, "third").await;
+    assert_eq!(next().await, vec![((now + 2).to_string(), "third".to_string())]);
+}

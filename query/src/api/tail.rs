@@ -1,18 +1,26 @@
 //! `GET /loki/api/v1/tail`: Loki's live tail over a WebSocket.
 //!
 //! The first frame holds the most recent entries since `start` (default one hour ago, at most
-//! `limit`, default 100); after that the reader is polled every 500 ms for entries newer than the
-//! last one sent. Entries with the same timestamp as the last one sent are deduplicated by
-//! (labels, line). Entries that arrive with a timestamp older than the last one sent are not
-//! shown (as in a stream ordered by time). The socket closes when the client goes away.
+//! `limit`, default 100). After that, with a store that has a live feed
+//! ([`pharos_model::LogsReader::subscribe_logs`], the collector's), entries are sent as they
+//! are ingested, whatever their timestamps (a late one is shown too), gathered for up to 100 ms
+//! per frame; a tail that falls more than 1,024 batches behind lists the entries it skips in
+//! `dropped_entries` (labels and timestamp, as Loki does; at most 1,000 per frame). Entries
+//! both in the first frame's reading and in the feed (ingested while it was read) are sent
+//! once. Without a live feed the reader is polled every 500 ms for entries newer than the last
+//! one sent (an entry arriving with an older timestamp is then not shown). The socket closes
+//! when the client goes away.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use pharos_model::Labels;
+use pharos_model::select::matches_all;
+use pharos_model::{Labels, LogRecord, LogSink};
 use serde_json::json;
 
 use super::AppState;
@@ -26,6 +34,15 @@ use crate::logql::{self, LogQuery};
 const HOUR_NS: i64 = 3_600_000_000_000;
 const DEFAULT_LIMIT: usize = 100;
 const POLL: Duration = Duration::from_millis(500);
+/// Batches of records a live tail may hold queued; beyond, records are counted as dropped.
+const LIVE_QUEUE_BATCHES: usize = 1024;
+/// How long a live tail gathers records into one frame.
+const LIVE_FRAME: Duration = Duration::from_millis(100);
+/// Dropped entries listed per frame at most.
+const MAX_DROPPED: usize = 1000;
+
+/// Entries (labels, timestamp) the live feed could not queue, for the next frame.
+type Dropped = Arc<std::sync::Mutex<Vec<(Labels, i64)>>>;
 
 /// The upgrade handler; parameters are checked before upgrading (400 on a bad query).
 pub async fn tail(
@@ -100,7 +117,7 @@ async fn poll(
     .await
 }
 
-fn frame(entries: Vec<(i64, Labels, String)>) -> String {
+fn frame(entries: Vec<(i64, Labels, String)>, dropped: Vec<(Labels, i64)>) -> String {
     let mut streams: BTreeMap<Labels, Vec<serde_json::Value>> = BTreeMap::new();
     for (ts, labels, line) in entries {
         streams.entry(labels).or_default().push(json!([ts.to_string(), line]));
@@ -109,10 +126,123 @@ fn frame(entries: Vec<(i64, Labels, String)>) -> String {
         .into_iter()
         .map(|(labels, values)| json!({"stream": crate::promql::labels_json(&labels), "values": values}))
         .collect();
-    json!({"streams": streams, "dropped_entries": []}).to_string()
+    let dropped: Vec<_> = dropped
+        .into_iter()
+        .map(|(labels, ts)| json!({"labels": crate::promql::labels_json(&labels), "timestamp": ts.to_string()}))
+        .collect();
+    json!({"streams": streams, "dropped_entries": dropped}).to_string()
 }
 
-async fn tail_loop(mut socket: WebSocket, state: AppState, query: LogQuery, start: i64, limit: usize) {
+async fn tail_loop(socket: WebSocket, state: AppState, query: LogQuery, start: i64, limit: usize) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<LogRecord>>(LIVE_QUEUE_BATCHES);
+    let dropped: Dropped = Arc::default();
+    let (matchers, sink_dropped) = (query.matchers.clone(), dropped.clone());
+    // On the ingest path: only the selector is checked here, the pipeline runs in the tail.
+    let sink: LogSink = Box::new(move |records: &[LogRecord]| {
+        if tx.is_closed() {
+            return false;
+        }
+        let matching: Vec<LogRecord> = records.iter().filter(|r| matches_all(&matchers, &r.labels)).cloned().collect();
+        if matching.is_empty() {
+            return true;
+        }
+        match tx.try_send(matching) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
+                let mut d = sink_dropped.lock().unwrap_or_else(|e| e.into_inner());
+                let room = MAX_DROPPED.saturating_sub(d.len());
+                d.extend(batch.into_iter().take(room).map(|r| (r.labels, r.timestamp_ns)));
+                true
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    });
+    if state.logs.subscribe_logs(sink) {
+        live_loop(socket, state, query, start, limit, rx, dropped).await
+    } else {
+        poll_loop(socket, state, query, start, limit).await
+    }
+}
+
+/// A hash of an entry, to send the entries read for the first frame once.
+fn entry_hash(ts: i64, labels: &Labels, line: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (ts, labels, line).hash(&mut h);
+    h.finish()
+}
+
+/// The tail over the store's live feed (subscribed before the first frame is read).
+async fn live_loop(
+    mut socket: WebSocket,
+    state: AppState,
+    query: LogQuery,
+    start: i64,
+    limit: usize,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<LogRecord>>,
+    dropped: Dropped,
+) {
+    let (mut history, mut seen) = match poll(&state, &query, start, DistinctSeen::default()).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "tail read failed");
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let read: Arc<HashSet<u64>> = Arc::new(history.iter().map(|(ts, l, line)| entry_hash(*ts, l, line)).collect());
+    if history.len() > limit {
+        history.drain(..history.len() - limit);
+    }
+    if !history.is_empty() && socket.send(Message::Text(frame(history, Vec::new()).into())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(mut records) = batch else { return };
+                let until = tokio::time::Instant::now() + LIVE_FRAME;
+                while let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await {
+                    records.extend(more);
+                }
+                let (query, read) = (query.clone(), read.clone());
+                let distinct = query.has_distinct();
+                let processed = run_blocking(move || {
+                    let mut out = Vec::new();
+                    for r in records {
+                        let kept = if distinct {
+                            query.process_record_distinct(&r, &mut seen).map(|(l, line)| (Labels::from_pairs(l), line))
+                        } else {
+                            query.process(&r)
+                        };
+                        if let Some((labels, line)) = kept
+                            && !read.contains(&entry_hash(r.timestamp_ns, &labels, &line))
+                        {
+                            out.push((r.timestamp_ns, labels, line));
+                        }
+                    }
+                    out.sort();
+                    Ok((out, seen))
+                })
+                .await;
+                let Ok((entries, now_seen)) = processed else { return };
+                seen = now_seen;
+                let lost = std::mem::take(&mut *dropped.lock().unwrap_or_else(|e| e.into_inner()));
+                if (!entries.is_empty() || !lost.is_empty())
+                    && socket.send(Message::Text(frame(entries, lost).into())).await.is_err()
+                {
+                    return;
+                }
+            }
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// The tail by polling the reader (one without a live feed).
+async fn poll_loop(mut socket: WebSocket, state: AppState, query: LogQuery, start: i64, limit: usize) {
     // Entries at `last_ts` already sent, by (labels, line).
     let mut last_ts = start;
     let mut sent_at_last: HashSet<(Labels, String)> = HashSet::new();
@@ -137,7 +267,7 @@ async fn tail_loop(mut socket: WebSocket, state: AppState, query: LogQuery, star
                     sent_at_last.extend(
                         entries.iter().filter(|e| e.0 == last_ts).map(|e| (e.1.clone(), e.2.clone())),
                     );
-                    if socket.send(Message::Text(frame(entries).into())).await.is_err() {
+                    if socket.send(Message::Text(frame(entries, Vec::new()).into())).await.is_err() {
                         return;
                     }
                 }
