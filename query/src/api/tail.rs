@@ -136,9 +136,18 @@ fn frame(entries: Vec<(i64, Labels, String)>, dropped: Vec<(Labels, i64)>) -> St
 async fn tail_loop(socket: WebSocket, state: AppState, query: LogQuery, start: i64, limit: usize) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<LogRecord>>(LIVE_QUEUE_BATCHES);
     let dropped: Dropped = Arc::default();
-    let (matchers, sink_dropped) = (query.matchers.clone(), dropped.clone());
-    // On the ingest path: only the selector is checked here, the pipeline runs in the tail.
-    let sink: LogSink = Box::new(move |records: &[LogRecord]| {
+    if state.logs.subscribe_logs(live_sink(query.matchers.clone(), tx, dropped.clone())) {
+        live_loop(socket, state, query, start, limit, rx, dropped).await
+    } else {
+        poll_loop(socket, state, query, start, limit).await
+    }
+}
+
+/// The callback on the ingest path: the records of streams the selector matches are queued
+/// for the tail (the pipeline runs in the tail); when the queue is full they are listed in
+/// `dropped` (at most [`MAX_DROPPED`] waiting); once the tail is gone it unsubscribes.
+fn live_sink(matchers: Vec<pharos_model::LabelMatcher>, tx: tokio::sync::mpsc::Sender<Vec<LogRecord>>, dropped: Dropped) -> LogSink {
+    Box::new(move |records: &[LogRecord]| {
         if tx.is_closed() {
             return false;
         }
@@ -149,19 +158,14 @@ async fn tail_loop(socket: WebSocket, state: AppState, query: LogQuery, start: i
         match tx.try_send(matching) {
             Ok(()) => true,
             Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
-                let mut d = sink_dropped.lock().unwrap_or_else(|e| e.into_inner());
+                let mut d = dropped.lock().unwrap_or_else(|e| e.into_inner());
                 let room = MAX_DROPPED.saturating_sub(d.len());
                 d.extend(batch.into_iter().take(room).map(|r| (r.labels, r.timestamp_ns)));
                 true
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         }
-    });
-    if state.logs.subscribe_logs(sink) {
-        live_loop(socket, state, query, start, limit, rx, dropped).await
-    } else {
-        poll_loop(socket, state, query, start, limit).await
-    }
+    })
 }
 
 /// A hash of an entry, to send the entries read for the first frame once.
@@ -285,5 +289,37 @@ async fn poll_loop(mut socket: WebSocket, state: AppState, query: LogQuery, star
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_sink_queues_matching_records_lists_overflow_and_unsubscribes() {
+        let rec = |app: &str, ts: i64| LogRecord::new(Labels::from_pairs([("app", app)]), ts, "line", "");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let dropped: Dropped = Arc::default();
+        let matchers = logql::parse_selector(r#"{app="api"}"#).unwrap();
+        let mut sink = live_sink(matchers, tx, dropped.clone());
+        // Only api's record is queued; a batch with nothing matching takes no room.
+        assert!(sink(&[rec("api", 1), rec("web", 2)]));
+        assert!(sink(&[rec("web", 3)]));
+        // The queue holds one batch: the next two are listed as dropped.
+        assert!(sink(&[rec("api", 4)]));
+        assert!(sink(&[rec("api", 5), rec("web", 6), rec("api", 7)]));
+        let queued = rx.try_recv().unwrap();
+        assert_eq!(queued.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>(), vec![1]);
+        let api = Labels::from_pairs([("app", "api")]);
+        assert_eq!(*dropped.lock().unwrap(), vec![(api.clone(), 4), (api.clone(), 5), (api, 7)]);
+        // At most MAX_DROPPED wait to be listed.
+        let many: Vec<LogRecord> = (0..2 * MAX_DROPPED as i64).map(|t| rec("api", 10 + t)).collect();
+        assert!(sink(&[rec("api", 8)]));
+        assert!(sink(&many));
+        assert_eq!(dropped.lock().unwrap().len(), MAX_DROPPED);
+        // The tail gone, the sink asks to be removed.
+        drop(rx);
+        assert!(!sink(&[rec("api", 9)]));
     }
 }
