@@ -161,7 +161,7 @@ impl LogQuery {
 
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
     pub fn process_line(&self, stream: &Labels, line: &str) -> Option<(LabelMap, String)> {
-        self.process_line_with(stream, &[], line, 0, None)
+        self.process_line_with(stream, &[], "", line, 0, None)
     }
 
     /// True when a `| distinct` stage makes the result depend on the order entries are
@@ -181,19 +181,20 @@ impl LogQuery {
     /// [`Self::process_record`] with the `distinct` stages filtering by what `seen` has let
     /// through so far.
     pub fn process_record_distinct(&self, record: &LogRecord, seen: &mut pipeline::DistinctSeen) -> Option<(LabelMap, String)> {
-        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns, Some(seen))
+        self.process_line_with(&record.labels, &record.attributes, &record.severity, &record.body, record.timestamp_ns, Some(seen))
     }
 
     /// Runs the pipeline on a record: its stream labels and attributes (structured metadata,
     /// as labels; one named like a stream label becomes `name_extracted`, as in Loki).
     pub fn process_record(&self, record: &LogRecord) -> Option<(LabelMap, String)> {
-        self.process_line_with(&record.labels, &record.attributes, &record.body, record.timestamp_ns, None)
+        self.process_line_with(&record.labels, &record.attributes, &record.severity, &record.body, record.timestamp_ns, None)
     }
 
     fn process_line_with(
         &self,
         stream: &Labels,
         attributes: &[(String, String)],
+        severity: &str,
         line: &str,
         ts_nanos: i64,
         mut seen: Option<&mut pipeline::DistinctSeen>,
@@ -204,6 +205,11 @@ impl LogQuery {
             .collect();
         for (k, v) in attributes {
             pipeline::insert_extracted(&mut labels, stream, k, v.clone());
+        }
+        // A known severity is the entry's `detected_level`, unless the stream or the
+        // attributes name one already.
+        if !severity.is_empty() && !labels.contains_key(pipeline::DETECTED_LEVEL_LABEL) {
+            labels.insert(pipeline::DETECTED_LEVEL_LABEL.to_string(), pipeline::detected_level(severity).to_string());
         }
         let mut line = line.to_string();
         for (i, stage) in self.stages.iter().enumerate() {

@@ -551,7 +551,8 @@ async fn run(
                 limit: Some((fetch, if backward { Direction::Backward } else { Direction::Forward })),
                 keep: (!prefilter.stages.is_empty()).then_some(&keep),
                 body_unused: false,
-                severity_unused: true,
+                // A record's severity is its `detected_level` label.
+                severity_unused: false,
             };
             state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))
         };
@@ -578,7 +579,7 @@ async fn run(
                 break records
                     .into_iter()
                     .filter_map(|r| {
-                        if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
+                        if pipeline.stages.is_empty() && r.attributes.is_empty() && r.severity.is_empty() && !categorize {
                             // The entry's labels are its stream's, its line the record's.
                             return Some((r.timestamp_ns, r.labels, r.body, None));
                         }
@@ -756,6 +757,13 @@ fn categorized(r: &LogRecord, mut labels: logql::pipeline::LabelMap) -> (Labels,
         if let Some(v) = labels.remove(&name) {
             metadata.insert(name, Json_::String(v));
         }
+    }
+    // The level from the record's severity is structured metadata in Loki 3.
+    if !r.severity.is_empty()
+        && !metadata.contains_key(logql::pipeline::DETECTED_LEVEL_LABEL)
+        && let Some(v) = labels.remove(logql::pipeline::DETECTED_LEVEL_LABEL)
+    {
+        metadata.insert(logql::pipeline::DETECTED_LEVEL_LABEL.to_string(), Json_::String(v));
     }
     let parsed: serde_json::Map<String, Json_> =
         labels.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, Json_::String(v))).collect();

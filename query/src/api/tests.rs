@@ -589,11 +589,13 @@ fn metadata_logs() -> MemLogs {
 }
 
 async fn metadata_query(query: &str, categorize: bool) -> Value {
-    let app = super::router(Arc::new(metrics()), Arc::new(metadata_logs()));
-    let uri = format!(
-        "/loki/api/v1/query_range?start=0&end=10&direction=forward&query={}",
-        urlencoding(query)
-    );
+    logs_query(metadata_logs(), "query_range?start=0&end=10&direction=forward", query, categorize).await
+}
+
+/// `/loki/api/v1/<endpoint>&query=<query>` over `logs`, with or without categorized labels.
+async fn logs_query(logs: MemLogs, endpoint: &str, query: &str, categorize: bool) -> Value {
+    let app = super::router(Arc::new(metrics()), Arc::new(logs));
+    let uri = format!("/loki/api/v1/{endpoint}&query={}", urlencoding(query));
     let mut req = Request::get(uri);
     if categorize {
         req = req.header("X-Loki-Response-Encoding-Flags", "categorize-labels");
@@ -608,6 +610,48 @@ fn urlencoding(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+#[tokio::test]
+async fn severity_is_the_detected_level_label() {
+    let rec = |ts: i64, body: &str, severity: &str| LogRecord::new(Labels::from_pairs([("app", "api")]), ts, body, severity);
+    let logs = || {
+        let mut with_attr = rec(4_000_000_000, "four", "ERROR");
+        with_attr.attributes = vec![("detected_level".into(), "critical".into())];
+        MemLogs(vec![rec(1_000_000_000, "one", "WARNING"), rec(2_000_000_000, "two", ""), rec(3_000_000_000, "three", "Err"), with_attr])
+    };
+    let body = logs_query(logs(), "query_range?start=0&end=10&direction=forward", r#"{app="api"}"#, false).await;
+    assert_eq!(
+        body["data"]["result"],
+        json!([
+            {"stream": {"app": "api"}, "values": [["2000000000", "two"]]},
+            {"stream": {"app": "api", "detected_level": "critical"}, "values": [["4000000000", "four"]]},
+            {"stream": {"app": "api", "detected_level": "error"}, "values": [["3000000000", "three"]]},
+            {"stream": {"app": "api", "detected_level": "warn"}, "values": [["1000000000", "one"]]},
+        ]),
+        "an attribute named detected_level wins over the severity"
+    );
+    // What Grafana's logs volume asks for.
+    let q = r#"sum by (level, detected_level) (count_over_time({app="api"}[10s]))"#;
+    let body = logs_query(logs(), "query?time=10", q, false).await;
+    let mut got: Vec<(String, String)> = body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["detected_level"].as_str().unwrap_or("-").to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("-", "1"), ("critical", "1"), ("error", "1"), ("warn", "1")].map(|(a, b)| (a.to_string(), b.to_string())));
+    // Categorized, it is structured metadata.
+    let body = logs_query(logs(), "query_range?start=0&end=3&direction=forward", r#"{app="api"}"#, true).await;
+    assert_eq!(
+        body["data"]["result"],
+        json!([{"stream": {"app": "api"}, "values": [["1000000000", "one", {"structuredMetadata": {"detected_level": "warn"}}], ["2000000000", "two"]]}])
+    );
+    assert_eq!(
+        ["trace", "DBG", " Info ", "notice", "W", "warning", "ERR", "crit", "FATAL", "panic", ""].map(crate::logql::pipeline::detected_level),
+        ["trace", "debug", "info", "info", "unknown", "warn", "error", "critical", "fatal", "fatal", "unknown"]
+    );
 }
 
 #[tokio::test]

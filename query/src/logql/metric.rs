@@ -577,14 +577,15 @@ fn load(
         _ => query.without_body_filters(),
     };
     search.body_unused = bodyless.is_some();
-    search.severity_unused = true;
+    // A record's severity is its `detected_level` label.
+    search.severity_unused = false;
     let query = bodyless.as_ref().unwrap_or(query);
     let records = reader
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
     let mut leaf: Leaf = BTreeMap::new();
-    // Without stages or unwrap a record's series is its stream's label set (plus attributes,
-    // if any) and its value 1 or its length: records of one stream (one shared set) go to one
+    // Without stages or unwrap a record's series is its stream's label set (plus attributes
+    // and `detected_level`, if any) and its value 1 or its length: records of one stream (one shared set) go to one
     // series found by address, with no label map built per record.
     let plain = query.stages.is_empty() && query.unwrap.is_none();
     let mut by_stream: FxHashMap<usize, (Labels, Vec<(i64, f64)>)> = FxHashMap::default();
@@ -592,7 +593,7 @@ fn load(
         if r.timestamp_ns < from || r.timestamp_ns > last {
             continue;
         }
-        if plain && r.attributes.is_empty() {
+        if plain && r.attributes.is_empty() && r.severity.is_empty() {
             let value = match func {
                 RangeFn::BytesOverTime | RangeFn::BytesRate => r.body.len() as f64,
                 _ => 1.0,

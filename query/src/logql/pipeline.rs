@@ -19,6 +19,30 @@ pub const ERROR_LABEL: &str = "__error__";
 /// What went wrong, next to `__error__` (the position and cause of a logfmt syntax error).
 pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
 
+/// The label a record's severity becomes, as Loki 3 names the level it detects at ingest
+/// (structured metadata): `sum by (detected_level) (count_over_time(…))` is what Grafana's
+/// logs volume groups by.
+pub const DETECTED_LEVEL_LABEL: &str = "detected_level";
+
+/// Loki's level names for a severity text (case-insensitive): `trace`, `debug`, `info`,
+/// `warn`, `error`, `critical`, `fatal`, else `unknown`.
+pub fn detected_level(severity: &str) -> &'static str {
+    const LEVELS: &[(&str, &[&str])] = &[
+        ("trace", &["trace", "trc"]),
+        ("debug", &["debug", "dbg"]),
+        ("info", &["info", "inf", "information", "informational", "notice"]),
+        ("warn", &["warn", "warning", "wrn"]),
+        ("error", &["error", "err", "eror"]),
+        ("critical", &["critical", "crit", "alert", "emerg", "emergency"]),
+        ("fatal", &["fatal", "ftl", "panic"]),
+    ];
+    let s = severity.trim();
+    LEVELS
+        .iter()
+        .find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(s)))
+        .map_or("unknown", |(level, _)| level)
+}
+
 /// The flags of `| logfmt`, as Loki reads them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogfmtFlags {
