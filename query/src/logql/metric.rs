@@ -588,17 +588,33 @@ fn load(
     // and `detected_level`, if any) and its value 1 or its length: records of one stream (one shared set) go to one
     // series found by address, with no label map built per record.
     let plain = query.stages.is_empty() && query.unwrap.is_none();
-    let mut by_stream: FxHashMap<usize, (Labels, Vec<(i64, f64)>)> = FxHashMap::default();
+    // Per stream (by address), per severity: the series' labels and points.
+    let mut by_stream: FxHashMap<usize, Vec<(String, Labels, Vec<(i64, f64)>)>> = FxHashMap::default();
     for r in records {
         if r.timestamp_ns < from || r.timestamp_ns > last {
             continue;
         }
-        if plain && r.attributes.is_empty() && r.severity.is_empty() {
+        if plain && r.attributes.is_empty() {
             let value = match func {
                 RangeFn::BytesOverTime | RangeFn::BytesRate => r.body.len() as f64,
                 _ => 1.0,
             };
-            by_stream.entry(r.labels.ptr_id()).or_insert_with(|| (r.labels.clone(), Vec::new())).1.push((r.timestamp_ns, value));
+            let series = by_stream.entry(r.labels.ptr_id()).or_default();
+            let slot = match series.iter().position(|s| s.0 == r.severity) {
+                Some(i) => i,
+                None => {
+                    // The labels `process_record` gives: the stream's, and `detected_level`.
+                    let labels = if r.severity.is_empty() || r.labels.get(pipeline::DETECTED_LEVEL_LABEL).is_some() {
+                        r.labels.clone()
+                    } else {
+                        let level = pipeline::detected_level(&r.severity);
+                        Labels::from_pairs(r.labels.iter().chain([(pipeline::DETECTED_LEVEL_LABEL, level)]))
+                    };
+                    series.push((r.severity.clone(), labels, Vec::new()));
+                    series.len() - 1
+                }
+            };
+            series[slot].2.push((r.timestamp_ns, value));
             continue;
         }
         let Some((mut labels, line)) = query.process_record(&r) else {
@@ -624,7 +640,7 @@ fn load(
             .or_default()
             .push((r.timestamp_ns, value));
     }
-    for (labels, points) in by_stream.into_values() {
+    for (_, labels, points) in by_stream.into_values().flatten() {
         leaf.entry(labels).or_default().extend(points);
     }
     for points in leaf.values_mut() {
