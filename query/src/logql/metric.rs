@@ -589,7 +589,8 @@ fn load(
     // series found by address, with no label map built per record.
     let plain = query.stages.is_empty() && query.unwrap.is_none();
     // Per stream (by address), per severity: the series' labels and points.
-    let mut by_stream: FxHashMap<usize, Vec<(String, Labels, Vec<(i64, f64)>)>> = FxHashMap::default();
+    type BySeverity = Vec<(String, Labels, Vec<(i64, f64)>)>;
+    let mut by_stream: FxHashMap<usize, BySeverity> = FxHashMap::default();
     for r in records {
         if r.timestamp_ns < from || r.timestamp_ns > last {
             continue;
