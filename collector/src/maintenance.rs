@@ -46,8 +46,6 @@ fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
 }
 
-/// The size class of a file of `samples` samples: files within a factor `base` of each other
-/// share a tier, so a merge of `base` files of one tier yields about one file of the next.
 /// When a log split was written: the Unix milliseconds of its UUIDv7 directory name.
 fn split_created_ms(s: &LogSplit) -> Option<i64> {
     let name = s.path.rsplit('/').next()?;
@@ -55,6 +53,8 @@ fn split_created_ms(s: &LogSplit) -> Option<i64> {
     Some((secs as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000))
 }
 
+/// The size class of a file of `samples` samples: files within a factor `base` of each other
+/// share a tier, so a merge of `base` files of one tier yields about one file of the next.
 fn tier(samples: u64, base: u64) -> u32 {
     let (mut s, mut t) = (samples, 0);
     while s >= base {
