@@ -106,10 +106,13 @@ impl LogQuery {
                     collect(a, out);
                     collect(b, out);
                 }
+                // `detected_level` may come from a record's severity, which no index of
+                // labels or attributes holds.
                 LabelExpr::String(m)
                     if matches!(m.op, pharos_model::select::MatchOp::Equal)
                         && !m.value.is_empty()
-                        && !m.name.starts_with("__") =>
+                        && !m.name.starts_with("__")
+                        && m.name != pipeline::DETECTED_LEVEL_LABEL =>
                 {
                     out.push((m.name.clone(), m.value.clone()));
                 }

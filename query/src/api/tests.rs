@@ -631,6 +631,9 @@ async fn severity_is_the_detected_level_label() {
         ]),
         "an attribute named detected_level wins over the severity"
     );
+    // Filtering on it: not by the attribute index (the level comes from the severity).
+    let body = logs_query(logs(), "query_range?start=0&end=10&direction=forward", r#"{app="api"} | detected_level="error""#, false).await;
+    assert_eq!(body["data"]["result"], json!([{"stream": {"app": "api", "detected_level": "error"}, "values": [["3000000000", "three"]]}]));
     // What Grafana's logs volume asks for.
     let q = r#"sum by (level, detected_level) (count_over_time({app="api"}[10s]))"#;
     let body = logs_query(logs(), "query?time=10", q, false).await;
