@@ -150,3 +150,43 @@ async fn structured_metadata_filters_in_head_after_replay_flush_and_restart() {
     pharos.kill9_and_restart().await;
     check(&pharos, &all, start_ns, "after a restart").await;
 }
+
+/// A record's severity (OTLP `severityText`) is its `detected_level`, in the head and, read
+/// from the split's severity column, after a flush: filters and `sum by (detected_level)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn severity_is_detected_level_in_head_and_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve_flushing_at_rows(dir.path(), 5).await;
+    let start_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 60_000_000_000;
+    let push = |from: usize, severities: &[&str]| {
+        let records: Vec<Value> = severities
+            .iter()
+            .enumerate()
+            .map(|(i, s)| json!({"timeUnixNano": (start_ns + (from + i) as i64 * 1_000_000).to_string(), "severityText": s, "body": {"stringValue": format!("line {}", from + i)}}))
+            .collect();
+        let body = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]}, "scopeLogs": [{"logRecords": records}]}]});
+        let request = reqwest::Client::new().post(format!("http://{}/v1/logs", pharos.addr)).header("content-type", "application/json").body(body.to_string());
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    let errors = async |pharos: &Pharos| lines(pharos, r#"{service_name="svc"} | detected_level="error""#, start_ns).await;
+    push(0, &["ERROR", "INFO"]).await;
+    assert_eq!(errors(&pharos).await, vec!["line 0"], "head");
+    push(2, &["err", "Warning", ""]).await;
+    let p = &pharos;
+    wait_for_async("the head flushed to a log split", Duration::from_secs(30), || async move {
+        (p.own_metric("pharos_collector_log_splits_published_total").await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(errors(&pharos).await, vec!["line 0", "line 2"], "split");
+    let q = enc(r#"sum by (detected_level) (count_over_time({service_name="svc"}[5m]))"#);
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
+    assert_eq!(status, 200, "{b}");
+    let mut got: Vec<(String, String)> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["detected_level"].as_str().unwrap_or("-").to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("-", "1"), ("error", "2"), ("info", "1"), ("warn", "1")].map(|(l, n)| (l.to_string(), n.to_string())));
+}
