@@ -837,7 +837,16 @@ impl LogsReader for Store {
         start_ns: i64,
         end_ns: i64,
     ) -> std::result::Result<Vec<(Labels, pharos_model::StreamStats)>, String> {
-        self.stream_stats(matchers, start_ns, end_ns).map_err(|e| e.to_string())
+        let stats = self.stream_stats(matchers, &[(start_ns, end_ns)]).map_err(|e| e.to_string())?;
+        Ok(stats.into_iter().map(|(l, mut s)| (l, s.swap_remove(0))).collect())
+    }
+
+    fn log_stream_stats_per_bucket(
+        &self,
+        matchers: &[LabelMatcher],
+        buckets: &[(i64, i64)],
+    ) -> std::result::Result<Vec<(Labels, Vec<pharos_model::StreamStats>)>, String> {
+        self.stream_stats(matchers, buckets).map_err(|e| e.to_string())
     }
 
     /// From the head and each split's stream table and columns: no doc store reads for splits
@@ -873,29 +882,31 @@ impl LogsReader for Store {
 }
 
 impl Store {
-    /// [`LogsReader::log_stream_stats`]: the head's records exactly, each split from its
-    /// stream table's totals (see [`log_splits::search::split_stream_stats`]).
+    /// [`LogsReader::log_stream_stats_per_bucket`]: the head's records exactly, each split from
+    /// its stream table's totals (see [`log_splits::search::split_stream_stats`]), in one pass
+    /// over both whatever the number of buckets.
     fn stream_stats(
         &self,
         matchers: &[LabelMatcher],
-        start_ns: i64,
-        end_ns: i64,
-    ) -> Result<Vec<(Labels, pharos_model::StreamStats)>> {
-        let mut out: HashMap<Labels, pharos_model::StreamStats> = HashMap::default();
+        buckets: &[(i64, i64)],
+    ) -> Result<Vec<(Labels, Vec<pharos_model::StreamStats>)>> {
+        let mut out: HashMap<Labels, Vec<pharos_model::StreamStats>> = HashMap::default();
         let manifest = {
             let st = self.state.read();
             for r in std::iter::once(&st.head).chain(st.frozen.as_deref()).flat_map(|h| h.logs.iter()) {
-                if r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns && pharos_model::select::matches_all(matchers, &r.labels) {
-                    out.entry(r.labels.clone()).or_default().add(1, r.body.len() as u64);
+                if let Some(b) = pharos_model::select::bucket_of(buckets, r.timestamp_ns)
+                    && pharos_model::select::matches_all(matchers, &r.labels)
+                {
+                    out.entry(r.labels.clone()).or_insert_with(|| vec![Default::default(); buckets.len()])[b].add(1, r.body.len() as u64);
                 }
             }
             st.manifest.clone()
         };
         for s in &manifest.log_splits {
             let split = self.split_reader(&s.path)?;
-            log_splits::search::split_stream_stats(&split, (s.min_ts_ns, s.max_ts_ns), matchers, start_ns, end_ns, &mut out)?;
+            log_splits::search::split_stream_stats(&split, (s.min_ts_ns, s.max_ts_ns), matchers, buckets, &mut out)?;
         }
-        let mut out: Vec<(Labels, pharos_model::StreamStats)> = out.into_iter().collect();
+        let mut out: Vec<(Labels, Vec<pharos_model::StreamStats>)> = out.into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }

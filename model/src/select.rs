@@ -256,6 +256,12 @@ impl StreamStats {
     }
 }
 
+/// The index of the bucket (inclusive, ascending, not overlapping ranges) holding `t`.
+pub fn bucket_of(buckets: &[(i64, i64)], t: i64) -> Option<usize> {
+    let i = buckets.partition_point(|b| b.1 < t);
+    buckets.get(i).is_some_and(|b| b.0 <= t).then_some(i)
+}
+
 /// A callback [`LogsReader::subscribe_logs`] calls with each batch of log records as it is
 /// ingested; returning false unsubscribes it. It runs on the ingest path: it should only filter
 /// and hand the records on.
@@ -331,6 +337,24 @@ pub trait LogsReader: Send + Sync {
         for r in self.select_logs(matchers, &[], start_ns, end_ns)? {
             if r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns {
                 by_stream.entry(r.labels).or_default().add(1, r.body.len() as u64);
+            }
+        }
+        Ok(by_stream.into_iter().collect())
+    }
+
+    /// [`Self::log_stream_stats`] for several time ranges at once (`buckets`: inclusive,
+    /// ascending, not overlapping), read in one pass: per stream, its stats in each bucket.
+    fn log_stream_stats_per_bucket(
+        &self,
+        matchers: &[LabelMatcher],
+        buckets: &[(i64, i64)],
+    ) -> Result<Vec<(Labels, Vec<StreamStats>)>, String> {
+        let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else { return Ok(Vec::new()) };
+        let mut by_stream: std::collections::BTreeMap<Labels, Vec<StreamStats>> = std::collections::BTreeMap::new();
+        for r in self.select_logs(matchers, &[], first.0, last.1)? {
+            if let Some(b) = bucket_of(buckets, r.timestamp_ns) {
+                let len = r.body.len() as u64;
+                by_stream.entry(r.labels).or_insert_with(|| vec![StreamStats::default(); buckets.len()])[b].add(1, len);
             }
         }
         Ok(by_stream.into_iter().collect())

@@ -419,48 +419,60 @@ fn read_attributes(d: &TantivyDocument, field: tantivy::schema::Field) -> Vec<(S
     pharos_model::normalize_attributes(pairs)
 }
 
-/// Adds to `out`, per stream of the split matching `matchers`, its entries in
-/// `[start_ns, end_ns]` and their line bytes. A split inside the range answers from its stream
-/// table's totals; one partly in it counts entries from the `timestamp` and `stream_id`
-/// columns and estimates their bytes at the stream's mean line length in the split. Splits
-/// without totals (written before them) read their records.
+/// Adds to `out`, per stream of the split matching `matchers`, its entries in each of the
+/// `buckets` (inclusive, ascending, not overlapping) and their line bytes. A split inside one
+/// bucket answers from its stream table's totals; one that several buckets (or a bucket's
+/// edge) cut counts entries from the `timestamp` and `stream_id` columns, in one pass, and
+/// estimates their bytes at the stream's mean line length in the split. Splits without totals
+/// (written before them) read their records.
 pub fn split_stream_stats(
     split: &SplitHandle,
     split_range: (i64, i64),
     matchers: &[pharos_model::LabelMatcher],
-    start_ns: i64,
-    end_ns: i64,
-    out: &mut HashMap<Labels, pharos_model::StreamStats>,
+    buckets: &[(i64, i64)],
+    out: &mut HashMap<Labels, Vec<pharos_model::StreamStats>>,
 ) -> Result<()> {
+    let (Some(&(start_ns, _)), Some(&(_, end_ns))) = (buckets.first(), buckets.last()) else { return Ok(()) };
     if split_range.1 < start_ns || split_range.0 > end_ns {
         return Ok(());
     }
+    let mut add = |labels: &Labels, b: usize, entries: u64, bytes: u64| {
+        out.entry(labels.clone()).or_insert_with(|| vec![Default::default(); buckets.len()])[b].add(entries, bytes);
+    };
     let SplitLayout::V2 { streams, stream_totals: Some(totals), .. } = &split.layout else {
         let mut records = Vec::new();
         search_split(split, split_range, &LogSearch::new(matchers, start_ns, end_ns), None, &mut records, &mut SearchStats::default())?;
         for r in records {
-            out.entry(r.labels).or_default().add(1, r.body.len() as u64);
+            if let Some(b) = pharos_model::select::bucket_of(buckets, r.timestamp_ns) {
+                add(&r.labels, b, 1, r.body.len() as u64);
+            }
         }
         return Ok(());
     };
     let wanted: Vec<bool> = streams.iter().map(|l| matches_all(matchers, l)).collect();
-    let mut entries: Vec<u64> = vec![0; streams.len()];
-    if split_range.0 >= start_ns && split_range.1 <= end_ns {
-        entries.iter_mut().zip(totals).for_each(|(e, t)| *e = t.0);
-    } else {
-        for_each_stream_id_in_range(split, start_ns, end_ns, |id| {
-            if wanted.get(id).copied().unwrap_or(false) {
-                entries[id] += 1;
+    // Entries per stream id, per bucket.
+    let mut entries: Vec<Vec<u64>> = vec![vec![0; buckets.len()]; streams.len()];
+    match pharos_model::select::bucket_of(buckets, split_range.0) {
+        Some(b) if split_range.1 <= buckets[b].1 => {
+            entries.iter_mut().zip(totals).for_each(|(e, t)| e[b] = t.0);
+        }
+        _ => for_each_record_in_range(split, start_ns, end_ns, |id, t| {
+            if wanted.get(id).copied().unwrap_or(false)
+                && let Some(b) = pharos_model::select::bucket_of(buckets, t)
+            {
+                entries[id][b] += 1;
             }
-        })?;
+        })?,
     }
-    for (id, ((labels, &(records, bytes)), n)) in streams.iter().zip(totals).zip(entries).enumerate() {
-        if !wanted[id] || n == 0 {
+    for (id, ((labels, &(records, bytes)), per_bucket)) in streams.iter().zip(totals).zip(entries).enumerate() {
+        if !wanted[id] {
             continue;
         }
-        // All of the stream's records: its exact bytes; some: their share of them.
-        let estimated = if n == records { bytes } else { (bytes as u128 * n as u128 / records.max(1) as u128) as u64 };
-        out.entry(labels.clone()).or_default().add(n, estimated);
+        for (b, n) in per_bucket.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            // All of the stream's records: its exact bytes; some: their share of them.
+            let estimated = if n == records { bytes } else { (bytes as u128 * n as u128 / records.max(1) as u128) as u64 };
+            add(labels, b, n, estimated);
+        }
     }
     Ok(())
 }
@@ -492,7 +504,7 @@ pub fn split_streams(
         return Ok(());
     }
     let mut seen = vec![false; streams.len()];
-    for_each_stream_id_in_range(split, start_ns, end_ns, |id| {
+    for_each_record_in_range(split, start_ns, end_ns, |id, _| {
         if wanted.get(id).copied().unwrap_or(false) {
             seen[id] = true;
         }
@@ -501,9 +513,9 @@ pub fn split_streams(
     Ok(())
 }
 
-/// Calls `f` with the stream id of every live record of the split with a timestamp in
-/// `[start_ns, end_ns]`, from the `timestamp` and `stream_id` columns (layouts 2 to 4).
-fn for_each_stream_id_in_range(split: &SplitHandle, start_ns: i64, end_ns: i64, mut f: impl FnMut(usize)) -> Result<()> {
+/// Calls `f` with the stream id and timestamp of every live record of the split with a
+/// timestamp in `[start_ns, end_ns]`, from the `timestamp` and `stream_id` columns (layouts 2 to 4).
+fn for_each_record_in_range(split: &SplitHandle, start_ns: i64, end_ns: i64, mut f: impl FnMut(usize, i64)) -> Result<()> {
     let opened = split.opened()?;
     for (seg, cols) in opened.searcher.segment_readers().iter().zip(&opened.segments) {
         let Some(ids) = &cols.stream_id else { continue };
@@ -514,7 +526,7 @@ fn for_each_stream_id_in_range(split: &SplitHandle, start_ns: i64, end_ns: i64, 
             }
             let Some(t) = cols.timestamp.first(doc) else { continue };
             if t >= start_ns && t <= end_ns {
-                f(ids.first(doc).unwrap_or(u64::MAX) as usize);
+                f(ids.first(doc).unwrap_or(u64::MAX) as usize, t);
             }
         }
     }

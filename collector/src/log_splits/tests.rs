@@ -748,8 +748,8 @@ fn stream_stats_come_from_totals_and_estimate_cut_streams() {
     let split = write(dir.path(), &records);
     let stats = |split: &(SplitHandle, (i64, i64)), m: &[pharos_model::LabelMatcher], start: i64, end: i64| {
         let mut out = HashMap::new();
-        search::split_stream_stats(&split.0, split.1, m, start, end, &mut out).unwrap();
-        let mut v: Vec<(String, StreamStats)> = out.into_iter().map(|(l, s)| (l.get("app").unwrap_or("").to_string(), s)).collect();
+        search::split_stream_stats(&split.0, split.1, m, &[(start, end)], &mut out).unwrap();
+        let mut v: Vec<(String, StreamStats)> = out.into_iter().map(|(l, mut s)| (l.get("app").unwrap_or("").to_string(), s.swap_remove(0))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
@@ -764,6 +764,18 @@ fn stream_stats_come_from_totals_and_estimate_cut_streams() {
     // A cut that keeps every record of a stream gives its exact bytes.
     assert_eq!(stats(&split, &[], 1, 5), vec![("a".into(), s(5, 70)), ("b".into(), s(2, 10))]);
     assert_eq!(stats(&split, &[], 50, 60), vec![]);
+    // Several buckets in one pass, each as its own range would give: [0, 2] a t 1, 2 (2 × 14)
+    // and b t 2 (5); [3, 4] a t 3, 4 and b t 4; [5, 100] a t 5 (1 × 14) and b t 6.
+    let mut out = HashMap::new();
+    search::split_stream_stats(&split.0, split.1, &[], &[(0, 2), (3, 4), (5, 100)], &mut out).unwrap();
+    let app = |l: &str| Labels::from_pairs([("app", l)]);
+    assert_eq!(out.get(&app("a")), Some(&vec![s(2, 28), s(2, 28), s(1, 14)]));
+    assert_eq!(out.get(&app("b")), Some(&vec![s(1, 5), s(1, 5), s(1, 5)]));
+    for (lo, hi) in [(0, 2), (3, 4), (5, 100)] {
+        let one: Vec<StreamStats> = stats(&split, &[], lo, hi).into_iter().map(|(_, st)| st).collect();
+        let b = [(0, 2), (3, 4), (5, 100)].iter().position(|r| *r == (lo, hi)).unwrap();
+        assert_eq!(one, vec![out[&app("a")][b], out[&app("b")][b]], "[{lo}, {hi}]");
+    }
     // Without totals (layout 2): read from the records, exact.
     let old = tempfile::tempdir().unwrap();
     let split = write_layout_2(old.path(), &records);

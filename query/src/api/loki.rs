@@ -297,8 +297,9 @@ pub async fn volume_range(State(state): State<AppState>, Query(params): Query<Pa
     respond(volume_of(state, params, true).await)
 }
 
-/// Loki's volume endpoints, answered from the streams' totals like `index/stats` (a split
-/// that a bucket cuts counts its entries exactly and its bytes in proportion).
+/// Loki's volume endpoints, answered from the streams' totals like `index/stats`, all buckets
+/// in one pass (a split that a bucket cuts counts its entries exactly and its bytes in
+/// proportion).
 async fn volume_of(state: AppState, params: Params, range: bool) -> Result<Json_> {
     let text = params
         .get("query")
@@ -348,19 +349,22 @@ async fn volume_of(state: AppState, params: Params, range: bool) -> Result<Json_
     run_blocking(move || {
         // Series name (label pairs; `{name=""}` in `labels` mode) → volume per bucket.
         let mut volumes: BTreeMap<VolumeName, Vec<(i64, u64)>> = BTreeMap::new();
-        for &(lo, hi) in &buckets {
-            let stats = state
-                .logs
-                .log_stream_stats(&matchers, lo.saturating_add(1), hi)
-                .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-            let mut add = |name: VolumeName, bytes: u64| {
-                let points = volumes.entry(name).or_default();
-                match points.last_mut() {
-                    Some((t, v)) if *t == hi => *v += bytes,
-                    _ => points.push((hi, bytes)),
-                }
-            };
-            for (labels, s) in stats {
+        let inclusive: Vec<(i64, i64)> = buckets.iter().map(|&(lo, hi)| (lo.saturating_add(1), hi)).collect();
+        let stats = state
+            .logs
+            .log_stream_stats_per_bucket(&matchers, &inclusive)
+            .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        let mut add = |name: VolumeName, hi: i64, bytes: u64| {
+            let points = volumes.entry(name).or_default();
+            match points.last_mut() {
+                Some((t, v)) if *t == hi => *v += bytes,
+                _ => points.push((hi, bytes)),
+            }
+        };
+        // Bucket by bucket, so each series' points stay in time order.
+        for (b, &(_, hi)) in buckets.iter().enumerate() {
+            for (labels, per_bucket) in &stats {
+                let s = per_bucket[b];
                 if s.bytes == 0 && s.entries == 0 {
                     continue;
                 }
@@ -370,13 +374,13 @@ async fn volume_of(state: AppState, params: Params, range: bool) -> Result<Json_
                             targets.iter().filter_map(|t| labels.get(t).map(|v| (t.clone(), v.to_string()))).collect();
                         // A stream without one of the labels is not counted, as in Loki.
                         if kept.len() == targets.len() {
-                            add(kept, s.bytes);
+                            add(kept, hi, s.bytes);
                         }
                     }
                     VolumeBy::Labels => {
                         for (name, _) in labels.iter() {
                             if targets.is_empty() || targets.iter().any(|t| t == name) {
-                                add(vec![(name.to_string(), String::new())], s.bytes);
+                                add(vec![(name.to_string(), String::new())], hi, s.bytes);
                             }
                         }
                     }
@@ -539,13 +543,20 @@ async fn run(
         // when nothing else reads the line; with no stage left there is nothing to keep out.
         let pipeline = query.without_body_filters().unwrap_or_else(|| query.clone());
         // With `distinct`, the store checks only the stages before it (see below).
-        let prefilter = if pipeline.has_distinct() { pipeline.before_distinct() } else { pipeline.clone() };
+        let before_distinct;
+        let prefilter = if pipeline.has_distinct() {
+            before_distinct = pipeline.before_distinct();
+            &before_distinct
+        } else {
+            &pipeline
+        };
         let keep = |r: &LogRecord| prefilter.process_record(r).is_some();
+        let (contains_any, label_equals) = (query.index_filters(), query.label_equalities());
         let search = |fetch: usize| {
             let search = LogSearch {
                 matchers: &query.matchers,
-                contains_any: query.index_filters(),
-                label_equals: query.label_equalities(),
+                contains_any: contains_any.clone(),
+                label_equals: label_equals.clone(),
                 start_ns,
                 end_ns,
                 limit: Some((fetch, if backward { Direction::Backward } else { Direction::Forward })),
