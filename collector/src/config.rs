@@ -45,6 +45,12 @@ pub struct CollectorConfig {
     /// listener) gets `team` here. Default: no rules.
     #[serde(default)]
     pub teams: pharos_model::team::TeamMapping,
+    /// Log records that arrive without a severity get the level their stream labels,
+    /// attributes or line state (`level=warn`, `{"level":"error"}`, `ERROR`, `[warn]`, a klog
+    /// `E1122` header…), as Loki 3's `discover_log_levels` does; it becomes `detected_level`.
+    /// Default: true.
+    #[serde(default = "default_true")]
+    pub discover_log_levels: bool,
     /// Kafka consumption; absent means HTTP ingest only (the embedded default).
     #[serde(default)]
     pub kafka: Option<KafkaConsumerConfig>,
@@ -62,6 +68,7 @@ impl Default for CollectorConfig {
             maintenance_interval_ms: default_maintenance_interval_ms(),
             log_term_cache_mb: default_log_term_cache_mb(),
             teams: Default::default(),
+            discover_log_levels: true,
             kafka: None,
         }
     }
@@ -116,6 +123,9 @@ impl KafkaConsumerConfig {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_flush_interval_ms() -> u64 {
     10_000
 }

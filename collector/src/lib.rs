@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{CollectorConfig, KafkaConsumerConfig};
 pub use error::{Error, Result};
-pub use store::Store;
+pub use store::{Store, StoreOptions};
 
 use telemetry::CollectorMetrics;
 
@@ -69,7 +69,11 @@ impl Collector {
     /// if configured, consuming Kafka.
     pub fn start(data_dir: &Path, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Result<Collector> {
         config.teams.validate().map_err(|e| Error::BadInput(format!("collector.teams: {e}")))?;
-        let store = Arc::new(Store::open_with_teams(data_dir, metrics.clone(), config.teams.clone())?);
+        let store = Arc::new(Store::open_with(
+            data_dir,
+            metrics.clone(),
+            StoreOptions { teams: config.teams.clone(), discover_log_levels: config.discover_log_levels },
+        )?);
         store.term_budget().set_limit_bytes(config.log_term_cache_mb.saturating_mul(1 << 20));
         let stop = Arc::new(AtomicBool::new(false));
         let warmer = {

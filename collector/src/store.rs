@@ -113,6 +113,22 @@ pub struct FlushReport {
     pub rows: usize,
 }
 
+/// What [`Store::open_with`] applies to everything ingested.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Team mapping (`CollectorConfig::teams`).
+    pub teams: pharos_model::team::TeamMapping,
+    /// Give log records that arrive without a severity the level their labels, attributes or
+    /// line state (`CollectorConfig::discover_log_levels`, see [`pharos_model::level`]).
+    pub discover_log_levels: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { teams: Default::default(), discover_log_levels: true }
+    }
+}
+
 /// Storage of the collector: see the module docs.
 pub struct Store {
     pub(crate) data_dir: PathBuf,
@@ -134,6 +150,9 @@ pub struct Store {
     /// HELP/TYPE/UNIT per metric family (`metadata.json`).
     metadata: MetadataStore,
     teams: pharos_model::team::TeamMapping,
+    /// Records ingested without a severity get the level their labels, attributes or line
+    /// state ([`StoreOptions::discover_log_levels`]).
+    discover_log_levels: bool,
     /// Live tails' callbacks, called with each batch of log records ingested.
     log_sinks: Mutex<Vec<pharos_model::LogSink>>,
     /// `log_sinks.len()`, read without the lock on every batch.
@@ -144,16 +163,12 @@ impl Store {
     /// Opens (or creates) the store in `data_dir`: loads the manifest, removes files a crashed
     /// flush left unpublished, and replays the WAL records after the published WAL offset.
     pub fn open(data_dir: &Path, metrics: Arc<CollectorMetrics>) -> Result<Store> {
-        Self::open_with_teams(data_dir, metrics, Default::default())
+        Self::open_with(data_dir, metrics, StoreOptions::default())
     }
 
-    /// [`Store::open`] with a team mapping applied to everything ingested (see
-    /// `CollectorConfig::teams`).
-    pub fn open_with_teams(
-        data_dir: &Path,
-        metrics: Arc<CollectorMetrics>,
-        teams: pharos_model::team::TeamMapping,
-    ) -> Result<Store> {
+    /// [`Store::open`] with `options` applied to everything ingested, the WAL replay included.
+    pub fn open_with(data_dir: &Path, metrics: Arc<CollectorMetrics>, options: StoreOptions) -> Result<Store> {
+        let StoreOptions { teams, discover_log_levels } = options;
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
         let manifest = Manifest::load(data_dir)?;
         let removed = manifest.remove_unpublished(data_dir)?;
@@ -176,6 +191,7 @@ impl Store {
             pending_deletes: Mutex::new(Vec::new()),
             metadata: MetadataStore::open(data_dir)?,
             teams,
+            discover_log_levels,
             log_sinks: Mutex::new(Vec::new()),
             log_sink_count: std::sync::atomic::AtomicUsize::new(0),
         };
@@ -219,9 +235,15 @@ impl Store {
     ///
     /// Metric metadata is kept even from a duplicate batch (it is idempotent). Should writing
     /// `metadata.json` fail here, it is retried before the next flush publishes offsets.
-    pub fn ingest(&self, source: &str, offset: i64, batch: Batch) -> bool {
+    pub fn ingest(&self, source: &str, offset: i64, mut batch: Batch) -> bool {
         if let Err(e) = self.metadata.observe(batch.metadata()) {
             tracing::error!(error = %e, "could not write metric metadata; retried before the next flush");
+        }
+        if self.discover_log_levels
+            && let Batch::Logs(records) = &mut batch
+        {
+            // Before the state lock: it reads every line without a severity.
+            discover_levels(records);
         }
         let mut st = self.state.write();
         if st.seen_offset(source).is_some_and(|seen| offset <= seen) {
@@ -917,6 +939,28 @@ pub fn published_offsets(store: &Store) -> BTreeMap<String, i64> {
     store.manifest().offsets.clone()
 }
 
+/// Sets the severity of records that have none to the level their stream labels or
+/// attributes name (a field like `level`, or `detected_level`), else the level their line
+/// states ([`pharos_model::level::detect`]); records where none is found keep no severity.
+fn discover_levels(records: &mut [pharos_model::LogRecord]) {
+    use pharos_model::level;
+    for r in records.iter_mut().filter(|r| r.severity.is_empty()) {
+        let named = r
+            .labels
+            .iter()
+            .chain(r.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .find(|(k, _)| *k == "detected_level" || level::is_level_key(k))
+            .map(|(_, v)| v);
+        let found = match named {
+            Some(v) => level::normalize(v).or_else(|| level::detect(&r.body)),
+            None => level::detect(&r.body),
+        };
+        if let Some(l) = found {
+            r.severity = l.to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1184,7 +1228,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let teams: pharos_model::team::TeamMapping =
             serde_json::from_str(r#"{"rules": [{"namespace": "spark-*", "team": "data-eng"}]}"#).unwrap();
-        let store = Store::open_with_teams(dir.path(), Arc::new(CollectorMetrics::default()), teams).unwrap();
+        let store =
+            Store::open_with(dir.path(), Arc::new(CollectorMetrics::default()), StoreOptions { teams, ..Default::default() }).unwrap();
         let s = |pairs: &[(&str, &str)]| {
             let mut p = vec![("__name__", "m")];
             p.extend_from_slice(pairs);
@@ -1314,6 +1359,52 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), metrics).unwrap();
         check(&store, "split after restart");
+    }
+
+    #[test]
+    fn levels_are_discovered_at_ingest_and_after_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |t: i64, labels: &[(&str, &str)], attrs: &[(&str, &str)], severity: &str, body: &str| LogRecord {
+            labels: Labels::from_pairs(labels.iter().copied()),
+            timestamp_ns: t,
+            body: body.into(),
+            severity: severity.into(),
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let batch = || {
+            Batch::Logs(vec![
+                rec(1, &[("pod", "p")], &[], "", "24/11/22 17:25:34 ERROR Executor: task failed"),
+                rec(2, &[("pod", "p")], &[], "WARNING", "the source's severity is kept: ERROR"),
+                rec(3, &[("pod", "p"), ("Level", "Debug")], &[], "", "a stream label names it"),
+                rec(4, &[("pod", "p")], &[("severity", "crit")], "", "an attribute names it"),
+                rec(5, &[("pod", "p")], &[("lvl", "chatty")], "", "level=info msg=\"not a level above\""),
+                rec(6, &[("pod", "p")], &[], "", "nothing to see here"),
+            ])
+        };
+        let severities = |store: &Store| {
+            let m = [LabelMatcher::new("pod", "=", "p").unwrap()];
+            let mut got = store.select_logs(&m, &[], 0, 10).unwrap();
+            got.sort_by_key(|r| r.timestamp_ns);
+            got.into_iter().map(|r| r.severity).collect::<Vec<_>>()
+        };
+        let want = ["error", "WARNING", "debug", "critical", "info", ""];
+        {
+            let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+            let Batch::Logs(records) = batch() else { unreachable!() };
+            store.ingest_durable(WalKind::LogsProtobuf, &pharos_model::otlp::encode_logs(&records)).unwrap();
+            assert_eq!(severities(&store), want, "head");
+        }
+        // The WAL keeps the body as received: the replay discovers the same levels.
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        assert_eq!(severities(&store), want, "after the WAL replay");
+        store.flush().unwrap();
+        assert_eq!(severities(&store), want, "split");
+
+        let off = tempfile::tempdir().unwrap();
+        let options = StoreOptions { discover_log_levels: false, ..Default::default() };
+        let store = Store::open_with(off.path(), Arc::new(CollectorMetrics::default()), options).unwrap();
+        store.ingest("wal", 1, batch());
+        assert_eq!(severities(&store), ["", "WARNING", "", "", "", ""], "discovery off");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod env;
 pub mod float;
 pub mod identity;
+pub mod level;
 mod labels;
 pub mod metadata;
 pub mod otlp;

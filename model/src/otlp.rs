@@ -473,7 +473,12 @@ fn logs_to_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
                     timestamp_ns: ts.min(i64::MAX as u64) as i64,
                     body: r.body.as_ref().map(any_value_string).unwrap_or_default(),
                     attributes: record_attributes(&r),
-                    severity: r.severity_text,
+                    // OTLP's number where the text is missing (Loki does the same).
+                    severity: if r.severity_text.is_empty() {
+                        crate::level::from_otlp_severity_number(r.severity_number).unwrap_or_default().to_string()
+                    } else {
+                        r.severity_text
+                    },
                 });
             }
         }
@@ -497,6 +502,18 @@ mod tests {
         assert_eq!(back[0].timestamp_ms, 1_700_000_000_123);
         assert_eq!(back[0].value, 2.5);
         assert!(is_stale_nan(back[1].value));
+    }
+
+    /// A record with only `severityNumber` gets its level; a text, when present, wins.
+    #[test]
+    fn otlp_log_severity_number_where_the_text_is_missing() {
+        let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+            {"timeUnixNano":"1","severityNumber":17,"body":{"stringValue":"a"}},
+            {"timeUnixNano":"2","severityNumber":13,"severityText":"Warning","body":{"stringValue":"b"}},
+            {"timeUnixNano":"3","severityNumber":0,"body":{"stringValue":"c"}},
+            {"timeUnixNano":"4","severityNumber":2,"body":{"stringValue":"d"}}]}]}]}"#;
+        let got: Vec<String> = decode_logs_json(body).unwrap().into_iter().map(|r| r.severity).collect();
+        assert_eq!(got, ["error", "Warning", "", "trace"]);
     }
 
     #[test]

@@ -79,6 +79,53 @@ async fn loki_push_then_query_labels_and_metrics() {
     assert_eq!(b["data"], serde_json::json!([{"app": "shop", "env": "prod"}]), "{b}");
 }
 
+/// Lines pushed without a level get the one they state (Loki 3's `discover_log_levels`), which
+/// `detected_level` groups and filters by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_levels_are_discovered_from_lines_labels_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let at = |s: i64| (now - s * 1_000_000_000).to_string();
+    let body = serde_json::json!({"streams": [
+        {"stream": {"app": "lvl"}, "values": [
+            [at(9), "24/11/22 17:25:34 ERROR Executor: Exception in task 0.0 in stage 1.0"],
+            [at(8), "E1122 17:25:34.123456       1 reflector.go:138] failed to list *v1.Pod"],
+            [at(7), "ts=2024-11-22T17:25:34Z lvl=WARN msg=\"disk almost full\""],
+            [at(6), r#"{"log":{"level":"info"},"msg":"started"}"#],
+            [at(5), "no error found in 3 files", {"severity": "debug"}],
+            [at(4), "all good"],
+        ]},
+        {"stream": {"app": "lvl", "level": "Warning"}, "values": [[at(3), "ERROR in the line, but the label says warning"]]},
+    ]});
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let q = enc(r#"sum by (detected_level) (count_over_time({app="lvl"}[1m]))"#);
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
+    assert_eq!(status, 200, "{b}");
+    let mut got: Vec<(String, String)> = b["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["metric"]["detected_level"].as_str().unwrap_or("-").to_string(), s["value"][1].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    let want = [("-", "1"), ("debug", "1"), ("error", "2"), ("info", "1"), ("warn", "2")];
+    assert_eq!(got, want.map(|(l, n)| (l.to_string(), n.to_string())), "{b}");
+    let q = enc(r#"{app="lvl"} | detected_level="error""#);
+    let (_, b) = pharos.get_json(&format!("/loki/api/v1/query_range?query={q}&direction=forward")).await;
+    let lines = loki_lines(&b);
+    assert_eq!(lines.len(), 2, "{b}");
+    assert!(lines[0].starts_with("24/11/22") && lines[1].starts_with("E1122"), "{b}");
+}
+
 /// `| distinct`: the first entry with each value in the query's direction, found by searching
 /// again for more records when the first `limit` hold too few distinct values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,22 +26,7 @@ pub const DETECTED_LEVEL_LABEL: &str = "detected_level";
 
 /// Loki's level names for a severity text (case-insensitive): `trace`, `debug`, `info`,
 /// `warn`, `error`, `critical`, `fatal`, else `unknown`.
-pub fn detected_level(severity: &str) -> &'static str {
-    const LEVELS: &[(&str, &[&str])] = &[
-        ("trace", &["trace", "trc"]),
-        ("debug", &["debug", "dbg"]),
-        ("info", &["info", "inf", "information", "informational", "notice"]),
-        ("warn", &["warn", "warning", "wrn"]),
-        ("error", &["error", "err", "eror"]),
-        ("critical", &["critical", "crit", "alert", "emerg", "emergency"]),
-        ("fatal", &["fatal", "ftl", "panic"]),
-    ];
-    let s = severity.trim();
-    LEVELS
-        .iter()
-        .find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(s)))
-        .map_or("unknown", |(level, _)| level)
-}
+pub use pharos_model::level::detected_level;
 
 /// The flags of `| logfmt`, as Loki reads them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
