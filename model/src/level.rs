@@ -163,7 +163,7 @@ fn text_level(line: &str) -> Option<&'static str> {
         }
         let wb = word.as_bytes();
         let mut start = 0;
-        for piece in word.split(|c: char| matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | ':' | ',' | '|' | ';')) {
+        for piece in word.split(['[', ']', '(', ')', '<', '>', ':', ',', '|', ';']) {
             let end = start + piece.len();
             if !piece.is_empty()
                 && let Some(level) = normalize(piece)

@@ -124,6 +124,30 @@ async fn loki_levels_are_discovered_from_lines_labels_and_metadata() {
     let lines = loki_lines(&b);
     assert_eq!(lines.len(), 2, "{b}");
     assert!(lines[0].starts_with("24/11/22") && lines[1].starts_with("E1122"), "{b}");
+
+    // Grafana Logs Drilldown's field list over the same entries: the level and the attribute
+    // as structured metadata, the logfmt and JSON members with their parsers.
+    let (start, end) = (now - 60_000_000_000, now + 1);
+    let q = enc(r#"{app="lvl"}"#);
+    let (status, b) = pharos.get_json(&format!("/loki/api/v1/detected_fields?query={q}&start={start}&end={end}")).await;
+    assert_eq!(status, 200, "{b}");
+    let got: Vec<(String, u64, serde_json::Value)> = b["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["label"].as_str().unwrap().to_string(), f["cardinality"].as_u64().unwrap(), f["parsers"].clone()))
+        .collect();
+    let want = [
+        ("detected_level", 4, serde_json::Value::Null),
+        ("log_level", 1, serde_json::json!(["json"])),
+        ("lvl", 1, serde_json::json!(["logfmt"])),
+        ("msg", 2, serde_json::json!(["json", "logfmt"])),
+        ("severity", 1, serde_json::Value::Null),
+        ("ts", 1, serde_json::json!(["logfmt"])),
+    ];
+    assert_eq!(got, want.map(|(l, n, p)| (l.to_string(), n, p)), "{b}");
+    let (_, b) = pharos.get_json(&format!("/loki/api/v1/detected_labels?query={q}&start={start}&end={end}")).await;
+    assert_eq!(b, serde_json::json!({"detectedLabels": [{"label": "app", "cardinality": 1}, {"label": "level", "cardinality": 1}]}));
 }
 
 /// `| distinct`: the first entry with each value in the query's direction, found by searching

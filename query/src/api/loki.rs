@@ -173,7 +173,7 @@ async fn run_metric(
 }
 
 /// The `start`/`end` of the metadata endpoints: default the last 6 hours, as in Loki.
-fn meta_window(params: &Params) -> Result<(i64, i64)> {
+pub(super) fn meta_window(params: &Params) -> Result<(i64, i64)> {
     let end = time_param_ns(params, "end", now_ns())?;
     let start = match (params.get("start"), params.get("since")) {
         (Some(s), _) if !s.is_empty() => parse_time_ns("start", s)?,
@@ -186,7 +186,7 @@ fn meta_window(params: &Params) -> Result<(i64, i64)> {
 }
 
 /// The optional `query` selector of the labels endpoints.
-fn meta_matchers(params: &Params) -> Result<Vec<pharos_model::LabelMatcher>> {
+pub(super) fn meta_matchers(params: &Params) -> Result<Vec<pharos_model::LabelMatcher>> {
     match params.get("query").filter(|q| !q.trim().is_empty()) {
         Some(q) => logql::parse_selector(q),
         None => Ok(Vec::new()),
@@ -459,7 +459,7 @@ pub async fn series(
     )
 }
 
-fn respond(result: Result<Json_>) -> Response {
+pub(super) fn respond(result: Result<Json_>) -> Response {
     match result {
         Ok(data) => Json(json!({"status": "success", "data": data})).into_response(),
         Err(e) => e.into_response(),

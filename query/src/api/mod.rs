@@ -2,10 +2,12 @@
 //! ([`sql_router`], over a [`pharos_model::SqlReader`]).
 
 mod loki;
+mod loki_detected;
 mod params;
 mod prometheus;
 mod series_meta;
 mod sql;
+mod status;
 mod tail;
 
 #[cfg(test)]
@@ -38,6 +40,11 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             get(prometheus::query_range_get).post(prometheus::query_range_post),
         )
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route(
+            "/api/v1/query_exemplars",
+            get(status::query_exemplars_get).post(status::query_exemplars_post),
+        )
         .route(
             "/api/v1/series",
             get(series_meta::series).post(series_meta::series),
@@ -62,6 +69,9 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/loki/api/v1/index/stats", get(loki::index_stats))
         .route("/loki/api/v1/index/volume", get(loki::volume))
         .route("/loki/api/v1/index/volume_range", get(loki::volume_range))
+        .route("/loki/api/v1/detected_fields", get(loki_detected::detected_fields))
+        .route("/loki/api/v1/detected_field/{name}/values", get(loki_detected::detected_field_values))
+        .route("/loki/api/v1/detected_labels", get(loki_detected::detected_labels))
         .route("/loki/api/v1/tail", get(tail::tail))
         .with_state(AppState { metrics, logs })
 }

@@ -397,6 +397,92 @@ async fn loki_volume_groups_bytes_by_target_labels() {
     }
 }
 
+async fn get_logs(logs: MemLogs, uri: &str) -> (StatusCode, Value) {
+    let app = super::router(Arc::new(metrics()), Arc::new(logs));
+    let resp = app.oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("router never fails");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}")))
+}
+
+fn drilldown_logs() -> MemLogs {
+    let rec = |labels: &[(&str, &str)], ts: i64, body: &str, severity: &str, attrs: &[(&str, &str)]| LogRecord {
+        labels: Labels::from_pairs(labels.iter().copied()),
+        timestamp_ns: ts * 1_000_000_000,
+        body: body.into(),
+        severity: severity.into(),
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let api = [("app", "api"), ("pod", "api-7f9c"), ("request_id", "12"), ("method", "GET")];
+    MemLogs(vec![
+        rec(&api, 1, r#"{"status":200,"took":"12ms","req":{"path":"/a","ok":true},"tags":["x"]}"#, "info", &[("trace_id", "t1")]),
+        rec(&api, 2, r#"{"status":503,"took":"1.5s","req":{"path":"/b","ok":false}}"#, "error", &[("trace_id", "t2")]),
+        rec(&[("app", "api"), ("pod", "api-8d2e"), ("request_id", "13"), ("method", "GET")], 3, r#"{"status":200,"took":"3ms","req":{"path":"/a","ok":true}}"#, "", &[]),
+        rec(&[("app", "web"), ("pod", "web-1"), ("request_id", "14"), ("method", "POST")], 4, "level=warn size=10KB dur=2.5 method=PUT", "warn", &[]),
+        rec(&[("app", "web"), ("pod", "web-1"), ("request_id", "15"), ("method", "POST")], 5, "plain text without pairs", "", &[]),
+    ])
+}
+
+/// Grafana Logs Drilldown's discovery endpoints, in Loki's shapes (not wrapped in `data`).
+#[tokio::test]
+async fn loki_detected_fields_values_and_labels() {
+    let enc = |q: &str| serde_urlencoded::to_string([("query", q)]).unwrap();
+    let (status, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_fields?{}&start=0&end=10", enc(r#"{app="api"}"#))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Three JSON lines: status 200/503/200, took 12ms/1.5s/3ms, req.path /a,/b,/a, req.ok
+    // true/false/true (the array is skipped, as `| json` skips it); metadata trace_id t1/t2 and
+    // detected_level info/error (no parser).
+    assert_eq!(
+        body,
+        json!({"fields": [
+            {"label": "detected_level", "type": "string", "cardinality": 2, "parsers": null, "jsonPath": []},
+            {"label": "req_ok", "type": "boolean", "cardinality": 2, "parsers": ["json"], "jsonPath": ["req", "ok"]},
+            {"label": "req_path", "type": "string", "cardinality": 2, "parsers": ["json"], "jsonPath": ["req", "path"]},
+            {"label": "status", "type": "int", "cardinality": 2, "parsers": ["json"], "jsonPath": ["status"]},
+            {"label": "took", "type": "duration", "cardinality": 3, "parsers": ["json"], "jsonPath": ["took"]},
+            {"label": "trace_id", "type": "string", "cardinality": 2, "parsers": null, "jsonPath": []},
+        ], "limit": 1000}),
+    );
+    // logfmt; a key named like a stream label is `_extracted`; the newest line only
+    // (line_limit=1) has no field; limit=2 keeps two fields.
+    let (_, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_fields?{}&start=0&end=10", enc(r#"{app="web"}"#))).await;
+    let got: Vec<(String, String)> = body["fields"].as_array().unwrap().iter().map(|f| (f["label"].as_str().unwrap().to_string(), f["type"].as_str().unwrap().to_string())).collect();
+    let want = [("detected_level", "string"), ("dur", "float"), ("level", "string"), ("method_extracted", "string"), ("size", "bytes")];
+    assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())), "{body}");
+    assert_eq!(body["fields"][1]["parsers"], json!(["logfmt"]), "{body}");
+    let (_, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_fields?{}&start=0&end=10&line_limit=1", enc(r#"{app="web"}"#))).await;
+    assert_eq!(body["fields"], json!([]), "{body}");
+    let (_, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_fields?{}&start=0&end=10&limit=2", enc(r#"{app="web"}"#))).await;
+    assert_eq!(body["fields"].as_array().unwrap().len(), 2, "{body}");
+    // A query's own parser and filters: only lines with status 200, its labels found by `json`.
+    let (_, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_field/req_path/values?{}&start=0&end=10", enc(r#"{app="api"} | json | status=200"#))).await;
+    assert_eq!(body, json!({"values": ["/a"], "limit": 1000}));
+    let (_, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_field/took/values?{}&start=0&end=10&limit=2", enc(r#"{app="api"}"#))).await;
+    assert_eq!(body, json!({"values": ["1.5s", "12ms"], "limit": 2}));
+    for (uri, want) in [
+        (format!("/loki/api/v1/detected_fields?{}", enc(r#"count_over_time({app="api"}[1m])"#)), "log query"),
+        (format!("/loki/api/v1/detected_fields?{}&line_limit=0", enc(r#"{app="api"}"#)), "line_limit"),
+        ("/loki/api/v1/detected_fields".to_string(), "\"query\": missing"),
+        (format!("/loki/api/v1/detected_fields?{}", enc(r#"{app="api""#)), "parse error"),
+    ] {
+        let (status, body) = get_logs(drilldown_logs(), &uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(want), "{uri}: {body}");
+    }
+    // Labels: request_id (numbers only) is left out, pod stays although its values look like
+    // nothing in particular, method has 2 values.
+    let (status, body) = get_logs(drilldown_logs(), &format!("/loki/api/v1/detected_labels?{}&start=0&end=10", enc(r#"{app=~".+"}"#))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"detectedLabels": [
+            {"label": "app", "cardinality": 2},
+            {"label": "method", "cardinality": 2},
+            {"label": "pod", "cardinality": 3},
+        ]})
+    );
+}
+
 fn two_jobs() -> MemStore {
     let mut s = MemStore::default();
     s.add(
@@ -416,6 +502,46 @@ fn two_jobs() -> MemStore {
         &[(90_000, 5.0)],
     );
     s
+}
+
+/// Cardinality in Prometheus' shape over `two_jobs`: 3 series (up ×2, http_requests_total),
+/// label pairs __name__=up, __name__=http_requests_total, job=node, job=api (×2), instance=a,
+/// instance=b, code=200: 7 distinct.
+#[tokio::test]
+async fn tsdb_status_counts_series_and_labels() {
+    let send = |uri: String| send_with(Arc::new(two_jobs()), Request::get(uri).body(Body::empty()).expect("request"));
+    let (status, body) = send("/api/v1/status/tsdb?start=0&end=100".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let nv = |pairs: &[(&str, u64)]| json!(pairs.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>());
+    assert_eq!(body["data"]["headStats"], json!({"numSeries": 3, "numLabelPairs": 7, "minTime": 0, "maxTime": 100_000}));
+    assert_eq!(body["data"]["seriesCountByMetricName"], nv(&[("up", 2), ("http_requests_total", 1)]));
+    assert_eq!(body["data"]["labelValueCountByLabelName"], nv(&[("__name__", 2), ("instance", 2), ("job", 2), ("code", 1)]));
+    // Bytes of distinct values: __name__ "up" + "http_requests_total" = 21, job "node" + "api"
+    // = 7, instance 2, code 3.
+    assert_eq!(body["data"]["memoryInBytesByLabelName"], nv(&[("__name__", 21), ("job", 7), ("code", 3), ("instance", 2)]));
+    let (_, body) = send("/api/v1/status/tsdb?start=0&end=100&limit=2".into()).await;
+    assert_eq!(body["data"]["seriesCountByLabelValuePair"], nv(&[("__name__=up", 2), ("job=api", 2)]));
+    for bad in ["limit=0", "limit=x", "start=10&end=5"] {
+        let (status, body) = send(format!("/api/v1/status/tsdb?{bad}")).await;
+        assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{bad}: {body}");
+    }
+}
+
+/// No exemplars are stored: a valid request gets an empty list, a bad one Prometheus' 400.
+#[tokio::test]
+async fn query_exemplars_are_an_empty_list() {
+    let (status, body) = get("/api/v1/query_exemplars?query=up&start=0&end=100").await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"status": "success", "data": []})));
+    let req = Request::post("/api/v1/query_exemplars")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("query=rate(up%5B1m%5D)"))
+        .expect("request");
+    let (status, _) = send_with(Arc::new(metrics()), req).await;
+    assert_eq!(status, StatusCode::OK);
+    for bad in ["query=up%7B", "start=0", "query=up&start=10&end=5"] {
+        let (status, body) = get(&format!("/api/v1/query_exemplars?{bad}")).await;
+        assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{bad}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -431,6 +431,60 @@ fn flatten_json(
     }
 }
 
+/// A field found in a line by [`line_fields`]: its label name (as `| json` or `| logfmt` would
+/// name it), its JSON path (for `json`), and its value.
+pub struct LineField {
+    /// The label name.
+    pub name: String,
+    /// The keys leading to it in the JSON object (empty for logfmt).
+    pub json_path: Vec<String>,
+    /// The value as the parser gives it.
+    pub value: String,
+}
+
+/// The fields of `line` as Loki's detected-fields finds them: a JSON object's members (nested
+/// objects flattened, as `| json` names them) with the `json` parser, else the logfmt pairs
+/// with a value (`| logfmt`, not strict). `None` when neither finds any.
+pub fn line_fields(line: &str) -> Option<(&'static str, Vec<LineField>)> {
+    fn walk(prefix: &str, path: &mut Vec<String>, map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<LineField>) {
+        use serde_json::Value;
+        for (k, v) in map {
+            let name = if prefix.is_empty() { sanitize_key(k) } else { format!("{prefix}_{}", sanitize_key(k)) };
+            path.push(k.clone());
+            let value = match v {
+                Value::Object(inner) => {
+                    walk(&name, path, inner, out);
+                    None
+                }
+                Value::Array(_) => None,
+                Value::Null => Some(String::new()),
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Number(n) => Some(n.to_string()),
+            };
+            if let Some(value) = value {
+                out.push(LineField { name, json_path: path.clone(), value });
+            }
+            path.pop();
+        }
+    }
+    let t = line.trim_start();
+    if t.starts_with('{')
+        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line)
+    {
+        let mut out = Vec::new();
+        walk("", &mut Vec::new(), &map, &mut out);
+        return (!out.is_empty()).then_some(("json", out));
+    }
+    let mut out = Vec::new();
+    scan_logfmt(line, false, |k, v| {
+        if !v.is_empty() {
+            out.push(LineField { name: sanitize_key(k), json_path: Vec::new(), value: v });
+        }
+    });
+    (!out.is_empty()).then_some(("logfmt", out))
+}
+
 /// Reads the `key=value` pairs of a logfmt line, handing each to `pair` (a key without a value
 /// comes with ""). A malformed pair (`=v`, `k=a=b`, `k"`, a bad escape, an unclosed quote) is an
 /// error: with `strict` the scan stops there, else the rest of that token is skipped and the scan
