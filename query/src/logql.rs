@@ -31,6 +31,10 @@ pub enum LineFilter {
     Matches(Regex),
     /// `!~ "re"`: the regex matches nowhere in the line.
     NotMatches(Regex),
+    /// `|> "<_> level=error <_>"`: the whole line matches the pattern.
+    MatchesPattern(pipeline::Pattern),
+    /// `!> "…"`: the line does not match the pattern.
+    NotMatchesPattern(pipeline::Pattern),
 }
 
 impl LineFilter {
@@ -41,6 +45,8 @@ impl LineFilter {
             LineFilter::NotContains(s) => !line.contains(s.as_str()),
             LineFilter::Matches(re) => re.is_match(line),
             LineFilter::NotMatches(re) => !re.is_match(line),
+            LineFilter::MatchesPattern(p) => p.test(line),
+            LineFilter::NotMatchesPattern(p) => !p.test(line),
         }
     }
 }
@@ -87,10 +93,12 @@ impl LogQuery {
         self.stages
             .iter()
             .take_while(|s| !s.ends_prefiltering())
-            .filter_map(|s| match s {
-                Stage::Line(LineFilter::Contains(s)) => Some(vec![s.clone()]),
-                Stage::Line(LineFilter::Matches(re)) => regex_prefix_literals(re.as_str()),
-                _ => None,
+            .flat_map(|s| match s {
+                Stage::Line(LineFilter::Contains(s)) => vec![vec![s.clone()]],
+                Stage::Line(LineFilter::Matches(re)) => regex_prefix_literals(re.as_str()).into_iter().collect(),
+                // Every literal of a pattern is in a line that matches it.
+                Stage::Line(LineFilter::MatchesPattern(p)) => p.literals().map(|l| vec![l.to_string()]).collect(),
+                _ => Vec::new(),
             })
             .collect()
     }

@@ -248,7 +248,7 @@ impl<'a> Cursor<'a> {
             if self.at_end_of_pipeline() {
                 return Ok(());
             }
-            if let Some(op) = ["|=", "!=", "|~", "!~"].into_iter().find(|op| self.eat(op)) {
+            if let Some(op) = ["|=", "!=", "|~", "!~", "|>", "!>"].into_iter().find(|op| self.eat(op)) {
                 self.skip_ws();
                 let value = self.string()?;
                 self.skip_ws();
@@ -259,7 +259,7 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             if !self.eat("|") {
-                return Err(self.error("expected a line filter (|=, !=, |~, !~) or a \"|\" stage"));
+                return Err(self.error("expected a line filter (|=, !=, |~, !~, |>, !>) or a \"|\" stage"));
             }
             self.skip_ws();
             let word = self.peek_word();
@@ -812,6 +812,8 @@ fn line_filter(op: &str, value: String) -> Result<LineFilter> {
         "|=" => LineFilter::Contains(value),
         "!=" => LineFilter::NotContains(value),
         "|~" => LineFilter::Matches(regex()?),
+        "|>" => LineFilter::MatchesPattern(Pattern::parse_filter(&value).map_err(Error::BadData)?),
+        "!>" => LineFilter::NotMatchesPattern(Pattern::parse_filter(&value).map_err(Error::BadData)?),
         _ => LineFilter::NotMatches(regex()?),
     })
 }

@@ -612,8 +612,17 @@ enum PatternPart {
 }
 
 impl Pattern {
-    /// Parses `<ip> - <_> "<method> <path>"`.
+    /// Parses `<ip> - <_> "<method> <path>"` (at least one named capture: `| pattern`).
     pub fn parse(src: &str) -> Result<Pattern, String> {
+        let p = Self::parse_filter(src)?;
+        if !p.0.iter().any(|p| matches!(p, PatternPart::Capture(n) if n != "_")) {
+            return Err(format!("invalid pattern {src:?}: at least one named capture is required"));
+        }
+        Ok(p)
+    }
+
+    /// Parses the pattern of a `|>` / `!>` line filter, where captures need no names.
+    pub fn parse_filter(src: &str) -> Result<Pattern, String> {
         let mut parts = Vec::new();
         let mut rest = src;
         while !rest.is_empty() {
@@ -642,15 +651,37 @@ impl Pattern {
             }
             rest = &rest[next..];
         }
-        if !parts
-            .iter()
-            .any(|p| matches!(p, PatternPart::Capture(n) if n != "_"))
-        {
-            return Err(format!(
-                "invalid pattern {src:?}: at least one named capture is required"
-            ));
-        }
         Ok(Pattern(parts))
+    }
+
+    /// The literal parts, in order.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            PatternPart::Literal(l) => Some(l.as_str()),
+            PatternPart::Capture(_) => None,
+        })
+    }
+
+    /// Whether the whole of `line` matches (`|>`), as Loki's pattern filter tests it: each
+    /// literal at its first occurrence after the previous one, the first one at the start of
+    /// the line, every capture non-empty, and nothing left after a final literal. An empty line
+    /// matches only an empty pattern.
+    pub fn test(&self, line: &str) -> bool {
+        if line.is_empty() || self.0.is_empty() {
+            return line.is_empty() && self.0.is_empty();
+        }
+        let mut off = 0;
+        for (i, part) in self.0.iter().enumerate() {
+            let PatternPart::Literal(lit) = part else { continue };
+            let Some(j) = line[off..].find(lit.as_str()) else { return false };
+            // At the start when the pattern starts with it; after a non-empty capture else.
+            if (i == 0) != (j == 0) {
+                return false;
+            }
+            off += j + lit.len();
+        }
+        let ends_on_capture = matches!(self.0.last(), Some(PatternPart::Capture(_)));
+        ends_on_capture == (off < line.len())
     }
 
     /// The captures when the line matches (from its start; the last capture takes the rest).

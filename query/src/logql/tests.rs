@@ -43,6 +43,32 @@ fn index_filters_take_substrings_and_regex_prefix_literals() {
     }
 }
 
+/// `|>` / `!>` (Loki 3's pattern filters): the whole line must match; captures need no name
+/// and must not be empty; the literals of `|>` narrow the index search.
+#[test]
+fn pattern_line_filters() {
+    let q = parse(r#"{app="api"} |> "<_> level=error msg=<_>""#).unwrap();
+    assert!(q.accepts("ts=1 level=error msg=boom"));
+    assert!(!q.accepts("level=error msg=boom"), "the first capture is empty");
+    assert!(!q.accepts("ts=1 level=error msg="), "the last capture is empty");
+    assert!(!q.accepts("ts=1 level=info msg=boom"));
+    assert_eq!(q.index_filters(), vec![vec![" level=error msg=".to_string()]]);
+    // A final literal: nothing may follow it; a first literal: the line starts with it.
+    let q = parse(r#"{app="api"} |> "GET <_> 200""#).unwrap();
+    assert!(q.accepts("GET /a 200"));
+    assert!(!q.accepts("GET /a 200 12ms"));
+    assert!(!q.accepts("x GET /a 200"));
+    assert_eq!(q.index_filters(), vec![vec!["GET ".to_string()], vec![" 200".to_string()]]);
+    // Literals match at their first occurrence after the previous one (no backtracking).
+    let q = parse(r#"{app="api"} |> "<_>a<_>""#).unwrap();
+    assert!(q.accepts("xay") && !q.accepts("xa") && !q.accepts("ay"));
+    let q = parse(r#"{app="api"} !> "<_> level=debug <_>" |= "x""#).unwrap();
+    assert!(q.accepts("x level=info y") && !q.accepts("x level=debug y"));
+    assert!(parse(r#"{app="api"} |> "<_><_>""#).is_err(), "consecutive captures");
+    let q = parse(r#"{app="api"} |> "<_>""#).unwrap();
+    assert!(q.accepts("anything") && !q.accepts(""));
+}
+
 #[test]
 fn braces_and_escapes_inside_strings() {
     let q = parse(r#"{msg="a}b\"c"} |= "x}\ty""#).unwrap();
