@@ -6,6 +6,7 @@
 //! Arithmetic, comparison and set operators between metric expressions work as in PromQL;
 //! `on`/`ignoring`, `label_replace` and the rarer stages are rejected as not supported.
 
+pub mod drain;
 pub mod metric;
 mod parser;
 mod template;

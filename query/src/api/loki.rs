@@ -123,7 +123,7 @@ fn parse_query_param(params: &Params) -> Result<logql::Query> {
 
 /// `step` in nanoseconds: float seconds or a duration; by default Loki's
 /// `max(1s, (end - start) / 250)` rounded down to whole seconds.
-fn step_ns(params: &Params, start: i64, end: i64) -> Result<i64> {
+pub(super) fn step_ns(params: &Params, start: i64, end: i64) -> Result<i64> {
     let step = match params.get("step").filter(|s| !s.is_empty()) {
         Some(s) => parse_duration_ms("step", s)?.saturating_mul(1_000_000),
         None => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,

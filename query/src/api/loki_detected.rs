@@ -1,7 +1,7 @@
-//! Loki's field and label discovery, which Grafana's Logs Drilldown reads:
+//! Loki's field, label and pattern discovery, which Grafana's Logs Drilldown reads:
 //! `/loki/api/v1/detected_fields`, `/loki/api/v1/detected_field/{name}/values` and
-//! `/loki/api/v1/detected_labels`. Like Loki, the answers are not wrapped in
-//! `{"status":…,"data":…}`.
+//! `/loki/api/v1/detected_labels` (answers not wrapped in `{"status":…,"data":…}`, as in Loki),
+//! and `/loki/api/v1/patterns`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,11 +12,11 @@ use pharos_model::{Direction, LogRecord, LogSearch};
 use serde_json::{Value as Json_, json};
 
 use super::AppState;
-use super::loki::{meta_matchers, meta_window};
+use super::loki::{meta_matchers, meta_window, step_ns};
 use super::params::Params;
 use super::prometheus::run_blocking;
 use crate::error::{Error, Result};
-use crate::logql::{self, pipeline};
+use crate::logql::{self, drain::Drain, pipeline};
 
 /// Lines read by default (Loki's `line_limit`).
 const DEFAULT_LINE_LIMIT: usize = 1000;
@@ -185,6 +185,78 @@ async fn fields_of(state: AppState, params: &Params) -> Result<(BTreeMap<String,
         Ok((fields, limit))
     })
     .await
+}
+
+/// Most lines `patterns` reads: the newest in the range.
+pub const PATTERN_MAX_LINES: usize = 100_000;
+
+/// `GET /loki/api/v1/patterns?query=…&start&end&step`: the lines of a log query (its selector
+/// and filters; the newest [`PATTERN_MAX_LINES`] in the range) grouped into patterns
+/// ([`crate::logql::drain`]), each with its number of lines per `step` (Loki's shape:
+/// `{"status":"success","data":[{"pattern":"<_> level=info <_>","samples":[[unix_s, n],…]}]}`,
+/// most lines first). Each pattern works as a `|>` filter that selects its lines.
+pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let go = || -> Result<_> {
+        let text = params.get("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        let query = match logql::parse_query(text)? {
+            logql::Query::Log(q) => q,
+            logql::Query::Metric(_) => return Err(Error::BadData("patterns need a log query, not a metric query".into())),
+        };
+        let (start, end) = meta_window(&params)?;
+        if end < start {
+            return Err(Error::BadData("invalid parameters: end timestamp must not be before start time".into()));
+        }
+        Ok((query, start, end, step_ns(&params, start, end)?))
+    };
+    let (query, start, end, step) = match go() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let answer = run_blocking(move || {
+        let keep = |r: &LogRecord| query.process_record(r).is_some();
+        let search = LogSearch {
+            matchers: &query.matchers,
+            contains_any: query.index_filters(),
+            label_equals: query.label_equalities(),
+            start_ns: start,
+            end_ns: end,
+            limit: Some((PATTERN_MAX_LINES, Direction::Backward)),
+            keep: (!query.stages.is_empty()).then_some(&keep),
+            body_unused: false,
+            severity_unused: false,
+        };
+        let mut records = state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        records.retain(|r| r.timestamp_ns >= start && r.timestamp_ns <= end);
+        // Oldest first, so that the same lines always give the same patterns.
+        records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
+        let mut drain = Drain::default();
+        for r in &records {
+            drain.add(&r.body, r.timestamp_ns.div_euclid(step));
+        }
+        let whole_seconds = step % 1_000_000_000 == 0;
+        let data: Vec<Json_> = drain
+            .templates()
+            .into_iter()
+            .map(|t| {
+                let samples: Vec<Json_> = t
+                    .buckets
+                    .iter()
+                    .map(|(b, n)| {
+                        let at = b * step;
+                        let secs = if whole_seconds { json!(at / 1_000_000_000) } else { json!(at as f64 / 1e9) };
+                        json!([secs, n])
+                    })
+                    .collect();
+                json!({"pattern": t.pattern(), "samples": samples})
+            })
+            .collect();
+        Ok(json!({"status": "success", "data": data}))
+    })
+    .await;
+    match answer {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// True for a value Loki takes for an identifier: a number or a UUID.

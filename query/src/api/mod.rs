@@ -72,6 +72,7 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/loki/api/v1/detected_fields", get(loki_detected::detected_fields))
         .route("/loki/api/v1/detected_field/{name}/values", get(loki_detected::detected_field_values))
         .route("/loki/api/v1/detected_labels", get(loki_detected::detected_labels))
+        .route("/loki/api/v1/patterns", get(loki_detected::patterns))
         .route("/loki/api/v1/tail", get(tail::tail))
         .with_state(AppState { metrics, logs })
 }

@@ -483,6 +483,46 @@ async fn loki_detected_fields_values_and_labels() {
     );
 }
 
+/// `/loki/api/v1/patterns`: lines grouped by Drain, counted per step; a pattern used as a
+/// `|>` filter selects its lines.
+#[tokio::test]
+async fn loki_patterns_group_lines_and_filter_with_them() {
+    let enc = |q: &str| serde_urlencoded::to_string([("query", q)]).unwrap();
+    let rec = |ts: i64, body: &str| LogRecord {
+        labels: Labels::from_pairs([("app", "svc")]),
+        timestamp_ns: ts * 1_000_000_000,
+        body: body.into(),
+        severity: String::new(),
+        attributes: Vec::new(),
+    };
+    let logs = || {
+        MemLogs(vec![
+            rec(1, "request done for user 12 took 30ms"),
+            rec(2, "request done for user 7 took 5ms"),
+            rec(11, "request done for user 7 took 8ms"),
+            rec(12, "cache miss key=abc"),
+        ])
+    };
+    let (status, body) = get_logs(logs(), &format!("/loki/api/v1/patterns?{}&start=0&end=20&step=10s", enc(r#"{app="svc"}"#))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": [
+            {"pattern": "request done for user <_> took <_>", "samples": [[0, 2], [10, 1]]},
+            {"pattern": "cache miss key=abc", "samples": [[10, 1]]},
+        ]})
+    );
+    let (_, body) = get_logs(logs(), &format!("/loki/api/v1/patterns?{}&start=0&end=20&step=10", enc(r#"{app="svc"} |= "user 7""#))).await;
+    assert_eq!(body["data"], json!([{"pattern": "request done for user 7 took <_>", "samples": [[0, 1], [10, 1]]}]));
+    let (_, body) = get_logs(logs(), &format!("/loki/api/v1/query_range?{}&start=0&end=20", enc(r#"{app="svc"} |> "request done for user <_> took <_>""#))).await;
+    assert_eq!(body["data"]["result"][0]["values"].as_array().map(Vec::len), Some(3), "{body}");
+    for (q, want) in [(r#"rate({app="svc"}[1m])"#, "log query"), (r#"{app="svc"} |> "<_><_>""#, "consecutive captures")] {
+        let (status, body) = get_logs(logs(), &format!("/loki/api/v1/patterns?{}&start=0&end=20", enc(q))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(want), "{q}: {body}");
+    }
+}
+
 fn two_jobs() -> MemStore {
     let mut s = MemStore::default();
     s.add(
