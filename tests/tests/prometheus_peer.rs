@@ -295,6 +295,33 @@ async fn prometheus_and_pharos_answer_alike() {
     assert_eq!(metadata_of(&one, &BTreeSet::from(["node_cpu_seconds_total".to_string()]))["node_cpu_seconds_total"], *cpu);
     assert_eq!(one["data"].as_object().map(|o| o.len()), Some(1), "{one}");
     println!("metadata: {} node-exporter families alike, e.g. node_cpu_seconds_total {cpu:?}", families.len());
+
+    // Per target: Pharos lists a family for a target that has series of it. Every entry it
+    // gives is Prometheus', and every family Prometheus lists that Pharos does not has no
+    // series of the target in Pharos (a family exposed without samples).
+    let entries = |answer: &Value| -> BTreeSet<(String, String, String, String, String)> {
+        let field = |e: &Value, k: &str| e[k].as_str().unwrap_or_else(|| panic!("{k} in {e}")).to_string();
+        answer["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("targets/metadata: {answer}"))
+            .iter()
+            .map(|e| (e["target"].to_string(), field(e, "metric"), field(e, "type"), field(e, "help"), field(e, "unit")))
+            .collect()
+    };
+    let prom_entries = entries(&targets);
+    let pharos_targets = get_json(&pharos_base, &format!("/api/v1/targets/metadata?match_target={}", enc("{job=\"node\"}"))).await;
+    let pharos_entries = entries(&pharos_targets);
+    let extra: Vec<_> = pharos_entries.difference(&prom_entries).collect();
+    assert!(extra.is_empty(), "Pharos' targets/metadata has entries Prometheus' has not: {extra:?}");
+    let listed: BTreeSet<&String> = pharos_entries.iter().map(|e| &e.1).collect();
+    let missing: Vec<&String> = families.iter().filter(|f| !listed.contains(f)).collect();
+    for f in &missing {
+        let names = format!("{{__name__=~\"{f}(_total|_bucket|_sum|_count|_created|_info)?\",job=\"node\"}}");
+        let series = get_json(&pharos_base, &format!("/api/v1/series?match[]={}", enc(&names))).await;
+        assert_eq!(series["data"], serde_json::json!([]), "Prometheus lists {f} for the node target, Pharos has its series but does not: {series}");
+    }
+    assert!(listed.contains(&"node_cpu_seconds_total".to_string()), "{pharos_targets}");
+    println!("targets/metadata: {} entries alike, {} families Prometheus lists without series", pharos_entries.len(), missing.len());
 }
 
 /// The `/api/v1/metadata` answer for `families`: per family the set of (type, help, unit)

@@ -58,6 +58,10 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             get(series_meta::label_values),
         )
         .route(
+            "/api/v1/targets/metadata",
+            get(series_meta::targets_metadata).post(series_meta::targets_metadata),
+        )
+        .route(
             "/api/v1/metadata",
             get(series_meta::metadata).post(series_meta::metadata),
         )

@@ -199,3 +199,81 @@ pub async fn metadata(State(state): State<AppState>, RawQuery(q): RawQuery, body
         Err(e) => e.into_response(),
     }
 }
+
+/// Window of `/api/v1/targets/metadata`: the targets with series in the last 2 hours stand for
+/// Prometheus' active targets.
+const TARGETS_WINDOW_MS: i64 = 2 * 3_600_000;
+
+/// `GET /api/v1/targets/metadata`: metric metadata per target, in Prometheus' shape
+/// `[{"target":{"instance","job"},"metric","type","help","unit"}]` (without `metric` when the
+/// `metric` parameter names one). Pharos keeps metadata per family, not per target: a target
+/// (the `job` and `instance` labels of a series with samples in the last 2 hours) is listed
+/// with the metadata of each family it has series of (found by series name, `_total`,
+/// `_bucket`… suffixes as the family's type allows). `match_target` selects targets by their
+/// labels, `limit` caps the targets listed.
+pub async fn targets_metadata(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let result = async {
+        let p = MultiParams::parse(q, &body)?;
+        let limit = int_param(&p, "limit")?;
+        let metric = p.all("metric").last().filter(|m| !m.is_empty()).map(str::to_string);
+        let mut groups = match p.all("match_target").last().filter(|m| !m.is_empty()) {
+            None => vec![Vec::new()],
+            Some(m) => match promql::parse(m)? {
+                Expr::VectorSelector(vs) if vs.name.is_none() => promql::matcher_groups(&vs),
+                _ => {
+                    return Err(Error::BadData(format!("invalid parameter \"match_target\": {m:?} is not a label selector")));
+                }
+            },
+        };
+        for g in &mut groups {
+            // Every series has a name: the matcher every group needs to select anything.
+            g.push(LabelMatcher::new("__name__", "=~", ".+").map_err(Error::Internal)?);
+        }
+        let reader = state.metrics.clone();
+        let end = super::params::now_ms();
+        run_blocking(move || {
+            let families = reader.metric_metadata(None).map_err(Error::Internal)?;
+            let index = pharos_model::FamilyIndex::new(families.values().filter_map(|v| v.first().cloned()));
+            // target → families it has series of.
+            let mut targets: std::collections::BTreeMap<Labels, BTreeSet<String>> = Default::default();
+            for g in &groups {
+                let mut series = Vec::new();
+                reader
+                    .stream_series(g, end - TARGETS_WINDOW_MS, end, &mut |ls| {
+                        series = ls.to_vec();
+                        false
+                    }, &|_, _| {})
+                    .map_err(Error::Internal)?;
+                for l in series {
+                    let target = Labels::from_pairs(l.iter().filter(|(k, _)| *k == "job" || *k == "instance"));
+                    if target.is_empty() {
+                        continue;
+                    }
+                    let Some(family) = l.metric_name().and_then(|n| index.family_of(n)) else { continue };
+                    if metric.as_deref().is_none_or(|m| m == family.metric_family_name) {
+                        targets.entry(target).or_default().insert(family.metric_family_name.clone());
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            for (target, names) in targets.into_iter().take(if limit >= 0 { limit as usize } else { usize::MAX }) {
+                for name in names {
+                    for m in families.get(&name).into_iter().flatten() {
+                        let mut entry = json!({"target": labels_object(&target), "type": m.r#type.as_str(), "help": m.help, "unit": m.unit});
+                        if metric.is_none() {
+                            entry["metric"] = json!(name);
+                        }
+                        out.push(entry);
+                    }
+                }
+            }
+            Ok::<_, Error>(serde_json::Value::Array(out))
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(data) => success(data),
+        Err(e) => e.into_response(),
+    }
+}

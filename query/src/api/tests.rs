@@ -951,3 +951,83 @@ async fn metadata_in_prometheus_shape_with_its_parameters() {
     let (status, body) = send_with(Arc::new(metrics()), get("/api/v1/metadata")).await;
     assert_eq!((status, body["data"].clone()), (StatusCode::OK, json!({})));
 }
+
+/// Series and metric metadata together.
+struct SeriesWithMetadata(MemStore, std::collections::BTreeMap<String, Vec<pharos_model::MetricMetadata>>);
+
+impl MetricsReader for SeriesWithMetadata {
+    fn select_series(&self, m: &[LabelMatcher], start: i64, end: i64) -> Result<Vec<Series>, String> {
+        self.0.select_series(m, start, end)
+    }
+
+    fn metric_metadata(
+        &self,
+        _: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<pharos_model::MetricMetadata>>, String> {
+        Ok(self.1.clone())
+    }
+}
+
+/// Metadata per target: a target is the `job` and `instance` of recent series, listed with the
+/// families it has series of (`http_requests_total` is OpenMetrics counter `http_requests`,
+/// `rpc_duration_seconds_bucket` histogram `rpc_duration_seconds`); series without metadata
+/// or without a target are left out.
+#[tokio::test]
+async fn targets_metadata_joins_families_to_the_targets_with_their_series() {
+    use pharos_model::{MetricMetadata, MetricType};
+    let now = super::params::now_ms() - 60_000;
+    let mut store = MemStore::default();
+    let node = [("job", "node"), ("instance", "a")];
+    let api = [("job", "api"), ("instance", "b")];
+    let with = |name: &'static str, target: &[(&'static str, &'static str)], extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![("__name__", name)];
+        l.extend_from_slice(target);
+        l.extend_from_slice(extra);
+        l
+    };
+    store.add(&with("up", &node, &[]), &[(now, 1.0)]);
+    store.add(&with("node_cpu_seconds_total", &node, &[("cpu", "0")]), &[(now, 5.0)]);
+    store.add(&with("http_requests_total", &api, &[]), &[(now, 7.0)]);
+    store.add(&with("rpc_duration_seconds_bucket", &api, &[("le", "1")]), &[(now, 2.0)]);
+    store.add(&with("no_metadata", &api, &[]), &[(now, 1.0)]);
+    store.add(&[("__name__", "up")], &[(now, 1.0)]);
+    let mut meta = std::collections::BTreeMap::<String, Vec<MetricMetadata>>::new();
+    for m in [
+        MetricMetadata::new("up", MetricType::Gauge, "Target up.", ""),
+        MetricMetadata::new("node_cpu_seconds_total", MetricType::Counter, "CPU time.", "seconds"),
+        MetricMetadata::new("http_requests", MetricType::Counter, "Requests.", ""),
+        MetricMetadata::new("rpc_duration_seconds", MetricType::Histogram, "RPC latency.", ""),
+    ] {
+        meta.entry(m.metric_family_name.clone()).or_default().push(m);
+    }
+    let reader = Arc::new(SeriesWithMetadata(store, meta));
+    let send = |req: Request<Body>| send_with(reader.clone(), req);
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let a = json!({"instance": "a", "job": "node"});
+    let b = json!({"instance": "b", "job": "api"});
+    let (status, body) = send(get("/api/v1/targets/metadata")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!([
+            {"target": a, "metric": "node_cpu_seconds_total", "type": "counter", "help": "CPU time.", "unit": "seconds"},
+            {"target": a, "metric": "up", "type": "gauge", "help": "Target up.", "unit": ""},
+            {"target": b, "metric": "http_requests", "type": "counter", "help": "Requests.", "unit": ""},
+            {"target": b, "metric": "rpc_duration_seconds", "type": "histogram", "help": "RPC latency.", "unit": ""},
+        ])
+    );
+    let (_, body) = send(get("/api/v1/targets/metadata?match_target=%7Bjob%3D%22api%22%7D&metric=http_requests")).await;
+    assert_eq!(body["data"], json!([{"target": b, "type": "counter", "help": "Requests.", "unit": ""}]));
+    let (_, body) = send(get("/api/v1/targets/metadata?limit=1")).await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "target a only: {body}");
+    let req = Request::post("/api/v1/targets/metadata")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("metric=up"))
+        .expect("request");
+    let (_, body) = send(req).await;
+    assert_eq!(body["data"], json!([{"target": a, "type": "gauge", "help": "Target up.", "unit": ""}]));
+    for bad in ["match_target=up", "match_target=%7B", "limit=x"] {
+        let (status, body) = send(get(&format!("/api/v1/targets/metadata?{bad}"))).await;
+        assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{bad}: {body}");
+    }
+}
