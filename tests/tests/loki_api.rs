@@ -252,3 +252,62 @@ async fn loki_tail_sends_entries_as_ingested_late_ones_too() {
     push(now + 2, "third").await;
     assert_eq!(next().await, vec![((now + 2).to_string(), "third".to_string())]);
 }
+
+/// A tail whose client stops reading falls behind: once the socket's buffers are full and
+/// 1,024 batches wait, further entries are not queued but listed in `dropped_entries` when the
+/// client reads again. Every small line pushed meanwhile is either sent or listed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_tail_lists_what_a_stalled_client_missed() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pharos = Pharos::serve(dir.path(), &["--data-dir", dir.path().join("data").to_str().unwrap()]).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let push = |values: Vec<(i64, String)>| {
+        let values: Vec<_> = values.into_iter().map(|(ts, l)| serde_json::json!([ts.to_string(), l])).collect();
+        let body = serde_json::json!({"streams": [{"stream": {"app": "flood"}, "values": values}]});
+        let request = client.post(format!("http://{}/loki/api/v1/push", pharos.addr)).header("content-type", "application/json").body(body.to_string());
+        async move { assert_eq!(request.send().await.unwrap().status().as_u16(), 204) }
+    };
+    let url = format!("ws://{}/loki/api/v1/tail?query={}&start={}", pharos.addr, enc(r#"{app="flood"}"#), now - 1_000_000_000);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false).await.unwrap();
+    // 48 MiB of long lines, more than the kernel buffers both sockets (at most 6 + 4 MiB here):
+    // the server's send blocks while the client reads nothing.
+    let long = "x".repeat(64 << 10);
+    for r in 0..96i64 {
+        push((0..8).map(|i| (now + r * 8 + i, long.clone())).collect()).await;
+    }
+    // Then 1,500 batches of one short line each: more than the 1,024 the tail may hold queued.
+    let small: Vec<i64> = (0..1500).map(|i| now + 1_000_000 + i).collect();
+    for &ts in &small {
+        push(vec![(ts, format!("small {ts}"))]).await;
+    }
+    // Reading again: each short line comes once, as an entry or as a dropped one.
+    let (mut sent, mut dropped) = (Vec::new(), Vec::new());
+    while sent.len() + dropped.len() < small.len() {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next()).await.expect("a frame within 30 s").unwrap().unwrap();
+        let frame: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        for stream in frame["streams"].as_array().unwrap() {
+            for v in stream["values"].as_array().unwrap() {
+                let line = v[1].as_str().unwrap();
+                if line.starts_with("small ") {
+                    assert_eq!(line, format!("small {}", v[0].as_str().unwrap()));
+                    sent.push(v[0].as_str().unwrap().parse::<i64>().unwrap());
+                }
+            }
+        }
+        for d in frame["dropped_entries"].as_array().unwrap() {
+            assert_eq!(d["labels"], serde_json::json!({"app": "flood"}), "{d}");
+            let ts: i64 = d["timestamp"].as_str().unwrap().parse().unwrap();
+            if ts > now + 1_000_000 - 1 {
+                dropped.push(ts);
+            }
+        }
+    }
+    assert!(!dropped.is_empty(), "nothing was dropped: {} sent", sent.len());
+    let mut all: Vec<i64> = sent.iter().chain(&dropped).copied().collect();
+    all.sort();
+    assert_eq!(all, small, "every short line sent or listed as dropped, once ({} sent, {} dropped)", sent.len(), dropped.len());
+    println!("stalled tail: {} short lines sent, {} listed as dropped", sent.len(), dropped.len());
+}

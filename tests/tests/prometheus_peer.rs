@@ -322,6 +322,21 @@ async fn prometheus_and_pharos_answer_alike() {
     }
     assert!(listed.contains(&"node_cpu_seconds_total".to_string()), "{pharos_targets}");
     println!("targets/metadata: {} entries alike, {} families Prometheus lists without series", pharos_entries.len(), missing.len());
+
+    // `/api/v1/format_query`: the same text as Prometheus' formatter, short and long queries.
+    for q in [
+        r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle",job="node"}[5m])) / on (instance) group_left count by (instance) (node_cpu_seconds_total{mode="idle"})"#,
+        "sum(rate(x[5m]))by(job)",
+        r#"topk(5, rate(http_requests_total{job=~"api|web", code!~"2.."}[5m] offset 1h)) > bool 3"#,
+        r#"histogram_quantile(0.99, sum by (le, job) (rate(prometheus_http_request_duration_seconds_bucket{handler="/api/v1/query_range", job="prometheus"}[5m])))"#,
+        r#"label_replace(up{job="node"}, "host", "$1", "instance", "(.*):.*") or vector(1)"#,
+        "max_over_time(deriv(node_memory_MemAvailable_bytes[10m])[1h:1m] @ 1700000000)",
+    ] {
+        let path = format!("/api/v1/format_query?query={}", enc(q));
+        let (prom, ours) = (get_json(&prom_base, &path).await, get_json(&pharos_base, &path).await);
+        assert_eq!(prom["status"], "success", "{q}: {prom}");
+        assert_eq!(ours["data"], prom["data"], "format_query of {q}");
+    }
 }
 
 /// The `/api/v1/metadata` answer for `families`: per family the set of (type, help, unit)

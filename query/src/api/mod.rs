@@ -42,6 +42,10 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route(
+            "/api/v1/format_query",
+            get(status::format_query_get).post(status::format_query_post),
+        )
+        .route(
             "/api/v1/query_exemplars",
             get(status::query_exemplars_get).post(status::query_exemplars_post),
         )

@@ -1,4 +1,5 @@
-//! `/api/v1/query_exemplars` and `/api/v1/status/tsdb` of the Prometheus HTTP API.
+//! `/api/v1/query_exemplars`, `/api/v1/format_query` and `/api/v1/status/tsdb` of the
+//! Prometheus HTTP API.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -44,6 +45,30 @@ fn query_exemplars(params: Params) -> Response {
     };
     match check() {
         Ok(()) => success(json!([])),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET/POST /api/v1/format_query`: the query as Prometheus' formatter prints it (the
+/// `promql-parser` port of it): `sum(rate(x[5m])) by (job)` → `sum by (job) (rate(x[5m]))`,
+/// long expressions over several indented lines.
+pub async fn format_query_get(Query(params): Query<Params>) -> Response {
+    format_query(params)
+}
+
+/// `POST /api/v1/format_query` (form body; query-string parameters also read).
+pub async fn format_query_post(Query(mut params): Query<Params>, Form(form): Form<Params>) -> Response {
+    params.extend(form);
+    format_query(params)
+}
+
+fn format_query(params: Params) -> Response {
+    let go = || -> Result<String> {
+        let q = params.get("query").filter(|q| !q.is_empty()).ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        Ok(promql::parse(q)?.prettify())
+    };
+    match go() {
+        Ok(text) => success(json!(text)),
         Err(e) => e.into_response(),
     }
 }

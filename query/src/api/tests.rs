@@ -567,6 +567,25 @@ async fn tsdb_status_counts_series_and_labels() {
     }
 }
 
+/// Prometheus' formatter: the grouping moves before the aggregation's argument, spacing is
+/// normalized; a long expression is split over indented lines.
+#[tokio::test]
+async fn format_query_prints_like_prometheus() {
+    let enc = |q: &str| serde_urlencoded::to_string([("query", q)]).unwrap();
+    let (status, body) = get(&format!("/api/v1/format_query?{}", enc("sum(rate(x[5m]))by(job)"))).await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"status": "success", "data": "sum by (job) (rate(x[5m]))"})));
+    // Prometheus 2.42's answer for this query (its formatter, run against a real Prometheus;
+    // the peer test compares more).
+    let long = r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle",job="node"}[5m])) / on (instance) group_left count by (instance) (node_cpu_seconds_total{mode="idle"})"#;
+    let (_, body) = get(&format!("/api/v1/format_query?{}", enc(long))).await;
+    assert_eq!(
+        body["data"],
+        "  sum by (instance) (rate(node_cpu_seconds_total{job=\"node\",mode!=\"idle\"}[5m]))\n/ on (instance) group_left ()\n  count by (instance) (node_cpu_seconds_total{mode=\"idle\"})"
+    );
+    let (status, body) = get(&format!("/api/v1/format_query?{}", enc("sum(x"))).await;
+    assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{body}");
+}
+
 /// No exemplars are stored: a valid request gets an empty list, a bad one Prometheus' 400.
 #[tokio::test]
 async fn query_exemplars_are_an_empty_list() {
@@ -736,6 +755,63 @@ async fn loki_tail_streams_recent_then_new_entries() {
         json!([{"stream": {"app": "api", "level": "WARN"}, "values": [[ts2.to_string(), "WARN first warning"]]}])
     );
     ws.close(None).await.unwrap();
+    server.abort();
+}
+
+/// A reader with a live feed whose ingest races the tail's first read: the first time it is
+/// read, records are ingested while the read runs, one of them also in what the read returns.
+#[derive(Default)]
+struct RacingLogs {
+    stored: std::sync::Mutex<Vec<LogRecord>>,
+    sink: std::sync::Mutex<Option<pharos_model::LogSink>>,
+    during_first_read: std::sync::Mutex<Option<Vec<LogRecord>>>,
+}
+
+impl LogsReader for RacingLogs {
+    fn select_logs(&self, m: &[LabelMatcher], contains: &[String], start: i64, end: i64) -> Result<Vec<LogRecord>, String> {
+        if let Some(batch) = self.during_first_read.lock().unwrap().take() {
+            // Ingested now: stored (the read sees it) and fed to the subscriber.
+            self.stored.lock().unwrap().extend(batch.iter().cloned());
+            if let Some(sink) = self.sink.lock().unwrap().as_mut() {
+                sink(&batch);
+            }
+        }
+        MemLogs(self.stored.lock().unwrap().clone()).select_logs(m, contains, start, end)
+    }
+
+    fn subscribe_logs(&self, sink: pharos_model::LogSink) -> bool {
+        *self.sink.lock().unwrap() = Some(sink);
+        true
+    }
+}
+
+/// An entry ingested while the first frame is read reaches the tail both through that read and
+/// through the feed: it is sent once, in the first frame; one that arrives later through the
+/// feed only comes in a frame of its own.
+#[tokio::test]
+async fn loki_tail_sends_an_entry_read_and_fed_at_once_only_once() {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let rec = |ts: i64, body: &str| LogRecord::new(Labels::from_pairs([("app", "api")]), ts, body, "");
+    let logs = Arc::new(RacingLogs::default());
+    logs.stored.lock().unwrap().push(rec(now - 3_000_000_000, "before"));
+    *logs.during_first_read.lock().unwrap() = Some(vec![rec(now - 2_000_000_000, "during the read")]);
+    let app = crate::router(Arc::new(metrics()), logs.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("ws://{addr}/loki/api/v1/tail?query=%7Bapp%3D%22api%22%7D&start={}", now - 10_000_000_000);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let values = |frame: &Value| -> Vec<String> {
+        frame["streams"].as_array().unwrap().iter().flat_map(|s| s["values"].as_array().unwrap().iter().map(|v| v[1].as_str().unwrap().to_string())).collect()
+    };
+    assert_eq!(values(&next_frame(&mut ws).await), ["before", "during the read"]);
+    // A later ingest through the feed: the next frame holds it alone (the raced entry, already
+    // queued from the feed, is not sent again).
+    let later = rec(now - 1_000_000_000, "later");
+    logs.stored.lock().unwrap().push(later.clone());
+    let mut sink = logs.sink.lock().unwrap().take().expect("the tail subscribed");
+    assert!(sink(&[later]));
+    assert_eq!(values(&next_frame(&mut ws).await), ["later"]);
     server.abort();
 }
 
