@@ -87,8 +87,11 @@ struct Field {
     types: u8,
 }
 
-/// Loki's field types, most specific first, with the test a value must pass.
-const TYPES: [(&str, fn(&str) -> bool); 5] = [
+/// A field type's name and the test a value of it passes.
+type FieldType = (&'static str, fn(&str) -> bool);
+
+/// Loki's field types, most specific first.
+const TYPES: [FieldType; 5] = [
     ("int", |v| v.parse::<i64>().is_ok()),
     ("float", |v| v.parse::<f64>().is_ok()),
     ("boolean", |v| matches!(v, "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False")),
@@ -141,7 +144,7 @@ async fn fields_of(state: AppState, params: &Params) -> Result<(BTreeMap<String,
             severity_unused: false,
         };
         let mut records = state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-        records.sort_by(|a, b| b.timestamp_ns.cmp(&a.timestamp_ns));
+        records.sort_by_key(|r| std::cmp::Reverse(r.timestamp_ns));
         records.truncate(line_limit);
         let mut fields: BTreeMap<String, Field> = BTreeMap::new();
         for r in &records {
