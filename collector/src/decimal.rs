@@ -39,7 +39,7 @@ pub fn encode(v: f64, scale: u8) -> Option<i64> {
 }
 
 /// The smallest scale at which `v` is stored as a mantissa, if any.
-fn scale_of(v: f64) -> Option<u8> {
+pub fn scale_of(v: f64) -> Option<u8> {
     if !v.is_finite() {
         return None;
     }
