@@ -117,6 +117,27 @@ impl Field {
     }
 }
 
+/// The newest `limit` records in `[start, end]` that the query's pipeline keeps, newest first.
+fn newest_records(state: &AppState, query: &logql::LogQuery, start: i64, end: i64, limit: usize) -> Result<Vec<LogRecord>> {
+    let keep = |r: &LogRecord| query.process_record(r).is_some();
+    let search = LogSearch {
+        matchers: &query.matchers,
+        contains_any: query.index_filters(),
+        label_equals: query.label_equalities(),
+        start_ns: start,
+        end_ns: end,
+        limit: Some((limit, Direction::Backward)),
+        keep: (!query.stages.is_empty()).then_some(&keep),
+        body_unused: false,
+        severity_unused: false,
+    };
+    let mut records = state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+    records.retain(|r| r.timestamp_ns >= start && r.timestamp_ns <= end);
+    records.sort_by_key(|r| std::cmp::Reverse(r.timestamp_ns));
+    records.truncate(limit);
+    Ok(records)
+}
+
 /// Reads the entries and gathers their fields (by name) and the answer's `limit`.
 async fn fields_of(state: AppState, params: &Params) -> Result<(BTreeMap<String, Field>, usize)> {
     let text = params.get("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
@@ -131,21 +152,7 @@ async fn fields_of(state: AppState, params: &Params) -> Result<(BTreeMap<String,
         None => positive(params, "limit", DEFAULT_FIELD_LIMIT)?,
     };
     run_blocking(move || {
-        let keep = |r: &LogRecord| query.process_record(r).is_some();
-        let search = LogSearch {
-            matchers: &query.matchers,
-            contains_any: query.index_filters(),
-            label_equals: query.label_equalities(),
-            start_ns: start,
-            end_ns: end,
-            limit: Some((line_limit, Direction::Backward)),
-            keep: (!query.stages.is_empty()).then_some(&keep),
-            body_unused: false,
-            severity_unused: false,
-        };
-        let mut records = state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-        records.sort_by_key(|r| std::cmp::Reverse(r.timestamp_ns));
-        records.truncate(line_limit);
+        let records = newest_records(&state, &query, start, end, line_limit)?;
         let mut fields: BTreeMap<String, Field> = BTreeMap::new();
         for r in &records {
             let Some((labels, line)) = query.process_record(r) else { continue };
@@ -216,20 +223,7 @@ pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params
         Err(e) => return e.into_response(),
     };
     let answer = run_blocking(move || {
-        let keep = |r: &LogRecord| query.process_record(r).is_some();
-        let search = LogSearch {
-            matchers: &query.matchers,
-            contains_any: query.index_filters(),
-            label_equals: query.label_equalities(),
-            start_ns: start,
-            end_ns: end,
-            limit: Some((PATTERN_MAX_LINES, Direction::Backward)),
-            keep: (!query.stages.is_empty()).then_some(&keep),
-            body_unused: false,
-            severity_unused: false,
-        };
-        let mut records = state.logs.search_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
-        records.retain(|r| r.timestamp_ns >= start && r.timestamp_ns <= end);
+        let mut records = newest_records(&state, &query, start, end, PATTERN_MAX_LINES)?;
         // Oldest first, so that the same lines always give the same patterns.
         records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
         let mut drain = Drain::default();
