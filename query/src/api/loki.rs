@@ -587,12 +587,23 @@ async fn run(
                 })
             };
             if !pipeline.has_distinct() {
+                // Stream labels plus `detected_level`, built once per stream and level.
+                let mut leveled: std::collections::HashMap<(usize, &'static str), Labels> = Default::default();
                 break records
                     .into_iter()
                     .filter_map(|r| {
-                        if pipeline.stages.is_empty() && r.attributes.is_empty() && r.severity.is_empty() && !categorize {
-                            // The entry's labels are its stream's, its line the record's.
-                            return Some((r.timestamp_ns, r.labels, r.body, None));
+                        if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
+                            // The entry's labels are its stream's (and its level), its line the
+                            // record's.
+                            if r.severity.is_empty() || r.labels.get(logql::pipeline::DETECTED_LEVEL_LABEL).is_some() {
+                                return Some((r.timestamp_ns, r.labels, r.body, None));
+                            }
+                            let level = logql::pipeline::detected_level(&r.severity);
+                            let labels = leveled
+                                .entry((r.labels.ptr_id(), level))
+                                .or_insert_with(|| r.labels.with(logql::pipeline::DETECTED_LEVEL_LABEL, level))
+                                .clone();
+                            return Some((r.timestamp_ns, labels, r.body, None));
                         }
                         let processed = pipeline.process_record(&r);
                         entry(r, processed)
