@@ -3,6 +3,13 @@
 
 use pharos_e2e::*;
 
+/// POSTs a Loki push request (JSON) and returns the status.
+async fn push_json(pharos: &Pharos, body: &serde_json::Value) -> u16 {
+    let url = format!("http://{}/loki/api/v1/push", pharos.addr);
+    let request = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());
+    request.send().await.unwrap().status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loki_push_then_query_labels_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,15 +105,7 @@ async fn loki_levels_are_discovered_from_lines_labels_and_metadata() {
         ]},
         {"stream": {"app": "lvl", "level": "Warning"}, "values": [[at(3), "ERROR in the line, but the label says warning"]]},
     ]});
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 204);
+    assert_eq!(push_json(&pharos, &body).await, 204);
     let q = enc(r#"sum by (detected_level) (count_over_time({app="lvl"}[1m]))"#);
     let (status, b) = pharos.get_json(&format!("/loki/api/v1/query?query={q}")).await;
     assert_eq!(status, 200, "{b}");
@@ -169,15 +168,7 @@ async fn loki_distinct_keeps_the_first_entry_per_value_in_the_direction() {
         })
         .collect();
     let body = serde_json::json!({"streams": [{"stream": {"app": "orders"}, "values": values}]});
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/loki/api/v1/push", pharos.addr))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 204);
+    assert_eq!(push_json(&pharos, &body).await, 204);
     let lines = |query: &str, extra: &str| {
         let path = format!("/loki/api/v1/query_range?query={}&{extra}", enc(query));
         let (pharos, query) = (&pharos, query.to_string());
