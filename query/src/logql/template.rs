@@ -28,9 +28,9 @@ use regex::Regex;
 
 use super::pipeline::LabelMap;
 
-/// A parsed template.
+/// A parsed template: its nodes and the templates it defines (`define`, `block`).
 #[derive(Clone, Debug)]
-pub struct Template(Vec<Node>);
+pub struct Template(Vec<Node>, Arc<BTreeMap<String, Vec<Node>>>);
 
 #[derive(Clone, Debug)]
 enum Node {
@@ -46,6 +46,11 @@ enum Node {
     /// `break` and `continue` (only inside a `range`).
     Break,
     Continue,
+    /// `{{template "name" pipeline}}`: runs a defined template with the value as the dot (nil
+    /// without a pipeline).
+    Call(String, Option<Pipe>),
+    /// `{{define "name"}}…{{end}}` while parsing; moved into the template's definitions.
+    Define(String, Vec<Node>),
 }
 
 /// Commands separated by `|`; each command after the first gets the value before it as its
@@ -105,6 +110,7 @@ struct Scope<'a> {
     labels: &'a LabelMap,
     line: &'a str,
     ts_nanos: i64,
+    defs: &'a BTreeMap<String, Vec<Node>>,
 }
 
 macro_rules! funcs {
@@ -578,6 +584,68 @@ enum Piece {
     ElseIf(Pipe),
     Else,
     End,
+    /// `define "name"`: a body up to its `end`.
+    Define(String),
+    /// `block "name" pipeline`: `define` and `template` at once.
+    Block(String, Pipe),
+}
+
+/// The quoted template name at the start of an action's `body` and the rest after it.
+fn template_name<'a>(body: &'a str, keyword: &str) -> Result<(String, &'a str), String> {
+    let b = body.trim_start();
+    let bytes = b.as_bytes();
+    let end = match bytes.first() {
+        Some(b'`') => b[1..].find('`').map(|i| i + 2),
+        Some(b'"') => {
+            let mut i = 1;
+            loop {
+                match bytes.get(i) {
+                    None => break None,
+                    Some(b'\\') => i += 2,
+                    Some(b'"') => break Some(i + 1),
+                    Some(_) => i += 1,
+                }
+            }
+        }
+        _ => None,
+    };
+    let missing = || format!("{{{{{keyword}}}}} needs a quoted template name");
+    let end = end.ok_or_else(missing)?;
+    match parse_pipe(&b[..end])?.commands.as_slice() {
+        [Command::Operand(Arg::Str(name))] => Ok((name.clone(), b[end..].trim())),
+        _ => Err(missing()),
+    }
+}
+
+/// Moves every `define` in `nodes` (also those inside other actions, as a `block` puts them)
+/// into `defs`.
+fn take_definitions(nodes: &mut Vec<Node>, defs: &mut BTreeMap<String, Vec<Node>>) -> Result<(), String> {
+    let mut kept = Vec::with_capacity(nodes.len());
+    for mut node in std::mem::take(nodes) {
+        match &mut node {
+            Node::Define(name, body) => {
+                take_definitions(body, defs)?;
+                if defs.insert(name.clone(), std::mem::take(body)).is_some() {
+                    return Err(format!("template: multiple definition of template {name:?}"));
+                }
+                continue;
+            }
+            Node::If(branches, otherwise) => {
+                for (_, body) in branches.iter_mut() {
+                    take_definitions(body, defs)?;
+                }
+                take_definitions(otherwise, defs)?;
+            }
+            Node::With(_, body, otherwise) | Node::Range(_, body, otherwise) => {
+                take_definitions(body, defs)?;
+                take_definitions(otherwise, defs)?;
+            }
+            _ => {}
+        }
+        kept.push(node);
+    }
+    *nodes = kept;
+    Ok(())
 }
 
 impl Template {
@@ -627,8 +695,23 @@ impl Template {
                 "range" => Piece::Range(parse_pipe_with(body, Decls::Two)?),
                 "break" if body.trim().is_empty() => Piece::Node(Node::Break),
                 "continue" if body.trim().is_empty() => Piece::Node(Node::Continue),
-                "define" | "template" | "block" => {
-                    return Err(format!("{{{{{keyword}}}}} is not supported yet"));
+                "define" => {
+                    let (name, rest) = template_name(body, keyword)?;
+                    if !rest.is_empty() {
+                        return Err(format!("{{{{define}}}} takes only a name, not {rest:?}"));
+                    }
+                    Piece::Define(name)
+                }
+                "template" => {
+                    let (name, rest) = template_name(body, keyword)?;
+                    Piece::Node(Node::Call(name, if rest.is_empty() { None } else { Some(parse_pipe(rest)?) }))
+                }
+                "block" => {
+                    let (name, rest) = template_name(body, keyword)?;
+                    if rest.is_empty() {
+                        return Err("{{block}} needs a pipeline after its name".to_string());
+                    }
+                    Piece::Block(name, parse_pipe(rest)?)
                 }
                 _ => Piece::Node(Node::Action(parse_pipe(action)?)),
             });
@@ -643,7 +726,7 @@ impl Template {
         let mut depth = 0usize;
         for piece in &pieces {
             match piece {
-                Piece::If(_) | Piece::With(_) | Piece::Range(_) => depth += 1,
+                Piece::If(_) | Piece::With(_) | Piece::Range(_) | Piece::Define(_) | Piece::Block(..) => depth += 1,
                 Piece::End => depth = depth.saturating_sub(1),
                 _ => {}
             }
@@ -652,11 +735,19 @@ impl Template {
             }
         }
         let mut pieces = pieces.into_iter();
-        let (nodes, stop) = block(&mut pieces)?;
+        let (mut nodes, stop) = block(&mut pieces)?;
         match stop {
             None => {
+                let mut defs = BTreeMap::new();
+                take_definitions(&mut nodes, &mut defs)?;
                 check_scopes(&nodes, &mut vec!["$".to_string()], false)?;
-                Ok(Template(nodes))
+                for body in defs.values() {
+                    check_scopes(body, &mut vec!["$".to_string()], false)?;
+                }
+                if let Some(name) = called(&nodes).chain(defs.values().flat_map(|b| called(b))).find(|n| !defs.contains_key(*n)) {
+                    return Err(format!("template: no template {name:?} is defined"));
+                }
+                Ok(Template(nodes, Arc::new(defs)))
             }
             Some(_) => Err(format!("invalid template {src:?}: unexpected {{{{end}}}} or {{{{else}}}}")),
         }
@@ -664,8 +755,8 @@ impl Template {
 
     /// Renders the template for one entry; an error is the entry's (`TemplateFormatErr`).
     pub fn render(&self, labels: &LabelMap, line: &str, ts_nanos: i64) -> Result<String, String> {
-        let scope = Scope { labels, line, ts_nanos };
-        let mut state = State { vars: vec![("$".to_string(), Val::Labels)], steps: 0 };
+        let scope = Scope { labels, line, ts_nanos, defs: &self.1 };
+        let mut state = State { vars: vec![("$".to_string(), Val::Labels)], steps: 0, depth: 0 };
         let mut out = String::new();
         run(&self.0, &scope, &mut state, &Val::Labels, &mut out)?;
         Ok(out)
@@ -692,6 +783,19 @@ fn find_close(s: &str) -> Option<usize> {
     None
 }
 
+/// The names of the templates `nodes` call, at any depth.
+fn called(nodes: &[Node]) -> Box<dyn Iterator<Item = &String> + '_> {
+    Box::new(nodes.iter().flat_map(|n| -> Box<dyn Iterator<Item = &String> + '_> {
+        match n {
+            Node::Call(name, _) => Box::new(std::iter::once(name)),
+            Node::If(branches, otherwise) => Box::new(branches.iter().flat_map(|(_, b)| called(b)).chain(called(otherwise))),
+            Node::With(_, body, otherwise) | Node::Range(_, body, otherwise) => Box::new(called(body).chain(called(otherwise))),
+            Node::Define(_, body) => called(body),
+            _ => Box::new(std::iter::empty()),
+        }
+    }))
+}
+
 /// Nodes up to the `else`/`end` that ends the block (None at the end of the template).
 fn block(pieces: &mut impl Iterator<Item = Piece>) -> Result<(Vec<Node>, Option<Piece>), String> {
     let mut nodes = Vec::new();
@@ -707,6 +811,17 @@ fn block(pieces: &mut impl Iterator<Item = Piece>) -> Result<(Vec<Node>, Option<
                 let (body, otherwise) = body_and_else(pieces, "range")?;
                 nodes.push(Node::Range(pipe, body, otherwise));
             }
+            Piece::Define(name) => match block(pieces)? {
+                (body, Some(Piece::End)) => nodes.push(Node::Define(name, body)),
+                _ => return Err("unterminated {{define}}".to_string()),
+            },
+            Piece::Block(name, pipe) => match block(pieces)? {
+                (body, Some(Piece::End)) => {
+                    nodes.push(Node::Define(name.clone(), body));
+                    nodes.push(Node::Call(name, Some(pipe)));
+                }
+                _ => return Err("unterminated {{block}}".to_string()),
+            },
             stop @ (Piece::Else | Piece::ElseIf(_) | Piece::End) => return Ok((nodes, Some(stop))),
         }
     }
@@ -783,6 +898,9 @@ fn check_scopes(nodes: &[Node], vars: &mut Vec<String>, in_range: bool) -> Resul
                 return Err(format!("{{{{{word}}}}} outside {{{{range}}}}"));
             }
             Node::Break | Node::Continue => {}
+            Node::Call(_, Some(pipe)) => check_commands(pipe, vars)?,
+            Node::Call(_, None) => {}
+            Node::Define(_, body) => check_scopes(body, &mut vec!["$".to_string()], false)?,
         }
     }
     Ok(())
@@ -815,6 +933,8 @@ fn if_chain(cond: Pipe, pieces: &mut impl Iterator<Item = Piece>) -> Result<Node
 struct State {
     vars: Vec<(String, Val)>,
     steps: usize,
+    /// `template` calls running (a template may call itself).
+    depth: usize,
 }
 
 /// Actions, `range` iterations included, one rendering may run: a `range` over a large count
@@ -852,6 +972,25 @@ fn run(nodes: &[Node], scope: &Scope, state: &mut State, dot: &Val, out: &mut St
             }
             Node::Break => Flow::Break,
             Node::Continue => Flow::Continue,
+            Node::Call(name, pipe) => {
+                let body = scope.defs.get(name).ok_or_else(|| format!("template: no template {name:?} is defined"))?;
+                let v = match pipe {
+                    Some(p) => eval_pipe(p, scope, state, dot)?,
+                    None => Val::Nil,
+                };
+                if state.depth >= MAX_NESTING {
+                    return Err(format!("template calls nested deeper than {MAX_NESTING}"));
+                }
+                // The called template sees only its own variables, `$` being its dot.
+                let outer = std::mem::replace(&mut state.vars, vec![("$".to_string(), v.clone())]);
+                state.depth += 1;
+                let flow = run(body, scope, state, &v, out);
+                state.depth -= 1;
+                state.vars = outer;
+                flow?;
+                Flow::Normal
+            }
+            Node::Define(..) => Flow::Normal,
             Node::If(branches, otherwise) => {
                 let mark = state.vars.len();
                 let mut taken = None;
@@ -2062,6 +2201,44 @@ mod tests {
         }
     }
 
+    /// Named templates as in Go: `define` prints nothing where it stands, `template` runs one
+    /// with the value as its dot (nil without one) and `$` set to that value, outer variables
+    /// invisible; `block` defines and runs at once; a template may call itself.
+    #[test]
+    fn define_template_and_block() {
+        let l = [("level", "warn"), ("status", "503")];
+        let cases = [
+            (r#"{{ define "lvl" }}[{{ . | upper }}]{{ end }}a{{ template "lvl" .level }}b"#, "a[WARN]b"),
+            // The labels as the dot, and `$` inside is the dot passed.
+            (r#"{{ define "both" }}{{ .level }}/{{ $.status }}{{ end }}{{ template "both" . }}"#, "warn/503"),
+            // No pipeline: the dot is nil.
+            (r#"{{ define "nil" }}<{{ . }}>{{ end }}{{ template "nil" }}"#, "<<no value>>"),
+            // `block`: defined and run in place; a later `template` runs it again.
+            (r#"{{ block "s" .status }}({{ . }}){{ end }}-{{ template "s" "x" }}"#, "(503)-(x)"),
+            // A template calling itself, counting down.
+            (r#"{{ define "down" }}{{ . }}{{ if gt . 0 }}{{ template "down" (sub . 1) }}{{ end }}{{ end }}{{ template "down" 3 }}"#, "3210"),
+            // Defined after its use, and inside an `if` body (as `block` may be).
+            (r#"{{ if true }}{{ template "late" }}{{ end }}{{ define "late" }}ok{{ end }}"#, "ok"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
+        }
+        for (src, want) in [
+            (r#"{{ template "none" }}"#, "no template \"none\" is defined"),
+            (r#"{{ define "a" }}1{{ end }}{{ define "a" }}2{{ end }}"#, "multiple definition of template \"a\""),
+            (r#"{{ define "a" }}x"#, "unterminated {{define}}"),
+            (r#"{{ block "b" }}x{{ end }}"#, "{{block}} needs a pipeline"),
+            (r#"{{ define a }}x{{ end }}"#, "needs a quoted template name"),
+            (r#"{{ $v := 1 }}{{ define "t" }}{{ $v }}{{ end }}"#, "undefined variable \"$v\""),
+        ] {
+            let err = Template::parse(src).unwrap_err();
+            assert!(err.contains(want), "{src}: {err}");
+        }
+        // Endless recursion ends in an error, not a stack overflow.
+        let err = render(r#"{{ define "loop" }}{{ template "loop" . }}{{ end }}{{ template "loop" . }}"#, &l).unwrap_err();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+    }
+
     #[test]
     fn errors_at_parse_and_at_run_time() {
         for (src, want) in [
@@ -2070,7 +2247,6 @@ mod tests {
             ("{{ end }}", "unexpected {{end}}"),
             ("{{ sha256 .x }}", "function \"sha256\" not defined"),
             ("{{ html .x }}", "not supported yet"),
-            ("{{ define \"t\" }}x{{ end }}", "{{define}} is not supported yet"),
             ("{{ $x }}", "undefined variable \"$x\""),
             ("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \"$y\""),
             ("{{ range . }}{{ $y := 1 }}{{ end }}{{ $y }}", "undefined variable \"$y\""),
