@@ -582,6 +582,8 @@ enum Piece {
     With(Pipe),
     Range(Pipe),
     ElseIf(Pipe),
+    /// `else with` (Go 1.23): the `else` body is another `with`, ending at the same `end`.
+    ElseWith(Pipe),
     Else,
     End,
     /// `define "name"`: a body up to its `end`.
@@ -689,6 +691,7 @@ impl Template {
                 "else" if body.trim().is_empty() => Piece::Else,
                 "else" => match body.trim().split_once(char::is_whitespace) {
                     Some(("if", cond)) => Piece::ElseIf(parse_pipe(cond)?),
+                    Some(("with", value)) => Piece::ElseWith(parse_pipe(value)?),
                     _ => return Err(format!("{{{{{action}}}}} is not supported yet")),
                 },
                 "end" => Piece::End,
@@ -822,7 +825,7 @@ fn block(pieces: &mut impl Iterator<Item = Piece>) -> Result<(Vec<Node>, Option<
                 }
                 _ => return Err("unterminated {{block}}".to_string()),
             },
-            stop @ (Piece::Else | Piece::ElseIf(_) | Piece::End) => return Ok((nodes, Some(stop))),
+            stop @ (Piece::Else | Piece::ElseIf(_) | Piece::ElseWith(_) | Piece::End) => return Ok((nodes, Some(stop))),
         }
     }
     Ok((nodes, None))
@@ -837,6 +840,11 @@ fn body_and_else(pieces: &mut impl Iterator<Item = Piece>, keyword: &str) -> Res
             (otherwise, Some(Piece::End)) => otherwise,
             _ => return Err(format!("unterminated {{{{{keyword}}}}}")),
         },
+        // `{{ with a }}…{{ else with b }}…{{ end }}` is `with a` whose else body is `with b`.
+        Some(Piece::ElseWith(pipe)) if keyword == "with" => {
+            let (inner, inner_else) = body_and_else(pieces, keyword)?;
+            vec![Node::With(pipe, inner, inner_else)]
+        }
         _ => return Err(format!("unterminated {{{{{keyword}}}}}")),
     };
     Ok((body, otherwise))
@@ -2199,6 +2207,17 @@ mod tests {
         for (src, want) in cases {
             assert_eq!(render(src, &l).as_deref(), Ok(want), "{src}");
         }
+    }
+
+    /// `{{ else with }}` (Go 1.23): tried when the `with` value is empty, with its own value as
+    /// the dot; only after a `with`.
+    #[test]
+    fn else_with_chains() {
+        let l = [("level", "warn")];
+        assert_eq!(render("{{ with .none }}a{{ else with .level }}b={{ . }}{{ else }}c{{ end }}", &l).as_deref(), Ok("b=warn"));
+        assert_eq!(render("{{ with .none }}a{{ else with .none2 }}b{{ else }}c{{ end }}!", &l).as_deref(), Ok("c!"));
+        assert_eq!(render("{{ with .level }}{{ . }}{{ else with .none }}b{{ end }}", &l).as_deref(), Ok("warn"));
+        assert!(Template::parse("{{ if .x }}a{{ else with .y }}b{{ end }}").is_err());
     }
 
     /// Named templates as in Go: `define` prints nothing where it stands, `template` runs one
