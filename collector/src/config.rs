@@ -51,6 +51,12 @@ pub struct CollectorConfig {
     /// Default: true.
     #[serde(default = "default_true")]
     pub discover_log_levels: bool,
+    /// Log streams without a `service_name` label get one, from the first of `service`, `app`,
+    /// `application`, `name`, `app_kubernetes_io_name`, `container`, `container_name`,
+    /// `component`, `workload`, `job` they have, else `unknown_service` (Loki 3's
+    /// `discover_service_name`, which Grafana's Logs Drilldown lists services by). Default: true.
+    #[serde(default = "default_true")]
+    pub discover_service_name: bool,
     /// Kafka consumption; absent means HTTP ingest only (the embedded default).
     #[serde(default)]
     pub kafka: Option<KafkaConsumerConfig>,
@@ -69,6 +75,7 @@ impl Default for CollectorConfig {
             log_term_cache_mb: default_log_term_cache_mb(),
             teams: Default::default(),
             discover_log_levels: true,
+            discover_service_name: true,
             kafka: None,
         }
     }

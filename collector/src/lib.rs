@@ -72,7 +72,11 @@ impl Collector {
         let store = Arc::new(Store::open_with(
             data_dir,
             metrics.clone(),
-            StoreOptions { teams: config.teams.clone(), discover_log_levels: config.discover_log_levels },
+            StoreOptions {
+                teams: config.teams.clone(),
+                discover_log_levels: config.discover_log_levels,
+                discover_service_name: config.discover_service_name,
+            },
         )?);
         store.term_budget().set_limit_bytes(config.log_term_cache_mb.saturating_mul(1 << 20));
         let stop = Arc::new(AtomicBool::new(false));

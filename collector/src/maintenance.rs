@@ -468,7 +468,7 @@ mod tests {
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
         let hour = HOUR_NS;
         let rec = |ts: i64, body: &str| LogRecord {
-            labels: Labels::from_pairs([("app", "a")]),
+            labels: Labels::from_pairs([("app", "a"), ("service_name", "a")]),
             timestamp_ns: ts,
             body: body.into(),
             severity: "info".into(),
@@ -503,7 +503,7 @@ mod tests {
         // and an unflushed "head!": 10 entries, 8 × 2 + 4 + 5 = 25 bytes, one stream.
         store.ingest("kafka:l:0", 5, Batch::Logs(vec![rec(3 * hour + 1, "head!")]));
         let stats = pharos_model::LogsReader::log_stream_stats(&store, &[], i64::MIN, i64::MAX).unwrap();
-        assert_eq!(stats, vec![(Labels::from_pairs([("app", "a")]), pharos_model::StreamStats { entries: 10, bytes: 25 })]);
+        assert_eq!(stats, vec![(Labels::from_pairs([("app", "a"), ("service_name", "a")]), pharos_model::StreamStats { entries: 10, bytes: 25 })]);
         // Hour 0 alone: the merged split exactly (its totals), nothing of hour 3 or the head.
         let stats = pharos_model::LogsReader::log_stream_stats(&store, &[], 0, hour - 1).unwrap();
         assert_eq!(stats[0].1, pharos_model::StreamStats { entries: 8, bytes: 16 });

@@ -121,11 +121,13 @@ pub struct StoreOptions {
     /// Give log records that arrive without a severity the level their labels, attributes or
     /// line state (`CollectorConfig::discover_log_levels`, see [`pharos_model::level`]).
     pub discover_log_levels: bool,
+    /// Give log streams without a `service_name` label one (`CollectorConfig::discover_service_name`).
+    pub discover_service_name: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { teams: Default::default(), discover_log_levels: true }
+        StoreOptions { teams: Default::default(), discover_log_levels: true, discover_service_name: true }
     }
 }
 
@@ -153,6 +155,8 @@ pub struct Store {
     /// Records ingested without a severity get the level their labels, attributes or line
     /// state ([`StoreOptions::discover_log_levels`]).
     discover_log_levels: bool,
+    /// Log streams without `service_name` get one ([`StoreOptions::discover_service_name`]).
+    discover_service_name: bool,
     /// Live tails' callbacks, called with each batch of log records ingested.
     log_sinks: Mutex<Vec<pharos_model::LogSink>>,
     /// `log_sinks.len()`, read without the lock on every batch.
@@ -168,7 +172,7 @@ impl Store {
 
     /// [`Store::open`] with `options` applied to everything ingested, the WAL replay included.
     pub fn open_with(data_dir: &Path, metrics: Arc<CollectorMetrics>, options: StoreOptions) -> Result<Store> {
-        let StoreOptions { teams, discover_log_levels } = options;
+        let StoreOptions { teams, discover_log_levels, discover_service_name } = options;
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
         let manifest = Manifest::load(data_dir)?;
         let removed = manifest.remove_unpublished(data_dir)?;
@@ -192,6 +196,7 @@ impl Store {
             metadata: MetadataStore::open(data_dir)?,
             teams,
             discover_log_levels,
+            discover_service_name,
             log_sinks: Mutex::new(Vec::new()),
             log_sink_count: std::sync::atomic::AtomicUsize::new(0),
         };
@@ -239,11 +244,14 @@ impl Store {
         if let Err(e) = self.metadata.observe(batch.metadata()) {
             tracing::error!(error = %e, "could not write metric metadata; retried before the next flush");
         }
-        if self.discover_log_levels
-            && let Batch::Logs(records) = &mut batch
-        {
+        if let Batch::Logs(records) = &mut batch {
             // Before the state lock: it reads every line without a severity.
-            discover_levels(records);
+            if self.discover_log_levels {
+                discover_levels(records);
+            }
+            if self.discover_service_name {
+                discover_service_name(records);
+            }
         }
         let mut st = self.state.write();
         if st.seen_offset(source).is_some_and(|seen| offset <= seen) {
@@ -939,6 +947,25 @@ pub fn published_offsets(store: &Store) -> BTreeMap<String, i64> {
     store.manifest().offsets.clone()
 }
 
+/// Labels a log stream's service is taken from, first found first (Loki 3's defaults for
+/// `discover_service_name`).
+pub const SERVICE_NAME_SOURCES: &[&str] =
+    &["service", "app", "application", "name", "app_kubernetes_io_name", "container", "container_name", "component", "workload", "job"];
+
+/// Adds `service_name` to the labels of records that have none: the value of the first label of
+/// [`SERVICE_NAME_SOURCES`] they have, else `unknown_service` (as Loki 3 does at ingest, so that
+/// Grafana's Logs Drilldown lists the services). Records of one stream share the new label set.
+fn discover_service_name(records: &mut [pharos_model::LogRecord]) {
+    let mut done: std::collections::HashMap<usize, Labels> = std::collections::HashMap::new();
+    for r in records.iter_mut().filter(|r| r.labels.get("service_name").is_none()) {
+        let labels = done.entry(r.labels.ptr_id()).or_insert_with(|| {
+            let service = SERVICE_NAME_SOURCES.iter().find_map(|k| r.labels.get(k)).unwrap_or("unknown_service");
+            r.labels.with("service_name", service)
+        });
+        r.labels = labels.clone();
+    }
+}
+
 /// Sets the severity of records that have none to the level their stream labels or
 /// attributes name (a field like `level`, or `detected_level`), else the level their line
 /// states ([`pharos_model::level::detect`]); records where none is found keep no severity.
@@ -1312,7 +1339,7 @@ mod tests {
             attributes: pharos_model::normalize_attributes(
                 attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ),
-            ..LogRecord::new(Labels::from_pairs([("app", app)]), t, format!("{app} line {t}"), "")
+            ..LogRecord::new(Labels::from_pairs([("app", app), ("service_name", app)]), t, format!("{app} line {t}"), "")
         };
         let otlp_pb = vec![rec("otlp-pb", 1, &[("trace_id", "aa"), ("user", "ada")]), rec("otlp-pb", 2, &[])];
         let otlp_json = vec![rec("otlp-json", 3, &[("trace_id", "aa")])];
@@ -1405,6 +1432,34 @@ mod tests {
         let store = Store::open_with(off.path(), Arc::new(CollectorMetrics::default()), options).unwrap();
         store.ingest("wal", 1, batch());
         assert_eq!(severities(&store), ["", "WARNING", "", "", "", ""], "discovery off");
+    }
+
+    /// Loki 3's service name: the first of its source labels a stream has, else
+    /// `unknown_service`; a stream that has one keeps it; off, nothing is added.
+    #[test]
+    fn log_streams_get_a_service_name() {
+        let rec = |labels: &[(&str, &str)]| LogRecord::new(Labels::from_pairs(labels.iter().copied()), 1, "x", "");
+        let batch = || {
+            Batch::Logs(vec![
+                rec(&[("app", "api"), ("container", "c")]),
+                rec(&[("container", "c"), ("job", "j")]),
+                rec(&[("pod", "p")]),
+                rec(&[("app", "api"), ("service_name", "given")]),
+            ])
+        };
+        let services = |options: StoreOptions| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path(), Arc::new(CollectorMetrics::default()), options).unwrap();
+            store.ingest("wal", 1, batch());
+            let mut got: Vec<Option<String>> =
+                store.select_logs(&[], &[], 0, 10).unwrap().iter().map(|r| r.labels.get("service_name").map(str::to_string)).collect();
+            got.sort();
+            got
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(services(StoreOptions::default()), vec![some("api"), some("c"), some("given"), some("unknown_service")]);
+        let off = StoreOptions { discover_service_name: false, ..Default::default() };
+        assert_eq!(services(off), vec![None, None, None, some("given")]);
     }
 
     #[test]
@@ -1592,7 +1647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
         let rec = |app: &str, pod: &str, t: i64| LogRecord {
-            labels: Labels::from_pairs([("app", app), ("pod", pod)]),
+            labels: Labels::from_pairs([("app", app), ("pod", pod), ("service_name", app)]),
             timestamp_ns: t,
             body: format!("{app} {pod} {t}"),
             severity: String::new(),

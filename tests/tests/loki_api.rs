@@ -83,7 +83,8 @@ async fn loki_push_then_query_labels_and_metrics() {
     let (_, b) = pharos.get_json("/loki/api/v1/label/app/values").await;
     assert!(b["data"].as_array().unwrap().iter().any(|v| v == "shop"), "{b}");
     let (_, b) = pharos.get_json(&format!("/loki/api/v1/series?match%5B%5D={}", enc("{app=\"shop\"}"))).await;
-    assert_eq!(b["data"], serde_json::json!([{"app": "shop", "env": "prod"}]), "{b}");
+    // `service_name` is added at ingest, from `app`.
+    assert_eq!(b["data"], serde_json::json!([{"app": "shop", "env": "prod", "service_name": "shop"}]), "{b}");
 }
 
 /// Lines pushed without a level get the one they state (Loki 3's `discover_log_levels`), which
@@ -146,7 +147,11 @@ async fn loki_levels_are_discovered_from_lines_labels_and_metadata() {
     ];
     assert_eq!(got, want.map(|(l, n, p)| (l.to_string(), n, p)), "{b}");
     let (_, b) = pharos.get_json(&format!("/loki/api/v1/detected_labels?query={q}&start={start}&end={end}")).await;
-    assert_eq!(b, serde_json::json!({"detectedLabels": [{"label": "app", "cardinality": 1}, {"label": "level", "cardinality": 1}]}));
+    // `service_name` is added at ingest from `app` (Loki 3's discovery).
+    assert_eq!(
+        b,
+        serde_json::json!({"detectedLabels": [{"label": "app", "cardinality": 1}, {"label": "level", "cardinality": 1}, {"label": "service_name", "cardinality": 1}]})
+    );
 }
 
 /// `| distinct`: the first entry with each value in the query's direction, found by searching
@@ -289,7 +294,7 @@ async fn loki_tail_lists_what_a_stalled_client_missed() {
             }
         }
         for d in frame["dropped_entries"].as_array().unwrap() {
-            assert_eq!(d["labels"], serde_json::json!({"app": "flood"}), "{d}");
+            assert_eq!(d["labels"], serde_json::json!({"app": "flood", "service_name": "flood"}), "{d}");
             let ts: i64 = d["timestamp"].as_str().unwrap().parse().unwrap();
             if ts > now + 1_000_000 - 1 {
                 dropped.push(ts);

@@ -128,7 +128,8 @@ async fn structured_metadata_filters_in_head_after_replay_flush_and_restart() {
     assert_eq!(b["data"]["encodingFlags"], json!(["categorize-labels"]));
     let first_ada = all.iter().find(|e| e.1 == "shop" && e.3.iter().any(|(k, v)| k == "user" && v == "ada")).unwrap();
     let entry = &b["data"]["result"][0]["values"][0];
-    assert_eq!(b["data"]["result"][0]["stream"], json!({"app": "shop", "env": "prod"}), "{b}");
+    // `service_name` is added at ingest, from `app`.
+    assert_eq!(b["data"]["result"][0]["stream"], json!({"app": "shop", "env": "prod", "service_name": "shop"}), "{b}");
     assert_eq!(entry[1].as_str(), Some(first_ada.2.as_str()));
     let meta: serde_json::Map<String, Value> =
         first_ada.3.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
