@@ -595,10 +595,9 @@ async fn run(
                         if pipeline.stages.is_empty() && r.attributes.is_empty() && !categorize {
                             // The entry's labels are its stream's (and its level), its line the
                             // record's.
-                            if r.severity.is_empty() || r.labels.get(logql::pipeline::DETECTED_LEVEL_LABEL).is_some() {
+                            let Some(level) = logql::pipeline::added_level(&r.labels, &r.severity) else {
                                 return Some((r.timestamp_ns, r.labels, r.body, None));
-                            }
-                            let level = logql::pipeline::detected_level(&r.severity);
+                            };
                             let labels = leveled
                                 .entry((r.labels.ptr_id(), level))
                                 .or_insert_with(|| r.labels.with(logql::pipeline::DETECTED_LEVEL_LABEL, level))

@@ -200,6 +200,24 @@ pub async fn metadata(State(state): State<AppState>, RawQuery(q): RawQuery, body
     }
 }
 
+/// The label sets of the series matching `matchers` in `[start, end]`, read without their
+/// samples (the plan declines, so none is read). Some may have no sample in the range.
+pub(super) fn series_label_sets(
+    reader: &dyn pharos_model::MetricsReader,
+    matchers: &[LabelMatcher],
+    start: i64,
+    end: i64,
+) -> Result<Vec<Labels>> {
+    let mut series = Vec::new();
+    reader
+        .stream_series(matchers, start, end, &mut |ls| {
+            series = ls.to_vec();
+            false
+        }, &|_, _| {})
+        .map_err(Error::Internal)?;
+    Ok(series)
+}
+
 /// Window of `/api/v1/targets/metadata`: the targets with series in the last 2 hours stand for
 /// Prometheus' active targets.
 const TARGETS_WINDOW_MS: i64 = 2 * 3_600_000;
@@ -237,14 +255,7 @@ pub async fn targets_metadata(State(state): State<AppState>, RawQuery(q): RawQue
             // target → families it has series of.
             let mut targets: std::collections::BTreeMap<Labels, BTreeSet<String>> = Default::default();
             for g in &groups {
-                let mut series = Vec::new();
-                reader
-                    .stream_series(g, end - TARGETS_WINDOW_MS, end, &mut |ls| {
-                        series = ls.to_vec();
-                        false
-                    }, &|_, _| {})
-                    .map_err(Error::Internal)?;
-                for l in series {
+                for l in series_label_sets(reader.as_ref(), g, end - TARGETS_WINDOW_MS, end)? {
                     let target = Labels::from_pairs(l.iter().filter(|(k, _)| *k == "job" || *k == "instance"));
                     if target.is_empty() {
                         continue;

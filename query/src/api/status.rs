@@ -102,15 +102,7 @@ pub async fn tsdb(State(state): State<AppState>, Query(params): Query<Params>) -
     };
     let answer = run_blocking(move || {
         let all = [LabelMatcher::new("__name__", "=~", ".+").map_err(Error::Internal)?];
-        let mut series: Vec<Labels> = Vec::new();
-        // Only the label sets: the plan declines, so no sample is read.
-        state
-            .metrics
-            .stream_series(&all, start, end, &mut |ls| {
-                series = ls.to_vec();
-                false
-            }, &|_, _| {})
-            .map_err(Error::Internal)?;
+        let series = super::series_meta::series_label_sets(state.metrics.as_ref(), &all, start, end)?;
         Ok(tsdb_status(&series, limit, start, end))
     })
     .await;

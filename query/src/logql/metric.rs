@@ -605,11 +605,9 @@ fn load(
                 Some(i) => i,
                 None => {
                     // The labels `process_record` gives: the stream's, and `detected_level`.
-                    let labels = if r.severity.is_empty() || r.labels.get(pipeline::DETECTED_LEVEL_LABEL).is_some() {
-                        r.labels.clone()
-                    } else {
-                        let level = pipeline::detected_level(&r.severity);
-                        Labels::from_pairs(r.labels.iter().chain([(pipeline::DETECTED_LEVEL_LABEL, level)]))
+                    let labels = match pipeline::added_level(&r.labels, &r.severity) {
+                        None => r.labels.clone(),
+                        Some(level) => r.labels.with(pipeline::DETECTED_LEVEL_LABEL, level),
                     };
                     series.push((r.severity.clone(), labels, Vec::new()));
                     series.len() - 1

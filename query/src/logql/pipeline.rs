@@ -28,6 +28,12 @@ pub const DETECTED_LEVEL_LABEL: &str = "detected_level";
 /// `warn`, `error`, `critical`, `fatal`, else `unknown`.
 pub use pharos_model::level::detected_level;
 
+/// The level a record's severity adds to its stream labels as `detected_level`: `None` when
+/// it has no severity or the stream names a `detected_level` itself (which wins).
+pub fn added_level(stream: &Labels, severity: &str) -> Option<&'static str> {
+    (!severity.is_empty() && stream.get(DETECTED_LEVEL_LABEL).is_none()).then(|| detected_level(severity))
+}
+
 /// The flags of `| logfmt`, as Loki reads them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogfmtFlags {
