@@ -391,21 +391,25 @@ impl<'e> Tabulation<'e> {
         };
         // `rate` and `increase` walk every window for counter resets; a count of resets up to
         // each sample tells which windows have none, where the change is the last value minus
-        // the first (exactly what the walk adds up then).
-        let resets_upto: Vec<u32> = if self.counter.is_some() {
-            let mut count = 0u32;
-            samples
-                .iter()
-                .enumerate()
-                .map(|(i, (_, v))| {
+        // the first (exactly what the walk adds up then). The counts go into a buffer kept per
+        // thread: a vector per series was 5 % of a streamed range query's CPU.
+        RESETS_UPTO.with_borrow_mut(|resets_upto| {
+            resets_upto.clear();
+            if self.counter.is_some() {
+                let mut count = 0u32;
+                resets_upto.extend(samples.iter().enumerate().map(|(i, (_, v))| {
                     // The same comparison as the walk's: a NaN is never a reset.
                     count += u32::from(i > 0 && *v < samples[i - 1].1);
                     count
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+                }));
+            }
+            self.fill_windows(series, &samples, resets_upto, cells);
+        });
+    }
+
+    /// [`Tabulation::fill`] once `samples` hold no staleness markers and `resets_upto` the
+    /// counter resets up to each sample (when the call is `rate` or `increase`).
+    fn fill_windows(&self, series: usize, samples: &[(i64, f64)], resets_upto: &[u32], cells: &Cells) {
         // Windows are (at - range, at]: `lo` is the first sample after the left bound, `hi` the
         // first after the right one. Reference times never decrease from step to step (`@`
         // pins them, `offset` shifts them all), so both only move forward.
@@ -439,6 +443,11 @@ impl<'e> Tabulation<'e> {
             }
         }
     }
+}
+
+thread_local! {
+    /// [`Tabulation::fill`]'s counts of counter resets, reused from series to series.
+    static RESETS_UPTO: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The table of `c` from the fetched data, when [`Tabulation::of`] takes it and the table is
