@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pharos_model::otlp::is_stale_nan;
@@ -35,6 +36,9 @@ pub struct Frame {
 #[derive(Default)]
 pub struct Fetched {
     by_selector: HashMap<usize, Vec<Series>>,
+    /// Per selector and series, how many samples the last instant lookup found at or before
+    /// its time: where the next lookup starts (see [`samples_upto`]).
+    upto_hints: HashMap<usize, Vec<AtomicUsize>>,
     /// Selectors not loaded: their samples were read into step tables as they streamed by.
     skip: HashSet<usize>,
     /// Samples read so.
@@ -46,6 +50,28 @@ impl Fetched {
     pub fn samples(&self) -> u64 {
         self.streamed as u64 + self.by_selector.values().flatten().map(|s| s.samples.len() as u64).sum::<u64>()
     }
+}
+
+/// How many of `samples` (time ordered) are at or before `at`, searched from where `hint` says
+/// the last lookup ended, which it then records. A range query looks its instant selectors up
+/// at steps that move forward by a few samples: a binary search of each series at every step
+/// was 7 % of the CPU of the bench's memory-ratio query over 2 h.
+fn samples_upto(samples: &[(i64, f64)], at: i64, hint: &AtomicUsize) -> usize {
+    /// Samples stepped over one by one before a binary search of the rest.
+    const WALK: usize = 8;
+    let h = hint.load(Relaxed).min(samples.len());
+    let n = if h > 0 && samples[h - 1].0 > at {
+        // Earlier than the last lookup.
+        samples[..h].partition_point(|(ts, _)| *ts <= at)
+    } else {
+        let mut n = h;
+        while n < samples.len() && n < h + WALK && samples[n].0 <= at {
+            n += 1;
+        }
+        if n == h + WALK { n + samples[n..].partition_point(|(ts, _)| *ts <= at) } else { n }
+    };
+    hint.store(n, Relaxed);
+    n
 }
 
 /// The error of a query that reads more than [`MAX_SAMPLES`].
@@ -231,6 +257,7 @@ impl Fetched {
                 series.push(s);
             }
         }
+        self.upto_hints.insert(key(vs), series.iter().map(|_| AtomicUsize::new(0)).collect());
         self.by_selector.insert(key(vs), series);
         Ok(())
     }
@@ -253,8 +280,13 @@ impl Fetched {
     /// by `value(timestamp_ms, value)`.
     fn latest(&self, vs: &VectorSelector, at: i64, value: impl Fn(i64, f64) -> f64) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
-        for s in self.series(vs)? {
-            let idx = s.samples.partition_point(|(ts, _)| *ts <= at);
+        let series = self.series(vs)?;
+        let hints = self.upto_hints.get(&key(vs)).map_or(&[][..], Vec::as_slice);
+        for (i, s) in series.iter().enumerate() {
+            let idx = match hints.get(i) {
+                Some(hint) => samples_upto(&s.samples, at, hint),
+                None => s.samples.partition_point(|(ts, _)| *ts <= at),
+            };
             if idx == 0 {
                 continue;
             }
@@ -313,5 +345,31 @@ impl Fetched {
             out.push((s.labels.clone(), points));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hinted search equals a binary search for lookups moving forward by less and more
+    /// than the walk, back, past both ends, onto equal timestamps, and on an empty series.
+    #[test]
+    fn hinted_lookups_equal_a_binary_search() {
+        let series: Vec<Vec<(i64, f64)>> = vec![
+            vec![],
+            (0..100).map(|i| (i * 15, 0.0)).collect(),
+            vec![(5, 0.0), (5, 1.0), (5, 2.0), (9, 0.0), (20, 0.0)],
+        ];
+        let mut times: Vec<i64> = (-20..1600).step_by(7).collect();
+        times.extend([1500, 3, 700, 701, 5, 4, 5, 9, 8, 2000, 0, 1485, 1485, 1484]);
+        times.extend((0..1600).step_by(200));
+        for samples in &series {
+            let hint = AtomicUsize::new(0);
+            for &at in &times {
+                let want = samples.partition_point(|(ts, _)| *ts <= at);
+                assert_eq!(samples_upto(samples, at, &hint), want, "at {at} in {samples:?}");
+            }
+        }
     }
 }

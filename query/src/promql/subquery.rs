@@ -58,7 +58,8 @@ pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries
     let at = reference_time(sq, ev.frame, t);
     let (range_ms, step_ms) = range_and_step(sq);
     let mut order: Vec<Labels> = Vec::new();
-    let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+    // `ahash`: SipHash over every output label set at every step showed in profiles.
+    let mut by_labels: HashMap<Labels, Vec<(i64, f64)>, ahash::RandomState> = HashMap::default();
     for ts in steps(at, range_ms, step_ms) {
         let samples = match ev.eval(&sq.expr, ts)? {
             Value::Vector(v) => v,
