@@ -4,7 +4,8 @@
 //!
 //! A line is split at runs of spaces into words, each keeping the spaces after it. Lines are
 //! grouped by their number of words and their first [`PREFIX_WORDS`] words (a word with a digit
-//! counts as a variable there). In its group a line joins the template it shares the most
+//! counts as a variable there, as does a word a prefix has seen more than [`MAX_CHILDREN`] others
+//! after it). In its group a line joins the template it shares the most
 //! words with, if that is at least [`SIMILARITY`] of its words; the template's words that
 //! differ from the line's become `<_>`. Otherwise the line starts a template of its own.
 //!
@@ -12,10 +13,15 @@
 //! variables, and the spaces between them when those vary too, become one `<_>`), literal
 //! text elsewhere, so each line of the template matches its pattern.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Words of a line that choose its group, after its word count.
 pub const PREFIX_WORDS: usize = 4;
+/// Distinct words a level of the tree keeps apart under one parent: once a group's prefix
+/// `w1 … wk` has had this many different next words, any other next word counts as a variable
+/// (Drain's cap on a node's children; Loki uses 100 too), so `user <name> logged in` with many
+/// names ends up in one template.
+pub const MAX_CHILDREN: usize = 100;
 /// The share of a template's words a line must have, in place, to join it.
 pub const SIMILARITY: f64 = 0.5;
 
@@ -91,6 +97,8 @@ fn words(line: &str) -> Vec<(&str, &str)> {
 #[derive(Default)]
 pub struct Drain {
     groups: HashMap<(usize, Vec<String>), Vec<usize>>,
+    /// Per word count and prefix, the words seen after it (at most [`MAX_CHILDREN`]).
+    children: HashMap<(usize, Vec<String>), HashSet<String>>,
     templates: Vec<Template>,
 }
 
@@ -99,11 +107,19 @@ impl Drain {
     /// [`Drain::pattern_of`]).
     pub fn add(&mut self, line: &str, bucket: i64) -> usize {
         let ws = words(line);
-        let key: Vec<String> = ws
-            .iter()
-            .take(PREFIX_WORDS)
-            .map(|(w, _)| if w.bytes().any(|c| c.is_ascii_digit()) { VARIABLE.to_string() } else { w.to_string() })
-            .collect();
+        let mut key: Vec<String> = Vec::with_capacity(PREFIX_WORDS);
+        for (w, _) in ws.iter().take(PREFIX_WORDS) {
+            let mut word = if w.bytes().any(|c| c.is_ascii_digit()) { VARIABLE } else { w };
+            let seen = self.children.entry((ws.len(), key.clone())).or_default();
+            if !seen.contains(word) {
+                if seen.len() < MAX_CHILDREN {
+                    seen.insert(word.to_string());
+                } else {
+                    word = VARIABLE;
+                }
+            }
+            key.push(word.to_string());
+        }
         let group = self.groups.entry((ws.len(), key)).or_default();
         // The most similar template; ties go to the one with more variables (Drain's rule).
         let mut best: Option<(usize, f64, usize)> = None;
@@ -206,6 +222,28 @@ mod tests {
         d.add("user alice logged in", 0);
         d.add("user bob logged in", 0);
         assert_eq!(d.templates().len(), 2);
+    }
+
+    /// After [`MAX_CHILDREN`] distinct names under `user`, further names share the variable
+    /// child: 100 templates of one line each, then one `user <_> logged in` of the other 50.
+    #[test]
+    fn a_crowded_level_routes_new_words_to_the_variable() {
+        let name = |i: usize| format!("n{}{}", (b'a' + (i / 26) as u8) as char, (b'a' + (i % 26) as u8) as char);
+        let mut d = Drain::default();
+        for i in 0..150 {
+            d.add(&format!("user {} logged in", name(i)), 0);
+        }
+        let t = d.templates();
+        assert_eq!(t.len(), 101);
+        assert_eq!((t[0].pattern().as_str(), t[0].count), ("user <_> logged in", 50));
+        assert!(t[1..].iter().all(|t| t.count == 1 && !t.pattern().contains(VARIABLE)));
+        // A name seen before the level filled keeps its own template.
+        d = Drain::default();
+        for i in 0..150 {
+            d.add(&format!("user {} logged in", name(i)), 0);
+        }
+        d.add(&format!("user {} logged in", name(3)), 0);
+        assert!(d.templates().iter().any(|t| t.pattern() == format!("user {} logged in", name(3)) && t.count == 2));
     }
 
     /// A real Spark driver log (1,287 lines): the 89 "Finished task" lines, all of 20 words
