@@ -4,8 +4,8 @@
 //!
 //! A line is split at runs of spaces into words, each keeping the spaces after it. Lines are
 //! grouped by their number of words and their first [`PREFIX_WORDS`] words (a word with a digit
-//! counts as a variable there, as does a word a prefix has seen more than [`MAX_CHILDREN`] others
-//! after it). In its group a line joins the template it shares the most
+//! counts as a variable there, as does a new word after a prefix that already had
+//! [`MAX_CHILDREN`] different words after it). In its group a line joins the template it shares the most
 //! words with, if that is at least [`SIMILARITY`] of its words; the template's words that
 //! differ from the line's become `<_>`. Otherwise the line starts a template of its own.
 //!
