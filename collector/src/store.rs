@@ -956,7 +956,7 @@ pub const SERVICE_NAME_SOURCES: &[&str] =
 /// [`SERVICE_NAME_SOURCES`] they have, else `unknown_service` (as Loki 3 does at ingest, so that
 /// Grafana's Logs Drilldown lists the services). Records of one stream share the new label set.
 fn discover_service_name(records: &mut [pharos_model::LogRecord]) {
-    let mut done: std::collections::HashMap<usize, Labels> = std::collections::HashMap::new();
+    let mut done: std::collections::HashMap<usize, Labels, ahash::RandomState> = Default::default();
     for r in records.iter_mut().filter(|r| r.labels.get("service_name").is_none()) {
         let labels = done.entry(r.labels.ptr_id()).or_insert_with(|| {
             let service = SERVICE_NAME_SOURCES.iter().find_map(|k| r.labels.get(k)).unwrap_or("unknown_service");

@@ -588,7 +588,7 @@ async fn run(
             };
             if !pipeline.has_distinct() {
                 // Stream labels plus `detected_level`, built once per stream and level.
-                let mut leveled: std::collections::HashMap<(usize, &'static str), Labels> = Default::default();
+                let mut leveled: std::collections::HashMap<(usize, &'static str), Labels, ahash::RandomState> = Default::default();
                 break records
                     .into_iter()
                     .filter_map(|r| {

@@ -35,10 +35,7 @@ pub struct Frame {
 /// Data of every selector of one query, keyed by the selector's address in the AST.
 #[derive(Default)]
 pub struct Fetched {
-    by_selector: HashMap<usize, Vec<Series>>,
-    /// Per selector and series, how many samples the last instant lookup found at or before
-    /// its time: where the next lookup starts (see [`samples_upto`]).
-    upto_hints: HashMap<usize, Vec<AtomicUsize>>,
+    by_selector: HashMap<usize, Loaded>,
     /// Selectors not loaded: their samples were read into step tables as they streamed by.
     skip: HashSet<usize>,
     /// Samples read so.
@@ -48,8 +45,15 @@ pub struct Fetched {
 impl Fetched {
     /// Samples read for all selectors.
     pub fn samples(&self) -> u64 {
-        self.streamed as u64 + self.by_selector.values().flatten().map(|s| s.samples.len() as u64).sum::<u64>()
+        self.streamed as u64 + self.by_selector.values().flat_map(|l| &l.series).map(|s| s.samples.len() as u64).sum::<u64>()
     }
+}
+
+/// The series of one selector and, per series, how many samples the last instant lookup found
+/// at or before its time: where the next lookup starts (see [`samples_upto`]).
+struct Loaded {
+    series: Vec<Series>,
+    upto_hints: Vec<AtomicUsize>,
 }
 
 /// How many of `samples` (time ordered) are at or before `at`, searched from where `hint` says
@@ -257,17 +261,18 @@ impl Fetched {
                 series.push(s);
             }
         }
-        self.upto_hints.insert(key(vs), series.iter().map(|_| AtomicUsize::new(0)).collect());
-        self.by_selector.insert(key(vs), series);
+        let upto_hints = series.iter().map(|_| AtomicUsize::new(0)).collect();
+        self.by_selector.insert(key(vs), Loaded { series, upto_hints });
         Ok(())
     }
 
     /// Every series fetched for `vs`.
     pub fn series(&self, vs: &VectorSelector) -> Result<&[Series]> {
-        self.by_selector
-            .get(&key(vs))
-            .map(Vec::as_slice)
-            .ok_or_else(|| Error::Internal(format!("selector {vs} was not loaded")))
+        Ok(&self.loaded(vs)?.series)
+    }
+
+    fn loaded(&self, vs: &VectorSelector) -> Result<&Loaded> {
+        self.by_selector.get(&key(vs)).ok_or_else(|| Error::Internal(format!("selector {vs} was not loaded")))
     }
 
     /// The instant vector of `vs` at reference time `at`: per series the latest sample in
@@ -280,13 +285,9 @@ impl Fetched {
     /// by `value(timestamp_ms, value)`.
     fn latest(&self, vs: &VectorSelector, at: i64, value: impl Fn(i64, f64) -> f64) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
-        let series = self.series(vs)?;
-        let hints = self.upto_hints.get(&key(vs)).map_or(&[][..], Vec::as_slice);
-        for (i, s) in series.iter().enumerate() {
-            let idx = match hints.get(i) {
-                Some(hint) => samples_upto(&s.samples, at, hint),
-                None => s.samples.partition_point(|(ts, _)| *ts <= at),
-            };
+        let loaded = self.loaded(vs)?;
+        for (s, hint) in loaded.series.iter().zip(&loaded.upto_hints) {
+            let idx = samples_upto(&s.samples, at, hint);
             if idx == 0 {
                 continue;
             }
