@@ -88,6 +88,13 @@ impl RangeFn {
             .map_or("", |(n, _)| n)
     }
 
+    /// True when the value over a window of records is the sum of a value per record (so a
+    /// series split in two gives two values that add up to it): counts, bytes and their rates.
+    /// Not with `unwrap`, which this does not look at.
+    pub fn is_additive(self) -> bool {
+        matches!(self, RangeFn::CountOverTime | RangeFn::Rate | RangeFn::BytesOverTime | RangeFn::BytesRate)
+    }
+
     /// True for the functions over unwrapped values.
     pub fn needs_unwrap(self) -> bool {
         matches!(
@@ -359,7 +366,7 @@ impl MetricExpr {
     /// Evaluates at every time of `steps_ns` (ascending); series in label order.
     pub fn evaluate(&self, reader: &dyn LogsReader, steps_ns: &[i64]) -> Result<Vec<SeriesOut>> {
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        for (&t, vector) in steps_ns.iter().zip(self.eval_steps(reader, steps_ns)?) {
+        for (&t, vector) in steps_ns.iter().zip(self.eval_steps(reader, steps_ns, false)?) {
             for (labels, v) in vector {
                 out.entry(labels).or_default().push((t, v));
             }
@@ -367,11 +374,14 @@ impl MetricExpr {
         Ok(out.into_iter().collect())
     }
 
-    /// One vector per step.
+    /// One vector per step. `level_unused`: the caller's answer is the same whatever this
+    /// expression's series carry in `detected_level` and however it splits them by that label
+    /// (a `sum` that does not group by it), so records may be read without their severity.
     fn eval_steps(
         &self,
         reader: &dyn LogsReader,
         steps_ns: &[i64],
+        level_unused: bool,
     ) -> Result<Vec<Vec<(Labels, f64)>>> {
         match self {
             MetricExpr::Range {
@@ -387,7 +397,13 @@ impl MetricExpr {
                 // `absent_over_time` counts the entries and answers where there are none.
                 let absent = *func == RangeFn::AbsentOverTime;
                 let func = if absent { &RangeFn::CountOverTime } else { func };
-                let mut leaf = load(reader, query, *func, *range_ns, &shifted)?;
+                // Without the level a stream's records form one series instead of one per
+                // level: the same sum for a function that adds up per record.
+                let level_unused = level_unused
+                    && func.is_additive()
+                    && query.unwrap.is_none()
+                    && query.stages.iter().all(|s| matches!(s, pipeline::Stage::Line(_)));
+                let mut leaf = load(reader, query, *func, *range_ns, &shifted, level_unused)?;
                 if grouping.is_some() {
                     let mut grouped: Leaf = BTreeMap::new();
                     for (labels, points) in leaf {
@@ -414,12 +430,12 @@ impl MetricExpr {
                 param,
                 inner,
             } => Ok(inner
-                .eval_steps(reader, steps_ns)?
+                .eval_steps(reader, steps_ns, *op == AggOp::Sum && !group_key_has_level(grouping))?
                 .into_iter()
                 .map(|input| aggregate(*op, grouping, *param, input))
                 .collect()),
             MetricExpr::LabelReplace { inner, replace } => inner
-                .eval_steps(reader, steps_ns)?
+                .eval_steps(reader, steps_ns, false)?
                 .into_iter()
                 .map(|vector| {
                     let out: Vec<(Labels, f64)> = vector.into_iter().map(|(l, v)| (replace.apply(l), v)).collect();
@@ -437,8 +453,8 @@ impl MetricExpr {
                 .collect()),
             MetricExpr::Binary { op, bool_modifier, matching, lhs, rhs } => {
                 let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
-                let l = lhs.eval_steps(reader, steps_ns)?;
-                let r = rhs.eval_steps(reader, steps_ns)?;
+                let l = lhs.eval_steps(reader, steps_ns, false)?;
+                let r = rhs.eval_steps(reader, steps_ns, false)?;
                 l.into_iter()
                     .zip(r)
                     .map(|(l, r)| binary(*op, *bool_modifier, matching, ls, rs, l, r))
@@ -562,6 +578,7 @@ fn load(
     func: RangeFn,
     range_ns: i64,
     steps_ns: &[i64],
+    level_unused: bool,
 ) -> Result<Leaf> {
     let (Some(&first), Some(&last)) = (steps_ns.first(), steps_ns.last()) else {
         return Ok(Leaf::new());
@@ -577,8 +594,8 @@ fn load(
         _ => query.without_body_filters(),
     };
     search.body_unused = bodyless.is_some();
-    // A record's severity is its `detected_level` label.
-    search.severity_unused = false;
+    // A record's severity is its `detected_level` label, unless the caller drops that.
+    search.severity_unused = level_unused;
     let query = bodyless.as_ref().unwrap_or(query);
     let records = reader
         .search_logs(&search)
@@ -709,6 +726,16 @@ fn absent_labels(query: &LogQuery) -> Labels {
             .filter(|m| matches!(m.op, pharos_model::select::MatchOp::Equal) && once(&m.name))
             .map(|m| (m.name.clone(), m.value.clone())),
     )
+}
+
+/// True when the labels `grouping` keeps can include `detected_level`.
+fn group_key_has_level(grouping: &Option<(bool, Vec<String>)>) -> bool {
+    let listed = |names: &Vec<String>| names.iter().any(|n| n == pipeline::DETECTED_LEVEL_LABEL);
+    match grouping {
+        None => false,
+        Some((false, names)) => listed(names),
+        Some((true, names)) => !listed(names),
+    }
 }
 
 /// The labels of `l` a grouping keeps: none without one, the listed ones with `by`, the others

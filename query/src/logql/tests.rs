@@ -790,6 +790,79 @@ fn line_counts_through_substring_filters_do_not_need_bodies() {
     );
 }
 
+/// A store that returns records without their severity when the search allows it, and
+/// remembers whether it was allowed.
+struct Levelless(Vec<LogRecord>, std::sync::Mutex<Vec<bool>>);
+
+impl pharos_model::LogsReader for Levelless {
+    fn search_logs(&self, q: &pharos_model::LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
+        self.1.lock().unwrap().push(q.severity_unused);
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| q.accepts(r))
+            .map(|r| LogRecord { severity: if q.severity_unused { String::new() } else { r.severity.clone() }, ..r.clone() })
+            .collect())
+    }
+
+    fn select_logs(&self, _: &[LabelMatcher], _: &[String], _: i64, _: i64) -> std::result::Result<Vec<LogRecord>, String> {
+        unreachable!("search_logs is overridden")
+    }
+}
+
+/// `detected_level` comes from a record's severity; a query whose answer cannot depend on it
+/// (a `sum` not grouped by it, over a function that adds up per record) reads no severity, and
+/// gets the answer it gets with them.
+#[test]
+fn sums_that_drop_the_level_read_no_severity() {
+    let rec = |app: &str, ts: i64, body: &str, sev: &str| LogRecord::new(stream(&[("app", app)]), ts, body, sev);
+    let store = Levelless(
+        vec![
+            rec("api", S, "error a", "ERROR"),
+            rec("api", 2 * S, "ok b", "INFO"),
+            rec("api", 3 * S, "error c", "error"),
+            rec("web", 2 * S, "error dd", "WARN"),
+            rec("web", 3 * S, "error e", ""),
+        ],
+        Default::default(),
+    );
+    let run = |q: &str| -> (Evaluated, bool) {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        store.1.lock().unwrap().clear();
+        let out = m
+            .evaluate(&store, &[4 * S])
+            .unwrap()
+            .into_iter()
+            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
+            .collect();
+        let seen = store.1.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{q}");
+        (out, seen[0])
+    };
+    let at4 = |v: f64| vec![(4 * S, v)];
+    let level = |l: &str| vec![("detected_level".to_string(), l.to_string())];
+    assert_eq!(run(r#"sum(count_over_time({app=~".+"} |= "error" [10s]))"#), (vec![(vec![], at4(4.0))], true));
+    assert_eq!(
+        run(r#"sum by (app) (count_over_time({app=~".+"} [10s]))"#),
+        (vec![(app("api"), at4(3.0)), (app("web"), at4(2.0))], true)
+    );
+    assert_eq!(run(r#"sum without (detected_level, app) (bytes_over_time({app=~".+"} [10s]))"#), (vec![(vec![], at4(33.0))], true));
+    // The level is in the answer, or splitting a stream by level changes it.
+    assert_eq!(
+        run(r#"sum by (detected_level) (count_over_time({app=~".+"} |= "error" [10s]))"#),
+        (vec![(vec![], at4(1.0)), (level("error"), at4(2.0)), (level("warn"), at4(1.0))], false)
+    );
+    assert_eq!(run(r#"count(count_over_time({app="api"} [10s]))"#), (vec![(vec![], at4(2.0))], false));
+    assert_eq!(run(r#"sum without (app) (count_over_time({app="api"} [10s]))"#).1, false);
+    assert_eq!(
+        run(r#"count_over_time({app="web"} [10s])"#),
+        (vec![(app("web"), at4(1.0)), ([app("web"), level("warn")].concat(), at4(1.0))], false)
+    );
+    // A stage may read the level; a function over unwrapped values is not a sum per record.
+    assert_eq!(run(r#"sum(count_over_time({app=~".+"} | detected_level="error" [10s]))"#), (vec![(vec![], at4(2.0))], false));
+    assert!(!run(r#"sum(max_over_time({app=~".+"} | regexp "(?P<n>[a-z]+)$" | unwrap n [10s]))"#).1);
+}
+
 #[test]
 fn distinct_drops_an_entry_when_any_named_label_repeats() {
     let q = parse(r#"{app="api"} | logfmt | distinct user, region |= "ok""#).unwrap();
