@@ -515,18 +515,11 @@ impl Store {
     /// [`Store::search_logs_with_stats`] searching up to `threads` splits at once (a limited
     /// search); with `threads` > 1 an unlimited search runs one job per segment on the pool.
     pub(crate) fn search_logs_on(&self, q: &LogSearch<'_>, threads: usize) -> Result<(Vec<LogRecord>, SearchStats)> {
-        let mut out = Vec::new();
-        let manifest = {
-            let st = self.state.read();
-            let heads = std::iter::once(&st.head).chain(st.frozen.as_deref());
-            out.extend(heads.flat_map(|h| h.logs.iter()).filter(|r| q.accepts(r)).cloned());
-            st.manifest.clone()
-        };
+        let (mut out, manifest) = self.head_logs_and_manifest(q);
         if let Some((n, dir)) = q.limit {
             cut_to_limit(&mut out, n, dir);
         }
-        let mut splits: Vec<_> =
-            manifest.log_splits.iter().filter(|s| s.max_ts_ns >= q.start_ns && s.min_ts_ns <= q.end_ns).collect();
+        let mut splits = log_splits_in_range(&manifest, q);
         match q.limit {
             Some((_, Direction::Backward)) => splits.sort_by_key(|s| std::cmp::Reverse(s.max_ts_ns)),
             Some((_, Direction::Forward)) => splits.sort_by_key(|s| s.min_ts_ns),
@@ -583,6 +576,48 @@ impl Store {
         Ok((out, stats))
     }
 
+    /// The head's and frozen head's records `q` accepts, and the manifest of the same moment
+    /// (a flush moves records from the frozen head into a split of the next manifest).
+    fn head_logs_and_manifest(&self, q: &LogSearch<'_>) -> (Vec<LogRecord>, Arc<Manifest>) {
+        let st = self.state.read();
+        let heads = std::iter::once(&st.head).chain(st.frozen.as_deref());
+        (heads.flat_map(|h| h.logs.iter()).filter(|r| q.accepts(r)).cloned().collect(), st.manifest.clone())
+    }
+
+    /// [`LogsReader::count_logs`]: the head's records grouped, and each split segment counted
+    /// by [`SplitSearch::count`] (from the columns when the index decided every filter), one
+    /// job per segment on the shared thread pool.
+    pub(crate) fn count_logs_with_stats(&self, q: &LogSearch<'_>) -> Result<(Vec<pharos_model::LogGroup>, SearchStats)> {
+        if q.limit.is_some() || q.keep.is_some() || !q.label_equals.is_empty() {
+            let (records, stats) = self.search_logs_with_stats(q)?;
+            return Ok((pharos_model::select::group_records(records), stats));
+        }
+        let (head, manifest) = self.head_logs_and_manifest(q);
+        let mut out = pharos_model::select::group_records(head);
+        let splits = log_splits_in_range(&manifest, q);
+        let handles = splits.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
+        let searches = handles
+            .iter()
+            .zip(&splits)
+            .map(|(h, s)| SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None))
+            .collect::<Result<Vec<_>>>()?;
+        let jobs = searches.iter().flatten().flat_map(|search| {
+            (0..search.segments()).map(move |ord| {
+                move || {
+                    let mut stats = SearchStats::default();
+                    search.count(ord, &mut stats).map(|groups| (groups, stats))
+                }
+            })
+        });
+        let mut stats = SearchStats::default();
+        for (groups, part) in crate::threads::on_pool(jobs, "log count")? {
+            out.extend(groups);
+            stats += part;
+        }
+        self.metrics.log_docs_loaded.inc_by(stats.docs_loaded as u64);
+        Ok((out, stats))
+    }
+
     /// An unlimited search of `splits`, one segment per job on the shared thread pool (the
     /// bench's splits differ in size 10×, and its terms' hits in density: a split per thread
     /// left a core idle most of the time). Records are appended in split and segment order, as
@@ -606,6 +641,11 @@ impl Store {
         });
         log_splits::search::search_on_pool(jobs, out, stats)
     }
+}
+
+/// The log splits of `manifest` whose time range meets `q`'s.
+fn log_splits_in_range<'m>(manifest: &'m Manifest, q: &LogSearch<'_>) -> Vec<&'m crate::metastore::LogSplit> {
+    manifest.log_splits.iter().filter(|s| s.max_ts_ns >= q.start_ns && s.min_ts_ns <= q.end_ns).collect()
 }
 
 impl Store {
@@ -859,6 +899,10 @@ impl LogsReader for Store {
 
     fn search_logs(&self, q: &LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
         self.search_logs_with_stats(q).map(|(records, _)| records).map_err(|e| e.to_string())
+    }
+
+    fn count_logs(&self, q: &LogSearch<'_>) -> std::result::Result<Vec<pharos_model::LogGroup>, String> {
+        self.count_logs_with_stats(q).map(|(groups, _)| groups).map_err(|e| e.to_string())
     }
 
     fn log_stream_stats(
@@ -1519,6 +1563,66 @@ mod tests {
             assert_eq!(stats.docs_loaded, 0);
             assert_eq!(metrics.log_docs_loaded.get(), before);
             assert_eq!(stats.bodies_skipped, expected.iter().filter(|t| **t < 300).count());
+        }
+    }
+
+    /// Counting (`count_logs`) gives the timestamps the search gives, grouped by stream,
+    /// severity and attributes; with every filter decided by the index the splits are counted
+    /// from their columns, reading only the records with attributes.
+    #[test]
+    fn counts_are_the_search_grouped_and_read_only_records_with_attributes() {
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap();
+        let rec = |t: i64| LogRecord {
+            labels: Labels::from_pairs([("pod", ["a", "b", "c"][(t % 3) as usize])]),
+            timestamp_ns: t,
+            body: format!("{t} {}", if t % 4 == 0 { "hit OutOfMemoryError" } else { "miss" }),
+            severity: ["", "ERROR", "info", "WARN", "error"][(t % 5) as usize].to_string(),
+            attributes: if t % 7 == 0 { vec![("trace_id".to_string(), format!("t{}", t % 2))] } else { Vec::new() },
+        };
+        for s in 0..3i64 {
+            store.ingest("k", s, Batch::Logs((s * 200..s * 200 + 200).map(rec).collect()));
+            store.flush().unwrap();
+        }
+        store.ingest("k", 3, Batch::Logs((600..640).map(rec).collect()));
+        type Canonical = BTreeMap<(Labels, String, Vec<(String, String)>), Vec<i64>>;
+        let canonical = |groups: Vec<pharos_model::LogGroup>| -> Canonical {
+            let mut out = Canonical::new();
+            for g in groups {
+                out.entry((g.labels, g.severity, g.attributes)).or_default().extend(g.timestamps_ns);
+            }
+            out.values_mut().for_each(|ts| ts.sort_unstable());
+            out
+        };
+        let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
+        for matchers in [&[][..], &pod_a[..]] {
+            for (needle, exact) in [(None, true), (Some("OutOfMemoryError"), true), (Some("hit OutOf"), false)] {
+                for severity_unused in [false, true] {
+                    let mut q = LogSearch::new(matchers, 50, 620);
+                    q.contains_any = needle.map(|n| vec![vec![n.to_string()]]).unwrap_or_default();
+                    q.body_unused = true;
+                    q.severity_unused = severity_unused;
+                    let (records, _) = store.search_logs_with_stats(&q).unwrap();
+                    let with_attributes_in_splits = records.iter().filter(|r| !r.attributes.is_empty() && r.timestamp_ns < 600).count();
+                    let expected = canonical(pharos_model::select::group_records(records));
+                    let (groups, stats) = store.count_logs_with_stats(&q).unwrap();
+                    let got = canonical(groups);
+                    let what = format!("{matchers:?} {needle:?} severity unused {severity_unused}");
+                    assert_eq!(got, expected, "{what}");
+                    assert!(got.len() >= 3, "{what}: {} groups", got.len());
+                    // Severities are in the answer from the splits unless unused (the head's
+                    // records, from 600 on, have theirs at hand anyway).
+                    let split_severities = got.iter().any(|(k, ts)| !k.1.is_empty() && ts.iter().any(|t| *t < 600));
+                    assert_eq!(split_severities, !severity_unused, "{what}");
+                    if exact {
+                        assert_eq!(stats.docs_loaded, with_attributes_in_splits, "{what}");
+                        assert!(stats.bodies_skipped > 0, "{what}");
+                    } else {
+                        assert!(stats.docs_loaded > with_attributes_in_splits && stats.bodies_skipped == 0, "{what}");
+                    }
+                }
+            }
         }
     }
 

@@ -40,7 +40,7 @@ pub mod write_view;
 pub use labels::{Labels, METRIC_NAME};
 pub use metadata::{FamilyIndex, MetricMetadata, MetricType};
 pub use record::{LogRecord, MetricsBatch, Sample, normalize_attributes};
-pub use select::{Direction, LabelMatcher, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesSink, StreamStats};
+pub use select::{Direction, LabelMatcher, LogGroup, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesSink, StreamStats};
 pub use sql::SqlReader;
 
 /// Errors of this crate: input that is not valid OTLP.

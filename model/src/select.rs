@@ -220,6 +220,40 @@ impl<'a> LogSearch<'a> {
     }
 }
 
+/// Records of one stream with one severity and one set of attributes: their timestamps
+/// ([`LogsReader::count_logs`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogGroup {
+    /// The stream's labels.
+    pub labels: Labels,
+    /// The records' severity (empty when unknown or not asked for: [`LogSearch::severity_unused`]).
+    pub severity: String,
+    /// The records' attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Their timestamps.
+    pub timestamps_ns: Vec<i64>,
+}
+
+/// `records` grouped as [`LogsReader::count_logs`] answers: one group per run of records
+/// with the same stream, severity and attributes (records of a stream usually come together).
+pub fn group_records(records: Vec<LogRecord>) -> Vec<LogGroup> {
+    let mut out: Vec<LogGroup> = Vec::new();
+    for r in records {
+        match out.last_mut() {
+            Some(g) if g.labels == r.labels && g.severity == r.severity && g.attributes == r.attributes => {
+                g.timestamps_ns.push(r.timestamp_ns)
+            }
+            _ => out.push(LogGroup {
+                labels: r.labels,
+                severity: r.severity,
+                attributes: r.attributes,
+                timestamps_ns: vec![r.timestamp_ns],
+            }),
+        }
+    }
+    out
+}
+
 /// Cuts `records` to what a search with `limit` must answer: the records whose timestamp is
 /// among the first `n` in `direction`, ties with the `n`-th included. Sorts them in
 /// `direction` order.
@@ -290,6 +324,15 @@ pub trait LogsReader: Send + Sync {
             cut_to_limit(&mut out, n, dir);
         }
         Ok(out)
+    }
+
+    /// The timestamps of the records [`Self::search_logs`] would return for `q`, grouped by
+    /// stream, severity and attributes, for callers that count records (`q.limit` must be
+    /// `None`). Bodies are never part of the answer. A group's key may repeat (one group per
+    /// index segment, say), and timestamps come in no particular order. The default groups the
+    /// records of [`Self::search_logs`]; a store may count from its columns instead.
+    fn count_logs(&self, q: &LogSearch<'_>) -> Result<Vec<LogGroup>, String> {
+        Ok(group_records(self.search_logs(q)?))
     }
 
     /// Log records whose stream labels match all `matchers`, with timestamps in

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use pharos_model::select::{Direction, LogSearch, MatchOp, matches_all};
+use pharos_model::select::{Direction, LogGroup, LogSearch, MatchOp, group_records, matches_all};
 use pharos_model::{Labels, LogRecord};
 use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, Weight};
 use tantivy::schema::{IndexRecordOption, TantivyDocument, Value};
@@ -263,6 +263,66 @@ impl<'a> SplitSearch<'a> {
             return search_on_pool(jobs, out, stats);
         }
         self.load(&candidates, out, stats)
+    }
+
+    /// The records of segment `ord` that `q` accepts, as [`LogGroup`]s, for a search without
+    /// limit, `keep` or label equalities ([`pharos_model::LogsReader::count_logs`]). When no
+    /// record needs its body ([`SplitSearch::new`]'s `skip_bodies`) they are counted from the
+    /// `timestamp`, `stream_id` and `severity` columns, one severity string per group, and only
+    /// records with attributes are read from the doc store; otherwise the records are loaded
+    /// and grouped.
+    pub fn count(&self, ord: usize, stats: &mut SearchStats) -> Result<Vec<LogGroup>> {
+        let q = self.q;
+        debug_assert!(q.limit.is_none() && q.keep.is_none() && q.label_equals.is_empty());
+        let cols = self.opened.segments.get(ord);
+        let columns = cols.and_then(|c| Some((c.stream_id.as_ref()?, c.has_attributes.as_ref()?)));
+        let severity_ok = q.severity_unused || self.split.severity_fast;
+        let (Some(table), Some((ids, has_attributes)), Some(cols), true, true) =
+            (&self.stream_labels, columns, cols, self.skip_bodies, severity_ok)
+        else {
+            let mut records = Vec::new();
+            self.run(ord..ord + 1, &mut records, stats)?;
+            return Ok(group_records(records));
+        };
+        let candidates = self.candidates(ord..ord + 1)?;
+        stats.candidates += candidates.len();
+        // Per (stream id, severity ordinal): the timestamps.
+        let mut keyed: HashMap<(u64, Option<u64>), Vec<i64>, ahash::RandomState> = HashMap::default();
+        let mut with_attributes = Vec::new();
+        for &(ts, seg, doc) in &candidates {
+            if ts < q.start_ns || ts > q.end_ns {
+                continue;
+            }
+            if has_attributes.first(doc).unwrap_or(true) {
+                with_attributes.push((ts, seg, doc));
+                continue;
+            }
+            let id = ids.first(doc).unwrap_or(u64::MAX);
+            let severity = match (&cols.severity, q.severity_unused) {
+                (Some(col), false) => col.term_ords(doc).next(),
+                _ => None,
+            };
+            keyed.entry((id, severity)).or_default().push(ts);
+            stats.bodies_skipped += 1;
+        }
+        let mut out = Vec::with_capacity(keyed.len());
+        let mut text = String::new();
+        for ((id, severity), timestamps_ns) in keyed {
+            let labels = match table.get(id as usize) {
+                Some(Some(l)) => l.clone(),
+                Some(None) => continue,
+                None => return Err(Error::Corrupt(format!("log split: stream id {id} not in the stream table"))),
+            };
+            text.clear();
+            if let (Some(o), Some(col)) = (severity, &cols.severity) {
+                col.ord_to_str(o, &mut text).map_err(|e| Error::Corrupt(format!("log split severity column: {e}")))?;
+            }
+            out.push(LogGroup { labels, severity: text.clone(), attributes: Vec::new(), timestamps_ns });
+        }
+        let mut records = Vec::new();
+        self.load(&with_attributes, &mut records, stats)?;
+        out.extend(group_records(records));
+        Ok(out)
     }
 
     /// Candidates of the segments with ordinals in `segments`, with their timestamps, from the

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use pharos_model::{Labels, LogSearch, LogsReader};
+use pharos_model::{Labels, LogRecord, LogSearch, LogsReader};
 
 use super::LogQuery;
 use super::pipeline::{self, NumberUnit};
@@ -597,14 +597,36 @@ fn load(
     // A record's severity is its `detected_level` label, unless the caller drops that.
     search.severity_unused = level_unused;
     let query = bodyless.as_ref().unwrap_or(query);
+    // Without stages or unwrap a record's series is its stream's label set (plus attributes
+    // and `detected_level`, if any) and its value 1 or its length.
+    let plain = query.stages.is_empty() && query.unwrap.is_none();
+    if plain && search.body_unused && matches!(func, RangeFn::CountOverTime | RangeFn::Rate) {
+        // Every record counts 1: only timestamps are needed, grouped by what makes a series.
+        let groups = reader.count_logs(&search).map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+        let mut leaf: Leaf = BTreeMap::new();
+        for g in groups {
+            let representative = LogRecord {
+                labels: g.labels,
+                timestamp_ns: 0,
+                body: String::new(),
+                severity: g.severity,
+                attributes: g.attributes,
+            };
+            let Some((labels, _)) = query.process_record(&representative) else { continue };
+            let points = g.timestamps_ns.into_iter().filter(|t| (from..=last).contains(t)).map(|t| (t, 1.0));
+            leaf.entry(Labels::from_pairs(labels)).or_default().extend(points);
+        }
+        for points in leaf.values_mut() {
+            points.sort_unstable_by_key(|p| p.0);
+        }
+        return Ok(leaf);
+    }
     let records = reader
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
     let mut leaf: Leaf = BTreeMap::new();
-    // Without stages or unwrap a record's series is its stream's label set (plus attributes
-    // and `detected_level`, if any) and its value 1 or its length: records of one stream (one shared set) go to one
-    // series found by address, with no label map built per record.
-    let plain = query.stages.is_empty() && query.unwrap.is_none();
+    // Without stages or unwrap, records of one stream (one shared label set) go to one series
+    // found by address, with no label map built per record.
     // Per stream (by address), per severity: the series' labels and points.
     type BySeverity = Vec<(String, Labels, Vec<(i64, f64)>)>;
     let mut by_stream: FxHashMap<usize, BySeverity> = FxHashMap::default();
