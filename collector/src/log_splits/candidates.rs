@@ -147,9 +147,17 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
             clauses.push((Occur::Must, Box::new(TermQuery::new(term(&t.text), IndexRecordOption::Basic))));
         }
     }
-    // Terms that start with an ASCII token: the term range [token, token with its last byte
-    // plus one), read from the term dictionary (no automaton to build).
+    // Terms that start with an ASCII token: a few found in the split's terms in memory are
+    // looked up one by one; else the term range [token, token with its last byte plus one),
+    // read from the term dictionary (no automaton to build, but a bitset of the documents of
+    // every term in it, per segment).
     let prefix = |t: &QueryToken| -> Option<Box<dyn Query>> {
+        if index.cased
+            && let Some(terms) = (index.terms)()
+            && let Some(found) = terms.starting_with(index.field, &t.text, MAX_TERMS_LOOKED_UP)
+        {
+            return Some(any_term_query(found));
+        }
         let mut end = t.text.clone().into_bytes();
         *end.last_mut()? += 1; // ASCII alphanumerics: no overflow, still UTF-8
         let end = String::from_utf8(end).ok()?;

@@ -121,6 +121,22 @@ impl SegmentTerms {
         });
     }
 
+    /// Terms starting with `prefix`, in term order, until `out` holds more than `max` terms.
+    fn starting_with<'a>(&'a self, prefix: &[u8], max: usize, out: &mut Vec<&'a [u8]>) {
+        let term = |i: usize| &self.blob[self.starts[i]..self.starts.get(i + 1).map_or(self.blob.len(), |&s| s) - 1];
+        let first = self.starts.partition_point(|&s| {
+            let end = self.blob[s..].iter().position(|&b| b == b'\n').map_or(self.blob.len(), |e| s + e);
+            &self.blob[s..end] < prefix
+        });
+        for i in first..self.starts.len() {
+            let t = term(i);
+            if !t.starts_with(prefix) || out.len() > max {
+                break;
+            }
+            out.push(t);
+        }
+    }
+
     /// [`SegmentTerms::containing`] over the bytes `from..to` (whole terms) of the blob.
     fn scan<'a>(&'a self, from: usize, to: usize, needle: &[u8], suffix_only: bool, out: &mut Vec<&'a [u8]>) {
         self.scan_with(&memmem::Finder::new(needle), from, to, suffix_only, out);
@@ -170,6 +186,21 @@ impl SplitTerms {
         searcher.segment_readers().iter().map(|s| SegmentTerms::load(s, field)).collect::<Result<_>>().map(SplitTerms)
     }
 
+    /// Distinct terms of any segment starting with `prefix`; `None` when there are more than
+    /// `max`.
+    pub fn starting_with(&self, field: Field, prefix: &str, max: usize) -> Option<Vec<Term>> {
+        let mut found: Vec<&[u8]> = Vec::new();
+        for seg in &self.0 {
+            seg.starting_with(prefix.as_bytes(), max, &mut found);
+            found.sort_unstable();
+            found.dedup();
+            if found.len() > max {
+                return None;
+            }
+        }
+        Some(found.into_iter().filter_map(|t| std::str::from_utf8(t).ok()).map(|t| Term::from_field_text(field, t)).collect())
+    }
+
     /// Distinct terms of any segment containing `needle` (ending with it when `suffix_only`).
     pub fn containing(&self, field: Field, needle: &str, suffix_only: bool) -> Vec<Term> {
         let mut found: Vec<&[u8]> = Vec::new();
@@ -206,6 +237,17 @@ mod tests {
         assert_eq!(find("x", false), ["x"]);
         assert_eq!(find("rn", false), ["errno"]);
         assert!(find("zz", false).is_empty());
+        let prefixed = |p: &str, max: usize| {
+            let mut out = Vec::new();
+            seg.starting_with(p.as_bytes(), max, &mut out);
+            out.into_iter().map(|t| String::from_utf8(t.to_vec()).unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(prefixed("err", 10), ["errno", "error", "errorerror"]);
+        assert_eq!(prefixed("error", 10), ["error", "errorerror"]);
+        assert_eq!(prefixed("x", 10), ["x"]);
+        assert!(prefixed("a", 10).is_empty() && prefixed("y", 10).is_empty() && prefixed("errz", 10).is_empty());
+        // Past `max` the caller learns there are more (it holds `max + 1`).
+        assert_eq!(prefixed("err", 1), ["errno", "error"]);
     }
 
     /// Over many blocks, the filtered scan finds exactly the terms a plain check of every term

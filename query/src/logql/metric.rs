@@ -616,8 +616,10 @@ fn load(
             let points = g.timestamps_ns.into_iter().filter(|t| (from..=last).contains(t)).map(|t| (t, 1.0));
             leaf.entry(Labels::from_pairs(labels)).or_default().extend(points);
         }
+        // Groups come as runs in time order (a split segment's records are in stream, then
+        // time order): a stable sort merges runs.
         for points in leaf.values_mut() {
-            points.sort_unstable_by_key(|p| p.0);
+            points.sort_by_key(|p| p.0);
         }
         return Ok(leaf);
     }
