@@ -1697,6 +1697,10 @@ mod tests {
         assert!(!loaded(), "inner word + prefix: no term list");
         assert_eq!(count("ord4"), 11);
         assert!(loaded(), "a word open on both sides scans the term list");
+        // With the list in memory a prefix is looked up as the terms that start with it.
+        assert_eq!(count("d7 beta gam"), 1);
+        assert_eq!(count("beta gamm"), 100);
+        assert_eq!(count("beta gammx"), 0);
     }
 
     /// Warming loads the newest splits' terms while they fit the budget; a query on an older

@@ -64,6 +64,9 @@ pub struct BodyIndex<'a> {
     /// The split's terms in memory, for substrings of terms, loaded only when a token needs
     /// them (a load reads the whole term dictionary); `None` when unavailable.
     pub terms: &'a dyn Fn() -> Option<Arc<SplitTerms>>,
+    /// The split's terms in memory if they are loaded already (a prefix uses them then, and
+    /// does not load them).
+    pub terms_if_loaded: &'a dyn Fn() -> Option<Arc<SplitTerms>>,
     /// The `body` field.
     pub field: Field,
     /// Positions are recorded (phrase queries).
@@ -147,13 +150,13 @@ pub fn substring_query(index: BodyIndex<'_>, s: &str) -> Option<Narrowing> {
             clauses.push((Occur::Must, Box::new(TermQuery::new(term(&t.text), IndexRecordOption::Basic))));
         }
     }
-    // Terms that start with an ASCII token: a few found in the split's terms in memory are
-    // looked up one by one; else the term range [token, token with its last byte plus one),
-    // read from the term dictionary (no automaton to build, but a bitset of the documents of
-    // every term in it, per segment).
+    // Terms that start with an ASCII token: a few found in the split's terms, when they are in
+    // memory, are looked up one by one; else the term range [token, token with its last byte
+    // plus one), read from the term dictionary (no automaton to build, but a bitset of the
+    // documents of every term in it, per segment).
     let prefix = |t: &QueryToken| -> Option<Box<dyn Query>> {
         if index.cased
-            && let Some(terms) = (index.terms)()
+            && let Some(terms) = (index.terms_if_loaded)()
             && let Some(found) = terms.starting_with(index.field, &t.text, MAX_TERMS_LOOKED_UP)
         {
             return Some(any_term_query(found));

@@ -523,6 +523,15 @@ impl SplitHandle {
         self.terms.lock().is_some()
     }
 
+    /// The terms in memory when they are loaded already (nothing is read otherwise).
+    pub fn terms_if_loaded(&self) -> Option<Arc<terms::SplitTerms>> {
+        let cached = self.terms.lock().clone();
+        if cached.is_some() {
+            self.term_budget.touch(&self.terms, true);
+        }
+        cached
+    }
+
     /// Whether substring queries use the terms in memory (when every token is indexed).
     pub fn uses_terms(&self) -> bool {
         self.all_body_tokens()

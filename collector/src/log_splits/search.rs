@@ -199,9 +199,11 @@ impl<'a> SplitSearch<'a> {
         let all_tokens = split.all_body_tokens();
         let groups: Vec<&Vec<String>> = q.contains_any.iter().filter(|g| !g.iter().any(|s| s.is_empty())).collect();
         let load_terms = || if all_tokens { split.terms().ok() } else { None };
+        let loaded_terms = || if all_tokens { split.terms_if_loaded() } else { None };
         let body_index = BodyIndex {
             searcher,
             terms: &load_terms,
+            terms_if_loaded: &loaded_terms,
             field: split.body,
             positions: split.body_positions,
             all_tokens,

@@ -732,17 +732,19 @@ fn metric_queries_group_by_attributes() {
 }
 
 /// A store that checks `contains_any` exactly and, when allowed, returns records without their
-/// body (as a split answering `|=` from its index does); it remembers what it was allowed.
-struct Bodyless(Vec<LogRecord>, std::sync::Mutex<Vec<bool>>);
+/// body (as a split answering `|=` from its index does) or severity; it remembers what it was
+/// allowed: `(body_unused, severity_unused)` per search.
+struct Leaving(Vec<LogRecord>, std::sync::Mutex<Vec<(bool, bool)>>);
 
-impl pharos_model::LogsReader for Bodyless {
+impl pharos_model::LogsReader for Leaving {
     fn search_logs(&self, q: &pharos_model::LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
-        self.1.lock().unwrap().push(q.body_unused);
+        self.1.lock().unwrap().push((q.body_unused, q.severity_unused));
+        let emptied = |keep: bool, s: &String| if keep { s.clone() } else { String::new() };
         Ok(self
             .0
             .iter()
             .filter(|r| q.accepts(r))
-            .map(|r| LogRecord { body: if q.body_unused { String::new() } else { r.body.clone() }, ..r.clone() })
+            .map(|r| LogRecord { body: emptied(!q.body_unused, &r.body), severity: emptied(!q.severity_unused, &r.severity), ..r.clone() })
             .collect())
     }
 
@@ -751,21 +753,33 @@ impl pharos_model::LogsReader for Bodyless {
     }
 }
 
-#[test]
-fn line_counts_through_substring_filters_do_not_need_bodies() {
-    let store = Bodyless(mem().0, Default::default());
-    let run = |q: &str| -> (Evaluated, bool) {
+impl Leaving {
+    fn new(records: Vec<LogRecord>) -> Self {
+        Leaving(records, Default::default())
+    }
+
+    /// The answer of the metric query `q` at 4 s, and what its one search was allowed to leave out.
+    fn run(&self, q: &str) -> (Evaluated, (bool, bool)) {
         let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
-        store.1.lock().unwrap().clear();
+        self.1.lock().unwrap().clear();
         let out = m
-            .evaluate(&store, &[4 * S])
+            .evaluate(self, &[4 * S])
             .unwrap()
             .into_iter()
             .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
             .collect();
-        let seen = store.1.lock().unwrap().clone();
+        let seen = self.1.lock().unwrap().clone();
         assert_eq!(seen.len(), 1, "{q}");
         (out, seen[0])
+    }
+}
+
+#[test]
+fn line_counts_through_substring_filters_do_not_need_bodies() {
+    let store = Leaving::new(mem().0);
+    let run = |q: &str| -> (Evaluated, bool) {
+        let (out, (body_unused, _)) = store.run(q);
+        (out, body_unused)
     };
     // mem(): api "error a status=500" (1s), "ok b status=200" (2s), "error c status=503" (3s);
     // web "error dd status=404" (2.5s).
@@ -790,54 +804,22 @@ fn line_counts_through_substring_filters_do_not_need_bodies() {
     );
 }
 
-/// A store that returns records without their severity when the search allows it, and
-/// remembers whether it was allowed.
-struct Levelless(Vec<LogRecord>, std::sync::Mutex<Vec<bool>>);
-
-impl pharos_model::LogsReader for Levelless {
-    fn search_logs(&self, q: &pharos_model::LogSearch<'_>) -> std::result::Result<Vec<LogRecord>, String> {
-        self.1.lock().unwrap().push(q.severity_unused);
-        Ok(self
-            .0
-            .iter()
-            .filter(|r| q.accepts(r))
-            .map(|r| LogRecord { severity: if q.severity_unused { String::new() } else { r.severity.clone() }, ..r.clone() })
-            .collect())
-    }
-
-    fn select_logs(&self, _: &[LabelMatcher], _: &[String], _: i64, _: i64) -> std::result::Result<Vec<LogRecord>, String> {
-        unreachable!("search_logs is overridden")
-    }
-}
-
 /// `detected_level` comes from a record's severity; a query whose answer cannot depend on it
 /// (a `sum` not grouped by it, over a function that adds up per record) reads no severity, and
 /// gets the answer it gets with them.
 #[test]
 fn sums_that_drop_the_level_read_no_severity() {
     let rec = |app: &str, ts: i64, body: &str, sev: &str| LogRecord::new(stream(&[("app", app)]), ts, body, sev);
-    let store = Levelless(
-        vec![
-            rec("api", S, "error a", "ERROR"),
-            rec("api", 2 * S, "ok b", "INFO"),
-            rec("api", 3 * S, "error c", "error"),
-            rec("web", 2 * S, "error dd", "WARN"),
-            rec("web", 3 * S, "error e", ""),
-        ],
-        Default::default(),
-    );
+    let store = Leaving::new(vec![
+        rec("api", S, "error a", "ERROR"),
+        rec("api", 2 * S, "ok b", "INFO"),
+        rec("api", 3 * S, "error c", "error"),
+        rec("web", 2 * S, "error dd", "WARN"),
+        rec("web", 3 * S, "error e", ""),
+    ]);
     let run = |q: &str| -> (Evaluated, bool) {
-        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
-        store.1.lock().unwrap().clear();
-        let out = m
-            .evaluate(&store, &[4 * S])
-            .unwrap()
-            .into_iter()
-            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
-            .collect();
-        let seen = store.1.lock().unwrap().clone();
-        assert_eq!(seen.len(), 1, "{q}");
-        (out, seen[0])
+        let (out, (_, severity_unused)) = store.run(q);
+        (out, severity_unused)
     };
     let at4 = |v: f64| vec![(4 * S, v)];
     let level = |l: &str| vec![("detected_level".to_string(), l.to_string())];
