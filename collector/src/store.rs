@@ -594,28 +594,40 @@ impl Store {
         }
         let (head, manifest) = self.head_logs_and_manifest(q);
         let mut out = pharos_model::select::group_records(head);
-        let splits = log_splits_in_range(&manifest, q);
-        let handles = splits.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
-        let searches = handles
-            .iter()
-            .zip(&splits)
-            .map(|(h, s)| SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None))
-            .collect::<Result<Vec<_>>>()?;
-        let jobs = searches.iter().flatten().flat_map(|search| {
-            (0..search.segments()).map(move |ord| {
-                move || {
-                    let mut stats = SearchStats::default();
-                    search.count(ord, &mut stats).map(|groups| (groups, stats))
-                }
-            })
-        });
         let mut stats = SearchStats::default();
-        for (groups, part) in crate::threads::on_pool(jobs, "log count")? {
-            out.extend(groups);
-            stats += part;
-        }
+        self.with_split_searches(q, &log_splits_in_range(&manifest, q), |searches| {
+            let jobs = searches.iter().flat_map(|search| {
+                (0..search.segments()).map(move |ord| {
+                    move || {
+                        let mut stats = SearchStats::default();
+                        search.count(ord, &mut stats).map(|groups| (groups, stats))
+                    }
+                })
+            });
+            for (groups, part) in crate::threads::on_pool(jobs, "log count")? {
+                out.extend(groups);
+                stats += part;
+            }
+            Ok(())
+        })?;
         self.metrics.log_docs_loaded.inc_by(stats.docs_loaded as u64);
         Ok((out, stats))
+    }
+
+    /// Calls `then` with the searches of those of `splits` (without a limit's boundary) that
+    /// may hold an answer to `q`.
+    fn with_split_searches<R>(
+        &self,
+        q: &LogSearch<'_>,
+        splits: &[&crate::metastore::LogSplit],
+        then: impl FnOnce(&[SplitSearch<'_>]) -> Result<R>,
+    ) -> Result<R> {
+        let handles = splits.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
+        let mut searches = Vec::with_capacity(handles.len());
+        for (h, s) in handles.iter().zip(splits) {
+            searches.extend(SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None)?);
+        }
+        then(&searches)
     }
 
     /// An unlimited search of `splits`, one segment per job on the shared thread pool (the
@@ -629,17 +641,13 @@ impl Store {
         out: &mut Vec<LogRecord>,
         stats: &mut SearchStats,
     ) -> Result<()> {
-        let handles = splits.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
-        let searches = handles
-            .iter()
-            .zip(splits)
-            .map(|(h, s)| SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, None))
-            .collect::<Result<Vec<_>>>()?;
-        let jobs = searches.iter().flatten().flat_map(|search| {
-            (0..search.segments())
-                .map(move |ord| move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| search.run(ord..ord + 1, out, stats))
-        });
-        log_splits::search::search_on_pool(jobs, out, stats)
+        self.with_split_searches(q, splits, |searches| {
+            let jobs = searches.iter().flat_map(|search| {
+                (0..search.segments())
+                    .map(move |ord| move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| search.run(ord..ord + 1, out, stats))
+            });
+            log_splits::search::search_on_pool(jobs, out, stats)
+        })
     }
 }
 

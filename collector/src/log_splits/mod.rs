@@ -461,9 +461,7 @@ impl SplitHandle {
     /// The split's body terms ([`terms::SplitTerms`]), loaded on first use (or again after the
     /// budget dropped them).
     pub fn terms(&self) -> Result<Arc<terms::SplitTerms>> {
-        let cached = self.terms.lock().clone();
-        if let Some(t) = cached {
-            self.term_budget.touch(&self.terms, true);
+        if let Some(t) = self.terms_if_loaded() {
             return Ok(t);
         }
         let t = {

@@ -125,7 +125,7 @@ impl SegmentTerms {
     fn starting_with<'a>(&'a self, prefix: &[u8], max: usize, out: &mut Vec<&'a [u8]>) {
         let term = |i: usize| &self.blob[self.starts[i]..self.starts.get(i + 1).map_or(self.blob.len(), |&s| s) - 1];
         let first = self.starts.partition_point(|&s| {
-            let end = self.blob[s..].iter().position(|&b| b == b'\n').map_or(self.blob.len(), |e| s + e);
+            let end = memchr::memchr(b'\n', &self.blob[s..]).map_or(self.blob.len(), |e| s + e);
             &self.blob[s..end] < prefix
         });
         for i in first..self.starts.len() {
