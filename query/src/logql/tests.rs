@@ -484,7 +484,7 @@ fn json_with_expressions_feeds_label_filters() {
 
 #[test]
 fn unwrap_statistics_and_quantiles_by_hand() {
-    let rec = |ts: i64, ms: u32| LogRecord::new(stream(&[("app", "api")]), ts, &format!(r#"{{"ms":{ms}}}"#), "");
+    let rec = |ts: i64, ms: u32| LogRecord::new(stream(&[("app", "api")]), ts, format!(r#"{{"ms":{ms}}}"#), "");
     // Time order 10, 20, 40, 30: mean 25, squared deviations 225 + 25 + 225 + 25 = 500.
     let store = Mem(vec![rec(S, 10), rec(2 * S, 20), rec(3 * S, 40), rec(4 * S, 30)]);
     let t = 4 * S;
@@ -523,7 +523,7 @@ fn unwrap_statistics_and_quantiles_by_hand() {
 #[test]
 fn grouping_on_an_unwrapped_range_function_shares_the_window() {
     let rec = |app: &str, pod: &str, ts: i64, ms: u32| {
-        LogRecord::new(stream(&[("app", app), ("pod", pod)]), ts, &format!(r#"{{"ms":{ms}}}"#), "")
+        LogRecord::new(stream(&[("app", app), ("pod", pod)]), ts, format!(r#"{{"ms":{ms}}}"#), "")
     };
     // api has two pods: 10 and 30 on p1, 20 on p2; web 5 on w1.
     let store = Mem(vec![rec("api", "p1", S, 10), rec("api", "p2", 2 * S, 20), rec("api", "p1", 3 * S, 30), rec("web", "w1", 3 * S, 5)]);

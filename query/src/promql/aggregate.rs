@@ -12,7 +12,7 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::{Evaluator, unwrap_parens};
+use super::eval::Evaluator;
 use super::value::{Sample, Value, format_float};
 use crate::error::{Error, Result};
 
@@ -276,7 +276,7 @@ fn reduce(op: TokenId, values: impl Iterator<Item = f64> + Clone, q: f64) -> Opt
     })
 }
 
-/// A reducing aggregation of a tabulated range function call at `t` (see
+/// A reducing aggregation of a tabulated expression at `t` (see
 /// [`super::step_table`]): the table maps each series to its group once per query, so a step
 /// only buckets the present values. `None` when the aggregation or its input is not of that
 /// kind.
@@ -285,11 +285,7 @@ fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Option<Vec<Sam
     if !REDUCING.contains(&op) {
         return Ok(None);
     }
-    let Expr::Call(c) = unwrap_parens(&a.expr) else {
-        return Ok(None);
-    };
-    let Some((table, i)) = ev.tables.get(c).and_then(|table| Some((table, table.step_index(t)?)))
-    else {
+    let Some((table, i)) = ev.tables.of_expr(&a.expr).and_then(|table| Some((table, table.step_index(t)?))) else {
         return Ok(None);
     };
     let tag = a as *const AggregateExpr as usize;

@@ -11,6 +11,8 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::eval::{Evaluator, LabelMemo, check_unique, check_unique_canonical};
+use super::selector::Frame;
+use super::step_table::{Operand, StepTable, distinct_within};
 use super::value::{Sample, Value};
 use crate::error::{Error, Result};
 
@@ -20,6 +22,11 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
         && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
     {
         return Err(Error::unsupported("the fill modifier of binary operators"));
+    }
+    if let Some(table) = ev.tables.binary(b)
+        && let Some(i) = table.step_index(t)
+    {
+        return Ok(Value::Vector(table.vector(i)));
     }
     let op = b.op.id();
     let return_bool = b.return_bool();
@@ -134,26 +141,152 @@ fn vector_scalar(
     let drop_name = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
-        let (l, r) = if scalar_on_left {
-            (scalar, s.value)
-        } else {
-            (s.value, scalar)
-        };
-        let (mut value, mut keep) = apply(op, l, r)?;
-        if is_comparison(op) {
-            value = s.value; // a comparison keeps the vector's value on either side
-        }
-        if return_bool {
-            value = bool_value(keep);
-            keep = true;
-        }
-        if keep {
+        if let Some(value) = scalar_element(op, s.value, scalar, scalar_on_left, return_bool)? {
             let labels = if drop_name { memo.without_name(&s.labels) } else { s.labels };
             out.push(Sample { labels, value });
         }
     }
     // Every set came from the memo when names were dropped; otherwise they are the operand's.
     if drop_name { check_unique_canonical(memo, out) } else { check_unique(out) }
+}
+
+/// The result of a vector element `v` with `scalar` (on the left when `scalar_on_left`), if
+/// kept.
+fn scalar_element(op: u16, v: f64, scalar: f64, scalar_on_left: bool, return_bool: bool) -> Result<Option<f64>> {
+    let (l, r) = if scalar_on_left { (scalar, v) } else { (v, scalar) };
+    let (mut value, keep) = apply(op, l, r)?;
+    if is_comparison(op) {
+        value = v; // a comparison keeps the vector's value on either side
+    }
+    Ok(if return_bool {
+        Some(bool_value(keep))
+    } else {
+        keep.then_some(value)
+    })
+}
+
+/// The result of two matched vector elements, if kept.
+fn pair_element(op: u16, l: f64, r: f64, return_bool: bool) -> Result<Option<f64>> {
+    let (value, keep) = apply(op, l, r)?;
+    Ok(if return_bool {
+        Some(bool_value(keep))
+    } else {
+        keep.then_some(value)
+    })
+}
+
+/// True for an arithmetic or comparison operation matching one to one (set operators,
+/// `group_left`/`group_right` and the fill modifier aside): what [`tabulate`] may evaluate.
+pub fn is_elementwise(b: &BinaryExpr) -> bool {
+    let op = b.op.id();
+    let plain = match &b.modifier {
+        None => true,
+        Some(m) => {
+            m.fill_values.lhs.is_none() && m.fill_values.rhs.is_none() && matches!(m.card, VectorMatchCardinality::OneToOne)
+        }
+    };
+    plain && (drops_name(op) || is_comparison(op))
+}
+
+/// The binary operation `b` at every step of a range query, from its operands' tables (or a
+/// table and a literal), into a table: the series are matched once for all steps. `None` when
+/// the operation is not [`is_elementwise`], or when at some step it could fail (two series
+/// of one side with one signature, colliding result label sets) or the table would exceed
+/// `max_cells`: the step-by-step path then evaluates it, and reports the error at the
+/// steps where it happens.
+pub fn tabulate(
+    b: &BinaryExpr,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    frame: Frame,
+    memo: &LabelMemo,
+    max_cells: usize,
+) -> Option<StepTable> {
+    if !is_elementwise(b) {
+        return None;
+    }
+    let op = b.op.id();
+    let return_bool = b.return_bool();
+    match (lhs, rhs) {
+        (Operand::Table(v), Operand::Scalar(s)) => scalar_table(op, v, s, false, return_bool, frame, memo, max_cells),
+        (Operand::Scalar(s), Operand::Table(v)) => scalar_table(op, v, s, true, return_bool, frame, memo, max_cells),
+        (Operand::Table(l), Operand::Table(r)) => {
+            let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+            let derived = Derived { memo, expr: b as *const BinaryExpr as usize, matching: &matching };
+            pair_table(op, l, r, &derived, return_bool, frame, max_cells)
+        }
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scalar_table(
+    op: u16,
+    vector: &StepTable,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+    frame: Frame,
+    memo: &LabelMemo,
+    max_cells: usize,
+) -> Option<StepTable> {
+    let drop_name = drops_name(op) || return_bool;
+    let labels =
+        vector.labels.iter().map(|l| if drop_name { memo.without_name(l) } else { l.clone() }).collect();
+    let table = StepTable::empty(distinct_within(labels, vector.steps(), max_cells)?, frame);
+    for s in 0..vector.labels.len() {
+        for i in 0..vector.steps() {
+            if let Some(v) = vector.get(s, i)
+                && let Some(value) = scalar_element(op, v, scalar, scalar_on_left, return_bool).ok()?
+            {
+                table.set(s, i, value);
+            }
+        }
+    }
+    Some(table)
+}
+
+/// One-to-one matching of two tables: each signature at most once per side, so no step can
+/// meet a duplicate or a many-to-one match.
+fn pair_table(
+    op: u16,
+    lhs: &StepTable,
+    rhs: &StepTable,
+    derived: &Derived<'_>,
+    return_bool: bool,
+    frame: Frame,
+    max_cells: usize,
+) -> Option<StepTable> {
+    let mut right: HashMap<Labels, usize> = HashMap::with_capacity_and_hasher(rhs.labels.len(), Default::default());
+    for (j, l) in rhs.labels.iter().enumerate() {
+        if right.insert(derived.signature(l), j).is_some() {
+            return None;
+        }
+    }
+    let mut matched = vec![false; rhs.labels.len()];
+    let mut pairs = Vec::new();
+    let mut labels = Vec::new();
+    for (i, l) in lhs.labels.iter().enumerate() {
+        let Some(&j) = right.get(&derived.signature(l)) else {
+            continue;
+        };
+        if std::mem::replace(&mut matched[j], true) {
+            return None;
+        }
+        pairs.push((i, j));
+        labels.push(derived.result_labels(l, &rhs.labels[j], op, true, &[], return_bool));
+    }
+    let table = StepTable::empty(distinct_within(labels, lhs.steps(), max_cells)?, frame);
+    for (out, (i, j)) in pairs.into_iter().enumerate() {
+        for step in 0..lhs.steps() {
+            if let (Some(l), Some(r)) = (lhs.get(i, step), rhs.get(j, step))
+                && let Some(value) = pair_element(op, l, r, return_bool).ok()?
+            {
+                table.set(out, step, value);
+            }
+        }
+    }
+    Some(table)
 }
 
 /// The matching signature of a series: the `on` labels, or all but the `ignoring` labels and
@@ -245,7 +378,7 @@ fn vector_vector(
         } else {
             (m.value, o.value)
         };
-        let (mut value, keep) = apply(op, l, r)?;
+        let value = pair_element(op, l, r, return_bool)?;
         // Prometheus detects many-to-one without group_* even when a comparison drops the
         // colliding samples.
         if one_to_one && !matched_sigs.insert(sig.clone()) {
@@ -255,11 +388,9 @@ fn vector_vector(
                     .into(),
             ));
         }
-        if return_bool {
-            value = bool_value(keep);
-        } else if !keep {
+        let Some(value) = value else {
             continue;
-        }
+        };
         let labels = derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
         // One-to-one: `matched_sigs` above already let each signature through once.
         if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {

@@ -22,7 +22,8 @@ pub struct Evaluator {
     pub fetched: Fetched,
     /// Label sets derived once per query rather than once per step.
     pub memo: LabelMemo,
-    /// Range function calls evaluated for all steps of a range query up front.
+    /// Range function calls, instant selectors and binary operations evaluated for all steps
+    /// of a range query up front.
     pub tables: StepTables,
 }
 
@@ -128,6 +129,11 @@ impl Evaluator {
                 ))),
             },
             Expr::VectorSelector(vs) => {
+                if let Some(table) = self.tables.selector(vs)
+                    && let Some(i) = table.step_index(t)
+                {
+                    return Ok(Value::Vector(table.vector(i)));
+                }
                 let at = reference_time(vs, self.frame, t);
                 Ok(Value::Vector(self.fetched.instant(vs, at)?))
             }

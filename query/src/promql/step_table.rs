@@ -12,6 +12,14 @@
 //! the store's threads, and its samples are dropped right after. A range query over 2 h of
 //! 5,600 series then never holds their 2.7 M samples at once (about 43 MB that each query
 //! faulted in afresh and then freed).
+//!
+//! Instant vector selectors that are operands of arithmetic or comparisons (or of
+//! aggregations, or the whole query) are tabulated the same way: per series and step, the
+//! latest sample within the lookback. A binary operation whose operands are tables or number
+//! literals, and whose series match one to one without any possible collision, is then
+//! evaluated once per matched pair of series over all steps into a table of its own (the
+//! matching is done once per query instead of at every step), and a range query whose whole
+//! expression is a table is answered from it without a step loop.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -24,12 +32,13 @@ use rustc_hash::FxHashMap;
 
 use pharos_model::otlp::is_stale_nan;
 use pharos_model::{Labels, MetricsReader};
-use promql_parser::parser::{Call, Expr, MatrixSelector};
+use promql_parser::parser::{BinaryExpr, Call, Expr, MatrixSelector, VectorSelector};
 
 use super::eval::{LabelMemo, unwrap_parens};
 use super::range_functions::{self, RangeFn, Window};
-use super::selector::{Fetched, Frame, fetch_bounds, matcher_groups, reference_time, too_many_samples};
-use super::value::Sample;
+use super::selector::{Fetched, Frame, LOOKBACK_MS, fetch_bounds, matcher_groups, reference_time, too_many_samples};
+use super::binary;
+use super::value::{RangeSeries, Sample};
 use crate::error::{Error, Result};
 
 /// Most cells (series × steps) one table of a range query may hold (about 9 bytes each):
@@ -89,6 +98,43 @@ pub struct Grouping {
 }
 
 impl StepTable {
+    /// A table of `labels` (distinct) over the frame's steps, with no value present yet.
+    pub fn empty(labels: Vec<Labels>, frame: Frame) -> StepTable {
+        let steps = frame_steps(frame).unwrap_or(0);
+        StepTable { cells: Cells::new(labels.len(), steps), labels, frame, groupings: Default::default() }
+    }
+
+    /// How many steps the frame has.
+    pub fn steps(&self) -> usize {
+        self.cells.steps
+    }
+
+    /// The value of `series` at step `step`, if present.
+    pub fn get(&self, series: usize, step: usize) -> Option<f64> {
+        self.cells.get(series, step)
+    }
+
+    /// Sets the value of `series` at step `step`.
+    pub fn set(&self, series: usize, step: usize, v: f64) {
+        self.cells.set(series, step, v)
+    }
+
+    /// The range query's answer when the table is its whole expression: each series with a
+    /// value at some step, with its points in time order (unsorted).
+    pub fn matrix(&self) -> Vec<RangeSeries> {
+        let steps = self.steps();
+        self.labels
+            .iter()
+            .enumerate()
+            .filter_map(|(s, labels)| {
+                let points: Vec<(i64, f64)> = (0..steps)
+                    .filter_map(|i| Some((self.frame.start_ms + i as i64 * self.frame.step_ms, self.cells.get(s, i)?)))
+                    .collect();
+                (!points.is_empty()).then(|| RangeSeries { labels: labels.clone(), points })
+            })
+            .collect()
+    }
+
     /// The index of evaluation time `t` among the frame's steps, if it is one.
     pub fn step_index(&self, t: i64) -> Option<usize> {
         let Frame {
@@ -142,52 +188,76 @@ impl StepTable {
     }
 }
 
-/// The tables of one range query, keyed by the address of their call in the AST.
+/// The tables of one range query, keyed by the address of their node in the AST: range
+/// function calls, instant vector selectors and binary operations.
 #[derive(Default)]
 pub struct StepTables {
     by_call: FxHashMap<usize, StepTable>,
+    by_selector: FxHashMap<usize, StepTable>,
+    by_binary: FxHashMap<usize, StepTable>,
     max_cells: usize,
 }
 
 /// What [`StepTables::stream`] read.
 #[derive(Default)]
 pub struct Streamed {
-    /// Addresses of the vector selectors of the matrix selectors read into tables: the query
-    /// need not fetch them.
+    /// Addresses of the vector selectors read into tables (those of matrix selectors and
+    /// instant ones): the query need not fetch them.
     pub selectors: HashSet<usize>,
     /// Samples read.
     pub samples: usize,
+}
+
+/// An operand of a binary operation, as [`binary::tabulate`] sees it.
+pub enum Operand<'t> {
+    Table(&'t StepTable),
+    Scalar(f64),
+    Other,
 }
 
 impl StepTables {
     /// Tables of at most `max_cells` cells (larger ones are not built), none built yet.
     pub fn new(max_cells: usize) -> StepTables {
         StepTables {
-            by_call: Default::default(),
             max_cells,
+            ..Default::default()
         }
     }
 
-    /// Tabulates every eligible range function call in `expr` (outside subqueries) not
-    /// tabulated yet, from the fetched data.
+    /// Tabulates every eligible range function call and instant selector in `expr` (outside
+    /// subqueries) not tabulated yet, from the fetched data; then every binary operation
+    /// whose operands allow it.
     pub fn build_rest(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo) {
-        if frame.step_ms > 0 {
-            self.walk(expr, &mut |c, tables| {
-                let table = tabulate(c, fetched, frame, memo, tables.max_cells);
-                let done = table.is_some();
-                if let Some(table) = table {
-                    tables.by_call.insert(key(c), table);
-                }
-                Ok(done)
-            })
-            .expect("tabulating from fetched data cannot fail");
+        if frame.step_ms <= 0 {
+            return;
         }
+        self.walk(expr, &mut |c, tables| {
+            let table = Tabulation::of(c, frame)
+                .and_then(|tab| from_fetched(&Source::Call(tab), fetched, frame, memo, tables.max_cells));
+            let done = table.is_some();
+            if let Some(table) = table {
+                tables.by_call.insert(key(c), table);
+            }
+            Ok(done)
+        })
+        .expect("tabulating from fetched data cannot fail");
+        for vs in table_operands(expr) {
+            if self.by_selector.contains_key(&selector_key(vs)) {
+                continue;
+            }
+            let table = Lookup::of(vs, frame)
+                .and_then(|l| from_fetched(&Source::Selector(l), fetched, frame, memo, self.max_cells));
+            if let Some(table) = table {
+                self.by_selector.insert(selector_key(vs), table);
+            }
+        }
+        self.build_binaries(expr, frame, memo);
     }
 
-    /// Tabulates the eligible calls whose selector `reader` can stream (one matcher group),
-    /// each series going into the table as it is read; returns the selectors read so.
-    /// A call whose table would be too large or collide is left to [`StepTables::build_rest`]
-    /// and the fetched data.
+    /// Tabulates the eligible calls and instant selectors whose selector `reader` can stream
+    /// (one matcher group), each series going into the table as it is read; returns the
+    /// selectors read so. One whose table would be too large or collide is left to
+    /// [`StepTables::build_rest`] and the fetched data.
     pub fn stream(
         &mut self,
         reader: &dyn MetricsReader,
@@ -203,45 +273,20 @@ impl StepTables {
             let Some(tab) = Tabulation::of(c, frame) else {
                 return Ok(false);
             };
-            let vs = &tab.ms.vs;
-            let mut groups = matcher_groups(vs);
-            if groups.len() != 1 {
-                return Ok(false);
-            }
-            let (from, last) = fetch_bounds(vs, tab.range_ms, frame, (frame.start_ms, frame.end_ms));
-            let mut labels = None;
-            let cells: OnceLock<Cells> = OnceLock::new();
-            let samples = AtomicUsize::new(0);
-            let max_cells = tables.max_cells;
-            let mut plan = |input: &[Labels]| {
-                let Some(out) = tab.output_labels(input.iter(), memo, max_cells) else {
-                    return false;
-                };
-                // Set once: `plan` is called once.
-                let _ = cells.set(Cells::new(out.len(), tab.steps()));
-                labels = Some(out);
-                true
-            };
-            let sink = |i: usize, series: &[(i64, f64)]| {
-                samples.fetch_add(series.len(), Relaxed);
-                if let Some(cells) = cells.get() {
-                    tab.fill(i, series, cells);
-                }
-            };
-            let read = reader
-                .stream_series(&groups.pop().unwrap_or_default(), from, last, &mut plan, &sink)
-                .map_err(|e| Error::Internal(format!("reading series for {vs}: {e}")))?;
-            let (Some(labels), Some(cells), true) = (labels, cells.into_inner(), read) else {
+            let Some(table) = stream_table(reader, &Source::Call(tab), frame, memo, tables.max_cells, &mut streamed)? else {
                 return Ok(false);
             };
-            streamed.samples += samples.into_inner();
-            if streamed.samples > super::selector::MAX_SAMPLES {
-                return Err(too_many_samples());
-            }
-            streamed.selectors.insert(vs as *const _ as usize);
-            tables.by_call.insert(key(c), StepTable { labels, cells, frame, groupings: Default::default() });
+            tables.by_call.insert(key(c), table);
             Ok(true)
         })?;
+        for vs in table_operands(expr) {
+            let Some(lookup) = Lookup::of(vs, frame) else {
+                continue;
+            };
+            if let Some(table) = stream_table(reader, &Source::Selector(lookup), frame, memo, self.max_cells, &mut streamed)? {
+                self.by_selector.insert(selector_key(vs), table);
+            }
+        }
         Ok(streamed)
     }
 
@@ -251,9 +296,76 @@ impl StepTables {
         self.by_call.len()
     }
 
+    /// How many instant selectors and binary operations were tabulated.
+    #[cfg(test)]
+    pub fn derived(&self) -> (usize, usize) {
+        (self.by_selector.len(), self.by_binary.len())
+    }
+
     /// The table of call `c`, if it was tabulated.
     pub fn get(&self, c: &Call) -> Option<&StepTable> {
         self.by_call.get(&key(c))
+    }
+
+    /// The table of instant selector `vs`, if it was tabulated.
+    pub fn selector(&self, vs: &VectorSelector) -> Option<&StepTable> {
+        self.by_selector.get(&selector_key(vs))
+    }
+
+    /// The table of binary operation `b`, if it was tabulated.
+    pub fn binary(&self, b: &BinaryExpr) -> Option<&StepTable> {
+        self.by_binary.get(&binary_key(b))
+    }
+
+    /// The table of `expr` (parentheses aside), if it has one.
+    pub fn of_expr(&self, expr: &Expr) -> Option<&StepTable> {
+        match unwrap_parens(expr) {
+            Expr::Call(c) => self.get(c),
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::Binary(b) => self.binary(b),
+            _ => None,
+        }
+    }
+
+    fn operand(&self, expr: &Expr) -> Operand<'_> {
+        match unwrap_parens(expr) {
+            Expr::NumberLiteral(n) => Operand::Scalar(n.val),
+            e => self.of_expr(e).map_or(Operand::Other, Operand::Table),
+        }
+    }
+
+    /// Tabulates the binary operations of `expr` (outside subqueries), innermost first, whose
+    /// operands are tables or literals (see [`binary::tabulate`]).
+    fn build_binaries(&mut self, expr: &Expr, frame: Frame, memo: &LabelMemo) {
+        match expr {
+            Expr::Paren(p) => self.build_binaries(&p.expr, frame, memo),
+            Expr::Unary(u) => self.build_binaries(&u.expr, frame, memo),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.build_binaries(p, frame, memo);
+                }
+                self.build_binaries(&a.expr, frame, memo)
+            }
+            Expr::Call(c) => {
+                for arg in &c.args.args {
+                    self.build_binaries(arg, frame, memo);
+                }
+            }
+            Expr::Binary(b) => {
+                self.build_binaries(&b.lhs, frame, memo);
+                self.build_binaries(&b.rhs, frame, memo);
+                let table = binary::tabulate(b, self.operand(&b.lhs), self.operand(&b.rhs), frame, memo, self.max_cells);
+                if let Some(table) = table {
+                    self.by_binary.insert(binary_key(b), table);
+                }
+            }
+            Expr::Subquery(_)
+            | Expr::NumberLiteral(_)
+            | Expr::StringLiteral(_)
+            | Expr::VectorSelector(_)
+            | Expr::MatrixSelector(_)
+            | Expr::Extension(_) => {}
+        }
     }
 
     /// Offers every call outside subqueries that is not tabulated yet to `tabulate`, which
@@ -296,8 +408,207 @@ impl StepTables {
     }
 }
 
+/// The instant vector selectors of `expr` worth tabulating: the whole expression, operands of
+/// arithmetic and comparisons, and inputs of aggregations. Not those inside subqueries (other
+/// steps) or function arguments (functions such as `timestamp` read the fetched samples).
+fn table_operands(expr: &Expr) -> Vec<&VectorSelector> {
+    fn visit<'e>(expr: &'e Expr, wanted: bool, out: &mut Vec<&'e VectorSelector>) {
+        match expr {
+            Expr::Paren(p) => visit(&p.expr, wanted, out),
+            Expr::VectorSelector(vs) if wanted => out.push(vs),
+            Expr::Binary(b) => {
+                let tabulable = binary::is_elementwise(b);
+                visit(&b.lhs, tabulable, out);
+                visit(&b.rhs, tabulable, out);
+            }
+            Expr::Unary(u) => visit(&u.expr, false, out),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    visit(p, false, out);
+                }
+                visit(&a.expr, true, out);
+            }
+            Expr::Call(c) => {
+                for arg in &c.args.args {
+                    visit(arg, false, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    visit(expr, true, &mut out);
+    out
+}
+
+/// Reads `source`'s selector through [`MetricsReader::stream_series`] into a table; `None`
+/// when the selector has alternatives of matchers, or the table would be too large or
+/// collide (the store then reads nothing).
+fn stream_table(
+    reader: &dyn MetricsReader,
+    source: &Source<'_>,
+    frame: Frame,
+    memo: &LabelMemo,
+    max_cells: usize,
+    streamed: &mut Streamed,
+) -> Result<Option<StepTable>> {
+    let vs = source.selector();
+    let mut groups = matcher_groups(vs);
+    if groups.len() != 1 {
+        return Ok(None);
+    }
+    let (from, last) = fetch_bounds(vs, source.range_ms(), frame, (frame.start_ms, frame.end_ms));
+    let mut labels = None;
+    let cells: OnceLock<Cells> = OnceLock::new();
+    let samples = AtomicUsize::new(0);
+    let mut plan = |input: &[Labels]| {
+        let Some(out) = source.output_labels(input.iter(), memo, max_cells) else {
+            return false;
+        };
+        // Set once: `plan` is called once.
+        let _ = cells.set(Cells::new(out.len(), source.steps()));
+        labels = Some(out);
+        true
+    };
+    let sink = |i: usize, series: &[(i64, f64)]| {
+        samples.fetch_add(series.len(), Relaxed);
+        if let Some(cells) = cells.get() {
+            source.fill(i, series, cells);
+        }
+    };
+    let read = reader
+        .stream_series(&groups.pop().unwrap_or_default(), from, last, &mut plan, &sink)
+        .map_err(|e| Error::Internal(format!("reading series for {vs}: {e}")))?;
+    let (Some(labels), Some(cells), true) = (labels, cells.into_inner(), read) else {
+        return Ok(None);
+    };
+    streamed.samples += samples.into_inner();
+    if streamed.samples > super::selector::MAX_SAMPLES {
+        return Err(too_many_samples());
+    }
+    streamed.selectors.insert(selector_key(vs));
+    Ok(Some(StepTable { labels, cells, frame, groupings: Default::default() }))
+}
+
 fn key(c: &Call) -> usize {
     c as *const Call as usize
+}
+
+fn selector_key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+fn binary_key(b: &BinaryExpr) -> usize {
+    b as *const BinaryExpr as usize
+}
+
+/// How many evaluation steps a range query's frame has (at most 11,000: range queries check
+/// that first); `None` for an instant query.
+fn frame_steps(frame: Frame) -> Option<usize> {
+    if frame.step_ms <= 0 {
+        return None;
+    }
+    usize::try_from((frame.end_ms - frame.start_ms) / frame.step_ms).ok().map(|n| n + 1)
+}
+
+/// Output label sets unless the table of `labels.len()` series would exceed `max_cells` or
+/// hold one label set twice (an error the step-by-step path reports at the steps where it
+/// happens).
+pub fn distinct_within(labels: Vec<Labels>, steps: usize, max_cells: usize) -> Option<Vec<Labels>> {
+    if steps.checked_mul(labels.len())? > max_cells {
+        return None;
+    }
+    let distinct = {
+        let mut seen: HashSet<&Labels> = HashSet::with_capacity(labels.len());
+        labels.iter().all(|l| seen.insert(l))
+    };
+    distinct.then_some(labels)
+}
+
+/// What a table is filled from, series by series.
+enum Source<'e> {
+    Call(Tabulation<'e>),
+    Selector(Lookup<'e>),
+}
+
+impl Source<'_> {
+    fn selector(&self) -> &VectorSelector {
+        match self {
+            Source::Call(t) => &t.ms.vs,
+            Source::Selector(l) => l.vs,
+        }
+    }
+
+    /// How far before each step's reference time samples are read.
+    fn range_ms(&self) -> i64 {
+        match self {
+            Source::Call(t) => t.range_ms,
+            Source::Selector(_) => LOOKBACK_MS,
+        }
+    }
+
+    fn steps(&self) -> usize {
+        match self {
+            Source::Call(t) => t.steps(),
+            Source::Selector(l) => l.at.len(),
+        }
+    }
+
+    fn output_labels<'l>(
+        &self,
+        input: impl ExactSizeIterator<Item = &'l Labels>,
+        memo: &LabelMemo,
+        max_cells: usize,
+    ) -> Option<Vec<Labels>> {
+        if self.steps().checked_mul(input.len())? > max_cells {
+            return None;
+        }
+        let labels = match self {
+            Source::Call(t) => input.map(|l| if t.keep_name { l.clone() } else { memo.without_name(l) }).collect(),
+            Source::Selector(_) => input.cloned().collect(),
+        };
+        distinct_within(labels, self.steps(), max_cells)
+    }
+
+    fn fill(&self, series: usize, samples: &[(i64, f64)], cells: &Cells) {
+        match self {
+            Source::Call(t) => t.fill(series, samples, cells),
+            Source::Selector(l) => l.fill(series, samples, cells),
+        }
+    }
+}
+
+/// An instant vector selector ready to be evaluated at every step of the frame.
+struct Lookup<'e> {
+    vs: &'e VectorSelector,
+    /// Per step, the selector's reference time.
+    at: Vec<i64>,
+}
+
+impl<'e> Lookup<'e> {
+    fn of(vs: &'e VectorSelector, frame: Frame) -> Option<Lookup<'e>> {
+        let steps = frame_steps(frame)?;
+        let at = (0..steps).map(|i| reference_time(vs, frame, frame.start_ms + i as i64 * frame.step_ms)).collect();
+        Some(Lookup { vs, at })
+    }
+
+    /// Per step, the latest of `series`' samples (time ordered) at or before the reference
+    /// time, unless it is older than the lookback or a staleness marker (as
+    /// [`Fetched::instant`]). Reference times never decrease, so the scan only moves forward.
+    fn fill(&self, series: usize, samples: &[(i64, f64)], cells: &Cells) {
+        let mut upto = 0;
+        for (step, &at) in self.at.iter().enumerate() {
+            while upto < samples.len() && samples[upto].0 <= at {
+                upto += 1;
+            }
+            let Some(&(ts, v)) = upto.checked_sub(1).map(|i| &samples[i]) else {
+                continue;
+            };
+            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+                cells.set(series, step, v);
+            }
+        }
+    }
 }
 
 /// A range function call over a matrix selector whose scalar parameter, if any, is a literal,
@@ -337,11 +648,7 @@ impl<'e> Tabulation<'e> {
             Some(Expr::NumberLiteral(n)) => n.val,
             Some(_) => return None,
         };
-        if frame.step_ms <= 0 {
-            return None;
-        }
-        // At most 11,000 steps: range queries check that first.
-        let steps = usize::try_from((frame.end_ms - frame.start_ms) / frame.step_ms).ok()? + 1;
+        let steps = frame_steps(frame)?;
         let pinned = ms.vs.at.is_some();
         let times = (0..steps).map(|step| frame.start_ms + step as i64 * frame.step_ms);
         Some(Tabulation {
@@ -362,24 +669,6 @@ impl<'e> Tabulation<'e> {
 
     fn steps(&self) -> usize {
         self.at.len()
-    }
-
-    /// The table's label set per input series; `None` when the table would exceed
-    /// `max_cells` or hold one label set twice (an error the step-by-step path reports at the
-    /// steps where it happens).
-    fn output_labels<'l>(
-        &self,
-        input: impl ExactSizeIterator<Item = &'l Labels>,
-        memo: &LabelMemo,
-        max_cells: usize,
-    ) -> Option<Vec<Labels>> {
-        if self.steps().checked_mul(input.len())? > max_cells {
-            return None;
-        }
-        let labels: Vec<Labels> =
-            input.map(|l| if self.keep_name { l.clone() } else { memo.without_name(l) }).collect();
-        let mut distinct: HashSet<&Labels> = HashSet::with_capacity(labels.len());
-        labels.iter().all(|l| distinct.insert(l)).then_some(labels)
     }
 
     /// Evaluates the call on `series`' samples (time ordered) at every step, into its row.
@@ -450,21 +739,13 @@ thread_local! {
     static RESETS_UPTO: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The table of `c` from the fetched data, when [`Tabulation::of`] takes it and the table is
-/// neither too large nor colliding.
-fn tabulate(
-    c: &Call,
-    fetched: &Fetched,
-    frame: Frame,
-    memo: &LabelMemo,
-    max_cells: usize,
-) -> Option<StepTable> {
-    let tab = Tabulation::of(c, frame)?;
-    let input = fetched.series(&tab.ms.vs).ok()?;
-    let labels = tab.output_labels(input.iter().map(|s| &s.labels), memo, max_cells)?;
-    let cells = Cells::new(input.len(), tab.steps());
+/// The table of `source` from the fetched data, unless it would be too large or collide.
+fn from_fetched(source: &Source<'_>, fetched: &Fetched, frame: Frame, memo: &LabelMemo, max_cells: usize) -> Option<StepTable> {
+    let input = fetched.series(source.selector()).ok()?;
+    let labels = source.output_labels(input.iter().map(|s| &s.labels), memo, max_cells)?;
+    let cells = Cells::new(input.len(), source.steps());
     for (si, series) in input.iter().enumerate() {
-        tab.fill(si, &series.samples, &cells);
+        source.fill(si, &series.samples, &cells);
     }
     Some(StepTable {
         labels,

@@ -169,6 +169,50 @@ fn tabulated_range_functions_equal_step_by_step_evaluation() {
             "rate({job=\"b\"}[10m])",
             "last_over_time({job=\"b\"}[10m])",
             "sum(rate({job=\"b\"}[10m]))",
+            // Instant selectors and binary operations (see `binary::tabulate`).
+            "ctr",
+            "{__name__=~\"ctr|gauge\"}",
+            "ctr offset 2m",
+            "ctr @ 400",
+            "gauge @ end() offset 30s",
+            "1 - ctr / 100",
+            "ctr * 2 > 10",
+            "ctr > bool 10",
+            "10 < ctr",
+            "10 >= bool ctr",
+            "2 ^ gauge",
+            "atan2(ctr, 3) % 1",
+            "ctr + other",
+            "ctr != other",
+            "ctr == bool ctr",
+            "(ctr + 1) + ctr",
+            "ctr / ctr{job=\"a\"} > 0.5",
+            "ctr - on(job, instance) gauge",
+            "ctr - ignoring(job) gauge",
+            "rate(ctr[1m]) * 60 + ctr",
+            "1 - rate(ctr[1m]) / ignoring(job) (gauge > 0)",
+            "{__name__=\"ctr\" or __name__=\"gauge\"} * 2",
+            "sum(ctr)",
+            "sum by (job) (ctr * 2)",
+            "avg without (instance) (ctr)",
+            "max(ctr / other)",
+            "topk(1, ctr)",
+            "count_values(\"v\", ctr > bool 5)",
+            "-ctr + 1",
+            "scalar(gauge) * ctr",
+            "ctr and gauge",
+            // A many-to-one match at the steps where both sides are present.
+            "ctr / on(job) gauge",
+            "ctr / on(job) ctr{instance=\"1\"}",
+            "ctr{instance=\"1\"} / on(job) ctr",
+            // The same where result label sets differ (comparisons keep names).
+            "{__name__=~\"ctr|other\", instance=\"3\"} > ignoring(job) ctr{job=\"b\"}",
+            "ctr / on(job) group_left gauge",
+            // Two series of one side with one signature, never present together.
+            "{__name__=~\"ctr|other\", instance=\"3\"} + on(instance) ctr{job=\"b\"}",
+            // Colliding once names are dropped, at the steps where both are present.
+            "{__name__=~\"ctr|other\"} + 1",
+            "{__name__=~\"ctr|other\"} > bool 1",
         ]
         .map(String::from),
     );
@@ -270,10 +314,55 @@ fn tables_stream_their_series_unless_the_table_cannot_be_built() {
     assert_eq!(streamed(&s, "rate(ctr[1m]) or rate(gauge[1m])", frame, 4 * 61 - 1), (1, 1), "too large");
     // Alternatives of matchers are fetched, and tabulated from there.
     assert_eq!(streamed(&s, "rate({__name__=\"ctr\" or __name__=\"gauge\"}[1m])", frame, max), (0, 1));
+    // Instant selectors that are operands of arithmetic, comparisons or aggregations, or the
+    // whole query, stream as well; not set operators' or functions' arguments.
+    assert_eq!(streamed(&s, "1 - ctr / gauge", frame, max), (2, 0));
+    assert_eq!(streamed(&s, "sum(rate(ctr[1m])) / sum(gauge)", frame, max), (2, 1));
+    assert_eq!(streamed(&s, "gauge offset 1m", frame, max), (1, 0));
+    assert_eq!(streamed(&s, "ctr and gauge", frame, max), (0, 0));
+    assert_eq!(streamed(&s, "timestamp(gauge) - abs(ctr)", frame, max), (0, 0));
+    assert_eq!(streamed(&s, "ctr / on(job) group_left gauge", frame, max), (0, 0));
     // The samples streamed count as read, and towards the query's limit, like fetched ones.
     for q in ["sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))", "rate(ctr[1m]) + gauge"] {
         let read = |max_cells| range_query_with(&s, q, 0, 900 * S, 15 * S, max_cells).unwrap().stats.samples_read;
         assert_eq!(read(max), read(0), "{q}");
         assert!(read(max) > 0);
     }
+}
+
+/// The tables of instant selectors and binary operations `q` gets over `frame` from fetched
+/// data (max cells as given).
+fn derived(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize, usize) {
+    let expr = parse(q).unwrap();
+    let fetched = Fetched::load(store, &expr, frame).unwrap();
+    let mut tables = StepTables::new(max_cells);
+    tables.build_rest(&expr, &fetched, frame, &Default::default());
+    tables.derived()
+}
+
+#[test]
+fn binary_operations_are_tabulated_only_where_no_step_can_fail() {
+    let s = tricky_store();
+    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S };
+    let max = step_table::MAX_CELLS;
+    assert_eq!(derived(&s, "1 - ctr / gauge", frame, max), (2, 2));
+    assert_eq!(derived(&s, "(ctr > bool 1) * on(job, instance) (rate(ctr[1m]) + 0)", frame, max), (1, 3));
+    assert_eq!(derived(&s, "sum(ctr * 2)", frame, max), (1, 1));
+    // Two `ctr{job="b"}` series share the signature {job="b"}: a step where both are present
+    // with `gauge` would fail, so the operation stays step by step.
+    assert_eq!(derived(&s, "ctr / on(job) gauge", frame, max), (2, 0));
+    // The same on the right-hand side, even though `other` never meets a match.
+    assert_eq!(derived(&s, "gauge / on(job) ctr", frame, max), (2, 0));
+    // Result label sets that could collide.
+    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} + 1", frame, max), (1, 0));
+    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} > 1", frame, max), (1, 1), "comparisons keep names");
+    // Not elementwise: set operators, group modifiers; unary minus and function results are
+    // not operands it takes.
+    assert_eq!(derived(&s, "ctr or gauge", frame, max), (0, 0));
+    assert_eq!(derived(&s, "ctr * on(job) group_left gauge", frame, max), (0, 0));
+    assert_eq!(derived(&s, "-ctr * 2", frame, max), (0, 0));
+    assert_eq!(derived(&s, "abs(ctr) * 2", frame, max), (0, 0));
+    // The size limit: ctr's table is 4 × 61 cells.
+    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61), (1, 1));
+    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61 - 1), (0, 0));
 }
