@@ -204,8 +204,103 @@ impl Serialize for FloatJson {
         } else if v == f64::NEG_INFINITY {
             ser.serialize_str("-Inf")
         } else {
-            ser.collect_str(&v)
+            ser.serialize_str(GoFloat::new(v).as_str())
         }
+    }
+}
+
+/// A finite float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints it (shortest round-trip
+/// digits, never an exponent), formatted on the stack. Rust's `Display` prints the same, and
+/// took a tenth of the CPU of a range query answering 100 series × 121 steps; the digits come
+/// from `zmij` instead, then move into fixed notation.
+pub struct GoFloat {
+    /// Longest case: `-0.` then 323 zeros and 17 digits (the smallest subnormals).
+    buf: [u8; 350],
+    len: usize,
+}
+
+impl GoFloat {
+    /// `v` must be finite.
+    pub fn new(v: f64) -> GoFloat {
+        let mut out = GoFloat { buf: [0; 350], len: 0 };
+        // Integers below 2^53 are exact as i64, and the common case (counters, bytes).
+        if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+            if v == 0.0 && v.is_sign_negative() {
+                out.push(b"-0");
+            } else {
+                out.push(itoa::Buffer::new().format(v as i64).as_bytes());
+            }
+            return out;
+        }
+        let mut shortest = zmij::Buffer::new();
+        let s = shortest.format_finite(v).as_bytes();
+        let (negative, s) = match s.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, s),
+        };
+        let (mantissa, exponent) = match s.iter().position(|&c| c == b'e') {
+            Some(e) => (&s[..e], std::str::from_utf8(&s[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok())),
+            None => (s, Some(0)),
+        };
+        // The significant digits, and how many of them precede the decimal point.
+        let mut joined = [0u8; 64];
+        let mut n = 0;
+        for &c in mantissa.iter().filter(|c| **c != b'.') {
+            if n == joined.len() {
+                break;
+            }
+            joined[n] = c;
+            n += 1;
+        }
+        let point = mantissa.iter().position(|&c| c == b'.').unwrap_or(mantissa.len());
+        let (Some(exponent), true) = (exponent, n < joined.len() && mantissa.iter().all(|c| c.is_ascii_digit() || *c == b'.')) else {
+            // Not the shape zmij prints: `Display` prints the same digits.
+            use std::io::Write;
+            let mut rest = &mut out.buf[..];
+            let _ = write!(rest, "{v}");
+            out.len = 350 - rest.len();
+            return out;
+        };
+        let mut int_len = point as i32 + exponent;
+        let mut digits = &joined[..n];
+        // Leading zeros (`0.001`) and zeros after the point (`12.0`) are not printed by Go.
+        while digits.len() > 1 && digits[0] == b'0' {
+            digits = &digits[1..];
+            int_len -= 1;
+        }
+        while digits.len() > 1 && digits.len() as i32 > int_len.max(0) && digits[digits.len() - 1] == b'0' {
+            digits = &digits[..digits.len() - 1];
+        }
+        if negative {
+            out.push(b"-");
+        }
+        if int_len <= 0 {
+            out.push(b"0.");
+            for _ in 0..-int_len {
+                out.push(b"0");
+            }
+            out.push(digits);
+        } else if int_len as usize >= digits.len() {
+            out.push(digits);
+            for _ in 0..int_len as usize - digits.len() {
+                out.push(b"0");
+            }
+        } else {
+            out.push(&digits[..int_len as usize]);
+            out.push(b".");
+            out.push(&digits[int_len as usize..]);
+        }
+        out
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, '-', '.' were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("NaN")
     }
 }
 
@@ -238,8 +333,7 @@ pub fn format_float(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
     } else {
-        // Rust's Display is shortest round-trip without exponent, like Go's 'f' with -1.
-        format!("{v}")
+        GoFloat::new(v).as_str().to_string()
     }
 }
 
@@ -258,6 +352,94 @@ mod tests {
         assert_eq!(format_float(f64::NAN), "NaN");
         assert_eq!(format_float(f64::INFINITY), "+Inf");
         assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+    }
+
+    /// Against `Display` (shortest round-trip digits without exponent, what Go's 'f' with -1
+    /// prints): integers, decimals of every magnitude, and random bit patterns.
+    #[test]
+    fn go_floats_equal_display_for_any_finite_value() {
+        let mut values = vec![
+            0.0, -0.0, 1.0, -1.0, 0.1, 12.0, 12.5, 100.0, 1e15, 1e16, 1e17, 9_007_199_254_740_992.0,
+            9_007_199_254_740_993.0, 123_456_789_012_345_680_000.0, 1e-5, 1e-4, 0.001_234, 5e-324, f64::MIN_POSITIVE,
+            f64::MAX, f64::MIN, 0.30000000000000004, 1.0 / 3.0, 2.0f64.sqrt() * 1e10, 84418043664819.125,
+            -0.125e-10,
+        ];
+        // A deterministic xorshift: random bit patterns cover every exponent.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match i % 4 {
+                0 => f64::from_bits(x),
+                1 => (x % 1_000_000_000) as f64 / 10f64.powi((x % 12) as i32),
+                2 => (x >> 11) as f64 * 10f64.powi((x % 40) as i32 - 20),
+                _ => -((x % 100_000) as f64) / 100.0,
+            };
+            if v.is_finite() {
+                values.push(v);
+            }
+        }
+        let mut ties = 0;
+        for v in values {
+            let (ours, display) = (GoFloat::new(v).as_str().to_string(), format!("{v}"));
+            if ours == display {
+                continue;
+            }
+            // Only an exact half between two shortest candidates may differ: Go rounds it to
+            // the even digit (`ryuDigits` in strconv/ftoaryu.go), Rust's `Display` up. The
+            // exact expansion (`{:.1100}` is exact) says whether `v` is such a half.
+            let exact = normalized(&format!("{:.1100}", v.abs()));
+            let k = exact.0.len() - 1;
+            assert_eq!(exact.0.as_bytes()[k], b'5', "{v:e}: {ours} against {display}, not a tie");
+            let down = (exact.0[..k].to_string(), exact.1);
+            let up = increment(&down);
+            let (even, odd) = if (exact.0.as_bytes()[k - 1] - b'0') % 2 == 0 { (down, up) } else { (up, down) };
+            assert_eq!((normalized(&ours), normalized(&display)), (even, odd), "{v:e}");
+            assert_eq!(ours.starts_with('-'), v.is_sign_negative());
+            ties += 1;
+        }
+        assert!(ties > 0, "the values include exact ties, such as {}", 84418043664819.125);
+    }
+
+    /// A decimal as its significant digits and the position of the point before them
+    /// (`12.5` → ("125", 2), `0.0012` → ("12", -2)).
+    fn normalized(s: &str) -> (String, i32) {
+        let s = s.trim_start_matches('-');
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        let mut digits = format!("{int}{frac}");
+        let mut point = int.len() as i32;
+        while digits.starts_with('0') {
+            digits.remove(0);
+            point -= 1;
+        }
+        while digits.ends_with('0') {
+            digits.pop();
+        }
+        (digits, point)
+    }
+
+    /// The next decimal at the last digit of `d` (`("129", 2)` → `("13", 2)`).
+    fn increment(d: &(String, i32)) -> (String, i32) {
+        let mut digits: Vec<u8> = d.0.bytes().collect();
+        let mut point = d.1;
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, b'1');
+                point += 1;
+                break;
+            }
+            i -= 1;
+            if digits[i] == b'9' {
+                digits[i] = b'0';
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+        let s = String::from_utf8(digits).unwrap();
+        (s.trim_end_matches('0').to_string(), point)
     }
 
     /// The JSON tree the serializer replaced, built value by value.
