@@ -139,7 +139,7 @@ impl ScalarUDFImpl for StoredValueFunction {
         );
         let mut buf = Vec::new();
         let decoded = crate::parquet_files::decode_values(
-            values.as_primitive::<Float64Type>(),
+            Some(values.as_primitive::<Float64Type>()),
             Some((ints.as_primitive::<Int64Type>(), scales.as_primitive::<Int8Type>())),
             &mut buf,
         )
