@@ -204,103 +204,56 @@ impl Serialize for FloatJson {
         } else if v == f64::NEG_INFINITY {
             ser.serialize_str("-Inf")
         } else {
-            ser.serialize_str(GoFloat::new(v).as_str())
+            with_go_float(v, |s| ser.serialize_str(s))
         }
     }
 }
 
-/// A finite float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints it (shortest round-trip
-/// digits, never an exponent), formatted on the stack. Rust's `Display` prints the same, and
-/// took a tenth of the CPU of a range query answering 100 series × 121 steps; the digits come
-/// from `zmij` instead, then move into fixed notation.
-pub struct GoFloat {
-    /// Longest case: `-0.` then 323 zeros and 17 digits (the smallest subnormals).
-    buf: [u8; 350],
-    len: usize,
+/// Calls `f` with a finite float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints it
+/// (shortest round-trip digits, never an exponent), formatted on the stack. The digits come
+/// from `zmij`: Rust's `Display` took a tenth of the CPU of a range query answering 100
+/// series × 121 steps, and rounds an exact half up where Go rounds it to the even digit.
+pub fn with_go_float<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
+    // Integers below 2^53 are exact as i64, and the common case (counters, bytes).
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        if v == 0.0 && v.is_sign_negative() {
+            return f("-0");
+        }
+        return f(itoa::Buffer::new().format(v as i64));
+    }
+    let mut shortest = zmij::Buffer::new();
+    let s = shortest.format_finite(v);
+    match (s.contains('e'), s.strip_suffix(".0")) {
+        (false, Some(integer)) => f(integer),
+        (false, None) => f(s),
+        (true, _) => f(&fixed_notation(s)),
+    }
 }
 
-impl GoFloat {
-    /// `v` must be finite.
-    pub fn new(v: f64) -> GoFloat {
-        let mut out = GoFloat { buf: [0; 350], len: 0 };
-        // Integers below 2^53 are exact as i64, and the common case (counters, bytes).
-        if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
-            if v == 0.0 && v.is_sign_negative() {
-                out.push(b"-0");
-            } else {
-                out.push(itoa::Buffer::new().format(v as i64).as_bytes());
-            }
-            return out;
-        }
-        let mut shortest = zmij::Buffer::new();
-        let s = shortest.format_finite(v).as_bytes();
-        let (negative, s) = match s.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, s),
-        };
-        let (mantissa, exponent) = match s.iter().position(|&c| c == b'e') {
-            Some(e) => (&s[..e], std::str::from_utf8(&s[e + 1..]).ok().and_then(|x| x.parse::<i32>().ok())),
-            None => (s, Some(0)),
-        };
-        // The significant digits, and how many of them precede the decimal point.
-        let mut joined = [0u8; 64];
-        let mut n = 0;
-        for &c in mantissa.iter().filter(|c| **c != b'.') {
-            if n == joined.len() {
-                break;
-            }
-            joined[n] = c;
-            n += 1;
-        }
-        let point = mantissa.iter().position(|&c| c == b'.').unwrap_or(mantissa.len());
-        let (Some(exponent), true) = (exponent, n < joined.len() && mantissa.iter().all(|c| c.is_ascii_digit() || *c == b'.')) else {
-            // Not the shape zmij prints: `Display` prints the same digits.
-            use std::io::Write;
-            let mut rest = &mut out.buf[..];
-            let _ = write!(rest, "{v}");
-            out.len = 350 - rest.len();
-            return out;
-        };
-        let mut int_len = point as i32 + exponent;
-        let mut digits = &joined[..n];
-        // Leading zeros (`0.001`) and zeros after the point (`12.0`) are not printed by Go.
-        while digits.len() > 1 && digits[0] == b'0' {
-            digits = &digits[1..];
-            int_len -= 1;
-        }
-        while digits.len() > 1 && digits.len() as i32 > int_len.max(0) && digits[digits.len() - 1] == b'0' {
-            digits = &digits[..digits.len() - 1];
-        }
-        if negative {
-            out.push(b"-");
-        }
-        if int_len <= 0 {
-            out.push(b"0.");
-            for _ in 0..-int_len {
-                out.push(b"0");
-            }
-            out.push(digits);
-        } else if int_len as usize >= digits.len() {
-            out.push(digits);
-            for _ in 0..int_len as usize - digits.len() {
-                out.push(b"0");
-            }
-        } else {
-            out.push(&digits[..int_len as usize]);
-            out.push(b".");
-            out.push(&digits[int_len as usize..]);
-        }
-        out
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only ASCII digits, '-', '.' were written.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("NaN")
+/// `1.25e-7` → `0.000000125`, `1.5e20` → `150000000000000000000`.
+fn fixed_notation(s: &str) -> String {
+    let (sign, s) = match s.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", s),
+    };
+    let (mantissa, exponent) = s.split_once('e').unwrap_or((s, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_end_matches('0');
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    let digits = &digits[leading..];
+    // Digits before the decimal point.
+    let point = int.len() as i32 + exponent - leading as i32;
+    if digits.is_empty() {
+        format!("{sign}0")
+    } else if point <= 0 {
+        format!("{sign}0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        format!("{sign}{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (a, b) = digits.split_at(point as usize);
+        format!("{sign}{a}.{b}")
     }
 }
 
@@ -333,7 +286,7 @@ pub fn format_float(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
     } else {
-        GoFloat::new(v).as_str().to_string()
+        with_go_float(v, str::to_string)
     }
 }
 
@@ -382,7 +335,7 @@ mod tests {
         }
         let mut ties = 0;
         for v in values {
-            let (ours, display) = (GoFloat::new(v).as_str().to_string(), format!("{v}"));
+            let (ours, display) = (with_go_float(v, str::to_string), format!("{v}"));
             if ours == display {
                 continue;
             }
