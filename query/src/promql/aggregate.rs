@@ -12,7 +12,9 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::Evaluator;
+use super::eval::{Evaluator, LabelMemo};
+use super::selector::Frame;
+use super::step_table::{StepTable, distinct_within};
 use super::value::{Sample, Value, format_float};
 use crate::error::{Error, Result};
 
@@ -40,35 +42,112 @@ pub fn kahan_sum(values: impl IntoIterator<Item = f64>) -> f64 {
 /// Mean as Prometheus computes it: compensated sum, switching to an incremental mean when the
 /// sum would overflow.
 pub fn kahan_mean(values: impl IntoIterator<Item = f64>) -> f64 {
-    let (mut sum, mut c, mut mean, mut count) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let mut incremental = false;
-    for f in values {
-        count += 1.0;
-        if !incremental {
-            let (ns, nc) = kahan_sum_inc(f, sum, c);
-            if count == 1.0 || !ns.is_infinite() {
-                (sum, c) = (ns, nc);
-                continue;
+    let mut mean = Mean::default();
+    values.into_iter().for_each(|v| mean.push(v));
+    mean.value()
+}
+
+/// [`kahan_mean`]'s running state.
+#[derive(Clone, Copy, Default)]
+pub struct Mean {
+    sum: f64,
+    c: f64,
+    mean: f64,
+    count: f64,
+    incremental: bool,
+}
+
+impl Mean {
+    fn push(&mut self, f: f64) {
+        self.count += 1.0;
+        if !self.incremental {
+            let (ns, nc) = kahan_sum_inc(f, self.sum, self.c);
+            if self.count == 1.0 || !ns.is_infinite() {
+                (self.sum, self.c) = (ns, nc);
+                return;
             }
-            incremental = true;
-            mean = sum / (count - 1.0);
-            c /= count - 1.0;
+            self.incremental = true;
+            self.mean = self.sum / (self.count - 1.0);
+            self.c /= self.count - 1.0;
         }
-        if mean.is_infinite() {
-            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
-                continue;
+        if self.mean.is_infinite() {
+            if f.is_infinite() && (self.mean > 0.0) == (f > 0.0) {
+                return;
             }
             if !f.is_infinite() && !f.is_nan() {
-                continue;
+                return;
             }
         }
-        let corrected = mean + c;
-        (mean, c) = kahan_sum_inc(f / count - corrected / count, mean, c);
+        let corrected = self.mean + self.c;
+        (self.mean, self.c) = kahan_sum_inc(f / self.count - corrected / self.count, self.mean, self.c);
     }
-    if incremental {
-        mean + c
-    } else {
-        (sum + c) / count
+
+    fn value(&self) -> f64 {
+        if self.incremental { self.mean + self.c } else { (self.sum + self.c) / self.count }
+    }
+}
+
+/// The running value of one group of the aggregations that fold their members' values one at
+/// a time, in input order: the step-by-step evaluation and tables (see [`tabulate`]) share it,
+/// so both add up in the same order and agree bit for bit.
+#[derive(Clone, Copy)]
+enum Fold {
+    Sum(f64, f64),
+    Avg(Mean),
+    Count(f64),
+    Group,
+    Max(f64),
+    Min(f64),
+}
+
+impl Fold {
+    /// The fold of `op` after its first value; `None` for operators that are not folds.
+    fn start(op: TokenId, first: f64) -> Option<Fold> {
+        Some(match op {
+            T_SUM => {
+                let (s, c) = kahan_sum_inc(first, 0.0, 0.0);
+                Fold::Sum(s, c)
+            }
+            T_AVG => {
+                let mut m = Mean::default();
+                m.push(first);
+                Fold::Avg(m)
+            }
+            T_COUNT => Fold::Count(1.0),
+            T_GROUP => Fold::Group,
+            T_MAX => Fold::Max(first),
+            T_MIN => Fold::Min(first),
+            _ => return None,
+        })
+    }
+
+    fn push(&mut self, v: f64) {
+        match self {
+            Fold::Sum(s, c) => (*s, *c) = kahan_sum_inc(v, *s, *c),
+            Fold::Avg(m) => m.push(v),
+            Fold::Count(n) => *n += 1.0,
+            Fold::Group => {}
+            Fold::Max(acc) => {
+                if *acc < v || acc.is_nan() {
+                    *acc = v
+                }
+            }
+            Fold::Min(acc) => {
+                if *acc > v || acc.is_nan() {
+                    *acc = v
+                }
+            }
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match self {
+            Fold::Sum(s, c) => s + c,
+            Fold::Avg(m) => m.value(),
+            Fold::Count(n) => *n,
+            Fold::Group => 1.0,
+            Fold::Max(v) | Fold::Min(v) => *v,
+        }
     }
 }
 
@@ -129,6 +208,11 @@ fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels 
 /// Evaluates an aggregation at `t`.
 pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     let op = a.op.id();
+    if let Some(table) = ev.tables.aggregate(a)
+        && let Some(i) = table.step_index(t)
+    {
+        return Ok(Value::Vector(table.vector(i)));
+    }
     if let Some(out) = tabulated(ev, a, t)? {
         return Ok(Value::Vector(out));
     }
@@ -262,13 +346,11 @@ const REDUCING: &[TokenId] = &[
 /// number; `q` is `quantile`'s parameter. `None` for any other operator or no values.
 fn reduce(op: TokenId, values: impl Iterator<Item = f64> + Clone, q: f64) -> Option<f64> {
     let first = values.clone().next()?;
+    if let Some(mut fold) = Fold::start(op, first) {
+        values.skip(1).for_each(|v| fold.push(v));
+        return Some(fold.value());
+    }
     Some(match op {
-        T_SUM => kahan_sum(values),
-        T_AVG => kahan_mean(values),
-        T_COUNT => values.count() as f64,
-        T_GROUP => 1.0,
-        T_MAX => values.skip(1).fold(first, |acc, v| if acc < v || acc.is_nan() { v } else { acc }),
-        T_MIN => values.skip(1).fold(first, |acc, v| if acc > v || acc.is_nan() { v } else { acc }),
         T_STDVAR => variance(values),
         T_STDDEV => variance(values).sqrt(),
         T_QUANTILE => quantile(q, values.collect()),
@@ -315,6 +397,45 @@ fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Option<Vec<Sam
         out.push(Sample { labels: grouping.labels[g].clone(), value });
     }
     Ok(Some(out))
+}
+
+/// The aggregation `a` at every step of a range query from its input's table, into a table
+/// of its groups: the members of each group and step are folded in the table's series order,
+/// which is the order the step-by-step path reads them in. `None` for operators other than
+/// `sum`, `avg`, `count`, `group`, `max` and `min`, or a table over `max_cells`.
+///
+/// The table's groups are in the order of their first series, not Prometheus' first-seen order
+/// at each step: only a consumer indifferent to order may read it (the query's answer, which
+/// is sorted, or an elementwise binary operation).
+pub fn tabulate(a: &AggregateExpr, input: &StepTable, memo: &LabelMemo, frame: Frame, max_cells: usize) -> Option<StepTable> {
+    let op = a.op.id();
+    if a.param.is_some() {
+        return None;
+    }
+    Fold::start(op, 0.0)?;
+    let tag = a as *const AggregateExpr as usize;
+    let grouping = input.grouping(tag, |l| memo.derive(l, tag, |l| grouping_labels(l, &a.modifier)));
+    let steps = input.steps();
+    let labels = distinct_within(grouping.labels.clone(), steps, max_cells)?;
+    let mut folds: Vec<Option<Fold>> = vec![None; labels.len() * steps];
+    for (s, &g) in grouping.of_series.iter().enumerate() {
+        let row = &mut folds[g * steps..(g + 1) * steps];
+        for (i, slot) in row.iter_mut().enumerate() {
+            if let Some(v) = input.get(s, i) {
+                match slot {
+                    Some(fold) => fold.push(v),
+                    None => *slot = Fold::start(op, v),
+                }
+            }
+        }
+    }
+    let table = StepTable::empty(labels, frame);
+    for (at, fold) in folds.iter().enumerate() {
+        if let Some(fold) = fold {
+            table.set(at / steps, at % steps, fold.value());
+        }
+    }
+    Some(table)
 }
 
 /// True when `name` is a valid Prometheus label name.

@@ -32,12 +32,12 @@ use rustc_hash::FxHashMap;
 
 use pharos_model::otlp::is_stale_nan;
 use pharos_model::{Labels, MetricsReader};
-use promql_parser::parser::{BinaryExpr, Call, Expr, MatrixSelector, VectorSelector};
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, MatrixSelector, VectorSelector};
 
 use super::eval::{LabelMemo, unwrap_parens};
 use super::range_functions::{self, RangeFn, Window};
 use super::selector::{Fetched, Frame, LOOKBACK_MS, fetch_bounds, matcher_groups, reference_time, too_many_samples};
-use super::binary;
+use super::{aggregate, binary};
 use super::value::{RangeSeries, Sample};
 use crate::error::{Error, Result};
 
@@ -195,6 +195,7 @@ pub struct StepTables {
     by_call: FxHashMap<usize, StepTable>,
     by_selector: FxHashMap<usize, StepTable>,
     by_binary: FxHashMap<usize, StepTable>,
+    by_aggregate: FxHashMap<usize, StepTable>,
     max_cells: usize,
 }
 
@@ -251,7 +252,7 @@ impl StepTables {
                 self.by_selector.insert(selector_key(vs), table);
             }
         }
-        self.build_binaries(expr, frame, memo);
+        self.build_derived(expr, true, frame, memo);
     }
 
     /// Tabulates the eligible calls and instant selectors whose selector `reader` can stream
@@ -296,10 +297,10 @@ impl StepTables {
         self.by_call.len()
     }
 
-    /// How many instant selectors and binary operations were tabulated.
+    /// How many instant selectors, binary operations and aggregations were tabulated.
     #[cfg(test)]
-    pub fn derived(&self) -> (usize, usize) {
-        (self.by_selector.len(), self.by_binary.len())
+    pub fn derived(&self) -> (usize, usize, usize) {
+        (self.by_selector.len(), self.by_binary.len(), self.by_aggregate.len())
     }
 
     /// The table of call `c`, if it was tabulated.
@@ -317,12 +318,18 @@ impl StepTables {
         self.by_binary.get(&binary_key(b))
     }
 
+    /// The table of aggregation `a`, if it was tabulated.
+    pub fn aggregate(&self, a: &AggregateExpr) -> Option<&StepTable> {
+        self.by_aggregate.get(&(a as *const AggregateExpr as usize))
+    }
+
     /// The table of `expr` (parentheses aside), if it has one.
     pub fn of_expr(&self, expr: &Expr) -> Option<&StepTable> {
         match unwrap_parens(expr) {
             Expr::Call(c) => self.get(c),
             Expr::VectorSelector(vs) => self.selector(vs),
             Expr::Binary(b) => self.binary(b),
+            Expr::Aggregate(a) => self.aggregate(a),
             _ => None,
         }
     }
@@ -334,26 +341,38 @@ impl StepTables {
         }
     }
 
-    /// Tabulates the binary operations of `expr` (outside subqueries), innermost first, whose
-    /// operands are tables or literals (see [`binary::tabulate`]).
-    fn build_binaries(&mut self, expr: &Expr, frame: Frame, memo: &LabelMemo) {
+    /// Tabulates the binary operations and aggregations of `expr` (outside subqueries),
+    /// innermost first, whose operands or input are tables (see [`binary::tabulate`] and
+    /// [`aggregate::tabulate`]). `order_free` is true when whatever reads `expr`'s result does
+    /// not depend on the order of its series: the query's answer (sorted) and, if their own
+    /// result is order free, the operands of elementwise binary operations. Only there may an
+    /// aggregation be a table, whose groups are not in Prometheus' order at every step.
+    fn build_derived(&mut self, expr: &Expr, order_free: bool, frame: Frame, memo: &LabelMemo) {
         match expr {
-            Expr::Paren(p) => self.build_binaries(&p.expr, frame, memo),
-            Expr::Unary(u) => self.build_binaries(&u.expr, frame, memo),
+            Expr::Paren(p) => self.build_derived(&p.expr, order_free, frame, memo),
+            Expr::Unary(u) => self.build_derived(&u.expr, false, frame, memo),
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.build_binaries(p, frame, memo);
+                    self.build_derived(p, false, frame, memo);
                 }
-                self.build_binaries(&a.expr, frame, memo)
+                self.build_derived(&a.expr, false, frame, memo);
+                let table = match self.of_expr(&a.expr) {
+                    Some(input) if order_free => aggregate::tabulate(a, input, memo, frame, self.max_cells),
+                    _ => None,
+                };
+                if let Some(table) = table {
+                    self.by_aggregate.insert(a as *const AggregateExpr as usize, table);
+                }
             }
             Expr::Call(c) => {
                 for arg in &c.args.args {
-                    self.build_binaries(arg, frame, memo);
+                    self.build_derived(arg, false, frame, memo);
                 }
             }
             Expr::Binary(b) => {
-                self.build_binaries(&b.lhs, frame, memo);
-                self.build_binaries(&b.rhs, frame, memo);
+                let operands_order_free = order_free && binary::is_elementwise(b);
+                self.build_derived(&b.lhs, operands_order_free, frame, memo);
+                self.build_derived(&b.rhs, operands_order_free, frame, memo);
                 let table = binary::tabulate(b, self.operand(&b.lhs), self.operand(&b.rhs), frame, memo, self.max_cells);
                 if let Some(table) = table {
                     self.by_binary.insert(binary_key(b), table);

@@ -199,6 +199,20 @@ fn tabulated_range_functions_equal_step_by_step_evaluation() {
             "topk(1, ctr)",
             "count_values(\"v\", ctr > bool 5)",
             "-ctr + 1",
+            "sum(rate(ctr[1m])) / sum(gauge)",
+            "sum by (job) (rate(ctr[1m])) * 2",
+            "count(gauge) + sum(ctr)",
+            "sum(sum by (job, instance) (ctr * 1.1))",
+            "topk(1, sum by (instance) (ctr))",
+            // Ties everywhere: `topk` keeps the group seen first at each step, which changes
+            // while ctr{instance="1"} is stale.
+            "topk(1, group by (instance) ({__name__=~\"ctr|gauge\"}))",
+            "min by (instance) (ctr) - max by (instance) (ctr)",
+            "group by (job) (ctr)",
+            "avg(ctr * 1e308) * 0 + 1",
+            "max(gauge)",
+            "min by (job) ({__name__=~\"ctr|gauge\"})",
+            "stddev(ctr) + count_values(\"x\", gauge > bool 0)",
             "scalar(gauge) * ctr",
             "ctr and gauge",
             // A many-to-one match at the steps where both sides are present.
@@ -332,7 +346,7 @@ fn tables_stream_their_series_unless_the_table_cannot_be_built() {
 
 /// The tables of instant selectors and binary operations `q` gets over `frame` from fetched
 /// data (max cells as given).
-fn derived(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize, usize) {
+fn derived(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize, usize, usize) {
     let expr = parse(q).unwrap();
     let fetched = Fetched::load(store, &expr, frame).unwrap();
     let mut tables = StepTables::new(max_cells);
@@ -345,24 +359,30 @@ fn binary_operations_are_tabulated_only_where_no_step_can_fail() {
     let s = tricky_store();
     let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S };
     let max = step_table::MAX_CELLS;
-    assert_eq!(derived(&s, "1 - ctr / gauge", frame, max), (2, 2));
-    assert_eq!(derived(&s, "(ctr > bool 1) * on(job, instance) (rate(ctr[1m]) + 0)", frame, max), (1, 3));
-    assert_eq!(derived(&s, "sum(ctr * 2)", frame, max), (1, 1));
+    assert_eq!(derived(&s, "1 - ctr / gauge", frame, max), (2, 2, 0));
+    assert_eq!(derived(&s, "(ctr > bool 1) * on(job, instance) (rate(ctr[1m]) + 0)", frame, max), (1, 3, 0));
+    // An aggregation is a table where the order of its groups cannot matter: the whole query,
+    // or an operand of an elementwise operation that is.
+    assert_eq!(derived(&s, "sum(ctr * 2)", frame, max), (1, 1, 1));
+    assert_eq!(derived(&s, "sum by (job) (ctr) / sum(ctr)", frame, max), (2, 1, 2));
+    assert_eq!(derived(&s, "sum(sum by (job) (ctr))", frame, max), (1, 0, 0), "the inner sum is read in order");
+    assert_eq!(derived(&s, "topk(1, sum by (job) (ctr))", frame, max), (1, 0, 0));
+    assert_eq!(derived(&s, "quantile(0.5, ctr) + stddev(ctr)", frame, max), (2, 0, 0));
     // Two `ctr{job="b"}` series share the signature {job="b"}: a step where both are present
     // with `gauge` would fail, so the operation stays step by step.
-    assert_eq!(derived(&s, "ctr / on(job) gauge", frame, max), (2, 0));
+    assert_eq!(derived(&s, "ctr / on(job) gauge", frame, max), (2, 0, 0));
     // The same on the right-hand side, even though `other` never meets a match.
-    assert_eq!(derived(&s, "gauge / on(job) ctr", frame, max), (2, 0));
+    assert_eq!(derived(&s, "gauge / on(job) ctr", frame, max), (2, 0, 0));
     // Result label sets that could collide.
-    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} + 1", frame, max), (1, 0));
-    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} > 1", frame, max), (1, 1), "comparisons keep names");
+    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} + 1", frame, max), (1, 0, 0));
+    assert_eq!(derived(&s, "{__name__=~\"ctr|other\"} > 1", frame, max), (1, 1, 0), "comparisons keep names");
     // Not elementwise: set operators, group modifiers; unary minus and function results are
     // not operands it takes.
-    assert_eq!(derived(&s, "ctr or gauge", frame, max), (0, 0));
-    assert_eq!(derived(&s, "ctr * on(job) group_left gauge", frame, max), (0, 0));
-    assert_eq!(derived(&s, "-ctr * 2", frame, max), (0, 0));
-    assert_eq!(derived(&s, "abs(ctr) * 2", frame, max), (0, 0));
+    assert_eq!(derived(&s, "ctr or gauge", frame, max), (0, 0, 0));
+    assert_eq!(derived(&s, "ctr * on(job) group_left gauge", frame, max), (0, 0, 0));
+    assert_eq!(derived(&s, "-ctr * 2", frame, max), (0, 0, 0));
+    assert_eq!(derived(&s, "abs(ctr) * 2", frame, max), (0, 0, 0));
     // The size limit: ctr's table is 4 × 61 cells.
-    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61), (1, 1));
-    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61 - 1), (0, 0));
+    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61), (1, 1, 0));
+    assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61 - 1), (0, 0, 0));
 }
