@@ -268,6 +268,22 @@ impl FoundPart<'_> {
 
     /// [`Found::extend`] for series `index` (of the whole, in this part) from two columns.
     pub fn extend(&mut self, index: usize, ts: &[i64], values: &[f64]) {
+        let at = index - self.first;
+        let n = ts.len().min(values.len());
+        if let Some(a) = self.arena.as_mut().filter(|a| !a.spilled[at])
+            && a.start[at] + a.held[at] + n <= a.start[at + 1]
+        {
+            // Room for all of them: copied as slices, the order checked over the slice.
+            let from = a.start[at] + a.held[at];
+            let last = if a.held[at] > 0 { a.buf[from - 1].0 } else { i64::MIN };
+            for (slot, (t, v)) in a.buf[from..from + n].iter_mut().zip(ts.iter().zip(values)) {
+                *slot = (*t, *v);
+            }
+            let ordered = ts.first().is_none_or(|t| *t >= last) && ts[..n].windows(2).all(|w| w[1] >= w[0]);
+            a.held[at] += n;
+            self.unordered[at] |= !ordered;
+            return;
+        }
         self.extend_samples(index, ts.iter().copied().zip(values.iter().copied()));
     }
 
@@ -464,6 +480,8 @@ mod tests {
             (5, vec![]),                                                                  // planned, nothing came
             (0, vec![vec![(8, 8.0), (7, 7.0)]]),                                          // nothing planned
             (6, vec![vec![(10, 1.0), (11, 2.0)], vec![(1, 3.0), (10, 4.0)]]),             // a late run, equal times
+            (3, vec![vec![(1, 1.0)], vec![(2, 2.0)]]),                                    // fewer, in order
+            (4, vec![vec![(1, 1.0)], vec![(5, 5.0), (2, 2.0)]]),                          // as 1, through `extend`
         ];
         for round in 0..2 {
             let mut found = Found::default();
