@@ -197,7 +197,14 @@ pub struct StepTables {
     by_binary: FxHashMap<usize, StepTable>,
     by_aggregate: FxHashMap<usize, StepTable>,
     max_cells: usize,
+    /// Cells of the tables built so far.
+    used: usize,
 }
+
+/// A query's tables together hold at most this many times `max_cells` cells: a chain of
+/// operations over fine steps would otherwise keep a table per operation where the step path
+/// keeps the samples once.
+const TABLES_PER_QUERY: usize = 4;
 
 /// What [`StepTables::stream`] read.
 #[derive(Default)]
@@ -217,12 +224,23 @@ pub enum Operand<'t> {
 }
 
 impl StepTables {
-    /// Tables of at most `max_cells` cells (larger ones are not built), none built yet.
+    /// Tables of at most `max_cells` cells each and [`TABLES_PER_QUERY`] times that in all
+    /// (larger ones are not built), none built yet.
     pub fn new(max_cells: usize) -> StepTables {
         StepTables {
             max_cells,
             ..Default::default()
         }
+    }
+
+    /// The most cells the next table may have.
+    fn room(&self) -> usize {
+        self.max_cells.min((self.max_cells.saturating_mul(TABLES_PER_QUERY)).saturating_sub(self.used))
+    }
+
+    /// Counts a table built against the query's budget.
+    fn count(&mut self, table: &StepTable) {
+        self.used += table.labels.len() * table.steps();
     }
 
     /// Tabulates every eligible range function call and instant selector in `expr` (outside
@@ -234,9 +252,10 @@ impl StepTables {
         }
         self.walk(expr, &mut |c, tables| {
             let table = Tabulation::of(c, frame)
-                .and_then(|tab| from_fetched(&Source::Call(tab), fetched, frame, memo, tables.max_cells));
+                .and_then(|tab| from_fetched(&Source::Call(tab), fetched, frame, memo, tables.room()));
             let done = table.is_some();
             if let Some(table) = table {
+                tables.count(&table);
                 tables.by_call.insert(key(c), table);
             }
             Ok(done)
@@ -247,8 +266,9 @@ impl StepTables {
                 continue;
             }
             let table = Lookup::of(vs, frame)
-                .and_then(|l| from_fetched(&Source::Selector(l), fetched, frame, memo, self.max_cells));
+                .and_then(|l| from_fetched(&Source::Selector(l), fetched, frame, memo, self.room()));
             if let Some(table) = table {
+                self.count(&table);
                 self.by_selector.insert(selector_key(vs), table);
             }
         }
@@ -274,9 +294,10 @@ impl StepTables {
             let Some(tab) = Tabulation::of(c, frame) else {
                 return Ok(false);
             };
-            let Some(table) = stream_table(reader, &Source::Call(tab), frame, memo, tables.max_cells, &mut streamed)? else {
+            let Some(table) = stream_table(reader, &Source::Call(tab), frame, memo, tables.room(), &mut streamed)? else {
                 return Ok(false);
             };
+            tables.count(&table);
             tables.by_call.insert(key(c), table);
             Ok(true)
         })?;
@@ -284,7 +305,8 @@ impl StepTables {
             let Some(lookup) = Lookup::of(vs, frame) else {
                 continue;
             };
-            if let Some(table) = stream_table(reader, &Source::Selector(lookup), frame, memo, self.max_cells, &mut streamed)? {
+            if let Some(table) = stream_table(reader, &Source::Selector(lookup), frame, memo, self.room(), &mut streamed)? {
+                self.count(&table);
                 self.by_selector.insert(selector_key(vs), table);
             }
         }
@@ -357,10 +379,11 @@ impl StepTables {
                 }
                 self.build_derived(&a.expr, false, frame, memo);
                 let table = match self.of_expr(&a.expr) {
-                    Some(input) if order_free => aggregate::tabulate(a, input, memo, frame, self.max_cells),
+                    Some(input) if order_free => aggregate::tabulate(a, input, memo, frame, self.room()),
                     _ => None,
                 };
                 if let Some(table) = table {
+                    self.count(&table);
                     self.by_aggregate.insert(a as *const AggregateExpr as usize, table);
                 }
             }
@@ -373,8 +396,9 @@ impl StepTables {
                 let operands_order_free = order_free && binary::is_elementwise(b);
                 self.build_derived(&b.lhs, operands_order_free, frame, memo);
                 self.build_derived(&b.rhs, operands_order_free, frame, memo);
-                let table = binary::tabulate(b, self.operand(&b.lhs), self.operand(&b.rhs), frame, memo, self.max_cells);
+                let table = binary::tabulate(b, self.operand(&b.lhs), self.operand(&b.rhs), frame, memo, self.room());
                 if let Some(table) = table {
+                    self.count(&table);
                     self.by_binary.insert(binary_key(b), table);
                 }
             }

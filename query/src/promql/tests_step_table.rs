@@ -385,4 +385,11 @@ fn binary_operations_are_tabulated_only_where_no_step_can_fail() {
     // The size limit: ctr's table is 4 × 61 cells.
     assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61), (1, 1, 0));
     assert_eq!(derived(&s, "ctr * 2", frame, 4 * 61 - 1), (0, 0, 0));
+    // The budget of a query: four times that in all (2 selector tables and 2 products fill it).
+    assert_eq!(derived(&s, "ctr * 2 + ctr * 3", frame, max), (2, 3, 0));
+    assert_eq!(derived(&s, "ctr * 2 + ctr * 3", frame, 4 * 61), (2, 2, 0));
+    assert_eq!(
+        matrix(&s, "ctr * 2 + ctr * 3", 0, 900 * S, 15 * S, 4 * 61),
+        matrix(&s, "ctr * 2 + ctr * 3", 0, 900 * S, 15 * S, 0)
+    );
 }
