@@ -210,9 +210,9 @@ impl Serialize for FloatJson {
 }
 
 /// Calls `f` with a finite float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` prints it
-/// (shortest round-trip digits, never an exponent), allocating only for zmij's exponent form. The digits come
-/// from `zmij`: Rust's `Display` took an eighth of the CPU of a range query answering 100
-/// series × 121 steps, and rounds an exact half up where Go rounds it to the even digit.
+/// (shortest round-trip digits, never an exponent), allocating only where zmij writes an
+/// exponent. Rust's `Display` took an eighth of the CPU of a range query answering 100 series
+/// × 121 steps, and rounds an exact half up where Go rounds it to the even digit.
 pub fn with_go_float<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     // Integers below 2^53 are exact as i64, and the common case (counters, bytes).
     if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
