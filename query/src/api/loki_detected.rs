@@ -202,9 +202,10 @@ pub const PATTERN_MAX_LINES: usize = 100_000;
 
 /// `GET /loki/api/v1/patterns?query=…&start&end&step`: the lines of a log query (its selector
 /// and filters; the newest [`PATTERN_MAX_LINES`] in the range) grouped into patterns
-/// ([`crate::logql::drain`]), each with its number of lines per `step` (Loki's shape:
-/// `{"status":"success","data":[{"pattern":"<_> level=info <_>","samples":[[unix_s, n],…]}]}`,
-/// most lines first). Each pattern works as a `|>` filter that selects its lines.
+/// ([`crate::logql::drain`], one per level), each with its level and its number of lines per
+/// `step` (Loki's shape: `{"status":"success","data":[{"pattern":"<_> level=info <_>",
+/// "level":"info","samples":[[unix_s, n],…]}]}`, most lines first). Each pattern works as a
+/// `|>` filter that selects its lines.
 pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
     let go = || -> Result<_> {
         let text = params.get("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
@@ -226,15 +227,20 @@ pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params
         let mut records = newest_records(&state, &query, start, end, PATTERN_MAX_LINES)?;
         // Oldest first, so that the same lines always give the same patterns.
         records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
-        let mut drain = Drain::default();
+        // One Drain per level, as Loki's pattern ingester keeps them: lines of different
+        // levels never share a pattern, and each pattern carries its level.
+        let mut drains: BTreeMap<&str, Drain> = BTreeMap::new();
         for r in &records {
-            drain.add(&r.body, r.timestamp_ns.div_euclid(step));
+            drains.entry(pattern_level(r)).or_default().add(&r.body, r.timestamp_ns.div_euclid(step));
         }
+        let mut templates: Vec<(&str, crate::logql::drain::Template)> =
+            drains.into_iter().flat_map(|(level, d)| d.templates().into_iter().map(move |t| (level, t))).collect();
+        // Most lines first, then by pattern and level.
+        templates.sort_by_cached_key(|(level, t)| (std::cmp::Reverse(t.count), t.pattern(), *level));
         let whole_seconds = step % 1_000_000_000 == 0;
-        let data: Vec<Json_> = drain
-            .templates()
+        let data: Vec<Json_> = templates
             .into_iter()
-            .map(|t| {
+            .map(|(level, t)| {
                 let samples: Vec<Json_> = t
                     .buckets
                     .iter()
@@ -244,7 +250,7 @@ pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params
                         json!([secs, n])
                     })
                     .collect();
-                json!({"pattern": t.pattern(), "samples": samples})
+                json!({"pattern": t.pattern(), "level": level, "samples": samples})
             })
             .collect();
         Ok(json!({"status": "success", "data": data}))
@@ -253,6 +259,16 @@ pub async fn patterns(State(state): State<AppState>, Query(params): Query<Params
     match answer {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// A record's level for `patterns`: its stream's `detected_level`, else the level of its
+/// severity, else `unknown` (Loki's word for a line without one).
+fn pattern_level(r: &LogRecord) -> &str {
+    match r.labels.get(logql::pipeline::DETECTED_LEVEL_LABEL) {
+        Some(level) => level,
+        None if !r.severity.is_empty() => logql::pipeline::detected_level(&r.severity),
+        None => "unknown",
     }
 }
 

@@ -508,12 +508,38 @@ async fn loki_patterns_group_lines_and_filter_with_them() {
     assert_eq!(
         body,
         json!({"status": "success", "data": [
-            {"pattern": "request done for user <_> took <_>", "samples": [[0, 2], [10, 1]]},
-            {"pattern": "cache miss key=abc", "samples": [[10, 1]]},
+            {"pattern": "request done for user <_> took <_>", "level": "unknown", "samples": [[0, 2], [10, 1]]},
+            {"pattern": "cache miss key=abc", "level": "unknown", "samples": [[10, 1]]},
         ]})
     );
     let (_, body) = get_logs(logs(), &format!("/loki/api/v1/patterns?{}&start=0&end=20&step=10", enc(r#"{app="svc"} |= "user 7""#))).await;
-    assert_eq!(body["data"], json!([{"pattern": "request done for user 7 took <_>", "samples": [[0, 1], [10, 1]]}]));
+    assert_eq!(body["data"], json!([{"pattern": "request done for user 7 took <_>", "level": "unknown", "samples": [[0, 1], [10, 1]]}]));
+    // Each level has its own patterns (as Loki's pattern ingester keeps a Drain per level):
+    // the level of a record's severity, or its stream's `detected_level`.
+    let leveled = || {
+        let mut r = logs().0;
+        for (ts, severity, user) in [(3, "ERROR", 12), (4, "error", 13), (13, "WARN", 7)] {
+            let mut e = rec(ts, &format!("request done for user {user} took 1s"));
+            e.severity = severity.into();
+            r.push(e);
+        }
+        let mut w = rec(14, "cache miss key=abc");
+        w.labels = Labels::from_pairs([("app", "svc"), ("detected_level", "warn")]);
+        r.push(w);
+        MemLogs(r)
+    };
+    let (status, body) = get_logs(leveled(), &format!("/loki/api/v1/patterns?{}&start=0&end=20&step=10s", enc(r#"{app="svc"}"#))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!([
+            {"pattern": "request done for user <_> took <_>", "level": "unknown", "samples": [[0, 2], [10, 1]]},
+            {"pattern": "request done for user <_> took 1s", "level": "error", "samples": [[0, 2]]},
+            {"pattern": "cache miss key=abc", "level": "unknown", "samples": [[10, 1]]},
+            {"pattern": "cache miss key=abc", "level": "warn", "samples": [[10, 1]]},
+            {"pattern": "request done for user 7 took 1s", "level": "warn", "samples": [[10, 1]]},
+        ])
+    );
     let (_, body) = get_logs(logs(), &format!("/loki/api/v1/query_range?{}&start=0&end=20", enc(r#"{app="svc"} |> "request done for user <_> took <_>""#))).await;
     assert_eq!(body["data"]["result"][0]["values"].as_array().map(Vec::len), Some(3), "{body}");
     for (q, want) in [(r#"rate({app="svc"}[1m])"#, "log query"), (r#"{app="svc"} |> "<_><_>""#, "consecutive captures")] {
