@@ -623,9 +623,16 @@ fn load(
         }
         return Ok(leaf);
     }
-    let records = reader
+    let mut records = reader
         .search_logs(&search)
         .map_err(|e| Error::Internal(format!("reading logs: {e}")))?;
+    // `distinct` lets through the first entry with each value: entries of every stream go
+    // through it in time order, from the start of the range read (the store checked only the
+    // filters before it).
+    let mut seen = query.has_distinct().then(pipeline::DistinctSeen::default);
+    if seen.is_some() {
+        records.sort_by(|a, b| (a.timestamp_ns, &a.labels, &a.body).cmp(&(b.timestamp_ns, &b.labels, &b.body)));
+    }
     let mut leaf: Leaf = BTreeMap::new();
     // Without stages or unwrap, records of one stream (one shared label set) go to one series
     // found by address, with no label map built per record.
@@ -657,7 +664,11 @@ fn load(
             series[slot].2.push((r.timestamp_ns, value));
             continue;
         }
-        let Some((mut labels, line)) = query.process_record(&r) else {
+        let processed = match seen.as_mut() {
+            Some(seen) => query.process_record_distinct(&r, seen),
+            None => query.process_record(&r),
+        };
+        let Some((mut labels, line)) = processed else {
             continue;
         };
         let value = match (&query.unwrap, func) {

@@ -693,9 +693,6 @@ impl<'a> Cursor<'a> {
                 range = Some(self.range()?);
             }
             self.pipeline(&mut query)?;
-            if query.has_distinct() {
-                return Err(Error::BadData("`| distinct` is not supported in metric queries yet (only in log queries)".into()));
-            }
             self.skip_ws();
             let range = match range {
                 Some(r) => r,

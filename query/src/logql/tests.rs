@@ -884,7 +884,47 @@ fn distinct_drops_an_entry_when_any_named_label_repeats() {
     assert!(!kept("user=fay region=sb ok"));
     // Without state, the stage passes everything (the store's pre-filter).
     assert!(q.process_record(&record("user=ann region=eu ok")).is_some());
-    let err = parse_query(r#"sum(count_over_time({app="api"} | distinct user [1m]))"#).unwrap_err();
-    assert!(err.to_string().contains("not supported in metric queries"), "{err}");
     assert!(parse(r#"{app="api"} | distinct"#).is_err());
+}
+
+/// In a metric query, `distinct` lets through the first entry with each value in time order,
+/// over all streams, from the start of the range read: a value counts once, at its first line.
+#[test]
+fn distinct_in_metric_queries_counts_first_occurrences_in_time_order() {
+    let rec = |app: &str, ts: i64, body: &str| LogRecord {
+        labels: stream(&[("app", app)]),
+        timestamp_ns: ts,
+        body: body.to_string(),
+        severity: String::new(),
+        attributes: Vec::new(),
+    };
+    // Handed over newest first and stream by stream: the evaluation orders them itself.
+    let store = Mem(vec![
+        rec("web", 4 * S, "user=ann"),
+        rec("api", 5 * S, "user=bob"),
+        rec("api", 3 * S, "user=bob"),
+        rec("api", S, "user=ann"),
+        rec("web", 2 * S, "user=cid"),
+        rec("api", 2 * S, "user=cid"),
+        rec("web", 6 * S, "other"),
+    ]);
+    let run = |q: &str, steps: &[i64]| -> Evaluated {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        m.evaluate(&store, steps).unwrap().into_iter().map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p)).collect()
+    };
+    // ann at 1s (api), cid at 2s (api before web: same time, labels in order), bob at 3s, and
+    // the line without a user (a missing label keeps the entry).
+    assert_eq!(
+        run(r#"sum by (app) (count_over_time({app=~".+"} | logfmt | distinct user [10s]))"#, &[6 * S]),
+        vec![(app("api"), vec![(6 * S, 3.0)]), (app("web"), vec![(6 * S, 1.0)])]
+    );
+    assert_eq!(
+        run(r#"sum(count_over_time({app=~".+"} | logfmt | distinct user [2s]))"#, &[2 * S, 4 * S, 6 * S]),
+        vec![(vec![], vec![(2 * S, 2.0), (4 * S, 1.0), (6 * S, 1.0)])]
+    );
+    // Without `distinct`, every line counts.
+    assert_eq!(
+        run(r#"sum(count_over_time({app=~".+"} | logfmt [10s]))"#, &[6 * S]),
+        vec![(vec![], vec![(6 * S, 7.0)])]
+    );
 }
