@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use pharos_model::{Labels, LogRecord, LogSearch, LogsReader};
 
 use super::LogQuery;
-use super::pipeline::{self, NumberUnit};
+use super::pipeline::{self, NumberUnit, Stage};
 use crate::error::{Error, Result};
 use crate::promql::aggregate::{quantile, variance};
 use crate::promql::functions::LabelReplace;
@@ -591,7 +591,8 @@ fn load(
     // those filters and may leave the bodies unread.
     let bodyless = match func {
         RangeFn::BytesOverTime | RangeFn::BytesRate => None,
-        _ => query.without_body_filters(),
+        // A `|=` left in the pipeline (one after `distinct`) reads the line.
+        _ => query.without_body_filters().filter(|q| !q.stages.iter().any(|s| matches!(s, Stage::Line(_)))),
     };
     search.body_unused = bodyless.is_some();
     // A record's severity is its `detected_level` label, unless the caller drops that.

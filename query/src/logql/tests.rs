@@ -794,6 +794,13 @@ fn line_counts_through_substring_filters_do_not_need_bodies() {
     assert_eq!(run(r#"bytes_over_time({app="api"} |= "error" [10s])"#), (vec![(app("api"), at4(36.0))], false));
     assert_eq!(run(r#"count_over_time({app=~".+"} |= "error" |~ "50." [10s])"#), (vec![(app("api"), at4(2.0))], false));
     assert!(!run(r#"count_over_time({app=~".+"} != "ok" [10s])"#).1);
+    // A `|=` after `distinct` is checked after it, on the line: the store cannot answer it.
+    // The first line of each app is api's "error a" (1s) and web's "error dd" (2.5s).
+    assert_eq!(
+        run(r#"count_over_time({app=~".+"} | distinct app |= "error" [10s])"#),
+        (vec![(app("api"), at4(1.0)), (app("web"), at4(1.0))], false)
+    );
+    assert_eq!(run(r#"count_over_time({app=~".+"} |= "ok" | distinct app [10s])"#), (vec![(app("api"), at4(1.0))], true));
     assert_eq!(
         run(r#"sum(count_over_time({app=~".+"} |= "error" | logfmt | status >= 500 [10s]))"#),
         (vec![(vec![], at4(2.0))], false)
