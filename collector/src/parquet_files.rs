@@ -557,12 +557,10 @@ pub(crate) fn decode_values<'a>(
             }
             // One scale for the whole batch (one metric's series usually share it): a loop
             // the compiler vectorizes, without a division at scale 0 (dividing by 1 is exact).
-            match scales_raw.first().copied() {
-                Some(0) if scales_raw.iter().all(|k| *k == 0) => buf.extend(ints_raw.iter().map(|m| *m as f64)),
-                Some(k0) if scales_raw.iter().all(|k| *k == k0) => {
-                    buf.extend(ints_raw.iter().map(|m| crate::decimal::decode(*m, k0 as u8)))
-                }
-                _ => buf.extend(ints_raw.iter().zip(scales_raw.iter()).map(|(m, k)| crate::decimal::decode(*m, *k as u8))),
+            match scales_raw.first().copied().filter(|k0| scales_raw.iter().all(|k| k == k0)) {
+                Some(0) => buf.extend(ints_raw.iter().map(|m| *m as f64)),
+                Some(k0) => buf.extend(ints_raw.iter().map(|m| crate::decimal::decode(*m, k0 as u8))),
+                None => buf.extend(ints_raw.iter().zip(scales_raw.iter()).map(|(m, k)| crate::decimal::decode(*m, *k as u8))),
             }
         }
         Some(nulls) => {

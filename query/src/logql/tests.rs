@@ -229,14 +229,18 @@ impl pharos_model::LogsReader for Mem {
 
 const S: i64 = 1_000_000_000;
 
-fn mem() -> Mem {
-    let rec = |app: &str, ts: i64, body: &str| LogRecord {
+/// A record of stream `{app="…"}` without severity or attributes.
+fn rec(app: &str, ts: i64, body: &str) -> LogRecord {
+    LogRecord {
         labels: stream(&[("app", app)]),
         timestamp_ns: ts,
         body: body.into(),
         severity: String::new(),
         attributes: Vec::new(),
-    };
+    }
+}
+
+fn mem() -> Mem {
     Mem(vec![
         rec("api", S, "error a status=500"),
         rec("api", 2 * S, "ok b status=200"),
@@ -249,10 +253,15 @@ fn mem() -> Mem {
 type Evaluated = Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>;
 
 fn eval(q: &str, steps: &[i64]) -> Evaluated {
+    eval_on(&mem(), q, steps)
+}
+
+/// The metric query `q` at `steps` over `store`.
+fn eval_on(store: &dyn pharos_model::LogsReader, q: &str, steps: &[i64]) -> Evaluated {
     let Query::Metric(m) = parse_query(q).unwrap() else {
         panic!("not a metric query")
     };
-    m.evaluate(&mem(), steps)
+    m.evaluate(store, steps)
         .unwrap()
         .into_iter()
         .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
@@ -760,14 +769,8 @@ impl Leaving {
 
     /// The answer of the metric query `q` at 4 s, and what its one search was allowed to leave out.
     fn run(&self, q: &str) -> (Evaluated, (bool, bool)) {
-        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
         self.1.lock().unwrap().clear();
-        let out = m
-            .evaluate(self, &[4 * S])
-            .unwrap()
-            .into_iter()
-            .map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p))
-            .collect();
+        let out = eval_on(self, q, &[4 * S]);
         let seen = self.1.lock().unwrap().clone();
         assert_eq!(seen.len(), 1, "{q}");
         (out, seen[0])
@@ -898,13 +901,6 @@ fn distinct_drops_an_entry_when_any_named_label_repeats() {
 /// over all streams, from the start of the range read: a value counts once, at its first line.
 #[test]
 fn distinct_in_metric_queries_counts_first_occurrences_in_time_order() {
-    let rec = |app: &str, ts: i64, body: &str| LogRecord {
-        labels: stream(&[("app", app)]),
-        timestamp_ns: ts,
-        body: body.to_string(),
-        severity: String::new(),
-        attributes: Vec::new(),
-    };
     // Handed over newest first and stream by stream: the evaluation orders them itself.
     let store = Mem(vec![
         rec("web", 4 * S, "user=ann"),
@@ -915,10 +911,7 @@ fn distinct_in_metric_queries_counts_first_occurrences_in_time_order() {
         rec("api", 2 * S, "user=cid"),
         rec("web", 6 * S, "other"),
     ]);
-    let run = |q: &str, steps: &[i64]| -> Evaluated {
-        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
-        m.evaluate(&store, steps).unwrap().into_iter().map(|(l, p)| (l.iter().map(|(k, v)| (k.into(), v.into())).collect(), p)).collect()
-    };
+    let run = |q: &str, steps: &[i64]| eval_on(&store, q, steps);
     // ann at 1s (api), cid at 2s (api before web: same time, labels in order), bob at 3s, and
     // the line without a user (a missing label keeps the entry).
     assert_eq!(

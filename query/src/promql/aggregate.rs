@@ -412,6 +412,7 @@ pub fn tabulate(a: &AggregateExpr, input: &StepTable, memo: &LabelMemo, frame: F
     if a.param.is_some() {
         return None;
     }
+    // Only folds (the value is not used).
     Fold::start(op, 0.0)?;
     let tag = a as *const AggregateExpr as usize;
     let grouping = input.grouping(tag, |l| memo.derive(l, tag, |l| grouping_labels(l, &a.modifier)));
