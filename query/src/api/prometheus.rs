@@ -86,8 +86,18 @@ fn answer(r: &promql::QueryResult, with_stats: bool) -> Result<Vec<u8>> {
     struct Success<'a> {
         status: &'static str,
         data: promql::DataJson<'a>,
+        // As Prometheus: present only when there are any.
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        infos: &'a [String],
     }
-    serde_json::to_vec(&Success { status: "success", data: r.data(with_stats) })
+    serde_json::to_vec(&Success {
+        status: "success",
+        data: r.data(with_stats),
+        warnings: &r.annotations.warnings,
+        infos: &r.annotations.infos,
+    })
         .map_err(|e| Error::Internal(format!("writing the answer: {e}")))
 }
 

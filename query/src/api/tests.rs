@@ -103,6 +103,21 @@ async fn instant_query_in_prometheus_shape() {
     );
 }
 
+/// Warnings and infos sit next to `data`, as Prometheus answers them (absent when none, see
+/// above), for instant and range queries.
+#[tokio::test]
+async fn annotations_are_answered_as_warnings_and_infos() {
+    let (status, body) = get("/api/v1/query?query=quantile(2%2C%20rate(up%5B30s%5D))&time=25").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["warnings"], json!(["PromQL warning: quantile value should be between 0 and 1, got 2 (1:10)"]), "{body}");
+    let info = "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"up\" (1:18)";
+    assert_eq!(body["infos"], json!([info]), "{body}");
+    let (status, body) = get("/api/v1/query_range?query=rate(up%5B30s%5D)&start=0&end=30&step=10").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["infos"], json!([info.replace("(1:18)", "(1:6)")]), "{body}");
+    assert!(body.get("warnings").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn post_form_and_range_query() {
     let req = Request::post("/api/v1/query_range?step=10s")

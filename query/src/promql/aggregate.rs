@@ -12,6 +12,7 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
+use super::annotations::Anchor;
 use super::eval::{Evaluator, LabelMemo};
 use super::selector::Frame;
 use super::step_table::{StepTable, distinct_within};
@@ -208,6 +209,11 @@ fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels 
 /// Evaluates an aggregation at `t`.
 pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     let op = a.op.id();
+    if op == T_QUANTILE
+        && let Some(p) = &a.param
+    {
+        ev.annotations.check_quantile(ev.eval_scalar(p, t)?, Anchor::aggregate_param(a));
+    }
     if let Some(table) = ev.tables.aggregate(a)
         && let Some(i) = table.step_index(t)
     {

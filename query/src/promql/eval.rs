@@ -8,6 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use pharos_model::Labels;
 use promql_parser::parser::{Expr, MatrixSelector};
 
+use super::annotations::Annotations;
 use super::selector::{Fetched, Frame, reference_time};
 use super::step_table::StepTables;
 use super::value::{RangeSeries, Sample, Value};
@@ -25,6 +26,8 @@ pub struct Evaluator {
     /// Range function calls, instant selectors and binary operations evaluated for all steps
     /// of a range query up front.
     pub tables: StepTables,
+    /// Warnings and infos for the answer.
+    pub annotations: Annotations,
 }
 
 /// Derived label sets (a series without its name, its aggregation group), computed once per

@@ -8,6 +8,7 @@ use promql_parser::parser::{Call, Expr, VectorSelector};
 use regex::Regex;
 
 use super::aggregate::is_valid_label_name;
+use super::annotations::Anchor;
 use super::eval::{Evaluator, check_unique, unwrap_parens};
 use super::range_functions::{Window, over_series};
 use super::selector::{Frame, reference_time};
@@ -59,7 +60,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         return Ok(Value::Vector(table.vector(i)));
     }
     if RANGE_FUNCTIONS.contains(&name) {
-        return range_call(ev, name, args.iter().map(|a| a.as_ref()).collect(), t);
+        return range_call(ev, c, args.iter().map(|a| a.as_ref()).collect(), t);
     }
     if let Some(v) = super::time_functions::frame_function(ev, name) {
         return Ok(Value::Scalar(v));
@@ -180,7 +181,9 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         }
         "histogram_quantile" => {
             let q = ev.eval_scalar(arg(0)?, t)?;
-            super::histogram::histogram_quantile(q, ev.eval_vector(arg(1)?, t)?).map(Value::Vector)
+            ev.annotations.check_quantile(q, Anchor::call_arg(c, 0));
+            let notes = (&ev.annotations, Anchor::call_arg(c, 1));
+            super::histogram::histogram_quantile(q, ev.eval_vector(arg(1)?, t)?, Some(notes)).map(Value::Vector)
         }
         "label_replace" => label_replace(ev, args, t),
         "label_join" => label_join(ev, args, t),
@@ -284,7 +287,8 @@ fn map_values(samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Result<Value> {
     check_unique(out).map(Value::Vector)
 }
 
-fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Value> {
+fn range_call(ev: &Evaluator, c: &Call, args: Vec<&Expr>, t: i64) -> Result<Value> {
+    let name = c.func.name;
     // quantile_over_time(φ, m) has the matrix second; predict_linear(m, s) and
     // double_exponential_smoothing(m, sf, tf) first.
     let (matrix_arg, scalar_arg) = match name {
@@ -360,6 +364,13 @@ fn range_call(ev: &Evaluator, name: &str, args: Vec<&Expr>, t: i64) -> Result<Va
                 .map_err(|()| Error::unsupported(format!("function {name}()")))?
         };
         if let Some(value) = value {
+            match name {
+                "rate" | "increase" => {
+                    ev.annotations.possible_non_counter(series_labels.get(METRIC_NAME).unwrap_or(""), Anchor::call_arg(c, 0))
+                }
+                "quantile_over_time" => ev.annotations.check_quantile(param, Anchor::call_arg(c, 0)),
+                _ => {}
+            }
             let labels = if keep_name {
                 series_labels
             } else {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use pharos_model::float::almost_equal;
 use pharos_model::{Labels, METRIC_NAME};
 
+use super::annotations::{Anchor, Annotations};
 use super::eval::check_unique;
 use super::value::Sample;
 use crate::error::Result;
@@ -25,13 +26,17 @@ struct Bucket {
 }
 
 /// `histogram_quantile(q, v)`: groups `v` by its labels without `le` (samples whose `le` does not
-/// parse as a float are ignored), and answers one sample per group, without the metric name.
-pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>> {
+/// parse as a float are ignored, with a warning), and answers one sample per group, without the
+/// metric name. `notes` get the warnings and infos, pointing at the vector argument.
+pub fn histogram_quantile(q: f64, samples: Vec<Sample>, notes: Option<(&Annotations, Anchor)>) -> Result<Vec<Sample>> {
     // The group key keeps the metric name (as Prometheus' signature does); the output drops it.
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
     for s in samples {
         let Some(upper) = s.labels.get(LE).and_then(parse_le) else {
+            if let Some((notes, at)) = notes {
+                notes.bad_bucket_label(s.labels.get(METRIC_NAME).unwrap_or(""), s.labels.get(LE).unwrap_or(""), at);
+            }
             continue;
         };
         let key = s.labels.filter(|n| n != LE);
@@ -45,10 +50,11 @@ pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>> {
         .into_iter()
         .map(|key| {
             let mut buckets = groups.remove(&key).unwrap_or_default();
-            Sample {
-                value: bucket_quantile(q, &mut buckets),
-                labels: key.filter(|n| n != METRIC_NAME),
+            let (value, forced) = bucket_quantile(q, &mut buckets);
+            if let (true, Some((notes, at))) = (forced, notes) {
+                notes.forced_monotonicity(at);
             }
+            Sample { value, labels: key.filter(|n| n != METRIC_NAME) }
         })
         .collect();
     check_unique(out)
@@ -65,24 +71,30 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-/// The `q` quantile of one classic histogram.
-fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+/// The `q` quantile of one classic histogram, and whether a bucket's count had to be raised to
+/// its predecessor's.
+fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
     match buckets.last() {
         Some(b) if b.upper == f64::INFINITY => {}
-        _ => return f64::NAN,
+        _ => return (f64::NAN, false),
     }
     coalesce(buckets);
-    ensure_monotonic(buckets);
+    let forced = ensure_monotonic(buckets);
+    (interpolate(q, buckets), forced)
+}
+
+/// The `q` quantile (in [0, 1]) of sorted, coalesced, monotonic buckets ending in `+Inf`.
+fn interpolate(q: f64, buckets: &[Bucket]) -> f64 {
     if buckets.len() < 2 {
         return f64::NAN;
     }
@@ -123,23 +135,31 @@ fn coalesce(buckets: &mut Vec<Bucket>) {
 }
 
 /// Cumulative counts can only grow with the bound; a smaller count (scrape skew between bucket
-/// series) is raised to the previous one, and numerically insignificant differences are ignored.
-fn ensure_monotonic(buckets: &mut [Bucket]) {
+/// series) is raised to the previous one (true when that happened), and numerically
+/// insignificant differences are ignored.
+fn ensure_monotonic(buckets: &mut [Bucket]) -> bool {
     let Some(first) = buckets.first() else {
-        return;
+        return false;
     };
     let mut prev = first.count;
+    let mut forced = false;
     for b in buckets.iter_mut().skip(1) {
         let curr = b.count;
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, SMALL_DELTA) || curr < prev {
+        if almost_equal(prev, curr, SMALL_DELTA) {
             b.count = prev;
+            continue;
+        }
+        if curr < prev {
+            b.count = prev;
+            forced = true;
             continue;
         }
         prev = curr;
     }
+    forced
 }
 
 #[cfg(test)]
@@ -158,7 +178,7 @@ mod tests {
     }
 
     fn q(q: f64, bounds: &[(&str, f64)]) -> f64 {
-        let out = histogram_quantile(q, bucket_samples(&[], bounds)).unwrap();
+        let out = histogram_quantile(q, bucket_samples(&[], bounds), None).unwrap();
         assert_eq!(out.len(), 1);
         out[0].value
     }
@@ -213,7 +233,7 @@ mod tests {
         v.extend(bucket_samples(&[("job", "b")], &[("1", 2.0), ("+Inf", 2.0)]));
         // A sample without a parsable `le` is ignored.
         v.push(Sample { labels: Labels::from_pairs([("__name__", "req_bucket"), ("le", "x")]), value: 1.0 });
-        let mut out = histogram_quantile(0.5, v).unwrap();
+        let mut out = histogram_quantile(0.5, v, None).unwrap();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].labels, Labels::from_pairs([("job", "a")]));

@@ -5,6 +5,7 @@
 //! [`Error::BadData`] saying "… is not supported yet", never answered approximately.
 
 pub(crate) mod aggregate;
+pub mod annotations;
 mod binary;
 mod eval;
 pub(crate) mod functions;
@@ -18,6 +19,8 @@ mod value;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_annotations;
 #[cfg(test)]
 mod tests_step_table;
 #[cfg(test)]
@@ -36,6 +39,7 @@ pub use value::{
 };
 
 use crate::error::{Error, Result};
+use annotations::Annotations;
 use eval::{Evaluator, LabelMemo};
 use selector::{Fetched, Frame};
 use step_table::StepTables;
@@ -65,6 +69,7 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
         fetched: Fetched::load(reader, &expr, frame)?,
         memo: Default::default(),
         tables: Default::default(),
+        annotations: Default::default(),
     };
     let mut stats = QueryStats { preparation: started.elapsed(), samples_read: ev.fetched.samples(), ..Default::default() };
     let started = std::time::Instant::now();
@@ -85,7 +90,8 @@ pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> R
         other => other,
     };
     stats.result_sort = started.elapsed();
-    Ok(QueryResult { value, time_ms, stats })
+    let annotations = ev.annotations.render(query, &expr);
+    Ok(QueryResult { value, time_ms, stats, annotations })
 }
 
 /// True when the expression's own order is its meaning (`sort`, `topk`, …).
@@ -164,15 +170,17 @@ fn range_query_with(
     let started = std::time::Instant::now();
     // Calls the store can stream into their tables first: their selectors are not fetched.
     let memo = LabelMemo::default();
+    let annotations = Annotations::default();
     let mut tables = StepTables::new(max_cells);
-    let streamed = tables.stream(reader, &expr, frame, &memo)?;
+    let streamed = tables.stream(reader, &expr, frame, &memo, &annotations)?;
     let fetched = Fetched::load_except(reader, &expr, frame, streamed.selectors, streamed.samples)?;
-    tables.build_rest(&expr, &fetched, frame, &memo);
+    tables.build_rest(&expr, &fetched, frame, &memo, &annotations);
     let ev = Evaluator {
         frame,
         fetched,
         memo,
         tables,
+        annotations,
     };
     let mut stats = QueryStats { preparation: started.elapsed(), samples_read: ev.fetched.samples(), ..Default::default() };
     if let Some(table) = ev.tables.of_expr(&expr) {
@@ -181,7 +189,8 @@ fn range_query_with(
         let mut series = table.matrix();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         stats.result_sort = started.elapsed();
-        return Ok(QueryResult { value: Value::Matrix(series), time_ms: end_ms, stats });
+        let annotations = ev.annotations.render(query, &expr);
+        return Ok(QueryResult { value: Value::Matrix(series), time_ms: end_ms, stats, annotations });
     }
     let started = std::time::Instant::now();
     // `ahash`: SipHash over every output label set at every step showed in profiles.
@@ -224,5 +233,6 @@ fn range_query_with(
         value: Value::Matrix(series),
         time_ms: end_ms,
         stats,
+        annotations: ev.annotations.render(query, &expr),
     })
 }

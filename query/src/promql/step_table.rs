@@ -31,9 +31,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use rustc_hash::FxHashMap;
 
 use pharos_model::otlp::is_stale_nan;
-use pharos_model::{Labels, MetricsReader};
+use pharos_model::{Labels, METRIC_NAME, MetricsReader};
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, MatrixSelector, VectorSelector};
 
+use super::annotations::{Anchor, Annotations};
 use super::eval::{LabelMemo, unwrap_parens};
 use super::range_functions::{self, RangeFn, Window};
 use super::selector::{Fetched, Frame, LOOKBACK_MS, fetch_bounds, matcher_groups, reference_time, too_many_samples};
@@ -86,6 +87,11 @@ impl Cells {
     fn get(&self, series: usize, step: usize) -> Option<f64> {
         let at = series * self.steps + step;
         self.present[at].load(Relaxed).then(|| f64::from_bits(self.values[at].load(Relaxed)))
+    }
+
+    /// True when `series` has a value at some step.
+    fn row_has_value(&self, series: usize) -> bool {
+        self.present[series * self.steps..(series + 1) * self.steps].iter().any(|p| p.load(Relaxed))
     }
 }
 
@@ -246,13 +252,13 @@ impl StepTables {
     /// Tabulates every eligible range function call and instant selector in `expr` (outside
     /// subqueries) not tabulated yet, from the fetched data; then every binary operation
     /// whose operands allow it.
-    pub fn build_rest(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo) {
+    pub fn build_rest(&mut self, expr: &Expr, fetched: &Fetched, frame: Frame, memo: &LabelMemo, notes: &Annotations) {
         if frame.step_ms <= 0 {
             return;
         }
         self.walk(expr, &mut |c, tables| {
             let table = Tabulation::of(c, frame)
-                .and_then(|tab| from_fetched(&Source::Call(tab), fetched, frame, memo, tables.room()));
+                .and_then(|tab| from_fetched(&Source::Call(tab), fetched, frame, memo, tables.room(), notes));
             let done = table.is_some();
             if let Some(table) = table {
                 tables.count(&table);
@@ -266,7 +272,7 @@ impl StepTables {
                 continue;
             }
             let table = Lookup::of(vs, frame)
-                .and_then(|l| from_fetched(&Source::Selector(l), fetched, frame, memo, self.room()));
+                .and_then(|l| from_fetched(&Source::Selector(l), fetched, frame, memo, self.room(), notes));
             if let Some(table) = table {
                 self.count(&table);
                 self.by_selector.insert(selector_key(vs), table);
@@ -285,6 +291,7 @@ impl StepTables {
         expr: &Expr,
         frame: Frame,
         memo: &LabelMemo,
+        notes: &Annotations,
     ) -> Result<Streamed> {
         let mut streamed = Streamed::default();
         if frame.step_ms <= 0 {
@@ -294,7 +301,7 @@ impl StepTables {
             let Some(tab) = Tabulation::of(c, frame) else {
                 return Ok(false);
             };
-            let Some(table) = stream_table(reader, &Source::Call(tab), frame, memo, tables.room(), &mut streamed)? else {
+            let Some(table) = stream_table(reader, &Source::Call(tab), frame, memo, tables.room(), &mut streamed, notes)? else {
                 return Ok(false);
             };
             tables.count(&table);
@@ -305,7 +312,7 @@ impl StepTables {
             let Some(lookup) = Lookup::of(vs, frame) else {
                 continue;
             };
-            if let Some(table) = stream_table(reader, &Source::Selector(lookup), frame, memo, self.room(), &mut streamed)? {
+            if let Some(table) = stream_table(reader, &Source::Selector(lookup), frame, memo, self.room(), &mut streamed, notes)? {
                 self.count(&table);
                 self.by_selector.insert(selector_key(vs), table);
             }
@@ -494,6 +501,7 @@ fn stream_table(
     memo: &LabelMemo,
     max_cells: usize,
     streamed: &mut Streamed,
+    notes: &Annotations,
 ) -> Result<Option<StepTable>> {
     let vs = source.selector();
     let mut groups = matcher_groups(vs);
@@ -502,6 +510,8 @@ fn stream_table(
     }
     let (from, last) = fetch_bounds(vs, source.range_ms(), frame, (frame.start_ms, frame.end_ms));
     let mut labels = None;
+    // The input label sets, kept when the call's notes name its input metrics.
+    let mut input_labels = Vec::new();
     let cells: OnceLock<Cells> = OnceLock::new();
     let samples = AtomicUsize::new(0);
     let mut plan = |input: &[Labels]| {
@@ -511,6 +521,9 @@ fn stream_table(
         // Set once: `plan` is called once.
         let _ = cells.set(Cells::new(out.len(), source.steps()));
         labels = Some(out);
+        if source.notes_name_inputs() {
+            input_labels = input.to_vec();
+        }
         true
     };
     let sink = |i: usize, series: &[(i64, f64)]| {
@@ -525,6 +538,7 @@ fn stream_table(
     let (Some(labels), Some(cells), true) = (labels, cells.into_inner(), read) else {
         return Ok(None);
     };
+    source.annotate(&input_labels, labels.len(), &cells, notes);
     streamed.samples += samples.into_inner();
     if streamed.samples > super::selector::MAX_SAMPLES {
         return Err(too_many_samples());
@@ -619,6 +633,31 @@ impl Source<'_> {
             Source::Selector(l) => l.fill(series, samples, cells),
         }
     }
+
+    /// True when [`Source::annotate`] needs the input label sets (`rate`, `increase`).
+    fn notes_name_inputs(&self) -> bool {
+        matches!(self, Source::Call(t) if t.counter.is_some())
+    }
+
+    /// The notes the step path gives for the same call, once its table of `series` input
+    /// series is filled: `rate`/`increase` of a metric not named as a counter, for each input
+    /// series with a point (`input` its label sets); `quantile_over_time` with a parameter
+    /// outside [0, 1], when any series has a point.
+    fn annotate(&self, input: &[Labels], series: usize, cells: &Cells, notes: &Annotations) {
+        let Source::Call(t) = self else {
+            return;
+        };
+        let at = Anchor::call_arg(t.call, 0);
+        if t.counter.is_some() {
+            for (i, l) in input.iter().enumerate() {
+                if cells.row_has_value(i) {
+                    notes.possible_non_counter(l.get(METRIC_NAME).unwrap_or(""), at);
+                }
+            }
+        } else if t.call.func.name == "quantile_over_time" && (0..series).any(|i| cells.row_has_value(i)) {
+            notes.check_quantile(t.param, at);
+        }
+    }
 }
 
 /// An instant vector selector ready to be evaluated at every step of the frame.
@@ -657,6 +696,7 @@ impl<'e> Lookup<'e> {
 /// A range function call over a matrix selector whose scalar parameter, if any, is a literal,
 /// ready to be evaluated at every step of the frame, one series at a time.
 struct Tabulation<'e> {
+    call: &'e Call,
     ms: &'e MatrixSelector,
     f: RangeFn,
     param: f64,
@@ -695,6 +735,7 @@ impl<'e> Tabulation<'e> {
         let pinned = ms.vs.at.is_some();
         let times = (0..steps).map(|step| frame.start_ms + step as i64 * frame.step_ms);
         Some(Tabulation {
+            call: c,
             ms,
             f,
             param,
@@ -783,13 +824,23 @@ thread_local! {
 }
 
 /// The table of `source` from the fetched data, unless it would be too large or collide.
-fn from_fetched(source: &Source<'_>, fetched: &Fetched, frame: Frame, memo: &LabelMemo, max_cells: usize) -> Option<StepTable> {
+fn from_fetched(
+    source: &Source<'_>,
+    fetched: &Fetched,
+    frame: Frame,
+    memo: &LabelMemo,
+    max_cells: usize,
+    notes: &Annotations,
+) -> Option<StepTable> {
     let input = fetched.series(source.selector()).ok()?;
     let labels = source.output_labels(input.iter().map(|s| &s.labels), memo, max_cells)?;
     let cells = Cells::new(input.len(), source.steps());
     for (si, series) in input.iter().enumerate() {
         source.fill(si, &series.samples, &cells);
     }
+    let input_labels: Vec<Labels> =
+        if source.notes_name_inputs() { input.iter().map(|s| s.labels.clone()).collect() } else { Vec::new() };
+    source.annotate(&input_labels, input.len(), &cells, notes);
     Some(StepTable {
         labels,
         cells,

@@ -251,7 +251,7 @@ fn tabulated(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> usize
     let expr = parse(q).unwrap();
     let fetched = Fetched::load(store, &expr, frame).unwrap();
     let mut tables = StepTables::new(max_cells);
-    tables.build_rest(&expr, &fetched, frame, &Default::default());
+    tables.build_rest(&expr, &fetched, frame, &Default::default(), &Default::default());
     tables.len()
 }
 
@@ -310,10 +310,10 @@ fn streamed(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize
     let expr = parse(q).unwrap();
     let memo = eval::LabelMemo::default();
     let mut tables = StepTables::new(max_cells);
-    let streamed = tables.stream(store, &expr, frame, &memo).unwrap();
+    let streamed = tables.stream(store, &expr, frame, &memo, &Default::default()).unwrap();
     let n = streamed.selectors.len();
     let fetched = Fetched::load_except(store, &expr, frame, streamed.selectors, streamed.samples).unwrap();
-    tables.build_rest(&expr, &fetched, frame, &memo);
+    tables.build_rest(&expr, &fetched, frame, &memo, &Default::default());
     (n, tables.len())
 }
 
@@ -350,7 +350,7 @@ fn derived(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize,
     let expr = parse(q).unwrap();
     let fetched = Fetched::load(store, &expr, frame).unwrap();
     let mut tables = StepTables::new(max_cells);
-    tables.build_rest(&expr, &fetched, frame, &Default::default());
+    tables.build_rest(&expr, &fetched, frame, &Default::default(), &Default::default());
     tables.derived()
 }
 

@@ -56,6 +56,8 @@ pub struct QueryResult {
     pub time_ms: i64,
     /// Where the time went, for the API's `stats` parameter.
     pub stats: QueryStats,
+    /// Warnings and infos, rendered with their positions in the query.
+    pub annotations: super::annotations::Rendered,
 }
 
 /// What a query cost, in the shape of Prometheus' `stats` answer.
@@ -435,7 +437,7 @@ mod tests {
             (-1500, 1e21),
             (6000, 1e-7),
         ];
-        let at = |value, time_ms| QueryResult { value, time_ms, stats: QueryStats::default() };
+        let at = |value, time_ms| QueryResult { value, time_ms, stats: QueryStats::default(), annotations: Default::default() };
         let results = [
             at(Value::Scalar(0.5), 1500),
             at(Value::Scalar(f64::NAN), 2000),
