@@ -7,8 +7,11 @@
 //! `/api/v1/query_range` (range) and is compared like promqltest compares: floats with a relative
 //! tolerance of 1e-6 (NaN equals NaN), label sets exactly, order only for `expect ordered`.
 //!
-//! What is not compared: `expect warn`/`info`/`no_warn`/`no_info` (annotations), and the extra
-//! runs promqltest adds (each instant query again with `@` and as a one-step range query).
+//! Annotations are checked as promqltest checks them: `expect no_warn`/`no_info` allow none,
+//! each `expect warn`/`info` line (any, `msg:` exact, `regex:`) must match one of the answer's
+//! `warnings`/`infos`, and once a kind has such a line every annotation of it must match one.
+//! What is not run: the extra runs promqltest adds (each instant query again with `@` and as a
+//! one-step range query).
 //! Cases touching native histograms (`{{…}}` in loaded or expected points, or `load_with_nhcb`)
 //! are counted as skipped, not run. A failure the server reports as "not supported yet" never
 //! counts as an expected failure: it is a gap, not a correct answer.
@@ -78,6 +81,74 @@ pub struct Eval {
     pub ordered: bool,
     /// The expected outcome.
     pub expected: Expected,
+    /// `expect warn …` / `expect no_warn`.
+    pub warnings: AnnotationsExpected,
+    /// `expect info …` / `expect no_info`.
+    pub infos: AnnotationsExpected,
+}
+
+/// What an `eval` expects of one kind of annotation (warnings or infos).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnnotationsExpected {
+    /// `expect no_warn` / `expect no_info`: none at all.
+    pub none: bool,
+    /// One entry per `expect warn`/`expect info` line: any annotation, or one matching the
+    /// message exactly (`msg:`) or the regex (`regex:`).
+    pub lines: Vec<AnnotationMatch>,
+}
+
+/// One `expect warn`/`expect info` line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnnotationMatch {
+    /// `expect warn` / `expect info`.
+    Any,
+    /// `… msg: <message>`: exactly this message (with its position).
+    Msg(String),
+    /// `… regex: <regex>`: a message the regex matches.
+    Regex(String),
+}
+
+impl AnnotationMatch {
+    fn matches(&self, got: &str) -> bool {
+        match self {
+            AnnotationMatch::Any => true,
+            AnnotationMatch::Msg(m) => got == m,
+            AnnotationMatch::Regex(r) => regex::Regex::new(r).is_ok_and(|re| re.is_match(got)),
+        }
+    }
+}
+
+impl AnnotationsExpected {
+    fn parse_line(&mut self, arg: &str) {
+        let arg = arg.trim();
+        self.lines.push(if let Some(m) = arg.strip_prefix("msg:") {
+            AnnotationMatch::Msg(m.trim().to_string())
+        } else if let Some(r) = arg.strip_prefix("regex:") {
+            AnnotationMatch::Regex(r.trim().to_string())
+        } else {
+            AnnotationMatch::Any
+        });
+    }
+
+    /// Checks the answer's annotations of this kind (`what`: "warning" or "info") as promqltest
+    /// does: with `no_*`, none; every `expect` line matches one of them; and once there is an
+    /// `expect` line, each of them matches a line.
+    fn check(&self, what: &str, got: &[String]) -> Result<(), String> {
+        if self.none && !got.is_empty() {
+            return Err(format!("expected no {what}, got {got:?}"));
+        }
+        for line in &self.lines {
+            if !got.iter().any(|g| line.matches(g)) {
+                return Err(format!("expected a {what} matching {line:?}, got {got:?}"));
+            }
+        }
+        if !self.lines.is_empty()
+            && let Some(extra) = got.iter().find(|g| !self.lines.iter().any(|l| l.matches(g)))
+        {
+            return Err(format!("unexpected {what} {extra:?}"));
+        }
+        Ok(())
+    }
 }
 
 /// A command of a test script.
@@ -339,6 +410,8 @@ fn parse_eval_header(line_no: usize, rest: &str) -> Result<Eval, String> {
         end_ms,
         step_ms,
         ordered: false,
+        warnings: Default::default(),
+        infos: Default::default(),
         expected: Expected::Series(Vec::new()),
     };
     match kind {
@@ -413,6 +486,12 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                 ev.line = i - body.len();
                 let mut fail = word == "eval_fail";
                 ev.ordered = word == "eval_ordered";
+                if word == "eval_warn" {
+                    ev.warnings.lines.push(AnnotationMatch::Any);
+                }
+                if word == "eval_info" {
+                    ev.infos.lines.push(AnnotationMatch::Any);
+                }
                 let (mut msg, mut regex) = (None, None);
                 let mut series = Vec::new();
                 let mut scalar = None;
@@ -448,7 +527,11 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
                                     "line {n}: `expect range vector` is not supported by this runner"
                                 ));
                             }
-                            _ => {} // warn / info / no_warn / no_info: annotations are not compared
+                            "warn" => ev.warnings.parse_line(arg),
+                            "info" => ev.infos.parse_line(arg),
+                            "no_warn" => ev.warnings.none = true,
+                            "no_info" => ev.infos.none = true,
+                            _ => return Err(format!("line {n}: unknown expectation {kind:?}")),
                         }
                     } else if let Some(m) = l.strip_prefix("expected_fail_message") {
                         msg = Some(m.trim().to_string());
@@ -512,6 +595,8 @@ pub struct FileReport {
     pub failures: Vec<Failure>,
     /// Cases skipped because they involve native histograms.
     pub skipped_histograms: usize,
+    /// Cases run with annotation expectations (`expect warn`/`info`/`no_warn`/`no_info`).
+    pub annotated: usize,
 }
 
 impl FileReport {
@@ -529,15 +614,16 @@ impl FileReport {
         }
     }
 
-    /// `name: passed/total (pct%), N skipped (native histograms)`.
+    /// `name: passed/total (pct%), N skipped (native histograms), M with annotations checked`.
     pub fn summary_line(&self) -> String {
         format!(
-            "{}: {}/{} passed ({:.1}%), {} skipped (native histograms)",
+            "{}: {}/{} passed ({:.1}%), {} skipped (native histograms), {} with annotations checked",
             self.name,
             self.passed,
             self.total(),
             100.0 * self.pass_rate(),
-            self.skipped_histograms
+            self.skipped_histograms,
+            self.annotated
         )
     }
 }
@@ -669,6 +755,11 @@ async fn run_eval(p: &Pharos, client: &reqwest::Client, ev: &Eval) -> Result<(),
     }
     let data = &body["data"];
     let result = &data["result"];
+    let strings = |key: &str| -> Vec<String> {
+        body[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+    };
+    ev.warnings.check("warning", &strings("warnings"))?;
+    ev.infos.check("info", &strings("infos"))?;
     match &ev.expected {
         Expected::String(s) => match result[1].as_str() {
             Some(got) if data["resultType"] == "string" && got == s => Ok(()),
@@ -813,12 +904,58 @@ fn fmt_points(p: &[(i64, f64)], ev: &Eval) -> String {
         .join(" ")
 }
 
-/// True when a case involves native histograms and is skipped.
-fn is_histogram_case(ev: &Eval, histogram_names: &HashSet<String>) -> bool {
+/// True when a case involves native histograms and is skipped: histograms expected, a metric
+/// name of a loaded histogram in the query, or a selector of the query matching a loaded
+/// histogram series by any of its labels (`{job="api"}` selects histograms too).
+fn is_histogram_case(ev: &Eval, histogram_names: &HashSet<String>, histogram_series: &[Labels]) -> bool {
     let in_expected = matches!(&ev.expected, Expected::Series(s) if s.iter().any(|d| d.points.contains(&Point::Histogram)));
     in_expected
         || mentions(&ev.query, histogram_names)
         || name_regex_matches(&ev.query, histogram_names)
+        || selects_any(&ev.query, histogram_series)
+}
+
+/// True when a vector selector of `query` matches one of `series` (false when the query does
+/// not parse: such a case runs and is expected to fail).
+fn selects_any(query: &str, series: &[Labels]) -> bool {
+    use promql_parser::parser::{Expr, VectorSelector};
+    fn selectors<'e>(e: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+        match e {
+            Expr::VectorSelector(vs) => out.push(vs),
+            Expr::MatrixSelector(ms) => out.push(&ms.vs),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    selectors(p, out);
+                }
+                selectors(&a.expr, out);
+            }
+            Expr::Unary(u) => selectors(&u.expr, out),
+            Expr::Binary(b) => {
+                selectors(&b.lhs, out);
+                selectors(&b.rhs, out);
+            }
+            Expr::Paren(p) => selectors(&p.expr, out),
+            Expr::Subquery(s) => selectors(&s.expr, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    if series.is_empty() {
+        return false;
+    }
+    let Ok(expr) = promql_parser::parser::parse(query) else {
+        return false;
+    };
+    let mut found = Vec::new();
+    selectors(&expr, &mut found);
+    let all_match = |ms: &[promql_parser::label::Matcher], l: &Labels| ms.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or("")));
+    found.iter().any(|vs| {
+        series.iter().any(|l| {
+            vs.name.as_deref().is_none_or(|n| l.metric_name() == Some(n))
+                && all_match(&vs.matchers.matchers, l)
+                && (vs.matchers.or_matchers.is_empty() || vs.matchers.or_matchers.iter().any(|g| all_match(g, l)))
+        })
+    })
 }
 
 /// True when a `__name__=~"re"` matcher of `query` matches one of `names`.
@@ -846,11 +983,13 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
     };
     let mut inst: Option<Instance> = None;
     let mut histogram_names: HashSet<String> = HashSet::new();
+    let mut histogram_series: Vec<Labels> = Vec::new();
     for cmd in &cmds {
         match cmd {
             Command::Clear => {
                 inst = None;
                 histogram_names.clear();
+                histogram_series.clear();
             }
             Command::Load {
                 interval_ms,
@@ -861,6 +1000,7 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                     let name = s.labels.metric_name().unwrap_or("").to_string();
                     if s.points.contains(&Point::Histogram) {
                         histogram_names.insert(name.clone());
+                        histogram_series.push(s.labels.clone());
                     }
                     if *nhcb && let Some(base) = name.strip_suffix("_bucket") {
                         histogram_names.insert(base.to_string());
@@ -875,7 +1015,7 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                     .map_err(|e| format!("{name}: {e}"))?;
             }
             Command::Eval(ev) => {
-                if is_histogram_case(ev, &histogram_names) {
+                if is_histogram_case(ev, &histogram_names, &histogram_series) {
                     report.skipped_histograms += 1;
                     continue;
                 }
@@ -883,6 +1023,9 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                     inst = Some(fresh(log_dir).await);
                 }
                 let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
+                if ev.warnings != AnnotationsExpected::default() || ev.infos != AnnotationsExpected::default() {
+                    report.annotated += 1;
+                }
                 match run_eval(p, &client, ev).await {
                     Ok(()) => report.passed += 1,
                     Err(diff) => report.failures.push(Failure {
@@ -924,11 +1067,11 @@ pub fn render(reports: &[FileReport]) -> String {
     for r in reports {
         s.push_str(&format!("  {}\n", r.summary_line()));
     }
-    let (p, t, k) = reports.iter().fold((0, 0, 0), |(p, t, k), r| {
-        (p + r.passed, t + r.total(), k + r.skipped_histograms)
+    let (p, t, k, a) = reports.iter().fold((0, 0, 0, 0), |(p, t, k, a), r| {
+        (p + r.passed, t + r.total(), k + r.skipped_histograms, a + r.annotated)
     });
     s.push_str(&format!(
-        "  total: {p}/{t} passed ({:.1}%), {k} skipped (native histograms)\n",
+        "  total: {p}/{t} passed ({:.1}%), {k} skipped (native histograms), {a} with annotations checked\n",
         100.0 * p as f64 / t.max(1) as f64
     ));
     for r in reports {
@@ -996,6 +1139,45 @@ mod tests {
             matches!(&cmds[3], Command::Eval(e) if matches!(e.expected, Expected::Fail { .. }))
         );
         assert!(matches!(&cmds[4], Command::Eval(e) if e.expected == Expected::Scalar(1.0)));
+    }
+
+    #[test]
+    fn annotation_expectations_parse_and_check_like_promqltest() {
+        let cmds = parse(
+            "load 5m\n  m 1\n\neval instant at 0 m\n  expect no_info\n  expect warn\n  expect warn msg: PromQL warning: x (1:1)\n  expect warn regex: got \\d+ \\(\n  m 1\n\neval_info instant at 0 m\n  m 1\n",
+        )
+        .unwrap();
+        let Command::Eval(e) = &cmds[1] else { panic!() };
+        assert!(e.infos.none && e.infos.lines.is_empty());
+        assert!(!e.warnings.none);
+        assert_eq!(
+            e.warnings.lines,
+            vec![
+                AnnotationMatch::Any,
+                AnnotationMatch::Msg("PromQL warning: x (1:1)".into()),
+                AnnotationMatch::Regex("got \\d+ \\(".into())
+            ]
+        );
+        let Command::Eval(e) = &cmds[2] else { panic!() };
+        assert_eq!(e.infos.lines, vec![AnnotationMatch::Any]);
+        assert!(parse("eval instant at 0 m\n  expect warning\n").is_err(), "an unknown expectation is an error");
+
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let none = AnnotationsExpected { none: true, lines: vec![] };
+        assert!(none.check("info", &[]).is_ok());
+        assert!(none.check("info", &s(&["PromQL info: a (1:1)"])).is_err());
+        let unchecked = AnnotationsExpected::default();
+        assert!(unchecked.check("info", &s(&["anything"])).is_ok());
+        let any = AnnotationsExpected { none: false, lines: vec![AnnotationMatch::Any] };
+        assert!(any.check("warning", &[]).is_err(), "expect warn needs one");
+        assert!(any.check("warning", &s(&["a", "b"])).is_ok());
+        let msg = AnnotationsExpected { none: false, lines: vec![AnnotationMatch::Msg("a (1:2)".into())] };
+        assert!(msg.check("warning", &s(&["a (1:2)"])).is_ok());
+        assert!(msg.check("warning", &s(&["a (1:3)"])).is_err(), "a message matches exactly");
+        assert!(msg.check("warning", &s(&["a (1:2)", "b (1:1)"])).is_err(), "every warning needs a line");
+        let re = AnnotationsExpected { none: false, lines: vec![AnnotationMatch::Regex(r"got NaN \([0-9]+:[0-9]+\)".into())] };
+        assert!(re.check("warning", &s(&["PromQL warning: q, got NaN (1:20)"])).is_ok());
+        assert!(re.check("warning", &s(&["PromQL warning: q, got 2 (1:20)"])).is_err());
     }
 
     #[test]

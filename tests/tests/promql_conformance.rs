@@ -4,7 +4,8 @@
 //!
 //! The floors below are the pass rates measured when they were last raised: a file whose rate
 //! drops below its floor is a regression. Raise a floor whenever the evaluator gains cases.
-//! Native-histogram cases are skipped and not counted. Re-run and see every failure with
+//! Native-histogram cases are skipped and not counted; a case's annotations (warnings, infos)
+//! are checked where it states them. Re-run and see every failure with
 //! `cargo nextest run -p pharos-e2e promql_conformance --no-capture`.
 
 use pharos_e2e::promqltest::{render, run_dir};
@@ -12,10 +13,10 @@ use pharos_e2e::promqltest::{render, run_dir};
 /// `(file, cases passed, float cases)` when the floor was set; the floor is their ratio.
 const FLOORS: &[(&str, u32, u32)] = &[
     // file              passed  float cases   (skipped native-histogram cases)
-    ("aggregators.test", 129, 129), //          (31)
-    ("functions.test", 329, 329),   //          (102)
+    ("aggregators.test", 125, 125), //          (35)
+    ("functions.test", 323, 323),   //          (108)
     ("literals.test", 25, 25),      //          (0)
-    ("operators.test", 143, 143),   //          (71)
+    ("operators.test", 142, 142),   //          (72)
     ("selectors.test", 31, 31),     //          (0)
 ];
 
