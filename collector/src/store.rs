@@ -268,6 +268,21 @@ impl Store {
             Batch::RemoteWrite(w) => {
                 st.head.append_write(&w);
                 self.metrics.samples_ingested.inc_by(n);
+                let dropped = w.dropped();
+                if dropped != Default::default() {
+                    self.metrics.remote_write_histograms_dropped.inc_by(dropped.histograms);
+                    self.metrics.remote_write_exemplars_dropped.inc_by(dropped.exemplars);
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(
+                            histograms = dropped.histograms,
+                            exemplars = dropped.exemplars,
+                            "remote_write: native histograms and exemplars are not supported and were not stored \
+                             (counted in pharos_collector_remote_write_histograms_dropped_total and \
+                             pharos_collector_remote_write_exemplars_dropped_total; this is logged once)"
+                        );
+                    });
+                }
             }
             Batch::Logs(records) => {
                 // Under the state lock: tails see batches in the order the head gets them.
@@ -1300,6 +1315,33 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path(), metrics).unwrap();
         assert_eq!(all(&store, "rw").len(), 1000, "replayed from the compressed record");
+    }
+
+    /// A request with native histograms and exemplars stores its float samples and counts the
+    /// rest, visibly (`/metrics`), instead of dropping them silently.
+    #[test]
+    fn remote_write_histograms_and_exemplars_are_counted_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let store = Store::open(dir.path(), metrics.clone()).unwrap();
+        let mut raw = snap::raw::Decoder::new().decompress_vec(&pharos_model::remote_write::encode(&[sample("rw", 1000, 0.5)])).unwrap();
+        // Append an exemplar (field 3) and a histogram (field 4) to the one TimeSeries, as a
+        // second TimeSeries message of the same series would not be: fix up the outer length.
+        let extra = [0x1a, 0x00, 0x22, 0x02, 0x08, 0x01];
+        assert_eq!(raw[0], 0x0a, "a WriteRequest starting with its series");
+        assert!(raw[1] < 0x80 - extra.len() as u8, "a one-byte series length");
+        raw[1] += extra.len() as u8;
+        let end = 2 + raw[1] as usize - extra.len();
+        raw.splice(end..end, extra);
+        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
+        assert_eq!(all(&store, "rw").len(), 1);
+        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.remote_write_exemplars_dropped.get()), (1, 1));
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("pharos_collector_remote_write_histograms_dropped_total 1"), "{text}");
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct CollectorMetrics {
     pub batches_rejected: Counter,
     /// Kafka messages consumed.
     pub kafka_messages: Counter,
+    /// Native histogram samples in remote_write requests, not stored.
+    pub remote_write_histograms_dropped: Counter,
+    /// Exemplars in remote_write requests, not stored.
+    pub remote_write_exemplars_dropped: Counter,
     /// Successful flushes (files written and published).
     pub flushes: Counter,
     /// Failed flushes (retried at the next interval; the data stays in the head).
@@ -54,6 +58,16 @@ impl CollectorMetrics {
         r.register("batches_duplicate", "Batches skipped as already ingested", self.batches_duplicate.clone());
         r.register("batches_rejected", "Batches that were not valid OTLP", self.batches_rejected.clone());
         r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
+        r.register(
+            "remote_write_histograms_dropped",
+            "Native histogram samples received by remote_write and not stored (not supported)",
+            self.remote_write_histograms_dropped.clone(),
+        );
+        r.register(
+            "remote_write_exemplars_dropped",
+            "Exemplars received by remote_write and not stored (not supported)",
+            self.remote_write_exemplars_dropped.clone(),
+        );
         r.register("flushes", "Flushes published", self.flushes.clone());
         r.register("flush_errors", "Flushes that failed", self.flush_errors.clone());
         r.register("metric_files_published", "Parquet files published", self.metric_files_published.clone());

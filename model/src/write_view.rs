@@ -7,8 +7,9 @@
 //! Wire format (prometheus/prompb `types.proto`, `remote.proto`): `WriteRequest { repeated
 //! TimeSeries timeseries = 1; … }`, `TimeSeries { repeated Label labels = 1; repeated Sample
 //! samples = 2; … }`, `Label { string name = 1; string value = 2; }`, `Sample { double value =
-//! 1; int64 timestamp = 2; }`. Other fields (metadata, exemplars, native histograms) are
-//! skipped, as the owned decoder skips them.
+//! 1; int64 timestamp = 2; }`. Metadata (field 3 of `WriteRequest`) is read; exemplars and
+//! native histograms (fields 3 and 4 of `TimeSeries`) are counted ([`WriteView::dropped`]) and
+//! skipped, as the owned decoder skips them; other fields are skipped.
 //!
 //! Each series' labels are put in the canonical order of [`crate::Labels::from_pairs`]: sorted
 //! by name, a repeated name keeps its last value, empty values dropped — so a series ingested
@@ -31,6 +32,18 @@ pub struct WriteView {
     samples: Vec<(i64, f64)>,
     /// HELP/TYPE/UNIT of families (`WriteRequest.metadata`, field 3).
     metadata: Vec<MetricMetadata>,
+    /// Exemplars (`TimeSeries` field 3) and native histogram samples (field 4) in the request,
+    /// which are not ingested.
+    dropped: Dropped,
+}
+
+/// What a remote_write request held that Pharos does not store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Exemplars.
+    pub exemplars: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
 }
 
 /// One series of a [`WriteView`].
@@ -144,7 +157,7 @@ impl WriteView {
     fn parse_into(buffers: Buffers) -> Result<WriteView> {
         let Buffers { buf, labels, series, samples } = buffers;
         let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default() };
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < len as usize {
             let (field, wire) = r.key()?;
@@ -211,6 +224,14 @@ impl WriteView {
                     }
                     self.samples.push((t, val));
                 }
+                (3, LEN) => {
+                    r.skip(LEN)?;
+                    self.dropped.exemplars += 1;
+                }
+                (4, LEN) => {
+                    r.skip(LEN)?;
+                    self.dropped.histograms += 1;
+                }
                 (_, w) => r.skip(w)?,
             }
         }
@@ -256,6 +277,11 @@ impl WriteView {
     fn str(&self, r: &Range<u32>) -> &str {
         // Checked to be UTF-8 when parsed.
         std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).unwrap_or_default()
+    }
+
+    /// Exemplars and native histogram samples the request carried (not ingested).
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
     }
 
     /// The family metadata the request carries.
@@ -504,6 +530,30 @@ mod tests {
         let mut nameless_meta = request(vec![]);
         nameless_meta.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01]);
         assert!(WriteView::parse(nameless_meta).err().unwrap().to_string().contains("metric_family_name"));
+    }
+
+    /// Exemplars and native histograms are counted, and the series' float samples still read.
+    #[test]
+    fn exemplars_and_native_histograms_are_counted_as_dropped() {
+        let name = [&[0x0a, 0x08][..], b"__name__", &[0x12, 0x02], b"up"].concat();
+        let sample = [&[0x09][..], &2.5f64.to_le_bytes(), &[0x10, 0x07]].concat();
+        // An exemplar (field 3) and two histograms (field 4), their contents opaque here.
+        let series = [
+            &[0x0a, name.len() as u8][..],
+            &name,
+            &[0x1a, 0x02, 0x10, 0x01],
+            &[0x12, sample.len() as u8],
+            &sample,
+            &[0x22, 0x02, 0x08, 0x01],
+            &[0x22, 0x00],
+        ]
+        .concat();
+        let raw = [&[0x0a, series.len() as u8][..], &series].concat();
+        let view = WriteView::parse(raw.clone()).unwrap();
+        assert_eq!(view.dropped(), Dropped { exemplars: 1, histograms: 2 });
+        assert_eq!(view.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 7, 2.5)]);
+        assert_eq!(crate::remote_write::decode_uncompressed(&raw).unwrap(), view.to_samples());
+        assert_eq!(WriteView::parse(request(vec![(vec![label("__name__", "up")], vec![(1, 1.0)])])).unwrap().dropped(), Dropped::default());
     }
 
     #[test]
