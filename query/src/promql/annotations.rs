@@ -14,7 +14,7 @@
 //! Prometheus' map keyed by the message without position), and rendered once at the end, when
 //! the query text is at hand to locate the expression.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::{Mutex, PoisonError};
 use promql_parser::parser::{AggregateExpr, Call, Expr};
@@ -30,7 +30,7 @@ pub enum Level {
 
 /// The expression a note points at: argument `arg` of a function call or of an aggregation
 /// (an aggregation's parameter is its argument 0), by the node's address in the parsed query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Anchor {
     node: usize,
     arg: usize,
@@ -53,6 +53,9 @@ impl Anchor {
 pub struct Annotations {
     /// Message (without position) → level and the expressions it was noted for.
     notes: Mutex<BTreeMap<String, (Level, Vec<Anchor>)>>,
+    /// Metrics already noted as possible non-counters, per expression: the step-by-step path
+    /// asks for every series at every step, and only the first time builds the message.
+    non_counters: Mutex<HashMap<Anchor, HashSet<String>>>,
 }
 
 /// Rendered notes, as the API answers them.
@@ -81,6 +84,14 @@ impl Annotations {
     pub fn possible_non_counter(&self, metric: &str, at: Anchor) {
         if metric.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|s| metric.ends_with(s)) {
             return;
+        }
+        {
+            let mut seen = self.non_counters.lock().unwrap_or_else(PoisonError::into_inner);
+            let metrics = seen.entry(at).or_default();
+            if metrics.contains(metric) {
+                return;
+            }
+            metrics.insert(metric.to_string());
         }
         self.add(
             Level::Info,
@@ -117,11 +128,6 @@ impl Annotations {
             ),
             at,
         );
-    }
-
-    /// True when nothing was noted.
-    pub fn is_empty(&self) -> bool {
-        self.notes.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
     }
 
     /// The notes with their positions in `query` (whose parse is `expr`), sorted by message. A
