@@ -287,13 +287,23 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     }
 
     if op == T_LIMIT_RATIO {
-        let ratio = param_scalar(&a.param)?;
-        if ratio.is_nan() {
+        let param = param_scalar(&a.param)?;
+        if param.is_nan() {
             return Err(Error::Execution(format!("Ratio value is NaN for {}", a.op)));
         }
-        // Prometheus picks series by a hash of their labels; without the same hash the
-        // selection would differ, so this stays unsupported rather than approximate.
-        return Err(Error::unsupported("aggregation limit_ratio"));
+        let ratio = param.clamp(-1.0, 1.0);
+        if ratio != param {
+            ev.annotations.invalid_ratio(param, ratio, Anchor::aggregate_param(a));
+        }
+        // Every group keeps the same series: those whose label hash falls in the ratio's part
+        // of [0, 1], as Prometheus samples them (the grouping does not change the choice).
+        let mut out = Vec::new();
+        if ratio != 0.0 {
+            for (_, members) in groups {
+                out.extend(members.into_iter().filter(|s| keeps_in_ratio(ratio, &s.labels)));
+            }
+        }
+        return Ok(Value::Vector(out));
     }
 
     if op == T_LIMITK {
@@ -450,6 +460,22 @@ pub fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `limit_ratio(ratio, …)` keeps the series `labels`: its offset, Prometheus' label
+/// hash (xxHash64 of each `name 0xff value 0xff` in name order) over the largest `u64`, is below
+/// `ratio` for a positive ratio, and at least `1 + ratio` for a negative one (the complement).
+pub fn keeps_in_ratio(ratio: f64, labels: &Labels) -> bool {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    for (name, value) in labels.iter() {
+        h.write(name.as_bytes());
+        h.write(&[0xff]);
+        h.write(value.as_bytes());
+        h.write(&[0xff]);
+    }
+    let offset = h.finish() as f64 / u64::MAX as f64;
+    if ratio >= 0.0 { offset < ratio } else { offset >= 1.0 + ratio }
 }
 
 /// The `k` of `topk`/`bottomk`/`limitk`: the parameter truncated to a count (below 1 → 0); NaN

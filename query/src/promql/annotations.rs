@@ -8,7 +8,8 @@
 //! - info: `histogram_quantile` had to force a classic histogram's buckets to be monotonic;
 //! - warning: a quantile parameter outside [0, 1] or NaN (`quantile`, `quantile_over_time`,
 //!   `histogram_quantile`);
-//! - warning: a `histogram_quantile` input sample whose `le` label is missing or not a number.
+//! - warning: a `histogram_quantile` input sample whose `le` label is missing or not a number;
+//! - warning: a `limit_ratio` ratio outside [-1, 1] (capped to it).
 //!
 //! Notes are collected while evaluating (from any thread), deduplicated by message (as
 //! Prometheus' map keyed by the message without position), and rendered once at the end, when
@@ -108,6 +109,15 @@ impl Annotations {
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
             self.add(Level::Warning, format!("{WARNING}: quantile value should be between 0 and 1, got {}", go_g(q)), at);
         }
+    }
+
+    /// `limit_ratio`'s ratio `got` was outside [-1, 1] and `capped` is used instead.
+    pub fn invalid_ratio(&self, got: f64, capped: f64, at: Anchor) {
+        self.add(
+            Level::Warning,
+            format!("{WARNING}: ratio value should be between -1 and 1, got {}, capping to {}", go_g(got), go_g(capped)),
+            at,
+        );
     }
 
     /// A `histogram_quantile` input sample of `metric` whose `le` is `le` (empty when missing)

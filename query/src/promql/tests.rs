@@ -519,8 +519,8 @@ fn unsupported_and_invalid_queries_are_bad_data() {
     let s = store();
     for q in [
         "histogram_fraction(0, 1, reqs)",
-        "limit_ratio(0.5, reqs)",
         "info(reqs)",
+        "reqs + fill(0) reqs",
     ] {
         let e = err(&s, q);
         assert!(

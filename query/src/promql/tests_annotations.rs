@@ -162,3 +162,38 @@ fn range_queries_note_the_same_step_by_step_and_through_tables() {
     let none = range_query_with(&s, q, 1000 * S, 1200 * S, 60 * S, step_table::MAX_CELLS).unwrap().annotations;
     assert!(none.infos.is_empty(), "no point, no note: {none:?}");
 }
+
+/// `limit_ratio` keeps the series Prometheus keeps. The expected sets come from xxHash64 as the
+/// Python `xxhash` package computes it over Prometheus' label encoding (`name 0xff value 0xff`
+/// in name order), offsets over 2^64: instance 0 → 0.3986, 1 → 0.2391, 2 → 0.9637,
+/// 3 → 0.3974, 4 → 0.5711, 5 → 0.3057.
+#[test]
+fn limit_ratio_keeps_the_series_prometheus_keeps() {
+    let mut s = MemStore::default();
+    for i in 0..6 {
+        s.add(&[("__name__", "http_requests"), ("instance", &i.to_string()), ("job", "api")], &[(0, i as f64)]);
+    }
+    let kept = |q: &str| -> Vec<f64> {
+        let mut v: Vec<f64> = super::tests::vector(&s, q, 10 * S).into_iter().map(|(_, v)| v).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    assert_eq!(kept("limit_ratio(0.35, http_requests)"), vec![1.0, 5.0]);
+    assert_eq!(kept("limit_ratio(0.4, http_requests)"), vec![0.0, 1.0, 3.0, 5.0]);
+    assert_eq!(kept("limit_ratio(-0.5, http_requests)"), vec![2.0, 4.0]);
+    assert_eq!(kept("limit_ratio by (instance) (0.4, http_requests)"), vec![0.0, 1.0, 3.0, 5.0], "groups choose alike");
+    assert_eq!(kept("limit_ratio(0, http_requests)"), Vec::<f64>::new());
+    // A ratio and its complement split the series.
+    assert_eq!(kept("limit_ratio(0.4, http_requests) or limit_ratio(-0.6, http_requests)"), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(kept("limit_ratio(0.4, http_requests) and limit_ratio(-0.6, http_requests)"), Vec::<f64>::new());
+    // Series keep their labels, name included.
+    let v = super::tests::vector(&s, "limit_ratio(0.25, http_requests)", 10 * S);
+    assert_eq!(v.len(), 1);
+    assert!(v[0].0.contains("http_requests") && v[0].0.contains("instance=\"1\""), "{v:?}");
+    // Out of range: capped, with Prometheus' warning; NaN fails.
+    let q = "limit_ratio(1.5, http_requests)";
+    assert_eq!(kept(q).len(), 6);
+    let w = format!("PromQL warning: ratio value should be between -1 and 1, got 1.5, capping to 1 {}", pos_of(q, "1.5"));
+    assert_eq!(notes(&s, q), (vec![w], vec![]));
+    assert!(instant_query(&s, "limit_ratio(NaN, http_requests)", 10 * S).unwrap_err().to_string().contains("Ratio value is NaN"));
+}
