@@ -238,6 +238,10 @@ struct Located {
     aggregate: bool,
     name: String,
     occurrence: usize,
+    /// Parentheses around the argument that do not count: Prometheus unwraps a function
+    /// call's arguments in place before evaluating it (`rate((x[5m]))` points at `x`), not an
+    /// aggregation's parameter.
+    parens: usize,
 }
 
 /// Walks `expr` in source order (children in the order their text appears) to find the node of
@@ -251,7 +255,7 @@ fn locate(expr: &Expr, at: Anchor) -> Option<Located> {
                 let occurrence = *n;
                 *n += 1;
                 if a as *const AggregateExpr as usize == at.node {
-                    return Some(Located { aggregate: true, name, occurrence });
+                    return Some(Located { aggregate: true, name, occurrence, parens: 0 });
                 }
                 if let Some(p) = &a.param
                     && let Some(l) = walk(p, at, seen)
@@ -266,7 +270,13 @@ fn locate(expr: &Expr, at: Anchor) -> Option<Located> {
                 let occurrence = *n;
                 *n += 1;
                 if c as *const Call as usize == at.node {
-                    return Some(Located { aggregate: false, name, occurrence });
+                    let mut parens = 0;
+                    let mut arg = c.args.args.get(at.arg).map(|a| a.as_ref());
+                    while let Some(Expr::Paren(p)) = arg {
+                        parens += 1;
+                        arg = Some(&p.expr);
+                    }
+                    return Some(Located { aggregate: false, name, occurrence, parens });
                 }
                 c.args.args.iter().find_map(|a| walk(a, at, seen))
             }
@@ -397,8 +407,17 @@ fn arg_start(q: &str, tokens: &[(usize, Tok)], node: &Located, arg: usize) -> Op
         let mut depth = 0usize;
         let mut commas = 0;
         let mut k = j + 1;
+        // The argument's first token, past the parentheses that do not count.
+        let first = |k: usize| {
+            let at = k + node.parens;
+            (tokens.get(k..at)?.iter().all(|t| t.1 == Tok::Open(b'(')))
+                .then(|| tokens.get(at))
+                .flatten()
+                .filter(|t| !matches!(t.1, Tok::Close(_)))
+                .map(|t| t.0)
+        };
         if arg == 0 {
-            return tokens.get(k).filter(|t| !matches!(t.1, Tok::Close(_))).map(|t| t.0);
+            return first(k);
         }
         while k < tokens.len() {
             match tokens[k].1 {
@@ -408,7 +427,7 @@ fn arg_start(q: &str, tokens: &[(usize, Tok)], node: &Located, arg: usize) -> Op
                 Tok::Comma if depth == 0 => {
                     commas += 1;
                     if commas == arg {
-                        return tokens.get(k + 1).map(|t| t.0);
+                        return first(k + 1);
                     }
                 }
                 _ => {}

@@ -78,9 +78,14 @@ fn rate_of_a_metric_not_named_as_a_counter_is_noted_at_its_argument() {
     for q in ["rate(http_requests_total[5m])", "increase(lat_bucket[5m])", "delta(temp[5m])", "rate(temp[1s])", "rate(nothing[5m])"] {
         assert_eq!(notes(&s, q), (vec![], vec![]), "{q}");
     }
-    // The second call of the same name, on another line, in parentheses.
-    let q = "sum(rate(http_requests_total[5m]))\n  + on() sum(increase((reqs[5m])))";
-    assert_eq!(notes(&s, q).1, vec![format!("{NOT_COUNTER} \"reqs\" {}", pos_of(q, "(reqs"))]);
+    // The second call of the same name, on another line. Prometheus unwraps parentheses
+    // around a function's arguments before evaluating it: the position is the selector's.
+    let q = "sum(rate(http_requests_total[5m]))\n  + on() sum(increase(((reqs[5m]))))";
+    assert_eq!(notes(&s, q).1, vec![format!("{NOT_COUNTER} \"reqs\" {}", pos_of(q, "reqs"))]);
+    assert!(pos_of(q, "reqs").starts_with("(2:"), "{q}");
+    // Not those of a subquery's expression, nor an aggregation's parameter.
+    let q = "rate((temp)[5m:1m])";
+    assert_eq!(notes(&s, q).1, vec![format!("{NOT_COUNTER} \"temp\" (1:6)")]);
     // One note per metric; the same metric twice points at the later expression.
     let q = "rate(temp[5m]) + rate(temp[5m] offset 1m)";
     let later = q.rfind("temp").map(|i| format!("(1:{})", i + 1)).unwrap();
@@ -103,6 +108,8 @@ fn quantile_parameters_outside_zero_to_one_are_warned_about() {
         ("sum(temp) + quantile(1e6, temp)", "1e+06", "1e6"),
         ("quantile_over_time(-1, temp[5m])", "-1", "-1"),
         ("quantile_over_time(2, (temp[5m]))", "2", "2"),
+        ("quantile_over_time((2), (temp[5m]))", "2", "2)"),
+        ("quantile((2), temp)", "2", "(2)"),
         ("histogram_quantile(1.5, rate(ok_bucket[5m]))", "1.5", "1.5"),
     ] {
         assert_eq!(notes(&s, q), (vec![format!("{BAD_QUANTILE} {got} {}", pos_of(q, at))], vec![]), "{q}");
