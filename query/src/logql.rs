@@ -9,7 +9,7 @@
 pub mod drain;
 pub mod metric;
 mod parser;
-mod template;
+pub(crate) mod template;
 pub mod pipeline;
 #[cfg(test)]
 mod tests;

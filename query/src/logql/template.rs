@@ -1663,7 +1663,7 @@ fn query_unescape(s: &str) -> Result<String, String> {
 
 /// Go's formatting of a float with verb `e`, `f` or `g` and an optional precision (`%v` is
 /// `g` with the shortest digits).
-fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
+pub(crate) fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
     if f.is_nan() {
         return "NaN".into();
     }
@@ -1710,7 +1710,7 @@ fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
 }
 
 /// Go's `strconv.Quote`.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::from('"');
     for c in s.chars() {
         match c {

@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use promql_parser::parser::{AggregateExpr, Call, Expr};
 
+use crate::logql::template::go_quote;
+
 /// Whether a note is a warning or an info.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -172,64 +174,9 @@ fn with_metric_name(message: String, metric: &str) -> String {
     if metric.is_empty() { message } else { format!("{message} for metric name {}", go_quote(metric)) }
 }
 
-/// Go's `%q` of a string: double quotes, `\"` and `\\`, and escapes for control characters.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `%g` of a float: the shortest digits that round-trip, in exponent form (`1e+06`, at
-/// least two exponent digits) when the decimal exponent is below -4 or at least 6.
+/// Go's `%g` of a float (`fmt.Sprintf("%g", v)`), as Prometheus prints numbers in messages.
 pub fn go_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let sign = if v.is_sign_negative() { "-" } else { "" };
-    if v == 0.0 {
-        return format!("{sign}0");
-    }
-    // Rust's `{:e}` prints the shortest round-trip digits: `d[.ddd]e[-]x`.
-    let e = format!("{:e}", v.abs());
-    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let nd = digits.len() as i32;
-    if !(-4..6).contains(&exp) {
-        let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-        let (es, ea) = if exp < 0 { ('-', -exp) } else { ('+', exp) };
-        return format!("{sign}{first}{frac}e{es}{ea:02}");
-    }
-    let point = exp + 1; // digits before the decimal point
-    if point <= 0 {
-        format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
-    } else if point >= nd {
-        format!("{sign}{digits}{}", "0".repeat((point - nd) as usize))
-    } else {
-        let (int, frac) = digits.split_at(point as usize);
-        format!("{sign}{int}.{frac}")
-    }
+    crate::logql::template::go_float(v, 'g', None)
 }
 
 /// A node the anchor names, found in the parsed query: a call or an aggregation, by its name

@@ -1,7 +1,8 @@
 //! Warnings and infos: Prometheus' messages, positions, and the same notes from range queries
 //! evaluated step by step and through tables.
 
-use super::annotations::{go_g, go_quote};
+use super::annotations::go_g;
+use crate::logql::template::go_quote;
 use super::tests::{MemStore, S};
 use super::*;
 
