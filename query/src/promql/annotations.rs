@@ -85,7 +85,7 @@ impl Annotations {
     /// `rate`/`increase` produced a point from a series named `metric`: an info unless the
     /// name says it is a counter.
     pub fn possible_non_counter(&self, metric: &str, at: Anchor) {
-        if metric.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|s| metric.ends_with(s)) {
+        if !not_named_as_counter(metric) {
             return;
         }
         {
@@ -168,6 +168,12 @@ impl Annotations {
         }
         out
     }
+}
+
+/// True for a metric name `rate`/`increase` note: not empty, and none of the suffixes of
+/// counters (`_total`, `_sum`, `_count`, `_bucket`).
+pub fn not_named_as_counter(metric: &str) -> bool {
+    !metric.is_empty() && !["_total", "_sum", "_count", "_bucket"].iter().any(|s| metric.ends_with(s))
 }
 
 fn with_metric_name(message: String, metric: &str) -> String {

@@ -650,8 +650,9 @@ impl Source<'_> {
         let at = Anchor::call_arg(t.call, 0);
         if t.counter.is_some() {
             for (i, l) in input.iter().enumerate() {
-                if cells.row_has_value(i) {
-                    notes.possible_non_counter(l.get(METRIC_NAME).unwrap_or(""), at);
+                let name = l.get(METRIC_NAME).unwrap_or("");
+                if super::annotations::not_named_as_counter(name) && cells.row_has_value(i) {
+                    notes.possible_non_counter(name, at);
                 }
             }
         } else if t.call.func.name == "quantile_over_time" && (0..series).any(|i| cells.row_has_value(i)) {
