@@ -414,9 +414,17 @@ impl MetricExpr {
                     }
                     leaf = grouped;
                 }
-                Ok(shifted
-                    .iter()
-                    .map(|&t| range_at(&leaf, *func, *param, query, *range_ns, t))
+                let steps: Vec<Vec<(Labels, f64)>> =
+                    shifted.iter().map(|&t| range_at(&leaf, *func, *param, query, *range_ns, t)).collect();
+                if !absent {
+                    // As Loki: a metric query fails when a series the range function gives
+                    // carries a pipeline error, unless the query filters such entries out.
+                    if let Some(labels) = steps.iter().flatten().map(|(l, _)| l).find(|l| l.get(ERROR_LABEL).is_some()) {
+                        return Err(Error::BadData(pipeline_error(labels)));
+                    }
+                }
+                Ok(steps
+                    .into_iter()
                     .map(|present| match (absent, present.is_empty()) {
                         (false, _) => present,
                         (true, true) => vec![(absent_labels(query), 1.0)],
@@ -749,6 +757,23 @@ fn range_at(
         out.push((labels.clone(), v));
     }
     out
+}
+
+/// The label a pipeline stage sets when it fails on an entry.
+const ERROR_LABEL: &str = "__error__";
+
+/// Loki's error for a metric query whose series carries `__error__` (its text, word for word:
+/// clients and users know it), naming the series as Prometheus prints label sets.
+fn pipeline_error(labels: &Labels) -> String {
+    let kind = labels.get(ERROR_LABEL).unwrap_or_default();
+    let series: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", crate::logql::template::go_quote(v))).collect();
+    format!(
+        "pipeline error: '{kind}' for series: '{{{}}}'.\n\
+         Use a label filter to intentionally skip this error. (e.g | __error__!=\"{kind}\").\n\
+         To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n\
+         The label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n",
+        series.join(", ")
+    )
 }
 
 /// The labels of `absent_over_time`'s answer: those of the selector's `=` matchers whose name

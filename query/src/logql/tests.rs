@@ -928,3 +928,35 @@ fn distinct_in_metric_queries_counts_first_occurrences_in_time_order() {
         vec![(vec![], vec![(6 * S, 7.0)])]
     );
 }
+
+/// As Loki, a metric query fails (400) when a series of its range function carries a pipeline
+/// error, naming the series and how to skip it; filtering the errors out, or grouping them
+/// away, lets it run.
+#[test]
+fn pipeline_errors_fail_metric_queries_unless_filtered() {
+    let store = Mem(vec![rec("api", S, r#"{"level":"error"}"#), rec("api", 2 * S, "not json"), rec("web", S, r#"{"level":"info"}"#)]);
+    let fails = |q: &str| {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        match m.evaluate(&store, &[3 * S]) {
+            Err(Error::BadData(msg)) => msg,
+            other => panic!("{q}: expected a pipeline error, got {other:?}"),
+        }
+    };
+    for q in [r#"count_over_time({app=~".+"} | json [5s])"#, r#"sum(rate({app=~".+"} | json [5s]))"#] {
+        let msg = fails(q);
+        assert!(msg.starts_with(r#"pipeline error: 'JSONParserErr' for series: '{__error__="JSONParserErr", "#), "{msg}");
+        assert!(msg.contains(r#"app="api"}'."#) && !msg.contains("web"), "{msg}");
+        assert!(msg.ends_with(
+            "Use a label filter to intentionally skip this error. (e.g | __error__!=\"JSONParserErr\").\n\
+             To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n\
+             The label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n"
+        ));
+    }
+    let counts = |q: &str| -> Vec<(Vec<(String, String)>, f64)> {
+        eval_on(&store, q, &[3 * S]).into_iter().map(|(l, p)| (l, p[0].1)).collect()
+    };
+    let level = |a: &str, l: &str| vec![("app".to_string(), a.to_string()), ("level".to_string(), l.to_string())];
+    assert_eq!(counts(r#"count_over_time({app=~".+"} | json | __error__="" [5s])"#), vec![(level("api", "error"), 1.0), (level("web", "info"), 1.0)]);
+    assert_eq!(counts(r#"sum(count_over_time({app=~".+"} | json | __error__!="JSONParserErr" [5s]))"#), vec![(vec![], 2.0)]);
+    assert_eq!(counts(r#"count_over_time({app=~".+"} [5s])"#).len(), 2, "no parser, no error");
+}
