@@ -61,6 +61,9 @@ pub struct LogQuery {
     pub stages: Vec<Stage>,
     /// `| unwrap name` (metric queries only): the label whose value becomes the sample.
     pub unwrap: Option<(String, NumberUnit)>,
+    /// Label filters after `unwrap`: they run after the value's conversion, so they see the
+    /// `__error__` of a value that did not convert.
+    pub after_unwrap: Vec<Stage>,
 }
 
 /// A parsed query of either kind.
@@ -168,7 +171,7 @@ impl LogQuery {
                 | Stage::LineFormat(_) => return None,
             }
         }
-        Some(LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone() })
+        Some(LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone(), after_unwrap: self.after_unwrap.clone() })
     }
 
     /// Runs the pipeline on one line with its stream labels; None when a stage drops it.
@@ -187,7 +190,7 @@ impl LogQuery {
     /// query's own ordered pass (the stages after it must see only what `distinct` let through).
     pub fn before_distinct(&self) -> LogQuery {
         let stages = self.stages.iter().take_while(|s| !matches!(s, Stage::Distinct(_))).cloned().collect();
-        LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone() }
+        LogQuery { matchers: self.matchers.clone(), stages, unwrap: self.unwrap.clone(), after_unwrap: self.after_unwrap.clone() }
     }
 
     /// [`Self::process_record`] with the `distinct` stages filtering by what `seen` has let

@@ -682,7 +682,8 @@ fn load(
         };
         let value = match (&query.unwrap, func) {
             (Some((name, unit)), _) => {
-                let Some(v) = labels.remove(name) else {
+                // An entry without the label (or with it empty) has no value, as in Loki.
+                let Some(v) = labels.remove(name).filter(|v| !v.is_empty()) else {
                     continue;
                 };
                 let parsed = match unit {
@@ -690,7 +691,20 @@ fn load(
                     NumberUnit::Duration => pipeline::parse_duration_secs(&v),
                     NumberUnit::Bytes => pipeline::parse_bytes(&v),
                 };
-                let Some(x) = parsed else { continue };
+                let x = match parsed {
+                    Some(x) => x,
+                    None => {
+                        // As Loki: the entry is marked, and fails the query unless a filter
+                        // after `unwrap` (`| __error__=""`) drops it.
+                        labels.insert(ERROR_LABEL.to_string(), "SampleExtractionErr".to_string());
+                        labels.insert("__error_details__".to_string(), conversion_error(*unit, &v));
+                        0.0
+                    }
+                };
+                let mut line = line;
+                if !query.after_unwrap.iter().all(|s| s.apply(&mut labels, &r.labels, &mut line, r.timestamp_ns)) {
+                    continue;
+                }
                 x
             }
             (None, RangeFn::BytesOverTime | RangeFn::BytesRate) => line.len() as f64,
@@ -761,6 +775,16 @@ fn range_at(
 
 /// The label a pipeline stage sets when it fails on an entry.
 const ERROR_LABEL: &str = "__error__";
+
+/// Go's error text for an unwrapped value that does not convert (what Loki puts in
+/// `__error_details__`).
+fn conversion_error(unit: NumberUnit, value: &str) -> String {
+    let quoted = crate::logql::template::go_quote(value);
+    match unit {
+        NumberUnit::Plain | NumberUnit::Bytes => format!("strconv.ParseFloat: parsing {quoted}: invalid syntax"),
+        NumberUnit::Duration => format!("time: invalid duration {quoted}"),
+    }
+}
 
 /// Loki's error for a metric query whose series carries `__error__` (its text, word for word:
 /// clients and users know it), naming the series as Prometheus prints label sets.

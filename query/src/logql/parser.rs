@@ -435,10 +435,14 @@ impl<'a> Cursor<'a> {
                 }
                 _ => Stage::LabelFilter(self.label_or()?),
             };
-            if q.unwrap.is_some() && !matches!(stage, Stage::LabelFilter(_)) {
-                return Err(Error::unsupported(
-                    "stages other than label filters after `unwrap`",
-                ));
+            if q.unwrap.is_some() {
+                if !matches!(stage, Stage::LabelFilter(_)) {
+                    return Err(Error::unsupported(
+                        "stages other than label filters after `unwrap`",
+                    ));
+                }
+                q.after_unwrap.push(stage);
+                continue;
             }
             q.stages.push(stage);
         }
@@ -536,6 +540,7 @@ impl<'a> Cursor<'a> {
             matchers,
             stages: Vec::new(),
             unwrap: None,
+            after_unwrap: Vec::new(),
         };
         self.pipeline(&mut q)?;
         Ok(q)
@@ -686,6 +691,7 @@ impl<'a> Cursor<'a> {
                 matchers,
                 stages: Vec::new(),
                 unwrap: None,
+                after_unwrap: Vec::new(),
             };
             self.skip_ws();
             let mut range = None;

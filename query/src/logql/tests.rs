@@ -852,7 +852,7 @@ fn sums_that_drop_the_level_read_no_severity() {
     );
     // A stage may read the level; a function over unwrapped values is not a sum per record.
     assert_eq!(run(r#"sum(count_over_time({app=~".+"} | detected_level="error" [10s]))"#), (vec![(vec![], at4(2.0))], false));
-    assert!(!run(r#"sum(max_over_time({app=~".+"} | regexp "(?P<n>[a-z]+)$" | unwrap n [10s]))"#).1);
+    assert!(!run(r#"sum(max_over_time({app=~".+"} | regexp "(?P<n>[a-z]+)$" | unwrap n | __error__="" [10s]))"#).1);
 }
 
 #[test]
@@ -959,4 +959,42 @@ fn pipeline_errors_fail_metric_queries_unless_filtered() {
     assert_eq!(counts(r#"count_over_time({app=~".+"} | json | __error__="" [5s])"#), vec![(level("api", "error"), 1.0), (level("web", "info"), 1.0)]);
     assert_eq!(counts(r#"sum(count_over_time({app=~".+"} | json | __error__!="JSONParserErr" [5s]))"#), vec![(vec![], 2.0)]);
     assert_eq!(counts(r#"count_over_time({app=~".+"} [5s])"#).len(), 2, "no parser, no error");
+}
+
+/// An unwrapped value that does not convert marks its entry `SampleExtractionErr` (with Go's
+/// error text as details), which fails the query as Loki does, unless a label filter after
+/// `unwrap` drops it; an entry without the label has no value and no error.
+#[test]
+fn unwrap_conversion_errors_fail_unless_filtered_after_unwrap() {
+    let store = Mem(vec![
+        rec("api", S, "latency=1.5 took=2s"),
+        rec("api", 2 * S, "latency=abc took=soon"),
+        rec("api", 3 * S / 2, "no value here"),
+        rec("api", 5 * S / 2, "latency=2.5 took=1m"),
+    ]);
+    let run = |q: &str| {
+        let Query::Metric(m) = parse_query(q).unwrap() else { panic!("not a metric query") };
+        m.evaluate(&store, &[3 * S]).map(|v| v.into_iter().map(|(_, p)| p[0].1).collect::<Vec<f64>>())
+    };
+    let msg = match run(r#"sum_over_time({app="api"} | logfmt | unwrap latency [5s])"#) {
+        Err(Error::BadData(m)) => m,
+        other => panic!("expected a pipeline error, got {other:?}"),
+    };
+    assert!(
+        msg.starts_with(
+            r#"pipeline error: 'SampleExtractionErr' for series: '{__error__="SampleExtractionErr", __error_details__="strconv.ParseFloat: parsing \"abc\": invalid syntax", app="api", took="soon"}'."#
+        ),
+        "{msg}"
+    );
+    // Each value's series keeps the other extracted label (`took`): one series per entry.
+    assert_eq!(run(r#"sum(sum_over_time({app="api"} | logfmt | unwrap latency | __error__="" [5s]))"#).unwrap(), vec![4.0]);
+    assert!(
+        matches!(run(r#"sum_over_time({app="api"} | logfmt | unwrap latency | __error__!="" [5s])"#), Err(Error::BadData(_))),
+        "kept errors fail"
+    );
+    // A filter before `unwrap` cannot see the conversion's error: the query still fails.
+    assert!(run(r#"sum_over_time({app="api"} | logfmt | __error__="" | unwrap latency [5s])"#).is_err());
+    let msg = format!("{:?}", run(r#"sum_over_time({app="api"} | logfmt | unwrap duration(took) [5s])"#).unwrap_err());
+    assert!(msg.contains(r#"time: invalid duration \\\"soon\\\""#), "{msg}");
+    assert_eq!(run(r#"sum(sum_over_time({app="api"} | logfmt | unwrap duration(took) | __error__="" [5s]))"#).unwrap(), vec![62.0]);
 }
