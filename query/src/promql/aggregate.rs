@@ -209,17 +209,23 @@ fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels 
 /// Evaluates an aggregation at `t`.
 pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     let op = a.op.id();
-    if op == T_QUANTILE
-        && let Some(p) = &a.param
-    {
-        ev.annotations.check_quantile(ev.eval_scalar(p, t)?, Anchor::aggregate_param(a));
-    }
+    // `quantile`'s φ, evaluated once per step (and checked, as Prometheus does, at every
+    // step, with or without input); NaN for the other operators.
+    let q = match (op, &a.param) {
+        (T_QUANTILE, Some(p)) => {
+            let q = ev.eval_scalar(p, t)?;
+            ev.annotations.check_quantile(q, Anchor::aggregate_param(a));
+            q
+        }
+        (T_QUANTILE, None) => return Err(Error::BadData(format!("{} requires a parameter", a.op))),
+        _ => f64::NAN,
+    };
     if let Some(table) = ev.tables.aggregate(a)
         && let Some(i) = table.step_index(t)
     {
         return Ok(Value::Vector(table.vector(i)));
     }
-    if let Some(out) = tabulated(ev, a, t)? {
+    if let Some(out) = tabulated(ev, a, t, q)? {
         return Ok(Value::Vector(out));
     }
     let input = ev.eval_vector(&a.expr, t)?;
@@ -339,11 +345,6 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         return Ok(Value::Vector(out));
     }
 
-    let q = if op == T_QUANTILE {
-        param_scalar(&a.param)?
-    } else {
-        f64::NAN
-    };
     let mut out = Vec::with_capacity(groups.len());
     for (labels, members) in groups {
         let value = reduce(op, members.iter().map(|s| s.value), q)
@@ -376,9 +377,9 @@ fn reduce(op: TokenId, values: impl Iterator<Item = f64> + Clone, q: f64) -> Opt
 
 /// A reducing aggregation of a tabulated expression at `t` (see
 /// [`super::step_table`]): the table maps each series to its group once per query, so a step
-/// only buckets the present values. `None` when the aggregation or its input is not of that
+/// only buckets the present values (`q`: `quantile`'s φ). `None` when the aggregation or its input is not of that
 /// kind.
-fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Option<Vec<Sample>>> {
+fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64, q: f64) -> Result<Option<Vec<Sample>>> {
     let op = a.op.id();
     if !REDUCING.contains(&op) {
         return Ok(None);
@@ -401,11 +402,6 @@ fn tabulated(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Option<Vec<Sam
         }
         members[slot[g]].push(value);
     }
-    let q = match (op, &a.param) {
-        (T_QUANTILE, Some(p)) => ev.eval_scalar(p, t)?,
-        (T_QUANTILE, None) => return Err(Error::BadData(format!("{} requires a parameter", a.op))),
-        _ => f64::NAN,
-    };
     let mut out = Vec::with_capacity(order.len());
     for (g, values) in order.into_iter().zip(members) {
         let value = reduce(op, values.iter().copied(), q)

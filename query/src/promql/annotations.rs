@@ -23,7 +23,7 @@ use promql_parser::parser::{AggregateExpr, Call, Expr};
 use crate::logql::template::go_quote;
 
 /// Whether a note is a warning or an info.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// `PromQL warning: …`: the answer may not be what was meant.
     Warning,
