@@ -18,10 +18,9 @@ use crate::error::{Error, Result};
 
 /// Evaluates a binary expression at `t`.
 pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
-    if let Some(m) = &b.modifier
-        && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-    {
-        return Err(Error::unsupported("the fill modifier of binary operators"));
+    let fill = b.modifier.as_ref().map(|m| Fill { lhs: m.fill_values.lhs, rhs: m.fill_values.rhs }).unwrap_or_default();
+    if fill.any() && matches!(b.op.id(), T_LAND | T_LOR | T_LUNLESS) {
+        return Err(Error::BadData("filling in missing series not allowed for set operators".into()));
     }
     if let Some(table) = ev.tables.binary(b)
         && let Some(i) = table.step_index(t)
@@ -54,7 +53,7 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
                         .as_ref()
                         .map(|m| m.card.clone())
                         .unwrap_or(VectorMatchCardinality::OneToOne);
-                    vector_vector(op, l, r, &derived, &card, return_bool)
+                    vector_vector(op, l, r, &derived, &card, fill, return_bool)
                         .and_then(check_unique)
                         .map(Value::Vector)
                 }
@@ -321,15 +320,35 @@ fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, derived: &Derived<'_>) ->
     }
 }
 
+/// The values `fill`, `fill_left` and `fill_right` give a side's missing series, as written
+/// (Prometheus applies them after swapping the sides of `group_right`, and so does Pharos).
+#[derive(Clone, Copy, Default)]
+struct Fill {
+    lhs: Option<f64>,
+    rhs: Option<f64>,
+}
+
+impl Fill {
+    fn any(self) -> bool {
+        self.lhs.is_some() || self.rhs.is_some()
+    }
+}
+
+/// Prometheus' `VectorBinop`: the "many" side (the left one, the right one for `group_right`)
+/// is iterated and the "one" side indexed by signature. A "many" element without a match is
+/// paired with `fill.rhs`, then each "one" element no "many" element matched with `fill.lhs`,
+/// a filled element carrying the signature's labels.
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     op: u16,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
     derived: &Derived<'_>,
     card: &VectorMatchCardinality,
+    fill: Fill,
     return_bool: bool,
 ) -> Result<Vec<Sample>> {
-    if lhs.is_empty() || rhs.is_empty() {
+    if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !fill.any()) {
         return Ok(Vec::new());
     }
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -339,7 +358,6 @@ fn vector_vector(
         }
         _ => Vec::new(),
     };
-    // The "many" side is iterated, the "one" side indexed by signature.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let one_sigs: Vec<Labels> = one.iter().map(|s| derived.signature(&s.labels)).collect();
     let many_sigs: Vec<Labels> = many.iter().map(|s| derived.signature(&s.labels)).collect();
@@ -348,6 +366,8 @@ fn vector_vector(
     let by_address = derived.memo.is_canonical();
     let key = |sig: &Labels| if by_address { SigKey::Address(sig.ptr_id()) } else { SigKey::Content(sig.clone()) };
     let mut one_by_sig: HashMap<SigKey, (Labels, Sample)> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
+    // The "one" side's signatures in input order, for the filled results' order.
+    let mut one_order: Vec<SigKey> = Vec::new();
     for (s, sig) in one.into_iter().zip(one_sigs) {
         if let Some((_, dup)) = one_by_sig.get(&key(&sig)) {
             let side = if one_to_many { "left" } else { "right" };
@@ -362,43 +382,64 @@ fn vector_vector(
                 go_labels(&sig)
             )));
         }
+        if fill.lhs.is_some() {
+            one_order.push(key(&sig));
+        }
         one_by_sig.insert(key(&sig), (sig, s));
     }
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashMap<SigKey, HashSet<Labels>> = HashMap::default();
-    let mut matched_sigs: HashSet<SigKey> = HashSet::default();
+    // The signatures matched (or filled) so far and, unless one-to-one, the result label sets
+    // each produced.
+    let mut matched: HashMap<SigKey, Option<HashSet<Labels>>> = HashMap::default();
     let mut out = Vec::new();
-    for (m, sig) in many.into_iter().zip(many_sigs) {
-        let sig = key(&sig);
-        let Some((_, o)) = one_by_sig.get(&sig) else {
-            continue;
-        };
-        let (l, r) = if one_to_many {
-            (o.value, m.value)
-        } else {
-            (m.value, o.value)
-        };
+    // Prometheus' `doBinOp`: the duplicate checks come before a comparison drops the element.
+    let pair = |m: &Sample, o: &Sample, sig: SigKey, matched: &mut HashMap<SigKey, Option<HashSet<Labels>>>, out: &mut Vec<Sample>| -> Result<()> {
+        let (l, r) = if one_to_many { (o.value, m.value) } else { (m.value, o.value) };
         let value = pair_element(op, l, r, return_bool)?;
-        // Prometheus detects many-to-one without group_* even when a comparison drops the
-        // colliding samples.
-        if one_to_one && !matched_sigs.insert(sig.clone()) {
-            return Err(Error::Execution(
-                "multiple matches for labels: many-to-one matching must be explicit \
-                 (group_left/group_right)"
-                    .into(),
-            ));
+        let result_labels = || derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
+        if one_to_one {
+            if matched.insert(sig, None).is_some() {
+                return Err(Error::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit \
+                     (group_left/group_right)"
+                        .into(),
+                ));
+            }
+            if let Some(value) = value {
+                out.push(Sample { labels: result_labels(), value });
+            }
+            return Ok(());
         }
-        let Some(value) = value else {
-            continue;
-        };
-        let labels = derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
-        // One-to-one: `matched_sigs` above already let each signature through once.
-        if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {
+        let labels = result_labels();
+        if !matched.entry(sig).or_insert_with(|| Some(HashSet::default())).get_or_insert_default().insert(labels.clone()) {
             return Err(Error::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
-        out.push(Sample { labels, value });
+        if let Some(value) = value {
+            out.push(Sample { labels, value });
+        }
+        Ok(())
+    };
+    for (m, sig) in many.into_iter().zip(many_sigs) {
+        match one_by_sig.get(&key(&sig)) {
+            Some((_, o)) => pair(&m, o, key(&sig), &mut matched, &mut out)?,
+            None => {
+                if let Some(value) = fill.rhs {
+                    let k = key(&sig);
+                    pair(&m, &Sample { labels: sig, value }, k, &mut matched, &mut out)?;
+                }
+            }
+        }
+    }
+    if let Some(value) = fill.lhs {
+        for k in one_order {
+            if matched.contains_key(&k) {
+                continue;
+            }
+            let (sig, o) = &one_by_sig[&k];
+            pair(&Sample { labels: sig.clone(), value }, o, k, &mut matched, &mut out)?;
+        }
     }
     Ok(out)
 }
@@ -411,7 +452,7 @@ enum SigKey {
 }
 
 /// Labels as Go's `labels.Labels.String()` prints them: `{__name__="m", a="b"}`.
-fn go_labels(labels: &Labels) -> String {
+pub(crate) fn go_labels(labels: &Labels) -> String {
     let pairs: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.to_string())))

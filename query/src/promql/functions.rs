@@ -70,6 +70,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
     }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
+        "info" => super::info::eval(ev, c, t).map(Value::Vector),
         "timestamp" => super::time_functions::timestamp(ev, arg(0)?, t),
         "min_of" | "max_of" => {
             let (a, b) = (ev.eval_scalar(arg(0)?, t)?, ev.eval_scalar(arg(1)?, t)?);

@@ -10,6 +10,7 @@ mod binary;
 mod eval;
 pub(crate) mod functions;
 mod histogram;
+mod info;
 pub(crate) mod range_functions;
 mod selector;
 mod step_table;
@@ -21,6 +22,8 @@ mod value;
 pub(crate) mod tests;
 #[cfg(test)]
 mod tests_annotations;
+#[cfg(test)]
+mod tests_info_fill;
 #[cfg(test)]
 mod tests_step_table;
 #[cfg(test)]

@@ -10,7 +10,7 @@ use pharos_model::otlp::is_stale_nan;
 use pharos_model::select::MatchOp as ModelMatchOp;
 use pharos_model::{LabelMatcher, Labels, METRIC_NAME, MetricsReader, Series};
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
 
 use super::value::{RangeSeries, Sample};
 use crate::error::{Error, Result};
@@ -36,16 +36,21 @@ pub struct Frame {
 #[derive(Default)]
 pub struct Fetched {
     by_selector: HashMap<usize, Loaded>,
+    /// The info series of each `info()` call, keyed by the call's address.
+    by_info_call: HashMap<usize, Loaded>,
     /// Selectors not loaded: their samples were read into step tables as they streamed by.
     skip: HashSet<usize>,
     /// Samples read so.
     streamed: usize,
+    /// Subqueries around the expression [`Fetched::walk`] is at.
+    subquery_depth: usize,
 }
 
 impl Fetched {
     /// Samples read for all selectors.
     pub fn samples(&self) -> u64 {
-        self.streamed as u64 + self.by_selector.values().flat_map(|l| &l.series).map(|s| s.samples.len() as u64).sum::<u64>()
+        let loaded = self.by_selector.values().chain(self.by_info_call.values());
+        self.streamed as u64 + loaded.flat_map(|l| &l.series).map(|s| s.samples.len() as u64).sum::<u64>()
     }
 }
 
@@ -54,6 +59,8 @@ impl Fetched {
 struct Loaded {
     series: Vec<Series>,
     upto_hints: Vec<AtomicUsize>,
+    /// For an `info()` call evaluated once for all steps: that step's time.
+    pinned_at: Option<i64>,
 }
 
 /// How many of `samples` (time ordered) are at or before `at`, searched from where `hint` says
@@ -204,6 +211,11 @@ impl Fetched {
                 }
                 self.walk(reader, &a.expr, frame, span, total)
             }
+            Expr::Call(c) if c.func.name == "info" => {
+                let base = c.args.args.first().ok_or_else(|| Error::BadData("info() needs an argument".into()))?;
+                self.walk(reader, base, frame, span, total)?;
+                self.fetch_info(reader, c, base, frame, span, total)
+            }
             Expr::Call(c) => {
                 for arg in &c.args.args {
                     self.walk(reader, arg, frame, span, total)?;
@@ -224,7 +236,10 @@ impl Fetched {
                 let first = super::subquery::reference_time(sq, frame, span.0);
                 let last = super::subquery::reference_time(sq, frame, span.1);
                 let inner = (first.saturating_sub(range_ms), last);
-                self.walk(reader, &sq.expr, frame, inner, total)
+                self.subquery_depth += 1;
+                let walked = self.walk(reader, &sq.expr, frame, inner, total);
+                self.subquery_depth -= 1;
+                walked
             }
             Expr::Extension(_) => Err(Error::unsupported("extension expression")),
         }
@@ -243,12 +258,54 @@ impl Fetched {
             return Ok(());
         }
         let (from, last) = fetch_bounds(vs, range_ms, frame, span);
+        let loaded = Self::select(reader, matcher_groups(vs), from, last, total, &|| vs.to_string())?;
+        self.by_selector.insert(key(vs), loaded);
+        Ok(())
+    }
+
+    /// Loads the info series `info()` call `c` may join, over the times its base expression
+    /// `base` reads: those of its first selector, as Prometheus' select hints for info series
+    /// (the query's span with that selector's `@` and `offset`, back by the lookback delta).
+    fn fetch_info(
+        &mut self,
+        reader: &dyn MetricsReader,
+        c: &Call,
+        base: &Expr,
+        frame: Frame,
+        span: (i64, i64),
+        total: &mut usize,
+    ) -> Result<()> {
+        let (from, last) = match first_selector(base) {
+            Some(vs) => fetch_bounds(vs, LOOKBACK_MS, frame, span),
+            None => (span.0.saturating_sub(LOOKBACK_MS).saturating_add(1), span.1),
+        };
+        let matchers = super::info::info_matchers(c)?.iter().map(model_matcher).collect();
+        let mut loaded = Self::select(reader, vec![matchers], from, last, total, &|| format!("info series of {c}"))?;
+        // Prometheus evaluates a step-invariant call once, at the first step, for all steps:
+        // `info(v)` is one when `v` is (e.g. pinned by `@`), and then its info series are the
+        // ones at that step. Inside subqueries (other first steps) each step is evaluated.
+        if self.subquery_depth == 0 && c.args.args.len() == 1 && step_invariant(base) {
+            loaded.pinned_at = Some(frame.start_ms);
+        }
+        self.by_info_call.insert(c as *const Call as usize, loaded);
+        Ok(())
+    }
+
+    /// The series matching any of `groups` in `[from, last]`.
+    fn select(
+        reader: &dyn MetricsReader,
+        groups: Vec<Vec<LabelMatcher>>,
+        from: i64,
+        last: i64,
+        total: &mut usize,
+        what: &dyn Fn() -> String,
+    ) -> Result<Loaded> {
         let mut seen: HashMap<Labels, usize, ahash::RandomState> = HashMap::default();
         let mut series: Vec<Series> = Vec::new();
-        for group in matcher_groups(vs) {
+        for group in groups {
             let found = reader
                 .select_series(&group, from, last)
-                .map_err(|e| Error::Internal(format!("reading series for {vs}: {e}")))?;
+                .map_err(|e| Error::Internal(format!("reading series for {}: {e}", what())))?;
             for s in found {
                 if seen.contains_key(&s.labels) {
                     continue; // matched by two `or` alternatives
@@ -262,8 +319,7 @@ impl Fetched {
             }
         }
         let upto_hints = series.iter().map(|_| AtomicUsize::new(0)).collect();
-        self.by_selector.insert(key(vs), Loaded { series, upto_hints });
-        Ok(())
+        Ok(Loaded { series, upto_hints, pinned_at: None })
     }
 
     /// Every series fetched for `vs`.
@@ -284,19 +340,23 @@ impl Fetched {
     /// Per series the latest sample in `(at - 5m, at]` unless it is a staleness marker, mapped
     /// by `value(timestamp_ms, value)`.
     fn latest(&self, vs: &VectorSelector, at: i64, value: impl Fn(i64, f64) -> f64) -> Result<Vec<Sample>> {
-        let mut out = Vec::new();
-        let loaded = self.loaded(vs)?;
-        for (s, hint) in loaded.series.iter().zip(&loaded.upto_hints) {
-            let idx = samples_upto(&s.samples, at, hint);
-            if idx == 0 {
-                continue;
-            }
-            let (ts, v) = s.samples[idx - 1];
-            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
-                out.push(Sample { labels: s.labels.clone(), value: value(ts, v) });
-            }
-        }
-        Ok(out)
+        Ok(latest_in(self.loaded(vs)?, at, value))
+    }
+
+    /// The info series of `info()` call `c` at `at`, each sample's value its timestamp (ms).
+    pub fn info_series(&self, c: &Call, at: i64) -> Result<Vec<Sample>> {
+        Ok(latest_in(self.info_loaded(c)?, at, |ts, _| ts as f64))
+    }
+
+    /// The time `info()` call `c` is evaluated at when the query is at `t`.
+    pub fn info_time(&self, c: &Call, t: i64) -> Result<i64> {
+        Ok(self.info_loaded(c)?.pinned_at.unwrap_or(t))
+    }
+
+    fn info_loaded(&self, c: &Call) -> Result<&Loaded> {
+        self.by_info_call
+            .get(&(c as *const Call as usize))
+            .ok_or_else(|| Error::Internal(format!("info series of {c} were not loaded")))
     }
 
     /// Like [`Fetched::instant`], with each sample's timestamp (seconds) as its value.
@@ -346,6 +406,75 @@ impl Fetched {
             out.push((s.labels.clone(), points));
         }
         Ok(out)
+    }
+}
+
+/// Per series of `loaded` the latest sample in `(at - 5m, at]` unless it is a staleness marker,
+/// mapped by `value(timestamp_ms, value)`.
+fn latest_in(loaded: &Loaded, at: i64, value: impl Fn(i64, f64) -> f64) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for (s, hint) in loaded.series.iter().zip(&loaded.upto_hints) {
+        let idx = samples_upto(&s.samples, at, hint);
+        if idx == 0 {
+            continue;
+        }
+        let (ts, v) = s.samples[idx - 1];
+        if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+            out.push(Sample { labels: s.labels.clone(), value: value(ts, v) });
+        }
+    }
+    out
+}
+
+/// Whether Prometheus evaluates `expr` once for all steps (its `preprocessExpr`): selectors
+/// and subqueries pinned by `@`, literals, and what is built of them only (not `time()` and
+/// the other functions of the evaluation time).
+fn step_invariant(expr: &Expr) -> bool {
+    match expr {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some(),
+        Expr::Paren(p) => step_invariant(&p.expr),
+        Expr::Unary(u) => step_invariant(&u.expr),
+        Expr::Binary(b) => step_invariant(&b.lhs) && step_invariant(&b.rhs),
+        Expr::Aggregate(a) => step_invariant(&a.expr),
+        Expr::Call(c) => {
+            !AT_MODIFIER_UNSAFE.contains(&c.func.name) && c.args.args.iter().all(|a| step_invariant(a))
+        }
+        Expr::Extension(_) => false,
+    }
+}
+
+/// Functions whose result depends on the evaluation time even over pinned arguments
+/// (Prometheus' `AtModifierUnsafeFunctions`).
+const AT_MODIFIER_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// The first vector selector of `expr` in Prometheus' walk order (a node before its children,
+/// children left to right).
+fn first_selector(expr: &Expr) -> Option<&VectorSelector> {
+    match expr {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        Expr::Paren(p) => first_selector(&p.expr),
+        Expr::Unary(u) => first_selector(&u.expr),
+        Expr::Subquery(sq) => first_selector(&sq.expr),
+        Expr::Binary(b) => first_selector(&b.lhs).or_else(|| first_selector(&b.rhs)),
+        Expr::Aggregate(a) => first_selector(&a.expr).or_else(|| a.param.as_deref().and_then(first_selector)),
+        Expr::Call(c) => c.args.args.iter().find_map(|a| first_selector(a)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => None,
     }
 }
 
