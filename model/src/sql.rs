@@ -29,6 +29,9 @@ pub struct SqlScanStats {
     pub files_pruned: u64,
     /// Rows taken from the in-memory head.
     pub head_rows: u64,
+    /// Bytes sorts, aggregations and joins wrote to disk because the query's memory limit
+    /// would have been exceeded.
+    pub spilled_bytes: u64,
 }
 
 /// The answer of a SQL query.

@@ -10,7 +10,9 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMill
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use pharos_model::sql::{SqlAnswer, SqlColumn, SqlError, SqlFuture, SqlLimits, SqlReader};
 use serde_json::Value;
@@ -22,12 +24,20 @@ use crate::{Error, Result, Store};
 /// Threads of the pool queries run on, apart from the HTTP workers.
 const QUERY_THREADS: usize = 2;
 
+/// Most bytes the sorts and aggregations of one query may spill to disk.
+const MAX_SPILL_BYTES: u64 = 16 << 30;
+
+/// The directory under the data directory queries spill into (each query in a directory of
+/// its own, removed when it ends).
+pub const SPILL_DIR: &str = "sql-spill";
+
 /// Runs SQL over the `metrics` table of a [`Store`]; implements [`SqlReader`] for the query
 /// layer. Queries run on a small dedicated tokio runtime, so a heavy scan never stalls ingest
 /// or the HTTP workers; a query is cancelled when it times out or its caller goes away.
 pub struct SqlEngine {
     store: Arc<Store>,
     data_dir: PathBuf,
+    spill_dir: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -35,13 +45,19 @@ impl SqlEngine {
     /// An engine over `store`.
     pub fn new(store: Arc<Store>) -> Result<SqlEngine> {
         let data_dir = std::fs::canonicalize(store.data_dir()).map_err(|e| Error::io(store.data_dir(), e))?;
+        // Spill files left by a process that did not end cleanly.
+        let spill_dir = data_dir.join(SPILL_DIR);
+        if spill_dir.exists() {
+            std::fs::remove_dir_all(&spill_dir).map_err(|e| Error::io(&spill_dir, e))?;
+        }
+        std::fs::create_dir_all(&spill_dir).map_err(|e| Error::io(&spill_dir, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(QUERY_THREADS)
             .thread_name("pharos-sql")
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("starting the SQL thread pool: {e}")))?;
-        Ok(SqlEngine { store, data_dir, runtime: Some(runtime) })
+        Ok(SqlEngine { store, data_dir, spill_dir, runtime: Some(runtime) })
     }
 }
 
@@ -68,7 +84,7 @@ impl SqlReader for SqlEngine {
             return Box::pin(async { Err(SqlError::Internal("the SQL engine is shut down".into())) });
         };
         let metrics = self.store.metrics.clone();
-        let task = runtime.spawn(run(self.store.clone(), self.data_dir.clone(), query, limits));
+        let task = runtime.spawn(run(self.store.clone(), self.data_dir.clone(), self.spill_dir.clone(), query, limits));
         let _abort = AbortOnDrop(task.abort_handle());
         Box::pin(async move {
             let _abort = _abort;
@@ -96,12 +112,26 @@ impl SqlReader for SqlEngine {
 }
 
 /// Plans and runs `query`, keeping at most `limits.max_rows` rows, its operators' memory
-/// bounded by `limits.max_memory_bytes` (no spilling: a query over the limit fails).
-async fn run(store: Arc<Store>, data_dir: PathBuf, query: String, limits: SqlLimits) -> std::result::Result<SqlAnswer, SqlError> {
+/// bounded by `limits.max_memory_bytes`: sorts, aggregations and joins that can spill do so
+/// into `spill_dir` (at most [`MAX_SPILL_BYTES`]); a query that still needs more fails.
+async fn run(
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    spill_dir: PathBuf,
+    query: String,
+    limits: SqlLimits,
+) -> std::result::Result<SqlAnswer, SqlError> {
     let max_rows = limits.max_rows;
     let counters = Arc::new(ScanCounters::default());
     let config = SessionConfig::new().with_target_partitions(QUERY_THREADS).with_information_schema(true);
-    let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.max_memory_bytes, 1.0).build_arc().map_err(classify)?;
+    let disk = DiskManagerBuilder::default()
+        .with_mode(DiskManagerMode::Directories(vec![spill_dir]))
+        .with_max_temp_directory_size(MAX_SPILL_BYTES);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.max_memory_bytes, 1.0)
+        .with_disk_manager_builder(disk)
+        .build_arc()
+        .map_err(classify)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(LabelFunction::udf());
     ctx.register_table("metrics", Arc::new(MetricsTable::new(store, data_dir, counters.clone())))
@@ -114,7 +144,8 @@ async fn run(store: Arc<Store>, data_dir: PathBuf, query: String, limits: SqlLim
         .iter()
         .map(|f| SqlColumn { name: f.name().clone(), data_type: f.data_type().to_string() })
         .collect();
-    let mut stream = frame.execute_stream().await.map_err(classify)?;
+    let plan = frame.create_physical_plan().await.map_err(classify)?;
+    let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).map_err(classify)?;
     let (mut rows, mut truncated) = (Vec::new(), false);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(classify)?;
@@ -127,7 +158,16 @@ async fn run(store: Arc<Store>, data_dir: PathBuf, query: String, limits: SqlLim
             break;
         }
     }
-    Ok(SqlAnswer { columns, rows, truncated, stats: counters.snapshot() })
+    drop(stream);
+    let mut stats = counters.snapshot();
+    stats.spilled_bytes = spilled_bytes(plan.as_ref());
+    Ok(SqlAnswer { columns, rows, truncated, stats })
+}
+
+/// Bytes the operators of `plan` wrote to spill files.
+fn spilled_bytes(plan: &dyn ExecutionPlan) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan.children().into_iter().map(|c| spilled_bytes(c.as_ref())).sum::<u64>()
 }
 
 /// Sorts a DataFusion error by whose fault it is; the message is DataFusion's.

@@ -57,6 +57,7 @@ impl ScanCounters {
             files_scanned: self.files_scanned.load(Ordering::Relaxed),
             files_pruned: self.files_pruned.load(Ordering::Relaxed),
             head_rows: self.head_rows.load(Ordering::Relaxed),
+            spilled_bytes: 0,
         }
     }
 }

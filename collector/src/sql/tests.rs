@@ -450,3 +450,24 @@ async fn old_layout_files_and_raw_readers_see_the_same_values() {
     assert_eq!(raw.len(), want.len());
     assert!(raw == want, "the raw files with the README's expression differ from the input");
 }
+
+#[tokio::test]
+async fn a_sort_over_its_memory_limit_spills_under_the_data_directory() {
+    let (dir, store, _) = store_with_files_and_head();
+    let spill_dir = dir.path().join(super::engine::SPILL_DIR);
+    // A file left by a process that did not end cleanly is removed when the engine starts.
+    std::fs::create_dir_all(spill_dir.join("old")).unwrap();
+    std::fs::write(spill_dir.join("old/spill.arrow"), b"x").unwrap();
+    let engine = SqlEngine::new(store).unwrap();
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0);
+    // The sort of the test above: 48 MB hold its merge buffers but not its rows.
+    let big_sort = "SELECT a.labels, b.labels FROM metrics a, metrics b ORDER BY a.value + b.value, a.labels, b.labels";
+    let limits = |max_memory_bytes| SqlLimits { max_rows: 10, timeout: Duration::from_secs(60), max_memory_bytes };
+    let spilled = engine.sql(big_sort.into(), limits(48 << 20)).await.unwrap();
+    assert!(spilled.stats.spilled_bytes > 1 << 20, "{:?}", spilled.stats);
+    let in_memory = engine.sql(big_sort.into(), limits(256 << 20)).await.unwrap();
+    assert_eq!(in_memory.stats.spilled_bytes, 0);
+    assert_eq!(spilled.rows, in_memory.rows);
+    // Each query's spill directory went with it.
+    assert_eq!(std::fs::read_dir(&spill_dir).unwrap().count(), 0);
+}
