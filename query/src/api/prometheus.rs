@@ -101,10 +101,27 @@ fn answer(r: &promql::QueryResult, with_stats: bool) -> Result<Vec<u8>> {
         .map_err(|e| Error::Internal(format!("writing the answer: {e}")))
 }
 
+/// The query's options: `lookback_delta` (a duration; zero or negative: the default 5m, as in
+/// Prometheus).
+fn query_options(params: &Params) -> Result<promql::QueryOptions> {
+    let mut options = promql::QueryOptions::default();
+    if let Some(s) = params.get("lookback_delta").filter(|s| !s.is_empty()) {
+        let ms = parse_duration_ms("lookback_delta", s)?;
+        if ms > 0 {
+            options.lookback_ms = ms;
+        }
+    }
+    Ok(options)
+}
+
 async fn instant(state: AppState, params: Params, with_stats: bool) -> Result<Vec<u8>> {
     let query = required(&params, "query")?.to_string();
     let time_ms = time_param_ms(&params, "time", now_ms())?;
-    run_blocking(move || answer(&promql::instant_query(state.metrics.as_ref(), &query, time_ms)?, with_stats)).await
+    let options = query_options(&params)?;
+    run_blocking(move || {
+        answer(&promql::instant_query_with_options(state.metrics.as_ref(), &query, time_ms, options)?, with_stats)
+    })
+    .await
 }
 
 async fn range(state: AppState, params: Params, with_stats: bool) -> Result<Vec<u8>> {
@@ -112,8 +129,10 @@ async fn range(state: AppState, params: Params, with_stats: bool) -> Result<Vec<
     let start_ms = super::params::parse_time_ms("start", required(&params, "start")?)?;
     let end_ms = super::params::parse_time_ms("end", required(&params, "end")?)?;
     let step_ms = parse_duration_ms("step", required(&params, "step")?)?;
+    let options = query_options(&params)?;
     run_blocking(move || {
-        answer(&promql::range_query(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms)?, with_stats)
+        let result = promql::range_query_with_options(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms, options)?;
+        answer(&result, with_stats)
     })
     .await
 }

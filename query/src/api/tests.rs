@@ -1148,3 +1148,22 @@ async fn targets_metadata_joins_families_to_the_targets_with_their_series() {
         assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{bad}: {body}");
     }
 }
+
+/// `lookback_delta` overrides the 5-minute lookback for one query; zero or less keeps it.
+#[tokio::test]
+async fn lookback_delta_is_a_per_query_parameter() {
+    // up's last sample is at 20 s: 100 s later it is within 5 m, not within 1 m.
+    let result_len = |body: &Value| body["data"]["result"].as_array().map(Vec::len);
+    let (_, body) = get("/api/v1/query?query=up&time=120").await;
+    assert_eq!(result_len(&body), Some(1), "{body}");
+    let (_, body) = get("/api/v1/query?query=up&time=120&lookback_delta=1m").await;
+    assert_eq!(result_len(&body), Some(0), "{body}");
+    let (_, body) = get("/api/v1/query?query=up&time=120&lookback_delta=0").await;
+    assert_eq!(result_len(&body), Some(1), "{body}");
+    // Range queries: at 30 s and 60 s the 20 s sample is within 45 s, at 90 s not.
+    let (_, body) = get("/api/v1/query_range?query=up&start=30&end=90&step=30&lookback_delta=45").await;
+    assert_eq!(body["data"]["result"][0]["values"], json!([[30, "0.5"], [60, "0.5"]]), "{body}");
+    let (status, body) = get("/api/v1/query?query=up&lookback_delta=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap_or("").contains("lookback_delta"), "{body}");
+}

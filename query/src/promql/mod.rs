@@ -58,13 +58,37 @@ pub fn parse(query: &str) -> Result<Expr> {
     parsed.map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
+/// Settings of one query beyond its expression and times.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryOptions {
+    /// How far back an instant vector selector looks for a sample (ms).
+    pub lookback_ms: i64,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions { lookback_ms: LOOKBACK_MS }
+    }
+}
+
 /// Evaluates `query` at `time_ms` (an instant query).
 pub fn instant_query(reader: &dyn MetricsReader, query: &str, time_ms: i64) -> Result<QueryResult> {
+    instant_query_with_options(reader, query, time_ms, QueryOptions::default())
+}
+
+/// [`instant_query`] with `options`.
+pub fn instant_query_with_options(
+    reader: &dyn MetricsReader,
+    query: &str,
+    time_ms: i64,
+    options: QueryOptions,
+) -> Result<QueryResult> {
     let expr = parse(query)?;
     let frame = Frame {
         start_ms: time_ms,
         end_ms: time_ms,
         step_ms: 0,
+        lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
     let ev = Evaluator {
@@ -118,7 +142,19 @@ pub fn range_query(
     end_ms: i64,
     step_ms: i64,
 ) -> Result<QueryResult> {
-    range_query_with(reader, query, start_ms, end_ms, step_ms, step_table::MAX_CELLS)
+    range_query_with(reader, query, start_ms, end_ms, step_ms, step_table::MAX_CELLS, QueryOptions::default())
+}
+
+/// [`range_query`] with `options`.
+pub fn range_query_with_options(
+    reader: &dyn MetricsReader,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    options: QueryOptions,
+) -> Result<QueryResult> {
+    range_query_with(reader, query, start_ms, end_ms, step_ms, step_table::MAX_CELLS, options)
 }
 
 /// [`range_query`], evaluating range function calls, instant selectors and binary operations
@@ -131,6 +167,7 @@ fn range_query_with(
     end_ms: i64,
     step_ms: i64,
     max_cells: usize,
+    options: QueryOptions,
 ) -> Result<QueryResult> {
     if step_ms <= 0 {
         return Err(Error::BadData(
@@ -169,6 +206,7 @@ fn range_query_with(
         start_ms,
         end_ms,
         step_ms,
+        lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
     // Calls the store can stream into their tables first: their selectors are not fetched.

@@ -30,6 +30,9 @@ pub struct Frame {
     pub end_ms: i64,
     /// Step between evaluations (ms); 0 for instant queries.
     pub step_ms: i64,
+    /// How far back an instant vector selector looks for a sample (ms; [`LOOKBACK_MS`] unless
+    /// the query sets `lookback_delta`).
+    pub lookback_ms: i64,
 }
 
 /// Data of every selector of one query, keyed by the selector's address in the AST.
@@ -44,6 +47,8 @@ pub struct Fetched {
     streamed: usize,
     /// Subqueries around the expression [`Fetched::walk`] is at.
     subquery_depth: usize,
+    /// The query's lookback (ms).
+    lookback_ms: i64,
 }
 
 impl Fetched {
@@ -179,6 +184,7 @@ impl Fetched {
         let mut fetched = Fetched {
             skip,
             streamed,
+            lookback_ms: frame.lookback_ms,
             ..Default::default()
         };
         let mut total = streamed;
@@ -222,7 +228,7 @@ impl Fetched {
                 }
                 Ok(())
             }
-            Expr::VectorSelector(vs) => self.fetch(reader, vs, LOOKBACK_MS, frame, span, total),
+            Expr::VectorSelector(vs) => self.fetch(reader, vs, frame.lookback_ms, frame, span, total),
             Expr::MatrixSelector(ms) => self.fetch(
                 reader,
                 &ms.vs,
@@ -276,8 +282,8 @@ impl Fetched {
         total: &mut usize,
     ) -> Result<()> {
         let (from, last) = match first_selector(base) {
-            Some(vs) => fetch_bounds(vs, LOOKBACK_MS, frame, span),
-            None => (span.0.saturating_sub(LOOKBACK_MS).saturating_add(1), span.1),
+            Some(vs) => fetch_bounds(vs, frame.lookback_ms, frame, span),
+            None => (span.0.saturating_sub(frame.lookback_ms).saturating_add(1), span.1),
         };
         let matchers = super::info::info_matchers(c)?.iter().map(model_matcher).collect();
         let mut loaded = Self::select(reader, vec![matchers], from, last, total, &|| format!("info series of {c}"))?;
@@ -340,12 +346,12 @@ impl Fetched {
     /// Per series the latest sample in `(at - 5m, at]` unless it is a staleness marker, mapped
     /// by `value(timestamp_ms, value)`.
     fn latest(&self, vs: &VectorSelector, at: i64, value: impl Fn(i64, f64) -> f64) -> Result<Vec<Sample>> {
-        Ok(latest_in(self.loaded(vs)?, at, value))
+        Ok(latest_in(self.loaded(vs)?, at, self.lookback_ms, value))
     }
 
     /// The info series of `info()` call `c` at `at`, each sample's value its timestamp (ms).
     pub fn info_series(&self, c: &Call, at: i64) -> Result<Vec<Sample>> {
-        Ok(latest_in(self.info_loaded(c)?, at, |ts, _| ts as f64))
+        Ok(latest_in(self.info_loaded(c)?, at, self.lookback_ms, |ts, _| ts as f64))
     }
 
     /// The time `info()` call `c` is evaluated at when the query is at `t`.
@@ -409,9 +415,9 @@ impl Fetched {
     }
 }
 
-/// Per series of `loaded` the latest sample in `(at - 5m, at]` unless it is a staleness marker,
-/// mapped by `value(timestamp_ms, value)`.
-fn latest_in(loaded: &Loaded, at: i64, value: impl Fn(i64, f64) -> f64) -> Vec<Sample> {
+/// Per series of `loaded` the latest sample in `(at - lookback, at]` unless it is a staleness
+/// marker, mapped by `value(timestamp_ms, value)`.
+fn latest_in(loaded: &Loaded, at: i64, lookback_ms: i64, value: impl Fn(i64, f64) -> f64) -> Vec<Sample> {
     let mut out = Vec::new();
     for (s, hint) in loaded.series.iter().zip(&loaded.upto_hints) {
         let idx = samples_upto(&s.samples, at, hint);
@@ -419,7 +425,7 @@ fn latest_in(loaded: &Loaded, at: i64, value: impl Fn(i64, f64) -> f64) -> Vec<S
             continue;
         }
         let (ts, v) = s.samples[idx - 1];
-        if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+        if ts > at.saturating_sub(lookback_ms) && !is_stale_nan(v) {
             out.push(Sample { labels: s.labels.clone(), value: value(ts, v) });
         }
     }

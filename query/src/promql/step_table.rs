@@ -37,7 +37,7 @@ use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, MatrixSelecto
 use super::annotations::{Anchor, Annotations};
 use super::eval::{LabelMemo, unwrap_parens};
 use super::range_functions::{self, RangeFn, Window};
-use super::selector::{Fetched, Frame, LOOKBACK_MS, fetch_bounds, matcher_groups, reference_time, too_many_samples};
+use super::selector::{Fetched, Frame, fetch_bounds, matcher_groups, reference_time, too_many_samples};
 use super::{aggregate, binary};
 use super::value::{RangeSeries, Sample};
 use crate::error::{Error, Result};
@@ -147,6 +147,7 @@ impl StepTable {
             start_ms,
             end_ms,
             step_ms,
+            ..
         } = self.frame;
         if t < start_ms || t > end_ms || step_ms <= 0 || (t - start_ms) % step_ms != 0 {
             return None;
@@ -600,7 +601,7 @@ impl Source<'_> {
     fn range_ms(&self) -> i64 {
         match self {
             Source::Call(t) => t.range_ms,
-            Source::Selector(_) => LOOKBACK_MS,
+            Source::Selector(l) => l.lookback_ms,
         }
     }
 
@@ -666,13 +667,14 @@ struct Lookup<'e> {
     vs: &'e VectorSelector,
     /// Per step, the selector's reference time.
     at: Vec<i64>,
+    lookback_ms: i64,
 }
 
 impl<'e> Lookup<'e> {
     fn of(vs: &'e VectorSelector, frame: Frame) -> Option<Lookup<'e>> {
         let steps = frame_steps(frame)?;
         let at = (0..steps).map(|i| reference_time(vs, frame, frame.start_ms + i as i64 * frame.step_ms)).collect();
-        Some(Lookup { vs, at })
+        Some(Lookup { vs, at, lookback_ms: frame.lookback_ms })
     }
 
     /// Per step, the latest of `series`' samples (time ordered) at or before the reference
@@ -687,7 +689,7 @@ impl<'e> Lookup<'e> {
             let Some(&(ts, v)) = upto.checked_sub(1).map(|i| &samples[i]) else {
                 continue;
             };
-            if ts > at.saturating_sub(LOOKBACK_MS) && !is_stale_nan(v) {
+            if ts > at.saturating_sub(self.lookback_ms) && !is_stale_nan(v) {
                 cells.set(series, step, v);
             }
         }

@@ -517,7 +517,7 @@ fn range_query_limits() {
 #[test]
 fn unsupported_and_invalid_queries_are_bad_data() {
     let s = store();
-    for q in ["histogram_fraction(0, 1, reqs)"] {
+    for q in ["histogram_fraction(0, 1, reqs)", "histogram_count(reqs)"] {
         let e = err(&s, q);
         assert!(
             matches!(e, Error::BadData(_)) && e.to_string().contains("not supported yet"),
@@ -614,4 +614,33 @@ fn name_drop_collisions_are_errors_at_every_step_of_a_range_query() {
     // Each series grows by 1 every 15 s: rate 1/15 each, 2/15 summed, at every step.
     assert_eq!(m[0].points.len(), 13);
     assert!(m[0].points.iter().all(|(_, v)| (v - 2.0 / 15.0).abs() < 1e-9), "{m:?}");
+}
+
+/// A query's lookback bounds instant selectors on the step path, in tables and in subqueries.
+#[test]
+fn lookback_can_be_set_per_query() {
+    let s = store();
+    let one_minute = QueryOptions { lookback_ms: 60 * S };
+    let instant = |q: &str, t: i64, o: QueryOptions| match instant_query_with_options(&s, q, t, o).unwrap().value {
+        Value::Vector(v) => v.len(),
+        other => panic!("{other:?}"),
+    };
+    // `limit` has one sample per series, at 0.
+    assert_eq!(instant("limit", 59 * S, one_minute), 2);
+    assert_eq!(instant("limit", 60 * S, one_minute), 0);
+    assert_eq!(instant("limit", 299 * S, QueryOptions::default()), 2);
+    // A subquery's steps look back as far.
+    let counts = |o| match instant_query_with_options(&s, "count_over_time(limit[5m:30s])", 300 * S, o).unwrap().value {
+        Value::Vector(v) => v.iter().map(|s| s.value).collect::<Vec<f64>>(),
+        other => panic!("{other:?}"),
+    };
+    // Inner steps 30 s … 300 s: (0, 30] within 1 m: 30 s only; within 5 m: 30 … 270 s.
+    assert_eq!(counts(one_minute), vec![1.0, 1.0]);
+    assert_eq!(counts(QueryOptions::default()), vec![9.0, 9.0]);
+    for max_cells in [0, step_table::MAX_CELLS] {
+        let r = range_query_with(&s, "limit * 2", 0, 120 * S, 30 * S, max_cells, one_minute).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
+        let points: Vec<_> = m.iter().map(|s| s.points.clone()).collect();
+        assert_eq!(points, vec![vec![(0, 20.0), (30 * S, 20.0)], vec![(0, 200.0), (30 * S, 200.0)]], "max cells {max_cells}");
+    }
 }

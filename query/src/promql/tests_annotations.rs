@@ -157,17 +157,17 @@ fn range_queries_note_the_same_step_by_step_and_through_tables() {
         "quantile(-1, rate(temp[5m]))",
     ] {
         // max_cells 0: every step evaluated on its own; the default: tables where possible.
-        let step_path = range_query_with(&s, q, 0, 600 * S, 60 * S, 0).unwrap().annotations;
-        let tables = range_query_with(&s, q, 0, 600 * S, 60 * S, step_table::MAX_CELLS).unwrap().annotations;
+        let step_path = range_query_with(&s, q, 0, 600 * S, 60 * S, 0, QueryOptions::default()).unwrap().annotations;
+        let tables = range_query_with(&s, q, 0, 600 * S, 60 * S, step_table::MAX_CELLS, QueryOptions::default()).unwrap().annotations;
         assert_eq!(step_path, tables, "{q}");
         let instant = instant_query(&s, q, 300 * S).unwrap().annotations;
         assert_eq!(tables, instant, "{q}: every step of this range has the instant's notes");
     }
     // A range where only some steps have a point still notes the metric.
     let q = "rate(temp[5m])";
-    let late = range_query_with(&s, q, 540 * S, 1200 * S, 60 * S, step_table::MAX_CELLS).unwrap().annotations;
+    let late = range_query_with(&s, q, 540 * S, 1200 * S, 60 * S, step_table::MAX_CELLS, QueryOptions::default()).unwrap().annotations;
     assert_eq!(late.infos.len(), 1);
-    let none = range_query_with(&s, q, 1000 * S, 1200 * S, 60 * S, step_table::MAX_CELLS).unwrap().annotations;
+    let none = range_query_with(&s, q, 1000 * S, 1200 * S, 60 * S, step_table::MAX_CELLS, QueryOptions::default()).unwrap().annotations;
     assert!(none.infos.is_empty(), "no point, no note: {none:?}");
 }
 

@@ -82,7 +82,7 @@ fn matrix(
     step: i64,
     max_cells: usize,
 ) -> Vec<(String, Vec<(i64, u64)>)> {
-    match range_query_with(store, q, start, end, step, max_cells) {
+    match range_query_with(store, q, start, end, step, max_cells, QueryOptions::default()) {
         Ok(r) => match r.value {
             Value::Matrix(m) => m
                 .into_iter()
@@ -263,6 +263,7 @@ fn only_plain_range_function_calls_within_the_size_limit_are_tabulated() {
         start_ms: 0,
         end_ms: 900 * S,
         step_ms: 15 * S,
+        lookback_ms: LOOKBACK_MS,
     };
     let max = step_table::MAX_CELLS;
     assert_eq!(
@@ -320,7 +321,7 @@ fn streamed(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize
 #[test]
 fn tables_stream_their_series_unless_the_table_cannot_be_built() {
     let s = tricky_store();
-    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S };
+    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S, lookback_ms: LOOKBACK_MS };
     let max = step_table::MAX_CELLS;
     assert_eq!(streamed(&s, "sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))", frame, max), (2, 2));
     assert_eq!(streamed(&s, "quantile_over_time(scalar(gauge), ctr[1m])", frame, max), (0, 0));
@@ -338,7 +339,7 @@ fn tables_stream_their_series_unless_the_table_cannot_be_built() {
     assert_eq!(streamed(&s, "ctr / on(job) group_left gauge", frame, max), (0, 0));
     // The samples streamed count as read, and towards the query's limit, like fetched ones.
     for q in ["sum(rate(ctr[1m])) / sum(rate((ctr[2m] offset 1m)))", "rate(ctr[1m]) + gauge"] {
-        let read = |max_cells| range_query_with(&s, q, 0, 900 * S, 15 * S, max_cells).unwrap().stats.samples_read;
+        let read = |max_cells| range_query_with(&s, q, 0, 900 * S, 15 * S, max_cells, QueryOptions::default()).unwrap().stats.samples_read;
         assert_eq!(read(max), read(0), "{q}");
         assert!(read(max) > 0);
     }
@@ -357,7 +358,7 @@ fn derived(store: &MemStore, q: &str, frame: Frame, max_cells: usize) -> (usize,
 #[test]
 fn binary_operations_are_tabulated_only_where_no_step_can_fail() {
     let s = tricky_store();
-    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S };
+    let frame = Frame { start_ms: 0, end_ms: 900 * S, step_ms: 15 * S, lookback_ms: LOOKBACK_MS };
     let max = step_table::MAX_CELLS;
     assert_eq!(derived(&s, "1 - ctr / gauge", frame, max), (2, 2, 0));
     assert_eq!(derived(&s, "(ctr > bool 1) * on(job, instance) (rate(ctr[1m]) + 0)", frame, max), (1, 3, 0));
