@@ -102,6 +102,27 @@ fn success(data: serde_json::Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
+/// The warning Prometheus adds when `limit` cut a list.
+const TRUNCATED: &str = "results truncated due to limit";
+
+/// `list` (in Prometheus' order) cut to the `limit` parameter, with Prometheus' warning when
+/// that left something out. `limit` is a non-negative integer; 0 or absent means no limit.
+fn limited<T: serde::Serialize>(p: &MultiParams, list: Vec<T>) -> Result<Response> {
+    let limit = match p.all("limit").last() {
+        None | Some("") => 0,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => n as usize,
+            Ok(_) => return Err(Error::BadData("invalid parameter \"limit\": limit must be non-negative".into())),
+            Err(_) => return Err(Error::BadData(format!("invalid parameter \"limit\": cannot parse {v:?} as an integer"))),
+        },
+    };
+    if limit > 0 && list.len() > limit {
+        let kept: Vec<T> = list.into_iter().take(limit).collect();
+        return Ok(Json(json!({"status": "success", "data": kept, "warnings": [TRUNCATED]})).into_response());
+    }
+    Ok(success(json!(list)))
+}
+
 fn labels_object(l: &Labels) -> serde_json::Value {
     serde_json::Value::Object(l.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
@@ -110,32 +131,23 @@ fn labels_object(l: &Labels) -> serde_json::Value {
 pub async fn series(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let result = async {
         let p = MultiParams::parse(q, &body)?;
-        matching_series(&state, &p, true).await
+        let series = matching_series(&state, &p, true).await?;
+        limited(&p, series.iter().map(labels_object).collect())
     }
     .await;
-    match result {
-        Ok(series) => success(json!(series.iter().map(labels_object).collect::<Vec<_>>())),
-        Err(e) => e.into_response(),
-    }
+    result.unwrap_or_else(|e| e.into_response())
 }
 
 /// `GET/POST /api/v1/labels`.
 pub async fn labels(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let result = async {
         let p = MultiParams::parse(q, &body)?;
-        matching_series(&state, &p, false).await
+        let series = matching_series(&state, &p, false).await?;
+        let names: BTreeSet<&str> = series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
+        limited(&p, names.into_iter().collect())
     }
     .await;
-    match result {
-        Ok(series) => {
-            let names: BTreeSet<&str> = series
-                .iter()
-                .flat_map(|l| l.iter().map(|(k, _)| k))
-                .collect();
-            success(json!(names))
-        }
-        Err(e) => e.into_response(),
-    }
+    result.unwrap_or_else(|e| e.into_response())
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -146,16 +158,12 @@ pub async fn label_values(
 ) -> Response {
     let result = async {
         let p = MultiParams::parse(q, &[])?;
-        matching_series(&state, &p, false).await
+        let series = matching_series(&state, &p, false).await?;
+        let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
+        limited(&p, values.into_iter().collect())
     }
     .await;
-    match result {
-        Ok(series) => {
-            let values: BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
-            success(json!(values))
-        }
-        Err(e) => e.into_response(),
-    }
+    result.unwrap_or_else(|e| e.into_response())
 }
 
 /// An integer parameter as Prometheus reads it (`strconv.Atoi`): absent or empty is `-1`.

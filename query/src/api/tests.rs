@@ -691,6 +691,26 @@ async fn series_labels_and_label_values() {
         .expect("request");
     let (_, body) = send_with(Arc::new(two_jobs()), req).await;
     assert_eq!(body["data"], json!(["__name__", "code", "job"]));
+
+    // `limit` keeps the first entries in order and warns when it left some out (Grafana's
+    // metrics browser reads the warning); 0 means no limit.
+    let (_, body) = send("/api/v1/label/__name__/values?limit=1").await;
+    assert_eq!(body, json!({"status": "success", "data": ["http_requests_total"], "warnings": ["results truncated due to limit"]}));
+    let (_, body) = send("/api/v1/label/__name__/values?limit=2").await;
+    assert_eq!(body, json!({"status": "success", "data": ["http_requests_total", "up"]}));
+    let (_, body) = send("/api/v1/labels?limit=3").await;
+    assert_eq!(body["data"], json!(["__name__", "code", "instance"]));
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    let (_, body) = send("/api/v1/series?match[]=up&limit=1").await;
+    assert_eq!(body["data"], json!([{"__name__": "up", "instance": "a", "job": "node"}]), "{body}");
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    let (_, body) = send("/api/v1/series?match[]=up&limit=0").await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(2), "{body}");
+    for bad in ["-1", "x"] {
+        let (status, body) = send(&format!("/api/v1/labels?limit={bad}")).await;
+        assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{bad}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains("limit"), "{body}");
+    }
 }
 
 /// A log reader the test appends to while a tail is open.
