@@ -114,12 +114,51 @@ fn query_options(params: &Params) -> Result<promql::QueryOptions> {
     Ok(options)
 }
 
+/// The `limit` parameter: most series in the answer (0 or absent: no limit).
+fn limit_param(params: &Params) -> Result<usize> {
+    parse_limit(params.get("limit").map(String::as_str))
+}
+
+/// A `limit` parameter's value as Prometheus reads it: a non-negative integer, 0 if absent.
+pub(super) fn parse_limit(value: Option<&str>) -> Result<usize> {
+    match value {
+        None | Some("") => Ok(0),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n as usize),
+            Ok(_) => Err(Error::BadData("invalid parameter \"limit\": limit must be non-negative".into())),
+            Err(_) => Err(Error::BadData(format!("invalid parameter \"limit\": cannot parse {v:?} as an integer"))),
+        },
+    }
+}
+
+/// Cuts a vector or matrix answer to `limit` series (in the answer's order), with Prometheus'
+/// warning when that left some out.
+fn truncated(mut r: promql::QueryResult, limit: usize) -> promql::QueryResult {
+    let cut = match &mut r.value {
+        promql::Value::Vector(v) if limit > 0 && v.len() > limit => {
+            v.truncate(limit);
+            true
+        }
+        promql::Value::Matrix(m) if limit > 0 && m.len() > limit => {
+            m.truncate(limit);
+            true
+        }
+        _ => false,
+    };
+    if cut {
+        r.annotations.warnings.push(super::series_meta::TRUNCATED.to_string());
+    }
+    r
+}
+
 async fn instant(state: AppState, params: Params, with_stats: bool) -> Result<Vec<u8>> {
     let query = required(&params, "query")?.to_string();
     let time_ms = time_param_ms(&params, "time", now_ms())?;
     let options = query_options(&params)?;
+    let limit = limit_param(&params)?;
     run_blocking(move || {
-        answer(&promql::instant_query_with_options(state.metrics.as_ref(), &query, time_ms, options)?, with_stats)
+        let result = promql::instant_query_with_options(state.metrics.as_ref(), &query, time_ms, options)?;
+        answer(&truncated(result, limit), with_stats)
     })
     .await
 }
@@ -130,9 +169,10 @@ async fn range(state: AppState, params: Params, with_stats: bool) -> Result<Vec<
     let end_ms = super::params::parse_time_ms("end", required(&params, "end")?)?;
     let step_ms = parse_duration_ms("step", required(&params, "step")?)?;
     let options = query_options(&params)?;
+    let limit = limit_param(&params)?;
     run_blocking(move || {
         let result = promql::range_query_with_options(state.metrics.as_ref(), &query, start_ms, end_ms, step_ms, options)?;
-        answer(&result, with_stats)
+        answer(&truncated(result, limit), with_stats)
     })
     .await
 }

@@ -103,19 +103,12 @@ fn success(data: serde_json::Value) -> Response {
 }
 
 /// The warning Prometheus adds when `limit` cut a list.
-const TRUNCATED: &str = "results truncated due to limit";
+pub(super) const TRUNCATED: &str = "results truncated due to limit";
 
 /// `list` (in Prometheus' order) cut to the `limit` parameter, with Prometheus' warning when
 /// that left something out. `limit` is a non-negative integer; 0 or absent means no limit.
 fn limited<T: serde::Serialize>(p: &MultiParams, list: Vec<T>) -> Result<Response> {
-    let limit = match p.all("limit").last() {
-        None | Some("") => 0,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 0 => n as usize,
-            Ok(_) => return Err(Error::BadData("invalid parameter \"limit\": limit must be non-negative".into())),
-            Err(_) => return Err(Error::BadData(format!("invalid parameter \"limit\": cannot parse {v:?} as an integer"))),
-        },
-    };
+    let limit = super::prometheus::parse_limit(p.all("limit").last())?;
     if limit > 0 && list.len() > limit {
         let kept: Vec<T> = list.into_iter().take(limit).collect();
         return Ok(Json(json!({"status": "success", "data": kept, "warnings": [TRUNCATED]})).into_response());

@@ -1187,3 +1187,24 @@ async fn lookback_delta_is_a_per_query_parameter() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap_or("").contains("lookback_delta"), "{body}");
 }
+
+/// `limit` on query answers keeps the first series of a vector or matrix (in the answer's
+/// order) and warns when it left some out; scalars are not affected.
+#[tokio::test]
+async fn query_limit_truncates_series_with_a_warning() {
+    let send = |uri: String| send_with(Arc::new(two_jobs()), Request::get(uri).body(Body::empty()).expect("request"));
+    let (_, body) = send("/api/v1/query?query=up&time=20&limit=1".into()).await;
+    assert_eq!(body["data"]["result"], json!([{"metric": {"__name__": "up", "instance": "a", "job": "node"}, "value": [20, "1"]}]));
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    let (_, body) = send("/api/v1/query?query=up&time=20&limit=2".into()).await;
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(2));
+    assert!(body.get("warnings").is_none(), "{body}");
+    let (_, body) = send("/api/v1/query_range?query=up&start=10&end=20&step=10&limit=1".into()).await;
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["data"]["result"][0]["metric"]["instance"], json!("a"));
+    assert_eq!(body["warnings"], json!(["results truncated due to limit"]));
+    let (_, body) = send("/api/v1/query?query=1&time=20&limit=1".into()).await;
+    assert_eq!(body["data"]["result"], json!([20, "1"]));
+    let (status, _) = send("/api/v1/query?query=up&limit=-2".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
