@@ -8,7 +8,7 @@ use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
     T_MUL, T_NEQ, T_POW, T_SUB,
 };
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality, VectorMatchFillValues};
 
 use super::eval::{Evaluator, LabelMemo, check_unique, check_unique_canonical};
 use super::selector::Frame;
@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 
 /// Evaluates a binary expression at `t`.
 pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
-    let fill = b.modifier.as_ref().map(|m| Fill { lhs: m.fill_values.lhs, rhs: m.fill_values.rhs }).unwrap_or_default();
-    if fill.any() && matches!(b.op.id(), T_LAND | T_LOR | T_LUNLESS) {
+    let fill = b.modifier.as_ref().map(|m| m.fill_values.clone()).unwrap_or_default();
+    if (fill.lhs.is_some() || fill.rhs.is_some()) && matches!(b.op.id(), T_LAND | T_LOR | T_LUNLESS) {
         return Err(Error::BadData("filling in missing series not allowed for set operators".into()));
     }
     if let Some(table) = ev.tables.binary(b)
@@ -53,7 +53,7 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
                         .as_ref()
                         .map(|m| m.card.clone())
                         .unwrap_or(VectorMatchCardinality::OneToOne);
-                    vector_vector(op, l, r, &derived, &card, fill, return_bool)
+                    vector_vector(op, l, r, &derived, &card, &fill, return_bool)
                         .and_then(check_unique)
                         .map(Value::Vector)
                 }
@@ -320,35 +320,22 @@ fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, derived: &Derived<'_>) ->
     }
 }
 
-/// The values `fill`, `fill_left` and `fill_right` give a side's missing series, as written
-/// (Prometheus applies them after swapping the sides of `group_right`, and so does Pharos).
-#[derive(Clone, Copy, Default)]
-struct Fill {
-    lhs: Option<f64>,
-    rhs: Option<f64>,
-}
-
-impl Fill {
-    fn any(self) -> bool {
-        self.lhs.is_some() || self.rhs.is_some()
-    }
-}
-
 /// Prometheus' `VectorBinop`: the "many" side (the left one, the right one for `group_right`)
 /// is iterated and the "one" side indexed by signature. A "many" element without a match is
 /// paired with `fill.rhs`, then each "one" element no "many" element matched with `fill.lhs`,
-/// a filled element carrying the signature's labels.
-#[allow(clippy::too_many_arguments)]
+/// a filled element carrying the signature's labels. The fill values are taken as written:
+/// Prometheus applies them after swapping the sides of `group_right`, and so does Pharos.
 fn vector_vector(
     op: u16,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
     derived: &Derived<'_>,
     card: &VectorMatchCardinality,
-    fill: Fill,
+    fill: &VectorMatchFillValues,
     return_bool: bool,
 ) -> Result<Vec<Sample>> {
-    if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !fill.any()) {
+    let fills = fill.lhs.is_some() || fill.rhs.is_some();
+    if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !fills) {
         return Ok(Vec::new());
     }
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));

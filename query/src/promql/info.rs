@@ -91,7 +91,7 @@ pub fn eval(ev: &Evaluator, c: &Call, t: i64) -> Result<Vec<Sample>> {
     }
     let candidates = if wanted.is_empty() { Vec::new() } else { ev.fetched.info_series(c, t)? };
     // The newest info series per identity (metric name and identifying labels).
-    let mut by_identity: HashMap<Identity, &Sample> = HashMap::new();
+    let mut by_identity: HashMap<Identity<'_>, &Sample> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
     for s in &candidates {
         let joinable = wanted.iter().all(|(name, values)| s.labels.get(name).is_some_and(|v| values.contains(v)));
@@ -165,14 +165,11 @@ pub fn eval(ev: &Evaluator, c: &Call, t: i64) -> Result<Vec<Sample>> {
     check_unique(out)
 }
 
-/// An info series' identity as a base series sees it: the info metric's name and the
-/// identifying labels the series has.
+/// An info series' identity as a base series sees it: the info metric's name and the values
+/// of the identifying labels the series has.
 #[derive(PartialEq, Eq, Hash)]
-struct Identity(String, Vec<(&'static str, String)>);
+struct Identity<'a>(&'a str, [Option<&'a str>; 2]);
 
-fn identity(name: &str, labels: &Labels) -> Identity {
-    Identity(
-        name.to_string(),
-        IDENTIFYING.iter().filter_map(|l| labels.get(l).map(|v| (*l, v.to_string()))).collect(),
-    )
+fn identity<'a>(name: &'a str, labels: &'a Labels) -> Identity<'a> {
+    Identity(name, IDENTIFYING.map(|l| labels.get(l)))
 }

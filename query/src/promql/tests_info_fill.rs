@@ -15,6 +15,14 @@ fn expect(store: &MemStore, q: &str, t: i64, want: &[(&str, f64)]) {
     assert_eq!(sorted(vector(store, q, t)), want, "{q} at {t}");
 }
 
+/// A range query's series as (labels, points), in label order.
+fn matrix(store: &MemStore, q: &str, start: i64, end: i64, step: i64) -> Vec<(String, Vec<(i64, f64)>)> {
+    match range_query(store, q, start, end, step).unwrap().value {
+        Value::Matrix(m) => m.into_iter().map(|s| (s.labels.to_string(), s.points)).collect(),
+        other => panic!("{q}: expected a matrix, got {other:?}"),
+    }
+}
+
 fn error(store: &MemStore, q: &str, t: i64) -> Error {
     match instant_query(store, q, t) {
         Err(e) => e,
@@ -134,14 +142,11 @@ fn fill_in_range_queries_follows_each_step() {
     // il is present at 0 only (stale at 60); ir from 60 on.
     s.add(&[("__name__", "il"), ("k", "a")], &[(0, 1.0), (60 * S, stale())]);
     s.add(&[("__name__", "ir"), ("k", "a")], &[(60 * S, 10.0), (120 * S, 20.0)]);
-    let r = range_query(&s, "il + fill(0) ir", 0, 120 * S, 60 * S).unwrap();
-    let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
-    assert_eq!(m.len(), 1);
-    assert_eq!(m[0].labels.to_string(), "{k=\"a\"}");
-    assert_eq!(m[0].points, vec![(0, 1.0), (60 * S, 10.0), (120 * S, 20.0)]);
-    let r = range_query(&s, "il + fill_right(0) ir", 0, 120 * S, 60 * S).unwrap();
-    let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
-    assert_eq!(m[0].points, vec![(0, 1.0)]);
+    assert_eq!(
+        matrix(&s, "il + fill(0) ir", 0, 120 * S, 60 * S),
+        vec![("{k=\"a\"}".to_string(), vec![(0, 1.0), (60 * S, 10.0), (120 * S, 20.0)])]
+    );
+    assert_eq!(matrix(&s, "il + fill_right(0) ir", 0, 120 * S, 60 * S), vec![("{k=\"a\"}".to_string(), vec![(0, 1.0)])]);
 }
 
 /// Samples every minute from 0 to 10 minutes.
@@ -242,11 +247,8 @@ fn info_conflicts_and_newest_info_series() {
     // At 120 s both target_info series are within the lookback: the newer sample wins.
     expect(&s, "info(d)", 60 * S, &[("d{instance=\"a\", job=\"j\", state=\"old\"}", 10.0)]);
     expect(&s, "info(d)", 120 * S, &[("d{instance=\"a\", job=\"j\", state=\"new\"}", 10.0)]);
-    let r = range_query(&s, "info(d)", 0, 120 * S, 60 * S).unwrap();
-    let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
-    let got: Vec<(String, Vec<(i64, f64)>)> = m.iter().map(|s| (s.labels.to_string(), s.points.clone())).collect();
     assert_eq!(
-        got,
+        matrix(&s, "info(d)", 0, 120 * S, 60 * S),
         vec![
             ("d{instance=\"a\", job=\"j\", state=\"new\"}".to_string(), vec![(120 * S, 10.0)]),
             ("d{instance=\"a\", job=\"j\", state=\"old\"}".to_string(), vec![(0, 10.0), (60 * S, 10.0)]),
@@ -269,18 +271,14 @@ fn info_reads_info_series_where_its_argument_reads() {
     s.add(&[("__name__", "target_info"), ("instance", "a"), ("job", "j"), ("v", "1")], &(0..5).map(|i| (i * 60 * S, 1.0)).collect::<Vec<_>>());
     s.add(&[("__name__", "target_info"), ("instance", "a"), ("job", "j"), ("v", "2")], &(5..=10).map(|i| (i * 60 * S, 1.0)).collect::<Vec<_>>());
     // Pinned by `@`, `info(d @ 60)` is evaluated once, at the first step, for every step.
-    let r = range_query(&s, "info(d @ 60)", 0, 600 * S, 300 * S).unwrap();
-    let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
-    assert_eq!(m.len(), 1);
-    assert_eq!(m[0].labels.to_string(), "d{instance=\"a\", job=\"j\", v=\"1\"}");
-    assert_eq!(m[0].points, vec![(0, 1.0), (300 * S, 1.0), (600 * S, 1.0)]);
+    assert_eq!(
+        matrix(&s, "info(d @ 60)", 0, 600 * S, 300 * S),
+        vec![("d{instance=\"a\", job=\"j\", v=\"1\"}".to_string(), vec![(0, 1.0), (300 * S, 1.0), (600 * S, 1.0)])]
+    );
     // With a selector the call is evaluated at each step, but the info series are read only
     // over the times `d @ 60` reads (up to 60 s): at 600 s none is within the lookback.
-    let r = range_query(&s, "info(d @ 60, {__name__=\"target_info\"})", 0, 600 * S, 300 * S).unwrap();
-    let Value::Matrix(m) = r.value else { panic!("expected a matrix") };
-    let got: Vec<(String, Vec<(i64, f64)>)> = m.iter().map(|s| (s.labels.to_string(), s.points.clone())).collect();
     assert_eq!(
-        got,
+        matrix(&s, "info(d @ 60, {__name__=\"target_info\"})", 0, 600 * S, 300 * S),
         vec![
             ("d{instance=\"a\", job=\"j\"}".to_string(), vec![(600 * S, 1.0)]),
             ("d{instance=\"a\", job=\"j\", v=\"1\"}".to_string(), vec![(0, 1.0), (300 * S, 1.0)]),
