@@ -1,6 +1,6 @@
 //! HTTP ingest: OTLP/HTTP (`POST /v1/metrics`, `POST /v1/logs`; protobuf or JSON, optionally
-//! gzip), the Prometheus remote_write 1.0 receiver (`POST /api/v1/write`, snappy protobuf) and
-//! Loki push (`POST /loki/api/v1/push`, JSON or snappy protobuf).
+//! gzip), the Prometheus remote_write 1.0 and 2.0 receiver (`POST /api/v1/write`, snappy
+//! protobuf) and Loki push (`POST /loki/api/v1/push`, JSON or snappy protobuf).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -78,24 +78,53 @@ async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind
     } else {
         ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
     };
-    ingest(store, kind, body, ok).await
+    ingest(store, kind, body, |_| ok).await
 }
 
 async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.contains("io.prometheus.write.v2") {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "remote_write 2.0 is not supported yet; send 1.0 (prometheus.WriteRequest)",
-        )
-            .into_response();
-    }
+    let v2 = match remote_write_message(content_type) {
+        Ok(v2) => v2,
+        Err(message) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
+    };
     match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
         None | Some("snappy") => {}
-        Some(other) => return bad_request(format!("unsupported content encoding {other:?}: remote_write bodies are snappy")),
+        Some(other) => {
+            // 2.0 asks for 415 on an encoding the receiver does not support; 1.0 senders expect 400.
+            let status = if v2 { StatusCode::UNSUPPORTED_MEDIA_TYPE } else { StatusCode::BAD_REQUEST };
+            return (status, format!("unsupported content encoding {other:?}: remote_write bodies are snappy")).into_response();
+        }
     }
     // Kept compressed in the WAL; decoding (and its errors) happen in `ingest_durable`.
-    ingest(store, WalKind::RemoteWriteSnappy, body.to_vec(), StatusCode::NO_CONTENT.into_response()).await
+    if !v2 {
+        return ingest(store, WalKind::RemoteWriteSnappy, body.to_vec(), |_| StatusCode::NO_CONTENT.into_response()).await;
+    }
+    // 2.0 senders read how much was written from these headers. Native histograms and exemplars
+    // are not stored (counted as dropped), so none of them is reported written.
+    ingest(store, WalKind::RemoteWrite2Snappy, body.to_vec(), |samples| {
+        use pharos_model::remote_write_v2::{EXEMPLARS_WRITTEN, HISTOGRAMS_WRITTEN, SAMPLES_WRITTEN};
+        let written = [(SAMPLES_WRITTEN, samples.to_string()), (HISTOGRAMS_WRITTEN, "0".into()), (EXEMPLARS_WRITTEN, "0".into())];
+        (StatusCode::NO_CONTENT, written.map(|(k, v)| (header::HeaderName::from_static(k), v))).into_response()
+    })
+    .await
+}
+
+/// Whether a remote_write `Content-Type` names the 2.0 message (its `proto=` parameter), or
+/// the message of a 415 when it names a message Pharos does not read. No parameter (and any
+/// media type, as before 2.0 existed) means 1.0.
+fn remote_write_message(content_type: &str) -> Result<bool, String> {
+    let proto = content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("proto").then(|| v.trim().trim_matches('"'))
+    });
+    match proto {
+        None | Some("prometheus.WriteRequest") => Ok(false),
+        Some(pharos_model::remote_write_v2::PROTO_NAME) => Ok(true),
+        Some(other) => Err(format!(
+            "unsupported remote_write message {other:?}: send prometheus.WriteRequest (1.0) or {} (2.0)",
+            pharos_model::remote_write_v2::PROTO_NAME
+        )),
+    }
 }
 
 /// `POST /loki/api/v1/push`: JSON (optionally gzip) or snappy protobuf `logproto.PushRequest`;
@@ -108,7 +137,7 @@ async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: By
             Ok(b) => b,
             Err(r) => return r,
         };
-        return ingest(store, WalKind::LokiPushJson, body, StatusCode::NO_CONTENT.into_response()).await;
+        return ingest(store, WalKind::LokiPushJson, body, |_| StatusCode::NO_CONTENT.into_response()).await;
     }
     if !(content_type.is_empty() || content_type.starts_with("application/x-protobuf")) {
         return (
@@ -117,13 +146,14 @@ async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: By
         )
             .into_response();
     }
-    ingest(store, WalKind::LokiPushSnappy, body.to_vec(), StatusCode::NO_CONTENT.into_response()).await
+    ingest(store, WalKind::LokiPushSnappy, body.to_vec(), |_| StatusCode::NO_CONTENT.into_response()).await
 }
 
-/// Stores `body` durably (WAL fsync) and answers `ok`, or the error sorted by whose fault it is.
-async fn ingest(store: Arc<Store>, kind: WalKind, body: Vec<u8>, ok: Response) -> Response {
+/// Stores `body` durably (WAL fsync) and answers `ok` of the number of samples or records
+/// stored, or the error sorted by whose fault it is.
+async fn ingest(store: Arc<Store>, kind: WalKind, body: Vec<u8>, ok: impl FnOnce(usize) -> Response + Send) -> Response {
     match tokio::task::spawn_blocking(move || store.ingest_durable(kind, &body)).await {
-        Ok(Ok(_)) => ok,
+        Ok(Ok(n)) => ok(n),
         Ok(Err(Error::BadInput(msg))) => bad_request(msg),
         Ok(Err(e)) => {
             tracing::error!(error = %e, ?kind, "ingest failed");

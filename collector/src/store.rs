@@ -54,6 +54,7 @@ impl Batch {
             WalKind::LokiPushJson => Batch::Logs(crate::loki_push::decode_json(body)?),
             WalKind::LokiPushProtobuf => Batch::Logs(crate::loki_push::decode_protobuf(body)?),
             WalKind::RemoteWriteSnappy => Batch::RemoteWrite(WriteView::decode_snappy(body)?),
+            WalKind::RemoteWrite2Snappy => Batch::RemoteWrite(WriteView::decode_snappy_v2(body)?),
             WalKind::LokiPushSnappy => {
                 let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| {
                     Error::BadInput(format!("Loki protobuf push body is not snappy-compressed: {e}"))

@@ -39,6 +39,9 @@ pub enum WalKind {
     RemoteWriteSnappy = 8,
     /// Loki push request as received: snappy-compressed protobuf.
     LokiPushSnappy = 9,
+    /// Prometheus remote_write 2.0 `io.prometheus.write.v2.Request` as received: snappy-compressed
+    /// protobuf.
+    RemoteWrite2Snappy = 10,
 }
 
 impl WalKind {
@@ -53,6 +56,7 @@ impl WalKind {
             7 => WalKind::LokiPushProtobuf,
             8 => WalKind::RemoteWriteSnappy,
             9 => WalKind::LokiPushSnappy,
+            10 => WalKind::RemoteWrite2Snappy,
             _ => return None,
         })
     }

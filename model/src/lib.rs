@@ -30,6 +30,7 @@ mod labels;
 pub mod metadata;
 pub mod otlp;
 pub mod remote_write;
+pub mod remote_write_v2;
 mod record;
 pub mod select;
 pub mod sql;

@@ -43,7 +43,7 @@ pub struct RemoteMetadata {
 }
 
 /// The wire number of a metric type in `prometheus.MetricMetadata.MetricType`.
-fn type_number(t: MetricType) -> i32 {
+pub(crate) fn type_number(t: MetricType) -> i32 {
     match t {
         MetricType::Unknown => 0,
         MetricType::Counter => 1,

@@ -101,6 +101,17 @@ impl Buffers {
         SPARE.lock().ok().and_then(|mut spare| spare.pop()).unwrap_or_default()
     }
 
+    /// A kept set holding the decompressed `snappy_body`.
+    fn decompressed(snappy_body: &[u8]) -> Result<Buffers> {
+        let not_snappy = |e: snap::Error| Error::Content(format!("remote_write body is not snappy-compressed: {e}"));
+        let mut buffers = Buffers::take();
+        let len = snap::raw::decompress_len(snappy_body).map_err(not_snappy)?;
+        buffers.buf.resize(len, 0);
+        let written = snap::raw::Decoder::new().decompress(snappy_body, &mut buffers.buf).map_err(not_snappy)?;
+        buffers.buf.truncate(written);
+        Ok(buffers)
+    }
+
     fn bytes(&self) -> usize {
         self.buf.capacity()
             + self.labels.capacity() * size_of::<(Range<u32>, Range<u32>)>()
@@ -137,15 +148,19 @@ impl Drop for WriteView {
 }
 
 impl WriteView {
-    /// Decompresses a snappy block-compressed body and parses it.
+    /// Decompresses a snappy block-compressed 1.0 `WriteRequest` and parses it.
     pub fn decode_snappy(snappy_body: &[u8]) -> Result<WriteView> {
-        let not_snappy = |e: snap::Error| Error::Content(format!("remote_write body is not snappy-compressed: {e}"));
-        let mut buffers = Buffers::take();
-        let len = snap::raw::decompress_len(snappy_body).map_err(not_snappy)?;
-        buffers.buf.resize(len, 0);
-        let written = snap::raw::Decoder::new().decompress(snappy_body, &mut buffers.buf).map_err(not_snappy)?;
-        buffers.buf.truncate(written);
-        WriteView::parse_into(buffers)
+        WriteView::parse_into(Buffers::decompressed(snappy_body)?)
+    }
+
+    /// Decompresses a snappy block-compressed 2.0 `io.prometheus.write.v2.Request` and parses it.
+    pub fn decode_snappy_v2(snappy_body: &[u8]) -> Result<WriteView> {
+        WriteView::parse_v2_into(Buffers::decompressed(snappy_body)?)
+    }
+
+    /// Parses an uncompressed 2.0 `io.prometheus.write.v2.Request`.
+    pub fn parse_v2(buf: Vec<u8>) -> Result<WriteView> {
+        WriteView::parse_v2_into(Buffers { buf, ..Buffers::take() })
     }
 
     /// Parses an uncompressed `WriteRequest`.
@@ -175,6 +190,140 @@ impl WriteView {
         Ok(v)
     }
 
+    /// Parses `buffers.buf` as a 2.0 `Request { reserved 1 to 3; repeated string symbols = 4;
+    /// repeated TimeSeries timeseries = 5; }`: the symbols first (wherever they stand in the
+    /// message), then the series, whose label refs become byte ranges of their symbols.
+    fn parse_v2_into(buffers: Buffers) -> Result<WriteView> {
+        let Buffers { buf, labels, series, samples } = buffers;
+        u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default() };
+        let mut symbols: Vec<Range<u32>> = Vec::new();
+        let mut r = Reader { buf: &buf, pos: 0 };
+        while r.pos < buf.len() {
+            let (field, wire) = r.key()?;
+            if field == 4 && wire == LEN {
+                let s = r.len_delimited()?;
+                std::str::from_utf8(&buf[s.clone()])
+                    .map_err(|_| Error::Content(format!("remote_write 2.0 symbol {} is not UTF-8", symbols.len())))?;
+                symbols.push(s.start as u32..s.end as u32);
+            } else {
+                r.skip(wire)?;
+            }
+        }
+        // Metadata already taken from this request: (name, type, help, unit) by symbol offsets.
+        let mut seen = std::collections::HashSet::new();
+        let mut r = Reader { buf: &buf, pos: 0 };
+        while r.pos < buf.len() {
+            let (field, wire) = r.key()?;
+            if field == 5 && wire == LEN {
+                let ts = r.len_delimited()?;
+                v.parse_series_v2(&buf, ts, &symbols, &mut seen)?;
+            } else {
+                r.skip(wire)?;
+            }
+        }
+        v.buf = buf;
+        Ok(v)
+    }
+
+    /// One 2.0 `TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
+    /// repeated Histogram histograms = 3; repeated Exemplar exemplars = 4; Metadata metadata =
+    /// 5; int64 created_timestamp = 6; }`. Histograms and exemplars are counted as dropped; the
+    /// created timestamp is not kept.
+    fn parse_series_v2(
+        &mut self,
+        buf: &[u8],
+        range: Range<usize>,
+        symbols: &[Range<u32>],
+        seen: &mut std::collections::HashSet<(u32, u64, u32, u32)>,
+    ) -> Result<()> {
+        let first_label = self.labels.len();
+        let first_sample = self.samples.len();
+        let symbol = |index: u64| {
+            usize::try_from(index).ok().and_then(|i| symbols.get(i)).cloned().ok_or_else(|| {
+                Error::Content(format!("remote_write 2.0 series refers to symbol {index}, but the request has {}", symbols.len()))
+            })
+        };
+        // A name waiting for its value.
+        let mut name: Option<Range<u32>> = None;
+        let mut push_ref = |labels: &mut Vec<(Range<u32>, Range<u32>)>, index: u64| -> Result<()> {
+            let s = symbol(index)?;
+            match name.take() {
+                None => name = Some(s),
+                Some(n) => labels.push((n, s)),
+            }
+            Ok(())
+        };
+        // (type, help, unit)
+        let mut metadata: Option<(u64, Range<u32>, Range<u32>)> = None;
+        let mut r = Reader { buf: &buf[..range.end], pos: range.start };
+        while r.pos < range.end {
+            match r.key()? {
+                (1, LEN) => {
+                    let packed = r.len_delimited()?;
+                    let mut pr = Reader { buf: &buf[..packed.end], pos: packed.start };
+                    while pr.pos < packed.end {
+                        push_ref(&mut self.labels, pr.varint()?)?;
+                    }
+                }
+                (1, VARINT) => push_ref(&mut self.labels, r.varint()?)?,
+                (2, LEN) => {
+                    let s = r.len_delimited()?;
+                    self.parse_sample(buf, s)?;
+                }
+                (3, LEN) => {
+                    r.skip(LEN)?;
+                    self.dropped.histograms += 1;
+                }
+                (4, LEN) => {
+                    r.skip(LEN)?;
+                    self.dropped.exemplars += 1;
+                }
+                (5, LEN) => {
+                    let m = r.len_delimited()?;
+                    let (mut kind, mut help, mut unit) = (0, 0, 0);
+                    let mut mr = Reader { buf: &buf[..m.end], pos: m.start };
+                    while mr.pos < m.end {
+                        match mr.key()? {
+                            (1, VARINT) => kind = mr.varint()?,
+                            (3, VARINT) => help = mr.varint()?,
+                            (4, VARINT) => unit = mr.varint()?,
+                            (_, w) => mr.skip(w)?,
+                        }
+                    }
+                    metadata = Some((kind, symbol(help)?, symbol(unit)?));
+                }
+                (_, w) => r.skip(w)?,
+            }
+        }
+        if name.is_some() {
+            return Err(Error::Content("remote_write 2.0 series has an odd number of label refs".into()));
+        }
+        self.finish_series(buf, first_label, first_sample)?;
+        let Some((kind, help, unit)) = metadata else { return Ok(()) };
+        if kind == 0 && help.is_empty() && unit.is_empty() {
+            return Ok(());
+        }
+        let series_name = self.labels[first_label..]
+            .iter()
+            .find(|(k, _)| &buf[k.start as usize..k.end as usize] == METRIC_NAME.as_bytes())
+            .map(|(_, v)| v.clone())
+            .expect("finish_series checked the name");
+        if !seen.insert((series_name.start, kind, help.start, unit.start)) {
+            return Ok(());
+        }
+        let text = |r: &Range<u32>| String::from_utf8_lossy(&buf[r.start as usize..r.end as usize]).into_owned();
+        let r#type = crate::remote_write::type_of_number(i32::try_from(kind).unwrap_or(0));
+        let series_name = text(&series_name);
+        self.metadata.push(MetricMetadata {
+            metric_family_name: family_of(&series_name, r#type).to_string(),
+            r#type,
+            help: text(&help),
+            unit: text(&unit),
+        });
+        Ok(())
+    }
+
     fn parse_series(&mut self, buf: &[u8], range: Range<usize>) -> Result<()> {
         let first_label = self.labels.len();
         let first_sample = self.samples.len();
@@ -201,28 +350,7 @@ impl WriteView {
                 }
                 (2, LEN) => {
                     let s = r.len_delimited()?;
-                    // What every sender writes: value (field 1, fixed64), then timestamp
-                    // (field 2, varint), nothing else.
-                    let b = &buf[s.clone()];
-                    if b.len() > 10 && b[0] == 0x09 && b[9] == 0x10 {
-                        let mut tr = Reader { buf: &buf[..s.end], pos: s.start + 10 };
-                        let t = tr.varint()? as i64;
-                        if tr.pos == s.end {
-                            let val = f64::from_bits(u64::from_le_bytes(b[1..9].try_into().expect("8 bytes")));
-                            self.samples.push((t, val));
-                            continue;
-                        }
-                    }
-                    let (mut t, mut val) = (0i64, 0f64);
-                    let mut sr = Reader { buf: &buf[..s.end], pos: s.start };
-                    while sr.pos < s.end {
-                        match sr.key()? {
-                            (1, FIXED64) => val = f64::from_bits(sr.fixed64()?),
-                            (2, VARINT) => t = sr.varint()? as i64,
-                            (_, w) => sr.skip(w)?,
-                        }
-                    }
-                    self.samples.push((t, val));
+                    self.parse_sample(buf, s)?;
                 }
                 (3, LEN) => {
                     r.skip(LEN)?;
@@ -235,6 +363,39 @@ impl WriteView {
                 (_, w) => r.skip(w)?,
             }
         }
+        self.finish_series(buf, first_label, first_sample)
+    }
+
+    /// A `Sample { double value = 1; int64 timestamp = 2; }` (the same message in 1.0 and 2.0).
+    fn parse_sample(&mut self, buf: &[u8], s: Range<usize>) -> Result<()> {
+        // What every sender writes: value (field 1, fixed64), then timestamp (field 2, varint),
+        // nothing else.
+        let b = &buf[s.clone()];
+        if b.len() > 10 && b[0] == 0x09 && b[9] == 0x10 {
+            let mut tr = Reader { buf: &buf[..s.end], pos: s.start + 10 };
+            let t = tr.varint()? as i64;
+            if tr.pos == s.end {
+                let val = f64::from_bits(u64::from_le_bytes(b[1..9].try_into().expect("8 bytes")));
+                self.samples.push((t, val));
+                return Ok(());
+            }
+        }
+        let (mut t, mut val) = (0i64, 0f64);
+        let mut sr = Reader { buf: &buf[..s.end], pos: s.start };
+        while sr.pos < s.end {
+            match sr.key()? {
+                (1, FIXED64) => val = f64::from_bits(sr.fixed64()?),
+                (2, VARINT) => t = sr.varint()? as i64,
+                (_, w) => sr.skip(w)?,
+            }
+        }
+        self.samples.push((t, val));
+        Ok(())
+    }
+
+    /// Puts the labels pushed since `first_label` in canonical order, checks the series has a
+    /// name, and records the series (its labels and the samples pushed since `first_sample`).
+    fn finish_series(&mut self, buf: &[u8], first_label: usize, first_sample: usize) -> Result<()> {
         // Canonical order, as `Labels::from_pairs`: the later of a repeated name wins (reverse,
         // stable sort, keep the first), empty values are dropped. Senders such as Prometheus
         // already send names sorted and unique, which needs none of that.
@@ -312,6 +473,17 @@ impl WriteView {
         }
         out
     }
+}
+
+/// The family a 2.0 series' metadata describes: a histogram's or summary's series name without
+/// the suffix its type adds (`rpc_seconds_bucket` → `rpc_seconds`); other series name their
+/// family as the Prometheus text format's TYPE line does (`http_requests_total`).
+fn family_of(series: &str, t: crate::MetricType) -> &str {
+    use crate::MetricType::{GaugeHistogram, Histogram, Summary};
+    if !matches!(t, Histogram | GaugeHistogram | Summary) {
+        return series;
+    }
+    t.series_suffixes().iter().find_map(|s| series.strip_suffix(s).filter(|f| !f.is_empty())).unwrap_or(series)
 }
 
 /// `prometheus.MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help =
@@ -576,5 +748,169 @@ mod tests {
         assert_eq!(view.metadata(), metadata.as_slice());
         assert_eq!(view.metadata(), crate::remote_write::decode_batch(&body).unwrap().metadata.as_slice());
         assert_eq!(view.to_samples(), samples);
+    }
+
+    mod v2 {
+        use prost::Message;
+
+        use super::super::*;
+        use crate::MetricType;
+        use crate::remote_write::RemoteSample;
+        use crate::remote_write_v2::{Exemplar, Histogram, Metadata, Request, RequestBuilder, TimeSeries};
+
+        fn labels(pairs: &[(&str, &str)]) -> Labels {
+            Labels::from_pairs(pairs.iter().copied())
+        }
+
+        #[test]
+        fn reads_series_samples_and_metadata_through_the_symbols() {
+            let mut b = RequestBuilder::default();
+            let cpu = labels(&[("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")]);
+            let cpu1 = labels(&[("__name__", "node_cpu_seconds_total"), ("cpu", "1"), ("mode", "idle")]);
+            let bucket = labels(&[("__name__", "rpc_seconds_bucket"), ("le", "0.5")]);
+            let count = labels(&[("__name__", "rpc_seconds_count")]);
+            let help = "Seconds the CPUs spent in each mode.";
+            b.series(&cpu, &[(1000, 10.5), (16_000, 11.25)], Some((MetricType::Counter, help, "seconds")));
+            // The same metadata again: one entry.
+            b.series(&cpu1, &[(1000, 3.0)], Some((MetricType::Counter, help, "seconds")));
+            b.series(&bucket, &[(1000, 4.0)], Some((MetricType::Histogram, "RPC latency.", "")));
+            b.series(&count, &[(1000, 7.0)], Some((MetricType::Histogram, "RPC latency.", "")));
+            // No metadata, and metadata that says nothing.
+            b.series(&labels(&[("__name__", "up")]), &[(1000, 1.0)], None);
+            b.series(&labels(&[("__name__", "quiet")]), &[(1000, 2.0)], Some((MetricType::Unknown, "", "")));
+            let view = WriteView::decode_snappy_v2(&b.encode_snappy()).unwrap();
+
+            let got: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> =
+                view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
+            assert_eq!(
+                got,
+                vec![
+                    (vec![("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")], vec![(1000, 10.5), (16_000, 11.25)]),
+                    (vec![("__name__", "node_cpu_seconds_total"), ("cpu", "1"), ("mode", "idle")], vec![(1000, 3.0)]),
+                    (vec![("__name__", "rpc_seconds_bucket"), ("le", "0.5")], vec![(1000, 4.0)]),
+                    (vec![("__name__", "rpc_seconds_count")], vec![(1000, 7.0)]),
+                    (vec![("__name__", "up")], vec![(1000, 1.0)]),
+                    (vec![("__name__", "quiet")], vec![(1000, 2.0)]),
+                ]
+            );
+            assert_eq!(view.sample_count(), 7);
+            let meta = |name: &str, t: MetricType, help: &str, unit: &str| MetricMetadata {
+                metric_family_name: name.into(),
+                r#type: t,
+                help: help.into(),
+                unit: unit.into(),
+            };
+            // A histogram's series name their family without the suffix; both series of
+            // `rpc_seconds` carry the same metadata but are different names, so two entries.
+            assert_eq!(
+                view.metadata(),
+                &[
+                    meta("node_cpu_seconds_total", MetricType::Counter, help, "seconds"),
+                    meta("rpc_seconds", MetricType::Histogram, "RPC latency.", ""),
+                    meta("rpc_seconds", MetricType::Histogram, "RPC latency.", ""),
+                ]
+            );
+            assert_eq!(view.dropped(), Dropped::default());
+        }
+
+        /// Symbols after the series, unpacked label refs, unsorted names, histograms and
+        /// exemplars (counted, not read), a created timestamp and an unknown field.
+        #[test]
+        fn reads_any_field_order_and_counts_what_it_drops() {
+            let raw_series = |refs: Vec<u32>| TimeSeries {
+                labels_refs: refs,
+                samples: vec![RemoteSample { value: 2.5, timestamp: 7 }],
+                exemplars: vec![Exemplar { labels_refs: vec![3, 4], value: 2.5, timestamp: 7 }],
+                created_timestamp: 5,
+                ..Default::default()
+            };
+            // symbols: "", "__name__", "up", "trace_id", "abc", "job", "node"
+            let symbols: Vec<String> = ["", "__name__", "up", "trace_id", "abc", "job", "node"].map(String::from).to_vec();
+            let series = vec![
+                // job before __name__: put in order.
+                raw_series(vec![5, 6, 1, 2]),
+                TimeSeries {
+                    labels_refs: vec![1, 2],
+                    histograms: vec![Histogram { count_int: 3, sum: 1.5, schema: 0, timestamp: 8 }; 2],
+                    ..Default::default()
+                },
+            ];
+            let mut raw = Vec::new();
+            for ts in &series {
+                prost::encoding::message::encode(5, ts, &mut raw);
+            }
+            for s in &symbols {
+                prost::encoding::string::encode(4, s, &mut raw);
+            }
+            // Field 9, varint: unknown.
+            raw.extend_from_slice(&[0x48, 0x01]);
+            let view = WriteView::parse_v2(raw).unwrap();
+            let got: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> =
+                view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
+            assert_eq!(got, vec![(vec![("__name__", "up"), ("job", "node")], vec![(7, 2.5)]), (vec![("__name__", "up")], vec![])]);
+            assert_eq!(view.dropped(), Dropped { exemplars: 1, histograms: 2 });
+            assert!(view.metadata().is_empty());
+
+            // The same series with its label refs unpacked (one varint field each).
+            let mut unpacked = Vec::new();
+            for s in &symbols {
+                prost::encoding::string::encode(4, s, &mut unpacked);
+            }
+            let mut ts = Vec::new();
+            for r in [1u32, 2, 5, 6] {
+                prost::encoding::uint32::encode(1, &r, &mut ts);
+            }
+            prost::encoding::message::encode(2, &RemoteSample { value: 2.5, timestamp: 7 }, &mut ts);
+            prost::encoding::bytes::encode(5, &ts, &mut unpacked);
+            let view = WriteView::parse_v2(unpacked).unwrap();
+            assert_eq!(view.to_samples(), vec![Sample::new(labels(&[("__name__", "up"), ("job", "node")]), 7, 2.5)]);
+        }
+
+        #[test]
+        fn rejects_bad_refs_names_and_truncation() {
+            let request = |symbols: &[&str], refs: Vec<u32>| {
+                Request {
+                    symbols: symbols.iter().map(|s| s.to_string()).collect(),
+                    timeseries: vec![TimeSeries {
+                        labels_refs: refs,
+                        samples: vec![RemoteSample { value: 1.0, timestamp: 1 }],
+                        metadata: Some(Metadata { r#type: 2, help_ref: 0, unit_ref: 0 }),
+                        ..Default::default()
+                    }],
+                }
+                .encode_to_vec()
+            };
+            let err = |raw: Vec<u8>| WriteView::parse_v2(raw).err().expect("refused").to_string();
+            let e = err(request(&["", "__name__", "up"], vec![1, 2, 1]));
+            assert!(e.contains("odd number of label refs"), "{e}");
+            let e = err(request(&["", "__name__", "up"], vec![1, 3]));
+            assert!(e.contains("symbol 3") && e.contains("has 3"), "{e}");
+            let e = err(request(&["", "job", "x"], vec![1, 2]));
+            assert!(e.contains("has no __name__") && e.contains("job"), "{e}");
+            let mut bad_help = Request::decode(request(&["", "__name__", "up"], vec![1, 2]).as_slice()).unwrap();
+            bad_help.timeseries[0].metadata = Some(Metadata { r#type: 1, help_ref: 9, unit_ref: 0 });
+            assert!(err(bad_help.encode_to_vec()).contains("symbol 9"));
+            let mut not_utf8 = request(&["", "__name__", "up"], vec![1, 2]);
+            let at = not_utf8.iter().position(|&b| b == b'u').unwrap();
+            not_utf8[at] = 0xff;
+            assert!(err(not_utf8).contains("not UTF-8"));
+            let good = request(&["", "__name__", "up"], vec![1, 2]);
+            assert_eq!(WriteView::parse_v2(good.clone()).unwrap().sample_count(), 1);
+            // Cut anywhere inside the series (a cut between two symbols is a shorter valid request).
+            let series_at = Request { symbols: ["", "__name__", "up"].map(String::from).to_vec(), timeseries: vec![] }.encode_to_vec().len();
+            for cut in series_at + 1..good.len() {
+                assert!(WriteView::parse_v2(good[..cut].to_vec()).is_err(), "truncated at {cut} accepted");
+            }
+            assert!(WriteView::decode_snappy_v2(b"not snappy").is_err());
+        }
+
+        /// A 1.0 `WriteRequest` read as 2.0 holds no series (its fields 1 and 3 are reserved in
+        /// 2.0), rather than a misread one.
+        #[test]
+        fn a_one_point_zero_body_reads_as_empty() {
+            let v1 = crate::remote_write::encode(&[Sample::new(labels(&[("__name__", "up")]), 1, 1.0)]);
+            let view = WriteView::decode_snappy_v2(&v1).unwrap();
+            assert_eq!(view.series().len(), 0);
+        }
     }
 }
