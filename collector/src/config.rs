@@ -57,9 +57,20 @@ pub struct CollectorConfig {
     /// `discover_service_name`, which Grafana's Logs Drilldown lists services by). Default: true.
     #[serde(default = "default_true")]
     pub discover_service_name: bool,
+    /// Most exemplars kept in memory, of all series together, the oldest overwritten first
+    /// (Prometheus' `storage.exemplars.max_exemplars`); 0 keeps none. Default: 100000.
+    #[serde(default = "default_max_exemplars")]
+    pub max_exemplars: usize,
     /// Kafka consumption; absent means HTTP ingest only (the embedded default).
     #[serde(default)]
     pub kafka: Option<KafkaConsumerConfig>,
+}
+
+/// Default of [`CollectorConfig::max_exemplars`].
+pub const DEFAULT_MAX_EXEMPLARS: usize = 100_000;
+
+fn default_max_exemplars() -> usize {
+    DEFAULT_MAX_EXEMPLARS
 }
 
 impl Default for CollectorConfig {
@@ -76,6 +87,7 @@ impl Default for CollectorConfig {
             teams: Default::default(),
             discover_log_levels: true,
             discover_service_name: true,
+            max_exemplars: DEFAULT_MAX_EXEMPLARS,
             kafka: None,
         }
     }

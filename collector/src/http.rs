@@ -99,11 +99,12 @@ async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body:
     if !v2 {
         return ingest(store, WalKind::RemoteWriteSnappy, body.to_vec(), |_| StatusCode::NO_CONTENT.into_response()).await;
     }
-    // 2.0 senders read how much was written from these headers. Native histograms and exemplars
-    // are not stored (counted as dropped), so none of them is reported written.
-    ingest(store, WalKind::RemoteWrite2Snappy, body.to_vec(), |samples| {
+    // 2.0 senders read how much was written from these headers. Native histograms are not
+    // stored (counted as dropped), so none is reported written.
+    ingest(store, WalKind::RemoteWrite2Snappy, body.to_vec(), |done| {
         use pharos_model::remote_write_v2::{EXEMPLARS_WRITTEN, HISTOGRAMS_WRITTEN, SAMPLES_WRITTEN};
-        let written = [(SAMPLES_WRITTEN, samples.to_string()), (HISTOGRAMS_WRITTEN, "0".into()), (EXEMPLARS_WRITTEN, "0".into())];
+        let written =
+            [(SAMPLES_WRITTEN, done.items.to_string()), (HISTOGRAMS_WRITTEN, "0".into()), (EXEMPLARS_WRITTEN, done.exemplars.to_string())];
         (StatusCode::NO_CONTENT, written.map(|(k, v)| (header::HeaderName::from_static(k), v))).into_response()
     })
     .await
@@ -149,9 +150,9 @@ async fn loki_push(State(store): State<Arc<Store>>, headers: HeaderMap, body: By
     ingest(store, WalKind::LokiPushSnappy, body.to_vec(), |_| StatusCode::NO_CONTENT.into_response()).await
 }
 
-/// Stores `body` durably (WAL fsync) and answers `ok` of the number of samples or records
-/// stored, or the error sorted by whose fault it is.
-async fn ingest(store: Arc<Store>, kind: WalKind, body: Vec<u8>, ok: impl FnOnce(usize) -> Response + Send) -> Response {
+/// Stores `body` durably (WAL fsync) and answers `ok` of what was stored, or the error sorted
+/// by whose fault it is.
+async fn ingest(store: Arc<Store>, kind: WalKind, body: Vec<u8>, ok: impl FnOnce(crate::store::Ingested) -> Response + Send) -> Response {
     match tokio::task::spawn_blocking(move || store.ingest_durable(kind, &body)).await {
         Ok(Ok(n)) => ok(n),
         Ok(Err(Error::BadInput(msg))) => bad_request(msg),

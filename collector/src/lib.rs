@@ -26,6 +26,7 @@
 pub mod chunk;
 pub mod config;
 pub mod decimal;
+pub mod exemplars;
 pub mod found;
 mod error;
 pub mod head;
@@ -76,6 +77,7 @@ impl Collector {
                 teams: config.teams.clone(),
                 discover_log_levels: config.discover_log_levels,
                 discover_service_name: config.discover_service_name,
+                max_exemplars: config.max_exemplars,
             },
         )?);
         store.term_budget().set_limit_bytes(config.log_term_cache_mb.saturating_mul(1 << 20));

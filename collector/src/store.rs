@@ -124,12 +124,28 @@ pub struct StoreOptions {
     pub discover_log_levels: bool,
     /// Give log streams without a `service_name` label one (`CollectorConfig::discover_service_name`).
     pub discover_service_name: bool,
+    /// Exemplars kept in memory (`CollectorConfig::max_exemplars`).
+    pub max_exemplars: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { teams: Default::default(), discover_log_levels: true, discover_service_name: true }
+        StoreOptions {
+            teams: Default::default(),
+            discover_log_levels: true,
+            discover_service_name: true,
+            max_exemplars: crate::config::DEFAULT_MAX_EXEMPLARS,
+        }
     }
+}
+
+/// What [`Store::ingest_durable`] stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Samples or log records.
+    pub items: usize,
+    /// Exemplars stored (or already held).
+    pub exemplars: usize,
 }
 
 /// Storage of the collector: see the module docs.
@@ -162,6 +178,8 @@ pub struct Store {
     log_sinks: Mutex<Vec<pharos_model::LogSink>>,
     /// `log_sinks.len()`, read without the lock on every batch.
     log_sink_count: std::sync::atomic::AtomicUsize,
+    /// The newest exemplars, in memory.
+    exemplars: crate::exemplars::ExemplarStore,
 }
 
 impl Store {
@@ -173,7 +191,7 @@ impl Store {
 
     /// [`Store::open`] with `options` applied to everything ingested, the WAL replay included.
     pub fn open_with(data_dir: &Path, metrics: Arc<CollectorMetrics>, options: StoreOptions) -> Result<Store> {
-        let StoreOptions { teams, discover_log_levels, discover_service_name } = options;
+        let StoreOptions { teams, discover_log_levels, discover_service_name, max_exemplars } = options;
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
         let manifest = Manifest::load(data_dir)?;
         let removed = manifest.remove_unpublished(data_dir)?;
@@ -200,6 +218,7 @@ impl Store {
             discover_service_name,
             log_sinks: Mutex::new(Vec::new()),
             log_sink_count: std::sync::atomic::AtomicUsize::new(0),
+            exemplars: crate::exemplars::ExemplarStore::new(max_exemplars),
         };
         let replayed = replay.len();
         for rec in replay {
@@ -241,7 +260,13 @@ impl Store {
     ///
     /// Metric metadata is kept even from a duplicate batch (it is idempotent). Should writing
     /// `metadata.json` fail here, it is retried before the next flush publishes offsets.
-    pub fn ingest(&self, source: &str, offset: i64, mut batch: Batch) -> bool {
+    pub fn ingest(&self, source: &str, offset: i64, batch: Batch) -> bool {
+        self.ingest_counted(source, offset, batch).is_some()
+    }
+
+    /// [`Store::ingest`], returning the number of exemplars stored (or already held), or
+    /// `None` when the batch was a duplicate.
+    fn ingest_counted(&self, source: &str, offset: i64, mut batch: Batch) -> Option<usize> {
         if let Err(e) = self.metadata.observe(batch.metadata()) {
             tracing::error!(error = %e, "could not write metric metadata; retried before the next flush");
         }
@@ -254,10 +279,31 @@ impl Store {
                 discover_service_name(records);
             }
         }
+        // Exemplars with their series' labels, before `with_teams` may turn a remote_write
+        // view into owned samples; given `team` as the samples are.
+        let exemplars: Vec<(Labels, pharos_model::Exemplar)> = match &batch {
+            Batch::RemoteWrite(w) if w.exemplar_count() > 0 => {
+                w.exemplars().map(|(s, e)| (s.to_labels(), e)).map(|(l, e)| (self.team_of(&l).unwrap_or(l), e)).collect()
+            }
+            _ => Vec::new(),
+        };
         let mut st = self.state.write();
         if st.seen_offset(source).is_some_and(|seen| offset <= seen) {
             self.metrics.batches_duplicate.inc();
-            return false;
+            return None;
+        }
+        let mut exemplars_written = 0;
+        for (series, e) in exemplars {
+            match self.exemplars.append(&series, e) {
+                crate::exemplars::Appended::Stored => {
+                    self.metrics.exemplars_appended.inc();
+                    exemplars_written += 1;
+                }
+                crate::exemplars::Appended::Duplicate => exemplars_written += 1,
+                _ => {
+                    self.metrics.remote_write_exemplars_dropped.inc();
+                }
+            }
         }
         let n = batch.len() as u64;
         let batch = self.with_teams(batch);
@@ -272,15 +318,12 @@ impl Store {
                 let dropped = w.dropped();
                 if dropped != Default::default() {
                     self.metrics.remote_write_histograms_dropped.inc_by(dropped.histograms);
-                    self.metrics.remote_write_exemplars_dropped.inc_by(dropped.exemplars);
                     static WARNED: std::sync::Once = std::sync::Once::new();
                     WARNED.call_once(|| {
                         tracing::warn!(
                             histograms = dropped.histograms,
-                            exemplars = dropped.exemplars,
-                            "remote_write: native histograms and exemplars are not supported and were not stored \
-                             (counted in pharos_collector_remote_write_histograms_dropped_total and \
-                             pharos_collector_remote_write_exemplars_dropped_total; this is logged once)"
+                            "remote_write: native histograms are not supported and were not stored \
+                             (counted in pharos_collector_remote_write_histograms_dropped_total; this is logged once)"
                         );
                     });
                 }
@@ -300,13 +343,13 @@ impl Store {
         self.metrics.head_series.set(st.head.series_count() as i64);
         self.metrics.head_rows.set(st.head.rows() as i64);
         self.metrics.head_chunk_bytes.set(st.head.chunk_bytes() as i64);
-        true
+        Some(exemplars_written)
     }
 
     /// The HTTP ingest path: decodes `body` (a 4xx-worthy [`Error::BadInput`] when invalid),
     /// appends it to the WAL with fsync, then adds it to the head. When this returns `Ok`, the
     /// data survives a crash. Returns the number of samples or records.
-    pub fn ingest_durable(&self, kind: WalKind, body: &[u8]) -> Result<usize> {
+    pub fn ingest_durable(&self, kind: WalKind, body: &[u8]) -> Result<Ingested> {
         let batch = match Batch::decode(kind, body) {
             Ok(b) => b,
             Err(e) => {
@@ -321,8 +364,8 @@ impl Store {
         // in order and a flush's WAL rotation separates them exactly.
         let mut wal = self.wal.lock();
         let seq = wal.append(kind, body)?;
-        self.ingest(WAL_SOURCE, seq, batch);
-        Ok(n)
+        let exemplars = self.ingest_counted(WAL_SOURCE, seq, batch).unwrap_or(0);
+        Ok(Ingested { items: n, exemplars })
     }
 
     /// Writes everything in the head to files and publishes them with the offsets they cover.
@@ -389,19 +432,21 @@ impl Store {
         Ok(report)
     }
 
+    /// `l` with `team` added, when it has a `namespace` and no `team` and the mapping knows one.
+    fn team_of(&self, l: &Labels) -> Option<Labels> {
+        if l.get("team").is_some() {
+            return None;
+        }
+        let ns = l.get("namespace")?;
+        self.teams.team_for(ns, &std::collections::BTreeMap::new()).map(|t| l.with("team", &t))
+    }
+
     /// Adds `team` where the data has a `namespace` and no `team` and the mapping knows one.
     fn with_teams(&self, batch: Batch) -> Batch {
         if self.teams.rules.is_empty() && self.teams.default.is_none() {
             return batch;
         }
-        let no_pod_labels = std::collections::BTreeMap::new();
-        let team_of = |l: &Labels| -> Option<Labels> {
-            if l.get("team").is_some() {
-                return None;
-            }
-            let ns = l.get("namespace")?;
-            self.teams.team_for(ns, &no_pod_labels).map(|t| l.with("team", &t))
-        };
+        let team_of = |l: &Labels| self.team_of(l);
         match batch {
             // Labels are rewritten: the owned (slower) path.
             Batch::RemoteWrite(w) => {
@@ -873,6 +918,15 @@ fn read_threads() -> usize {
 }
 
 impl MetricsReader for Store {
+    fn exemplars(
+        &self,
+        selectors: &[Vec<LabelMatcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> std::result::Result<Vec<pharos_model::SeriesExemplars>, String> {
+        Ok(self.exemplars.select(selectors, start_ms, end_ms))
+    }
+
     fn select_series(
         &self,
         matchers: &[LabelMatcher],
@@ -1318,16 +1372,16 @@ mod tests {
         assert_eq!(all(&store, "rw").len(), 1000, "replayed from the compressed record");
     }
 
-    /// A request with native histograms and exemplars stores its float samples and counts the
-    /// rest, visibly (`/metrics`), instead of dropping them silently.
+    /// A request with native histograms stores its float samples and counts the histograms,
+    /// visibly (`/metrics`), instead of dropping them silently; its exemplars are kept.
     #[test]
-    fn remote_write_histograms_and_exemplars_are_counted_not_stored() {
+    fn remote_write_histograms_are_counted_and_exemplars_kept() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(CollectorMetrics::default());
         let store = Store::open(dir.path(), metrics.clone()).unwrap();
         let mut raw = snap::raw::Decoder::new().decompress_vec(&pharos_model::remote_write::encode(&[sample("rw", 1000, 0.5)])).unwrap();
-        // Append an exemplar (field 3) and a histogram (field 4) to the one TimeSeries, as a
-        // second TimeSeries message of the same series would not be: fix up the outer length.
+        // Append an empty exemplar (field 3) and a histogram (field 4) to the one TimeSeries, as
+        // a second TimeSeries message of the same series would not be: fix up the outer length.
         let extra = [0x1a, 0x00, 0x22, 0x02, 0x08, 0x01];
         assert_eq!(raw[0], 0x0a, "a WriteRequest starting with its series");
         assert!(raw[1] < 0x80 - extra.len() as u8, "a one-byte series length");
@@ -1335,14 +1389,60 @@ mod tests {
         let end = 2 + raw[1] as usize - extra.len();
         raw.splice(end..end, extra);
         let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
-        store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
+        let done = store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
+        assert_eq!(done, Ingested { items: 1, exemplars: 1 });
         assert_eq!(all(&store, "rw").len(), 1);
-        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.remote_write_exemplars_dropped.get()), (1, 1));
+        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.remote_write_exemplars_dropped.get()), (1, 0));
+        assert_eq!(metrics.exemplars_appended.get(), 1);
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("pharos_collector_remote_write_histograms_dropped_total 1"), "{text}");
+        assert!(text.contains("pharos_collector_exemplars_appended_total 1"), "{text}");
+    }
+
+    /// Exemplars of remote_write 2.0 requests are kept under their series' labels (with the
+    /// `team` the mapping adds), an out-of-order one is refused, a resent one is a duplicate,
+    /// and after a restart they come back from the WAL.
+    #[test]
+    fn exemplars_are_kept_with_their_series_and_replayed_from_the_wal() {
+        use pharos_model::remote_write_v2::{self as v2, RequestBuilder};
+        use pharos_model::{Exemplar, SeriesExemplars};
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(CollectorMetrics::default());
+        let teams: pharos_model::team::TeamMapping = serde_json::from_str(r#"{"default": "platform"}"#).unwrap();
+        let options = || StoreOptions { teams: teams.clone(), ..StoreOptions::default() };
+        let store = Store::open_with(dir.path(), metrics.clone(), options()).unwrap();
+        let series = Labels::from_pairs([("__name__", "rpc_seconds_bucket"), ("le", "0.5"), ("namespace", "api")]);
+        let request = |exemplars: &[(&str, f64, i64)]| {
+            let mut b = RequestBuilder::default();
+            let labels_refs = b.label_refs(&series);
+            let exemplars = exemplars
+                .iter()
+                .map(|&(trace, value, timestamp)| {
+                    let labels_refs = vec![b.symbol("trace_id"), b.symbol(trace)];
+                    v2::Exemplar { labels_refs, value, timestamp }
+                })
+                .collect();
+            b.push(v2::TimeSeries { labels_refs, samples: vec![pharos_model::remote_write::RemoteSample { value: 4.0, timestamp: 2000 }], exemplars, ..Default::default() });
+            b.encode_snappy()
+        };
+        let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("aa", 0.3, 1500), ("bb", 0.4, 1900)])).unwrap();
+        assert_eq!(done, Ingested { items: 1, exemplars: 2 });
+        // bb again (a duplicate, counted as written) and one older than bb (refused).
+        let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("bb", 0.4, 1900), ("cc", 0.1, 1000)])).unwrap();
+        assert_eq!(done, Ingested { items: 1, exemplars: 1 });
+        assert_eq!((metrics.exemplars_appended.get(), metrics.remote_write_exemplars_dropped.get()), (2, 1));
+        let with_team = series.with("team", "platform");
+        let ex = |trace: &str, value: f64, timestamp_ms: i64| Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, timestamp_ms };
+        let expected = vec![SeriesExemplars { series: with_team.clone(), exemplars: vec![ex("aa", 0.3, 1500), ex("bb", 0.4, 1900)] }];
+        let selectors = vec![vec![LabelMatcher::equal("__name__", "rpc_seconds_bucket"), LabelMatcher::equal("team", "platform")]];
+        assert_eq!(store.exemplars(&selectors, 0, 10_000).unwrap(), expected);
+        assert_eq!(store.exemplars(&selectors, 1600, 10_000).unwrap()[0].exemplars, vec![ex("bb", 0.4, 1900)]);
+        drop(store);
+        let store = Store::open_with(dir.path(), metrics, options()).unwrap();
+        assert_eq!(store.exemplars(&selectors, 0, 10_000).unwrap(), expected, "replayed from the WAL");
     }
 
     #[test]

@@ -19,8 +19,11 @@ pub struct CollectorMetrics {
     pub kafka_messages: Counter,
     /// Native histogram samples in remote_write requests, not stored.
     pub remote_write_histograms_dropped: Counter,
-    /// Exemplars in remote_write requests, not stored.
+    /// Exemplars in remote_write requests refused (older than their series' newest, labels too
+    /// long, or exemplar storage disabled).
     pub remote_write_exemplars_dropped: Counter,
+    /// Exemplars stored.
+    pub exemplars_appended: Counter,
     /// Successful flushes (files written and published).
     pub flushes: Counter,
     /// Failed flushes (retried at the next interval; the data stays in the head).
@@ -65,9 +68,10 @@ impl CollectorMetrics {
         );
         r.register(
             "remote_write_exemplars_dropped",
-            "Exemplars received by remote_write and not stored (not supported)",
+            "Exemplars received by remote_write and refused: older than their series' newest, labels over 128 characters, or max_exemplars 0",
             self.remote_write_exemplars_dropped.clone(),
         );
+        r.register("exemplars_appended", "Exemplars stored in the in-memory exemplar ring", self.exemplars_appended.clone());
         r.register("flushes", "Flushes published", self.flushes.clone());
         r.register("flush_errors", "Flushes that failed", self.flush_errors.clone());
         r.register("metric_files_published", "Parquet files published", self.metric_files_published.clone());

@@ -41,10 +41,10 @@ pub mod write_view;
 pub use labels::{Labels, METRIC_NAME};
 pub use metadata::{FamilyIndex, MetricMetadata, MetricType};
 pub use record::{LogRecord, MetricsBatch, Sample, normalize_attributes};
-pub use select::{Direction, LabelMatcher, LogGroup, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesSink, StreamStats};
+pub use select::{Direction, Exemplar, LabelMatcher, LogGroup, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesExemplars, SeriesSink, StreamStats};
 pub use sql::SqlReader;
 
-/// Errors of this crate: input that is not valid OTLP.
+/// Errors of this crate: input that is not valid OTLP or remote_write.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The body is not a valid protobuf message of the expected type.
@@ -53,8 +53,9 @@ pub enum Error {
     /// The body is not valid OTLP/JSON.
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// The message decoded but holds something Pharos cannot represent.
-    #[error("invalid OTLP content: {0}")]
+    /// The message decoded but holds something Pharos cannot represent, or a remote_write
+    /// request is malformed; the message names the protocol.
+    #[error("{0}")]
     Content(String),
 }
 

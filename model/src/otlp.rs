@@ -345,7 +345,7 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
         for sm in rm.scope_metrics {
             for mut m in sm.metrics {
                 if m.name.is_empty() {
-                    return Err(Error::Content("metric without a name".into()));
+                    return Err(Error::Content("invalid OTLP content: metric without a name".into()));
                 }
                 if let Some(md) = metadata_of(&mut m)
                     && metadata.last() != Some(&md)
@@ -450,7 +450,7 @@ fn push_metric(resource: &[(String, String)], m: &Metric, out: &mut Vec<Sample>)
         }
         Some(metric::Data::ExponentialHistogram(_)) => {
             return Err(Error::Content(format!(
-                "metric {:?}: exponential histograms are not supported yet",
+                "invalid OTLP content: metric {:?}: exponential histograms are not supported yet",
                 m.name
             )));
         }

@@ -159,6 +159,14 @@ impl RequestBuilder {
         self
     }
 
+    /// Adds an exemplar to the series added last.
+    pub fn exemplar(&mut self, labels: &Labels, value: f64, timestamp: i64) -> &mut Self {
+        let labels_refs = self.label_refs(labels);
+        let last = self.request.timeseries.last_mut().expect("a series to add the exemplar to");
+        last.exemplars.push(Exemplar { labels_refs, value, timestamp });
+        self
+    }
+
     /// Adds a series as given (refs from [`RequestBuilder::symbol`]).
     pub fn push(&mut self, series: TimeSeries) -> &mut Self {
         self.request.timeseries.push(series);

@@ -84,6 +84,27 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// An exemplar: one observation of a series picked as an example, with labels of its own
+/// (usually a `trace_id`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    /// The exemplar's labels (`trace_id`, `span_id`, …).
+    pub labels: Labels,
+    /// The observed value.
+    pub value: f64,
+    /// When it was observed, ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// The exemplars of one series, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesExemplars {
+    /// The series' labels.
+    pub series: Labels,
+    /// Its exemplars, oldest first.
+    pub exemplars: Vec<Exemplar>,
+}
+
 /// Where [`MetricsReader::stream_series`] hands each series' samples: `(index, samples)`.
 pub type SeriesSink<'a> = dyn Fn(usize, &[(i64, f64)]) + Sync + 'a;
 
@@ -132,6 +153,14 @@ pub trait MetricsReader: Send + Sync {
     ) -> Result<std::collections::BTreeMap<String, Vec<crate::MetricMetadata>>, String> {
         let _ = metric;
         Ok(Default::default())
+    }
+
+    /// The exemplars with timestamps in `[start_ms, end_ms]` of the series matching any of
+    /// `selectors` (each a conjunction of matchers), one entry per series. The default stores
+    /// none.
+    fn exemplars(&self, selectors: &[Vec<LabelMatcher>], start_ms: i64, end_ms: i64) -> Result<Vec<SeriesExemplars>, String> {
+        let _ = (selectors, start_ms, end_ms);
+        Ok(Vec::new())
     }
 }
 

@@ -32,16 +32,27 @@ pub struct WriteView {
     samples: Vec<(i64, f64)>,
     /// HELP/TYPE/UNIT of families (`WriteRequest.metadata`, field 3).
     metadata: Vec<MetricMetadata>,
-    /// Exemplars (`TimeSeries` field 3) and native histogram samples (field 4) in the request,
-    /// which are not ingested.
+    /// Native histogram samples (`TimeSeries` field 4; 3 in 2.0) in the request, which are not
+    /// ingested.
     dropped: Dropped,
+    /// Every exemplar's label pairs: byte ranges in `buf`.
+    exemplar_labels: Vec<(Range<u32>, Range<u32>)>,
+    /// The exemplars (`TimeSeries` field 3; 4 in 2.0), in request order.
+    exemplars: Vec<ExemplarRef>,
+}
+
+/// An exemplar of a [`WriteView`]: its series (index in `series`), its labels (range in
+/// `exemplar_labels`), value and timestamp.
+struct ExemplarRef {
+    series: u32,
+    labels: Range<u32>,
+    value: f64,
+    timestamp_ms: i64,
 }
 
 /// What a remote_write request held that Pharos does not store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Exemplars.
-    pub exemplars: u64,
     /// Native histogram samples.
     pub histograms: u64,
 }
@@ -172,7 +183,7 @@ impl WriteView {
     fn parse_into(buffers: Buffers) -> Result<WriteView> {
         let Buffers { buf, labels, series, samples } = buffers;
         let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < len as usize {
             let (field, wire) = r.key()?;
@@ -196,7 +207,7 @@ impl WriteView {
     fn parse_v2_into(buffers: Buffers) -> Result<WriteView> {
         let Buffers { buf, labels, series, samples } = buffers;
         u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
         let mut symbols: Vec<Range<u32>> = Vec::new();
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < buf.len() {
@@ -239,19 +250,11 @@ impl WriteView {
     ) -> Result<()> {
         let first_label = self.labels.len();
         let first_sample = self.samples.len();
-        let symbol = |index: u64| {
-            usize::try_from(index).ok().and_then(|i| symbols.get(i)).cloned().ok_or_else(|| {
-                Error::Content(format!("remote_write 2.0 series refers to symbol {index}, but the request has {}", symbols.len()))
-            })
-        };
+        let symbol = |index: u64| symbol_at(symbols, index, "series");
         // A name waiting for its value.
         let mut name: Option<Range<u32>> = None;
         let mut push_ref = |labels: &mut Vec<(Range<u32>, Range<u32>)>, index: u64| -> Result<()> {
-            let s = symbol(index)?;
-            match name.take() {
-                None => name = Some(s),
-                Some(n) => labels.push((n, s)),
-            }
+            pair_up(&mut name, symbol(index)?, labels);
             Ok(())
         };
         // (type, help, unit)
@@ -276,8 +279,8 @@ impl WriteView {
                     self.dropped.histograms += 1;
                 }
                 (4, LEN) => {
-                    r.skip(LEN)?;
-                    self.dropped.exemplars += 1;
+                    let e = r.len_delimited()?;
+                    self.parse_exemplar(buf, e, Some(symbols))?;
                 }
                 (5, LEN) => {
                     let m = r.len_delimited()?;
@@ -353,8 +356,8 @@ impl WriteView {
                     self.parse_sample(buf, s)?;
                 }
                 (3, LEN) => {
-                    r.skip(LEN)?;
-                    self.dropped.exemplars += 1;
+                    let e = r.len_delimited()?;
+                    self.parse_exemplar(buf, e, None)?;
                 }
                 (4, LEN) => {
                     r.skip(LEN)?;
@@ -364,6 +367,62 @@ impl WriteView {
             }
         }
         self.finish_series(buf, first_label, first_sample)
+    }
+
+    /// An exemplar of the series being parsed (the next one [`WriteView::finish_series`] records):
+    /// 1.0's `Exemplar { repeated Label labels = 1; double value = 2; int64 timestamp = 3; }`,
+    /// or with `symbols` 2.0's, whose field 1 is `repeated uint32 labels_refs`.
+    fn parse_exemplar(&mut self, buf: &[u8], range: Range<usize>, symbols: Option<&[Range<u32>]>) -> Result<()> {
+        let first = self.exemplar_labels.len();
+        let (mut value, mut timestamp_ms) = (0f64, 0i64);
+        let mut name: Option<Range<u32>> = None;
+        let mut r = Reader { buf: &buf[..range.end], pos: range.start };
+        while r.pos < range.end {
+            match (r.key()?, symbols) {
+                ((1, LEN), None) => {
+                    let l = r.len_delimited()?;
+                    let (mut k, mut v) = (l.start..l.start, l.start..l.start);
+                    let mut lr = Reader { buf: &buf[..l.end], pos: l.start };
+                    while lr.pos < l.end {
+                        match lr.key()? {
+                            (1, LEN) => k = lr.len_delimited()?,
+                            (2, LEN) => v = lr.len_delimited()?,
+                            (_, w) => lr.skip(w)?,
+                        }
+                    }
+                    for part in [&k, &v] {
+                        std::str::from_utf8(&buf[part.clone()])
+                            .map_err(|_| Error::Content("remote_write exemplar label is not UTF-8".into()))?;
+                    }
+                    self.exemplar_labels.push((k.start as u32..k.end as u32, v.start as u32..v.end as u32));
+                }
+                ((1, LEN), Some(symbols)) => {
+                    let refs = r.len_delimited()?;
+                    let mut rr = Reader { buf: &buf[..refs.end], pos: refs.start };
+                    while rr.pos < refs.end {
+                        let s = symbol_at(symbols, rr.varint()?, "exemplar")?;
+                        pair_up(&mut name, s, &mut self.exemplar_labels);
+                    }
+                }
+                ((1, VARINT), Some(symbols)) => {
+                    let s = symbol_at(symbols, r.varint()?, "exemplar")?;
+                    pair_up(&mut name, s, &mut self.exemplar_labels);
+                }
+                ((2, FIXED64), _) => value = f64::from_bits(r.fixed64()?),
+                ((3, VARINT), _) => timestamp_ms = r.varint()? as i64,
+                ((_, w), _) => r.skip(w)?,
+            }
+        }
+        if name.is_some() {
+            return Err(Error::Content("remote_write 2.0 exemplar has an odd number of label refs".into()));
+        }
+        self.exemplars.push(ExemplarRef {
+            series: self.series.len() as u32,
+            labels: first as u32..self.exemplar_labels.len() as u32,
+            value,
+            timestamp_ms,
+        });
+        Ok(())
     }
 
     /// A `Sample { double value = 1; int64 timestamp = 2; }` (the same message in 1.0 and 2.0).
@@ -440,9 +499,33 @@ impl WriteView {
         std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).unwrap_or_default()
     }
 
-    /// Exemplars and native histogram samples the request carried (not ingested).
+    /// Native histogram samples the request carried (not ingested).
     pub fn dropped(&self) -> Dropped {
         self.dropped
+    }
+
+    /// Number of exemplars.
+    pub fn exemplar_count(&self) -> usize {
+        self.exemplars.len()
+    }
+
+    /// The exemplars with their series, in request order; an exemplar's labels in the
+    /// canonical order of [`Labels::from_pairs`].
+    pub fn exemplars(&self) -> impl ExactSizeIterator<Item = (SeriesView<'_>, crate::Exemplar)> + '_ {
+        self.exemplars.iter().map(move |e| {
+            let labels = &self.exemplar_labels[e.labels.start as usize..e.labels.end as usize];
+            let exemplar = crate::Exemplar {
+                labels: Labels::from_pairs(labels.iter().map(|(k, v)| (self.str(k), self.str(v)))),
+                value: e.value,
+                timestamp_ms: e.timestamp_ms,
+            };
+            (self.series_at(e.series as usize), exemplar)
+        })
+    }
+
+    fn series_at(&self, i: usize) -> SeriesView<'_> {
+        let (l, s) = &self.series[i];
+        SeriesView { view: self, labels: &self.labels[l.start as usize..l.end as usize], samples: &self.samples[s.start as usize..s.end as usize] }
     }
 
     /// The family metadata the request carries.
@@ -457,11 +540,7 @@ impl WriteView {
 
     /// The series in request order.
     pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesView<'_>> + '_ {
-        self.series.iter().map(move |(l, s)| SeriesView {
-            view: self,
-            labels: &self.labels[l.start as usize..l.end as usize],
-            samples: &self.samples[s.start as usize..s.end as usize],
-        })
+        (0..self.series.len()).map(move |i| self.series_at(i))
     }
 
     /// Every sample with owned labels (the slow path, e.g. when labels must be rewritten).
@@ -472,6 +551,21 @@ impl WriteView {
             out.extend(s.samples.iter().map(|&(t, v)| Sample::new(labels.clone(), t, v)));
         }
         out
+    }
+}
+
+/// The byte range of symbol `index` of a 2.0 request, or the error naming what referred to it.
+fn symbol_at(symbols: &[Range<u32>], index: u64, what: &str) -> Result<Range<u32>> {
+    usize::try_from(index).ok().and_then(|i| symbols.get(i)).cloned().ok_or_else(|| {
+        Error::Content(format!("remote_write 2.0 {what} refers to symbol {index}, but the request has {}", symbols.len()))
+    })
+}
+
+/// Label refs come as name, value, name, value…: holds a name in `name` until its value comes.
+fn pair_up(name: &mut Option<Range<u32>>, s: Range<u32>, labels: &mut Vec<(Range<u32>, Range<u32>)>) {
+    match name.take() {
+        None => *name = Some(s),
+        Some(n) => labels.push((n, s)),
     }
 }
 
@@ -704,16 +798,22 @@ mod tests {
         assert!(WriteView::parse(nameless_meta).err().unwrap().to_string().contains("metric_family_name"));
     }
 
-    /// Exemplars and native histograms are counted, and the series' float samples still read.
+    /// Exemplars are read with their series; native histograms are counted, and the series'
+    /// float samples still read.
     #[test]
-    fn exemplars_and_native_histograms_are_counted_as_dropped() {
+    fn exemplars_are_read_and_native_histograms_counted() {
         let name = [&[0x0a, 0x08][..], b"__name__", &[0x12, 0x02], b"up"].concat();
         let sample = [&[0x09][..], &2.5f64.to_le_bytes(), &[0x10, 0x07]].concat();
-        // An exemplar (field 3) and two histograms (field 4), their contents opaque here.
+        // Exemplar { labels: [trace_id="abc"], value: 2.5 (field 2, fixed64), timestamp: 7 }.
+        let trace = [&[0x0a, 0x08][..], b"trace_id", &[0x12, 0x03], b"abc"].concat();
+        let exemplar = [&[0x0a, trace.len() as u8][..], &trace, &[0x11], &2.5f64.to_le_bytes(), &[0x18, 0x07]].concat();
+        // The exemplar (field 3) before the samples, and two histograms (field 4), their
+        // contents opaque here.
         let series = [
             &[0x0a, name.len() as u8][..],
             &name,
-            &[0x1a, 0x02, 0x10, 0x01],
+            &[0x1a, exemplar.len() as u8],
+            &exemplar,
             &[0x12, sample.len() as u8],
             &sample,
             &[0x22, 0x02, 0x08, 0x01],
@@ -722,10 +822,15 @@ mod tests {
         .concat();
         let raw = [&[0x0a, series.len() as u8][..], &series].concat();
         let view = WriteView::parse(raw.clone()).unwrap();
-        assert_eq!(view.dropped(), Dropped { exemplars: 1, histograms: 2 });
-        assert_eq!(view.to_samples(), vec![Sample::new(Labels::from_pairs([("__name__", "up")]), 7, 2.5)]);
+        assert_eq!(view.dropped(), Dropped { histograms: 2 });
+        assert_eq!(view.exemplar_count(), 1);
+        let got: Vec<(Labels, crate::Exemplar)> = view.exemplars().map(|(s, e)| (s.to_labels(), e)).collect();
+        let up = Labels::from_pairs([("__name__", "up")]);
+        assert_eq!(got, vec![(up.clone(), crate::Exemplar { labels: Labels::from_pairs([("trace_id", "abc")]), value: 2.5, timestamp_ms: 7 })]);
+        assert_eq!(view.to_samples(), vec![Sample::new(up, 7, 2.5)]);
         assert_eq!(crate::remote_write::decode_uncompressed(&raw).unwrap(), view.to_samples());
-        assert_eq!(WriteView::parse(request(vec![(vec![label("__name__", "up")], vec![(1, 1.0)])])).unwrap().dropped(), Dropped::default());
+        let plain = WriteView::parse(request(vec![(vec![label("__name__", "up")], vec![(1, 1.0)])])).unwrap();
+        assert_eq!((plain.dropped(), plain.exemplar_count()), (Dropped::default(), 0));
     }
 
     #[test]
@@ -848,7 +953,16 @@ mod tests {
             let got: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> =
                 view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
             assert_eq!(got, vec![(vec![("__name__", "up"), ("job", "node")], vec![(7, 2.5)]), (vec![("__name__", "up")], vec![])]);
-            assert_eq!(view.dropped(), Dropped { exemplars: 1, histograms: 2 });
+            assert_eq!(view.dropped(), Dropped { histograms: 2 });
+            // The exemplar's labels refer to symbols 3 and 4.
+            let got: Vec<(Labels, crate::Exemplar)> = view.exemplars().map(|(s, e)| (s.to_labels(), e)).collect();
+            assert_eq!(
+                got,
+                vec![(
+                    labels(&[("__name__", "up"), ("job", "node")]),
+                    crate::Exemplar { labels: labels(&[("trace_id", "abc")]), value: 2.5, timestamp_ms: 7 }
+                )]
+            );
             assert!(view.metadata().is_empty());
 
             // The same series with its label refs unpacked (one varint field each).
@@ -890,6 +1004,12 @@ mod tests {
             let mut bad_help = Request::decode(request(&["", "__name__", "up"], vec![1, 2]).as_slice()).unwrap();
             bad_help.timeseries[0].metadata = Some(Metadata { r#type: 1, help_ref: 9, unit_ref: 0 });
             assert!(err(bad_help.encode_to_vec()).contains("symbol 9"));
+            let mut bad_exemplar = Request::decode(request(&["", "__name__", "up"], vec![1, 2]).as_slice()).unwrap();
+            bad_exemplar.timeseries[0].exemplars = vec![Exemplar { labels_refs: vec![1, 5], value: 1.0, timestamp: 1 }];
+            let e = err(bad_exemplar.encode_to_vec());
+            assert!(e.contains("exemplar refers to symbol 5"), "{e}");
+            bad_exemplar.timeseries[0].exemplars[0].labels_refs = vec![1];
+            assert!(err(bad_exemplar.encode_to_vec()).contains("odd number"));
             let mut not_utf8 = request(&["", "__name__", "up"], vec![1, 2]);
             let at = not_utf8.iter().position(|&b| b == b'u').unwrap();
             not_utf8[at] = 0xff;

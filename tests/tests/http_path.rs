@@ -229,10 +229,10 @@ async fn remote_write_samples_are_queryable_and_bad_bodies_are_refused() {
 
 /// Remote_write 2.0 (`io.prometheus.write.v2.Request`, as Prometheus 3 sends it with
 /// `protobuf_message: io.prometheus.write.v2.Request`): the samples are queryable, the metadata
-/// is served, the written-counts headers say what was stored, bad requests get 4xx, and an
-/// acknowledged request survives SIGKILL (replayed from the WAL).
+/// and the exemplar are served, the written-counts headers say what was stored, bad requests get
+/// 4xx, and an acknowledged request survives SIGKILL (replayed from the WAL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_write_2_0_is_stored_and_reports_what_it_wrote() {
+async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     use pharos_model::MetricType;
     use pharos_model::remote_write_v2::{self as v2, RequestBuilder};
     let dir = tempfile::tempdir().unwrap();
@@ -253,6 +253,9 @@ async fn remote_write_2_0_is_stored_and_reports_what_it_wrote() {
     let a = Labels::from_pairs([("__name__", "rw2_requests_total"), ("code", "200"), ("job", "api")]);
     let e = Labels::from_pairs([("__name__", "rw2_requests_total"), ("code", "500"), ("job", "api")]);
     b.series(&a, &[(now - 2000, 10.0), (now - 1000, 12.5)], Some((MetricType::Counter, "Requests served.", "")));
+    // At .250 s: answered as a fraction of seconds, as Prometheus does.
+    let ex_t = now - 1500 - (now - 1500).rem_euclid(1000) + 250;
+    b.exemplar(&Labels::from_pairs([("trace_id", "4bf92f3577b34da6")]), 1.0, ex_t);
     b.series(&e, &[(now - 1000, 1.0)], Some((MetricType::Counter, "Requests served.", "")));
     // A native histogram series: not stored, and reported as not written.
     let refs = b.label_refs(&Labels::from_pairs([("__name__", "rw2_latency_seconds")]));
@@ -266,7 +269,7 @@ async fn remote_write_2_0_is_stored_and_reports_what_it_wrote() {
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     assert_eq!(header(v2::SAMPLES_WRITTEN).as_deref(), Some("3"));
     assert_eq!(header(v2::HISTOGRAMS_WRITTEN).as_deref(), Some("0"));
-    assert_eq!(header(v2::EXEMPLARS_WRITTEN).as_deref(), Some("0"));
+    assert_eq!(header(v2::EXEMPLARS_WRITTEN).as_deref(), Some("1"));
 
     let query = format!("/api/v1/query?query={}", enc("rw2_requests_total[1m]"));
     let (_, got) = pharos.get_json(&query).await;
@@ -279,6 +282,17 @@ async fn remote_write_2_0_is_stored_and_reports_what_it_wrote() {
     assert_eq!(series, vec![("200".to_string(), vec!["10".to_string(), "12.5".to_string()]), ("500".to_string(), vec!["1".to_string()])], "{got}");
     let (_, md) = pharos.get_json("/api/v1/metadata?metric=rw2_requests_total").await;
     assert_eq!(md["data"]["rw2_requests_total"], serde_json::json!([{"type": "counter", "help": "Requests served.", "unit": ""}]), "{md}");
+    let exemplars = format!("/api/v1/query_exemplars?query={}", enc("sum(rate(rw2_requests_total[5m]))"));
+    let (_, ex) = pharos.get_json(&exemplars).await;
+    let t = ex_t as f64 / 1000.0;
+    assert_eq!(
+        ex["data"],
+        serde_json::json!([{
+            "seriesLabels": {"__name__": "rw2_requests_total", "code": "200", "job": "api"},
+            "exemplars": [{"labels": {"trace_id": "4bf92f3577b34da6"}, "value": "1", "timestamp": t}],
+        }]),
+        "{ex}"
+    );
     let (_, none) = pharos.get_json(&format!("/api/v1/series?match[]={}", enc("rw2_latency_seconds"))).await;
     assert_eq!(none["data"], serde_json::json!([]), "a histogram-only series is not created: {none}");
 
@@ -299,4 +313,6 @@ async fn remote_write_2_0_is_stored_and_reports_what_it_wrote() {
     pharos.kill9_and_restart().await;
     let (_, after) = pharos.get_json(&query).await;
     assert_eq!(after["data"], got["data"], "the same answer after SIGKILL and WAL replay");
+    let (_, ex_after) = pharos.get_json(&exemplars).await;
+    assert_eq!(ex_after["data"], ex["data"], "the exemplar too");
 }

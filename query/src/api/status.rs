@@ -19,33 +19,85 @@ fn success(data: serde_json::Value) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
 }
 
-/// `GET /api/v1/query_exemplars`: Pharos stores no exemplars, so a valid request gets
-/// Prometheus' answer for a store without them, an empty list (Grafana asks for exemplars
-/// beside its queries). The query and the times are checked as Prometheus checks them.
-pub async fn query_exemplars_get(Query(params): Query<Params>) -> Response {
-    query_exemplars(params)
+/// `GET /api/v1/query_exemplars`: the exemplars of the series every selector of `query` matches,
+/// with timestamps in `start`..`end` (default: all), in Prometheus' shape
+/// `[{"seriesLabels":{…},"exemplars":[{"labels":{…},"value":"…","timestamp":…}]}]` (Grafana asks
+/// beside its queries and draws them on the graph). The query and the times are checked as
+/// Prometheus checks them.
+pub async fn query_exemplars_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    query_exemplars(&state, params)
 }
 
 /// `POST /api/v1/query_exemplars` (form body; query-string parameters also read).
-pub async fn query_exemplars_post(Query(mut params): Query<Params>, Form(form): Form<Params>) -> Response {
+pub async fn query_exemplars_post(
+    State(state): State<AppState>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Response {
     params.extend(form);
-    query_exemplars(params)
+    query_exemplars(&state, params)
 }
 
-fn query_exemplars(params: Params) -> Response {
-    let check = || -> Result<()> {
+fn query_exemplars(state: &AppState, params: Params) -> Response {
+    let go = || -> Result<serde_json::Value> {
         let q = params.get("query").filter(|q| !q.is_empty()).ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
-        promql::parse(q)?;
+        let expr = promql::parse(q)?;
         let start = time_param_ms(&params, "start", i64::MIN / 2)?;
         let end = time_param_ms(&params, "end", i64::MAX / 2)?;
         if end < start {
             return Err(Error::BadData("end timestamp must not be before start time".into()));
         }
-        Ok(())
+        // As Prometheus' `ExtractSelectors`: every vector selector, also inside range
+        // selectors, subqueries and function arguments; a series matching any of them counts.
+        let mut selectors = Vec::new();
+        vector_selectors(&expr, &mut selectors);
+        let groups: Vec<Vec<LabelMatcher>> = selectors.into_iter().flat_map(promql::matcher_groups).collect();
+        let found = state.metrics.exemplars(&groups, start, end).map_err(Error::Internal)?;
+        Ok(found
+            .into_iter()
+            .map(|s| {
+                let exemplars: Vec<serde_json::Value> = s
+                    .exemplars
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "labels": promql::labels_json(&e.labels),
+                            "value": promql::format_float(e.value),
+                            "timestamp": promql::timestamp_json(e.timestamp_ms),
+                        })
+                    })
+                    .collect();
+                json!({"seriesLabels": promql::labels_json(&s.series), "exemplars": exemplars})
+            })
+            .collect())
     };
-    match check() {
-        Ok(()) => success(json!([])),
+    match go() {
+        Ok(data) => success(data),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Every vector selector of `expr`, in order.
+fn vector_selectors<'e>(expr: &'e promql_parser::parser::Expr, out: &mut Vec<&'e promql_parser::parser::VectorSelector>) {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Paren(p) => vector_selectors(&p.expr, out),
+        Expr::Unary(u) => vector_selectors(&u.expr, out),
+        Expr::Subquery(sq) => vector_selectors(&sq.expr, out),
+        Expr::Binary(b) => {
+            vector_selectors(&b.lhs, out);
+            vector_selectors(&b.rhs, out);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                vector_selectors(p, out);
+            }
+            vector_selectors(&a.expr, out);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| vector_selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 

@@ -627,7 +627,52 @@ async fn format_query_prints_like_prometheus() {
     assert_eq!((status, body["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{body}");
 }
 
-/// No exemplars are stored: a valid request gets an empty list, a bad one Prometheus' 400.
+/// A reader holding one series' exemplars that records which selectors it was asked for.
+struct WithExemplars(std::sync::Mutex<Vec<Vec<LabelMatcher>>>);
+
+impl MetricsReader for WithExemplars {
+    fn select_series(&self, _: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<Series>, String> {
+        Ok(Vec::new())
+    }
+
+    fn exemplars(&self, selectors: &[Vec<LabelMatcher>], start_ms: i64, end_ms: i64) -> Result<Vec<pharos_model::SeriesExemplars>, String> {
+        self.0.lock().unwrap().extend(selectors.iter().cloned());
+        let e = |trace: &str, value: f64, timestamp_ms: i64| pharos_model::Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, timestamp_ms };
+        let all = vec![e("a1", 0.25, 1_000), e("b2", 1.0, 2_500)];
+        Ok(vec![pharos_model::SeriesExemplars {
+            series: Labels::from_pairs([("__name__", "rpc_seconds_bucket"), ("le", "0.5")]),
+            exemplars: all.into_iter().filter(|e| (start_ms..=end_ms).contains(&e.timestamp_ms)).collect(),
+        }])
+    }
+}
+
+/// Exemplars in Prometheus' shape, for every selector of the query (inside range selectors,
+/// subqueries and function arguments too), within `start`..`end`.
+#[tokio::test]
+async fn query_exemplars_come_in_prometheus_shape_for_every_selector() {
+    let reader = Arc::new(WithExemplars(Default::default()));
+    let q = r#"histogram_quantile(0.9, sum by (le) (rate(rpc_seconds_bucket{job="api"}[5m]))) / scalar(max_over_time(up[10m:1m]))"#;
+    let uri = format!("/api/v1/query_exemplars?{}&start=2&end=3", enc(q));
+    let (status, body) = send_with(reader.clone(), Request::get(uri).body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": [{
+            "seriesLabels": {"__name__": "rpc_seconds_bucket", "le": "0.5"},
+            "exemplars": [{"labels": {"trace_id": "b2"}, "value": "1", "timestamp": 2.5}],
+        }]})
+    );
+    let asked: Vec<String> = reader.0.lock().unwrap().iter().map(|g| {
+        let mut m: Vec<String> = g.iter().map(|m| format!("{m:?}")).collect();
+        m.sort();
+        m.join(",")
+    }).collect();
+    assert_eq!(asked.len(), 2, "two selectors: {asked:?}");
+    assert!(asked[0].contains("rpc_seconds_bucket") && asked[0].contains("api"), "{asked:?}");
+    assert!(asked[1].contains("\"up\""), "{asked:?}");
+}
+
+/// A store without exemplars gives an empty list; a bad request Prometheus' 400.
 #[tokio::test]
 async fn query_exemplars_are_an_empty_list() {
     let (status, body) = get("/api/v1/query_exemplars?query=up&start=0&end=100").await;
