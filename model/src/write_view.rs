@@ -336,20 +336,7 @@ impl WriteView {
             match (field, wire) {
                 (1, LEN) => {
                     let l = r.len_delimited()?;
-                    let (mut name, mut value) = (l.start..l.start, l.start..l.start);
-                    let mut lr = Reader { buf: &buf[..l.end], pos: l.start };
-                    while lr.pos < l.end {
-                        match lr.key()? {
-                            (1, LEN) => name = lr.len_delimited()?,
-                            (2, LEN) => value = lr.len_delimited()?,
-                            (_, w) => lr.skip(w)?,
-                        }
-                    }
-                    for part in [&name, &value] {
-                        std::str::from_utf8(&buf[part.clone()])
-                            .map_err(|_| Error::Content("remote_write label name or value is not UTF-8".into()))?;
-                    }
-                    self.labels.push((name.start as u32..name.end as u32, value.start as u32..value.end as u32));
+                    self.labels.push(parse_label(buf, l, "label name or value")?);
                 }
                 (2, LEN) => {
                     let s = r.len_delimited()?;
@@ -381,20 +368,7 @@ impl WriteView {
             match (r.key()?, symbols) {
                 ((1, LEN), None) => {
                     let l = r.len_delimited()?;
-                    let (mut k, mut v) = (l.start..l.start, l.start..l.start);
-                    let mut lr = Reader { buf: &buf[..l.end], pos: l.start };
-                    while lr.pos < l.end {
-                        match lr.key()? {
-                            (1, LEN) => k = lr.len_delimited()?,
-                            (2, LEN) => v = lr.len_delimited()?,
-                            (_, w) => lr.skip(w)?,
-                        }
-                    }
-                    for part in [&k, &v] {
-                        std::str::from_utf8(&buf[part.clone()])
-                            .map_err(|_| Error::Content("remote_write exemplar label is not UTF-8".into()))?;
-                    }
-                    self.exemplar_labels.push((k.start as u32..k.end as u32, v.start as u32..v.end as u32));
+                    self.exemplar_labels.push(parse_label(buf, l, "exemplar label")?);
                 }
                 ((1, LEN), Some(symbols)) => {
                     let refs = r.len_delimited()?;
@@ -552,6 +526,24 @@ impl WriteView {
         }
         out
     }
+}
+
+/// A 1.0 `Label { string name = 1; string value = 2; }` at `l`: the byte ranges of its name and
+/// value, checked to be UTF-8 (`what` names the label in the error).
+fn parse_label(buf: &[u8], l: Range<usize>, what: &str) -> Result<(Range<u32>, Range<u32>)> {
+    let (mut name, mut value) = (l.start..l.start, l.start..l.start);
+    let mut lr = Reader { buf: &buf[..l.end], pos: l.start };
+    while lr.pos < l.end {
+        match lr.key()? {
+            (1, LEN) => name = lr.len_delimited()?,
+            (2, LEN) => value = lr.len_delimited()?,
+            (_, w) => lr.skip(w)?,
+        }
+    }
+    for part in [&name, &value] {
+        std::str::from_utf8(&buf[part.clone()]).map_err(|_| Error::Content(format!("remote_write {what} is not UTF-8")))?;
+    }
+    Ok((name.start as u32..name.end as u32, value.start as u32..value.end as u32))
 }
 
 /// The byte range of symbol `index` of a 2.0 request, or the error naming what referred to it.
@@ -867,6 +859,9 @@ mod tests {
             Labels::from_pairs(pairs.iter().copied())
         }
 
+        /// Each series' labels and samples.
+        type Read<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, f64)>)>;
+
         #[test]
         fn reads_series_samples_and_metadata_through_the_symbols() {
             let mut b = RequestBuilder::default();
@@ -885,8 +880,7 @@ mod tests {
             b.series(&labels(&[("__name__", "quiet")]), &[(1000, 2.0)], Some((MetricType::Unknown, "", "")));
             let view = WriteView::decode_snappy_v2(&b.encode_snappy()).unwrap();
 
-            let got: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> =
-                view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
+            let got: Read<'_> = view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
             assert_eq!(
                 got,
                 vec![
@@ -950,8 +944,7 @@ mod tests {
             // Field 9, varint: unknown.
             raw.extend_from_slice(&[0x48, 0x01]);
             let view = WriteView::parse_v2(raw).unwrap();
-            let got: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> =
-                view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
+            let got: Read<'_> = view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
             assert_eq!(got, vec![(vec![("__name__", "up"), ("job", "node")], vec![(7, 2.5)]), (vec![("__name__", "up")], vec![])]);
             assert_eq!(view.dropped(), Dropped { histograms: 2 });
             // The exemplar's labels refer to symbols 3 and 4.
