@@ -1,7 +1,8 @@
 //! A real Prometheus 2.42 (Debian package `prometheus`) scrapes a real `prometheus-node-exporter`
 //! every second and remote-writes to Pharos; then Pharos and that Prometheus must answer the same
-//! range queries with the same series, timestamps and values, and the same `/api/v1/metadata`
-//! for node-exporter's metric families.
+//! range queries with the same series, timestamps and values, the same `/api/v1/metadata`
+//! for node-exporter's metric families, and the same `/api/v1/query_exemplars` for an OpenMetrics
+//! target whose counter carries a new exemplar at every scrape.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -169,13 +170,36 @@ async fn prometheus_and_pharos_answer_alike() {
         port_open(ne_addr).then_some(())
     });
 
-    // Prometheus scraping node-exporter and itself every second, remote-writing to Pharos.
+    // An OpenMetrics target (exemplars are only parsed from OpenMetrics): a counter with a new
+    // exemplar, without a timestamp (Prometheus gives it the scrape's), at every scrape.
+    let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let exemplar_app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move {
+                let body = format!(
+                    "# TYPE peer_requests counter\n# HELP peer_requests Requests, each scrape with an exemplar.\n\
+                     peer_requests_total{{path=\"/a\"}} {n} # {{trace_id=\"trace-{n}\"}} {}\n# EOF\n",
+                    n as f64 / 4.0
+                );
+                ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+            }
+        }),
+    );
+    let exemplar_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exemplar_port = exemplar_listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(exemplar_listener, exemplar_app).await });
+
+    // Prometheus scraping node-exporter, the exemplar target and itself every second,
+    // remote-writing samples and exemplars to Pharos.
     let prom_port = free_port();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
          scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{ne_port}']\n\
          \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n\
-         remote_write:\n  - url: {pharos_base}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      \
+         \x20 - job_name: exemplars\n    static_configs:\n      - targets: ['127.0.0.1:{exemplar_port}']\n\
+         remote_write:\n  - url: {pharos_base}/api/v1/write\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 1s\n      \
          max_samples_per_send: 2000\n      min_backoff: 50ms\n      max_backoff: 1s\n    \
          metadata_config:\n      send_interval: 1s\n"
     );
@@ -184,7 +208,8 @@ async fn prometheus_and_pharos_answer_alike() {
     let mut cmd = Command::new("prometheus");
     cmd.arg(format!("--config.file={}", cfg_path.display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("prom-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--enable-feature=exemplar-storage");
     let mut prometheus = Proc::spawn("prometheus", cmd, logs);
     let prom_base = format!("http://127.0.0.1:{prom_port}");
 
@@ -322,6 +347,24 @@ async fn prometheus_and_pharos_answer_alike() {
     }
     assert!(listed.contains(&"node_cpu_seconds_total".to_string()), "{pharos_targets}");
     println!("targets/metadata: {} entries alike, {} families Prometheus lists without series", pharos_entries.len(), missing.len());
+
+    // Exemplars: Prometheus stored one per scrape of the OpenMetrics target and remote-wrote
+    // them; Pharos must answer `/api/v1/query_exemplars` over the compared range as Prometheus
+    // does (series labels, exemplar labels, values and timestamps).
+    let path = format!("/api/v1/query_exemplars?query={}&start={start}&end={end}", enc("rate(peer_requests_total[1m])"));
+    let prom_ex = get_json(&prom_base, &path).await;
+    let n = prom_ex["data"][0]["exemplars"].as_array().map_or(0, Vec::len);
+    assert!(n >= 5, "Prometheus holds {n} exemplars in the 10 s range: {prom_ex}");
+    assert_eq!(prom_ex["data"][0]["seriesLabels"]["job"], "exemplars", "{prom_ex}");
+    let pharos_ex = wait_for_async("Pharos to hold Prometheus' exemplars", Duration::from_secs(30), || {
+        let (base, path, want) = (&pharos_base, &path, &prom_ex["data"]);
+        async move {
+            let got = get_json(base, path).await;
+            (got["data"] == *want).then_some(got)
+        }
+    })
+    .await;
+    println!("exemplars: {n} alike, e.g. {}", pharos_ex["data"][0]["exemplars"][0]);
 
     // `/api/v1/format_query`: the same text as Prometheus' formatter, short and long queries.
     for q in [
