@@ -173,11 +173,6 @@ impl RequestBuilder {
         self
     }
 
-    /// The request.
-    pub fn build(&self) -> Request {
-        self.request.clone()
-    }
-
     /// The request, protobuf-encoded and uncompressed.
     pub fn encode(&self) -> Vec<u8> {
         self.request.encode_to_vec()

@@ -239,8 +239,8 @@ impl WriteView {
 
     /// One 2.0 `TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
     /// repeated Histogram histograms = 3; repeated Exemplar exemplars = 4; Metadata metadata =
-    /// 5; int64 created_timestamp = 6; }`. Histograms and exemplars are counted as dropped; the
-    /// created timestamp is not kept.
+    /// 5; int64 created_timestamp = 6; }`. Histograms are counted as dropped, exemplars read;
+    /// the created timestamp is not kept.
     fn parse_series_v2(
         &mut self,
         buf: &[u8],
@@ -253,23 +253,12 @@ impl WriteView {
         let symbol = |index: u64| symbol_at(symbols, index, "series");
         // A name waiting for its value.
         let mut name: Option<Range<u32>> = None;
-        let mut push_ref = |labels: &mut Vec<(Range<u32>, Range<u32>)>, index: u64| -> Result<()> {
-            pair_up(&mut name, symbol(index)?, labels);
-            Ok(())
-        };
         // (type, help, unit)
         let mut metadata: Option<(u64, Range<u32>, Range<u32>)> = None;
         let mut r = Reader { buf: &buf[..range.end], pos: range.start };
         while r.pos < range.end {
             match r.key()? {
-                (1, LEN) => {
-                    let packed = r.len_delimited()?;
-                    let mut pr = Reader { buf: &buf[..packed.end], pos: packed.start };
-                    while pr.pos < packed.end {
-                        push_ref(&mut self.labels, pr.varint()?)?;
-                    }
-                }
-                (1, VARINT) => push_ref(&mut self.labels, r.varint()?)?,
+                (1, wire @ (LEN | VARINT)) => read_label_refs(&mut r, wire, symbols, "series", &mut name, &mut self.labels)?,
                 (2, LEN) => {
                     let s = r.len_delimited()?;
                     self.parse_sample(buf, s)?;
@@ -370,17 +359,8 @@ impl WriteView {
                     let l = r.len_delimited()?;
                     self.exemplar_labels.push(parse_label(buf, l, "exemplar label")?);
                 }
-                ((1, LEN), Some(symbols)) => {
-                    let refs = r.len_delimited()?;
-                    let mut rr = Reader { buf: &buf[..refs.end], pos: refs.start };
-                    while rr.pos < refs.end {
-                        let s = symbol_at(symbols, rr.varint()?, "exemplar")?;
-                        pair_up(&mut name, s, &mut self.exemplar_labels);
-                    }
-                }
-                ((1, VARINT), Some(symbols)) => {
-                    let s = symbol_at(symbols, r.varint()?, "exemplar")?;
-                    pair_up(&mut name, s, &mut self.exemplar_labels);
+                ((1, wire @ (LEN | VARINT)), Some(symbols)) => {
+                    read_label_refs(&mut r, wire, symbols, "exemplar", &mut name, &mut self.exemplar_labels)?;
                 }
                 ((2, FIXED64), _) => value = f64::from_bits(r.fixed64()?),
                 ((3, VARINT), _) => timestamp_ms = r.varint()? as i64,
@@ -553,12 +533,34 @@ fn symbol_at(symbols: &[Range<u32>], index: u64, what: &str) -> Result<Range<u32
     })
 }
 
-/// Label refs come as name, value, name, value…: holds a name in `name` until its value comes.
-fn pair_up(name: &mut Option<Range<u32>>, s: Range<u32>, labels: &mut Vec<(Range<u32>, Range<u32>)>) {
-    match name.take() {
-        None => *name = Some(s),
-        Some(n) => labels.push((n, s)),
+/// 2.0 `repeated uint32 labels_refs = 1` at `r`, read with its wire type: all refs when packed,
+/// one when not. Refs come as name, value, name, value…: a name waits in `name` until its value
+/// comes, then the pair joins `labels`. `what` names the message in errors.
+fn read_label_refs(
+    r: &mut Reader<'_>,
+    wire: u8,
+    symbols: &[Range<u32>],
+    what: &str,
+    name: &mut Option<Range<u32>>,
+    labels: &mut Vec<(Range<u32>, Range<u32>)>,
+) -> Result<()> {
+    let mut pair_up = |index: u64| -> Result<()> {
+        let s = symbol_at(symbols, index, what)?;
+        match name.take() {
+            None => *name = Some(s),
+            Some(n) => labels.push((n, s)),
+        }
+        Ok(())
+    };
+    if wire == VARINT {
+        return pair_up(r.varint()?);
     }
+    let refs = r.len_delimited()?;
+    let mut packed = Reader { buf: &r.buf[..refs.end], pos: refs.start };
+    while packed.pos < refs.end {
+        pair_up(packed.varint()?)?;
+    }
+    Ok(())
 }
 
 /// The family a 2.0 series' metadata describes: a histogram's or summary's series name without

@@ -77,7 +77,8 @@ fn query_exemplars(state: &AppState, params: Params) -> Response {
     }
 }
 
-/// Every vector selector of `expr`, in order.
+/// Every vector selector of `expr`. Not promql-parser's `walk_expr`: it skips an aggregation's
+/// parameter (`topk(scalar(x), y)`), whose selectors Prometheus' `ExtractSelectors` includes.
 fn vector_selectors<'e>(expr: &'e promql_parser::parser::Expr, out: &mut Vec<&'e promql_parser::parser::VectorSelector>) {
     use promql_parser::parser::Expr;
     match expr {

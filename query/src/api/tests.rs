@@ -670,6 +670,13 @@ async fn query_exemplars_come_in_prometheus_shape_for_every_selector() {
     assert_eq!(asked.len(), 2, "two selectors: {asked:?}");
     assert!(asked[0].contains("rpc_seconds_bucket") && asked[0].contains("api"), "{asked:?}");
     assert!(asked[1].contains("\"up\""), "{asked:?}");
+    // An aggregation's parameter is searched too, as Prometheus' `ExtractSelectors` does.
+    reader.0.lock().unwrap().clear();
+    let uri = format!("/api/v1/query_exemplars?{}", enc("topk(scalar(k_param), v_series)"));
+    let (status, _) = send_with(reader.clone(), Request::get(uri).body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    let asked = format!("{:?}", reader.0.lock().unwrap());
+    assert!(asked.contains("k_param") && asked.contains("v_series"), "{asked}");
 }
 
 /// A store without exemplars gives an empty list; a bad request Prometheus' 400.
