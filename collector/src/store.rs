@@ -281,10 +281,14 @@ impl Store {
         }
         // Exemplars with their series' labels, before `with_teams` may turn a remote_write
         // view into owned samples; given `team` as the samples are.
-        let exemplars: Vec<(Labels, pharos_model::Exemplar)> = match &batch {
+        let exemplars: Vec<(Labels, pharos_model::Exemplar)> = match &mut batch {
             Batch::RemoteWrite(w) if w.exemplar_count() > 0 => {
                 w.exemplars().map(|(s, e)| (s.to_labels(), e)).map(|(l, e)| (self.team_of(&l).unwrap_or(l), e)).collect()
             }
+            Batch::MetricsWithMetadata(m) => std::mem::take(&mut m.exemplars)
+                .into_iter()
+                .map(|(l, e)| (self.team_of(&l).unwrap_or(l), e))
+                .collect(),
             _ => Vec::new(),
         };
         let mut st = self.state.write();
@@ -301,7 +305,7 @@ impl Store {
                 }
                 crate::exemplars::Appended::Duplicate => exemplars_written += 1,
                 _ => {
-                    self.metrics.remote_write_exemplars_dropped.inc();
+                    self.metrics.exemplars_dropped.inc();
                 }
             }
         }
@@ -450,7 +454,7 @@ impl Store {
         match batch {
             // Labels are rewritten: the owned (slower) path.
             Batch::RemoteWrite(w) => {
-                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec() }))
+                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec(), exemplars: Vec::new() }))
             }
             Batch::Metrics(mut samples) => {
                 for s in &mut samples {
@@ -1392,7 +1396,7 @@ mod tests {
         let done = store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
         assert_eq!(done, Ingested { items: 1, exemplars: 1 });
         assert_eq!(all(&store, "rw").len(), 1);
-        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.remote_write_exemplars_dropped.get()), (1, 0));
+        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.exemplars_dropped.get()), (1, 0));
         assert_eq!(metrics.exemplars_appended.get(), 1);
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
@@ -1402,7 +1406,7 @@ mod tests {
         assert!(text.contains("pharos_collector_exemplars_appended_total 1"), "{text}");
     }
 
-    /// Exemplars of remote_write 2.0 requests are kept under their series' labels (with the
+    /// Exemplars of remote_write 2.0 requests and OTLP are kept under their series' labels (with the
     /// `team` the mapping adds), an out-of-order one is refused, a resent one is a duplicate,
     /// and after a restart they come back from the WAL.
     #[test]
@@ -1433,7 +1437,7 @@ mod tests {
         // bb again (a duplicate, counted as written) and one older than bb (refused).
         let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("bb", 0.4, 1900), ("cc", 0.1, 1000)])).unwrap();
         assert_eq!(done, Ingested { items: 1, exemplars: 1 });
-        assert_eq!((metrics.exemplars_appended.get(), metrics.remote_write_exemplars_dropped.get()), (2, 1));
+        assert_eq!((metrics.exemplars_appended.get(), metrics.exemplars_dropped.get()), (2, 1));
         let with_team = series.with("team", "platform");
         let ex = |trace: &str, value: f64, timestamp_ms: i64| Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, timestamp_ms };
         let expected = vec![SeriesExemplars { series: with_team.clone(), exemplars: vec![ex("aa", 0.3, 1500), ex("bb", 0.4, 1900)] }];
@@ -1443,6 +1447,16 @@ mod tests {
         drop(store);
         let store = Store::open_with(dir.path(), metrics, options()).unwrap();
         assert_eq!(store.exemplars(&selectors, 0, 10_000).unwrap(), expected, "replayed from the WAL");
+
+        // An OTLP data point's exemplars take the same way, `team` included.
+        let otlp = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.namespace.name","value":{"stringValue":"api"}}]},
+            "scopeMetrics":[{"metrics":[{"name":"jobs","gauge":{"dataPoints":[{"timeUnixNano":"3000000000","asDouble":1,
+              "exemplars":[{"timeUnixNano":"2900000000","asDouble":1,"traceId":"000000000000000000000000000000dd"}]}]}}]}]}]}"#;
+        assert_eq!(store.ingest_durable(WalKind::MetricsJson, otlp).unwrap(), Ingested { items: 1, exemplars: 1 });
+        let jobs = vec![vec![LabelMatcher::equal("__name__", "jobs")]];
+        let series = Labels::from_pairs([("__name__", "jobs"), ("namespace", "api"), ("team", "platform")]);
+        let exemplar = Exemplar { labels: Labels::from_pairs([("trace_id", "000000000000000000000000000000dd")]), value: 1.0, timestamp_ms: 2900 };
+        assert_eq!(store.exemplars(&jobs, 0, 10_000).unwrap(), vec![SeriesExemplars { series, exemplars: vec![exemplar] }]);
     }
 
     #[test]

@@ -19,9 +19,9 @@ pub struct CollectorMetrics {
     pub kafka_messages: Counter,
     /// Native histogram samples in remote_write requests, not stored.
     pub remote_write_histograms_dropped: Counter,
-    /// Exemplars in remote_write requests refused (older than their series' newest, labels too
-    /// long, or exemplar storage disabled).
-    pub remote_write_exemplars_dropped: Counter,
+    /// Exemplars received (remote_write, OTLP) and refused: older than their series' newest,
+    /// labels too long, or exemplar storage disabled.
+    pub exemplars_dropped: Counter,
     /// Exemplars stored.
     pub exemplars_appended: Counter,
     /// Successful flushes (files written and published).
@@ -67,9 +67,9 @@ impl CollectorMetrics {
             self.remote_write_histograms_dropped.clone(),
         );
         r.register(
-            "remote_write_exemplars_dropped",
-            "Exemplars received by remote_write and refused: older than their series' newest, labels over 128 characters, or max_exemplars 0",
-            self.remote_write_exemplars_dropped.clone(),
+            "exemplars_dropped",
+            "Exemplars received (remote_write, OTLP) and refused: older than their series' newest, labels over 128 characters, or max_exemplars 0",
+            self.exemplars_dropped.clone(),
         );
         r.register("exemplars_appended", "Exemplars stored in the in-memory exemplar ring", self.exemplars_appended.clone());
         r.register("flushes", "Flushes published", self.flushes.clone());

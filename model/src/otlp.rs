@@ -21,15 +21,16 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    AggregationTemporality, Exemplar as OtlpExemplar, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::identity::{attribute_to_label, label_to_attribute, sanitize_label_name};
 use crate::{
-    Error, FamilyIndex, Labels, LogRecord, METRIC_NAME, MetricMetadata, MetricType, MetricsBatch, Result, Sample,
+    Error, Exemplar, FamilyIndex, Labels, LogRecord, METRIC_NAME, MetricMetadata, MetricType, MetricsBatch, Result,
+    Sample,
 };
 
 /// The NaN bit pattern Prometheus uses as a staleness marker.
@@ -335,6 +336,7 @@ fn prom_float(v: f64) -> String {
 
 fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> {
     let mut out = Vec::new();
+    let mut exemplars = Vec::new();
     let mut metadata: Vec<MetricMetadata> = Vec::new();
     for rm in req.resource_metrics {
         let resource: Vec<(String, String)> = rm
@@ -352,11 +354,11 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
                 {
                     metadata.push(md);
                 }
-                push_metric(&resource, &m, &mut out)?;
+                push_metric(&resource, &m, &mut out, &mut exemplars)?;
             }
         }
     }
-    Ok(MetricsBatch { samples: out, metadata })
+    Ok(MetricsBatch { samples: out, metadata, exemplars })
 }
 
 /// The metadata `m` carries (see the module docs); takes its description.
@@ -398,33 +400,60 @@ fn metadata_of(m: &mut Metric) -> Option<MetricMetadata> {
     })
 }
 
-fn push_metric(resource: &[(String, String)], m: &Metric, out: &mut Vec<Sample>) -> Result<()> {
-    let number = |dp: &NumberDataPoint| match dp.value {
-        Some(number_data_point::Value::AsDouble(d)) => d,
-        Some(number_data_point::Value::AsInt(i)) => i as f64,
-        None => f64::NAN,
+/// An OTLP exemplar as Prometheus' OTLP receiver stores it: `trace_id` and `span_id` as
+/// lowercase hex labels (when set), then the filtered attributes; an integer value as a float.
+fn exemplar_of(e: &OtlpExemplar) -> Exemplar {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(e.filtered_attributes.len() + 2);
+    for (name, id) in [(TRACE_ID_ATTRIBUTE, &e.trace_id), (SPAN_ID_ATTRIBUTE, &e.span_id)] {
+        if id.iter().any(|b| *b != 0) {
+            pairs.push((name.to_string(), lower_hex(id)));
+        }
+    }
+    pairs.extend(attrs_to_pairs(&e.filtered_attributes));
+    let value = match e.value {
+        Some(exemplar::Value::AsDouble(d)) => d,
+        Some(exemplar::Value::AsInt(i)) => i as f64,
+        None => 0.0,
     };
+    Exemplar { labels: Labels::from_pairs(pairs), value, timestamp_ms: ms(e.time_unix_nano) }
+}
+
+fn push_metric(
+    resource: &[(String, String)],
+    m: &Metric,
+    out: &mut Vec<Sample>,
+    exemplars: &mut Vec<(Labels, Exemplar)>,
+) -> Result<()> {
     match &m.data {
         Some(metric::Data::Gauge(g)) => {
             for dp in &g.data_points {
-                let l = series(resource, &m.name, &dp.attributes, &[]);
-                out.push(Sample::new(l, ms(dp.time_unix_nano), value_or_stale(dp.flags, number(dp))));
+                number_point(resource, &m.name, dp, out, exemplars);
             }
         }
         Some(metric::Data::Sum(s)) => {
             for dp in &s.data_points {
-                let l = series(resource, &m.name, &dp.attributes, &[]);
-                out.push(Sample::new(l, ms(dp.time_unix_nano), value_or_stale(dp.flags, number(dp))));
+                number_point(resource, &m.name, dp, out, exemplars);
             }
         }
         Some(metric::Data::Histogram(h)) => {
             for dp in &h.data_points {
                 let t = ms(dp.time_unix_nano);
                 let mut cumulative = 0u64;
+                // Each exemplar goes to the first bucket whose bound holds its value, as
+                // Prometheus' OTLP receiver puts it (the `+Inf` bucket takes the rest).
+                let mut pending: Vec<Exemplar> = dp.exemplars.iter().map(exemplar_of).collect();
                 for (i, count) in dp.bucket_counts.iter().enumerate() {
                     cumulative += count;
                     let le = dp.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
                     let l = series(resource, &format!("{}_bucket", m.name), &dp.attributes, &[("le", prom_float(le))]);
+                    let last = i + 1 == dp.bucket_counts.len();
+                    pending.retain(|e| {
+                        let here = e.value <= le || last;
+                        if here {
+                            exemplars.push((l.clone(), e.clone()));
+                        }
+                        !here
+                    });
                     out.push(Sample::new(l, t, value_or_stale(dp.flags, cumulative as f64)));
                 }
                 if let Some(sum) = dp.sum {
@@ -457,6 +486,24 @@ fn push_metric(resource: &[(String, String)], m: &Metric, out: &mut Vec<Sample>)
         None => {}
     }
     Ok(())
+}
+
+/// A gauge's or sum's data point: one sample, and its exemplars on the same series.
+fn number_point(
+    resource: &[(String, String)],
+    name: &str,
+    dp: &NumberDataPoint,
+    out: &mut Vec<Sample>,
+    exemplars: &mut Vec<(Labels, Exemplar)>,
+) {
+    let value = match dp.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => f64::NAN,
+    };
+    let l = series(resource, name, &dp.attributes, &[]);
+    exemplars.extend(dp.exemplars.iter().map(|e| (l.clone(), exemplar_of(e))));
+    out.push(Sample::new(l, ms(dp.time_unix_nano), value_or_stale(dp.flags, value)));
 }
 
 fn logs_to_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
@@ -534,6 +581,57 @@ mod tests {
         assert_eq!(find("lat_sum", None), Some(1.5));
         assert_eq!(find("lat_count", None), Some(3.0));
         assert!(s.iter().all(|s| s.labels.get("pod") == Some("p1") && s.timestamp_ms == 2000));
+    }
+
+    /// Exemplars as Prometheus' OTLP receiver keeps them: on a sum's or gauge's own series, on
+    /// the first histogram bucket whose bound holds the value (`+Inf` for the rest), labelled
+    /// with the trace and span ids in hex and the filtered attributes.
+    #[test]
+    fn otlp_exemplars_go_to_their_series_and_buckets() {
+        let body = br#"{"resourceMetrics":[{"resource":{"attributes":[
+            {"key":"k8s.pod.name","value":{"stringValue":"p1"}}]},
+          "scopeMetrics":[{"metrics":[
+          {"name":"reqs","sum":{"aggregationTemporality":2,"isMonotonic":true,
+             "dataPoints":[{"timeUnixNano":"3000000000","asInt":"7","attributes":[{"key":"code","value":{"stringValue":"200"}}],
+               "exemplars":[{"timeUnixNano":"2500000000","asInt":"1",
+                 "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+                 "filteredAttributes":[{"key":"user.id","value":{"stringValue":"u7"}}]}]}]}},
+          {"name":"lat","histogram":{"aggregationTemporality":2,
+            "dataPoints":[{"timeUnixNano":"2000000000","count":"4","sum":9,
+              "bucketCounts":["1","2","1"],"explicitBounds":[0.5,1],
+              "exemplars":[
+                {"timeUnixNano":"1100000000","asDouble":0.5,"traceId":"00000000000000000000000000000001"},
+                {"timeUnixNano":"1200000000","asDouble":0.75},
+                {"timeUnixNano":"1300000000","asDouble":6.5,"spanId":"0000000000000000"}]}]}}]}]}]}"#;
+        let batch = decode_metrics_batch_json(body).unwrap();
+        let got: Vec<(String, Option<&str>, Vec<(String, String)>, f64, i64)> = batch
+            .exemplars
+            .iter()
+            .map(|(series, e)| {
+                assert_eq!(series.get("pod"), Some("p1"));
+                let labels = e.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                (series.metric_name().unwrap().to_string(), series.get("le"), labels, e.value, e.timestamp_ms)
+            })
+            .collect();
+        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "reqs".to_string(),
+                    None,
+                    pairs(&[("span_id", "eee19b7ec3c1b174"), ("trace_id", "5b8efff798038103d269b633813fc60c"), ("user_id", "u7")]),
+                    1.0,
+                    2500
+                ),
+                ("lat_bucket".to_string(), Some("0.5"), pairs(&[("trace_id", "00000000000000000000000000000001")]), 0.5, 1100),
+                ("lat_bucket".to_string(), Some("1"), vec![], 0.75, 1200),
+                ("lat_bucket".to_string(), Some("+Inf"), vec![], 6.5, 1300),
+            ]
+        );
+        // The series of the first exemplar is the sample's, attributes included.
+        assert_eq!(batch.exemplars[0].0, batch.samples[0].labels);
+        assert_eq!(batch.exemplars[0].0.get("code"), Some("200"));
     }
 
     /// OTLP/JSON as an OpenTelemetry SDK sends it: the type comes from the data kind, HELP and

@@ -90,4 +90,6 @@ pub struct MetricsBatch {
     pub samples: Vec<Sample>,
     /// HELP/TYPE/UNIT of families (possibly repeated, possibly for families without samples).
     pub metadata: Vec<MetricMetadata>,
+    /// Exemplars, each with the labels of the series it belongs to (OTLP data points carry them).
+    pub exemplars: Vec<(Labels, crate::Exemplar)>,
 }

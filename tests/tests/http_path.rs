@@ -296,6 +296,26 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     let (_, none) = pharos.get_json(&format!("/api/v1/series?match[]={}", enc("rw2_latency_seconds"))).await;
     assert_eq!(none["data"], serde_json::json!([]), "a histogram-only series is not created: {none}");
 
+    // OTLP exemplars: on the data point's series, with the trace id in hex.
+    let otlp_t_ns = (ex_t as u64 + 100) * 1_000_000;
+    let otlp = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"otlp_jobs_total","sum":{{"aggregationTemporality":2,"isMonotonic":true,
+          "dataPoints":[{{"timeUnixNano":"{otlp_t_ns}","asInt":"4","attributes":[{{"key":"queue","value":{{"stringValue":"q1"}}}}],
+            "exemplars":[{{"timeUnixNano":"{otlp_t_ns}","asDouble":2.5,"traceId":"5b8efff798038103d269b633813fc60c"}}]}}]}}}}]}}]}}]}}"#
+    );
+    let r = client.post(format!("http://{}/v1/metrics", pharos.addr)).header("content-type", "application/json").body(otlp).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let otlp_exemplars = format!("/api/v1/query_exemplars?query={}", enc("otlp_jobs_total"));
+    let (_, otlp_ex) = pharos.get_json(&otlp_exemplars).await;
+    assert_eq!(
+        otlp_ex["data"],
+        serde_json::json!([{
+            "seriesLabels": {"__name__": "otlp_jobs_total", "queue": "q1"},
+            "exemplars": [{"labels": {"trace_id": "5b8efff798038103d269b633813fc60c"}, "value": "2.5", "timestamp": (ex_t + 100) as f64 / 1000.0}],
+        }]),
+        "{otlp_ex}"
+    );
+
     // Bad requests: an unknown message, a label ref past the symbols, not snappy.
     let r = post("application/x-protobuf;proto=io.prometheus.write.v3.Request", b.encode_snappy()).await.unwrap();
     assert_eq!(r.status().as_u16(), 415);
@@ -315,4 +335,6 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     assert_eq!(after["data"], got["data"], "the same answer after SIGKILL and WAL replay");
     let (_, ex_after) = pharos.get_json(&exemplars).await;
     assert_eq!(ex_after["data"], ex["data"], "the exemplar too");
+    let (_, otlp_after) = pharos.get_json(&otlp_exemplars).await;
+    assert_eq!(otlp_after["data"], otlp_ex["data"], "and the OTLP one");
 }
