@@ -29,6 +29,7 @@ pub mod level;
 mod labels;
 pub mod metadata;
 pub mod otlp;
+pub mod remote_read;
 pub mod remote_write;
 pub mod remote_write_v2;
 mod record;

@@ -2,7 +2,8 @@
 //! every second and remote-writes to Pharos; then Pharos and that Prometheus must answer the same
 //! range queries with the same series, timestamps and values, the same `/api/v1/metadata`
 //! for node-exporter's metric families, and the same `/api/v1/query_exemplars` for an OpenMetrics
-//! target whose counter carries a new exemplar at every scrape.
+//! target whose counter carries a new exemplar at every scrape. Last, a second Prometheus reads
+//! Pharos through `remote_read` and must answer the range queries as the first one does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -380,6 +381,41 @@ async fn prometheus_and_pharos_answer_alike() {
         assert_eq!(prom["status"], "success", "{q}: {prom}");
         assert_eq!(ours["data"], prom["data"], "format_query of {q}");
     }
+
+    // Remote read: a second Prometheus 2.42, with no data of its own, reads Pharos through
+    // `remote_read`. Its engine is the first one's, so over the samples Pharos hands back it
+    // must answer every compared query exactly as the first one does, the queries whose 2.42
+    // semantics Pharos does not share included.
+    let reader_port = free_port();
+    let reader_cfg = dir.path().join("reader.yml");
+    std::fs::write(
+        &reader_cfg,
+        format!("global:\n  scrape_interval: 1s\nremote_read:\n  - url: {pharos_base}/api/v1/read\n    read_recent: true\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", reader_cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("reader-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{reader_port}"));
+    let mut reader = Proc::spawn("prometheus-reader", cmd, logs);
+    let reader_base = format!("http://127.0.0.1:{reader_port}");
+    wait_for_async("the reading Prometheus to be ready", Duration::from_secs(60), || {
+        reader.assert_running();
+        let url = format!("{reader_base}/-/ready");
+        async move { reqwest::get(&url).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
+    let mut read_failures = Vec::new();
+    for q in QUERIES.iter().chain(VERSION_DIFFERENCES) {
+        let (p, r) = (range(&prom_base, q, start, end, step).await, range(&reader_base, q, start, end, step).await);
+        let d = diff(&p, &r);
+        println!("  remote read {}  {q}: {} series", if d.is_empty() { "same" } else { "DIFF" }, r.len());
+        if !d.is_empty() {
+            read_failures.push(format!("{q}: {} (\"Pharos\" = the reader)", d[..d.len().min(5)].join("; ")));
+        }
+    }
+    reader.assert_running();
+    assert!(read_failures.is_empty(), "a Prometheus reading Pharos answers differently:\n{}", read_failures.join("\n"));
 }
 
 /// The `/api/v1/metadata` answer for `families`: per family the set of (type, help, unit)

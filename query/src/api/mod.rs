@@ -5,6 +5,7 @@ mod loki;
 mod loki_detected;
 mod params;
 mod prometheus;
+mod remote_read;
 mod series_meta;
 mod sql;
 mod status;
@@ -39,6 +40,7 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             "/api/v1/query_range",
             get(prometheus::query_range_get).post(prometheus::query_range_post),
         )
+        .route("/api/v1/read", axum::routing::post(remote_read::read))
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route(

@@ -1260,3 +1260,90 @@ async fn query_limit_truncates_series_with_a_warning() {
     let (status, _) = send("/api/v1/query?query=up&limit=-2".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Remote read: per query the matching series with their raw samples in the range (a staleness
+/// marker bit for bit), in a snappy `ReadResponse`; every kind of bad request is a 400 naming
+/// the problem, a failing store a 500.
+#[tokio::test]
+async fn remote_read_answers_raw_samples_per_query() {
+    use pharos_model::otlp::STALE_NAN_BITS;
+    use pharos_model::remote_read::{self as rr, Matcher, MatcherType, Query, ReadRequest};
+    let mut store = metrics();
+    store.add(&[("__name__", "up"), ("job", "api")], &[(10_000, 1.0), (15_000, f64::from_bits(STALE_NAN_BITS))]);
+    store.add(&[("__name__", "temp"), ("job", "api")], &[(12_000, 21.5)]);
+    let store: Arc<dyn MetricsReader> = Arc::new(store);
+    let m = |t: MatcherType, name: &str, value: &str| Matcher { r#type: t as i32, name: name.into(), value: value.into() };
+    let q = |start: i64, end: i64, matchers: Vec<Matcher>| Query { start_timestamp_ms: start, end_timestamp_ms: end, matchers, hints: None };
+    let request = |queries: Vec<Query>, types: Vec<i32>| rr::encode_request(&ReadRequest { queries, accepted_response_types: types });
+    let post = |body: Vec<u8>| Request::post("/api/v1/read").header("content-encoding", "snappy").body(Body::from(body)).unwrap();
+
+    let body = request(
+        vec![
+            q(10_000, 15_000, vec![m(MatcherType::Eq, "__name__", "up")]),
+            q(0, 99_000, vec![m(MatcherType::Re, "job", "a.*"), m(MatcherType::Neq, "__name__", "up")]),
+            q(0, 99_000, vec![m(MatcherType::Nre, "__name__", "up|temp"), m(MatcherType::Re, "job", ".+")]),
+        ],
+        vec![1, 0],
+    );
+    let resp = super::router(store.clone(), Arc::new(logs())).oneshot(post(body)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    assert_eq!(resp.headers()["content-encoding"], "snappy");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let answer = rr::decode_response(&bytes).unwrap();
+    let results: Vec<Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>> = answer
+        .results
+        .iter()
+        .map(|r| {
+            let mut series: Vec<_> = r
+                .timeseries
+                .iter()
+                .map(|ts| {
+                    let labels = ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                    (labels, ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect())
+                })
+                .collect();
+            series.sort();
+            series
+        })
+        .collect();
+    let labels = |name: &str, job: &str| vec![("__name__".to_string(), name.to_string()), ("job".to_string(), job.to_string())];
+    assert_eq!(
+        results,
+        vec![
+            vec![
+                (labels("up", "api"), vec![(10_000, 1f64.to_bits()), (15_000, STALE_NAN_BITS)]),
+                (labels("up", "node"), vec![(10_000, 1f64.to_bits())]),
+            ],
+            vec![(labels("temp", "api"), vec![(12_000, 21.5f64.to_bits())])],
+            vec![],
+        ]
+    );
+
+    let problem = |store: Arc<dyn MetricsReader>, body: Vec<u8>| async move {
+        let resp = super::router(store, Arc::new(logs())).oneshot(post(body)).await.unwrap();
+        let status = resp.status();
+        (status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+    };
+    let up = || vec![m(MatcherType::Eq, "__name__", "up")];
+    for (body, wanted) in [
+        (b"not snappy".to_vec(), "not snappy-compressed"),
+        (request(vec![q(0, 1, up())], vec![1]), "supported: [SAMPLES]"),
+        (request(vec![q(0, 1, vec![m(MatcherType::Re, "job", "(")])], vec![]), "query 0: matcher job=~\"(\""),
+        (request(vec![q(0, 1, up()), q(0, 1, vec![Matcher { r#type: 9, name: "a".into(), value: "b".into() }])], vec![]), "query 1: unknown matcher type 9"),
+        (request(vec![q(0, 1, vec![m(MatcherType::Re, "job", ".*")])], vec![]), "does not match the empty string"),
+        (request(vec![q(0, 1, vec![])], vec![]), "does not match the empty string"),
+    ] {
+        let (status, msg) = problem(store.clone(), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+        assert!(msg.contains(wanted), "{msg:?} should name {wanted:?}");
+    }
+    let (status, msg) = problem(Arc::new(Broken), request(vec![q(0, 1, up())], vec![])).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(msg.contains("disk on fire"), "{msg}");
+    // The sample limit counts the samples of one query.
+    let two = request(vec![q(0, 99_000, vec![m(MatcherType::Eq, "job", "node")])], vec![]);
+    assert!(super::remote_read::answer(store.as_ref(), &two, 2).is_ok());
+    let err = super::remote_read::answer(store.as_ref(), &two, 1).unwrap_err();
+    assert_eq!(err, super::remote_read::ReadError::BadRequest("remote read: query 0: exceeded sample limit (1): 2 samples in 1 series".into()));
+}

@@ -1,0 +1,89 @@
+//! `POST /api/v1/read`: Prometheus remote read, so that a Prometheus (`remote_read:`) or another
+//! remote read client evaluates its own queries over the samples Pharos stores.
+//!
+//! Each query of the request selects the series its matchers match and answers their raw
+//! samples in `[start, end]` (staleness markers included, as Prometheus' TSDB returns them), in
+//! the `SAMPLES` response type (see [`pharos_model::remote_read`]). As in Prometheus, a query
+//! may return at most [`SAMPLE_LIMIT`] samples; errors are plain text.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pharos_model::remote_read::{self, MatcherType, ReadResponse, QueryResult};
+use pharos_model::remote_write::{Label, RemoteSample, TimeSeries};
+use pharos_model::{LabelMatcher, MetricsReader};
+
+use super::AppState;
+
+/// Most samples one query of a request may return (Prometheus' default
+/// `--storage.remote.read-sample-limit`).
+pub const SAMPLE_LIMIT: usize = 50_000_000;
+
+/// Why a request was not answered.
+#[derive(Debug, PartialEq)]
+pub enum ReadError {
+    /// The client's fault (400).
+    BadRequest(String),
+    /// The store failed (500).
+    Internal(String),
+}
+
+/// `POST /api/v1/read`.
+pub async fn read(State(state): State<AppState>, body: Bytes) -> Response {
+    let answered = tokio::task::spawn_blocking(move || answer(state.metrics.as_ref(), &body, SAMPLE_LIMIT))
+        .await
+        .unwrap_or_else(|e| Err(ReadError::Internal(format!("remote read task failed: {e}"))));
+    match answered {
+        Ok(body) => {
+            ([(header::CONTENT_TYPE, remote_read::CONTENT_TYPE), (header::CONTENT_ENCODING, "snappy")], body).into_response()
+        }
+        Err(ReadError::BadRequest(msg)) => (StatusCode::BAD_REQUEST, msg).into_response(),
+        Err(ReadError::Internal(msg)) => (StatusCode::INTERNAL_SERVER_ERROR, msg).into_response(),
+    }
+}
+
+/// The snappy-compressed `ReadResponse` to the snappy-compressed `ReadRequest` `body`.
+pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> Result<Vec<u8>, ReadError> {
+    let bad = |e: pharos_model::Error| ReadError::BadRequest(e.to_string());
+    let request = remote_read::decode_request(body).map_err(bad)?;
+    remote_read::negotiate(&request).map_err(bad)?;
+    let mut results = Vec::with_capacity(request.queries.len());
+    for (i, q) in request.queries.iter().enumerate() {
+        let matchers = q
+            .matchers
+            .iter()
+            .map(|m| {
+                let op = MatcherType::try_from(m.r#type)
+                    .map_err(|_| format!("remote read: query {i}: unknown matcher type {}", m.r#type))?;
+                LabelMatcher::new(&m.name, op.operator(), &m.value)
+                    .map_err(|e| format!("remote read: query {i}: matcher {}{}{:?}: {e}", m.name, op.operator(), m.value))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(ReadError::BadRequest)?;
+        if matchers.iter().all(|m| m.matches_value("")) {
+            return Err(ReadError::BadRequest(format!(
+                "remote read: query {i}: needs at least one matcher that does not match the empty string"
+            )));
+        }
+        let series = reader
+            .select_series(&matchers, q.start_timestamp_ms, q.end_timestamp_ms)
+            .map_err(|e| ReadError::Internal(format!("remote read: query {i}: {e}")))?;
+        let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+        if samples > sample_limit {
+            return Err(ReadError::BadRequest(format!(
+                "remote read: query {i}: exceeded sample limit ({sample_limit}): {samples} samples in {} series",
+                series.len()
+            )));
+        }
+        let timeseries = series
+            .into_iter()
+            .map(|s| TimeSeries {
+                labels: s.labels.iter().map(|(name, value)| Label { name: name.to_string(), value: value.to_string() }).collect(),
+                samples: s.samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
+            })
+            .collect();
+        results.push(QueryResult { timeseries });
+    }
+    Ok(remote_read::encode_response(&ReadResponse { results }))
+}
