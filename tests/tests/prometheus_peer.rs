@@ -3,7 +3,8 @@
 //! range queries with the same series, timestamps and values, the same `/api/v1/metadata`
 //! for node-exporter's metric families, and the same `/api/v1/query_exemplars` for an OpenMetrics
 //! target whose counter carries a new exemplar at every scrape. Last, a second Prometheus reads
-//! Pharos through `remote_read` and must answer the range queries as the first one does.
+//! Pharos through `remote_read` and must answer the range queries as the first one does, and
+//! Pharos' `/federate` must agree with Prometheus' and be scraped by a third one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -416,6 +417,116 @@ async fn prometheus_and_pharos_answer_alike() {
     }
     reader.assert_running();
     assert!(read_failures.is_empty(), "a Prometheus reading Pharos answers differently:\n{}", read_failures.join("\n"));
+
+    // Federation: Pharos' `/federate` has the families and series Prometheus' own has, and each
+    // of its samples is one of the raw samples Prometheus holds (Pharos may be a scrape or two
+    // behind).
+    let federate = |base: String| async move {
+        let path = format!("{base}/federate?match[]={}", enc("{job=\"node\"}"));
+        let r = reqwest::get(&path).await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        parse_exposition(&r.text().await.unwrap())
+    };
+    let (prom_types, prom_fed) = federate(prom_base.clone()).await;
+    let (pharos_types, pharos_fed) = federate(pharos_base.clone()).await;
+    assert!(prom_fed.len() > 50, "Prometheus federates {} series", prom_fed.len());
+    assert_eq!(pharos_types, prom_types, "# TYPE lines of /federate");
+    assert_eq!(pharos_fed.keys().collect::<Vec<_>>(), prom_fed.keys().collect::<Vec<_>>(), "series of /federate");
+    let raw = get_json(&prom_base, &format!("/api/v1/query?query={}", enc("{job=\"node\"}[2m]"))).await;
+    let mut held: BTreeMap<Key, BTreeMap<i64, String>> = BTreeMap::new();
+    for s in raw["data"]["result"].as_array().expect("matrix") {
+        let key: Key = s["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+        let points = s["values"].as_array().unwrap().iter();
+        held.insert(key, points.map(|p| ((p[0].as_f64().unwrap() * 1000.0).round() as i64, p[1].as_str().unwrap().to_string())).collect());
+    }
+    for (series, (value, t)) in &pharos_fed {
+        let prom_value = held.get(series).and_then(|points| points.get(t));
+        assert!(
+            prom_value.is_some_and(|p| same_value(p, value)),
+            "Pharos federates {series:?} {value} @{t}; Prometheus holds {prom_value:?} then"
+        );
+    }
+    // Where both answered the same sample, the text is the same (Go's float formatting).
+    let same_sample: Vec<_> = pharos_fed.iter().filter(|(k, (_, t))| prom_fed[*k].1 == *t).collect();
+    for (k, (value, _)) in &same_sample {
+        assert_eq!(value, &prom_fed[*k].0, "{k:?}");
+    }
+    println!("federate: {} series in {} families alike ({} with the same sample, as the same text)", pharos_fed.len(), pharos_types.len(), same_sample.len());
+
+    // And a Prometheus federating from Pharos reads those series (`honor_labels`, as
+    // federation is set up).
+    let fed_port = free_port();
+    let fed_cfg = dir.path().join("federator.yml");
+    std::fs::write(
+        &fed_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    \
+             params:\n      'match[]': ['{{job=\"node\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            pharos.addr
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", fed_cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("federator-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{fed_port}"));
+    let mut federator = Proc::spawn("prometheus-federator", cmd, logs);
+    let fed_base = format!("http://127.0.0.1:{fed_port}");
+    let scraped = wait_for_async("the federating Prometheus to scrape Pharos", Duration::from_secs(60), || {
+        federator.assert_running();
+        let (base, listening) = (fed_base.clone(), port_open(format!("127.0.0.1:{fed_port}").parse().unwrap()));
+        async move {
+            if !listening {
+                return None;
+            }
+            let v = get_json(&base, &format!("/api/v1/query?query={}", enc("scrape_samples_scraped{job=\"federate\"} and up == 1"))).await;
+            v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok())
+        }
+    })
+    .await;
+    assert_eq!(scraped as usize, pharos_fed.len(), "samples the federating Prometheus scraped from Pharos");
+    let series = get_json(&fed_base, &format!("/api/v1/series?match[]={}", enc("{job=\"node\"}"))).await;
+    let got: BTreeSet<Key> = series["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
+        .collect();
+    assert_eq!(got, pharos_fed.keys().cloned().collect::<BTreeSet<_>>(), "series the federating Prometheus holds");
+}
+
+/// A text exposition as federation writes it: the `# TYPE` lines, and per series (labels with
+/// `__name__`) its value and timestamp.
+fn parse_exposition(text: &str) -> (BTreeSet<String>, BTreeMap<Key, (String, i64)>) {
+    let (mut types, mut series) = (BTreeSet::new(), BTreeMap::new());
+    for line in text.lines() {
+        if line.starts_with('#') {
+            types.insert(line.to_string());
+            continue;
+        }
+        let mut parts = line.rsplitn(3, ' ');
+        let (t, value, head) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or_else(|| panic!("{line}")));
+        let (name, labels) = head.split_once('{').map_or((head, ""), |(n, l)| (n, l.strip_suffix('}').unwrap_or_else(|| panic!("{line}"))));
+        let mut key = Key::new();
+        key.insert("__name__".into(), name.into());
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (k, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+            let (mut v, mut chars) = (String::new(), after.char_indices());
+            let end = loop {
+                match chars.next().unwrap_or_else(|| panic!("{line}")) {
+                    (_, '\\') => v.push(match chars.next().unwrap().1 { 'n' => '\n', c => c }),
+                    (i, '"') => break i,
+                    (_, c) => v.push(c),
+                }
+            };
+            key.insert(k.to_string(), v);
+            rest = after[end + 1..].trim_start_matches(',');
+        }
+        series.insert(key, (value.to_string(), t.parse().unwrap_or_else(|e| panic!("{line}: {e}"))));
+    }
+    (types, series)
 }
 
 /// The `/api/v1/metadata` answer for `families`: per family the set of (type, help, unit)

@@ -1,6 +1,7 @@
 //! HTTP routes: the Prometheus query API, the Loki-shaped log query API, and SQL
 //! ([`sql_router`], over a [`pharos_model::SqlReader`]).
 
+mod federate;
 mod loki;
 mod loki_detected;
 mod params;
@@ -41,6 +42,7 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             get(prometheus::query_range_get).post(prometheus::query_range_post),
         )
         .route("/api/v1/read", axum::routing::post(remote_read::read))
+        .route("/federate", get(federate::federate))
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route(

@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 use crate::promql;
 
 /// Query-string and form parameters, keeping repeated keys (`match[]`).
-struct MultiParams(Vec<(String, String)>);
+pub(super) struct MultiParams(Vec<(String, String)>);
 
 impl MultiParams {
-    fn parse(query: Option<String>, body: &[u8]) -> Result<Self> {
+    pub(super) fn parse(query: Option<String>, body: &[u8]) -> Result<Self> {
         let mut pairs: Vec<(String, String)> = match query {
             Some(q) => serde_urlencoded::from_str(&q)
                 .map_err(|e| Error::BadData(format!("invalid query string: {e}")))?,
@@ -51,7 +51,7 @@ impl MultiParams {
     }
 
     /// `match[]` selectors, each as alternative matcher groups; `None` when none was given.
-    fn selectors(&self) -> Result<Option<Vec<Vec<LabelMatcher>>>> {
+    pub(super) fn selectors(&self) -> Result<Option<Vec<Vec<LabelMatcher>>>> {
         let mut groups = Vec::new();
         for m in self.all("match[]") {
             match promql::parse(m)? {

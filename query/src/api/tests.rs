@@ -1347,3 +1347,48 @@ async fn remote_read_answers_raw_samples_per_query() {
     let err = super::remote_read::answer(store.as_ref(), &two, 1).unwrap_err();
     assert_eq!(err, super::remote_read::ReadError::BadRequest("remote read: query 0: exceeded sample limit (1): 2 samples in 1 series".into()));
 }
+
+/// `/federate`: the newest sample of each selected series within the 5-minute lookback, in
+/// the text format Prometheus' federation writes (families sorted, `untyped`, Go's float
+/// text, escaped label values, timestamps); stale, too old and unmatched series left out.
+#[tokio::test]
+async fn federate_answers_the_newest_samples_in_the_text_format() {
+    use pharos_model::otlp::STALE_NAN_BITS;
+    let now = 1_000_000_000;
+    let mut store = MemStore::default();
+    store.add(&[("__name__", "up"), ("job", "node"), ("instance", "a:9100")], &[(now - 20_000, 0.0), (now - 5_000, 1.0)]);
+    store.add(&[("__name__", "up"), ("job", "api")], &[(now - 301_000, 1.0)]);
+    store.add(&[("__name__", "up"), ("job", "gone")], &[(now - 9_000, 1.0), (now - 2_000, f64::from_bits(STALE_NAN_BITS))]);
+    store.add(&[("__name__", "node_memory_MemTotal_bytes"), ("job", "node"), ("path", "C:\\x \"y\"\nz")], &[(now - 300_000, 16624267264.0)]);
+    store.add(&[("__name__", "node_load1"), ("job", "node")], &[(now - 1_000, 0.000012), (now + 1_000, 9.0)]);
+    store.add(&[("__name__", "other"), ("job", "web")], &[(now, -1.5)]);
+    let groups = |sels: &[&str]| -> Vec<Vec<LabelMatcher>> {
+        sels.iter()
+            .flat_map(|s| match crate::promql::parse(s).unwrap() {
+                promql_parser::parser::Expr::VectorSelector(vs) => crate::promql::matcher_groups(&vs),
+                e => panic!("{e:?}"),
+            })
+            .collect()
+    };
+    let text = super::federate::exposition(&store, &groups(&[r#"{job=~"node|api|gone"}"#, "up"]), now).unwrap();
+    assert_eq!(
+        text,
+        "# TYPE node_load1 untyped\n\
+         node_load1{job=\"node\"} 1.2e-05 999999000\n\
+         # TYPE node_memory_MemTotal_bytes untyped\n\
+         node_memory_MemTotal_bytes{job=\"node\",path=\"C:\\\\x \\\"y\\\"\\nz\"} 1.6624267264e+10 999700000\n\
+         # TYPE up untyped\n\
+         up{instance=\"a:9100\",job=\"node\"} 1 999995000\n"
+    );
+    assert_eq!(super::federate::exposition(&store, &[], now).unwrap(), "", "no match[], no series");
+
+    // Through the router: the content type, and a bad selector.
+    let app = super::router(Arc::new(store), Arc::new(logs()));
+    let resp = app.clone().oneshot(Request::get("/federate?match[]=up").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let resp = app.oneshot(Request::get("/federate?match[]=rate(up%5B5m%5D)").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("not a series selector"), "{body:?}");
+}
