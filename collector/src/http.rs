@@ -73,12 +73,13 @@ async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind
         Err(r) => return r,
     };
     let kind = if is_json { json } else { pb };
-    let ok = if is_json {
-        ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
-    } else {
-        ([(header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new()).into_response()
-    };
-    ingest(store, kind, body, |_| ok).await
+    let content_type = if is_json { "application/json" } else { "application/x-protobuf" };
+    // A metrics request with exponential histograms is stored but for them: 200 with a
+    // `partial_success` saying how many data points were not (the OTLP spec's answer).
+    ingest(store, kind, body, |done| {
+        ([(header::CONTENT_TYPE, content_type)], pharos_model::otlp::metrics_response(done.histograms_dropped, is_json)).into_response()
+    })
+    .await
 }
 
 async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -73,6 +73,16 @@ impl Batch {
         }
     }
 
+    /// Native histogram samples (remote_write) or data points (OTLP) in the batch, which are
+    /// not stored.
+    fn histograms_dropped(&self) -> u64 {
+        match self {
+            Batch::MetricsWithMetadata(b) => b.dropped_histograms,
+            Batch::RemoteWrite(w) => w.dropped().histograms,
+            Batch::Metrics(_) | Batch::Logs(_) => 0,
+        }
+    }
+
     /// The metric metadata the batch carries.
     pub fn metadata(&self) -> &[MetricMetadata] {
         match self {
@@ -146,6 +156,8 @@ pub struct Ingested {
     pub items: usize,
     /// Exemplars stored (or already held).
     pub exemplars: usize,
+    /// Native histogram samples or data points received and not stored.
+    pub histograms_dropped: u64,
 }
 
 /// Storage of the collector: see the module docs.
@@ -310,6 +322,18 @@ impl Store {
             }
         }
         let n = batch.len() as u64;
+        let histograms_dropped = batch.histograms_dropped();
+        if histograms_dropped > 0 {
+            self.metrics.native_histograms_dropped.inc_by(histograms_dropped);
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    histograms = histograms_dropped,
+                    "native histograms (remote_write) and exponential histograms (OTLP) are not supported and were not stored \
+                     (counted in pharos_collector_native_histograms_dropped_total; this is logged once)"
+                );
+            });
+        }
         let batch = self.with_teams(batch);
         match batch {
             Batch::Metrics(samples) | Batch::MetricsWithMetadata(MetricsBatch { samples, .. }) => {
@@ -319,18 +343,6 @@ impl Store {
             Batch::RemoteWrite(w) => {
                 st.head.append_write(&w);
                 self.metrics.samples_ingested.inc_by(n);
-                let dropped = w.dropped();
-                if dropped != Default::default() {
-                    self.metrics.remote_write_histograms_dropped.inc_by(dropped.histograms);
-                    static WARNED: std::sync::Once = std::sync::Once::new();
-                    WARNED.call_once(|| {
-                        tracing::warn!(
-                            histograms = dropped.histograms,
-                            "remote_write: native histograms are not supported and were not stored \
-                             (counted in pharos_collector_remote_write_histograms_dropped_total; this is logged once)"
-                        );
-                    });
-                }
             }
             Batch::Logs(records) => {
                 // Under the state lock: tails see batches in the order the head gets them.
@@ -361,7 +373,7 @@ impl Store {
                 return Err(e);
             }
         };
-        let n = batch.len();
+        let (n, histograms_dropped) = (batch.len(), batch.histograms_dropped());
         // New metadata is on disk before the request is acknowledged.
         self.metadata.observe(batch.metadata())?;
         // The WAL lock is held while the head is updated so WAL sequence numbers enter the head
@@ -369,7 +381,7 @@ impl Store {
         let mut wal = self.wal.lock();
         let seq = wal.append(kind, body)?;
         let exemplars = self.ingest_counted(WAL_SOURCE, seq, batch).unwrap_or(0);
-        Ok(Ingested { items: n, exemplars })
+        Ok(Ingested { items: n, exemplars, histograms_dropped })
     }
 
     /// Writes everything in the head to files and publishes them with the offsets they cover.
@@ -454,7 +466,7 @@ impl Store {
         match batch {
             // Labels are rewritten: the owned (slower) path.
             Batch::RemoteWrite(w) => {
-                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec(), exemplars: Vec::new() }))
+                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec(), exemplars: Vec::new(), dropped_histograms: w.dropped().histograms }))
             }
             Batch::Metrics(mut samples) => {
                 for s in &mut samples {
@@ -1394,15 +1406,15 @@ mod tests {
         raw.splice(end..end, extra);
         let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
         let done = store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 1 });
+        assert_eq!(done, Ingested { items: 1, exemplars: 1, histograms_dropped: 1 });
         assert_eq!(all(&store, "rw").len(), 1);
-        assert_eq!((metrics.remote_write_histograms_dropped.get(), metrics.exemplars_dropped.get()), (1, 0));
+        assert_eq!((metrics.native_histograms_dropped.get(), metrics.exemplars_dropped.get()), (1, 0));
         assert_eq!(metrics.exemplars_appended.get(), 1);
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("pharos_collector_remote_write_histograms_dropped_total 1"), "{text}");
+        assert!(text.contains("pharos_collector_native_histograms_dropped_total 1"), "{text}");
         assert!(text.contains("pharos_collector_exemplars_appended_total 1"), "{text}");
     }
 
@@ -1433,10 +1445,10 @@ mod tests {
             b.encode_snappy()
         };
         let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("aa", 0.3, 1500), ("bb", 0.4, 1900)])).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 2 });
+        assert_eq!(done, Ingested { items: 1, exemplars: 2, histograms_dropped: 0 });
         // bb again (a duplicate, counted as written) and one older than bb (refused).
         let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("bb", 0.4, 1900), ("cc", 0.1, 1000)])).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 1 });
+        assert_eq!(done, Ingested { items: 1, exemplars: 1, histograms_dropped: 0 });
         assert_eq!((metrics.exemplars_appended.get(), metrics.exemplars_dropped.get()), (2, 1));
         let with_team = series.with("team", "platform");
         let ex = |trace: &str, value: f64, timestamp_ms: i64| Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, timestamp_ms };
@@ -1452,7 +1464,7 @@ mod tests {
         let otlp = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.namespace.name","value":{"stringValue":"api"}}]},
             "scopeMetrics":[{"metrics":[{"name":"jobs","gauge":{"dataPoints":[{"timeUnixNano":"3000000000","asDouble":1,
               "exemplars":[{"timeUnixNano":"2900000000","asDouble":1,"traceId":"000000000000000000000000000000dd"}]}]}}]}]}]}"#;
-        assert_eq!(store.ingest_durable(WalKind::MetricsJson, otlp).unwrap(), Ingested { items: 1, exemplars: 1 });
+        assert_eq!(store.ingest_durable(WalKind::MetricsJson, otlp).unwrap(), Ingested { items: 1, exemplars: 1, histograms_dropped: 0 });
         let jobs = vec![vec![LabelMatcher::equal("__name__", "jobs")]];
         let series = Labels::from_pairs([("__name__", "jobs"), ("namespace", "api"), ("team", "platform")]);
         let exemplar = Exemplar { labels: Labels::from_pairs([("trace_id", "000000000000000000000000000000dd")]), value: 1.0, timestamp_ms: 2900 };

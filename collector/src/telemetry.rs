@@ -17,8 +17,9 @@ pub struct CollectorMetrics {
     pub batches_rejected: Counter,
     /// Kafka messages consumed.
     pub kafka_messages: Counter,
-    /// Native histogram samples in remote_write requests, not stored.
-    pub remote_write_histograms_dropped: Counter,
+    /// Native histogram samples (remote_write) and OTLP exponential histogram data points
+    /// received and not stored.
+    pub native_histograms_dropped: Counter,
     /// Exemplars received (remote_write, OTLP) and refused: older than their series' newest,
     /// labels too long, or exemplar storage disabled.
     pub exemplars_dropped: Counter,
@@ -62,9 +63,9 @@ impl CollectorMetrics {
         r.register("batches_rejected", "Batches that were not valid OTLP", self.batches_rejected.clone());
         r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
         r.register(
-            "remote_write_histograms_dropped",
-            "Native histogram samples received by remote_write and not stored (not supported)",
-            self.remote_write_histograms_dropped.clone(),
+            "native_histograms_dropped",
+            "Native histogram samples (remote_write) and exponential histogram data points (OTLP) received and not stored (not supported)",
+            self.native_histograms_dropped.clone(),
         );
         r.register(
             "exemplars_dropped",

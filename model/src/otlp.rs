@@ -337,6 +337,7 @@ fn prom_float(v: f64) -> String {
 fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> {
     let mut out = Vec::new();
     let mut exemplars = Vec::new();
+    let mut dropped_histograms = 0;
     let mut metadata: Vec<MetricMetadata> = Vec::new();
     for rm in req.resource_metrics {
         let resource: Vec<(String, String)> = rm
@@ -354,11 +355,11 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
                 {
                     metadata.push(md);
                 }
-                push_metric(&resource, &m, &mut out, &mut exemplars)?;
+                dropped_histograms += push_metric(&resource, &m, &mut out, &mut exemplars);
             }
         }
     }
-    Ok(MetricsBatch { samples: out, metadata, exemplars })
+    Ok(MetricsBatch { samples: out, metadata, exemplars, dropped_histograms })
 }
 
 /// The metadata `m` carries (see the module docs); takes its description.
@@ -386,7 +387,7 @@ fn metadata_of(m: &mut Metric) -> Option<MetricMetadata> {
         ),
         Some(metric::Data::Histogram(_)) => Some(MetricType::Histogram),
         Some(metric::Data::Summary(_)) => Some(MetricType::Summary),
-        Some(metric::Data::ExponentialHistogram(_)) => None,
+        Some(metric::Data::ExponentialHistogram(_)) => Some(MetricType::Histogram),
     };
     let r#type = explicit_type.or(by_data);
     if r#type.is_none() && m.description.is_empty() && m.unit.is_empty() {
@@ -418,12 +419,14 @@ fn exemplar_of(e: &OtlpExemplar) -> Exemplar {
     Exemplar { labels: Labels::from_pairs(pairs), value, timestamp_ms: ms(e.time_unix_nano) }
 }
 
+/// Appends the samples and exemplars of `m`; returns how many of its data points were not
+/// stored (exponential histograms, which need native histograms).
 fn push_metric(
     resource: &[(String, String)],
     m: &Metric,
     out: &mut Vec<Sample>,
     exemplars: &mut Vec<(Labels, Exemplar)>,
-) -> Result<()> {
+) -> u64 {
     match &m.data {
         Some(metric::Data::Gauge(g)) => {
             for dp in &g.data_points {
@@ -477,15 +480,30 @@ fn push_metric(
                 out.push(Sample::new(l, t, value_or_stale(dp.flags, dp.count as f64)));
             }
         }
-        Some(metric::Data::ExponentialHistogram(_)) => {
-            return Err(Error::Content(format!(
-                "invalid OTLP content: metric {:?}: exponential histograms are not supported yet",
-                m.name
-            )));
-        }
+        Some(metric::Data::ExponentialHistogram(h)) => return h.data_points.len() as u64,
         None => {}
     }
-    Ok(())
+    0
+}
+
+/// The body of an OTLP/HTTP metrics answer (`ExportMetricsServiceResponse`, protobuf or JSON):
+/// empty when everything was stored, else a `partial_success` with the number of data points
+/// not stored and why, as the OTLP spec asks of a server that accepted only part of a request.
+pub fn metrics_response(rejected_data_points: u64, json: bool) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
+    const WHY: &str = "exponential histogram data points are not stored: Pharos keeps float samples only (native histograms are not supported yet)";
+    match (rejected_data_points, json) {
+        (0, true) => b"{}".to_vec(),
+        (0, false) => Vec::new(),
+        (n, true) => {
+            // proto3 JSON writes an int64 as a string.
+            serde_json::json!({"partialSuccess": {"rejectedDataPoints": n.to_string(), "errorMessage": WHY}}).to_string().into_bytes()
+        }
+        (n, false) => ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess { rejected_data_points: n as i64, error_message: WHY.to_string() }),
+        }
+        .encode_to_vec(),
+    }
 }
 
 /// A gauge's or sum's data point: one sample, and its exemplars on the same series.
@@ -632,6 +650,33 @@ mod tests {
         // The series of the first exemplar is the sample's, attributes included.
         assert_eq!(batch.exemplars[0].0, batch.samples[0].labels);
         assert_eq!(batch.exemplars[0].0.get("code"), Some("200"));
+    }
+
+    /// Exponential histograms are counted, not stored, and the rest of the request is kept; the
+    /// answer then reports them as a partial success (protobuf and JSON).
+    #[test]
+    fn exponential_histograms_are_counted_and_reported_as_a_partial_success() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+          {"name":"lat","description":"Latency.","exponentialHistogram":{"aggregationTemporality":2,
+             "dataPoints":[{"timeUnixNano":"1000000","count":"2","scale":1,"positive":{"offset":0,"bucketCounts":["1","1"]}},
+                           {"timeUnixNano":"2000000","count":"3"}]}},
+          {"name":"temp","gauge":{"dataPoints":[{"timeUnixNano":"1000000","asDouble":21.5}]}}]}]}]}"#;
+        let batch = decode_metrics_batch_json(body).unwrap();
+        assert_eq!(batch.dropped_histograms, 2);
+        assert_eq!(batch.samples.len(), 1);
+        assert_eq!((batch.samples[0].labels.metric_name(), batch.samples[0].value), (Some("temp"), 21.5));
+        assert_eq!(batch.metadata[0].r#type, MetricType::Histogram);
+
+        assert_eq!(metrics_response(0, true), b"{}");
+        assert!(metrics_response(0, false).is_empty());
+        let json: serde_json::Value = serde_json::from_slice(&metrics_response(2, true)).unwrap();
+        assert_eq!(json["partialSuccess"]["rejectedDataPoints"], "2");
+        assert!(json["partialSuccess"]["errorMessage"].as_str().unwrap().contains("exponential histogram"));
+        let pb = ExportMetricsServiceResponse::decode(metrics_response(2, false).as_slice()).unwrap();
+        let partial = pb.partial_success.unwrap();
+        assert_eq!(partial.rejected_data_points, 2);
+        assert!(partial.error_message.contains("not stored"));
     }
 
     /// OTLP/JSON as an OpenTelemetry SDK sends it: the type comes from the data kind, HELP and

@@ -92,4 +92,7 @@ pub struct MetricsBatch {
     pub metadata: Vec<MetricMetadata>,
     /// Exemplars, each with the labels of the series it belongs to (OTLP data points carry them).
     pub exemplars: Vec<(Labels, crate::Exemplar)>,
+    /// Native (OTLP exponential) histogram data points received and not stored: Pharos keeps
+    /// float samples only.
+    pub dropped_histograms: u64,
 }

@@ -148,7 +148,7 @@ pub fn decode_batch_uncompressed(raw: &[u8]) -> Result<MetricsBatch> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(MetricsBatch { samples: out, metadata, exemplars: Vec::new() })
+    Ok(MetricsBatch { samples: out, metadata, exemplars: Vec::new(), dropped_histograms: 0 })
 }
 
 /// Encodes samples as a snappy-compressed `WriteRequest` (for tests and benchmarks).

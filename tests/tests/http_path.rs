@@ -296,15 +296,21 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     let (_, none) = pharos.get_json(&format!("/api/v1/series?match[]={}", enc("rw2_latency_seconds"))).await;
     assert_eq!(none["data"], serde_json::json!([]), "a histogram-only series is not created: {none}");
 
-    // OTLP exemplars: on the data point's series, with the trace id in hex.
+    // OTLP exemplars: on the data point's series, with the trace id in hex. The exponential
+    // histogram beside it is not stored, and the answer says so (OTLP's partial success).
     let otlp_t_ns = (ex_t as u64 + 100) * 1_000_000;
     let otlp = format!(
         r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"otlp_jobs_total","sum":{{"aggregationTemporality":2,"isMonotonic":true,
           "dataPoints":[{{"timeUnixNano":"{otlp_t_ns}","asInt":"4","attributes":[{{"key":"queue","value":{{"stringValue":"q1"}}}}],
-            "exemplars":[{{"timeUnixNano":"{otlp_t_ns}","asDouble":2.5,"traceId":"5b8efff798038103d269b633813fc60c"}}]}}]}}}}]}}]}}]}}"#
+            "exemplars":[{{"timeUnixNano":"{otlp_t_ns}","asDouble":2.5,"traceId":"5b8efff798038103d269b633813fc60c"}}]}}]}}}},
+          {{"name":"otlp_latency","exponentialHistogram":{{"aggregationTemporality":2,"dataPoints":[{{"timeUnixNano":"{otlp_t_ns}","count":"1","scale":0}}]}}}}]}}]}}]}}"#
     );
     let r = client.post(format!("http://{}/v1/metrics", pharos.addr)).header("content-type", "application/json").body(otlp).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedDataPoints"], "1", "{answer}");
+    let (_, m) = pharos.get_json("/metrics").await;
+    assert!(m.as_str().unwrap_or_default().contains("pharos_collector_native_histograms_dropped_total 2"), "1 from remote_write, 1 from OTLP: {m}");
     let otlp_exemplars = format!("/api/v1/query_exemplars?query={}", enc("otlp_jobs_total"));
     let (_, otlp_ex) = pharos.get_json(&otlp_exemplars).await;
     assert_eq!(
