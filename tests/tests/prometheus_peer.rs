@@ -205,14 +205,7 @@ async fn prometheus_and_pharos_answer_alike() {
          max_samples_per_send: 2000\n      min_backoff: 50ms\n      max_backoff: 1s\n    \
          metadata_config:\n      send_interval: 1s\n"
     );
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, config).unwrap();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("prom-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg("--enable-feature=exemplar-storage");
-    let mut prometheus = Proc::spawn("prometheus", cmd, logs);
+    let mut prometheus = spawn_prometheus("prometheus", dir.path(), &config, prom_port, &["--enable-feature=exemplar-storage"]);
     let prom_base = format!("http://127.0.0.1:{prom_port}");
 
     // Wait until Prometheus holds ≥ 18 scrapes of node-exporter (≈ 18 s of data).
@@ -388,17 +381,8 @@ async fn prometheus_and_pharos_answer_alike() {
     // must answer every compared query exactly as the first one does, the queries whose 2.42
     // semantics Pharos does not share included.
     let reader_port = free_port();
-    let reader_cfg = dir.path().join("reader.yml");
-    std::fs::write(
-        &reader_cfg,
-        format!("global:\n  scrape_interval: 1s\nremote_read:\n  - url: {pharos_base}/api/v1/read\n    read_recent: true\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", reader_cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("reader-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{reader_port}"));
-    let mut reader = Proc::spawn("prometheus-reader", cmd, logs);
+    let reader_cfg = format!("global:\n  scrape_interval: 1s\nremote_read:\n  - url: {pharos_base}/api/v1/read\n    read_recent: true\n");
+    let mut reader = spawn_prometheus("prometheus-reader", dir.path(), &reader_cfg, reader_port, &[]);
     let reader_base = format!("http://127.0.0.1:{reader_port}");
     wait_for_async("the reading Prometheus to be ready", Duration::from_secs(60), || {
         reader.assert_running();
@@ -447,31 +431,40 @@ async fn prometheus_and_pharos_answer_alike() {
             "Pharos federates {series:?} {value} @{t}; Prometheus holds {prom_value:?} then"
         );
     }
-    // Where both answered the same sample, the text is the same (Go's float formatting).
-    let same_sample: Vec<_> = pharos_fed.iter().filter(|(k, (_, t))| prom_fed[*k].1 == *t).collect();
-    for (k, (value, _)) in &same_sample {
-        assert_eq!(value, &prom_fed[*k].0, "{k:?}");
-    }
-    println!("federate: {} series in {} families alike ({} with the same sample, as the same text)", pharos_fed.len(), pharos_types.len(), same_sample.len());
+    // Where both answer the same sample, the text is the same (Go's float formatting). Pharos
+    // lags a scrape or two behind: take Prometheus' answer, then ask Pharos until it has caught
+    // up with those samples (or passed them; then start over).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let same_text = 'outer: loop {
+        assert!(std::time::Instant::now() < deadline, "Pharos' /federate never answered a sample Prometheus' did");
+        let (_, prom_now) = federate(prom_base.clone()).await;
+        loop {
+            let (_, pharos_now) = federate(pharos_base.clone()).await;
+            let same: Vec<_> = pharos_now.iter().filter(|(k, (_, t))| prom_now.get(*k).is_some_and(|p| p.1 == *t)).collect();
+            if !same.is_empty() {
+                for (k, (value, _)) in &same {
+                    assert_eq!(value, &prom_now[*k].0, "{k:?}");
+                }
+                break 'outer same.len();
+            }
+            if pharos_now.iter().all(|(k, (_, t))| prom_now.get(k).is_none_or(|p| *t > p.1)) {
+                continue 'outer;
+            }
+            assert!(std::time::Instant::now() < deadline, "Pharos' /federate did not catch up with Prometheus'");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    println!("federate: {} series in {} families alike ({same_text} with the same sample, as the same text)", pharos_fed.len(), pharos_types.len());
 
     // And a Prometheus federating from Pharos reads those series (`honor_labels`, as
     // federation is set up).
     let fed_port = free_port();
-    let fed_cfg = dir.path().join("federator.yml");
-    std::fs::write(
-        &fed_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    \
-             params:\n      'match[]': ['{{job=\"node\"}}']\n    static_configs:\n      - targets: ['{}']\n",
-            pharos.addr
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("prometheus");
-    cmd.arg(format!("--config.file={}", fed_cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("federator-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{fed_port}"));
-    let mut federator = Proc::spawn("prometheus-federator", cmd, logs);
+    let fed_cfg = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    \
+         params:\n      'match[]': ['{{job=\"node\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+        pharos.addr
+    );
+    let mut federator = spawn_prometheus("prometheus-federator", dir.path(), &fed_cfg, fed_port, &[]);
     let fed_base = format!("http://127.0.0.1:{fed_port}");
     let scraped = wait_for_async("the federating Prometheus to scrape Pharos", Duration::from_secs(60), || {
         federator.assert_running();
@@ -494,6 +487,19 @@ async fn prometheus_and_pharos_answer_alike() {
         .map(|m| m.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
         .collect();
     assert_eq!(got, pharos_fed.keys().cloned().collect::<BTreeSet<_>>(), "series the federating Prometheus holds");
+}
+
+/// Starts a Prometheus named `name` (its log, config and data under `dir`) with `config`,
+/// listening on `port`.
+fn spawn_prometheus(name: &str, dir: &std::path::Path, config: &str, port: u16, extra_args: &[&str]) -> Proc {
+    let cfg_path = dir.join(format!("{name}.yml"));
+    std::fs::write(&cfg_path, config).unwrap();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join(format!("{name}-data")).display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra_args);
+    Proc::spawn(name, cmd, dir)
 }
 
 /// A text exposition as federation writes it: the `# TYPE` lines, and per series (labels with
