@@ -622,7 +622,8 @@ mod tests {
                 {"timeUnixNano":"1200000000","asDouble":0.75},
                 {"timeUnixNano":"1300000000","asDouble":6.5,"spanId":"0000000000000000"}]}]}}]}]}]}"#;
         let batch = decode_metrics_batch_json(body).unwrap();
-        let got: Vec<(String, Option<&str>, Vec<(String, String)>, f64, i64)> = batch
+        type Row<'a> = (String, Option<&'a str>, Vec<(String, String)>, f64, i64);
+        let got: Vec<Row<'_>> = batch
             .exemplars
             .iter()
             .map(|(series, e)| {

@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 /// How far back a series' newest sample may lie (Prometheus' default lookback delta).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
+/// The series of one metric name with their newest `(timestamp, value)`.
+type Family<'a> = Vec<(&'a Labels, (i64, f64))>;
+
 /// The exposition format's content type.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -54,7 +57,7 @@ pub fn exposition(reader: &dyn MetricsReader, groups: &[Vec<LabelMatcher>], now:
             }
         }
     }
-    let mut by_name: BTreeMap<&str, Vec<(&Labels, (i64, f64))>> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, Family<'_>> = BTreeMap::new();
     for (labels, sample) in &latest {
         by_name.entry(labels.metric_name().unwrap_or_default()).or_default().push((labels, *sample));
     }

@@ -1291,7 +1291,8 @@ async fn remote_read_answers_raw_samples_per_query() {
     assert_eq!(resp.headers()["content-encoding"], "snappy");
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let answer = rr::decode_response(&bytes).unwrap();
-    let results: Vec<Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>> = answer
+    type Answered = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+    let results: Vec<Answered> = answer
         .results
         .iter()
         .map(|r| {
