@@ -73,11 +73,11 @@ async fn receive(store: Arc<Store>, headers: HeaderMap, body: Bytes, pb: WalKind
         Err(r) => return r,
     };
     let kind = if is_json { json } else { pb };
-    let content_type = if is_json { "application/json" } else { "application/x-protobuf" };
+    let answer_type = if is_json { "application/json" } else { "application/x-protobuf" };
     // A metrics request with exponential histograms is stored but for them: 200 with a
     // `partial_success` saying how many data points were not (the OTLP spec's answer).
     ingest(store, kind, body, |done| {
-        ([(header::CONTENT_TYPE, content_type)], pharos_model::otlp::metrics_response(done.histograms_dropped, is_json)).into_response()
+        ([(header::CONTENT_TYPE, answer_type)], pharos_model::otlp::metrics_response(done.histograms_dropped, is_json)).into_response()
     })
     .await
 }

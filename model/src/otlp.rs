@@ -289,16 +289,20 @@ fn record_attributes(r: &OtlpLogRecord) -> Vec<(String, String)> {
         return Vec::new();
     }
     let mut pairs: Vec<(String, String)> = Vec::with_capacity(r.attributes.len() + 2);
-    for (name, id) in [(TRACE_ID_ATTRIBUTE, &r.trace_id), (SPAN_ID_ATTRIBUTE, &r.span_id)] {
-        if !id.is_empty() && id.iter().any(|b| *b != 0) {
-            pairs.push((name.to_string(), lower_hex(id)));
-        }
-    }
+    pairs.extend(id_pairs(&r.trace_id, &r.span_id));
     // Attributes come after the ids: an explicit attribute of the same name wins.
     pairs.extend(r.attributes.iter().map(|kv| {
         (sanitize_label_name(&kv.key), kv.value.as_ref().map(attribute_value_text).unwrap_or_default())
     }));
     crate::normalize_attributes(pairs)
+}
+
+/// `trace_id` and `span_id` as lowercase hex pairs, each only when set (not all zero).
+fn id_pairs<'a>(trace_id: &'a [u8], span_id: &'a [u8]) -> impl Iterator<Item = (String, String)> + 'a {
+    [(TRACE_ID_ATTRIBUTE, trace_id), (SPAN_ID_ATTRIBUTE, span_id)]
+        .into_iter()
+        .filter(|(_, id)| id.iter().any(|b| *b != 0))
+        .map(|(name, id)| (name.to_string(), lower_hex(id)))
 }
 
 fn attrs_to_pairs(attrs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
@@ -404,13 +408,7 @@ fn metadata_of(m: &mut Metric) -> Option<MetricMetadata> {
 /// An OTLP exemplar as Prometheus' OTLP receiver stores it: `trace_id` and `span_id` as
 /// lowercase hex labels (when set), then the filtered attributes; an integer value as a float.
 fn exemplar_of(e: &OtlpExemplar) -> Exemplar {
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(e.filtered_attributes.len() + 2);
-    for (name, id) in [(TRACE_ID_ATTRIBUTE, &e.trace_id), (SPAN_ID_ATTRIBUTE, &e.span_id)] {
-        if id.iter().any(|b| *b != 0) {
-            pairs.push((name.to_string(), lower_hex(id)));
-        }
-    }
-    pairs.extend(attrs_to_pairs(&e.filtered_attributes));
+    let pairs: Vec<(String, String)> = id_pairs(&e.trace_id, &e.span_id).chain(attrs_to_pairs(&e.filtered_attributes)).collect();
     let value = match e.value {
         Some(exemplar::Value::AsDouble(d)) => d,
         Some(exemplar::Value::AsInt(i)) => i as f64,

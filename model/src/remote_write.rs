@@ -171,12 +171,17 @@ pub fn encode_with_metadata(samples: &[Sample], metadata: &[MetricMetadata]) -> 
         timeseries: samples
             .iter()
             .map(|s| TimeSeries {
-                labels: s.labels.iter().map(|(k, v)| Label { name: k.into(), value: v.into() }).collect(),
+                labels: proto_labels(&s.labels),
                 samples: vec![RemoteSample { value: s.value, timestamp: s.timestamp_ms }],
             })
             .collect(),
     };
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap_or_default()
+}
+
+/// A label set as `prometheus.Label` messages.
+pub fn proto_labels(labels: &Labels) -> Vec<Label> {
+    labels.iter().map(|(name, value)| Label { name: name.into(), value: value.into() }).collect()
 }
 
 #[cfg(test)]

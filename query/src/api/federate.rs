@@ -24,9 +24,6 @@ use crate::error::{Error, Result};
 /// How far back a series' newest sample may lie (Prometheus' default lookback delta).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
-/// The series of one metric name with their newest `(timestamp, value)`.
-type Family<'a> = Vec<(&'a Labels, (i64, f64))>;
-
 /// The exposition format's content type.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -46,46 +43,44 @@ pub async fn federate(State(state): State<AppState>, RawQuery(q): RawQuery, body
 /// The text exposition of the newest sample in `[now - LOOKBACK_MS, now]` of every series
 /// matching any of `groups`; see the module docs.
 pub fn exposition(reader: &dyn MetricsReader, groups: &[Vec<LabelMatcher>], now: i64) -> Result<String> {
-    // By metric name, then by label set: the families come out sorted, each one whole.
-    let mut latest: BTreeMap<Labels, (i64, f64)> = BTreeMap::new();
+    // Keyed by metric name, then label set: the families come out sorted, each one whole.
+    let mut latest: BTreeMap<(String, Labels), (i64, f64)> = BTreeMap::new();
     for g in groups {
         for s in reader.select_series(g, now - LOOKBACK_MS, now).map_err(Error::Internal)? {
             if let Some(&(t, v)) = s.samples.last()
                 && !pharos_model::otlp::is_stale_nan(v)
             {
-                latest.insert(s.labels, (t, v));
+                latest.insert((s.labels.metric_name().unwrap_or_default().to_string(), s.labels), (t, v));
             }
         }
-    }
-    let mut by_name: BTreeMap<&str, Family<'_>> = BTreeMap::new();
-    for (labels, sample) in &latest {
-        by_name.entry(labels.metric_name().unwrap_or_default()).or_default().push((labels, *sample));
     }
     let mut out = String::new();
-    for (name, series) in by_name {
-        out.push_str("# TYPE ");
-        out.push_str(name);
-        out.push_str(" untyped\n");
-        for (labels, (t, v)) in series {
+    let mut family: Option<&str> = None;
+    for ((name, labels), (t, v)) in &latest {
+        if family != Some(name.as_str()) {
+            family = Some(name);
+            out.push_str("# TYPE ");
             out.push_str(name);
-            let mut first = true;
-            for (k, val) in labels.iter().filter(|(k, _)| *k != METRIC_NAME) {
-                out.push(if first { '{' } else { ',' });
-                first = false;
-                out.push_str(k);
-                out.push_str("=\"");
-                escape_label_value(val, &mut out);
-                out.push('"');
-            }
-            if !first {
-                out.push('}');
-            }
-            out.push(' ');
-            out.push_str(&crate::logql::template::go_float(v, 'g', None));
-            out.push(' ');
-            out.push_str(&t.to_string());
-            out.push('\n');
+            out.push_str(" untyped\n");
         }
+        out.push_str(name);
+        let mut first = true;
+        for (k, val) in labels.iter().filter(|(k, _)| *k != METRIC_NAME) {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(val, &mut out);
+            out.push('"');
+        }
+        if !first {
+            out.push('}');
+        }
+        out.push(' ');
+        out.push_str(&crate::logql::template::go_float(*v, 'g', None));
+        out.push(' ');
+        out.push_str(&t.to_string());
+        out.push('\n');
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pharos_model::remote_read::{self, MatcherType, ReadResponse, QueryResult};
-use pharos_model::remote_write::{Label, RemoteSample, TimeSeries};
+use pharos_model::remote_write::{RemoteSample, TimeSeries, proto_labels};
 use pharos_model::{LabelMatcher, MetricsReader};
 
 use super::AppState;
@@ -79,7 +79,7 @@ pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> R
         let timeseries = series
             .into_iter()
             .map(|s| TimeSeries {
-                labels: s.labels.iter().map(|(name, value)| Label { name: name.to_string(), value: value.to_string() }).collect(),
+                labels: proto_labels(&s.labels),
                 samples: s.samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
             })
             .collect();
