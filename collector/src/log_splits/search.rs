@@ -14,7 +14,8 @@ use std::sync::Arc;
 use pharos_model::select::{Direction, LogGroup, LogSearch, MatchOp, group_records, matches_all};
 use pharos_model::{Labels, LogRecord};
 use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, Weight};
-use tantivy::schema::{IndexRecordOption, TantivyDocument, Value};
+use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
+use tantivy::schema::{Field, IndexRecordOption, OwnedValue};
 use tantivy::{DocAddress, DocId, DocSet, TERMINATED, Term};
 
 use super::candidates::{BodyIndex, any_substring_query, any_term_query};
@@ -399,18 +400,18 @@ impl<'a> SplitSearch<'a> {
             };
             let skip_doc = skip_bodies && seg_cols.has_attributes.as_ref().is_some_and(|col| !col.first(doc).unwrap_or(true));
             // No document for a skipped body (an empty one allocates too).
-            let d: Option<TantivyDocument> = if skip_doc {
+            let mut d: Option<StoredFields> = if skip_doc {
                 stats.bodies_skipped += 1;
                 None
             } else {
                 stats.docs_loaded += 1;
                 Some(searcher.doc(DocAddress::new(ord, doc))?)
             };
-            let field = |f: tantivy::schema::Field| d.as_ref().and_then(|d| d.get_first(f)).and_then(|v| v.as_str());
-            let body = field(split.body).unwrap_or_default();
-            if !exact && !accepts_body(body) {
+            let body = d.as_mut().and_then(|d| d.take_str(split.body)).unwrap_or_default();
+            if !exact && !accepts_body(&body) {
                 continue;
             }
+            let field = |f: Field| d.as_ref().and_then(|d| d.str(f));
             let labels = match (&split.layout, labels) {
                 (_, Some(l)) => l,
                 (SplitLayout::V1 { labels, .. }, None) => {
@@ -428,7 +429,7 @@ impl<'a> SplitSearch<'a> {
             let record = LogRecord {
                 labels,
                 timestamp_ns: ts,
-                body: body.to_string(),
+                body,
                 severity: if q.severity_unused {
                     String::new()
                 } else if split.severity_fast {
@@ -443,7 +444,7 @@ impl<'a> SplitSearch<'a> {
                 } else {
                     field(split.severity).unwrap_or_default().to_string()
                 },
-                attributes: match (split.attributes, &d) {
+                attributes: match (split.attributes, &mut d) {
                     (Some(f), Some(d)) => read_attributes(d, f),
                     _ => Vec::new(),
                 },
@@ -485,11 +486,54 @@ pub fn attribute_term(field: tantivy::schema::Field, name: &str, value: &str) ->
 }
 
 /// The stored attributes of a document, sorted by key (tantivy stores a JSON object sorted).
-fn read_attributes(d: &TantivyDocument, field: tantivy::schema::Field) -> Vec<(String, String)> {
-    let Some(object) = d.get_first(field).and_then(|v| v.as_object()) else { return Vec::new() };
-    let pairs: Vec<(String, String)> =
-        object.map(|(k, v)| (k.to_string(), v.as_str().unwrap_or_default().to_string())).collect();
+fn read_attributes(d: &mut StoredFields, field: Field) -> Vec<(String, String)> {
+    let Some(OwnedValue::Object(object)) = d.take(field) else { return Vec::new() };
+    let pairs: Vec<(String, String)> = object
+        .into_iter()
+        .map(|(k, v)| (k, if let OwnedValue::Str(s) = v { s } else { String::new() }))
+        .collect();
     pharos_model::normalize_attributes(pairs)
+}
+
+/// A stored document as the list of its fields' values.
+///
+/// tantivy's own document type copies every value it reads into a compact buffer of its own,
+/// from which the body was copied once more into the record; here each string is allocated
+/// once, as it is read, and moved into the record.
+struct StoredFields(Vec<(Field, OwnedValue)>);
+
+impl DocumentDeserialize for StoredFields {
+    fn deserialize<'de, D: DocumentDeserializer<'de>>(mut deserializer: D) -> std::result::Result<Self, DeserializeError> {
+        let mut fields = Vec::with_capacity(deserializer.size_hint());
+        while let Some(field) = deserializer.next_field::<OwnedValue>()? {
+            fields.push(field);
+        }
+        Ok(StoredFields(fields))
+    }
+}
+
+impl StoredFields {
+    /// The first value of `field`, taken out (a later call sees the next one).
+    fn take(&mut self, field: Field) -> Option<OwnedValue> {
+        let at = self.0.iter().position(|(f, _)| *f == field)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The first value of `field` when it is a string, taken out.
+    fn take_str(&mut self, field: Field) -> Option<String> {
+        match self.take(field)? {
+            OwnedValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The first value of `field` when it is a string.
+    fn str(&self, field: Field) -> Option<&str> {
+        match self.0.iter().find(|(f, _)| *f == field) {
+            Some((_, OwnedValue::Str(s))) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Adds to `out`, per stream of the split matching `matchers`, its entries in each of the
