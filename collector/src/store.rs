@@ -623,7 +623,10 @@ impl Store {
                 (Some(b), Some((_, Direction::Forward))) => s.min_ts_ns > b,
                 _ => false,
             };
-            let width = if next == 0 && q.limit.is_some() { 1 } else { threads.max(1) };
+            // After the first split of a limited search, the rest at once (two rounds on the
+            // pool for all of them: see `search_splits_together`).
+            let together = next > 0 && q.limit.is_some() && threads > 1;
+            let width = if next == 0 && q.limit.is_some() { 1 } else if together { splits.len() } else { threads.max(1) };
             // Every later split in this order is beyond the boundary too.
             let wave: Vec<&crate::metastore::LogSplit> =
                 splits[next..].iter().take(width).take_while(|s| !beyond(s)).copied().collect();
@@ -632,6 +635,17 @@ impl Store {
             }
             next += wave.len();
             let handles = wave.iter().map(|s| self.split_reader(&s.path)).collect::<Result<Vec<_>>>()?;
+            if together && wave.len() > 1 {
+                let mut searches = Vec::with_capacity(wave.len());
+                for (h, s) in handles.iter().zip(&wave) {
+                    searches.extend(log_splits::search::SplitSearch::new(h, (s.min_ts_ns, s.max_ts_ns), q, boundary)?);
+                }
+                log_splits::search::search_splits_together(&searches, &mut out, &mut stats)?;
+                if let Some((n, dir)) = q.limit {
+                    cut_to_limit(&mut out, n, dir);
+                }
+                continue;
+            }
             let search = |i: usize, out: &mut Vec<LogRecord>, stats: &mut SearchStats| {
                 let s = wave[i];
                 log_splits::search::search_split(&handles[i], (s.min_ts_ns, s.max_ts_ns), q, boundary, out, stats)
@@ -1823,15 +1837,20 @@ mod tests {
         store.ingest("k", 5, Batch::Logs((0..50).map(|i| rec(i * 11, format!("head {i} hit"))).collect()));
         let key = |r: &LogRecord| (r.timestamp_ns, r.labels.clone(), r.body.clone());
         let pod_a = [LabelMatcher::new("pod", "=", "a").unwrap()];
-        for matchers in [&pod_a[..], &[]] {
-            for (n, dir_) in [(1, Direction::Backward), (10, Direction::Backward), (25, Direction::Forward), (5000, Direction::Forward)] {
+        // `hit` is in 1 line in 9; ` i` in every line (over 256 candidates: loaded in chunks).
+        for (matchers, word) in [(&pod_a[..], "hit"), (&[], "hit"), (&[], " i"), (&pod_a[..], " i")] {
+            // Limits past the first split's hits, where some give ties at the last timestamp
+            // across splits.
+            let past_first = (290..300).flat_map(|n| [(n, Direction::Backward), (n, Direction::Forward)]);
+            let limits = [(1, Direction::Backward), (10, Direction::Backward), (25, Direction::Forward), (5000, Direction::Forward), (5000, Direction::Backward)];
+            for (n, dir_) in limits.into_iter().chain(past_first) {
                 let mut all = LogSearch::new(matchers, 100, 450);
-                all.contains_any = vec![vec!["hit".into()]];
+                all.contains_any = vec![vec![word.into()]];
                 let (mut full, _) = store.search_logs_with_stats(&all).unwrap();
                 cut_to_limit(&mut full, n, dir_);
                 full.sort_by_key(key);
                 let mut limited = LogSearch::new(matchers, 100, 450);
-                limited.contains_any = vec![vec!["hit".into()]];
+                limited.contains_any = vec![vec![word.into()]];
                 limited.limit = Some((n, dir_));
                 let (mut got, stats) = store.search_logs_with_stats(&limited).unwrap();
                 // Several splits at once give the one-at-a-time answer, in the same order.

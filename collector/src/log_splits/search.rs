@@ -63,6 +63,74 @@ where
     Ok(())
 }
 
+/// A limited search of several splits in two rounds on the thread pool, instead of one
+/// search per split with rounds of its own: first the candidates of every segment of every
+/// split at once, then, in the order one split's search after another would meet them
+/// (direction order, then split order, then each split's own), their records: all of them in
+/// parallel chunks when the limit cannot cut them, else in that order until `n` are held and
+/// the next candidate is past the `n`-th's timestamp (counting the records `out` holds). Records are appended in that order, as
+/// [`search_split`] over each split in turn appends them; the caller cuts the answer to the
+/// limit. Every search must be limited.
+pub fn search_splits_together(searches: &[SplitSearch<'_>], out: &mut Vec<LogRecord>, stats: &mut SearchStats) -> Result<()> {
+    let Some((n, dir)) = searches.first().and_then(|s| s.q.limit) else { return Ok(()) };
+    if n == 0 {
+        return Ok(());
+    }
+    let jobs = searches.iter().enumerate().flat_map(|(si, s)| {
+        (0..s.segments()).map(move |ord| move || s.candidates(ord..ord + 1).map(|c| (si, c)))
+    });
+    let mut all: Vec<(i64, usize, u32, DocId)> = Vec::new();
+    for (si, candidates) in crate::threads::on_pool(jobs, "log search")? {
+        all.extend(candidates.into_iter().map(|(ts, ord, doc)| (ts, si, ord, doc)));
+    }
+    stats.candidates += all.len();
+    match dir {
+        Direction::Backward => all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then((b.2, b.3).cmp(&(a.2, a.3)))),
+        Direction::Forward => all.sort_unstable(),
+    }
+    if all.len() <= n {
+        // The limit cannot cut them: each split's candidates (in its own order), in chunks.
+        let mut per_split: Vec<Vec<(i64, u32, DocId)>> = vec![Vec::new(); searches.len()];
+        for &(ts, si, ord, doc) in &all {
+            per_split[si].push((ts, ord, doc));
+        }
+        if all.len() < PARALLEL_LOAD_MIN {
+            return searches.iter().zip(&per_split).try_for_each(|(s, c)| s.load(c, out, stats));
+        }
+        let chunk = all.len().div_ceil(4 * crate::threads::pool_size());
+        let jobs = searches.iter().zip(&per_split).flat_map(|(s, c)| {
+            c.chunks(chunk).map(move |c| move |out: &mut Vec<LogRecord>, stats: &mut SearchStats| s.load(c, out, stats))
+        });
+        return search_on_pool(jobs, out, stats);
+    }
+    // In order, one run of consecutive candidates of one split at a time, until the records
+    // held before this call (`out`, cut to the limit, hence in direction order) and those loaded
+    // here hold `n` strictly before the next candidate's timestamp: the `n`-th of the answer
+    // is then earlier, and so is every tie of it. Within a run, `load` stops by itself after
+    // `n` records (and their ties): what it skips is past the `n`-th too.
+    let before = |a: i64, b: i64| if dir == Direction::Backward { a > b } else { a < b };
+    let first = out.len();
+    let mut run = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let next = all[i].0;
+        let held_before = out[..first].partition_point(|r| before(r.timestamp_ns, next));
+        let loaded_at_next = out[first..].iter().rev().take_while(|r| r.timestamp_ns == next).count();
+        if held_before + (out.len() - first - loaded_at_next) >= n {
+            break;
+        }
+        let si = all[i].1;
+        run.clear();
+        while i < all.len() && all[i].1 == si {
+            let (ts, _, ord, doc) = all[i];
+            run.push((ts, ord, doc));
+            i += 1;
+        }
+        searches[si].load(&run, out, stats)?;
+    }
+    Ok(())
+}
+
 /// Adds to `out` the records of the split that `q` accepts. `split_range` is the split's
 /// `[min_ts_ns, max_ts_ns]` from the manifest. With `q.limit = Some((n, dir))` only the first
 /// `n` accepted records in `dir` order (ties at the `n`-th timestamp included) are loaded, and
