@@ -2,8 +2,9 @@
 # Times the range queries of `pharos-bench tsdb` against a data directory the bench kept
 # (`pharos-bench tsdb --keep` prints it), with several `pharos` builds, alternating, to compare
 # them on the same files (A/B). Each round starts each binary on a fresh copy of the data
-# directory, sends each query once unmeasured, then RUNS times, and prints per query the p50
-# of the request time (curl) and the server's CPU time per run (utime+stime from /proc).
+# directory, sends each query once unmeasured, then RUNS times over one connection, and prints
+# per query the p50 of the request time (curl) and the server's CPU time per run (utime+stime
+# from /proc).
 # Usage: scripts/tsdb-query-ab.sh KEEP_DIR RUNS ROUNDS PHAROS_BINARY [PHAROS_BINARY...]
 set -euo pipefail
 DIR=$1; RUNS=$2; ROUNDS=$3; shift 3
@@ -24,12 +25,15 @@ QUERIES=(
 )
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$PID/stat"; }
 run() {
-  local label=$1 url=$2 times=() c0 c1
+  local label=$1 url=$2 times=() c0 c1 args=()
   curl -sf -o /dev/null "$url"
-  c0=$(cpu_ms)
+  # One curl for all runs, reusing its connection as the bench's client does (a curl started
+  # per request also competes with the server for this machine's two cores).
   for _ in $(seq "$RUNS"); do
-    times+=("$(curl -sf -o /dev/null -w '%{time_total}' "$url")")
+    args+=(-o /dev/null -w '%{time_total}\n' "$url")
   done
+  c0=$(cpu_ms)
+  mapfile -t times < <(curl -sf "${args[@]}")
   c1=$(cpu_ms)
   local p50
   p50=$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p")

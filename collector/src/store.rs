@@ -817,6 +817,9 @@ impl Store {
                 rank[i] = r;
             }
             let threads = threads.unwrap_or(if sel.rows >= PARALLEL_READ_MIN_ROWS { read_threads() } else { 1 });
+            // At least one part per thread: a query of fewer rows than a part holds is read
+            // on every thread too.
+            let batch_rows = if threads > 1 { batch_rows.min(sel.rows.div_ceil(threads)).max(1) } else { batch_rows };
             let mut found = std::mem::take(&mut sel.found);
             let parts = found.split_planned(batch_rows);
             self.read_parts(&sel, parts, threads > 1, |part| {
@@ -936,11 +939,12 @@ pub(crate) struct StreamReads {
 const STREAM_BATCH_ROWS: usize = 256 * 1024;
 
 /// Rows a metrics query reads from files, at least, before it reads them on several threads.
-/// Two threads cost 5–30 % more CPU than one (both page-fault their vectors in at once, and
-/// decompress the pages where their series meet): at 100k rows (a 1 h range of 400 series)
-/// that bought no time; at 1.45 M rows (the tsdb bench's CPU query over 1 h) it cut the
-/// settled p50 by up to 30 % (see the README).
-const PARALLEL_READ_MIN_ROWS: usize = 500_000;
+/// Two threads cost 5–30 % more CPU than one (each opens the files and decompresses the pages
+/// where their series meet) but, on this machine's 2 cores, cut the tsdb bench's disk sum
+/// (104k rows over 1 h, 192k over 2 h) by 27–33 % of its p50. An earlier measurement that
+/// found no gain at 100k rows timed each request with a `curl` process of its own, which
+/// competed with the server for the two cores (see the README).
+const PARALLEL_READ_MIN_ROWS: usize = 100_000;
 
 /// Threads a metrics query reads files on: one per core, at most 8.
 fn read_threads() -> usize {
