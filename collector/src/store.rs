@@ -586,7 +586,7 @@ impl Store {
     /// Splits are visited newest first (backward) or oldest first (forward) by their manifest
     /// time range, and a split that cannot hold anything within the limit is not opened.
     pub fn search_logs_with_stats(&self, q: &LogSearch<'_>) -> Result<(Vec<LogRecord>, SearchStats)> {
-        self.search_logs_on(q, read_threads())
+        crate::threads::within_pool(|| self.search_logs_on(q, read_threads()))
     }
 
     /// [`Store::search_logs_with_stats`] searching up to `threads` splits at once (a limited

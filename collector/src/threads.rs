@@ -19,6 +19,17 @@ pub fn on_pool<T: Send, J: FnOnce() -> Result<T> + Send>(jobs: impl IntoIterator
     slots.into_iter().map(|s| s.unwrap_or_else(|| Err(Error::Internal(format!("a {what} job did not run"))))).collect()
 }
 
+/// Runs `f` on a thread of the pool and returns what it returns. Jobs that `f` hands to
+/// [`on_pool`] then start from a thread of the pool, which works on them itself, instead of
+/// from a thread outside it that sleeps until they are done and is woken after: a limited log
+/// search hands jobs to the pool up to four times, and each such sleep and wake-up (with
+/// the pool's threads asleep between requests) added to its time.
+pub fn within_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("a scope runs its closure")
+}
+
 /// Threads of the pool: one per core.
 pub fn pool_size() -> usize {
     rayon::current_num_threads()
@@ -27,6 +38,17 @@ pub fn pool_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_pool_runs_on_the_pool_and_nested_jobs_too() {
+        assert_eq!(rayon::current_thread_index(), None, "the test thread is outside the pool");
+        let (outer, inner) = within_pool(|| {
+            let inner = on_pool((0..4).map(|_| || Ok(rayon::current_thread_index())), "test").unwrap();
+            (rayon::current_thread_index(), inner)
+        });
+        assert!(outer.is_some(), "the closure ran on the pool");
+        assert!(inner.iter().all(Option::is_some));
+    }
 
     #[test]
     fn results_come_in_job_order_and_a_panic_is_an_error() {
