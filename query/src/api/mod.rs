@@ -73,6 +73,7 @@ pub fn router(metrics: Arc<dyn MetricsReader>, logs: Arc<dyn LogsReader>) -> Rou
             "/api/v1/metadata",
             get(series_meta::metadata).post(series_meta::metadata),
         )
+        .route("/loki/api/v1/status/buildinfo", get(prometheus::loki_buildinfo))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))

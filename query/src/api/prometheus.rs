@@ -1,4 +1,5 @@
-//! The Prometheus HTTP API: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/status/buildinfo`.
+//! The Prometheus HTTP API: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/status/buildinfo`
+//! (and Loki's form of the latter).
 
 use axum::Json;
 use axum::extract::{Form, Query, State};
@@ -55,6 +56,16 @@ pub async fn buildinfo() -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
         }
+    }))
+    .into_response()
+}
+
+/// `GET /loki/api/v1/status/buildinfo`: Loki's build information, which Loki answers without
+/// the `status`/`data` envelope of Prometheus' (and tools that talk to Loki read it so).
+pub async fn loki_buildinfo() -> Response {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
     }))
     .into_response()
 }

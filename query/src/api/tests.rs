@@ -219,6 +219,12 @@ async fn buildinfo() {
     let (status, body) = get("/api/v1/status/buildinfo").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
+    // Loki's shape: the fields at the top, no envelope.
+    let (status, body) = get("/loki/api/v1/status/buildinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body.get("status").is_none() && body.get("data").is_none(), "{body}");
+    assert_eq!(body["goVersion"], "");
 }
 
 fn lines(body: &Value) -> Vec<(String, String, String)> {
