@@ -21,9 +21,8 @@ pub fn on_pool<T: Send, J: FnOnce() -> Result<T> + Send>(jobs: impl IntoIterator
 
 /// Runs `f` on a thread of the pool and returns what it returns. Jobs that `f` hands to
 /// [`on_pool`] then start from a thread of the pool, which works on them itself, instead of
-/// from a thread outside it that sleeps until they are done and is woken after: a limited log
-/// search hands jobs to the pool up to four times, and each such sleep and wake-up (with
-/// the pool's threads asleep between requests) added to its time.
+/// from a thread outside it that sleeps until they are done and is woken after, once per
+/// round (a limited log search hands jobs to the pool up to four times).
 pub fn within_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let mut out = None;
     rayon::scope(|_| out = Some(f()));

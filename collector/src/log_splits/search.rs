@@ -67,10 +67,11 @@ where
 /// search per split with rounds of its own: first the candidates of every segment of every
 /// split at once, then, in the order one split's search after another would meet them
 /// (direction order, then split order, then each split's own), their records: all of them in
-/// parallel chunks when the limit cannot cut them, else in that order until `n` are held and
-/// the next candidate is past the `n`-th's timestamp (counting the records `out` holds). Records are appended in that order, as
-/// [`search_split`] over each split in turn appends them; the caller cuts the answer to the
-/// limit. Every search must be limited.
+/// parallel chunks when the limit cannot cut them, else in that order until `n` are held
+/// (counting the records `out` holds) and the next candidate is past the `n`-th's timestamp.
+/// Records are appended in that order, as [`search_split`] over each split in turn appends
+/// them; the caller cuts the answer to the limit. Every search must be limited, and `out` in
+/// direction order (as cut to the limit).
 pub fn search_splits_together(searches: &[SplitSearch<'_>], out: &mut Vec<LogRecord>, stats: &mut SearchStats) -> Result<()> {
     let Some((n, dir)) = searches.first().and_then(|s| s.q.limit) else { return Ok(()) };
     if n == 0 {
