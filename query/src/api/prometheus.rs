@@ -48,26 +48,23 @@ pub async fn query_range_post(
     respond(range(state, params, stats).await)
 }
 
-/// `GET /api/v1/status/buildinfo`.
-pub async fn buildinfo() -> Response {
-    Json(json!({
-        "status": "success",
-        "data": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
-        }
-    }))
-    .into_response()
-}
-
-/// `GET /loki/api/v1/status/buildinfo`: Loki's build information, which Loki answers without
-/// the `status`/`data` envelope of Prometheus' (and tools that talk to Loki read it so).
-pub async fn loki_buildinfo() -> Response {
-    Json(json!({
+/// The build information fields Prometheus and Loki both answer.
+fn build_info() -> serde_json::Value {
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": "",
-    }))
-    .into_response()
+    })
+}
+
+/// `GET /api/v1/status/buildinfo`.
+pub async fn buildinfo() -> Response {
+    Json(json!({"status": "success", "data": build_info()})).into_response()
+}
+
+/// `GET /loki/api/v1/status/buildinfo`: the same fields without the `status`/`data` envelope,
+/// as Loki answers it (and tools that talk to Loki read it so).
+pub async fn loki_buildinfo() -> Response {
+    Json(build_info()).into_response()
 }
 
 /// Prometheus' `stats` parameter: any non-empty value asks for the query's timings and sample
