@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use pharos_model::select::{MatchOp, matches_all};
 use pharos_model::write_view::WriteView;
-use pharos_model::{LabelMatcher, Labels, LogRecord, Sample};
+use pharos_model::select::HistogramSeries;
+use pharos_model::{FloatHistogram, HistogramSample, LabelMatcher, Labels, LogRecord, Sample};
 
 use crate::chunk::Chunk;
 
@@ -65,6 +66,11 @@ pub struct Head {
     /// Seeded per process: label values come from clients.
     hasher: ahash::RandomState,
     pub(crate) logs: Vec<LogRecord>,
+    /// Native histogram samples per series, in append order (not indexed: a selection checks
+    /// every histogram series).
+    pub(crate) histograms: HashMap<Labels, Vec<(i64, Arc<FloatHistogram>)>, ahash::RandomState>,
+    /// Native histogram samples held.
+    pub(crate) histogram_samples: usize,
     /// Per source, the highest offset whose data is in this head.
     pub(crate) offsets: BTreeMap<String, i64>,
     pub(crate) samples: usize,
@@ -76,9 +82,9 @@ pub struct Head {
 }
 
 impl Head {
-    /// Samples plus log records held.
+    /// Samples, native histogram samples and log records held.
     pub fn rows(&self) -> usize {
-        self.samples + self.logs.len()
+        self.samples + self.histogram_samples + self.logs.len()
     }
 
     /// Heap bytes held by the compressed samples of every series (not labels or index).
@@ -179,6 +185,28 @@ impl Head {
                 chunk.push(t, v);
             }
             self.chunk_bytes += chunk.heap_bytes() - before;
+        }
+    }
+
+    pub(crate) fn append_histograms(&mut self, samples: Vec<HistogramSample>) {
+        self.histogram_samples += samples.len();
+        for s in samples {
+            self.histograms.entry(s.labels).or_default().push((s.timestamp_ms, s.histogram));
+        }
+    }
+
+    /// The native histogram samples of the series matching `matchers` in `[start_ms, end_ms]`,
+    /// appended to `out` (one entry per series and call, samples in append order).
+    pub(crate) fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64, out: &mut Vec<HistogramSeries>) {
+        for (labels, samples) in &self.histograms {
+            if !matches_all(matchers, labels) {
+                continue;
+            }
+            let in_range: Vec<(i64, Arc<FloatHistogram>)> =
+                samples.iter().filter(|(t, _)| *t >= start_ms && *t <= end_ms).cloned().collect();
+            if !in_range.is_empty() {
+                out.push(HistogramSeries { labels: labels.clone(), samples: in_range });
+            }
         }
     }
 

@@ -100,12 +100,11 @@ async fn remote_write(State(store): State<Arc<Store>>, headers: HeaderMap, body:
     if !v2 {
         return ingest(store, WalKind::RemoteWriteSnappy, body.to_vec(), |_| StatusCode::NO_CONTENT.into_response()).await;
     }
-    // 2.0 senders read how much was written from these headers. Native histograms are not
-    // stored (counted as dropped), so none is reported written.
+    // 2.0 senders read how much was written from these headers.
     ingest(store, WalKind::RemoteWrite2Snappy, body.to_vec(), |done| {
         use pharos_model::remote_write_v2::{EXEMPLARS_WRITTEN, HISTOGRAMS_WRITTEN, SAMPLES_WRITTEN};
         let written =
-            [(SAMPLES_WRITTEN, done.items.to_string()), (HISTOGRAMS_WRITTEN, "0".into()), (EXEMPLARS_WRITTEN, done.exemplars.to_string())];
+            [(SAMPLES_WRITTEN, done.items.to_string()), (HISTOGRAMS_WRITTEN, done.histograms.to_string()), (EXEMPLARS_WRITTEN, done.exemplars.to_string())];
         (StatusCode::NO_CONTENT, written.map(|(k, v)| (header::HeaderName::from_static(k), v))).into_response()
     })
     .await

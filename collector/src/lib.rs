@@ -30,6 +30,7 @@ pub mod exemplars;
 pub mod found;
 mod error;
 pub mod head;
+pub mod histogram_files;
 pub mod http;
 pub mod kafka;
 pub mod log_splits;

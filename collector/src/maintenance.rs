@@ -46,6 +46,11 @@ fn partition_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
 }
 
+/// Whether a manifest path is a native histogram file's.
+fn is_histogram_file(path: &str) -> bool {
+    path.starts_with(crate::histogram_files::DIR) && path[crate::histogram_files::DIR.len()..].starts_with('/')
+}
+
 /// When a log split was written: the Unix milliseconds of its UUIDv7 directory name.
 fn split_created_ms(s: &LogSplit) -> Option<i64> {
     let name = s.path.rsplit('/').next()?;
@@ -107,6 +112,7 @@ impl Store {
         }
         let mut removed: Vec<MetricFile> = Vec::new();
         let mut written: Vec<MetricFile> = Vec::new();
+        self.compact_histogram_files(&manifest, min_files, settle, now_ms, &mut removed, &mut written)?;
         for (partition, files, level) in merges {
             let catalogs: Vec<(std::path::PathBuf, Arc<parquet_files::FileSeries>)> = files
                 .iter()
@@ -132,6 +138,45 @@ impl Store {
         let report = MaintenanceReport { files_compacted: removed.len(), files_written: written.len(), ..Default::default() };
         self.replace_files(&removed, written, &[], Vec::new())?;
         Ok(report)
+    }
+
+    /// Native histogram files of a partition: merged into one at the compaction level once the
+    /// partition has settled, as float files are; while it still receives files, all of them
+    /// at the flush level once there are `min_files` squared (few series are histograms, so their
+    /// files are small and size tiers buy little).
+    fn compact_histogram_files(
+        &self,
+        manifest: &crate::metastore::Manifest,
+        min_files: usize,
+        settle: Duration,
+        now_ms: i64,
+        removed: &mut Vec<MetricFile>,
+        written: &mut Vec<MetricFile>,
+    ) -> Result<()> {
+        let mut by_partition: BTreeMap<&str, Vec<&MetricFile>> = BTreeMap::new();
+        for f in &manifest.histogram_files {
+            by_partition.entry(partition_of(&f.path)).or_default().push(f);
+        }
+        for (partition, mut files) in by_partition {
+            let newest = files.iter().map(|f| f.created_ms).max().unwrap_or(0);
+            let level = if newest.saturating_add(settle.as_millis() as i64) <= now_ms {
+                if files.len() < 2 && files.iter().all(|f| f.zstd_level == parquet_files::COMPACT_ZSTD_LEVEL) {
+                    continue;
+                }
+                parquet_files::COMPACT_ZSTD_LEVEL
+            } else if files.len() >= min_files * min_files {
+                parquet_files::FLUSH_ZSTD_LEVEL
+            } else {
+                continue;
+            };
+            // Oldest first: of equal timestamps the newer file's sample wins.
+            files.sort_by_key(|f| f.created_ms);
+            let dir = partition.strip_prefix(&format!("{}/", crate::histogram_files::DIR)).unwrap_or(partition);
+            let out = crate::histogram_files::merge(&self.data_dir, dir, &files, level)?;
+            removed.extend(files.iter().map(|f| (*f).clone()));
+            written.extend(out);
+        }
+        Ok(())
     }
 
     /// Merges log splits of one hour (by `min_ts_ns`), as Parquet files are merged: while the
@@ -218,7 +263,8 @@ impl Store {
     pub fn apply_retention(&self, retention: Duration, now_ms: i64) -> Result<MaintenanceReport> {
         let manifest = self.manifest();
         let cutoff_ms = now_ms - retention.as_millis() as i64;
-        let old_files: Vec<MetricFile> = manifest.metric_files.iter().filter(|f| f.max_ts_ms < cutoff_ms).cloned().collect();
+        let old_files: Vec<MetricFile> =
+            manifest.metric_files.iter().chain(&manifest.histogram_files).filter(|f| f.max_ts_ms < cutoff_ms).cloned().collect();
         let old_splits: Vec<LogSplit> =
             manifest.log_splits.iter().filter(|s| s.max_ts_ns / 1_000_000 < cutoff_ms).cloned().collect();
         if old_files.is_empty() && old_splits.is_empty() {
@@ -248,7 +294,8 @@ impl Store {
         let _guard = self.flush_lock.lock();
         let manifest = self.manifest();
         let gone = removed.iter().map(|r| &r.path).chain(removed_splits.iter().map(|r| &r.path)).find(|p| {
-            !manifest.metric_files.iter().any(|f| &f.path == *p) && !manifest.log_splits.iter().any(|s| &s.path == *p)
+            !manifest.metric_files.iter().chain(&manifest.histogram_files).any(|f| &f.path == *p)
+                && !manifest.log_splits.iter().any(|s| &s.path == *p)
         });
         if let Some(path) = gone {
             return Err(Error::Internal(format!("{path} was unpublished while maintenance read it")));
@@ -256,7 +303,11 @@ impl Store {
         let mut next = (*manifest).clone();
         next.generation += 1;
         next.metric_files.retain(|f| !removed.iter().any(|r| r.path == f.path));
-        next.metric_files.extend(added);
+        next.histogram_files.retain(|f| !removed.iter().any(|r| r.path == f.path));
+        // Histogram files live under their own directory and list.
+        for f in added {
+            if is_histogram_file(&f.path) { next.histogram_files.push(f) } else { next.metric_files.push(f) }
+        }
         next.log_splits.retain(|s| !removed_splits.iter().any(|r| r.path == s.path));
         next.log_splits.extend(added_splits);
         next.publish(&self.data_dir)?;

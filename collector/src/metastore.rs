@@ -76,6 +76,10 @@ pub struct Manifest {
     pub metric_files: Vec<MetricFile>,
     /// Published log splits.
     pub log_splits: Vec<LogSplit>,
+    /// Native histogram files (`histograms/…`, see [`crate::histogram_files`]); absent from
+    /// manifests written before them.
+    #[serde(default)]
+    pub histogram_files: Vec<MetricFile>,
     /// Per source, the highest offset covered by the published files.
     pub offsets: BTreeMap<String, i64>,
 }
@@ -149,9 +153,10 @@ impl Manifest {
             .iter()
             .map(|f| data_dir.join(&f.path))
             .chain(self.log_splits.iter().map(|s| data_dir.join(&s.path)))
+            .chain(self.histogram_files.iter().map(|f| data_dir.join(&f.path)))
             .collect();
         let mut removed = 0;
-        let mut stack = vec![data_dir.join("metrics")];
+        let mut stack = vec![data_dir.join("metrics"), data_dir.join(crate::histogram_files::DIR)];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {

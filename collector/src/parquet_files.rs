@@ -88,7 +88,7 @@ pub(crate) fn file_schema() -> Arc<Schema> {
 }
 
 /// `date=…/hour=…` of a millisecond timestamp.
-fn partition_of(ts_ms: i64) -> String {
+pub(crate) fn partition_of(ts_ms: i64) -> String {
     let t = DateTime::from_timestamp_millis(ts_ms).unwrap_or_default();
     format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }

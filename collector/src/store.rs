@@ -73,8 +73,16 @@ impl Batch {
         }
     }
 
-    /// Native histogram samples (remote_write) or data points (OTLP) in the batch, which are
-    /// not stored.
+    /// Native histogram samples in the batch, which are stored.
+    fn histogram_count(&self) -> usize {
+        match self {
+            Batch::MetricsWithMetadata(b) => b.histograms.len(),
+            Batch::RemoteWrite(w) => w.histogram_count(),
+            Batch::Metrics(_) | Batch::Logs(_) => 0,
+        }
+    }
+
+    /// OTLP exponential histogram data points in the batch, which are not stored.
     fn histograms_dropped(&self) -> u64 {
         match self {
             Batch::MetricsWithMetadata(b) => b.dropped_histograms,
@@ -156,7 +164,9 @@ pub struct Ingested {
     pub items: usize,
     /// Exemplars stored (or already held).
     pub exemplars: usize,
-    /// Native histogram samples or data points received and not stored.
+    /// Native histogram samples stored (remote_write).
+    pub histograms: usize,
+    /// OTLP exponential histogram data points received and not stored.
     pub histograms_dropped: u64,
 }
 
@@ -329,20 +339,30 @@ impl Store {
             WARNED.call_once(|| {
                 tracing::warn!(
                     histograms = histograms_dropped,
-                    "native histograms (remote_write) and exponential histograms (OTLP) are not supported and were not stored \
+                    "exponential histograms (OTLP) are not supported and were not stored \
                      (counted in pharos_collector_native_histograms_dropped_total; this is logged once)"
                 );
             });
         }
         let batch = self.with_teams(batch);
         match batch {
-            Batch::Metrics(samples) | Batch::MetricsWithMetadata(MetricsBatch { samples, .. }) => {
+            Batch::Metrics(samples) => {
                 st.head.append_samples(samples);
                 self.metrics.samples_ingested.inc_by(n);
+            }
+            Batch::MetricsWithMetadata(MetricsBatch { samples, histograms, .. }) => {
+                st.head.append_samples(samples);
+                self.metrics.samples_ingested.inc_by(n);
+                self.metrics.native_histograms_ingested.inc_by(histograms.len() as u64);
+                st.head.append_histograms(histograms);
             }
             Batch::RemoteWrite(w) => {
                 st.head.append_write(&w);
                 self.metrics.samples_ingested.inc_by(n);
+                if w.histogram_count() > 0 {
+                    self.metrics.native_histograms_ingested.inc_by(w.histogram_count() as u64);
+                    st.head.append_histograms(w.histogram_samples());
+                }
             }
             Batch::Logs(records) => {
                 // Under the state lock: tails see batches in the order the head gets them.
@@ -373,7 +393,7 @@ impl Store {
                 return Err(e);
             }
         };
-        let (n, histograms_dropped) = (batch.len(), batch.histograms_dropped());
+        let (n, histograms, histograms_dropped) = (batch.len(), batch.histogram_count(), batch.histograms_dropped());
         // New metadata is on disk before the request is acknowledged.
         self.metadata.observe(batch.metadata())?;
         // The WAL lock is held while the head is updated so WAL sequence numbers enter the head
@@ -381,7 +401,7 @@ impl Store {
         let mut wal = self.wal.lock();
         let seq = wal.append(kind, body)?;
         let exemplars = self.ingest_counted(WAL_SOURCE, seq, batch).unwrap_or(0);
-        Ok(Ingested { items: n, exemplars, histograms_dropped })
+        Ok(Ingested { items: n, exemplars, histograms, histograms_dropped })
     }
 
     /// Writes everything in the head to files and publishes them with the offsets they cover.
@@ -424,6 +444,15 @@ impl Store {
                     newer.all_series().flat_map(|(l, s)| s.map(move |(t, v)| Sample::new(l.clone(), t, v))).collect(),
                 );
                 restored.append_logs(newer.logs);
+                restored.append_histograms(
+                    newer
+                        .histograms
+                        .into_iter()
+                        .flat_map(|(labels, samples)| {
+                            samples.into_iter().map(move |(timestamp_ms, histogram)| pharos_model::HistogramSample { labels: labels.clone(), timestamp_ms, histogram })
+                        })
+                        .collect(),
+                );
                 restored.offsets.extend(newer.offsets);
                 st.head = restored;
                 Err(e)
@@ -435,9 +464,15 @@ impl Store {
         // Offsets are published only when the metadata they brought is on disk.
         self.metadata.persist_if_dirty()?;
         let files = parquet_files::write_sources(&self.data_dir, parquet_files::FLUSH_ZSTD_LEVEL, frozen.series_chunks())?;
+        let histogram_files = crate::histogram_files::write(
+            &self.data_dir,
+            parquet_files::FLUSH_ZSTD_LEVEL,
+            frozen.histograms.iter().map(|(l, s)| (l, s.as_slice())),
+        )?;
         let split = log_splits::write_split(&self.data_dir, &self.log_fields, &frozen.logs)?;
-        let report = FlushReport { metric_files: files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
-        let next = self.manifest().with_published(files, split.into_iter().collect(), &frozen.offsets);
+        let report = FlushReport { metric_files: files.len() + histogram_files.len(), log_splits: usize::from(split.is_some()), rows: frozen.rows() };
+        let mut next = self.manifest().with_published(files, split.into_iter().collect(), &frozen.offsets);
+        next.histogram_files.extend(histogram_files);
         next.publish(&self.data_dir)?;
         let mut st = self.state.write();
         st.manifest = Arc::new(next);
@@ -465,9 +500,13 @@ impl Store {
         let team_of = |l: &Labels| self.team_of(l);
         match batch {
             // Labels are rewritten: the owned (slower) path.
-            Batch::RemoteWrite(w) => {
-                self.with_teams(Batch::MetricsWithMetadata(MetricsBatch { samples: w.to_samples(), metadata: w.metadata().to_vec(), exemplars: Vec::new(), dropped_histograms: w.dropped().histograms }))
-            }
+            Batch::RemoteWrite(w) => self.with_teams(Batch::MetricsWithMetadata(MetricsBatch {
+                samples: w.to_samples(),
+                metadata: w.metadata().to_vec(),
+                exemplars: Vec::new(),
+                histograms: w.histogram_samples(),
+                dropped_histograms: w.dropped().histograms,
+            })),
             Batch::Metrics(mut samples) => {
                 for s in &mut samples {
                     if let Some(l) = team_of(&s.labels) {
@@ -480,6 +519,11 @@ impl Store {
                 for s in &mut batch.samples {
                     if let Some(l) = team_of(&s.labels) {
                         s.labels = l;
+                    }
+                }
+                for h in &mut batch.histograms {
+                    if let Some(l) = team_of(&h.labels) {
+                        h.labels = l;
                     }
                 }
                 Batch::MetricsWithMetadata(batch)
@@ -987,6 +1031,43 @@ impl MetricsReader for Store {
     ) -> std::result::Result<BTreeMap<String, Vec<MetricMetadata>>, String> {
         Ok(self.metadata.get(metric))
     }
+
+    fn select_histograms(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> std::result::Result<Vec<pharos_model::HistogramSeries>, String> {
+        self.select_histograms_in(matchers, start_ms, end_ms).map_err(|e| e.to_string())
+    }
+}
+
+impl Store {
+    /// Native histogram samples of the matching series: the published files (oldest first),
+    /// then the head being flushed and the head, all from one snapshot; of two samples of a
+    /// series at one timestamp the later one wins.
+    fn select_histograms_in(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<pharos_model::HistogramSeries>> {
+        let mut heads = Vec::new();
+        let manifest = {
+            let st = self.state.read();
+            if let Some(f) = &st.frozen {
+                f.select_histograms(matchers, start_ms, end_ms, &mut heads);
+            }
+            st.head.select_histograms(matchers, start_ms, end_ms, &mut heads);
+            st.manifest.clone()
+        };
+        let mut by_series: BTreeMap<Labels, Vec<(i64, Arc<pharos_model::FloatHistogram>)>> = BTreeMap::new();
+        let mut files: Vec<&crate::metastore::MetricFile> =
+            manifest.histogram_files.iter().filter(|f| f.min_ts_ms <= end_ms && f.max_ts_ms >= start_ms).collect();
+        files.sort_by_key(|f| f.created_ms);
+        for f in files {
+            crate::histogram_files::read(&self.data_dir.join(&f.path), matchers, start_ms, end_ms, &mut by_series)?;
+        }
+        for s in heads {
+            by_series.entry(s.labels).or_default().extend(s.samples);
+        }
+        Ok(crate::histogram_files::into_series(by_series))
+    }
 }
 
 impl LogsReader for Store {
@@ -1406,34 +1487,92 @@ mod tests {
         assert_eq!(all(&store, "rw").len(), 1000, "replayed from the compressed record");
     }
 
-    /// A request with native histograms stores its float samples and counts the histograms,
-    /// visibly (`/metrics`), instead of dropping them silently; its exemplars are kept.
+    /// Native histograms of remote_write are stored with their series (`team` added like on
+    /// floats) and read back the same: from the head, from the WAL after a restart, from their
+    /// Parquet file after a flush, and from the merged file after compaction; a sample sent again
+    /// at the same timestamp replaces the earlier one; an invalid histogram refuses its request
+    /// with the reason, storing nothing of it. Exemplars of the same request are kept.
     #[test]
-    fn remote_write_histograms_are_counted_and_exemplars_kept() {
+    fn remote_write_native_histograms_are_stored_flushed_compacted_and_read_back() {
+        use pharos_model::histogram::Span;
+        use pharos_model::remote_write::{Histogram, Label, RemoteSample, TimeSeries, WriteRequest};
+        use pharos_model::{FloatHistogram, HistogramSeries};
+        use prost::Message;
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(CollectorMetrics::default());
-        let store = Store::open(dir.path(), metrics.clone()).unwrap();
-        let mut raw = snap::raw::Decoder::new().decompress_vec(&pharos_model::remote_write::encode(&[sample("rw", 1000, 0.5)])).unwrap();
-        // Append an empty exemplar (field 3) and a histogram (field 4) to the one TimeSeries, as
-        // a second TimeSeries message of the same series would not be: fix up the outer length.
-        let extra = [0x1a, 0x00, 0x22, 0x02, 0x08, 0x01];
-        assert_eq!(raw[0], 0x0a, "a WriteRequest starting with its series");
-        assert!(raw[1] < 0x80 - extra.len() as u8, "a one-byte series length");
-        raw[1] += extra.len() as u8;
-        let end = 2 + raw[1] as usize - extra.len();
-        raw.splice(end..end, extra);
-        let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
-        let done = store.ingest_durable(WalKind::RemoteWriteSnappy, &body).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 1, histograms_dropped: 1 });
-        assert_eq!(all(&store, "rw").len(), 1);
-        assert_eq!((metrics.native_histograms_dropped.get(), metrics.exemplars_dropped.get()), (1, 0));
-        assert_eq!(metrics.exemplars_appended.get(), 1);
-        let mut registry = prometheus_client::registry::Registry::default();
-        metrics.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("pharos_collector_native_histograms_dropped_total 1"), "{text}");
-        assert!(text.contains("pharos_collector_exemplars_appended_total 1"), "{text}");
+        let teams: pharos_model::team::TeamMapping = serde_json::from_str(r#"{"default": "platform"}"#).unwrap();
+        let options = || StoreOptions { teams: teams.clone(), ..StoreOptions::default() };
+        let store = Store::open_with(dir.path(), metrics.clone(), options()).unwrap();
+        let hist = |n: f64| FloatHistogram {
+            schema: 1,
+            count: 3.0 * n,
+            sum: 2.5 * n,
+            zero_threshold: 0.001,
+            zero_count: n,
+            positive_spans: vec![Span { offset: -1, length: 1 }, Span { offset: 2, length: 1 }],
+            positive_buckets: vec![n, n],
+            custom_values: vec![],
+            ..Default::default()
+        };
+        let labels = vec![Label { name: "__name__".into(), value: "rpc_seconds".into() }, Label { name: "namespace".into(), value: "api".into() }];
+        let body = |samples: &[(i64, f64)]| {
+            let series = TimeSeries {
+                labels: labels.clone(),
+                samples: vec![RemoteSample { value: 1.0, timestamp: 500 }],
+                histograms: samples.iter().map(|&(t, n)| Histogram::float(t, &hist(n))).collect(),
+            };
+            snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries: vec![series], ..Default::default() }.encode_to_vec()).unwrap()
+        };
+        let done = store.ingest_durable(WalKind::RemoteWriteSnappy, &body(&[(1000, 1.0), (2000, 2.0)])).unwrap();
+        assert_eq!(done, Ingested { items: 1, exemplars: 0, histograms: 2, histograms_dropped: 0 });
+        assert_eq!(metrics.native_histograms_ingested.get(), 2);
+        let series = Labels::from_pairs([("__name__", "rpc_seconds"), ("namespace", "api"), ("team", "platform")]);
+        let want = |samples: &[(i64, f64)]| {
+            vec![HistogramSeries { labels: series.clone(), samples: samples.iter().map(|&(t, n)| (t, Arc::new(hist(n)))).collect() }]
+        };
+        let m = [LabelMatcher::equal("__name__", "rpc_seconds")];
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), want(&[(1000, 1.0), (2000, 2.0)]), "from the head");
+        assert_eq!(store.select_histograms(&m, 1500, 10_000).unwrap(), want(&[(2000, 2.0)]), "a time range");
+        assert_eq!(store.select_histograms(&[LabelMatcher::equal("__name__", "other")], 0, 10_000).unwrap(), vec![]);
+        // The float sample of the same series is a float series as before.
+        assert_eq!(store.select_series(&m, 0, 10_000).unwrap().len(), 1);
+
+        // An invalid histogram (a count its buckets do not add up to) refuses the request.
+        let mut bad = hist(1.0);
+        bad.count = 7.0;
+        let bad_body = {
+            let series = TimeSeries { labels: labels.clone(), samples: vec![], histograms: vec![Histogram::float(3000, &bad)] };
+            snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries: vec![series], ..Default::default() }.encode_to_vec()).unwrap()
+        };
+        let e = store.ingest_durable(WalKind::RemoteWriteSnappy, &bad_body).unwrap_err();
+        assert!(e.to_string().contains("3 observations found in buckets, but the Count field is 7"), "{e}");
+
+        drop(store);
+        let store = Store::open_with(dir.path(), metrics.clone(), options()).unwrap();
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), want(&[(1000, 1.0), (2000, 2.0)]), "replayed from the WAL");
+        store.flush().unwrap();
+        assert_eq!(store.manifest().histogram_files.len(), 1);
+        assert!(store.manifest().histogram_files[0].path.starts_with("histograms/date=1970-01-01/hour=00/"));
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), want(&[(1000, 1.0), (2000, 2.0)]), "from the file");
+        // The same timestamp again (a newer value) and a new one: a second file.
+        store.ingest_durable(WalKind::RemoteWriteSnappy, &body(&[(2000, 5.0), (3000, 3.0)])).unwrap();
+        store.flush().unwrap();
+        let both = want(&[(1000, 1.0), (2000, 5.0), (3000, 3.0)]);
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), both, "two files, the later sample of 2000 kept");
+        let far_future = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let r = store.compact_at(4, std::time::Duration::from_secs(600), far_future).unwrap();
+        assert!(r.files_compacted >= 2, "{r:?}");
+        let files = store.manifest().histogram_files.clone();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!((files[0].samples, files[0].series, files[0].zstd_level), (3, 1, parquet_files::COMPACT_ZSTD_LEVEL));
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), both, "from the compacted file");
+        drop(store);
+        let store = Store::open_with(dir.path(), metrics, options()).unwrap();
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), both, "after a restart");
+        // Retention drops them with the float files.
+        store.apply_retention(std::time::Duration::from_secs(1), far_future).unwrap();
+        assert!(store.manifest().histogram_files.is_empty());
+        assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), vec![]);
     }
 
     /// Exemplars of remote_write 2.0 requests and OTLP are kept under their series' labels (with the
@@ -1463,10 +1602,10 @@ mod tests {
             b.encode_snappy()
         };
         let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("aa", 0.3, 1500), ("bb", 0.4, 1900)])).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 2, histograms_dropped: 0 });
+        assert_eq!(done, Ingested { items: 1, exemplars: 2, histograms: 0, histograms_dropped: 0 });
         // bb again (a duplicate, counted as written) and one older than bb (refused).
         let done = store.ingest_durable(WalKind::RemoteWrite2Snappy, &request(&[("bb", 0.4, 1900), ("cc", 0.1, 1000)])).unwrap();
-        assert_eq!(done, Ingested { items: 1, exemplars: 1, histograms_dropped: 0 });
+        assert_eq!(done, Ingested { items: 1, exemplars: 1, histograms: 0, histograms_dropped: 0 });
         assert_eq!((metrics.exemplars_appended.get(), metrics.exemplars_dropped.get()), (2, 1));
         let with_team = series.with("team", "platform");
         let ex = |trace: &str, value: f64, timestamp_ms: i64| Exemplar { labels: Labels::from_pairs([("trace_id", trace)]), value, timestamp_ms };
@@ -1482,7 +1621,7 @@ mod tests {
         let otlp = br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"k8s.namespace.name","value":{"stringValue":"api"}}]},
             "scopeMetrics":[{"metrics":[{"name":"jobs","gauge":{"dataPoints":[{"timeUnixNano":"3000000000","asDouble":1,
               "exemplars":[{"timeUnixNano":"2900000000","asDouble":1,"traceId":"000000000000000000000000000000dd"}]}]}}]}]}]}"#;
-        assert_eq!(store.ingest_durable(WalKind::MetricsJson, otlp).unwrap(), Ingested { items: 1, exemplars: 1, histograms_dropped: 0 });
+        assert_eq!(store.ingest_durable(WalKind::MetricsJson, otlp).unwrap(), Ingested { items: 1, exemplars: 1, histograms: 0, histograms_dropped: 0 });
         let jobs = vec![vec![LabelMatcher::equal("__name__", "jobs")]];
         let series = Labels::from_pairs([("__name__", "jobs"), ("namespace", "api"), ("team", "platform")]);
         let exemplar = Exemplar { labels: Labels::from_pairs([("trace_id", "000000000000000000000000000000dd")]), value: 1.0, timestamp_ms: 2900 };

@@ -17,9 +17,10 @@ pub struct CollectorMetrics {
     pub batches_rejected: Counter,
     /// Kafka messages consumed.
     pub kafka_messages: Counter,
-    /// Native histogram samples (remote_write) and OTLP exponential histogram data points
-    /// received and not stored.
+    /// OTLP exponential histogram data points received and not stored.
     pub native_histograms_dropped: Counter,
+    /// Native histogram samples (remote_write) stored in the head.
+    pub native_histograms_ingested: Counter,
     /// Exemplars received (remote_write, OTLP) and refused: older than their series' newest,
     /// labels too long, or exemplar storage disabled.
     pub exemplars_dropped: Counter,
@@ -64,8 +65,13 @@ impl CollectorMetrics {
         r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
         r.register(
             "native_histograms_dropped",
-            "Native histogram samples (remote_write) and exponential histogram data points (OTLP) received and not stored (not supported)",
+            "Exponential histogram data points (OTLP) received and not stored (not supported)",
             self.native_histograms_dropped.clone(),
+        );
+        r.register(
+            "native_histograms_ingested",
+            "Native histogram samples (remote_write) stored",
+            self.native_histograms_ingested.clone(),
         );
         r.register(
             "exemplars_dropped",

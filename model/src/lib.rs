@@ -24,6 +24,7 @@
 
 pub mod env;
 pub mod float;
+pub mod histogram;
 pub mod identity;
 pub mod level;
 mod labels;
@@ -39,10 +40,11 @@ pub mod team;
 pub mod trino;
 pub mod write_view;
 
+pub use histogram::FloatHistogram;
 pub use labels::{Labels, METRIC_NAME};
 pub use metadata::{FamilyIndex, MetricMetadata, MetricType};
-pub use record::{LogRecord, MetricsBatch, Sample, normalize_attributes};
-pub use select::{Direction, Exemplar, LabelMatcher, LogGroup, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesExemplars, SeriesSink, StreamStats};
+pub use record::{HistogramSample, LogRecord, MetricsBatch, Sample, normalize_attributes};
+pub use select::{Direction, Exemplar, HistogramSeries, LabelMatcher, LogGroup, LogSearch, LogSink, LogsReader, MetricsReader, Series, SeriesExemplars, SeriesSink, StreamStats};
 pub use sql::SqlReader;
 
 /// Errors of this crate: input that is not valid OTLP or remote_write.

@@ -363,7 +363,7 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
             }
         }
     }
-    Ok(MetricsBatch { samples: out, metadata, exemplars, dropped_histograms })
+    Ok(MetricsBatch { samples: out, metadata, exemplars, histograms: Vec::new(), dropped_histograms })
 }
 
 /// The metadata `m` carries (see the module docs); takes its description.

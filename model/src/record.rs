@@ -92,7 +92,19 @@ pub struct MetricsBatch {
     pub metadata: Vec<MetricMetadata>,
     /// Exemplars, each with the labels of the series it belongs to (OTLP data points carry them).
     pub exemplars: Vec<(Labels, crate::Exemplar)>,
-    /// Native (OTLP exponential) histogram data points received and not stored: Pharos keeps
-    /// float samples only.
+    /// Native histogram samples (remote_write).
+    pub histograms: Vec<HistogramSample>,
+    /// OTLP exponential histogram data points received and not stored.
     pub dropped_histograms: u64,
+}
+
+/// One native histogram sample of a series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSample {
+    /// The series' labels, `__name__` included.
+    pub labels: Labels,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// The histogram (float counts).
+    pub histogram: std::sync::Arc<crate::FloatHistogram>,
 }

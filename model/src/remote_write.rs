@@ -1,7 +1,8 @@
 //! Prometheus remote_write 1.0: `WriteRequest` protobuf, snappy block-compressed.
 //!
-//! Only the fields Pharos stores are declared (labels, float samples and metric metadata);
-//! unknown fields such as exemplars and native histograms are skipped by the protobuf decoder.
+//! Only the fields Pharos stores are declared (labels, float samples, native histograms and
+//! metric metadata); exemplars are skipped by this protobuf decoder (the in-place parser reads
+//! them), and so are native histograms by [`decode`].
 //! Prometheus sends metadata in requests of their own (`metadata_config.send_interval`, 1m by
 //! default).
 //!
@@ -79,6 +80,98 @@ pub struct TimeSeries {
     /// Float samples.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<RemoteSample>,
+    /// Native histogram samples.
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
+}
+
+/// `prometheus.Histogram` (1.0) and `io.prometheus.write.v2.Histogram` (2.0), the same
+/// message: a native histogram sample, with integer bucket deltas or float counts (the members
+/// of each `oneof` are optional fields here; set one of a pair). Read by
+/// [`crate::histogram::parse_histogram`]; built for tests and tools by [`Histogram::float`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Histogram {
+    /// Observations, integer histogram.
+    #[prost(uint64, optional, tag = "1")]
+    pub count_int: Option<u64>,
+    /// Observations, float histogram.
+    #[prost(double, optional, tag = "2")]
+    pub count_float: Option<f64>,
+    /// Sum of the observations.
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// Bucket schema.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    /// Width of the zero bucket.
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    /// Zero bucket count, integer histogram.
+    #[prost(uint64, optional, tag = "6")]
+    pub zero_count_int: Option<u64>,
+    /// Zero bucket count, float histogram.
+    #[prost(double, optional, tag = "7")]
+    pub zero_count_float: Option<f64>,
+    /// Negative bucket spans.
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    /// Negative bucket counts as deltas, integer histogram.
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    /// Negative bucket counts, float histogram.
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    /// Positive bucket spans.
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    /// Positive bucket counts as deltas, integer histogram.
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// Positive bucket counts, float histogram.
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    /// 0 unknown, 1 reset, 2 no reset, 3 gauge.
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    /// Time, ms.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+    /// Custom bucket bounds (schema -53).
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
+}
+
+/// `BucketSpan`.
+#[derive(Clone, PartialEq, Message)]
+pub struct BucketSpan {
+    /// Gap to the previous span, or the first bucket's index.
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Buckets in the span.
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+}
+
+impl Histogram {
+    /// The wire form of `h` at `timestamp` (ms), with float counts.
+    pub fn float(timestamp: i64, h: &crate::FloatHistogram) -> Histogram {
+        let spans = |s: &[crate::histogram::Span]| s.iter().map(|s| BucketSpan { offset: s.offset, length: s.length }).collect();
+        Histogram {
+            count_float: Some(h.count),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count_float: Some(h.zero_count),
+            negative_spans: spans(&h.negative_spans),
+            negative_counts: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_counts: h.positive_buckets.clone(),
+            reset_hint: h.counter_reset_hint as i32,
+            timestamp,
+            custom_values: h.custom_values.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// `prometheus.Label`.
@@ -148,7 +241,7 @@ pub fn decode_batch_uncompressed(raw: &[u8]) -> Result<MetricsBatch> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(MetricsBatch { samples: out, metadata, exemplars: Vec::new(), dropped_histograms: 0 })
+    Ok(MetricsBatch { samples: out, metadata, exemplars: Vec::new(), histograms: Vec::new(), dropped_histograms: 0 })
 }
 
 /// Encodes samples as a snappy-compressed `WriteRequest` (for tests and benchmarks).
@@ -173,6 +266,7 @@ pub fn encode_with_metadata(samples: &[Sample], metadata: &[MetricMetadata]) -> 
             .map(|s| TimeSeries {
                 labels: proto_labels(&s.labels),
                 samples: vec![RemoteSample { value: s.value, timestamp: s.timestamp_ms }],
+                histograms: Vec::new(),
             })
             .collect(),
     };

@@ -91,22 +91,8 @@ pub struct Exemplar {
     pub timestamp: i64,
 }
 
-/// Part of `io.prometheus.write.v2.Histogram`: enough to send one.
-#[derive(Clone, PartialEq, Message)]
-pub struct Histogram {
-    /// Observations (the `count_int` case of the `count` oneof).
-    #[prost(uint64, tag = "1")]
-    pub count_int: u64,
-    /// Sum of the observations.
-    #[prost(double, tag = "3")]
-    pub sum: f64,
-    /// Bucket schema.
-    #[prost(sint32, tag = "4")]
-    pub schema: i32,
-    /// Time, ms.
-    #[prost(int64, tag = "15")]
-    pub timestamp: i64,
-}
+/// `io.prometheus.write.v2.Histogram`: the same message as 1.0's.
+pub use crate::remote_write::Histogram;
 
 /// Builds a request, interning its strings.
 pub struct RequestBuilder {

@@ -105,6 +105,15 @@ pub struct SeriesExemplars {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// One series' native histogram samples, in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// `(timestamp_ms, histogram)` in time order, one per timestamp.
+    pub samples: Vec<(i64, std::sync::Arc<crate::FloatHistogram>)>,
+}
+
 /// Where [`MetricsReader::stream_series`] hands each series' samples: `(index, samples)`.
 pub type SeriesSink<'a> = dyn Fn(usize, &[(i64, f64)]) + Sync + 'a;
 
@@ -143,6 +152,13 @@ pub trait MetricsReader: Send + Sync {
             sink(i, &s.samples);
         }
         Ok(true)
+    }
+
+    /// The native histogram samples in `[start_ms, end_ms]` of every series matching all
+    /// `matchers`, one entry per series, sorted by labels. The default stores none.
+    fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<HistogramSeries>, String> {
+        let _ = (matchers, start_ms, end_ms);
+        Ok(Vec::new())
     }
 
     /// HELP/TYPE/UNIT per metric family name (only `metric` when given): the distinct metadata

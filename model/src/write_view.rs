@@ -7,9 +7,9 @@
 //! Wire format (prometheus/prompb `types.proto`, `remote.proto`): `WriteRequest { repeated
 //! TimeSeries timeseries = 1; … }`, `TimeSeries { repeated Label labels = 1; repeated Sample
 //! samples = 2; … }`, `Label { string name = 1; string value = 2; }`, `Sample { double value =
-//! 1; int64 timestamp = 2; }`. Metadata (field 3 of `WriteRequest`) is read; exemplars and
-//! native histograms (fields 3 and 4 of `TimeSeries`) are counted ([`WriteView::dropped`]) and
-//! skipped, as the owned decoder skips them; other fields are skipped.
+//! 1; int64 timestamp = 2; }`. Metadata (field 3 of `WriteRequest`), exemplars and native
+//! histograms (fields 3 and 4 of `TimeSeries`, [`crate::histogram::parse_histogram`]) are read;
+//! other fields are skipped.
 //!
 //! Each series' labels are put in the canonical order of [`crate::Labels::from_pairs`]: sorted
 //! by name, a repeated name keeps its last value, empty values dropped — so a series ingested
@@ -32,9 +32,11 @@ pub struct WriteView {
     samples: Vec<(i64, f64)>,
     /// HELP/TYPE/UNIT of families (`WriteRequest.metadata`, field 3).
     metadata: Vec<MetricMetadata>,
-    /// Native histogram samples (`TimeSeries` field 4; 3 in 2.0) in the request, which are not
-    /// ingested.
+    /// What the request held that is not stored (nothing since native histograms are).
     dropped: Dropped,
+    /// Native histogram samples (`TimeSeries` field 4; 3 in 2.0): their series (index in
+    /// `series`), timestamp and histogram, in request order.
+    histograms: Vec<(u32, i64, std::sync::Arc<crate::FloatHistogram>)>,
     /// Every exemplar's label pairs: byte ranges in `buf`.
     exemplar_labels: Vec<(Range<u32>, Range<u32>)>,
     /// The exemplars (`TimeSeries` field 3; 4 in 2.0), in request order.
@@ -53,7 +55,7 @@ struct ExemplarRef {
 /// What a remote_write request held that Pharos does not store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Native histogram samples.
+    /// Native histogram samples (none since Pharos stores them; kept for OTLP's count).
     pub histograms: u64,
 }
 
@@ -183,7 +185,7 @@ impl WriteView {
     fn parse_into(buffers: Buffers) -> Result<WriteView> {
         let Buffers { buf, labels, series, samples } = buffers;
         let len = u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), histograms: Vec::new(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < len as usize {
             let (field, wire) = r.key()?;
@@ -207,7 +209,7 @@ impl WriteView {
     fn parse_v2_into(buffers: Buffers) -> Result<WriteView> {
         let Buffers { buf, labels, series, samples } = buffers;
         u32::try_from(buf.len()).map_err(|_| Error::Content("remote_write request larger than 4 GiB".into()))?;
-        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
+        let mut v = WriteView { buf: Vec::new(), labels, series, samples, metadata: Vec::new(), dropped: Dropped::default(), histograms: Vec::new(), exemplar_labels: Vec::new(), exemplars: Vec::new() };
         let mut symbols: Vec<Range<u32>> = Vec::new();
         let mut r = Reader { buf: &buf, pos: 0 };
         while r.pos < buf.len() {
@@ -239,8 +241,8 @@ impl WriteView {
 
     /// One 2.0 `TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
     /// repeated Histogram histograms = 3; repeated Exemplar exemplars = 4; Metadata metadata =
-    /// 5; int64 created_timestamp = 6; }`. Histograms are counted as dropped, exemplars read;
-    /// the created timestamp is not kept.
+    /// 5; int64 created_timestamp = 6; }`. Histograms and exemplars are read; the created
+    /// timestamp is not kept.
     fn parse_series_v2(
         &mut self,
         buf: &[u8],
@@ -264,8 +266,8 @@ impl WriteView {
                     self.parse_sample(buf, s)?;
                 }
                 (3, LEN) => {
-                    r.skip(LEN)?;
-                    self.dropped.histograms += 1;
+                    let h = r.len_delimited()?;
+                    self.push_histogram(&buf[h])?;
                 }
                 (4, LEN) => {
                     let e = r.len_delimited()?;
@@ -336,8 +338,8 @@ impl WriteView {
                     self.parse_exemplar(buf, e, None)?;
                 }
                 (4, LEN) => {
-                    r.skip(LEN)?;
-                    self.dropped.histograms += 1;
+                    let h = r.len_delimited()?;
+                    self.push_histogram(&buf[h])?;
                 }
                 (_, w) => r.skip(w)?,
             }
@@ -376,6 +378,14 @@ impl WriteView {
             value,
             timestamp_ms,
         });
+        Ok(())
+    }
+
+    /// A native histogram of the series being parsed (the next one [`WriteView::finish_series`]
+    /// records).
+    fn push_histogram(&mut self, msg: &[u8]) -> Result<()> {
+        let (t, h) = crate::histogram::parse_histogram(msg)?;
+        self.histograms.push((self.series.len() as u32, t, std::sync::Arc::new(h)));
         Ok(())
     }
 
@@ -453,9 +463,30 @@ impl WriteView {
         std::str::from_utf8(&self.buf[r.start as usize..r.end as usize]).unwrap_or_default()
     }
 
-    /// Native histogram samples the request carried (not ingested).
+    /// What the request carried that is not stored.
     pub fn dropped(&self) -> Dropped {
         self.dropped
+    }
+
+    /// Number of native histogram samples.
+    pub fn histogram_count(&self) -> usize {
+        self.histograms.len()
+    }
+
+    /// The native histogram samples with their series' labels, in request order.
+    pub fn histogram_samples(&self) -> Vec<crate::HistogramSample> {
+        self.histograms
+            .iter()
+            .map(|(series, t, h)| {
+                let (labels, _) = &self.series[*series as usize];
+                let labels = &self.labels[labels.start as usize..labels.end as usize];
+                crate::HistogramSample {
+                    labels: Labels::from_pairs(labels.iter().map(|(k, v)| (self.str(k), self.str(v)))),
+                    timestamp_ms: *t,
+                    histogram: h.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Number of exemplars.
@@ -697,6 +728,7 @@ mod tests {
                 .map(|(labels, samples)| TimeSeries {
                     labels,
                     samples: samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
+                    histograms: Vec::new(),
                 })
                 .collect(),
             ..Default::default()
@@ -792,17 +824,17 @@ mod tests {
         assert!(WriteView::parse(nameless_meta).err().unwrap().to_string().contains("metric_family_name"));
     }
 
-    /// Exemplars are read with their series; native histograms are counted, and the series'
-    /// float samples still read.
+    /// Exemplars and native histograms are read with their series, and the series' float
+    /// samples too; an invalid histogram fails the request with its reason.
     #[test]
-    fn exemplars_are_read_and_native_histograms_counted() {
+    fn exemplars_and_native_histograms_are_read() {
         let name = [&[0x0a, 0x08][..], b"__name__", &[0x12, 0x02], b"up"].concat();
         let sample = [&[0x09][..], &2.5f64.to_le_bytes(), &[0x10, 0x07]].concat();
         // Exemplar { labels: [trace_id="abc"], value: 2.5 (field 2, fixed64), timestamp: 7 }.
         let trace = [&[0x0a, 0x08][..], b"trace_id", &[0x12, 0x03], b"abc"].concat();
         let exemplar = [&[0x0a, trace.len() as u8][..], &trace, &[0x11], &2.5f64.to_le_bytes(), &[0x18, 0x07]].concat();
-        // The exemplar (field 3) before the samples, and two histograms (field 4), their
-        // contents opaque here.
+        // The exemplar (field 3) before the samples, and two histograms (field 4): one
+        // observation in the zero bucket (count_int 1, zero_count_int 1), and an empty one.
         let series = [
             &[0x0a, name.len() as u8][..],
             &name,
@@ -810,13 +842,24 @@ mod tests {
             &exemplar,
             &[0x12, sample.len() as u8],
             &sample,
-            &[0x22, 0x02, 0x08, 0x01],
+            &[0x22, 0x04, 0x08, 0x01, 0x30, 0x01],
             &[0x22, 0x00],
         ]
         .concat();
         let raw = [&[0x0a, series.len() as u8][..], &series].concat();
         let view = WriteView::parse(raw.clone()).unwrap();
-        assert_eq!(view.dropped(), Dropped { histograms: 2 });
+        assert_eq!(view.dropped(), Dropped::default());
+        let one = crate::FloatHistogram { count: 1.0, zero_count: 1.0, ..Default::default() };
+        let got: Vec<(Labels, i64, crate::FloatHistogram)> =
+            view.histogram_samples().into_iter().map(|h| (h.labels, h.timestamp_ms, (*h.histogram).clone())).collect();
+        let name_only = Labels::from_pairs([("__name__", "up")]);
+        assert_eq!(got, vec![(name_only.clone(), 0, one), (name_only, 0, crate::FloatHistogram::default())]);
+        // A count the buckets do not add up to: the request is refused, naming the reason.
+        let mut wrong = raw.clone();
+        let at = wrong.windows(6).position(|w| w == [0x22, 0x04, 0x08, 0x01, 0x30, 0x01]).unwrap();
+        wrong[at + 3] = 0x02;
+        let e = WriteView::parse(wrong).err().unwrap().to_string();
+        assert!(e.contains("1 observations found in buckets, but the Count field is 2"), "{e}");
         assert_eq!(view.exemplar_count(), 1);
         let got: Vec<(Labels, crate::Exemplar)> = view.exemplars().map(|(s, e)| (s.to_labels(), e)).collect();
         let up = Labels::from_pairs([("__name__", "up")]);
@@ -915,7 +958,7 @@ mod tests {
         }
 
         /// Symbols after the series, unpacked label refs, unsorted names, histograms and
-        /// exemplars (counted, not read), a created timestamp and an unknown field.
+        /// exemplars, a created timestamp (not kept) and an unknown field.
         #[test]
         fn reads_any_field_order_and_counts_what_it_drops() {
             let raw_series = |refs: Vec<u32>| TimeSeries {
@@ -932,7 +975,7 @@ mod tests {
                 raw_series(vec![5, 6, 1, 2]),
                 TimeSeries {
                     labels_refs: vec![1, 2],
-                    histograms: vec![Histogram { count_int: 3, sum: 1.5, schema: 0, timestamp: 8 }; 2],
+                    histograms: vec![Histogram { count_int: Some(3), zero_count_int: Some(3), sum: 1.5, timestamp: 8, ..Default::default() }; 2],
                     ..Default::default()
                 },
             ];
@@ -948,7 +991,11 @@ mod tests {
             let view = WriteView::parse_v2(raw).unwrap();
             let got: Read<'_> = view.series().map(|s| (s.labels().collect(), s.samples.to_vec())).collect();
             assert_eq!(got, vec![(vec![("__name__", "up"), ("job", "node")], vec![(7, 2.5)]), (vec![("__name__", "up")], vec![])]);
-            assert_eq!(view.dropped(), Dropped { histograms: 2 });
+            assert_eq!(view.dropped(), Dropped::default());
+            let three = crate::FloatHistogram { count: 3.0, zero_count: 3.0, sum: 1.5, ..Default::default() };
+            let got: Vec<(Labels, i64, crate::FloatHistogram)> =
+                view.histogram_samples().into_iter().map(|h| (h.labels, h.timestamp_ms, (*h.histogram).clone())).collect();
+            assert_eq!(got, vec![(labels(&[("__name__", "up")]), 8, three.clone()), (labels(&[("__name__", "up")]), 8, three)]);
             // The exemplar's labels refer to symbols 3 and 4.
             let got: Vec<(Labels, crate::Exemplar)> = view.exemplars().map(|(s, e)| (s.to_labels(), e)).collect();
             assert_eq!(

@@ -257,18 +257,26 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     let ex_t = now - 1500 - (now - 1500).rem_euclid(1000) + 250;
     b.exemplar(&Labels::from_pairs([("trace_id", "4bf92f3577b34da6")]), 1.0, ex_t);
     b.series(&e, &[(now - 1000, 1.0)], Some((MetricType::Counter, "Requests served.", "")));
-    // A native histogram series: not stored, and reported as not written.
+    // A native histogram series (integer counts: buckets 0 and 1 of schema 0, 1 and 2
+    // observations), stored and reported as written.
     let refs = b.label_refs(&Labels::from_pairs([("__name__", "rw2_latency_seconds")]));
     b.push(v2::TimeSeries {
         labels_refs: refs,
-        histograms: vec![v2::Histogram { count_int: 3, sum: 0.5, schema: 0, timestamp: now - 1000 }],
+        histograms: vec![v2::Histogram {
+            count_int: Some(3),
+            sum: 0.5,
+            positive_spans: vec![pharos_model::remote_write::BucketSpan { offset: 0, length: 2 }],
+            positive_deltas: vec![1, 1],
+            timestamp: now - 1000,
+            ..Default::default()
+        }],
         ..Default::default()
     });
     let r = post(v2::CONTENT_TYPE, b.encode_snappy()).await.unwrap();
     assert_eq!(r.status().as_u16(), 204, "{:?}", r.text().await);
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     assert_eq!(header(v2::SAMPLES_WRITTEN).as_deref(), Some("3"));
-    assert_eq!(header(v2::HISTOGRAMS_WRITTEN).as_deref(), Some("0"));
+    assert_eq!(header(v2::HISTOGRAMS_WRITTEN).as_deref(), Some("1"));
     assert_eq!(header(v2::EXEMPLARS_WRITTEN).as_deref(), Some("1"));
 
     let query = format!("/api/v1/query?query={}", enc("rw2_requests_total[1m]"));
@@ -293,8 +301,24 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
         }]),
         "{ex}"
     );
-    let (_, none) = pharos.get_json(&format!("/api/v1/series?match[]={}", enc("rw2_latency_seconds"))).await;
-    assert_eq!(none["data"], serde_json::json!([]), "a histogram-only series is not created: {none}");
+    let (_, listed) = pharos.get_json(&format!("/api/v1/series?match[]={}", enc("rw2_latency_seconds"))).await;
+    assert_eq!(listed["data"], serde_json::json!([{"__name__": "rw2_latency_seconds"}]), "{listed}");
+    // The histogram as Prometheus' API writes one: bucket 0 of schema 0 is (0.5, 1], bucket 1
+    // (1, 2], both open on the left (boundary rule 0).
+    let t = (now - 1000) as f64 / 1000.0;
+    let (_, h) = pharos.get_json(&format!("/api/v1/query?query=rw2_latency_seconds&time={t}")).await;
+    assert_eq!(
+        h["data"],
+        serde_json::json!({"resultType": "vector", "result": [{
+            "metric": {"__name__": "rw2_latency_seconds"},
+            "histogram": [t, {"count": "3", "sum": "0.5", "buckets": [[0, "0.5", "1", "1"], [0, "1", "2", "2"]]}],
+        }]}),
+        "{h}"
+    );
+    // An expression over it is not evaluated yet, and says so.
+    let (status, e) = pharos.get_json(&format!("/api/v1/query?query={}&time={t}", enc("sum(rw2_latency_seconds)"))).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("native histogram samples") && e["error"].as_str().unwrap().contains("not supported yet"), "{e}");
 
     // OTLP exemplars: on the data point's series, with the trace id in hex. The exponential
     // histogram beside it is not stored, and the answer says so (OTLP's partial success).
@@ -310,7 +334,9 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(answer["partialSuccess"]["rejectedDataPoints"], "1", "{answer}");
     let (_, m) = pharos.get_json("/metrics").await;
-    assert!(m.as_str().unwrap_or_default().contains("pharos_collector_native_histograms_dropped_total 2"), "1 from remote_write, 1 from OTLP: {m}");
+    let m = m.as_str().unwrap_or_default();
+    assert!(m.contains("pharos_collector_native_histograms_dropped_total 1"), "OTLP's exponential histogram: {m}");
+    assert!(m.contains("pharos_collector_native_histograms_ingested_total 1"), "remote_write's native histogram: {m}");
     let otlp_exemplars = format!("/api/v1/query_exemplars?query={}", enc("otlp_jobs_total"));
     let (_, otlp_ex) = pharos.get_json(&otlp_exemplars).await;
     assert_eq!(

@@ -151,6 +151,10 @@ fn truncated(mut r: promql::QueryResult, limit: usize) -> promql::QueryResult {
             m.truncate(limit);
             true
         }
+        promql::Value::Native { series, .. } if limit > 0 && series.len() > limit => {
+            series.truncate(limit);
+            true
+        }
         _ => false,
     };
     if cut {

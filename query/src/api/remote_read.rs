@@ -81,6 +81,7 @@ pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> R
             .map(|s| TimeSeries {
                 labels: proto_labels(&s.labels),
                 samples: s.samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
+                histograms: Vec::new(),
             })
             .collect();
         results.push(QueryResult { timeseries });

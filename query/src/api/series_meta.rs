@@ -92,6 +92,10 @@ async fn matching_series(state: &AppState, p: &MultiParams, required: bool) -> R
             {
                 out.insert(s.labels);
             }
+            // Series of native histograms.
+            for s in reader.select_histograms(g, start, end).map_err(Error::Internal)? {
+                out.insert(s.labels);
+            }
         }
         Ok(out.into_iter().collect())
     })

@@ -11,6 +11,7 @@ mod eval;
 pub(crate) mod functions;
 mod histogram;
 mod info;
+pub(crate) mod native;
 pub(crate) mod range_functions;
 mod selector;
 mod step_table;
@@ -38,7 +39,7 @@ use promql_parser::parser::value::ValueType;
 
 pub use selector::{LOOKBACK_MS, MAX_SAMPLES, matcher_groups};
 pub use value::{
-    DataJson, LabelsJson, QueryResult, QueryStats, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
+    DataJson, LabelsJson, NativeSeries, QueryResult, QueryStats, RangeSeries, Sample, Value, format_float, labels_json, timestamp_json,
 };
 
 use crate::error::{Error, Result};
@@ -91,6 +92,10 @@ pub fn instant_query_with_options(
         lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
+    if let Some(value) = native::answer(reader, &expr, frame, false)? {
+        let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
+        return Ok(QueryResult { value, time_ms, stats, annotations: Default::default() });
+    }
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
@@ -209,6 +214,10 @@ fn range_query_with(
         lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
+    if let Some(value) = native::answer(reader, &expr, frame, true)? {
+        let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
+        return Ok(QueryResult { value, time_ms: end_ms, stats, annotations: Default::default() });
+    }
     // Calls the store can stream into their tables first: their selectors are not fetched.
     let memo = LabelMemo::default();
     let annotations = Annotations::default();

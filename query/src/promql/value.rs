@@ -33,6 +33,27 @@ pub enum Value {
     Vector(Vec<Sample>),
     /// A range vector (bare matrix selector).
     Matrix(Vec<RangeSeries>),
+    /// The answer of a bare selector whose series hold native histogram samples: an instant
+    /// vector (`range: false`) or a matrix (a range vector, or a range query's result), each
+    /// series with float and histogram points. Never an operand: expressions over native
+    /// histograms are not evaluated yet ([`super::native`]).
+    Native {
+        /// A matrix, not an instant vector.
+        range: bool,
+        /// The series, sorted by labels.
+        series: Vec<NativeSeries>,
+    },
+}
+
+/// One series of a [`Value::Native`] answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeSeries {
+    /// Series labels.
+    pub labels: Labels,
+    /// `(timestamp_ms, value)` float points in time order.
+    pub floats: Vec<(i64, f64)>,
+    /// `(timestamp_ms, histogram)` points in time order.
+    pub histograms: Vec<(i64, std::sync::Arc<pharos_model::FloatHistogram>)>,
 }
 
 impl Value {
@@ -43,6 +64,8 @@ impl Value {
             Value::String(_) => "string",
             Value::Vector(_) => "vector",
             Value::Matrix(_) => "matrix",
+            Value::Native { range: false, .. } => "vector",
+            Value::Native { range: true, .. } => "matrix",
         }
     }
 }
@@ -137,6 +160,7 @@ impl Serialize for ResultJson<'_> {
                 key: "values",
                 points: Points::Many(&s.points),
             })),
+            Value::Native { range, series } => ser.collect_seq(series.iter().map(|s| NativeJson { series: s, range: *range })),
         }
     }
 }
@@ -162,6 +186,56 @@ impl Serialize for PointJson<'_> {
             Points::Many(points) => {
                 m.serialize_entry(self.key, &ManyJson(points))?;
             }
+        }
+        m.end()
+    }
+}
+
+/// A series of a [`Value::Native`] answer as Prometheus writes it: in a vector `value` or
+/// `histogram` (its one point), in a matrix `values` and/or `histograms`. A histogram is
+/// `{"count": "…", "sum": "…", "buckets": [[boundary rule, "lower", "upper", "count"], …]}`
+/// with the buckets whose count is not 0.
+struct NativeJson<'a> {
+    series: &'a NativeSeries,
+    range: bool,
+}
+
+impl Serialize for NativeJson<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = self.series;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("metric", &LabelsJson(&s.labels))?;
+        if self.range {
+            if !s.floats.is_empty() {
+                m.serialize_entry("values", &ManyJson(&s.floats))?;
+            }
+            if !s.histograms.is_empty() {
+                let points: Vec<(TimeJson, HistogramJson)> = s.histograms.iter().map(|(t, h)| (TimeJson(*t), HistogramJson(h))).collect();
+                m.serialize_entry("histograms", &points)?;
+            }
+        } else if let Some((t, h)) = s.histograms.first() {
+            m.serialize_entry("histogram", &(TimeJson(*t), HistogramJson(h)))?;
+        } else if let Some((t, v)) = s.floats.first() {
+            m.serialize_entry("value", &(TimeJson(*t), FloatJson(*v)))?;
+        }
+        m.end()
+    }
+}
+
+/// A native histogram in Prometheus' JSON.
+struct HistogramJson<'a>(&'a pharos_model::FloatHistogram);
+
+impl Serialize for HistogramJson<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("count", &FloatJson(h.count))?;
+        m.serialize_entry("sum", &FloatJson(h.sum))?;
+        let buckets = h.buckets();
+        if !buckets.is_empty() {
+            let rows: Vec<(u8, FloatJson, FloatJson, FloatJson)> =
+                buckets.iter().map(|b| (b.boundary_rule(), FloatJson(b.lower), FloatJson(b.upper), FloatJson(b.count))).collect();
+            m.serialize_entry("buckets", &rows)?;
         }
         m.end()
     }
@@ -419,6 +493,7 @@ mod tests {
                     })
                     .collect(),
             ),
+            Value::Native { .. } => unreachable!("compared on float answers only"),
         };
         json!({"resultType": r.value.type_name(), "result": result})
     }

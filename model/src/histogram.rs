@@ -1,0 +1,661 @@
+//! Native histograms (Prometheus' sparse, exponential-bucket histograms, and the custom-bucket
+//! variant with schema −53), as Pharos stores and answers them: always with float counts, as
+//! Prometheus' `FloatHistogram` (an integer histogram of remote_write becomes one when read).
+//!
+//! A histogram has a `schema` (the resolution: bucket boundaries grow by the factor
+//! `2^(2^-schema)`, schema −4 to 8), a zero bucket (`[-zero_threshold, zero_threshold]`), and
+//! positive and negative buckets given as *spans* of consecutive bucket indexes with one count
+//! per bucket. Positive bucket `i` holds the observations in `(base^(i-1), base^i]`, negative
+//! bucket `i` those in `[-base^i, -base^(i-1))`. With schema −53 (custom buckets, "NHCB") the
+//! bounds are `custom_values`: bucket `i` is `(custom_values[i-1], custom_values[i]]`, the first
+//! starts at −Inf and the one after the last value ends at +Inf; there is no zero bucket and no
+//! negative bucket.
+//!
+//! The wire format read here is remote_write's `Histogram` message (the same in 1.0's
+//! `prometheus.Histogram` and 2.0's `io.prometheus.write.v2.Histogram`): see
+//! [`parse_histogram`].
+
+use crate::{Error, Result};
+
+/// Schema of custom-bucket histograms.
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+/// The lowest and highest exponential schema.
+pub const EXPONENTIAL_SCHEMAS: std::ops::RangeInclusive<i32> = -4..=8;
+
+/// What the sender said about a counter reset before this sample (remote_write's `ResetHint`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CounterResetHint {
+    /// Nothing known: a reader compares with the sample before.
+    #[default]
+    Unknown = 0,
+    /// A counter reset happened.
+    CounterReset = 1,
+    /// No counter reset happened.
+    NotCounterReset = 2,
+    /// The histogram is a gauge: it may go up and down.
+    Gauge = 3,
+}
+
+impl CounterResetHint {
+    /// The hint of the wire's number (an unknown number is `Unknown`).
+    pub fn from_number(n: u64) -> CounterResetHint {
+        match n {
+            1 => CounterResetHint::CounterReset,
+            2 => CounterResetHint::NotCounterReset,
+            3 => CounterResetHint::Gauge,
+            _ => CounterResetHint::Unknown,
+        }
+    }
+}
+
+/// A run of consecutive buckets: `offset` is the gap to the end of the previous span (for the
+/// first span, the index of its first bucket), `length` the number of buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// Gap after the previous span, or the first bucket's index.
+    pub offset: i32,
+    /// Buckets in the span.
+    pub length: u32,
+}
+
+/// A native histogram sample with float counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FloatHistogram {
+    /// What the sender said about a counter reset.
+    pub counter_reset_hint: CounterResetHint,
+    /// Resolution (−4 to 8), or [`CUSTOM_BUCKETS_SCHEMA`].
+    pub schema: i32,
+    /// Observations with an absolute value up to this fall into the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// All observations.
+    pub count: f64,
+    /// The sum of all observations.
+    pub sum: f64,
+    /// Spans of the positive buckets.
+    pub positive_spans: Vec<Span>,
+    /// One count per positive bucket of the spans (absolute counts, not deltas).
+    pub positive_buckets: Vec<f64>,
+    /// Spans of the negative buckets.
+    pub negative_spans: Vec<Span>,
+    /// One count per negative bucket of the spans.
+    pub negative_buckets: Vec<f64>,
+    /// Upper bounds of custom buckets (schema −53 only), strictly increasing.
+    pub custom_values: Vec<f64>,
+}
+
+/// One bucket of a histogram with its bounds, as Prometheus' HTTP API lists them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    /// Lower bound.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Whether the lower bound belongs to the bucket.
+    pub lower_inclusive: bool,
+    /// Whether the upper bound belongs to the bucket.
+    pub upper_inclusive: bool,
+    /// Observations in the bucket.
+    pub count: f64,
+}
+
+impl Bucket {
+    /// The boundary rule of Prometheus' JSON: 0 open left (`(l, u]`), 1 open right (`[l, u)`),
+    /// 2 open on both sides, 3 closed on both.
+    pub fn boundary_rule(&self) -> u8 {
+        match (self.lower_inclusive, self.upper_inclusive) {
+            (false, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (true, true) => 3,
+        }
+    }
+}
+
+impl FloatHistogram {
+    /// Whether the buckets are custom ([`CUSTOM_BUCKETS_SCHEMA`]).
+    pub fn uses_custom_buckets(&self) -> bool {
+        self.schema == CUSTOM_BUCKETS_SCHEMA
+    }
+
+    /// Checks what Prometheus checks before it stores a histogram: a known schema, spans that
+    /// cover exactly the given buckets (offsets after the first not negative), counts that are
+    /// not negative, bucket counts adding up to `count` (at most `count` when `sum` is NaN), and
+    /// for custom buckets strictly increasing finite bounds, no zero bucket and no negative
+    /// buckets.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.uses_custom_buckets() {
+            if self.zero_count != 0.0 || self.zero_threshold != 0.0 {
+                return Err("custom buckets: must have a zero count and zero threshold of 0".into());
+            }
+            if !self.negative_spans.is_empty() || !self.negative_buckets.is_empty() {
+                return Err("custom buckets: must not have negative buckets".into());
+            }
+            if let Some(w) = self.custom_values.windows(2).find(|w| !(w[0] < w[1])) {
+                return Err(format!("custom buckets: bounds must be strictly increasing, found {} then {}", w[0], w[1]));
+            }
+            if self.custom_values.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+                return Err("custom buckets: bounds must not be NaN or +Inf".into());
+            }
+            // The bucket indexes the spans reach must have a bound (the last one is +Inf).
+            let mut index: i64 = -1;
+            for (i, s) in self.positive_spans.iter().enumerate() {
+                if s.offset < 0 && i > 0 {
+                    return Err(format!("positive side: span number {} with offset {}", i + 1, s.offset));
+                }
+                index += s.offset as i64 + s.length as i64;
+            }
+            if index > self.custom_values.len() as i64 {
+                return Err(format!(
+                    "custom buckets: span reaches bucket {index}, but there are only {} bounds",
+                    self.custom_values.len()
+                ));
+            }
+            if self.positive_spans.first().is_some_and(|s| s.offset < 0) {
+                return Err(format!("custom buckets: first span has a negative offset {}", self.positive_spans[0].offset));
+            }
+        } else {
+            if !EXPONENTIAL_SCHEMAS.contains(&self.schema) {
+                return Err(format!("histogram has an invalid schema {}, must be in {EXPONENTIAL_SCHEMAS:?} or {CUSTOM_BUCKETS_SCHEMA}", self.schema));
+            }
+            if !self.custom_values.is_empty() {
+                return Err("histogram with exponential schema must not have custom bounds".into());
+            }
+            check_spans("negative", &self.negative_spans, self.negative_buckets.len())?;
+            if self.zero_count < 0.0 {
+                return Err(format!("zero bucket has a negative count {}", self.zero_count));
+            }
+        }
+        check_spans("positive", &self.positive_spans, self.positive_buckets.len())?;
+        let mut buckets = self.zero_count;
+        for (side, counts) in [("positive", &self.positive_buckets), ("negative", &self.negative_buckets)] {
+            if let Some((i, c)) = counts.iter().enumerate().find(|(_, c)| **c < 0.0) {
+                return Err(format!("{side} side: bucket number {} has observation count of {c}", i + 1));
+            }
+            buckets += counts.iter().sum::<f64>();
+        }
+        if self.sum.is_nan() {
+            if buckets > self.count {
+                return Err(format!("{} observations found in buckets, but the Count field is {}", buckets, self.count));
+            }
+        } else if buckets != self.count && !(buckets.is_nan() && self.count.is_nan()) {
+            return Err(format!("{} observations found in buckets, but the Count field is {}", buckets, self.count));
+        }
+        Ok(())
+    }
+
+    /// Every bucket with a count other than 0, in Prometheus' order: negative buckets from the
+    /// lowest bound up, the zero bucket, then positive buckets (for custom buckets, the buckets in
+    /// order of their bounds).
+    pub fn buckets(&self) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        if self.uses_custom_buckets() {
+            for (index, count) in indexed(&self.positive_spans, &self.positive_buckets) {
+                let i = index as usize;
+                let lower = if i == 0 { f64::NEG_INFINITY } else { self.custom_values.get(i - 1).copied().unwrap_or(f64::INFINITY) };
+                let upper = self.custom_values.get(i).copied().unwrap_or(f64::INFINITY);
+                // As Prometheus' bucket iterator: the first custom bucket is `[-Inf, u]`.
+                out.push(Bucket { lower, upper, lower_inclusive: i == 0, upper_inclusive: true, count });
+            }
+            out.retain(|b| b.count != 0.0);
+            return out;
+        }
+        let negative: Vec<(i32, f64)> = indexed(&self.negative_spans, &self.negative_buckets).collect();
+        for &(index, count) in negative.iter().rev() {
+            out.push(Bucket {
+                lower: -exponential_bound(index, self.schema),
+                upper: -exponential_bound(index - 1, self.schema),
+                lower_inclusive: true,
+                upper_inclusive: false,
+                count,
+            });
+        }
+        if self.zero_count != 0.0 {
+            out.push(Bucket {
+                lower: -self.zero_threshold,
+                upper: self.zero_threshold,
+                lower_inclusive: true,
+                upper_inclusive: true,
+                count: self.zero_count,
+            });
+        }
+        for (index, count) in indexed(&self.positive_spans, &self.positive_buckets) {
+            out.push(Bucket {
+                lower: exponential_bound(index - 1, self.schema),
+                upper: exponential_bound(index, self.schema),
+                lower_inclusive: false,
+                upper_inclusive: true,
+                count,
+            });
+        }
+        out.retain(|b| b.count != 0.0);
+        out
+    }
+}
+
+fn check_spans(side: &str, spans: &[Span], buckets: usize) -> std::result::Result<(), String> {
+    let mut covered: u64 = 0;
+    for (i, s) in spans.iter().enumerate() {
+        if i > 0 && s.offset < 0 {
+            return Err(format!("{side} side: span number {} with offset {}", i + 1, s.offset));
+        }
+        covered += s.length as u64;
+    }
+    if covered != buckets as u64 {
+        return Err(format!("{side} side: spans need {covered} buckets, have {buckets} buckets"));
+    }
+    Ok(())
+}
+
+/// `(bucket index, count)` of every bucket the spans cover.
+fn indexed<'a>(spans: &'a [Span], counts: &'a [f64]) -> impl Iterator<Item = (i32, f64)> + 'a {
+    let mut index = 0i32;
+    let mut first = true;
+    spans
+        .iter()
+        .flat_map(move |s| {
+            let start = if first { s.offset } else { index + s.offset };
+            first = false;
+            index = start + s.length as i32;
+            start..start + s.length as i32
+        })
+        .zip(counts.iter().copied())
+}
+
+/// The upper bound of positive bucket `index` at exponential `schema`: `2^(index · 2^-schema)`,
+/// computed as Prometheus does (exactly for schema ≤ 0; for schema > 0 from the fraction of the
+/// bound within its power of two), with +Inf past the largest finite double.
+pub fn exponential_bound(index: i32, schema: i32) -> f64 {
+    if schema < 0 {
+        let exp = (index as i64) << (-schema);
+        if exp >= 1024 {
+            return if exp == 1024 { f64::MAX } else { f64::INFINITY };
+        }
+        return ldexp(1.0, exp as i32);
+    }
+    let per_octave = 1i64 << schema;
+    let frac_index = (index as i64).rem_euclid(per_octave);
+    let exp = (index as i64).div_euclid(per_octave) + 1;
+    // The bound is frac · 2^exp with frac = 2^(frac_index / per_octave) / 2 in [0.5, 1).
+    let frac = (frac_index as f64 / per_octave as f64).exp2() / 2.0;
+    if frac == 0.5 && exp == 1025 {
+        return f64::MAX;
+    }
+    if exp > 1025 || (exp == 1025 && frac > 0.5) {
+        return f64::INFINITY;
+    }
+    ldexp(frac, exp as i32)
+}
+
+/// `x · 2^exp` without losing precision to an overflowing or underflowing power of two.
+fn ldexp(x: f64, exp: i32) -> f64 {
+    let mut x = x;
+    let mut exp = exp;
+    while exp > 1000 {
+        x *= 2f64.powi(1000);
+        exp -= 1000;
+    }
+    while exp < -1000 {
+        x *= 2f64.powi(-1000);
+        exp += 1000;
+    }
+    x * 2f64.powi(exp)
+}
+
+// ---- remote_write's `Histogram` message ----
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+
+/// Reads remote_write's `Histogram { oneof count { uint64 count_int = 1; double count_float = 2; }
+/// double sum = 3; sint32 schema = 4; double zero_threshold = 5; oneof zero_count { uint64
+/// zero_count_int = 6; double zero_count_float = 7; } repeated BucketSpan negative_spans = 8;
+/// repeated sint64 negative_deltas = 9; repeated double negative_counts = 10; repeated BucketSpan
+/// positive_spans = 11; repeated sint64 positive_deltas = 12; repeated double positive_counts =
+/// 13; ResetHint reset_hint = 14; int64 timestamp = 15; repeated double custom_values = 16; }`
+/// (`BucketSpan { sint32 offset = 1; uint32 length = 2; }`), the same message in remote_write 1.0
+/// and 2.0. An integer histogram's bucket deltas become absolute float counts. Returns the
+/// timestamp (ms) and the histogram, validated ([`FloatHistogram::validate`]).
+pub fn parse_histogram(msg: &[u8]) -> Result<(i64, FloatHistogram)> {
+    let bad = |what: &str| Error::Content(format!("remote_write histogram: {what}"));
+    let mut h = FloatHistogram::default();
+    let mut timestamp = 0i64;
+    let (mut neg_deltas, mut pos_deltas): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let (mut int_count, mut int_zero) = (None::<u64>, None::<u64>);
+    let mut r = Wire { buf: msg, pos: 0 };
+    while r.pos < msg.len() {
+        let (field, wire) = r.key().ok_or_else(|| bad("truncated field key"))?;
+        match (field, wire) {
+            (1, VARINT) => int_count = Some(r.varint().ok_or_else(|| bad("truncated count"))?),
+            (2, FIXED64) => h.count = r.double().ok_or_else(|| bad("truncated count"))?,
+            (3, FIXED64) => h.sum = r.double().ok_or_else(|| bad("truncated sum"))?,
+            (4, VARINT) => {
+                let v = unzigzag(r.varint().ok_or_else(|| bad("truncated schema"))?);
+                h.schema = i32::try_from(v).map_err(|_| bad(&format!("schema {v} out of range")))?;
+            }
+            (5, FIXED64) => h.zero_threshold = r.double().ok_or_else(|| bad("truncated zero threshold"))?,
+            (6, VARINT) => int_zero = Some(r.varint().ok_or_else(|| bad("truncated zero count"))?),
+            (7, FIXED64) => h.zero_count = r.double().ok_or_else(|| bad("truncated zero count"))?,
+            (8, LEN) => h.negative_spans.push(r.span().ok_or_else(|| bad("malformed negative span"))?),
+            (9, w) => r.sint64s(w, &mut neg_deltas).ok_or_else(|| bad("malformed negative deltas"))?,
+            (10, w) => r.doubles(w, &mut h.negative_buckets).ok_or_else(|| bad("malformed negative counts"))?,
+            (11, LEN) => h.positive_spans.push(r.span().ok_or_else(|| bad("malformed positive span"))?),
+            (12, w) => r.sint64s(w, &mut pos_deltas).ok_or_else(|| bad("malformed positive deltas"))?,
+            (13, w) => r.doubles(w, &mut h.positive_buckets).ok_or_else(|| bad("malformed positive counts"))?,
+            (14, VARINT) => h.counter_reset_hint = CounterResetHint::from_number(r.varint().ok_or_else(|| bad("truncated reset hint"))?),
+            (15, VARINT) => timestamp = r.varint().ok_or_else(|| bad("truncated timestamp"))? as i64,
+            (16, w) => r.doubles(w, &mut h.custom_values).ok_or_else(|| bad("malformed custom values"))?,
+            (_, w) => r.skip(w).ok_or_else(|| bad("malformed field"))?,
+        }
+    }
+    let is_int = int_count.is_some() || int_zero.is_some() || !neg_deltas.is_empty() || !pos_deltas.is_empty();
+    if is_int {
+        if !h.negative_buckets.is_empty() || !h.positive_buckets.is_empty() {
+            return Err(bad("mixes integer bucket deltas and float bucket counts"));
+        }
+        h.count = int_count.unwrap_or(0) as f64;
+        h.zero_count = int_zero.unwrap_or(0) as f64;
+        h.negative_buckets = absolute(&neg_deltas).ok_or_else(|| bad("negative bucket deltas overflow"))?;
+        h.positive_buckets = absolute(&pos_deltas).ok_or_else(|| bad("positive bucket deltas overflow"))?;
+    }
+    h.validate().map_err(|e| bad(&e))?;
+    Ok((timestamp, h))
+}
+
+/// Absolute counts of an integer histogram's deltas (each bucket's count minus the one before).
+fn absolute(deltas: &[i64]) -> Option<Vec<f64>> {
+    let mut c: i64 = 0;
+    deltas
+        .iter()
+        .map(|d| {
+            c = c.checked_add(*d)?;
+            Some(c as f64)
+        })
+        .collect()
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+struct Wire<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Wire<'_> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos)?;
+            self.pos += 1;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn key(&mut self) -> Option<(u64, u8)> {
+        let k = self.varint()?;
+        Some((k >> 3, (k & 7) as u8))
+    }
+
+    fn double(&mut self) -> Option<f64> {
+        let b = self.buf.get(self.pos..self.pos + 8)?;
+        self.pos += 8;
+        Some(f64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    fn len_delimited(&mut self) -> Option<&[u8]> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        let b = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(b)
+    }
+
+    fn span(&mut self) -> Option<Span> {
+        let msg = self.len_delimited()?;
+        let mut r = Wire { buf: msg, pos: 0 };
+        let mut s = Span::default();
+        while r.pos < msg.len() {
+            match r.key()? {
+                (1, VARINT) => s.offset = i32::try_from(unzigzag(r.varint()?)).ok()?,
+                (2, VARINT) => s.length = u32::try_from(r.varint()?).ok()?,
+                (_, w) => r.skip(w)?,
+            }
+        }
+        Some(s)
+    }
+
+    /// A repeated `sint64`, packed (`LEN`) or not.
+    fn sint64s(&mut self, wire: u8, out: &mut Vec<i64>) -> Option<()> {
+        match wire {
+            VARINT => out.push(unzigzag(self.varint()?)),
+            LEN => {
+                let b = self.len_delimited()?;
+                let mut r = Wire { buf: b, pos: 0 };
+                while r.pos < b.len() {
+                    out.push(unzigzag(r.varint()?));
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// A repeated `double`, packed (`LEN`) or not.
+    fn doubles(&mut self, wire: u8, out: &mut Vec<f64>) -> Option<()> {
+        match wire {
+            FIXED64 => out.push(self.double()?),
+            LEN => {
+                let b = self.len_delimited()?;
+                if b.len() % 8 != 0 {
+                    return None;
+                }
+                out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))));
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn skip(&mut self, wire: u8) -> Option<()> {
+        match wire {
+            VARINT => {
+                self.varint()?;
+            }
+            FIXED64 => self.pos = self.pos.checked_add(8).filter(|p| *p <= self.buf.len())?,
+            LEN => {
+                self.len_delimited()?;
+            }
+            5 => self.pos = self.pos.checked_add(4).filter(|p| *p <= self.buf.len())?,
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(schema: i32, pos: &[(i32, u32)], counts: &[f64]) -> FloatHistogram {
+        FloatHistogram {
+            schema,
+            positive_spans: pos.iter().map(|&(offset, length)| Span { offset, length }).collect(),
+            positive_buckets: counts.to_vec(),
+            count: counts.iter().sum(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exponential_bounds_are_powers_of_the_base() {
+        // Schema 0: base 2; bucket 1 is (1, 2], bucket 0 is (0.5, 1], bucket -1 (0.25, 0.5].
+        assert_eq!(exponential_bound(1, 0), 2.0);
+        assert_eq!(exponential_bound(0, 0), 1.0);
+        assert_eq!(exponential_bound(-1, 0), 0.5);
+        // Schema 1: base √2.
+        assert_eq!(exponential_bound(1, 1), std::f64::consts::SQRT_2);
+        assert_eq!(exponential_bound(2, 1), 2.0);
+        assert_eq!(exponential_bound(-1, 1), std::f64::consts::FRAC_1_SQRT_2);
+        // Schema 3: base 2^(1/8); eight buckets per power of two.
+        assert_eq!(exponential_bound(8, 3), 2.0);
+        assert!((exponential_bound(3, 3) - 2f64.powf(3.0 / 8.0)).abs() < 1e-15);
+        // Schema -1: base 4; schema -2: base 16.
+        assert_eq!(exponential_bound(1, -1), 4.0);
+        assert_eq!(exponential_bound(-1, -2), 1.0 / 16.0);
+        // Past the largest double.
+        assert_eq!(exponential_bound(1024, 0), f64::MAX);
+        assert_eq!(exponential_bound(1025, 0), f64::INFINITY);
+    }
+
+    #[test]
+    fn buckets_list_negative_zero_then_positive_with_their_bounds() {
+        let mut x = h(0, &[(0, 2), (1, 1)], &[1.0, 2.0, 3.0]);
+        x.negative_spans = vec![Span { offset: 1, length: 1 }];
+        x.negative_buckets = vec![4.0];
+        x.zero_threshold = 0.001;
+        x.zero_count = 5.0;
+        x.count = 15.0;
+        x.validate().unwrap();
+        let b = x.buckets();
+        let got: Vec<(u8, f64, f64, f64)> = b.iter().map(|b| (b.boundary_rule(), b.lower, b.upper, b.count)).collect();
+        assert_eq!(
+            got,
+            vec![
+                // negative bucket 1: [-2, -1)
+                (1, -2.0, -1.0, 4.0),
+                (3, -0.001, 0.001, 5.0),
+                // positive buckets 0, 1 and (after a gap of one) 3
+                (0, 0.5, 1.0, 1.0),
+                (0, 1.0, 2.0, 2.0),
+                (0, 4.0, 8.0, 3.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn custom_buckets_take_their_bounds_from_custom_values() {
+        let mut x = h(CUSTOM_BUCKETS_SCHEMA, &[(0, 3)], &[1.0, 0.0, 2.0]);
+        x.custom_values = vec![5.0, 10.0];
+        x.validate().unwrap();
+        let got: Vec<(u8, f64, f64, f64)> = x.buckets().iter().map(|b| (b.boundary_rule(), b.lower, b.upper, b.count)).collect();
+        assert_eq!(got, vec![(3, f64::NEG_INFINITY, 5.0, 1.0), (0, 10.0, f64::INFINITY, 2.0)]);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut x = h(0, &[(0, 2)], &[1.0]);
+        assert!(x.validate().unwrap_err().contains("spans need 2 buckets, have 1"));
+        x = h(0, &[(0, 1), (-1, 1)], &[1.0, 1.0]);
+        assert!(x.validate().unwrap_err().contains("span number 2 with offset -1"));
+        x = h(0, &[(0, 1)], &[1.0]);
+        x.count = 3.0;
+        assert!(x.validate().unwrap_err().contains("1 observations found in buckets, but the Count field is 3"));
+        x.sum = f64::NAN;
+        assert!(x.validate().is_ok(), "a NaN sum allows a count above the buckets'");
+        x = h(9, &[], &[]);
+        assert!(x.validate().unwrap_err().contains("invalid schema 9"));
+        x = h(CUSTOM_BUCKETS_SCHEMA, &[(0, 1)], &[1.0]);
+        x.custom_values = vec![2.0, 1.0];
+        assert!(x.validate().unwrap_err().contains("strictly increasing"));
+        x = h(0, &[(0, 1)], &[-1.0]);
+        x.count = -1.0;
+        assert!(x.validate().unwrap_err().contains("observation count of -1"));
+    }
+
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn zz(v: i64) -> u64 {
+        ((v << 1) ^ (v >> 63)) as u64
+    }
+
+    #[test]
+    fn integer_deltas_and_float_counts_parse_to_the_same_histogram() {
+        // An integer histogram: count 6, sum 10.5, schema 1, zero bucket 1 (threshold 0.001),
+        // positive span at 0 of 2 buckets with deltas [2, +1] -> counts [2, 3], reset hint NO,
+        // timestamp 1234.
+        let mut m = Vec::new();
+        m.push(1 << 3);
+        varint(&mut m, 6);
+        m.push((3 << 3) | 1);
+        m.extend(10.5f64.to_le_bytes());
+        m.push(4 << 3);
+        varint(&mut m, zz(1));
+        m.push((5 << 3) | 1);
+        m.extend(0.001f64.to_le_bytes());
+        m.push(6 << 3);
+        varint(&mut m, 1);
+        let span = [1 << 3, zz(0) as u8, 2 << 3, 2];
+        m.push((11 << 3) | 2);
+        m.push(span.len() as u8);
+        m.extend(span);
+        let mut deltas = Vec::new();
+        varint(&mut deltas, zz(2));
+        varint(&mut deltas, zz(1));
+        m.push((12 << 3) | 2);
+        m.push(deltas.len() as u8);
+        m.extend(deltas);
+        m.push(14 << 3);
+        varint(&mut m, 2);
+        m.push(15 << 3);
+        varint(&mut m, 1234);
+        let (t, got) = parse_histogram(&m).unwrap();
+        assert_eq!(t, 1234);
+        let want = FloatHistogram {
+            counter_reset_hint: CounterResetHint::NotCounterReset,
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            count: 6.0,
+            sum: 10.5,
+            positive_spans: vec![Span { offset: 0, length: 2 }],
+            positive_buckets: vec![2.0, 3.0],
+            ..Default::default()
+        };
+        assert_eq!(got, want);
+
+        // The same as a float histogram (count_float, zero_count_float, packed positive_counts).
+        let mut f = Vec::new();
+        f.push((2 << 3) | 1);
+        f.extend(6.0f64.to_le_bytes());
+        f.push((3 << 3) | 1);
+        f.extend(10.5f64.to_le_bytes());
+        f.push(4 << 3);
+        varint(&mut f, zz(1));
+        f.push((5 << 3) | 1);
+        f.extend(0.001f64.to_le_bytes());
+        f.push((7 << 3) | 1);
+        f.extend(1.0f64.to_le_bytes());
+        f.push((11 << 3) | 2);
+        f.push(span.len() as u8);
+        f.extend(span);
+        f.push((13 << 3) | 2);
+        f.push(16);
+        f.extend(2.0f64.to_le_bytes());
+        f.extend(3.0f64.to_le_bytes());
+        f.push(14 << 3);
+        varint(&mut f, 2);
+        f.push(15 << 3);
+        varint(&mut f, 1234);
+        assert_eq!(parse_histogram(&f).unwrap(), (1234, want));
+
+        // A count that does not match its buckets is refused with the reason.
+        let mut wrong = m.clone();
+        wrong[1] = 7;
+        let e = parse_histogram(&wrong).unwrap_err().to_string();
+        assert!(e.contains("6 observations found in buckets, but the Count field is 7"), "{e}");
+        // Truncated input is refused, not read past its end.
+        assert!(parse_histogram(&m[..m.len() - 1]).is_err());
+    }
+}
