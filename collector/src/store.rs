@@ -1537,15 +1537,15 @@ mod tests {
         // The float sample of the same series is a float series as before.
         assert_eq!(store.select_series(&m, 0, 10_000).unwrap().len(), 1);
 
-        // An invalid histogram (a count its buckets do not add up to) refuses the request.
+        // An invalid histogram (two buckets in its spans, one count) refuses the request.
         let mut bad = hist(1.0);
-        bad.count = 7.0;
+        bad.positive_buckets.pop();
         let bad_body = {
             let series = TimeSeries { labels: labels.clone(), samples: vec![], histograms: vec![Histogram::float(3000, &bad)] };
             snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries: vec![series], ..Default::default() }.encode_to_vec()).unwrap()
         };
         let e = store.ingest_durable(WalKind::RemoteWriteSnappy, &bad_body).unwrap_err();
-        assert!(e.to_string().contains("3 observations found in buckets, but the Count field is 7"), "{e}");
+        assert!(e.to_string().contains("positive side: spans need 2 buckets, have 1"), "{e}");
 
         drop(store);
         let store = Store::open_with(dir.path(), metrics.clone(), options()).unwrap();

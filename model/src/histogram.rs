@@ -119,11 +119,12 @@ impl FloatHistogram {
         self.schema == CUSTOM_BUCKETS_SCHEMA
     }
 
-    /// Checks what Prometheus checks before it stores a histogram: a known schema, spans that
-    /// cover exactly the given buckets (offsets after the first not negative), counts that are
-    /// not negative, bucket counts adding up to `count` (at most `count` when `sum` is NaN), and
-    /// for custom buckets strictly increasing finite bounds, no zero bucket and no negative
-    /// buckets.
+    /// Checks what Prometheus checks before it stores a float histogram: a known schema, spans
+    /// that cover exactly the given buckets (offsets after the first not negative), counts that
+    /// are not negative, and for custom buckets strictly increasing finite bounds, no zero
+    /// bucket and no negative buckets. Not the total `count` against the buckets' (floating
+    /// point sums may differ): [`FloatHistogram::validate_integer_counts`] checks that for
+    /// histograms sent with integer counts.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.uses_custom_buckets() {
             if self.zero_count != 0.0 || self.zero_threshold != 0.0 {
@@ -168,13 +169,19 @@ impl FloatHistogram {
             }
         }
         check_spans("positive", &self.positive_spans, self.positive_buckets.len())?;
-        let mut buckets = self.zero_count;
         for (side, counts) in [("positive", &self.positive_buckets), ("negative", &self.negative_buckets)] {
             if let Some((i, c)) = counts.iter().enumerate().find(|(_, c)| **c < 0.0) {
                 return Err(format!("{side} side: bucket number {} has observation count of {c}", i + 1));
             }
-            buckets += counts.iter().sum::<f64>();
         }
+        Ok(())
+    }
+
+    /// What Prometheus checks of an integer histogram beyond [`FloatHistogram::validate`]: the
+    /// buckets and the zero bucket add up to `count` (at most `count` when `sum` is NaN, as NaN
+    /// observations are counted in no bucket).
+    pub fn validate_integer_counts(&self) -> std::result::Result<(), String> {
+        let buckets = self.zero_count + self.positive_buckets.iter().sum::<f64>() + self.negative_buckets.iter().sum::<f64>();
         if self.sum.is_nan() {
             if buckets > self.count {
                 return Err(format!("{} observations found in buckets, but the Count field is {}", buckets, self.count));
@@ -434,6 +441,9 @@ pub fn parse_histogram(msg: &[u8]) -> Result<(i64, FloatHistogram)> {
         h.positive_buckets = absolute(&pos_deltas).ok_or_else(|| bad("positive bucket deltas overflow"))?;
     }
     h.validate().map_err(|e| bad(&e))?;
+    if is_int {
+        h.validate_integer_counts().map_err(|e| bad(&e))?;
+    }
     Ok((timestamp, h))
 }
 
@@ -641,9 +651,12 @@ mod tests {
         assert!(x.validate().unwrap_err().contains("span number 2 with offset -1"));
         x = h(0, &[(0, 1)], &[1.0]);
         x.count = 3.0;
-        assert!(x.validate().unwrap_err().contains("1 observations found in buckets, but the Count field is 3"));
+        assert!(x.validate().is_ok(), "a float histogram's count is not checked");
+        assert!(x.validate_integer_counts().unwrap_err().contains("1 observations found in buckets, but the Count field is 3"));
         x.sum = f64::NAN;
-        assert!(x.validate().is_ok(), "a NaN sum allows a count above the buckets'");
+        assert!(x.validate_integer_counts().is_ok(), "a NaN sum allows a count above the buckets'");
+        x.count = 0.5;
+        assert!(x.validate_integer_counts().unwrap_err().contains("1 observations found in buckets, but the Count field is 0.5"));
         x = h(9, &[], &[]);
         assert!(x.validate().unwrap_err().contains("invalid schema 9"));
         x = h(CUSTOM_BUCKETS_SCHEMA, &[(0, 1)], &[1.0]);

@@ -25,6 +25,7 @@
 pub mod env;
 pub mod float;
 pub mod histogram;
+pub mod histogram_ops;
 pub mod identity;
 pub mod level;
 mod labels;

@@ -49,6 +49,11 @@ impl Anchor {
     pub fn aggregate_param(a: &AggregateExpr) -> Anchor {
         Anchor { node: a as *const AggregateExpr as usize, arg: 0 }
     }
+
+    /// No expression: the note is rendered without a position.
+    pub fn none() -> Anchor {
+        Anchor { node: 0, arg: 0 }
+    }
 }
 
 /// The notes of one query.
@@ -70,11 +75,29 @@ pub struct Rendered {
     pub infos: Vec<String>,
 }
 
-const WARNING: &str = "PromQL warning";
-const INFO: &str = "PromQL info";
+pub(crate) const WARNING: &str = "PromQL warning";
+pub(crate) const INFO: &str = "PromQL info";
+
+impl Rendered {
+    /// Adds the notes of `other` this one does not have.
+    pub fn merge(&mut self, other: Rendered) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
+        }
+    }
+}
 
 impl Annotations {
-    fn add(&self, level: Level, message: String, at: Anchor) {
+    /// Notes `message` (a full `PromQL warning: …`/`PromQL info: …` text without position) for
+    /// the expression `at`.
+    pub(crate) fn add(&self, level: Level, message: String, at: Anchor) {
         let mut notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
         let (_, anchors) = notes.entry(message).or_insert_with(|| (level, Vec::new()));
         if !anchors.contains(&at) {

@@ -26,6 +26,8 @@ mod tests_annotations;
 #[cfg(test)]
 mod tests_info_fill;
 #[cfg(test)]
+mod tests_native;
+#[cfg(test)]
 mod tests_step_table;
 #[cfg(test)]
 mod tests_subquery_time;
@@ -92,10 +94,18 @@ pub fn instant_query_with_options(
         lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
-    if let Some(value) = native::answer(reader, &expr, frame, false)? {
-        let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
-        return Ok(QueryResult { value, time_ms, stats, annotations: Default::default() });
-    }
+    let (expr, with_virtual, native_notes) = match native::prepare(reader, query, &expr, frame, false)? {
+        None => (expr, None, None),
+        Some(native::Prepared::Answer(value, annotations)) => {
+            let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
+            return Ok(QueryResult { value, time_ms, stats, annotations });
+        }
+        Some(native::Prepared::Rewritten { expr, series, notes }) => (expr, Some(native::WithVirtual { inner: reader, series }), Some(notes)),
+    };
+    let reader: &dyn MetricsReader = match &with_virtual {
+        Some(w) => w,
+        None => reader,
+    };
     let ev = Evaluator {
         frame,
         fetched: Fetched::load(reader, &expr, frame)?,
@@ -122,7 +132,19 @@ pub fn instant_query_with_options(
         other => other,
     };
     stats.result_sort = started.elapsed();
-    let annotations = ev.annotations.render(query, &expr);
+    let mut annotations = ev.annotations.render(query, &expr);
+    if let Some(notes) = native_notes {
+        annotations.merge(notes);
+    }
+    let mut value = value;
+    if with_virtual.is_some() {
+        native::strip_virtual_names(&mut value);
+        if let Value::Vector(v) = &mut value
+            && !keeps_order(&expr)
+        {
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+    }
     Ok(QueryResult { value, time_ms, stats, annotations })
 }
 
@@ -214,10 +236,18 @@ fn range_query_with(
         lookback_ms: options.lookback_ms,
     };
     let started = std::time::Instant::now();
-    if let Some(value) = native::answer(reader, &expr, frame, true)? {
-        let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
-        return Ok(QueryResult { value, time_ms: end_ms, stats, annotations: Default::default() });
-    }
+    let (expr, with_virtual, native_notes) = match native::prepare(reader, query, &expr, frame, true)? {
+        None => (expr, None, None),
+        Some(native::Prepared::Answer(value, annotations)) => {
+            let stats = QueryStats { preparation: started.elapsed(), ..Default::default() };
+            return Ok(QueryResult { value, time_ms: end_ms, stats, annotations });
+        }
+        Some(native::Prepared::Rewritten { expr, series, notes }) => (expr, Some(native::WithVirtual { inner: reader, series }), Some(notes)),
+    };
+    let reader: &dyn MetricsReader = match &with_virtual {
+        Some(w) => w,
+        None => reader,
+    };
     // Calls the store can stream into their tables first: their selectors are not fetched.
     let memo = LabelMemo::default();
     let annotations = Annotations::default();
@@ -239,8 +269,18 @@ fn range_query_with(
         let mut series = table.matrix();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         stats.result_sort = started.elapsed();
-        let annotations = ev.annotations.render(query, &expr);
-        return Ok(QueryResult { value: Value::Matrix(series), time_ms: end_ms, stats, annotations });
+        let mut annotations = ev.annotations.render(query, &expr);
+        if let Some(notes) = native_notes {
+            annotations.merge(notes);
+        }
+        let mut value = Value::Matrix(series);
+        if with_virtual.is_some() {
+            native::strip_virtual_names(&mut value);
+            if let Value::Matrix(m) = &mut value {
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+        }
+        return Ok(QueryResult { value, time_ms: end_ms, stats, annotations });
     }
     let started = std::time::Instant::now();
     // `ahash`: SipHash over every output label set at every step showed in profiles.
@@ -273,16 +313,21 @@ fn range_query_with(
     }
     stats.inner_eval = started.elapsed();
     let started = std::time::Instant::now();
-    let mut series: Vec<RangeSeries> = by_labels
+    let series: Vec<RangeSeries> = by_labels
         .into_iter()
         .map(|(labels, points)| RangeSeries { labels, points })
         .collect();
-    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut value = Value::Matrix(series);
+    if with_virtual.is_some() {
+        native::strip_virtual_names(&mut value);
+    }
+    if let Value::Matrix(series) = &mut value {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
     stats.result_sort = started.elapsed();
-    Ok(QueryResult {
-        value: Value::Matrix(series),
-        time_ms: end_ms,
-        stats,
-        annotations: ev.annotations.render(query, &expr),
-    })
+    let mut annotations = ev.annotations.render(query, &expr);
+    if let Some(notes) = native_notes {
+        annotations.merge(notes);
+    }
+    Ok(QueryResult { value, time_ms: end_ms, stats, annotations })
 }

@@ -1,32 +1,88 @@
 //! Native histogram samples in queries.
 //!
 //! The store keeps native histograms ([`pharos_model::FloatHistogram`]) next to float samples,
-//! but the evaluator computes on floats only. Before a query is evaluated, every selector it
-//! reads asks the store for histogram samples over the times it reads. When none has any (every
-//! query over float series), the query is evaluated as before. When some has:
+//! and the main evaluator computes on floats only. Before a query is evaluated, every selector
+//! it reads asks the store for histogram samples over the times it reads. When none has any
+//! (every query over float series only), the query is evaluated as before. When some has, the
+//! parts of the query that read them are evaluated here, step by step, on samples that are
+//! either floats or histograms ([`NSample`]):
 //!
-//! - a bare vector selector (`http_request_duration_seconds{job="api"}`, an instant or a range
-//!   query) or a bare range selector (`…[5m]`, an instant query) answers with the histograms, as
-//!   Prometheus does: per series the latest sample (float or histogram) within the lookback of
-//!   each step, or every sample of the range;
-//! - any other expression is refused with `400 bad_data` "… is not supported yet", naming the
-//!   selector, instead of evaluating the histogram series as if they had no samples.
+//! - selectors (instant: per series the latest sample, float or histogram, within the
+//!   lookback; a range selector at the top of an instant query: every sample of its range);
+//! - `rate`, `increase` and `delta` over a range selector (Prometheus' `histogramRate` and its
+//!   extrapolation; float series as in the float engine);
+//! - `sum`, `avg`, `count` and `group`, with `by`/`without`;
+//! - `*` and `/` by a number, and `+`/`-` between two vectors matched one-to-one on their labels
+//!   without the metric name;
+//! - `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
+//!   `histogram_stdvar`, `histogram_quantile(φ, …)` and `histogram_fraction(lower, upper, …)`
+//!   (their numeric arguments as number literals), which turn histograms into floats.
+//!
+//! A query made only of these is answered here (a histogram-valued answer in Prometheus' JSON,
+//! [`Value::Native`]). In a larger query, each `histogram_*` call is evaluated here for every
+//! step and handed to the float evaluator as a series of its own (a selector of a name only
+//! this module uses, dropped from the answer's labels), so everything around it (arithmetic,
+//! aggregations, comparisons) is the float evaluator's. Histogram samples anywhere else (a
+//! float function over them, a comparison, a subquery) are refused with `400 bad_data` "… is
+//! not supported yet", never evaluated as if the series had no samples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pharos_model::otlp::is_stale_nan;
-use pharos_model::{FloatHistogram, HistogramSeries, Labels, MetricsReader};
-use promql_parser::parser::{Expr, VectorSelector};
+use pharos_model::{FloatHistogram, HistogramSeries, LabelMatcher, Labels, MetricsReader, Series};
+use promql_parser::parser::token::{
+    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LSS, T_LTE, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUB, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{Call, Expr, LabelModifier, MatrixSelector, VectorSelector};
+
+use super::annotations::{Anchor, Annotations, INFO, Level, Rendered, WARNING};
+use crate::logql::template::go_quote;
 
 use super::eval::unwrap_parens;
+use super::range_functions::{self, Window};
 use super::selector::{Frame, MAX_SAMPLES, fetch_bounds, matcher_groups, reference_time, too_many_samples};
-use super::value::{NativeSeries, Value};
+use super::value::{NativeSeries, RangeSeries, Sample, Value};
 use crate::error::{Error, Result};
+
+/// Prefix of the names under which `histogram_*` results reach the float evaluator.
+pub(crate) const VIRTUAL_PREFIX: &str = "__pharos_native_";
+
+/// A sample of the native evaluator.
+#[derive(Clone, Debug)]
+enum NSample {
+    F(f64),
+    H(Arc<FloatHistogram>),
+}
+
+type NVector = Vec<(Labels, NSample)>;
+
+/// One selected series with both kinds of samples, each in time order.
+#[derive(Default)]
+struct NSeries {
+    labels: Labels,
+    floats: Vec<(i64, f64)>,
+    histograms: Vec<(i64, Arc<FloatHistogram>)>,
+}
 
 /// Whether a histogram sample is a staleness marker (Prometheus marks one by its sum).
 fn is_stale(h: &FloatHistogram) -> bool {
     is_stale_nan(h.sum)
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+/// What [`prepare`] decided.
+pub(crate) enum Prepared {
+    /// The whole query was evaluated here, with its annotations.
+    Answer(Value, Rendered),
+    /// The query with its `histogram_*` calls (and selectors whose histograms the function over
+    /// them ignores) replaced by selectors of `series`, for the float evaluator to run over
+    /// [`WithVirtual`]; `notes` are this module's annotations, rendered for the original query.
+    Rewritten { expr: Expr, series: HashMap<String, Vec<Series>>, notes: Rendered },
 }
 
 /// Every selector `expr` reads, with the first and last timestamp it reads when the query
@@ -74,98 +130,7 @@ fn histograms_of(reader: &dyn MetricsReader, vs: &VectorSelector, (from, last): 
     Ok(by_labels.into_values().collect())
 }
 
-/// `None` when no selector of `expr` reads a histogram sample (evaluate it as usual); else the
-/// answer of a bare selector, or the error saying what is not supported. `range_query` tells a
-/// range query (its steps are the frame's) from an instant one.
-pub(crate) fn answer(reader: &dyn MetricsReader, expr: &Expr, frame: Frame, range_query: bool) -> Result<Option<Value>> {
-    let mut found = Vec::new();
-    selectors(expr, frame, (frame.start_ms, frame.end_ms), &mut found);
-    let mut with_histograms = None;
-    for (vs, bounds) in &found {
-        let h = histograms_of(reader, vs, *bounds)?;
-        if !h.is_empty() {
-            with_histograms = Some((*vs, *bounds, h));
-            break;
-        }
-    }
-    let Some((vs, bounds, histograms)) = with_histograms else { return Ok(None) };
-    let floats = floats_of(reader, vs, bounds)?;
-    let samples: usize = histograms.iter().map(|s| s.samples.len()).sum::<usize>() + floats.values().map(Vec::len).sum::<usize>();
-    if samples > MAX_SAMPLES {
-        return Err(too_many_samples());
-    }
-    let mut series: BTreeMap<Labels, (Vec<(i64, f64)>, Vec<(i64, Arc<FloatHistogram>)>)> = BTreeMap::new();
-    for (labels, f) in floats {
-        series.entry(labels).or_default().0 = f;
-    }
-    for h in histograms {
-        series.entry(h.labels).or_default().1 = h.samples;
-    }
-    match unwrap_parens(expr) {
-        Expr::VectorSelector(v) if std::ptr::eq(v, vs) => {
-            let steps: Vec<i64> = if range_query {
-                let mut t = frame.start_ms;
-                let mut steps = Vec::new();
-                while t <= frame.end_ms {
-                    steps.push(t);
-                    match t.checked_add(frame.step_ms) {
-                        Some(next) => t = next,
-                        None => break,
-                    }
-                }
-                steps
-            } else {
-                vec![frame.start_ms]
-            };
-            let out = series
-                .into_iter()
-                .filter_map(|(labels, (floats, histograms))| {
-                    let mut s = NativeSeries { labels, floats: Vec::new(), histograms: Vec::new() };
-                    for &t in &steps {
-                        let at = reference_time(vs, frame, t);
-                        let after = at.saturating_sub(frame.lookback_ms);
-                        let f = floats[..floats.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
-                        let h = histograms[..histograms.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
-                        // The later sample of the two kinds is the series' latest.
-                        match (f, h) {
-                            (Some(&(ft, v)), h) if h.is_none_or(|(ht, _)| ft > *ht) => {
-                                if !is_stale_nan(v) {
-                                    s.floats.push((t, v));
-                                }
-                            }
-                            (_, Some((_, h))) if !is_stale(h) => s.histograms.push((t, h.clone())),
-                            _ => {}
-                        }
-                    }
-                    (!s.floats.is_empty() || !s.histograms.is_empty()).then_some(s)
-                })
-                .collect();
-            Ok(Some(Value::Native { range: range_query, series: out }))
-        }
-        Expr::MatrixSelector(m) if std::ptr::eq(&m.vs, vs) && !range_query => {
-            let at = reference_time(vs, frame, frame.start_ms);
-            let after = at.saturating_sub(m.range.as_millis() as i64);
-            let out = series
-                .into_iter()
-                .filter_map(|(labels, (floats, histograms))| {
-                    let s = NativeSeries {
-                        labels,
-                        floats: floats.into_iter().filter(|(t, v)| *t > after && *t <= at && !is_stale_nan(*v)).collect(),
-                        histograms: histograms.into_iter().filter(|(t, h)| *t > after && *t <= at && !is_stale(h)).collect(),
-                    };
-                    (!s.floats.is_empty() || !s.histograms.is_empty()).then_some(s)
-                })
-                .collect();
-            Ok(Some(Value::Native { range: true, series: out }))
-        }
-        _ => Err(Error::unsupported(format!(
-            "evaluating native histogram samples (of series selected by `{vs}`) in an expression other than a bare selector"
-        ))),
-    }
-}
-
-/// The float samples of the series matching any matcher group of `vs` in `[from, last]`, by
-/// series.
+/// The float samples of the series matching any matcher group of `vs` in `[from, last]`.
 fn floats_of(reader: &dyn MetricsReader, vs: &VectorSelector, (from, last): (i64, i64)) -> Result<BTreeMap<Labels, Vec<(i64, f64)>>> {
     let mut out = BTreeMap::new();
     for group in matcher_groups(vs) {
@@ -175,4 +140,828 @@ fn floats_of(reader: &dyn MetricsReader, vs: &VectorSelector, (from, last): (i64
         }
     }
     Ok(out)
+}
+
+/// `None` when no selector of `expr` reads a histogram sample (evaluate it as usual); else the
+/// answer with its annotations, the rewritten query, or the error saying what is not supported.
+/// `query` is the text of `expr`; `range_query` tells a range query (its steps are the frame's)
+/// from an instant one.
+pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, frame: Frame, range_query: bool) -> Result<Option<Prepared>> {
+    let mut found = Vec::new();
+    selectors(expr, frame, (frame.start_ms, frame.end_ms), &mut found);
+    let mut data: HashMap<usize, Vec<NSeries>> = HashMap::new();
+    let mut samples = 0usize;
+    for (vs, bounds) in &found {
+        let histograms = histograms_of(reader, vs, *bounds)?;
+        if histograms.is_empty() {
+            continue;
+        }
+        let mut series: BTreeMap<Labels, NSeries> = BTreeMap::new();
+        for (labels, floats) in floats_of(reader, vs, *bounds)? {
+            samples += floats.len();
+            series.insert(labels.clone(), NSeries { labels, floats, histograms: Vec::new() });
+        }
+        for h in histograms {
+            samples += h.samples.len();
+            let s = series.entry(h.labels.clone()).or_insert_with(|| NSeries { labels: h.labels.clone(), ..Default::default() });
+            s.histograms = h.samples;
+        }
+        if samples > MAX_SAMPLES {
+            return Err(too_many_samples());
+        }
+        data.insert(key(vs), series.into_values().collect());
+    }
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let ev = Native { frame, data, notes: Annotations::default() };
+    let steps: Vec<i64> = if range_query {
+        let mut steps = Vec::new();
+        let mut t = frame.start_ms;
+        while t <= frame.end_ms {
+            steps.push(t);
+            match t.checked_add(frame.step_ms) {
+                Some(next) => t = next,
+                None => break,
+            }
+        }
+        steps
+    } else {
+        vec![frame.start_ms]
+    };
+    let root = unwrap_parens(expr);
+    // A range selector at the top of an instant query: its samples.
+    if let Expr::MatrixSelector(m) = root
+        && !range_query
+    {
+        let value = Value::Native { range: true, series: ev.range_samples(&m.vs, m.range.as_millis() as i64)? };
+        return Ok(Some(Prepared::Answer(value, Rendered::default())));
+    }
+    if let Some(kind) = ev.kind(root) {
+        let mut out: BTreeMap<Labels, NativeSeries> = BTreeMap::new();
+        for &t in &steps {
+            for (labels, s) in ev.eval(root, t)? {
+                let series = out.entry(labels.clone()).or_insert_with(|| NativeSeries { labels, floats: Vec::new(), histograms: Vec::new() });
+                match s {
+                    NSample::F(v) => series.floats.push((t, v)),
+                    NSample::H(h) => series.histograms.push((t, h)),
+                }
+            }
+        }
+        let series: Vec<NativeSeries> = out.into_values().collect();
+        let value = match kind {
+            Kind::Histograms => Value::Native { range: range_query, series },
+            // Only floats: the float evaluator's own shape.
+            Kind::Floats if range_query => Value::Matrix(series.into_iter().map(|s| RangeSeries { labels: s.labels, points: s.floats }).collect()),
+            Kind::Floats => Value::Vector(
+                series.into_iter().filter_map(|s| s.floats.first().map(|&(_, value)| Sample { labels: s.labels, value })).collect(),
+            ),
+        };
+        return Ok(Some(Prepared::Answer(value, ev.notes.render(query, expr))));
+    }
+    let mut virtual_series = HashMap::new();
+    let rewritten = ev.rewrite(expr, &steps, &mut virtual_series)?;
+    Ok(Some(Prepared::Rewritten { expr: rewritten, series: virtual_series, notes: ev.notes.render(query, expr) }))
+}
+
+/// What an expression the native evaluator handles gives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Histograms (and floats of series that hold floats).
+    Histograms,
+    /// Floats only (a `histogram_*` call).
+    Floats,
+}
+
+/// Functions that turn histograms into floats.
+const TO_FLOAT: &[&str] = &[
+    "histogram_count",
+    "histogram_sum",
+    "histogram_avg",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "histogram_quantile",
+    "histogram_fraction",
+];
+
+struct Native {
+    frame: Frame,
+    /// The samples of each selector that reads histograms, by the selector's address.
+    data: HashMap<usize, Vec<NSeries>>,
+    /// Warnings and infos.
+    notes: Annotations,
+}
+
+/// Range functions over histograms (or floats) that give histograms.
+const RANGE_TO_HISTOGRAMS: &[&str] = &["rate", "increase", "delta", "irate", "idelta", "sum_over_time", "avg_over_time", "last_over_time", "first_over_time"];
+/// Range functions over histograms (or floats) that give floats.
+const RANGE_TO_FLOATS: &[&str] = &["count_over_time", "present_over_time", "ts_of_last_over_time", "ts_of_first_over_time", "changes", "resets"];
+/// Functions of floats that leave histogram samples out silently (Prometheus' `simpleFloatFunc`
+/// and the other functions of instant vectors that read float values only).
+const IGNORING_SILENTLY: &[&str] = &[
+    "abs", "ceil", "floor", "exp", "sqrt", "ln", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+    "asinh", "acosh", "atanh", "rad", "deg", "sgn", "clamp", "clamp_min", "clamp_max", "round",
+];
+/// Range functions of floats that leave histogram samples out, with an info when a window held
+/// both.
+const IGNORING_IN_RANGES: &[&str] = &[
+    "min_over_time", "max_over_time", "stddev_over_time", "stdvar_over_time", "quantile_over_time", "mad_over_time", "deriv",
+    "predict_linear", "double_exponential_smoothing", "holt_winters",
+];
+
+fn number(e: &Expr) -> Option<f64> {
+    match unwrap_parens(e) {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Unary(u) => number(&u.expr).map(|v| -v),
+        _ => None,
+    }
+}
+
+impl Native {
+    /// Whether `e` reads a selector holding histograms.
+    fn touches(&self, e: &Expr) -> bool {
+        let mut found = Vec::new();
+        selectors(e, self.frame, (self.frame.start_ms, self.frame.end_ms), &mut found);
+        found.iter().any(|(vs, _)| self.data.contains_key(&key(vs)))
+    }
+
+    /// What `e` gives when this evaluator handles all of it, else `None`.
+    fn kind(&self, e: &Expr) -> Option<Kind> {
+        match e {
+            Expr::Paren(p) => self.kind(&p.expr),
+            Expr::VectorSelector(vs) => self.data.contains_key(&key(vs)).then_some(Kind::Histograms),
+            Expr::Call(c) if RANGE_TO_HISTOGRAMS.contains(&c.func.name) || RANGE_TO_FLOATS.contains(&c.func.name) => {
+                match c.args.args.first().map(|a| unwrap_parens(a)) {
+                    Some(Expr::MatrixSelector(m)) if self.data.contains_key(&key(&m.vs)) => {
+                        Some(if RANGE_TO_FLOATS.contains(&c.func.name) { Kind::Floats } else { Kind::Histograms })
+                    }
+                    _ => None,
+                }
+            }
+            Expr::Call(c) if c.func.name == "timestamp" => match c.args.args.first().map(|a| unwrap_parens(a)) {
+                Some(Expr::VectorSelector(vs)) if self.data.contains_key(&key(vs)) => Some(Kind::Floats),
+                _ => None,
+            },
+            Expr::Call(c) if TO_FLOAT.contains(&c.func.name) => {
+                let args = &c.args.args;
+                let (numbers, vector) = args.split_at(args.len().checked_sub(1)?);
+                (numbers.iter().all(|a| number(a).is_some()) && vector.first().and_then(|v| self.kind(v)) == Some(Kind::Histograms))
+                    .then_some(Kind::Floats)
+            }
+            Expr::Aggregate(a) if a.param.is_none() && [T_SUM, T_AVG, T_COUNT, T_GROUP].contains(&a.op.id()) => {
+                let inner = self.kind(&a.expr)?;
+                Some(if [T_COUNT, T_GROUP].contains(&a.op.id()) { Kind::Floats } else { inner })
+            }
+            Expr::Binary(b) if b.modifier.is_none() => match b.op.id() {
+                T_MUL | T_DIV if number(&b.lhs).is_some() || number(&b.rhs).is_some() => match (number(&b.lhs), number(&b.rhs)) {
+                    (Some(_), None) if b.op.id() == T_MUL => self.kind(&b.rhs),
+                    (None, Some(_)) => self.kind(&b.lhs),
+                    _ => None,
+                },
+                T_ADD | T_SUB | T_MUL | T_DIV => match (self.kind(&b.lhs), self.kind(&b.rhs)) {
+                    (Some(l), Some(r)) => Some(if l == Kind::Floats && r == Kind::Floats { Kind::Floats } else { Kind::Histograms }),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `e` with every `histogram_*` call over histograms replaced by a selector of its results
+    /// at `steps` (added to `out`); an error where histograms reach anything else.
+    fn rewrite(&self, e: &Expr, steps: &[i64], out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
+        if !self.touches(e) {
+            return Ok(e.clone());
+        }
+        Ok(match e {
+            Expr::Call(_) | Expr::Aggregate(_) if self.kind(e) == Some(Kind::Floats) => {
+                let name = format!("{VIRTUAL_PREFIX}{}", out.len());
+                let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+                // Per series a point at every step it has a value, and a staleness marker at
+                // each step it has none after one it had, so that a selector does not look back
+                // to an earlier step.
+                let mut by_labels: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+                for (i, &t) in steps.iter().enumerate() {
+                    for (labels, s) in self.eval(e, t)? {
+                        if let NSample::F(v) = s {
+                            by_labels.entry(labels).or_insert_with(|| vec![None; steps.len()])[i] = Some(v);
+                        }
+                    }
+                }
+                let series = by_labels
+                    .into_iter()
+                    .map(|(labels, values)| {
+                        let mut samples = Vec::new();
+                        for (i, v) in values.iter().enumerate() {
+                            match v {
+                                Some(v) => samples.push((steps[i], *v)),
+                                None if i > 0 && values[i - 1].is_some() => samples.push((steps[i], stale)),
+                                None => {}
+                            }
+                        }
+                        Series { labels, samples }
+                    })
+                    .collect();
+                out.insert(name.clone(), series);
+                super::parse(&name)?
+            }
+            // Children are rewritten from the original tree (selectors are known by address),
+            // then put into a copy of the node.
+            Expr::Paren(p) => {
+                let mut copy = p.clone();
+                copy.expr = Box::new(self.rewrite(&p.expr, steps, out)?);
+                Expr::Paren(copy)
+            }
+            Expr::Unary(u) => {
+                let mut copy = u.clone();
+                copy.expr = Box::new(self.rewrite(&u.expr, steps, out)?);
+                Expr::Unary(copy)
+            }
+            Expr::Aggregate(a) if [T_MIN, T_MAX, T_TOPK, T_BOTTOMK, T_QUANTILE, T_STDDEV, T_STDVAR].contains(&a.op.id()) && self.is_leaf(&a.expr) => {
+                if self.leaf_has_histograms(&a.expr) {
+                    let at = Anchor::aggregate_param(a);
+                    self.notes.add(Level::Info, format!("{INFO}: ignored histogram in {} aggregation", a.op.to_string().to_lowercase()), at);
+                }
+                let mut a2 = a.clone();
+                a2.expr = Box::new(self.float_only(&a.expr, out)?);
+                if let Some(p) = &a.param {
+                    a2.param = Some(Box::new(self.rewrite(p, steps, out)?));
+                }
+                Expr::Aggregate(a2)
+            }
+            Expr::Binary(b)
+                if [T_EQLC, T_NEQ, T_GTR, T_LSS, T_GTE, T_LTE].contains(&b.op.id())
+                    && ((number(&b.lhs).is_some() && self.is_leaf(&b.rhs)) || (number(&b.rhs).is_some() && self.is_leaf(&b.lhs))) =>
+            {
+                let leaf = if number(&b.lhs).is_some() { &b.rhs } else { &b.lhs };
+                if self.leaf_has_histograms(leaf) {
+                    self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), self.leaf_anchor());
+                }
+                let mut b2 = b.clone();
+                if number(&b.lhs).is_some() {
+                    b2.rhs = Box::new(self.float_only(&b.rhs, out)?);
+                } else {
+                    b2.lhs = Box::new(self.float_only(&b.lhs, out)?);
+                }
+                Expr::Binary(b2)
+            }
+            Expr::Binary(b) => {
+                let mut copy = b.clone();
+                copy.lhs = Box::new(self.rewrite(&b.lhs, steps, out)?);
+                copy.rhs = Box::new(self.rewrite(&b.rhs, steps, out)?);
+                Expr::Binary(copy)
+            }
+            Expr::Call(c) if IGNORING_SILENTLY.contains(&c.func.name) || IGNORING_IN_RANGES.contains(&c.func.name) => {
+                let mut c2 = c.clone();
+                let mut args = Vec::new();
+                for (i, a) in c.args.args.iter().enumerate() {
+                    if self.is_leaf(a) {
+                        if IGNORING_IN_RANGES.contains(&c.func.name)
+                            && let Some(metric) = self.mixed_metric(a)
+                        {
+                            let message = format!("{INFO}: ignored histograms in a range containing both floats and histograms for metric name {}", go_quote(&metric));
+                            self.notes.add(Level::Info, message, Anchor::call_arg(c, i));
+                        }
+                        args.push(Box::new(self.float_only(a, out)?));
+                    } else {
+                        args.push(Box::new(self.rewrite(a, steps, out)?));
+                    }
+                }
+                c2.args.args = args;
+                Expr::Call(c2)
+            }
+            Expr::Aggregate(a) => {
+                let mut copy = a.clone();
+                copy.expr = Box::new(self.rewrite(&a.expr, steps, out)?);
+                if let Some(p) = &a.param {
+                    copy.param = Some(Box::new(self.rewrite(p, steps, out)?));
+                }
+                Expr::Aggregate(copy)
+            }
+            Expr::Call(c) => {
+                let mut copy = c.clone();
+                copy.args.args = c.args.args.iter().map(|a| self.rewrite(a, steps, out).map(Box::new)).collect::<Result<_>>()?;
+                Expr::Call(copy)
+            }
+            _ => {
+                let mut found = Vec::new();
+                selectors(e, self.frame, (self.frame.start_ms, self.frame.end_ms), &mut found);
+                let vs = found.iter().find(|(vs, _)| self.data.contains_key(&key(vs))).map(|(vs, _)| vs.to_string()).unwrap_or_default();
+                return Err(Error::unsupported(format!("evaluating native histogram samples (of series selected by `{vs}`) in `{e}`")));
+            }
+        })
+    }
+
+    /// The selector of a leaf (a vector or range selector, in parentheses or not) holding
+    /// histograms.
+    fn leaf_selector<'e>(&self, e: &'e Expr) -> Option<&'e VectorSelector> {
+        match unwrap_parens(e) {
+            Expr::VectorSelector(vs) if self.data.contains_key(&key(vs)) => Some(vs),
+            Expr::MatrixSelector(m) if self.data.contains_key(&key(&m.vs)) => Some(&m.vs),
+            _ => None,
+        }
+    }
+
+    fn is_leaf(&self, e: &Expr) -> bool {
+        self.leaf_selector(e).is_some()
+    }
+
+    fn leaf_has_histograms(&self, e: &Expr) -> bool {
+        self.leaf_selector(e).and_then(|vs| self.data.get(&key(vs))).is_some_and(|s| s.iter().any(|s| !s.histograms.is_empty()))
+    }
+
+    /// The metric name of a series of the leaf `e` holding both floats and histograms.
+    fn mixed_metric(&self, e: &Expr) -> Option<String> {
+        let series = self.data.get(&key(self.leaf_selector(e)?))?;
+        series.iter().find(|s| !s.floats.is_empty() && !s.histograms.is_empty()).map(|s| s.labels.metric_name().unwrap_or("").to_string())
+    }
+
+    /// No position: a note about a comparison is rendered without one.
+    fn leaf_anchor(&self) -> Anchor {
+        Anchor::none()
+    }
+
+    /// The leaf `e` as a selector of its float samples only, each histogram sample of a series
+    /// a staleness marker instead (so that an instant selector does not look back past it to an
+    /// older float, and range windows leave it out): functions that ignore histograms.
+    fn float_only(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
+        let vs = self.leaf_selector(e).ok_or_else(|| Error::Internal("not a selector".into()))?;
+        let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+        let series = self
+            .series(vs)?
+            .iter()
+            .map(|s| {
+                let mut samples: Vec<(i64, f64)> = s.floats.iter().copied().chain(s.histograms.iter().map(|(t, _)| (*t, stale))).collect();
+                samples.sort_by_key(|(t, _)| *t);
+                Series { labels: s.labels.clone(), samples }
+            })
+            .collect();
+        let name = format!("{VIRTUAL_PREFIX}{}", out.len());
+        out.insert(name.clone(), series);
+        let Expr::VectorSelector(mut virtual_vs) = super::parse(&name)? else {
+            return Err(Error::Internal("a name did not parse as a selector".into()));
+        };
+        virtual_vs.offset = vs.offset.clone();
+        virtual_vs.at = vs.at.clone();
+        Ok(match unwrap_parens(e) {
+            Expr::MatrixSelector(m) => Expr::MatrixSelector(MatrixSelector { vs: virtual_vs, range: m.range }),
+            _ => Expr::VectorSelector(virtual_vs),
+        })
+    }
+
+    /// Every sample of `vs` in the range `range_ms` ending at its reference time for the frame's
+    /// start (a range selector in an instant query), staleness markers left out.
+    fn range_samples(&self, vs: &VectorSelector, range_ms: i64) -> Result<Vec<NativeSeries>> {
+        let at = reference_time(vs, self.frame, self.frame.start_ms);
+        let after = at.saturating_sub(range_ms);
+        Ok(self
+            .series(vs)?
+            .iter()
+            .filter_map(|s| {
+                let out = NativeSeries {
+                    labels: s.labels.clone(),
+                    floats: s.floats.iter().copied().filter(|(t, v)| *t > after && *t <= at && !is_stale_nan(*v)).collect(),
+                    histograms: s.histograms.iter().filter(|(t, h)| *t > after && *t <= at && !is_stale(h)).cloned().collect(),
+                };
+                (!out.floats.is_empty() || !out.histograms.is_empty()).then_some(out)
+            })
+            .collect())
+    }
+
+    /// Per series of `vs` the latest sample (float or histogram) within the lookback of its
+    /// reference time for `t`, with its timestamp; none where that is a staleness marker.
+    fn latest(&self, vs: &VectorSelector, t: i64) -> Result<Vec<(Labels, i64, NSample)>> {
+        let at = reference_time(vs, self.frame, t);
+        let after = at.saturating_sub(self.frame.lookback_ms);
+        let mut out = Vec::new();
+        for s in self.series(vs)? {
+            let f = s.floats[..s.floats.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
+            let h = s.histograms[..s.histograms.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
+            // The later sample of the two kinds is the series' latest.
+            match (f, h) {
+                (Some(&(ft, v)), h) if h.is_none_or(|(ht, _)| ft > *ht) => {
+                    if !is_stale_nan(v) {
+                        out.push((s.labels.clone(), ft, NSample::F(v)));
+                    }
+                }
+                (_, Some((ht, h))) if !is_stale(h) => out.push((s.labels.clone(), *ht, NSample::H(h.clone()))),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes a warning about the metric `metric` for the first argument of `c`.
+    fn warn(&self, c: &Call, what: &str, metric: &str) {
+        self.notes.add(Level::Warning, format!("{WARNING}: {what} {}", go_quote(metric)), Anchor::call_arg(c, 0));
+    }
+
+    /// The range function `c` over one series' window: its floats and its histograms (not
+    /// staleness markers, at least one sample), as Prometheus computes it on mixed windows.
+    fn range_function(&self, c: &Call, s: &NSeries, floats: &[(i64, f64)], hists: &[&(i64, Arc<FloatHistogram>)], w: Window) -> Option<NSample> {
+        use pharos_model::histogram::CounterResetHint;
+        let metric = s.labels.metric_name().unwrap_or("");
+        let mixed = || {
+            self.warn(c, "encountered a mix of histograms and floats for metric name", metric);
+            None
+        };
+        let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+        // Every sample in time order, of either kind.
+        let mut all: Vec<(i64, NSample)> =
+            floats.iter().map(|(ts, v)| (*ts, NSample::F(*v))).chain(hists.iter().map(|(ts, h)| (*ts, NSample::H(h.clone())))).collect();
+        all.sort_by_key(|(ts, _)| *ts);
+        let name = c.func.name;
+        match name {
+            "rate" | "increase" | "delta" => {
+                let (is_counter, is_rate) = match name {
+                    "rate" => (true, true),
+                    "increase" => (true, false),
+                    _ => (false, false),
+                };
+                match (floats.is_empty(), hists.is_empty()) {
+                    (false, true) => range_functions::extrapolated_rate(floats, w, is_counter, is_rate).map(NSample::F),
+                    (true, false) if hists.len() >= 2 => {
+                        if is_counter && hists.iter().any(|(_, h)| gauge(h)) {
+                            self.warn(c, "this native histogram metric is not a counter:", metric);
+                        }
+                        if !is_counter && !(gauge(&hists[0].1) && gauge(&hists[hists.len() - 1].1)) {
+                            self.warn(c, "this native histogram metric is not a gauge:", metric);
+                        }
+                        if hists.iter().any(|(_, h)| h.uses_custom_buckets() != hists[0].1.uses_custom_buckets()) {
+                            self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
+                            return None;
+                        }
+                        histogram_rate(hists, w, is_counter, is_rate).map(|h| NSample::H(Arc::new(h)))
+                    }
+                    (false, false) => mixed(),
+                    _ => None,
+                }
+            }
+            "irate" | "idelta" => {
+                let [.., (t1, before), (t2, last)] = all.as_slice() else { return None };
+                match (before, last) {
+                    (NSample::F(b), NSample::F(l)) => range_functions::instant_value(&[(*t1, *b), (*t2, *l)], name == "irate").map(NSample::F),
+                    (NSample::H(b), NSample::H(l)) => {
+                        if b.uses_custom_buckets() != l.uses_custom_buckets() {
+                            self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
+                            return None;
+                        }
+                        if b.uses_custom_buckets() && b.custom_values != l.custom_values {
+                            // Prometheus reconciles the buckets both share; Pharos does not yet,
+                            // and gives no value rather than a wrong one.
+                            return None;
+                        }
+                        if name == "irate" && (gauge(b) || gauge(l)) {
+                            self.warn(c, "this native histogram metric is not a counter:", metric);
+                        }
+                        if name == "idelta" && !(gauge(b) && gauge(l)) {
+                            self.warn(c, "this native histogram metric is not a gauge:", metric);
+                        }
+                        let mut h = if name == "irate" && l.detect_reset(b) { (**l).clone() } else { l.sub(b).ok()? };
+                        if name == "irate" {
+                            h = h.div((t2 - t1) as f64 / 1000.0);
+                        }
+                        h.counter_reset_hint = CounterResetHint::Gauge;
+                        Some(NSample::H(Arc::new(h.compact())))
+                    }
+                    _ => mixed(),
+                }
+            }
+            "sum_over_time" | "avg_over_time" => {
+                if !floats.is_empty() && !hists.is_empty() {
+                    return mixed();
+                }
+                let n = all.len() as f64;
+                match sum(&all.into_iter().map(|(_, s)| s).collect::<Vec<_>>())? {
+                    NSample::F(v) if name == "avg_over_time" => Some(NSample::F(v / n)),
+                    NSample::H(h) if name == "avg_over_time" => Some(NSample::H(Arc::new(h.div(n)))),
+                    other => Some(other),
+                }
+            }
+            "last_over_time" => all.last().map(|(_, s)| s.clone()),
+            "first_over_time" => all.first().map(|(_, s)| s.clone()),
+            "count_over_time" => Some(NSample::F(all.len() as f64)),
+            "present_over_time" => Some(NSample::F(1.0)),
+            "ts_of_last_over_time" => all.last().map(|(ts, _)| NSample::F(*ts as f64 / 1000.0)),
+            "ts_of_first_over_time" => all.first().map(|(ts, _)| NSample::F(*ts as f64 / 1000.0)),
+            "changes" | "resets" => {
+                let mut n = 0;
+                for pair in all.windows(2) {
+                    let counted = match (&pair[0].1, &pair[1].1) {
+                        (NSample::F(a), NSample::F(b)) if name == "changes" => a != b && !(a.is_nan() && b.is_nan()),
+                        (NSample::F(a), NSample::F(b)) => b < a,
+                        (NSample::H(a), NSample::H(b)) if name == "changes" => !same_histogram(a, b),
+                        (NSample::H(a), NSample::H(b)) => b.detect_reset(a),
+                        // A float followed by a histogram, or the other way: a change, and a reset.
+                        _ => true,
+                    };
+                    n += usize::from(counted);
+                }
+                Some(NSample::F(n as f64))
+            }
+            _ => None,
+        }
+    }
+
+    fn series(&self, vs: &VectorSelector) -> Result<&[NSeries]> {
+        self.data.get(&key(vs)).map(Vec::as_slice).ok_or_else(|| Error::Internal(format!("selector {vs} was not loaded")))
+    }
+
+    /// Evaluates `e` (one [`Native::kind`] accepts) at `t`.
+    fn eval(&self, e: &Expr, t: i64) -> Result<NVector> {
+        match e {
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::VectorSelector(vs) => Ok(self.latest(vs, t)?.into_iter().map(|(labels, _, s)| (labels, s)).collect()),
+            Expr::Call(c) if RANGE_TO_HISTOGRAMS.contains(&c.func.name) || RANGE_TO_FLOATS.contains(&c.func.name) => {
+                let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|a| unwrap_parens(a)) else {
+                    return Err(Error::Internal(format!("{} without a range selector", c.func.name)));
+                };
+                let at = reference_time(&m.vs, self.frame, t);
+                let w = Window { start_ms: at.saturating_sub(m.range.as_millis() as i64), end_ms: at };
+                let mut out = Vec::new();
+                for s in self.series(&m.vs)? {
+                    let floats: Vec<(i64, f64)> = s.floats.iter().copied().filter(|(ts, v)| *ts > w.start_ms && *ts <= w.end_ms && !is_stale_nan(*v)).collect();
+                    let hists: Vec<&(i64, Arc<FloatHistogram>)> = s.histograms.iter().filter(|(ts, h)| *ts > w.start_ms && *ts <= w.end_ms && !is_stale(h)).collect();
+                    if floats.is_empty() && hists.is_empty() {
+                        continue;
+                    }
+                    if let Some(v) = self.range_function(c, s, &floats, &hists, w) {
+                        // Only `last_over_time` and `first_over_time` keep the metric name.
+                        let labels = if matches!(c.func.name, "last_over_time" | "first_over_time") { s.labels.clone() } else { s.labels.without_name() };
+                        out.push((labels, v));
+                    }
+                }
+                Ok(out)
+            }
+            Expr::Call(c) if c.func.name == "timestamp" => {
+                let input = match c.args.args.first().map(|a| unwrap_parens(a)) {
+                    Some(Expr::VectorSelector(vs)) => self.latest(vs, t)?,
+                    _ => return Err(Error::Internal("timestamp without a selector".into())),
+                };
+                Ok(input.into_iter().map(|(labels, ts, _)| (labels.without_name(), NSample::F(ts as f64 / 1000.0))).collect())
+            }
+            Expr::Call(c) if TO_FLOAT.contains(&c.func.name) => {
+                let args = &c.args.args;
+                let numbers: Vec<f64> = args[..args.len() - 1].iter().filter_map(|a| number(a)).collect();
+                let input = self.eval(&args[args.len() - 1], t)?;
+                Ok(input
+                    .into_iter()
+                    .filter_map(|(labels, s)| {
+                        let NSample::H(h) = s else { return None };
+                        let v = match c.func.name {
+                            "histogram_count" => h.count,
+                            "histogram_sum" => h.sum,
+                            "histogram_avg" => h.sum / h.count,
+                            "histogram_stddev" => h.stddev(),
+                            "histogram_stdvar" => h.stdvar(),
+                            "histogram_quantile" => h.quantile(numbers[0]),
+                            _ => h.fraction(numbers[0], numbers[1]),
+                        };
+                        Some((labels.without_name(), NSample::F(v)))
+                    })
+                    .collect())
+            }
+            Expr::Aggregate(a) => {
+                let input = self.eval(&a.expr, t)?;
+                let mut groups: BTreeMap<Labels, Vec<NSample>> = BTreeMap::new();
+                for (labels, s) in input {
+                    groups.entry(grouping(&labels, &a.modifier)).or_default().push(s);
+                }
+                let op = a.op.id();
+                Ok(groups
+                    .into_iter()
+                    .filter_map(|(labels, samples)| {
+                        let n = samples.len() as f64;
+                        if op == T_COUNT {
+                            return Some((labels, NSample::F(n)));
+                        }
+                        if op == T_GROUP {
+                            return Some((labels, NSample::F(1.0)));
+                        }
+                        let sum = sum(&samples)?;
+                        Some((
+                            labels,
+                            match (sum, op == T_AVG) {
+                                (NSample::F(v), true) => NSample::F(v / n),
+                                (NSample::H(h), true) => NSample::H(Arc::new(h.div(n))),
+                                (s, false) => s,
+                            },
+                        ))
+                    })
+                    .collect())
+            }
+            Expr::Binary(b) if matches!(b.op.id(), T_MUL | T_DIV) && (number(&b.lhs).is_some() || number(&b.rhs).is_some()) => {
+                let (vector, k) = match (number(&b.lhs), number(&b.rhs)) {
+                    (Some(k), None) => (&b.rhs, k),
+                    (None, Some(k)) => (&b.lhs, k),
+                    _ => return Err(Error::Internal("no number in a native product".into())),
+                };
+                let div = b.op.id() == T_DIV;
+                Ok(self
+                    .eval(vector, t)?
+                    .into_iter()
+                    .map(|(labels, s)| {
+                        let s = match s {
+                            NSample::F(v) if div => NSample::F(v / k),
+                            NSample::F(v) => NSample::F(v * k),
+                            NSample::H(h) if div => NSample::H(Arc::new(h.div(k))),
+                            NSample::H(h) => NSample::H(Arc::new(h.mul(k))),
+                        };
+                        (labels.without_name(), s)
+                    })
+                    .collect())
+            }
+            Expr::Binary(b) => {
+                let op = b.op.id();
+                let right: HashMap<Labels, NSample> = self.eval(&b.rhs, t)?.into_iter().map(|(l, s)| (l.without_name(), s)).collect();
+                let mut out = Vec::new();
+                for (labels, l) in self.eval(&b.lhs, t)? {
+                    let labels = labels.without_name();
+                    let Some(r) = right.get(&labels) else { continue };
+                    let v = match (l, r) {
+                        (NSample::F(x), NSample::F(y)) => Some(NSample::F(match op {
+                            T_ADD => x + y,
+                            T_SUB => x - y,
+                            T_MUL => x * y,
+                            _ => x / y,
+                        })),
+                        (NSample::H(x), NSample::H(y)) if op == T_ADD => x.add(y).ok().map(|h| NSample::H(Arc::new(h))),
+                        (NSample::H(x), NSample::H(y)) if op == T_SUB => x.sub(y).ok().map(|mut h| {
+                            h.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
+                            NSample::H(Arc::new(h))
+                        }),
+                        (NSample::H(x), NSample::F(y)) if op == T_MUL => Some(NSample::H(Arc::new(x.mul(*y)))),
+                        (NSample::H(x), NSample::F(y)) if op == T_DIV => Some(NSample::H(Arc::new(x.div(*y)))),
+                        (NSample::F(x), NSample::H(y)) if op == T_MUL => Some(NSample::H(Arc::new(y.mul(x)))),
+                        // What Prometheus cannot combine (a float and a histogram added, a
+                        // histogram times a histogram, …) gives nothing, with an info.
+                        _ => {
+                            self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), Anchor::none());
+                            None
+                        }
+                    };
+                    if let Some(v) = v {
+                        out.push((labels, v));
+                    }
+                }
+                Ok(out)
+            }
+            other => Err(Error::unsupported(format!("evaluating native histogram samples in `{other}`"))),
+        }
+    }
+}
+
+/// Whether two histograms describe the same observations (the counter reset hint aside), as
+/// Prometheus' `Equals` compares them for `changes`.
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let (mut a, mut b) = (a.compact(), b.compact());
+    a.counter_reset_hint = Default::default();
+    b.counter_reset_hint = Default::default();
+    if a.sum.is_nan() && b.sum.is_nan() {
+        a.sum = 0.0;
+        b.sum = 0.0;
+    }
+    a == b
+}
+
+/// The sum of one group's samples: floats or histograms, `None` when they mix or the
+/// histograms do not add up (custom buckets that differ).
+fn sum(samples: &[NSample]) -> Option<NSample> {
+    match samples.first()? {
+        NSample::F(_) => {
+            let mut total = 0.0;
+            for s in samples {
+                let NSample::F(v) = s else { return None };
+                total += v;
+            }
+            Some(NSample::F(total))
+        }
+        NSample::H(first) => {
+            let mut total = (**first).clone();
+            for s in &samples[1..] {
+                let NSample::H(h) = s else { return None };
+                total = total.add(h).ok()?;
+            }
+            Some(NSample::H(Arc::new(total)))
+        }
+    }
+}
+
+/// An aggregation's group labels (`by` keeps the listed labels, `without` drops them and the
+/// metric name; neither: one group).
+fn grouping(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => labels.filter(|k| by.labels.iter().any(|l| l == k)),
+        Some(LabelModifier::Exclude(without)) => labels.filter(|k| k != pharos_model::METRIC_NAME && !without.labels.iter().any(|l| l == k)),
+        None => Labels::default(),
+    }
+}
+
+/// Prometheus' `histogramRate` with `extrapolatedRate`'s extrapolation, over at least two
+/// histogram samples of a window: the last minus the first (at the lowest schema of the window),
+/// with counter resets added back for counters; scaled to the window's edges (the zero point
+/// taken from the counts) and per second for `rate`. `None` when the histograms do not combine
+/// (custom buckets with other bounds, or custom mixed with exponential).
+fn histogram_rate(points: &[&(i64, Arc<FloatHistogram>)], w: Window, is_counter: bool, is_rate: bool) -> Option<FloatHistogram> {
+    let mut prev: FloatHistogram = (*points[0].1).clone();
+    // A reset between the first two samples: the first counts as empty.
+    if is_counter && points[1].1.detect_reset(&prev) {
+        prev = FloatHistogram { schema: points[1].1.schema, custom_values: points[1].1.custom_values.clone(), ..Default::default() };
+    }
+    let last = &points[points.len() - 1].1;
+    if last.uses_custom_buckets() != prev.uses_custom_buckets() {
+        return None;
+    }
+    let mut min_schema = last.schema.min(prev.schema);
+    for (_, h) in &points[1..points.len() - 1] {
+        if h.uses_custom_buckets() != prev.uses_custom_buckets() {
+            return None;
+        }
+        if is_counter {
+            min_schema = min_schema.min(h.schema);
+        }
+    }
+    let mut result = last.copy_to_schema(min_schema).sub(&prev).ok()?;
+    if is_counter {
+        for pair in points.windows(2) {
+            let (before, after) = (&pair[0].1, &pair[1].1);
+            if after.detect_reset(before) {
+                result = result.add(before).ok()?;
+            }
+        }
+    }
+    let counts: Vec<(i64, f64)> = points.iter().map(|(t, h)| (*t, h.count)).collect();
+    let factor = range_functions::extrapolation_factor(&counts, w, result.count, is_counter, is_rate);
+    let mut result = result.mul(factor);
+    result.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
+    Some(result.compact())
+}
+
+/// A reader that answers selectors of the names [`prepare`] made up with the series it
+/// computed, and everything else from `inner`.
+pub(crate) struct WithVirtual<'a> {
+    pub(crate) inner: &'a dyn MetricsReader,
+    pub(crate) series: HashMap<String, Vec<Series>>,
+}
+
+impl WithVirtual<'_> {
+    fn virtual_of(&self, matchers: &[LabelMatcher]) -> Option<&Vec<Series>> {
+        matchers.iter().find(|m| m.name == pharos_model::METRIC_NAME).and_then(|m| self.series.get(&m.value))
+    }
+}
+
+impl MetricsReader for WithVirtual<'_> {
+    fn select_series(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> std::result::Result<Vec<Series>, String> {
+        match self.virtual_of(matchers) {
+            Some(series) => Ok(series
+                .iter()
+                .map(|s| Series { labels: s.labels.clone(), samples: s.samples.iter().copied().filter(|(t, _)| *t >= start_ms && *t <= end_ms).collect() })
+                .filter(|s| !s.samples.is_empty())
+                .collect()),
+            None => self.inner.select_series(matchers, start_ms, end_ms),
+        }
+    }
+
+    fn stream_series(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        plan: &mut dyn FnMut(&[Labels]) -> bool,
+        sink: &pharos_model::SeriesSink<'_>,
+    ) -> std::result::Result<bool, String> {
+        if self.virtual_of(matchers).is_none() {
+            return self.inner.stream_series(matchers, start_ms, end_ms, plan, sink);
+        }
+        let series = self.select_series(matchers, start_ms, end_ms)?;
+        let labels: Vec<Labels> = series.iter().map(|s| s.labels.clone()).collect();
+        if !plan(&labels) {
+            return Ok(false);
+        }
+        for (i, s) in series.iter().enumerate() {
+            sink(i, &s.samples);
+        }
+        Ok(true)
+    }
+
+    fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> std::result::Result<Vec<HistogramSeries>, String> {
+        self.inner.select_histograms(matchers, start_ms, end_ms)
+    }
+}
+
+/// Drops the made-up metric names of [`WithVirtual`] series from an answer's labels (where an
+/// operation kept the name, as a comparison does).
+pub(crate) fn strip_virtual_names(value: &mut Value) {
+    let strip = |l: &mut Labels| {
+        if l.metric_name().is_some_and(|n| n.starts_with(VIRTUAL_PREFIX)) {
+            *l = l.without_name();
+        }
+    };
+    match value {
+        Value::Vector(v) => v.iter_mut().for_each(|s| strip(&mut s.labels)),
+        Value::Matrix(m) => m.iter_mut().for_each(|s| strip(&mut s.labels)),
+        Value::Native { series, .. } => series.iter_mut().for_each(|s| strip(&mut s.labels)),
+        Value::Scalar(_) | Value::String(_) => {}
+    }
 }

@@ -47,6 +47,15 @@ pub fn extrapolated_rate(
 /// for counters with resets added back), extrapolated to the window's edges. A caller that
 /// knows a counter window holds no reset passes its last value minus its first.
 pub fn extrapolate(points: &[(i64, f64)], w: Window, result: f64, is_counter: bool, is_rate: bool) -> f64 {
+    result * extrapolation_factor(points, w, result, is_counter, is_rate)
+}
+
+/// What [`extrapolate`] multiplies `result` by: the window covered by extrapolating from the
+/// first and last of `points` (at least two) towards the window's edges, over the sampled
+/// interval (per second of the window for a rate). For a counter the extrapolation to the left
+/// stops where it would reach zero, from the first value and `result`. Native histograms use
+/// it with their counts as the values.
+pub fn extrapolation_factor(points: &[(i64, f64)], w: Window, result: f64, is_counter: bool, is_rate: bool) -> f64 {
     let (first_t, first_v) = points[0];
     let last_t = points[points.len() - 1].0;
     let mut to_start = (first_t - w.start_ms) as f64 / 1000.0;
@@ -71,7 +80,7 @@ pub fn extrapolate(points: &[(i64, f64)], w: Window, result: f64, is_counter: bo
     if is_rate {
         factor /= w.range_seconds();
     }
-    result * factor
+    factor
 }
 
 /// Prometheus' `instantValue`: `irate` (`is_rate`) and `idelta` from the last two samples.
