@@ -149,13 +149,22 @@ fn floats_of(reader: &dyn MetricsReader, vs: &VectorSelector, (from, last): (i64
 pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, frame: Frame, range_query: bool) -> Result<Option<Prepared>> {
     let mut found = Vec::new();
     selectors(expr, frame, (frame.start_ms, frame.end_ms), &mut found);
+    let mut histograms: HashMap<usize, Vec<HistogramSeries>> = HashMap::new();
+    for (vs, bounds) in &found {
+        let h = histograms_of(reader, vs, *bounds)?;
+        if !h.is_empty() {
+            histograms.insert(key(vs), h);
+        }
+    }
+    if histograms.is_empty() {
+        return Ok(None);
+    }
+    // Every selector is loaded (float-only ones too, as operands of what is evaluated here).
+    let hist_keys: std::collections::HashSet<usize> = histograms.keys().copied().collect();
     let mut data: HashMap<usize, Vec<NSeries>> = HashMap::new();
     let mut samples = 0usize;
     for (vs, bounds) in &found {
-        let histograms = histograms_of(reader, vs, *bounds)?;
-        if histograms.is_empty() {
-            continue;
-        }
+        let histograms = histograms.remove(&key(vs)).unwrap_or_default();
         let mut series: BTreeMap<Labels, NSeries> = BTreeMap::new();
         for (labels, floats) in floats_of(reader, vs, *bounds)? {
             samples += floats.len();
@@ -171,10 +180,7 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         }
         data.insert(key(vs), series.into_values().collect());
     }
-    if data.is_empty() {
-        return Ok(None);
-    }
-    let ev = Native { frame, data, notes: Annotations::default() };
+    let ev = Native { frame, data, hist_keys, notes: Annotations::default() };
     let steps: Vec<i64> = if range_query {
         let mut steps = Vec::new();
         let mut t = frame.start_ms;
@@ -246,8 +252,10 @@ const TO_FLOAT: &[&str] = &[
 
 struct Native {
     frame: Frame,
-    /// The samples of each selector that reads histograms, by the selector's address.
+    /// The samples of every selector of the query, by the selector's address.
     data: HashMap<usize, Vec<NSeries>>,
+    /// The selectors that read histogram samples.
+    hist_keys: std::collections::HashSet<usize>,
     /// Warnings and infos.
     notes: Annotations,
 }
@@ -260,7 +268,8 @@ const RANGE_TO_FLOATS: &[&str] = &["count_over_time", "present_over_time", "ts_o
 /// and the other functions of instant vectors that read float values only).
 const IGNORING_SILENTLY: &[&str] = &[
     "abs", "ceil", "floor", "exp", "sqrt", "ln", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
-    "asinh", "acosh", "atanh", "rad", "deg", "sgn", "clamp", "clamp_min", "clamp_max", "round",
+    "asinh", "acosh", "atanh", "rad", "deg", "sgn", "clamp", "clamp_min", "clamp_max", "round", "day_of_month", "day_of_week",
+    "day_of_year", "days_in_month", "hour", "minute", "month", "year", "scalar", "sort", "sort_desc",
 ];
 /// Range functions of floats that leave histogram samples out, with an info when a window held
 /// both.
@@ -268,6 +277,25 @@ const IGNORING_IN_RANGES: &[&str] = &[
     "min_over_time", "max_over_time", "stddev_over_time", "stdvar_over_time", "quantile_over_time", "mad_over_time", "deriv",
     "predict_linear", "double_exponential_smoothing", "holt_winters",
 ];
+
+/// `Some(bool modifier)` when a binary operation matches its sides one-to-one on all labels
+/// but the name (no `on`, `ignoring`, `group_*` or fill values), the only matching evaluated
+/// here.
+fn plain_matching(b: &promql_parser::parser::BinaryExpr) -> Option<bool> {
+    match &b.modifier {
+        None => Some(false),
+        Some(m) if m.matching.is_none()
+            && matches!(m.card, promql_parser::parser::VectorMatchCardinality::OneToOne)
+            && m.fill_values == Default::default() =>
+        {
+            Some(m.return_bool)
+        }
+        _ => None,
+    }
+}
+
+/// Comparison operators.
+const COMPARISONS: [promql_parser::parser::token::TokenId; 6] = [T_EQLC, T_NEQ, T_GTR, T_LSS, T_GTE, T_LTE];
 
 fn number(e: &Expr) -> Option<f64> {
     match unwrap_parens(e) {
@@ -282,7 +310,7 @@ impl Native {
     fn touches(&self, e: &Expr) -> bool {
         let mut found = Vec::new();
         selectors(e, self.frame, (self.frame.start_ms, self.frame.end_ms), &mut found);
-        found.iter().any(|(vs, _)| self.data.contains_key(&key(vs)))
+        found.iter().any(|(vs, _)| self.hist_keys.contains(&key(vs)))
     }
 
     /// What `e` gives when this evaluator handles all of it, else `None`.
@@ -312,7 +340,12 @@ impl Native {
                 let inner = self.kind(&a.expr)?;
                 Some(if [T_COUNT, T_GROUP].contains(&a.op.id()) { Kind::Floats } else { inner })
             }
-            Expr::Binary(b) if b.modifier.is_none() => match b.op.id() {
+            Expr::Binary(b) if COMPARISONS.contains(&b.op.id()) && number(&b.lhs).is_none() && number(&b.rhs).is_none() => {
+                let return_bool = plain_matching(b)?;
+                let (l, _) = (self.kind(&b.lhs)?, self.kind(&b.rhs)?);
+                Some(if return_bool { Kind::Floats } else { l })
+            }
+            Expr::Binary(b) if plain_matching(b) == Some(false) => match b.op.id() {
                 T_MUL | T_DIV if number(&b.lhs).is_some() || number(&b.rhs).is_some() => match (number(&b.lhs), number(&b.rhs)) {
                     (Some(_), None) if b.op.id() == T_MUL => self.kind(&b.rhs),
                     (None, Some(_)) => self.kind(&b.lhs),
@@ -447,7 +480,7 @@ impl Native {
             _ => {
                 let mut found = Vec::new();
                 selectors(e, self.frame, (self.frame.start_ms, self.frame.end_ms), &mut found);
-                let vs = found.iter().find(|(vs, _)| self.data.contains_key(&key(vs))).map(|(vs, _)| vs.to_string()).unwrap_or_default();
+                let vs = found.iter().find(|(vs, _)| self.hist_keys.contains(&key(vs))).map(|(vs, _)| vs.to_string()).unwrap_or_default();
                 return Err(Error::unsupported(format!("evaluating native histogram samples (of series selected by `{vs}`) in `{e}`")));
             }
         })
@@ -457,8 +490,8 @@ impl Native {
     /// histograms.
     fn leaf_selector<'e>(&self, e: &'e Expr) -> Option<&'e VectorSelector> {
         match unwrap_parens(e) {
-            Expr::VectorSelector(vs) if self.data.contains_key(&key(vs)) => Some(vs),
-            Expr::MatrixSelector(m) if self.data.contains_key(&key(&m.vs)) => Some(&m.vs),
+            Expr::VectorSelector(vs) if self.hist_keys.contains(&key(vs)) => Some(vs),
+            Expr::MatrixSelector(m) if self.hist_keys.contains(&key(&m.vs)) => Some(&m.vs),
             _ => None,
         }
     }
@@ -603,11 +636,14 @@ impl Native {
                 match (before, last) {
                     (NSample::F(b), NSample::F(l)) => range_functions::instant_value(&[(*t1, *b), (*t2, *l)], name == "irate").map(NSample::F),
                     (NSample::H(b), NSample::H(l)) => {
-                        if b.uses_custom_buckets() != l.uses_custom_buckets() {
+                        // `irate` over a reset takes the last histogram alone, whatever the
+                        // buckets of the one before.
+                        let reset = name == "irate" && l.detect_reset(b) && !(b.uses_custom_buckets() && l.uses_custom_buckets());
+                        if !reset && b.uses_custom_buckets() != l.uses_custom_buckets() {
                             self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
                             return None;
                         }
-                        if b.uses_custom_buckets() && b.custom_values != l.custom_values {
+                        if !reset && b.uses_custom_buckets() && l.uses_custom_buckets() && b.custom_values != l.custom_values {
                             // Prometheus reconciles the buckets both share; Pharos does not yet,
                             // and gives no value rather than a wrong one.
                             return None;
@@ -618,7 +654,7 @@ impl Native {
                         if name == "idelta" && !(gauge(b) && gauge(l)) {
                             self.warn(c, "this native histogram metric is not a gauge:", metric);
                         }
-                        let mut h = if name == "irate" && l.detect_reset(b) { (**l).clone() } else { l.sub(b).ok()? };
+                        let mut h = if reset || (name == "irate" && l.detect_reset(b)) { (**l).clone() } else { l.sub(b).ok()? };
                         if name == "irate" {
                             h = h.div((t2 - t1) as f64 / 1000.0);
                         }
@@ -771,6 +807,38 @@ impl Native {
                         (labels.without_name(), s)
                     })
                     .collect())
+            }
+            Expr::Binary(b) if COMPARISONS.contains(&b.op.id()) => {
+                let (op, return_bool) = (b.op.id(), plain_matching(b) == Some(true));
+                let right: HashMap<Labels, NSample> = self.eval(&b.rhs, t)?.into_iter().map(|(l, s)| (l.without_name(), s)).collect();
+                let mut out = Vec::new();
+                for (labels, l) in self.eval(&b.lhs, t)? {
+                    let Some(r) = right.get(&labels.without_name()) else { continue };
+                    // Floats compare as numbers; histograms only for (in)equality; a float and
+                    // a histogram not at all (an info, no result).
+                    let holds = match (&l, r) {
+                        (NSample::F(x), NSample::F(y)) => Some(match op {
+                            T_EQLC => x == y,
+                            T_NEQ => x != y,
+                            T_GTR => x > y,
+                            T_LSS => x < y,
+                            T_GTE => x >= y,
+                            _ => x <= y,
+                        }),
+                        (NSample::H(x), NSample::H(y)) if op == T_EQLC || op == T_NEQ => Some(same_histogram(x, y) == (op == T_EQLC)),
+                        _ => {
+                            self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), Anchor::none());
+                            None
+                        }
+                    };
+                    match holds {
+                        Some(h) if return_bool => out.push((labels.without_name(), NSample::F(if h { 1.0 } else { 0.0 }))),
+                        // The left side's sample, labels and name kept.
+                        Some(true) => out.push((labels, l)),
+                        _ => {}
+                    }
+                }
+                Ok(out)
             }
             Expr::Binary(b) => {
                 let op = b.op.id();
