@@ -254,6 +254,35 @@ pub(crate) fn read(
     Ok(())
 }
 
+/// The distinct label sets of a file's series (its `metric_name` and `labels` columns only), so
+/// that a query can skip the files holding none of the series it selects.
+pub(crate) fn series_of(path: &Path) -> Result<Vec<Labels>> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["metric_name", "labels"]);
+    let reader = builder.with_projection(mask).build()?;
+    let corrupt = |what: &str| Error::Corrupt(format!("{}: {what}", path.display()));
+    let mut seen: std::collections::BTreeSet<(String, String)> = std::collections::BTreeSet::new();
+    for batch in reader {
+        let batch = batch?;
+        let col = |name: &str| batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| corrupt(&format!("{name} is not UTF8")));
+        let (names, labels) = (col("metric_name")?, col("labels")?);
+        for i in 0..batch.num_rows() {
+            // Rows are sorted by series: compare with the last one seen before allocating.
+            if seen.last().is_some_and(|(n, l)| n == names.value(i) && l == labels.value(i)) {
+                continue;
+            }
+            seen.insert((names.value(i).to_string(), labels.value(i).to_string()));
+        }
+    }
+    seen.into_iter()
+        .map(|(name, json)| {
+            let map: BTreeMap<String, String> = serde_json::from_str(&json).map_err(|e| corrupt(&format!("labels {json:?} are not a JSON object: {e}")))?;
+            Ok(Labels::from_pairs(std::iter::once((METRIC_NAME.to_string(), name)).chain(map)))
+        })
+        .collect()
+}
+
 /// Merges `inputs` (paths relative to `data_dir`, oldest first) into one file of their
 /// partition at zstd `level`; of two samples of a series at one timestamp the one of the later
 /// input is kept. `None` when they hold no rows.

@@ -333,6 +333,7 @@ impl Store {
         // A query that read a file just as it was unpublished may have cached its series list.
         let manifest = self.manifest();
         self.file_series.lock().retain(|path, _| manifest.metric_files.iter().any(|f| &f.path == path));
+        self.histogram_file_series.lock().retain(|path, _| manifest.histogram_files.iter().any(|f| &f.path == path));
         self.label_cache.prune();
         let mut pending = self.pending_deletes.lock();
         pending.retain(|(at, path)| {

@@ -183,6 +183,8 @@ pub struct Store {
     pub(crate) term_budget: Arc<TermBudget>,
     /// Series list per published Parquet file (path relative to `data_dir`), loaded at first use.
     pub(crate) file_series: Mutex<HashMap<String, Arc<parquet_files::FileSeries>>>,
+    /// Per native histogram file, its series (read once), to skip files a query selects none of.
+    pub(crate) histogram_file_series: Mutex<HashMap<String, Arc<Vec<Labels>>>>,
     /// Label sets shared by the series lists of all files.
     pub(crate) label_cache: parquet_files::LabelCache,
     pub(crate) metrics: Arc<CollectorMetrics>,
@@ -231,6 +233,7 @@ impl Store {
             split_readers: Mutex::new(HashMap::new()),
             term_budget: Arc::new(TermBudget::new(crate::config::DEFAULT_LOG_TERM_CACHE_MB << 20)),
             file_series: Mutex::new(HashMap::new()),
+            histogram_file_series: Mutex::new(HashMap::new()),
             label_cache: parquet_files::LabelCache::default(),
             metrics,
             pending_deletes: Mutex::new(Vec::new()),
@@ -1061,7 +1064,19 @@ impl Store {
             manifest.histogram_files.iter().filter(|f| f.min_ts_ms <= end_ms && f.max_ts_ms >= start_ms).collect();
         files.sort_by_key(|f| f.created_ms);
         for f in files {
-            crate::histogram_files::read(&self.data_dir.join(&f.path), matchers, start_ms, end_ms, &mut by_series)?;
+            let path = self.data_dir.join(&f.path);
+            let cached = self.histogram_file_series.lock().get(&f.path).cloned();
+            let series = match cached {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(crate::histogram_files::series_of(&path)?);
+                    self.histogram_file_series.lock().insert(f.path.clone(), s.clone());
+                    s
+                }
+            };
+            if series.iter().any(|l| pharos_model::select::matches_all(matchers, l)) {
+                crate::histogram_files::read(&path, matchers, start_ms, end_ms, &mut by_series)?;
+            }
         }
         for s in heads {
             by_series.entry(s.labels).or_default().extend(s.samples);
@@ -1554,6 +1569,10 @@ mod tests {
         assert_eq!(store.manifest().histogram_files.len(), 1);
         assert!(store.manifest().histogram_files[0].path.starts_with("histograms/date=1970-01-01/hour=00/"));
         assert_eq!(store.select_histograms(&m, 0, 10_000).unwrap(), want(&[(1000, 1.0), (2000, 2.0)]), "from the file");
+        // The file's series are known after the first read: a selector of other series skips it.
+        assert_eq!(store.select_histograms(&[LabelMatcher::equal("__name__", "other")], 0, 10_000).unwrap(), vec![]);
+        assert_eq!(store.histogram_file_series.lock().values().map(|s| (**s).clone()).collect::<Vec<_>>(), vec![vec![series.clone()]]);
+        assert_eq!(store.select_histograms(&[LabelMatcher::equal("team", "platform")], 0, 10_000).unwrap(), want(&[(1000, 1.0), (2000, 2.0)]));
         // The same timestamp again (a newer value) and a new one: a second file.
         store.ingest_durable(WalKind::RemoteWriteSnappy, &body(&[(2000, 5.0), (3000, 3.0)])).unwrap();
         store.flush().unwrap();
