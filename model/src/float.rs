@@ -1,5 +1,6 @@
-//! Float comparison as Prometheus does it (`util/almost.Equal`), shared by the PromQL evaluator
-//! (tolerating float noise between histogram buckets) and the conformance runner.
+//! Float arithmetic as Prometheus does it: comparison (`util/almost.Equal`), shared by the PromQL evaluator
+//! (tolerating float noise between histogram buckets) and the conformance runner, and
+//! compensated summation (`kahanSumInc`).
 
 /// True when `a` and `b` are both NaN, equal, or within `epsilon` of each other relative to
 /// their magnitude; near zero the floor is the smallest normal f64.
@@ -30,4 +31,18 @@ mod tests {
         assert!(!almost_equal(0.0, 1e-300, 1e-6));
         assert!(!almost_equal(f64::NAN, 1.0, 1e-6));
     }
+}
+
+/// Neumaier-compensated addition, Prometheus' `kahanSumInc`: the new sum and compensation of
+/// adding `inc` to `sum` with compensation `c` (the result is `sum + c`).
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
 }

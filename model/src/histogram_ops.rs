@@ -100,18 +100,6 @@ fn reduce_side(side: &Side, schema: i32, target: i32) -> Side {
     out
 }
 
-/// Prometheus' Kahan-Neumaier summation step (`kahanSumInc`): the new sum and compensation.
-fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
 
 /// The counter reset hint of a sum or difference of two histograms (Prometheus'
 /// `adjustCounterReset`), and whether the hints collided (one `CounterReset`, the other
@@ -694,7 +682,7 @@ impl FloatHistogram {
                 if b.upper < 0.0 { -v } else { v }
             };
             let delta = value - mean;
-            (variance, compensation) = kahan_inc(b.count * delta * delta, variance, compensation);
+            (variance, compensation) = crate::float::kahan_sum_inc(b.count * delta * delta, variance, compensation);
         }
         (variance + compensation) / self.count
     }

@@ -117,6 +117,19 @@ pub struct HistogramSeries {
 /// Where [`MetricsReader::stream_series`] hands each series' samples: `(index, samples)`.
 pub type SeriesSink<'a> = dyn Fn(usize, &[(i64, f64)]) + Sync + 'a;
 
+/// [`MetricsReader::stream_series`] over series already selected: `plan` gets their label sets,
+/// and if it accepts, `sink` every series' samples by index. Returns whether `plan` accepted.
+pub fn hand_over(series: &[Series], plan: &mut dyn FnMut(&[Labels]) -> bool, sink: &SeriesSink<'_>) -> bool {
+    let labels: Vec<Labels> = series.iter().map(|s| s.labels.clone()).collect();
+    if !plan(&labels) {
+        return false;
+    }
+    for (i, s) in series.iter().enumerate() {
+        sink(i, &s.samples);
+    }
+    true
+}
+
 /// Read access to stored metrics (head and published files merged).
 pub trait MetricsReader: Send + Sync {
     /// Every series matching all `matchers`, with its samples in `[start_ms, end_ms]`; series
@@ -143,15 +156,7 @@ pub trait MetricsReader: Send + Sync {
         plan: &mut dyn FnMut(&[Labels]) -> bool,
         sink: &SeriesSink<'_>,
     ) -> Result<bool, String> {
-        let series = self.select_series(matchers, start_ms, end_ms)?;
-        let labels: Vec<Labels> = series.iter().map(|s| s.labels.clone()).collect();
-        if !plan(&labels) {
-            return Ok(false);
-        }
-        for (i, s) in series.iter().enumerate() {
-            sink(i, &s.samples);
-        }
-        Ok(true)
+        Ok(hand_over(&self.select_series(matchers, start_ms, end_ms)?, plan, sink))
     }
 
     /// The native histogram samples in `[start_ms, end_ms]` of every series matching all

@@ -19,18 +19,8 @@ use super::step_table::{StepTable, distinct_within};
 use super::value::{Sample, Value, format_float};
 use crate::error::{Error, Result};
 
-/// Neumaier-compensated addition, Prometheus' `kahanSumInc`.
-pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+/// Neumaier-compensated addition, Prometheus' `kahanSumInc` (shared with the histogram math).
+pub use pharos_model::float::kahan_sum_inc;
 
 /// Compensated sum of `values`.
 pub fn kahan_sum(values: impl IntoIterator<Item = f64>) -> f64 {

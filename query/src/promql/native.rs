@@ -1002,15 +1002,7 @@ impl MetricsReader for WithVirtual<'_> {
         if self.virtual_of(matchers).is_none() {
             return self.inner.stream_series(matchers, start_ms, end_ms, plan, sink);
         }
-        let series = self.select_series(matchers, start_ms, end_ms)?;
-        let labels: Vec<Labels> = series.iter().map(|s| s.labels.clone()).collect();
-        if !plan(&labels) {
-            return Ok(false);
-        }
-        for (i, s) in series.iter().enumerate() {
-            sink(i, &s.samples);
-        }
-        Ok(true)
+        Ok(pharos_model::select::hand_over(&self.select_series(matchers, start_ms, end_ms)?, plan, sink))
     }
 
     fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> std::result::Result<Vec<HistogramSeries>, String> {
