@@ -342,7 +342,7 @@ impl Store {
             WARNED.call_once(|| {
                 tracing::warn!(
                     histograms = histograms_dropped,
-                    "exponential histograms (OTLP) are not supported and were not stored \
+                    "exponential histograms (OTLP) with delta temporality, a scale below -4 or counts their buckets miss were not stored \
                      (counted in pharos_collector_native_histograms_dropped_total; this is logged once)"
                 );
             });

@@ -17,7 +17,8 @@ pub struct CollectorMetrics {
     pub batches_rejected: Counter,
     /// Kafka messages consumed.
     pub kafka_messages: Counter,
-    /// OTLP exponential histogram data points received and not stored.
+    /// OTLP exponential histogram data points received and not stored (delta temporality, a
+    /// scale below −4, or bucket counts that do not add up to the count).
     pub native_histograms_dropped: Counter,
     /// Native histogram samples (remote_write) stored in the head.
     pub native_histograms_ingested: Counter,
@@ -65,7 +66,7 @@ impl CollectorMetrics {
         r.register("kafka_messages", "Kafka messages consumed", self.kafka_messages.clone());
         r.register(
             "native_histograms_dropped",
-            "Exponential histogram data points (OTLP) received and not stored (not supported)",
+            "Exponential histogram data points (OTLP) received and not stored (delta temporality, scale below -4, or counts their buckets miss)",
             self.native_histograms_dropped.clone(),
         );
         r.register(

@@ -21,8 +21,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Exemplar as OtlpExemplar, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, exemplar, metric, number_data_point,
+    AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, exemplar, exponential_histogram_data_point, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -342,6 +342,7 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
     let mut out = Vec::new();
     let mut exemplars = Vec::new();
     let mut dropped_histograms = 0;
+    let mut histograms = Vec::new();
     let mut metadata: Vec<MetricMetadata> = Vec::new();
     for rm in req.resource_metrics {
         let resource: Vec<(String, String)> = rm
@@ -359,11 +360,11 @@ fn metrics_to_samples(req: ExportMetricsServiceRequest) -> Result<MetricsBatch> 
                 {
                     metadata.push(md);
                 }
-                dropped_histograms += push_metric(&resource, &m, &mut out, &mut exemplars);
+                dropped_histograms += push_metric(&resource, &m, &mut out, &mut histograms, &mut exemplars);
             }
         }
     }
-    Ok(MetricsBatch { samples: out, metadata, exemplars, histograms: Vec::new(), dropped_histograms })
+    Ok(MetricsBatch { samples: out, metadata, exemplars, histograms, dropped_histograms })
 }
 
 /// The metadata `m` carries (see the module docs); takes its description.
@@ -417,12 +418,13 @@ fn exemplar_of(e: &OtlpExemplar) -> Exemplar {
     Exemplar { labels: Labels::from_pairs(pairs), value, timestamp_ms: ms(e.time_unix_nano) }
 }
 
-/// Appends the samples and exemplars of `m`; returns how many of its data points were not
-/// stored (exponential histograms, which need native histograms).
+/// Appends the samples, native histograms and exemplars of `m`; returns how many of its data
+/// points were not stored (exponential histograms [`native_histogram`] does not convert).
 fn push_metric(
     resource: &[(String, String)],
     m: &Metric,
     out: &mut Vec<Sample>,
+    histograms: &mut Vec<crate::HistogramSample>,
     exemplars: &mut Vec<(Labels, Exemplar)>,
 ) -> u64 {
     match &m.data {
@@ -478,10 +480,83 @@ fn push_metric(
                 out.push(Sample::new(l, t, value_or_stale(dp.flags, dp.count as f64)));
             }
         }
-        Some(metric::Data::ExponentialHistogram(h)) => return h.data_points.len() as u64,
+        Some(metric::Data::ExponentialHistogram(h)) => {
+            let mut dropped = 0;
+            for dp in &h.data_points {
+                match native_histogram(h.aggregation_temporality, dp) {
+                    Some(histogram) => {
+                        let l = series(resource, &m.name, &dp.attributes, &[]);
+                        exemplars.extend(dp.exemplars.iter().map(|e| (l.clone(), exemplar_of(e))));
+                        histograms.push(crate::HistogramSample { labels: l, timestamp_ms: ms(dp.time_unix_nano), histogram: std::sync::Arc::new(histogram) });
+                    }
+                    None => dropped += 1,
+                }
+            }
+            return dropped;
+        }
         None => {}
     }
     0
+}
+
+/// An OTLP exponential histogram data point as Prometheus' OTLP receiver turns it into a native
+/// histogram: the scale is the schema (a scale above 8 merges buckets down to schema 8), OTLP
+/// bucket `i` (`(base^i, base^(i+1)]`) is bucket `i + 1` (`(base^(i-1), base^i]` shifted), the
+/// zero bucket keeps its count with the point's zero threshold (Prometheus' 1e-128 when the
+/// point has none), the counter reset hint is unknown, and a point flagged "no recorded value"
+/// is a staleness marker. `None` (not stored, as Prometheus refuses them) for delta or unknown
+/// temporality, a scale below −4, or counts its buckets do not add up to.
+fn native_histogram(temporality: i32, dp: &ExponentialHistogramDataPoint) -> Option<crate::FloatHistogram> {
+    use crate::histogram::Span;
+    const DEFAULT_ZERO_THRESHOLD: f64 = 1e-128;
+    if temporality != AggregationTemporality::Cumulative as i32 || dp.scale < -4 {
+        return None;
+    }
+    let scale_down = (dp.scale - 8).max(0) as u32;
+    // (spans, counts) of one side at the schema, merging 2^scale_down buckets into one.
+    let side = |b: &Option<exponential_histogram_data_point::Buckets>| -> (Vec<Span>, Vec<f64>) {
+        let mut by_index: std::collections::BTreeMap<i32, f64> = std::collections::BTreeMap::new();
+        if let Some(b) = b {
+            for (i, c) in b.bucket_counts.iter().enumerate() {
+                if *c > 0 {
+                    let otlp = b.offset + i as i32;
+                    *by_index.entry((otlp >> scale_down) + 1).or_default() += *c as f64;
+                }
+            }
+        }
+        let (mut spans, mut counts): (Vec<Span>, Vec<f64>) = (Vec::new(), Vec::new());
+        let mut next: Option<i32> = None;
+        for (index, count) in by_index {
+            match next {
+                Some(n) if n == index => spans.last_mut().expect("a span").length += 1,
+                Some(n) => spans.push(Span { offset: index - n, length: 1 }),
+                None => spans.push(Span { offset: index, length: 1 }),
+            }
+            counts.push(count);
+            next = Some(index + 1);
+        }
+        (spans, counts)
+    };
+    let (positive_spans, positive_buckets) = side(&dp.positive);
+    let (negative_spans, negative_buckets) = side(&dp.negative);
+    let stale = dp.flags & FLAG_NO_RECORDED_VALUE != 0;
+    let h = crate::FloatHistogram {
+        counter_reset_hint: crate::histogram::CounterResetHint::Unknown,
+        schema: dp.scale.min(8),
+        zero_threshold: if dp.zero_threshold > 0.0 { dp.zero_threshold } else { DEFAULT_ZERO_THRESHOLD },
+        zero_count: dp.zero_count as f64,
+        count: dp.count as f64,
+        sum: if stale { f64::from_bits(STALE_NAN_BITS) } else { dp.sum.unwrap_or(0.0) },
+        positive_spans,
+        positive_buckets,
+        negative_spans,
+        negative_buckets,
+        custom_values: Vec::new(),
+    };
+    if stale {
+        return Some(h);
+    }
+    (h.validate().is_ok() && h.validate_integer_counts().is_ok()).then_some(h)
 }
 
 /// The body of an OTLP/HTTP metrics answer (`ExportMetricsServiceResponse`, protobuf or JSON):
@@ -489,7 +564,7 @@ fn push_metric(
 /// not stored and why, as the OTLP spec asks of a server that accepted only part of a request.
 pub fn metrics_response(rejected_data_points: u64, json: bool) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
-    const WHY: &str = "exponential histogram data points are not stored: Pharos keeps float samples only (native histograms are not supported yet)";
+    const WHY: &str = "exponential histogram data points not stored: delta temporality, a scale below -4, or bucket counts that do not add up to the count";
     match (rejected_data_points, json) {
         (0, true) => b"{}".to_vec(),
         (0, false) => Vec::new(),
@@ -651,21 +726,56 @@ mod tests {
         assert_eq!(batch.exemplars[0].0.get("code"), Some("200"));
     }
 
-    /// Exponential histograms are counted, not stored, and the rest of the request is kept; the
+    /// Exponential histograms become native histograms as Prometheus' OTLP receiver converts
+    /// them; those it refuses are counted, not stored, and the rest of the request is kept; the
     /// answer then reports them as a partial success (protobuf and JSON).
     #[test]
-    fn exponential_histograms_are_counted_and_reported_as_a_partial_success() {
+    fn exponential_histograms_become_native_histograms_or_are_reported_as_a_partial_success() {
+        use crate::histogram::Span;
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+        // Cumulative: OTLP bucket i is native bucket i + 1 (scale 1: OTLP bucket -1 is
+        // (2^-0.5, 1], native bucket 0 the same); scale 10 merges 4 buckets into one of
+        // schema 8. Not stored: delta temporality, scale -5, a count its buckets miss.
         let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
           {"name":"lat","description":"Latency.","exponentialHistogram":{"aggregationTemporality":2,
-             "dataPoints":[{"timeUnixNano":"1000000","count":"2","scale":1,"positive":{"offset":0,"bucketCounts":["1","1"]}},
-                           {"timeUnixNano":"2000000","count":"3"}]}},
+             "dataPoints":[{"timeUnixNano":"1000000","count":"5","sum":2.5,"scale":1,"zeroCount":"1",
+                            "positive":{"offset":-1,"bucketCounts":["1","0","2"]},"negative":{"offset":0,"bucketCounts":["1"]},
+                            "attributes":[{"key":"route","value":{"stringValue":"/a"}}]},
+                           {"timeUnixNano":"2000000","count":"3","scale":10,"positive":{"offset":4,"bucketCounts":["1","1","1","0","0"]}},
+                           {"timeUnixNano":"3000000","count":"1","scale":-5,"zeroCount":"1"},
+                           {"timeUnixNano":"4000000","count":"3"}]}},
+          {"name":"lat_delta","exponentialHistogram":{"aggregationTemporality":1,
+             "dataPoints":[{"timeUnixNano":"1000000","count":"1","zeroCount":"1"}]}},
           {"name":"temp","gauge":{"dataPoints":[{"timeUnixNano":"1000000","asDouble":21.5}]}}]}]}]}"#;
         let batch = decode_metrics_batch_json(body).unwrap();
-        assert_eq!(batch.dropped_histograms, 2);
+        assert_eq!(batch.dropped_histograms, 3);
         assert_eq!(batch.samples.len(), 1);
         assert_eq!((batch.samples[0].labels.metric_name(), batch.samples[0].value), (Some("temp"), 21.5));
         assert_eq!(batch.metadata[0].r#type, MetricType::Histogram);
+        let got: Vec<(String, i64, crate::FloatHistogram)> =
+            batch.histograms.iter().map(|h| (h.labels.to_string(), h.timestamp_ms, (*h.histogram).clone())).collect();
+        let first = crate::FloatHistogram {
+            schema: 1,
+            zero_threshold: 1e-128,
+            zero_count: 1.0,
+            count: 5.0,
+            sum: 2.5,
+            positive_spans: vec![Span { offset: 0, length: 1 }, Span { offset: 1, length: 1 }],
+            positive_buckets: vec![1.0, 2.0],
+            negative_spans: vec![Span { offset: 1, length: 1 }],
+            negative_buckets: vec![1.0],
+            ..Default::default()
+        };
+        // Scale 10 → 8: OTLP buckets 4, 5, 6 at scale 10 are 4>>2 = 1 → native bucket 2.
+        let second = crate::FloatHistogram {
+            schema: 8,
+            zero_threshold: 1e-128,
+            count: 3.0,
+            positive_spans: vec![Span { offset: 2, length: 1 }],
+            positive_buckets: vec![3.0],
+            ..Default::default()
+        };
+        assert_eq!(got, vec![("lat{route=\"/a\"}".to_string(), 1, first), ("lat{}".to_string(), 2, second)]);
 
         assert_eq!(metrics_response(0, true), b"{}");
         assert!(metrics_response(0, false).is_empty());

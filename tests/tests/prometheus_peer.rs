@@ -575,10 +575,14 @@ async fn native_histograms_come_back_as_prometheus_answers_them() {
         &["--web.enable-remote-write-receiver", "--enable-feature=native-histograms"],
     );
     let prom_base = format!("http://127.0.0.1:{prom_port}");
-    wait_for("Prometheus to listen", Duration::from_secs(60), || {
+    // Ready, not only listening: a Prometheus still opening its TSDB answers 503.
+    let ready = format!("{prom_base}/-/ready");
+    wait_for_async("Prometheus to be ready", Duration::from_secs(60), || {
         prometheus.assert_running();
-        port_open(format!("127.0.0.1:{prom_port}").parse().unwrap()).then_some(())
-    });
+        let ready = ready.clone();
+        async move { reqwest::get(&ready).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
 
     // Whole seconds a minute ago, so both heads take them.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
