@@ -19,6 +19,20 @@ pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < epsilon
 }
 
+/// Neumaier-compensated addition, Prometheus' `kahanSumInc`: the new sum and compensation of
+/// adding `inc` to `sum` with compensation `c` (the result is `sum + c`).
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::almost_equal;
@@ -33,16 +47,3 @@ mod tests {
     }
 }
 
-/// Neumaier-compensated addition, Prometheus' `kahanSumInc`: the new sum and compensation of
-/// adding `inc` to `sum` with compensation `c` (the result is `sum + c`).
-pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}

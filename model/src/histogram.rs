@@ -133,7 +133,7 @@ impl FloatHistogram {
             if !self.negative_spans.is_empty() || !self.negative_buckets.is_empty() {
                 return Err("custom buckets: must not have negative buckets".into());
             }
-            if let Some(w) = self.custom_values.windows(2).find(|w| !(w[0] < w[1])) {
+            if let Some(w) = self.custom_values.windows(2).find(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
                 return Err(format!("custom buckets: bounds must be strictly increasing, found {} then {}", w[0], w[1]));
             }
             if self.custom_values.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
@@ -301,6 +301,8 @@ pub fn exponential_bound(index: i32, schema: i32) -> f64 {
 /// off). Schema `s` uses every `2^(8-s)`-th entry. Prometheus' own table differs from these in
 /// the last digit for some entries (e.g. 0.8408964152537144 for `2^(3/4)/2`, whose nearest
 /// double prints as 0.8408964152537145).
+// Entries such as 2^(128/256)/2 are 1/√2 by construction, not approximations of a constant.
+#[allow(clippy::approx_constant)]
 const OCTAVE_FRACTIONS: [f64; 256] = [
     0.5, 0.5013556375251013, 0.5027149505564014, 0.5040779490592088,
     0.5054446430258502, 0.5068150424757447, 0.5081891574554765, 0.509566998038869,

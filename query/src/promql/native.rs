@@ -571,15 +571,15 @@ impl Native {
         for s in self.series(vs)? {
             let f = s.floats[..s.floats.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
             let h = s.histograms[..s.histograms.partition_point(|(ts, _)| *ts <= at)].last().filter(|(ts, _)| *ts > after);
-            // The later sample of the two kinds is the series' latest.
-            match (f, h) {
-                (Some(&(ft, v)), h) if h.is_none_or(|(ht, _)| ft > *ht) => {
-                    if !is_stale_nan(v) {
-                        out.push((s.labels.clone(), ft, NSample::F(v)));
-                    }
-                }
-                (_, Some((ht, h))) if !is_stale(h) => out.push((s.labels.clone(), *ht, NSample::H(h.clone()))),
-                _ => {}
+            // The later sample of the two kinds is the series' latest; none when that one is a
+            // staleness marker.
+            let latest = match (f, h) {
+                (Some(&(ft, v)), h) if h.is_none_or(|(ht, _)| ft > *ht) => (!is_stale_nan(v)).then_some((ft, NSample::F(v))),
+                (_, Some((ht, h))) => (!is_stale(h)).then(|| (*ht, NSample::H(h.clone()))),
+                _ => None,
+            };
+            if let Some((ts, sample)) = latest {
+                out.push((s.labels.clone(), ts, sample));
             }
         }
         Ok(out)
@@ -618,7 +618,8 @@ impl Native {
                         if is_counter && hists.iter().any(|(_, h)| gauge(h)) {
                             self.warn(c, "this native histogram metric is not a counter:", metric);
                         }
-                        if !is_counter && !(gauge(&hists[0].1) && gauge(&hists[hists.len() - 1].1)) {
+                        let gauge_at_both_ends = gauge(&hists[0].1) && gauge(&hists[hists.len() - 1].1);
+                        if !is_counter && !gauge_at_both_ends {
                             self.warn(c, "this native histogram metric is not a gauge:", metric);
                         }
                         if hists.iter().any(|(_, h)| h.uses_custom_buckets() != hists[0].1.uses_custom_buckets()) {
