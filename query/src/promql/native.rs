@@ -369,35 +369,23 @@ impl Native {
         }
         Ok(match e {
             Expr::Call(_) | Expr::Aggregate(_) if self.kind(e) == Some(Kind::Floats) => {
-                let name = format!("{VIRTUAL_PREFIX}{}", out.len());
-                let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
-                // Per series a point at every step it has a value, and a staleness marker at
-                // each step it has none after one it had, so that a selector does not look back
-                // to an earlier step.
-                let mut by_labels: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
-                for (i, &t) in steps.iter().enumerate() {
-                    for (labels, s) in self.eval(e, t)? {
-                        if let NSample::F(v) = s {
-                            by_labels.entry(labels).or_insert_with(|| vec![None; steps.len()])[i] = Some(v);
-                        }
-                    }
-                }
-                let series = by_labels
-                    .into_iter()
-                    .map(|(labels, values)| {
-                        let mut samples = Vec::new();
-                        for (i, v) in values.iter().enumerate() {
-                            match v {
-                                Some(v) => samples.push((steps[i], *v)),
-                                None if i > 0 && values[i - 1].is_some() => samples.push((steps[i], stale)),
-                                None => {}
-                            }
-                        }
-                        Series { labels, samples }
-                    })
-                    .collect();
-                out.insert(name.clone(), series);
-                super::parse(&name)?
+                self.steps_to_virtual(e, steps, out, |s| if let NSample::F(v) = s { Some(v) } else { None })?
+            }
+            // `absent` and `absent_over_time` see whether there are samples, of either kind: a
+            // selector becomes one of its presence (keeping its matchers, from which `absent`
+            // takes its labels), an expression evaluated here the presence of its results.
+            Expr::Call(c) if matches!(c.func.name, "absent" | "absent_over_time") && c.args.args.len() == 1 => {
+                let arg = &c.args.args[0];
+                let new_arg = if self.is_leaf(arg) {
+                    self.presence_of_leaf(arg, out)?
+                } else if matches!(self.kind(arg), Some(_)) && c.func.name == "absent" {
+                    self.steps_to_virtual(arg, steps, out, |_| Some(1.0))?
+                } else {
+                    self.rewrite(arg, steps, out)?
+                };
+                let mut copy = c.clone();
+                copy.args.args = vec![Box::new(new_arg)];
+                Expr::Call(copy)
             }
             // Children are rewritten from the original tree (selectors are known by address),
             // then put into a copy of the node.
@@ -535,6 +523,74 @@ impl Native {
         let Expr::VectorSelector(mut virtual_vs) = super::parse(&name)? else {
             return Err(Error::Internal("a name did not parse as a selector".into()));
         };
+        virtual_vs.offset = vs.offset.clone();
+        virtual_vs.at = vs.at.clone();
+        Ok(match unwrap_parens(e) {
+            Expr::MatrixSelector(m) => Expr::MatrixSelector(MatrixSelector { vs: virtual_vs, range: m.range }),
+            _ => Expr::VectorSelector(virtual_vs),
+        })
+    }
+
+    /// A selector of the values `value` gives to the results of `e` at every step (added to
+    /// `out`): per series a point at each step it has one, and a staleness marker at each step it
+    /// has none after one it had, so that a selector does not look back to an earlier step.
+    fn steps_to_virtual(&self, e: &Expr, steps: &[i64], out: &mut HashMap<String, Vec<Series>>, value: impl Fn(NSample) -> Option<f64>) -> Result<Expr> {
+        let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+        let mut by_labels: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+        for (i, &t) in steps.iter().enumerate() {
+            for (labels, s) in self.eval(e, t)? {
+                if let Some(v) = value(s) {
+                    by_labels.entry(labels).or_insert_with(|| vec![None; steps.len()])[i] = Some(v);
+                }
+            }
+        }
+        let series = by_labels
+            .into_iter()
+            .map(|(labels, values)| {
+                let mut samples = Vec::new();
+                for (i, v) in values.iter().enumerate() {
+                    match v {
+                        Some(v) => samples.push((steps[i], *v)),
+                        None if i > 0 && values[i - 1].is_some() => samples.push((steps[i], stale)),
+                        None => {}
+                    }
+                }
+                Series { labels, samples }
+            })
+            .collect();
+        let name = format!("{VIRTUAL_PREFIX}{}", out.len());
+        out.insert(name.clone(), series);
+        super::parse(&name)
+    }
+
+    /// The leaf `e` as a selector of the presence of its samples: each float or histogram
+    /// sample a 1 (staleness markers kept), with the leaf's own matchers besides the name.
+    fn presence_of_leaf(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
+        let vs = self.leaf_selector(e).ok_or_else(|| Error::Internal("not a selector".into()))?;
+        let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+        let series = self
+            .series(vs)?
+            .iter()
+            .map(|s| {
+                let mut samples: Vec<(i64, f64)> = s
+                    .floats
+                    .iter()
+                    .map(|(t, v)| (*t, if is_stale_nan(*v) { stale } else { 1.0 }))
+                    .chain(s.histograms.iter().map(|(t, h)| (*t, if is_stale(h) { stale } else { 1.0 })))
+                    .collect();
+                samples.sort_by_key(|(t, _)| *t);
+                Series { labels: s.labels.clone(), samples }
+            })
+            .collect();
+        let name = format!("{VIRTUAL_PREFIX}{}", out.len());
+        out.insert(name.clone(), series);
+        let Expr::VectorSelector(mut virtual_vs) = super::parse(&name)? else {
+            return Err(Error::Internal("a name did not parse as a selector".into()));
+        };
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(Error::unsupported(format!("`absent` over `{vs}` (native histograms and `or` matchers)")));
+        }
+        virtual_vs.matchers.matchers.extend(vs.matchers.matchers.iter().filter(|m| m.name != pharos_model::METRIC_NAME).cloned());
         virtual_vs.offset = vs.offset.clone();
         virtual_vs.at = vs.at.clone();
         Ok(match unwrap_parens(e) {

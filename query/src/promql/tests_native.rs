@@ -95,6 +95,19 @@ fn histogram_functions_over_rates_sums_and_floats_around_them() {
 }
 
 #[test]
+fn absent_sees_histogram_samples() {
+    let s = store();
+    for q in ["absent(rpc_seconds)", "absent(sum(rpc_seconds))", "absent_over_time(rpc_seconds{job=\"a\"}[1m])"] {
+        assert!(floats(&instant_query(&s, q, 600_000).unwrap()).is_empty(), "{q}");
+    }
+    // 20 minutes after the last sample (past the 5 minute lookback and the 1 minute range).
+    let r = instant_query(&s, "absent(rpc_seconds{job=\"a\"})", 1_800_000).unwrap();
+    assert_eq!(floats(&r), vec![("{job=\"a\"}".to_string(), 1.0)]);
+    let r = instant_query(&s, "absent_over_time(rpc_seconds{job=\"b\"}[1m])", 1_800_000).unwrap();
+    assert_eq!(floats(&r), vec![("{job=\"b\"}".to_string(), 1.0)]);
+}
+
+#[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
     for q in ["(rpc_seconds) and on() (vector(1) == 1)", "label_replace(rpc_seconds, \"x\", \"y\", \"job\", \".*\")", "count_values(\"v\", rpc_seconds)", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
