@@ -32,7 +32,7 @@ use std::sync::Arc;
 use pharos_model::otlp::is_stale_nan;
 use pharos_model::{FloatHistogram, HistogramSeries, LabelMatcher, Labels, MetricsReader, Series};
 use promql_parser::parser::token::{
-    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LSS, T_LTE, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
+    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LSS, T_LTE, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUB, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{Call, Expr, LabelModifier, MatrixSelector, VectorSelector};
@@ -335,6 +335,10 @@ impl Native {
                 let (numbers, vector) = args.split_at(args.len().checked_sub(1)?);
                 (numbers.iter().all(|a| number(a).is_some()) && vector.first().and_then(|v| self.kind(v)) == Some(Kind::Histograms))
                     .then_some(Kind::Floats)
+            }
+            Expr::Aggregate(a) if a.op.id() == T_COUNT_VALUES => {
+                let is_string = matches!(a.param.as_deref().map(unwrap_parens), Some(Expr::StringLiteral(_)));
+                (is_string && self.kind(&a.expr).is_some()).then_some(Kind::Floats)
             }
             Expr::Aggregate(a) if a.param.is_none() && [T_SUM, T_AVG, T_COUNT, T_GROUP].contains(&a.op.id()) => {
                 let inner = self.kind(&a.expr)?;
@@ -815,6 +819,25 @@ impl Native {
                     })
                     .collect())
             }
+            Expr::Aggregate(a) if a.op.id() == T_COUNT_VALUES => {
+                let Some(Expr::StringLiteral(label)) = a.param.as_deref().map(unwrap_parens) else {
+                    return Err(Error::BadData("count_values requires a string parameter".into()));
+                };
+                let label = &label.val;
+                if !super::aggregate::is_valid_label_name(label) {
+                    return Err(Error::BadData(format!("invalid label name {label:?}")));
+                }
+                let mut counts: BTreeMap<Labels, f64> = BTreeMap::new();
+                for (labels, s) in self.eval(&a.expr, t)? {
+                    // A histogram counts under its text, as Prometheus writes it (`String()`).
+                    let value = match &s {
+                        NSample::F(v) => super::value::format_float(*v),
+                        NSample::H(h) => histogram_text(h),
+                    };
+                    *counts.entry(grouping(&labels, &a.modifier).with(label, &value)).or_default() += 1.0;
+                }
+                Ok(counts.into_iter().map(|(labels, n)| (labels, NSample::F(n))).collect())
+            }
             Expr::Aggregate(a) => {
                 let input = self.eval(&a.expr, t)?;
                 let mut groups: BTreeMap<Labels, Vec<NSample>> = BTreeMap::new();
@@ -935,6 +958,20 @@ impl Native {
             other => Err(Error::unsupported(format!("evaluating native histogram samples in `{other}`"))),
         }
     }
+}
+
+/// A histogram as Prometheus' `FloatHistogram.String()` writes it, the label value
+/// `count_values` gives it: `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}`, the
+/// non-empty buckets from the lowest bound up, numbers as Go's `%g`.
+fn histogram_text(h: &FloatHistogram) -> String {
+    use super::annotations::go_g;
+    let mut out = format!("{{count:{}, sum:{}", go_g(h.count), go_g(h.sum));
+    for b in h.buckets() {
+        let (open, close) = (if b.lower_inclusive { '[' } else { '(' }, if b.upper_inclusive { ']' } else { ')' });
+        out.push_str(&format!(", {open}{},{}{close}:{}", go_g(b.lower), go_g(b.upper), go_g(b.count)));
+    }
+    out.push('}');
+    out
 }
 
 /// Whether two histograms describe the same observations (the counter reset hint aside), as

@@ -90,6 +90,10 @@ fn histogram_functions_over_rates_sums_and_floats_around_them() {
     assert_eq!(floats(&r), vec![("{job=\"a\"}".to_string(), 33.0)]);
     let r = instant_query(&s, "sum(histogram_count(rpc_seconds)) > 40", 600_000).unwrap();
     assert!(floats(&r).is_empty(), "39 is not above 40");
+    // count_values names a histogram by Prometheus' text of it: hist(2) has 2 observations in
+    // (0.5, 1] and 4 in (1, 2].
+    let r = instant_query(&s, "count_values(\"h\", rpc_seconds{job=\"b\"})", 600_000).unwrap();
+    assert_eq!(floats(&r), vec![("{h=\"{count:6, sum:8, (0.5,1]:2, (1,2]:4}\"}".to_string(), 1.0)]);
     let r = instant_query(&s, "histogram_count(rpc_seconds) > 10", 600_000).unwrap();
     assert_eq!(floats(&r), vec![("{job=\"a\"}".to_string(), 33.0)], "no made-up name left on the labels");
 }
@@ -110,7 +114,7 @@ fn absent_sees_histogram_samples() {
 #[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["(rpc_seconds) and on() (vector(1) == 1)", "label_replace(rpc_seconds, \"x\", \"y\", \"job\", \".*\")", "count_values(\"v\", rpc_seconds)", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
+    for q in ["(rpc_seconds) and on() (vector(1) == 1)", "label_replace(rpc_seconds, \"x\", \"y\", \"job\", \".*\")", "rpc_seconds or up", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
