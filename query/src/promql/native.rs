@@ -326,6 +326,10 @@ impl Native {
                     _ => None,
                 }
             }
+            Expr::Call(c) if matches!(c.func.name, "label_replace" | "label_join") => {
+                let strings = c.args.args[1..].iter().all(|a| matches!(unwrap_parens(a), Expr::StringLiteral(_)));
+                if strings { self.kind(c.args.args.first()?) } else { None }
+            }
             Expr::Call(c) if c.func.name == "timestamp" => match c.args.args.first().map(|a| unwrap_parens(a)) {
                 Some(Expr::VectorSelector(vs)) if self.data.contains_key(&key(vs)) => Some(Kind::Floats),
                 _ => None,
@@ -788,6 +792,40 @@ impl Native {
                         let labels = if matches!(c.func.name, "last_over_time" | "first_over_time") { s.labels.clone() } else { s.labels.without_name() };
                         out.push((labels, v));
                     }
+                }
+                Ok(out)
+            }
+            Expr::Call(c) if matches!(c.func.name, "label_replace" | "label_join") => {
+                let strings: Vec<String> = c.args.args[1..]
+                    .iter()
+                    .map(|a| match unwrap_parens(a) {
+                        Expr::StringLiteral(s) => s.val.clone(),
+                        _ => String::new(),
+                    })
+                    .collect();
+                let relabel: Box<dyn Fn(Labels) -> Labels> = if c.func.name == "label_replace" {
+                    let [dst, repl, src, re] = <[String; 4]>::try_from(strings)
+                        .map_err(|_| Error::BadData("label_replace() takes 5 arguments".into()))?;
+                    let replace = super::functions::LabelReplace::new(dst, repl, src, &re)?;
+                    Box::new(move |l| replace.apply(l))
+                } else {
+                    let (dst, sep, srcs) = match strings.as_slice() {
+                        [dst, sep, srcs @ ..] => (dst.clone(), sep.clone(), srcs.to_vec()),
+                        _ => return Err(Error::BadData("label_join() takes at least 3 arguments".into())),
+                    };
+                    if !super::aggregate::is_valid_label_name(&dst) {
+                        return Err(Error::BadData(format!("invalid destination label name in label_join(): {dst}")));
+                    }
+                    Box::new(move |l: Labels| {
+                        let joined: Vec<&str> = srcs.iter().map(|n| l.get(n).unwrap_or("")).collect();
+                        let value = joined.join(&sep);
+                        l.with(&dst, &value)
+                    })
+                };
+                let out: NVector = self.eval(&c.args.args[0], t)?.into_iter().map(|(l, s)| (relabel(l), s)).collect();
+                let mut seen = std::collections::HashSet::new();
+                if !out.iter().all(|(l, _)| seen.insert(l)) {
+                    return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
                 }
                 Ok(out)
             }

@@ -94,6 +94,10 @@ fn histogram_functions_over_rates_sums_and_floats_around_them() {
     // (0.5, 1] and 4 in (1, 2].
     let r = instant_query(&s, "count_values(\"h\", rpc_seconds{job=\"b\"})", 600_000).unwrap();
     assert_eq!(floats(&r), vec![("{h=\"{count:6, sum:8, (0.5,1]:2, (1,2]:4}\"}".to_string(), 1.0)]);
+    let r = instant_query(&s, "histogram_count(label_replace(rpc_seconds{job=\"b\"}, \"x\", \"$1-c\", \"job\", \"(.*)\"))", 600_000).unwrap();
+    assert_eq!(floats(&r), vec![("{job=\"b\", x=\"b-c\"}".to_string(), 6.0)]);
+    let e = instant_query(&s, "label_join(rpc_seconds, \"job\", \"\")", 600_000).unwrap_err().to_string();
+    assert!(e.contains("same labelset"), "{e}");
     let r = instant_query(&s, "histogram_count(rpc_seconds) > 10", 600_000).unwrap();
     assert_eq!(floats(&r), vec![("{job=\"a\"}".to_string(), 33.0)], "no made-up name left on the labels");
 }
@@ -114,7 +118,7 @@ fn absent_sees_histogram_samples() {
 #[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["(rpc_seconds) and on() (vector(1) == 1)", "label_replace(rpc_seconds, \"x\", \"y\", \"job\", \".*\")", "rpc_seconds or up", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
+    for q in ["(rpc_seconds) and on() (vector(1) == 1)", "rpc_seconds + on(job) up", "rpc_seconds or up", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
