@@ -511,34 +511,6 @@ impl Native {
         Anchor::none()
     }
 
-    /// The leaf `e` as a selector of its float samples only, each histogram sample of a series
-    /// a staleness marker instead (so that an instant selector does not look back past it to an
-    /// older float, and range windows leave it out): functions that ignore histograms.
-    fn float_only(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
-        let vs = self.leaf_selector(e).ok_or_else(|| Error::Internal("not a selector".into()))?;
-        let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
-        let series = self
-            .series(vs)?
-            .iter()
-            .map(|s| {
-                let mut samples: Vec<(i64, f64)> = s.floats.iter().copied().chain(s.histograms.iter().map(|(t, _)| (*t, stale))).collect();
-                samples.sort_by_key(|(t, _)| *t);
-                Series { labels: s.labels.clone(), samples }
-            })
-            .collect();
-        let name = format!("{VIRTUAL_PREFIX}{}", out.len());
-        out.insert(name.clone(), series);
-        let Expr::VectorSelector(mut virtual_vs) = super::parse(&name)? else {
-            return Err(Error::Internal("a name did not parse as a selector".into()));
-        };
-        virtual_vs.offset = vs.offset.clone();
-        virtual_vs.at = vs.at.clone();
-        Ok(match unwrap_parens(e) {
-            Expr::MatrixSelector(m) => Expr::MatrixSelector(MatrixSelector { vs: virtual_vs, range: m.range }),
-            _ => Expr::VectorSelector(virtual_vs),
-        })
-    }
-
     /// A selector of the values `value` gives to the results of `e` at every step (added to
     /// `out`): per series a point at each step it has one, and a staleness marker at each step it
     /// has none after one it had, so that a selector does not look back to an earlier step.
@@ -571,21 +543,35 @@ impl Native {
         super::parse(&name)
     }
 
+    /// The leaf `e` as a selector of its float samples only, each histogram sample of a series
+    /// a staleness marker instead (so that an instant selector does not look back past it to an
+    /// older float, and range windows leave it out): functions that ignore histograms.
+    fn float_only(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
+        self.leaf_as_virtual(e, out, false)
+    }
+
     /// The leaf `e` as a selector of the presence of its samples: each float or histogram
-    /// sample a 1 (staleness markers kept), with the leaf's own matchers besides the name.
+    /// sample a 1 (staleness markers kept), with the leaf's own matchers besides the name (from
+    /// which `absent` takes its labels).
     fn presence_of_leaf(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>) -> Result<Expr> {
+        self.leaf_as_virtual(e, out, true)
+    }
+
+    /// [`Native::float_only`] (`presence` false) or [`Native::presence_of_leaf`].
+    fn leaf_as_virtual(&self, e: &Expr, out: &mut HashMap<String, Vec<Series>>, presence: bool) -> Result<Expr> {
         let vs = self.leaf_selector(e).ok_or_else(|| Error::Internal("not a selector".into()))?;
+        if presence && !vs.matchers.or_matchers.is_empty() {
+            return Err(Error::unsupported(format!("`absent` over `{vs}` (native histograms and `or` matchers)")));
+        }
         let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
+        let float = |v: f64| if presence && !is_stale_nan(v) { 1.0 } else { v };
+        let histogram = |h: &FloatHistogram| if presence && !is_stale(h) { 1.0 } else { stale };
         let series = self
             .series(vs)?
             .iter()
             .map(|s| {
-                let mut samples: Vec<(i64, f64)> = s
-                    .floats
-                    .iter()
-                    .map(|(t, v)| (*t, if is_stale_nan(*v) { stale } else { 1.0 }))
-                    .chain(s.histograms.iter().map(|(t, h)| (*t, if is_stale(h) { stale } else { 1.0 })))
-                    .collect();
+                let mut samples: Vec<(i64, f64)> =
+                    s.floats.iter().map(|(t, v)| (*t, float(*v))).chain(s.histograms.iter().map(|(t, h)| (*t, histogram(h)))).collect();
                 samples.sort_by_key(|(t, _)| *t);
                 Series { labels: s.labels.clone(), samples }
             })
@@ -595,10 +581,9 @@ impl Native {
         let Expr::VectorSelector(mut virtual_vs) = super::parse(&name)? else {
             return Err(Error::Internal("a name did not parse as a selector".into()));
         };
-        if !vs.matchers.or_matchers.is_empty() {
-            return Err(Error::unsupported(format!("`absent` over `{vs}` (native histograms and `or` matchers)")));
+        if presence {
+            virtual_vs.matchers.matchers.extend(vs.matchers.matchers.iter().filter(|m| m.name != pharos_model::METRIC_NAME).cloned());
         }
-        virtual_vs.matchers.matchers.extend(vs.matchers.matchers.iter().filter(|m| m.name != pharos_model::METRIC_NAME).cloned());
         virtual_vs.offset = vs.offset.clone();
         virtual_vs.at = vs.at.clone();
         Ok(match unwrap_parens(e) {
