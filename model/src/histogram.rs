@@ -242,11 +242,21 @@ impl FloatHistogram {
     }
 }
 
+/// Bucket indexes a histogram may reach: far past the largest double at every schema (the
+/// arithmetic on indexes stays in `i32`).
+const MAX_BUCKET_INDEX: i64 = 1 << 24;
+
 fn check_spans(side: &str, spans: &[Span], buckets: usize) -> std::result::Result<(), String> {
     let mut covered: u64 = 0;
+    // The index after the last bucket so far (i64: offsets and lengths come from clients).
+    let mut next: i64 = 0;
     for (i, s) in spans.iter().enumerate() {
         if i > 0 && s.offset < 0 {
             return Err(format!("{side} side: span number {} with offset {}", i + 1, s.offset));
+        }
+        next = if i == 0 { s.offset as i64 } else { next + s.offset as i64 } + s.length as i64;
+        if next.abs() > MAX_BUCKET_INDEX || (next - s.length as i64).abs() > MAX_BUCKET_INDEX {
+            return Err(format!("{side} side: span number {} reaches bucket index {next}, beyond ±{MAX_BUCKET_INDEX}", i + 1));
         }
         covered += s.length as u64;
     }
@@ -661,6 +671,11 @@ mod tests {
         assert!(x.validate_integer_counts().unwrap_err().contains("1 observations found in buckets, but the Count field is 0.5"));
         x = h(9, &[], &[]);
         assert!(x.validate().unwrap_err().contains("invalid schema 9"));
+        // Indexes far past any double are refused before any arithmetic on them can overflow.
+        x = h(0, &[(i32::MAX, 2)], &[1.0, 1.0]);
+        assert!(x.validate().unwrap_err().contains("beyond"), "{:?}", x.validate());
+        x = h(0, &[(0, 1), (i32::MAX, 1)], &[1.0, 1.0]);
+        assert!(x.validate().unwrap_err().contains("span number 2 reaches bucket index"));
         x = h(CUSTOM_BUCKETS_SCHEMA, &[(0, 1)], &[1.0]);
         x.custom_values = vec![2.0, 1.0];
         assert!(x.validate().unwrap_err().contains("strictly increasing"));

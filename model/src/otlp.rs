@@ -514,12 +514,13 @@ fn native_histogram(temporality: i32, dp: &ExponentialHistogramDataPoint) -> Opt
     }
     let scale_down = (dp.scale - 8).max(0) as u32;
     // (spans, counts) of one side at the schema, merging 2^scale_down buckets into one.
-    let side = |b: &Option<exponential_histogram_data_point::Buckets>| -> (Vec<Span>, Vec<f64>) {
+    // `None` for a bucket index no double reaches (offsets come from clients).
+    let side = |b: &Option<exponential_histogram_data_point::Buckets>| -> Option<(Vec<Span>, Vec<f64>)> {
         let mut by_index: std::collections::BTreeMap<i32, f64> = std::collections::BTreeMap::new();
         if let Some(b) = b {
             for (i, c) in b.bucket_counts.iter().enumerate() {
                 if *c > 0 {
-                    let otlp = b.offset + i as i32;
+                    let otlp = i32::try_from(b.offset as i64 + i as i64).ok().filter(|o| o.unsigned_abs() < 1 << 24)?;
                     *by_index.entry((otlp >> scale_down) + 1).or_default() += *c as f64;
                 }
             }
@@ -535,10 +536,10 @@ fn native_histogram(temporality: i32, dp: &ExponentialHistogramDataPoint) -> Opt
             counts.push(count);
             next = Some(index + 1);
         }
-        (spans, counts)
+        Some((spans, counts))
     };
-    let (positive_spans, positive_buckets) = side(&dp.positive);
-    let (negative_spans, negative_buckets) = side(&dp.negative);
+    let (positive_spans, positive_buckets) = side(&dp.positive)?;
+    let (negative_spans, negative_buckets) = side(&dp.negative)?;
     let stale = dp.flags & FLAG_NO_RECORDED_VALUE != 0;
     let h = crate::FloatHistogram {
         counter_reset_hint: crate::histogram::CounterResetHint::Unknown,
@@ -553,10 +554,9 @@ fn native_histogram(temporality: i32, dp: &ExponentialHistogramDataPoint) -> Opt
         negative_buckets,
         custom_values: Vec::new(),
     };
-    if stale {
-        return Some(h);
-    }
-    (h.validate().is_ok() && h.validate_integer_counts().is_ok()).then_some(h)
+    h.validate().ok()?;
+    // A staleness marker has no observations to check.
+    (stale || h.validate_integer_counts().is_ok()).then_some(h)
 }
 
 /// The body of an OTLP/HTTP metrics answer (`ExportMetricsServiceResponse`, protobuf or JSON):
@@ -735,7 +735,8 @@ mod tests {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
         // Cumulative: OTLP bucket i is native bucket i + 1 (scale 1: OTLP bucket -1 is
         // (2^-0.5, 1], native bucket 0 the same); scale 10 merges 4 buckets into one of
-        // schema 8. Not stored: delta temporality, scale -5, a count its buckets miss.
+        // schema 8. Not stored: delta temporality, scale -5, a count its buckets miss, a bucket
+        // index past any double (and past i32).
         let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
           {"name":"lat","description":"Latency.","exponentialHistogram":{"aggregationTemporality":2,
              "dataPoints":[{"timeUnixNano":"1000000","count":"5","sum":2.5,"scale":1,"zeroCount":"1",
@@ -743,12 +744,13 @@ mod tests {
                             "attributes":[{"key":"route","value":{"stringValue":"/a"}}]},
                            {"timeUnixNano":"2000000","count":"3","scale":10,"positive":{"offset":4,"bucketCounts":["1","1","1","0","0"]}},
                            {"timeUnixNano":"3000000","count":"1","scale":-5,"zeroCount":"1"},
-                           {"timeUnixNano":"4000000","count":"3"}]}},
+                           {"timeUnixNano":"4000000","count":"3"},
+                           {"timeUnixNano":"5000000","count":"1","positive":{"offset":2147483647,"bucketCounts":["0","1"]}}]}},
           {"name":"lat_delta","exponentialHistogram":{"aggregationTemporality":1,
              "dataPoints":[{"timeUnixNano":"1000000","count":"1","zeroCount":"1"}]}},
           {"name":"temp","gauge":{"dataPoints":[{"timeUnixNano":"1000000","asDouble":21.5}]}}]}]}]}"#;
         let batch = decode_metrics_batch_json(body).unwrap();
-        assert_eq!(batch.dropped_histograms, 3);
+        assert_eq!(batch.dropped_histograms, 4);
         assert_eq!(batch.samples.len(), 1);
         assert_eq!((batch.samples[0].labels.metric_name(), batch.samples[0].value), (Some("temp"), 21.5));
         assert_eq!(batch.metadata[0].r#type, MetricType::Histogram);
