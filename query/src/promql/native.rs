@@ -9,22 +9,29 @@
 //!
 //! - selectors (instant: per series the latest sample, float or histogram, within the
 //!   lookback; a range selector at the top of an instant query: every sample of its range);
-//! - `rate`, `increase` and `delta` over a range selector (Prometheus' `histogramRate` and its
-//!   extrapolation; float series as in the float engine);
-//! - `sum`, `avg`, `count` and `group`, with `by`/`without`;
-//! - `*` and `/` by a number, and `+`/`-` between two vectors matched one-to-one on their labels
-//!   without the metric name;
+//! - range functions over a range selector ([`RANGE_TO_HISTOGRAMS`], [`RANGE_TO_FLOATS`]):
+//!   `rate`, `increase` and `delta` (Prometheus' `histogramRate` and its extrapolation),
+//!   `irate`, `idelta`, `*_over_time` that read histograms, `changes`, `resets`; `timestamp`;
+//! - `sum`, `avg`, `count`, `group` and `count_values`, with `by`/`without`;
+//! - `+ - * /` and comparisons between two vectors matched one-to-one on their labels without
+//!   the metric name (no `on`/`ignoring`/`group_*`), `*`/`/` by a number;
+//! - `label_replace`, `label_join`;
 //! - `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
 //!   `histogram_stdvar`, `histogram_quantile(φ, …)` and `histogram_fraction(lower, upper, …)`
 //!   (their numeric arguments as number literals), which turn histograms into floats.
 //!
-//! A query made only of these is answered here (a histogram-valued answer in Prometheus' JSON,
-//! [`Value::Native`]). In a larger query, each `histogram_*` call is evaluated here for every
-//! step and handed to the float evaluator as a series of its own (a selector of a name only
-//! this module uses, dropped from the answer's labels), so everything around it (arithmetic,
-//! aggregations, comparisons) is the float evaluator's. Histogram samples anywhere else (a
-//! float function over them, a comparison, a subquery) are refused with `400 bad_data` "… is
-//! not supported yet", never evaluated as if the series had no samples.
+//! Once any selector of a query holds histograms, every selector of it is loaded here, so float
+//! series are operands too. A query made only of these is answered here (histograms in
+//! Prometheus' JSON, [`Value::Native`]). In a larger query, each float-valued part (a
+//! `histogram_*` call, `count`, …) is evaluated here for every step and handed to the float
+//! evaluator as a series of its own, behind a selector of a name only this module uses
+//! ([`WithVirtual`]), so everything around it is the float evaluator's. A selector of
+//! histograms under a function that ignores histograms (`abs`, `max_over_time`, `topk`, a
+//! comparison with a number, …) becomes a selector of its floats, the histogram samples turned
+//! into staleness markers; under `absent`/`absent_over_time`, a selector of the presence of its
+//! samples. Histogram samples anywhere else (set operators, `on`/`ignoring` matching, a
+//! subquery, …) are refused with `400 bad_data` "… is not supported yet", never evaluated as if
+//! the series had no samples.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

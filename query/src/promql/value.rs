@@ -33,10 +33,10 @@ pub enum Value {
     Vector(Vec<Sample>),
     /// A range vector (bare matrix selector).
     Matrix(Vec<RangeSeries>),
-    /// The answer of a bare selector whose series hold native histogram samples: an instant
-    /// vector (`range: false`) or a matrix (a range vector, or a range query's result), each
-    /// series with float and histogram points. Never an operand: expressions over native
-    /// histograms are not evaluated yet ([`super::native`]).
+    /// The answer of a query over native histogram samples: an instant vector (`range:
+    /// false`) or a matrix (a range vector, or a range query's result), each series with float
+    /// and histogram points. Never an operand: such queries are evaluated by the `native`
+    /// module, which produces this.
     Native {
         /// A matrix, not an instant vector.
         range: bool,
