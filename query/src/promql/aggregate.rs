@@ -186,7 +186,9 @@ fn nan_first(a: &f64, b: &f64) -> Ordering {
     }
 }
 
-fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+/// An aggregation's group labels: `by` keeps the listed labels, `without` drops them and the
+/// metric name, neither gives one group.
+pub(crate) fn grouping_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(by)) => labels.filter(|k| by.labels.iter().any(|l| l == k)),
         Some(LabelModifier::Exclude(without)) => {

@@ -136,15 +136,6 @@ pub fn instant_query_with_options(
     if let Some(notes) = native_notes {
         annotations.merge(notes);
     }
-    let mut value = value;
-    if with_virtual.is_some() {
-        native::strip_virtual_names(&mut value);
-        if let Value::Vector(v) = &mut value
-            && !keeps_order(&expr)
-        {
-            v.sort_by(|a, b| a.labels.cmp(&b.labels));
-        }
-    }
     Ok(QueryResult { value, time_ms, stats, annotations })
 }
 
@@ -273,14 +264,7 @@ fn range_query_with(
         if let Some(notes) = native_notes {
             annotations.merge(notes);
         }
-        let mut value = Value::Matrix(series);
-        if with_virtual.is_some() {
-            native::strip_virtual_names(&mut value);
-            if let Value::Matrix(m) = &mut value {
-                m.sort_by(|a, b| a.labels.cmp(&b.labels));
-            }
-        }
-        return Ok(QueryResult { value, time_ms: end_ms, stats, annotations });
+        return Ok(QueryResult { value: Value::Matrix(series), time_ms: end_ms, stats, annotations });
     }
     let started = std::time::Instant::now();
     // `ahash`: SipHash over every output label set at every step showed in profiles.
@@ -313,17 +297,12 @@ fn range_query_with(
     }
     stats.inner_eval = started.elapsed();
     let started = std::time::Instant::now();
-    let series: Vec<RangeSeries> = by_labels
+    let mut series: Vec<RangeSeries> = by_labels
         .into_iter()
         .map(|(labels, points)| RangeSeries { labels, points })
         .collect();
-    let mut value = Value::Matrix(series);
-    if with_virtual.is_some() {
-        native::strip_virtual_names(&mut value);
-    }
-    if let Value::Matrix(series) = &mut value {
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let value = Value::Matrix(series);
     stats.result_sort = started.elapsed();
     let mut annotations = ev.annotations.render(query, &expr);
     if let Some(notes) = native_notes {

@@ -42,7 +42,7 @@ use promql_parser::parser::token::{
     T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LSS, T_LTE, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUB, T_SUM, T_TOPK,
 };
-use promql_parser::parser::{Call, Expr, LabelModifier, MatrixSelector, VectorSelector};
+use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
 use super::annotations::{Anchor, Annotations, INFO, Level, Rendered, WARNING};
 use crate::logql::template::go_quote;
@@ -53,8 +53,9 @@ use super::selector::{Frame, MAX_SAMPLES, fetch_bounds, matcher_groups, referenc
 use super::value::{NativeSeries, RangeSeries, Sample, Value};
 use crate::error::{Error, Result};
 
-/// Prefix of the names under which `histogram_*` results reach the float evaluator.
-pub(crate) const VIRTUAL_PREFIX: &str = "__pharos_native_";
+/// Prefix of the selector names under which results computed here reach the float evaluator
+/// (only [`WithVirtual`] answers them; the series keep their own labels).
+const VIRTUAL_PREFIX: &str = "__pharos_native_";
 
 /// A sample of the native evaluator.
 #[derive(Clone, Debug)]
@@ -864,7 +865,7 @@ impl Native {
                         NSample::F(v) => super::value::format_float(*v),
                         NSample::H(h) => histogram_text(h),
                     };
-                    *counts.entry(grouping(&labels, &a.modifier).with(label, &value)).or_default() += 1.0;
+                    *counts.entry(super::aggregate::grouping_labels(&labels, &a.modifier).with(label, &value)).or_default() += 1.0;
                 }
                 Ok(counts.into_iter().map(|(labels, n)| (labels, NSample::F(n))).collect())
             }
@@ -872,7 +873,7 @@ impl Native {
                 let input = self.eval(&a.expr, t)?;
                 let mut groups: BTreeMap<Labels, Vec<NSample>> = BTreeMap::new();
                 for (labels, s) in input {
-                    groups.entry(grouping(&labels, &a.modifier)).or_default().push(s);
+                    groups.entry(super::aggregate::grouping_labels(&labels, &a.modifier)).or_default().push(s);
                 }
                 let op = a.op.id();
                 Ok(groups
@@ -1040,16 +1041,6 @@ fn sum(samples: &[NSample]) -> Option<NSample> {
     }
 }
 
-/// An aggregation's group labels (`by` keeps the listed labels, `without` drops them and the
-/// metric name; neither: one group).
-fn grouping(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
-    match modifier {
-        Some(LabelModifier::Include(by)) => labels.filter(|k| by.labels.iter().any(|l| l == k)),
-        Some(LabelModifier::Exclude(without)) => labels.filter(|k| k != pharos_model::METRIC_NAME && !without.labels.iter().any(|l| l == k)),
-        None => Labels::default(),
-    }
-}
-
 /// Prometheus' `histogramRate` with `extrapolatedRate`'s extrapolation, over at least two
 /// histogram samples of a window: the last minus the first (at the lowest schema of the window),
 /// with counter resets added back for counters; scaled to the window's edges (the zero point
@@ -1131,21 +1122,5 @@ impl MetricsReader for WithVirtual<'_> {
 
     fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> std::result::Result<Vec<HistogramSeries>, String> {
         self.inner.select_histograms(matchers, start_ms, end_ms)
-    }
-}
-
-/// Drops the made-up metric names of [`WithVirtual`] series from an answer's labels (where an
-/// operation kept the name, as a comparison does).
-pub(crate) fn strip_virtual_names(value: &mut Value) {
-    let strip = |l: &mut Labels| {
-        if l.metric_name().is_some_and(|n| n.starts_with(VIRTUAL_PREFIX)) {
-            *l = l.without_name();
-        }
-    };
-    match value {
-        Value::Vector(v) => v.iter_mut().for_each(|s| strip(&mut s.labels)),
-        Value::Matrix(m) => m.iter_mut().for_each(|s| strip(&mut s.labels)),
-        Value::Native { series, .. } => series.iter_mut().for_each(|s| strip(&mut s.labels)),
-        Value::Scalar(_) | Value::String(_) => {}
     }
 }
