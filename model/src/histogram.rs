@@ -15,6 +15,7 @@
 //! `prometheus.Histogram` and 2.0's `io.prometheus.write.v2.Histogram`): see
 //! [`parse_histogram`].
 
+use crate::write_view::{FIXED64, LEN, Reader, VARINT};
 use crate::{Error, Result};
 
 /// Schema of custom-bucket histograms.
@@ -397,10 +398,6 @@ fn ldexp(x: f64, exp: i32) -> f64 {
 
 // ---- remote_write's `Histogram` message ----
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-
 /// Reads remote_write's `Histogram { oneof count { uint64 count_int = 1; double count_float = 2; }
 /// double sum = 3; sint32 schema = 4; double zero_threshold = 5; oneof zero_count { uint64
 /// zero_count_int = 6; double zero_count_float = 7; } repeated BucketSpan negative_spans = 8;
@@ -408,38 +405,39 @@ const LEN: u8 = 2;
 /// positive_spans = 11; repeated sint64 positive_deltas = 12; repeated double positive_counts =
 /// 13; ResetHint reset_hint = 14; int64 timestamp = 15; repeated double custom_values = 16; }`
 /// (`BucketSpan { sint32 offset = 1; uint32 length = 2; }`), the same message in remote_write 1.0
-/// and 2.0. An integer histogram's bucket deltas become absolute float counts. Returns the
-/// timestamp (ms) and the histogram, validated ([`FloatHistogram::validate`]).
+/// and 2.0, with the remote_write parser's protobuf [`Reader`]. An integer histogram's bucket
+/// deltas become absolute float counts. Returns the timestamp (ms) and the histogram, validated
+/// ([`FloatHistogram::validate`], and for integer counts
+/// [`FloatHistogram::validate_integer_counts`]).
 pub fn parse_histogram(msg: &[u8]) -> Result<(i64, FloatHistogram)> {
     let bad = |what: &str| Error::Content(format!("remote_write histogram: {what}"));
     let mut h = FloatHistogram::default();
     let mut timestamp = 0i64;
     let (mut neg_deltas, mut pos_deltas): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     let (mut int_count, mut int_zero) = (None::<u64>, None::<u64>);
-    let mut r = Wire { buf: msg, pos: 0 };
+    let mut r = Reader { buf: msg, pos: 0 };
     while r.pos < msg.len() {
-        let (field, wire) = r.key().ok_or_else(|| bad("truncated field key"))?;
-        match (field, wire) {
-            (1, VARINT) => int_count = Some(r.varint().ok_or_else(|| bad("truncated count"))?),
-            (2, FIXED64) => h.count = r.double().ok_or_else(|| bad("truncated count"))?,
-            (3, FIXED64) => h.sum = r.double().ok_or_else(|| bad("truncated sum"))?,
+        match r.key()? {
+            (1, VARINT) => int_count = Some(r.varint()?),
+            (2, FIXED64) => h.count = f64::from_bits(r.fixed64()?),
+            (3, FIXED64) => h.sum = f64::from_bits(r.fixed64()?),
             (4, VARINT) => {
-                let v = unzigzag(r.varint().ok_or_else(|| bad("truncated schema"))?);
+                let v = unzigzag(r.varint()?);
                 h.schema = i32::try_from(v).map_err(|_| bad(&format!("schema {v} out of range")))?;
             }
-            (5, FIXED64) => h.zero_threshold = r.double().ok_or_else(|| bad("truncated zero threshold"))?,
-            (6, VARINT) => int_zero = Some(r.varint().ok_or_else(|| bad("truncated zero count"))?),
-            (7, FIXED64) => h.zero_count = r.double().ok_or_else(|| bad("truncated zero count"))?,
-            (8, LEN) => h.negative_spans.push(r.span().ok_or_else(|| bad("malformed negative span"))?),
-            (9, w) => r.sint64s(w, &mut neg_deltas).ok_or_else(|| bad("malformed negative deltas"))?,
-            (10, w) => r.doubles(w, &mut h.negative_buckets).ok_or_else(|| bad("malformed negative counts"))?,
-            (11, LEN) => h.positive_spans.push(r.span().ok_or_else(|| bad("malformed positive span"))?),
-            (12, w) => r.sint64s(w, &mut pos_deltas).ok_or_else(|| bad("malformed positive deltas"))?,
-            (13, w) => r.doubles(w, &mut h.positive_buckets).ok_or_else(|| bad("malformed positive counts"))?,
-            (14, VARINT) => h.counter_reset_hint = CounterResetHint::from_number(r.varint().ok_or_else(|| bad("truncated reset hint"))?),
-            (15, VARINT) => timestamp = r.varint().ok_or_else(|| bad("truncated timestamp"))? as i64,
-            (16, w) => r.doubles(w, &mut h.custom_values).ok_or_else(|| bad("malformed custom values"))?,
-            (_, w) => r.skip(w).ok_or_else(|| bad("malformed field"))?,
+            (5, FIXED64) => h.zero_threshold = f64::from_bits(r.fixed64()?),
+            (6, VARINT) => int_zero = Some(r.varint()?),
+            (7, FIXED64) => h.zero_count = f64::from_bits(r.fixed64()?),
+            (8, LEN) => h.negative_spans.push(span(&mut r).ok_or_else(|| bad("malformed negative span"))?),
+            (9, w) => sint64s(&mut r, w, &mut neg_deltas)?,
+            (10, w) => doubles(&mut r, w, &mut h.negative_buckets)?,
+            (11, LEN) => h.positive_spans.push(span(&mut r).ok_or_else(|| bad("malformed positive span"))?),
+            (12, w) => sint64s(&mut r, w, &mut pos_deltas)?,
+            (13, w) => doubles(&mut r, w, &mut h.positive_buckets)?,
+            (14, VARINT) => h.counter_reset_hint = CounterResetHint::from_number(r.varint()?),
+            (15, VARINT) => timestamp = r.varint()? as i64,
+            (16, w) => doubles(&mut r, w, &mut h.custom_values)?,
+            (_, w) => r.skip(w)?,
         }
     }
     let is_int = int_count.is_some() || int_zero.is_some() || !neg_deltas.is_empty() || !pos_deltas.is_empty();
@@ -475,103 +473,56 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-struct Wire<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// A `BucketSpan` message; `None` when malformed or out of range.
+fn span(r: &mut Reader<'_>) -> Option<Span> {
+    let range = r.len_delimited().ok()?;
+    let mut m = Reader { buf: &r.buf[..range.end], pos: range.start };
+    let mut s = Span::default();
+    while m.pos < range.end {
+        match m.key().ok()? {
+            (1, VARINT) => s.offset = i32::try_from(unzigzag(m.varint().ok()?)).ok()?,
+            (2, VARINT) => s.length = u32::try_from(m.varint().ok()?).ok()?,
+            (_, w) => m.skip(w).ok()?,
+        }
+    }
+    Some(s)
 }
 
-impl Wire<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos)?;
-            self.pos += 1;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
+/// A repeated `sint64`, packed (`LEN`) or not.
+fn sint64s(r: &mut Reader<'_>, wire: u8, out: &mut Vec<i64>) -> Result<()> {
+    match wire {
+        VARINT => {
+            out.push(unzigzag(r.varint()?));
+            return Ok(());
         }
-        None
+        LEN => {}
+        other => return Err(Error::Content(format!("remote_write histogram: bucket deltas with wire type {other}"))),
     }
-
-    fn key(&mut self) -> Option<(u64, u8)> {
-        let k = self.varint()?;
-        Some((k >> 3, (k & 7) as u8))
+    let range = r.len_delimited()?;
+    let mut m = Reader { buf: &r.buf[..range.end], pos: range.start };
+    while m.pos < range.end {
+        out.push(unzigzag(m.varint()?));
     }
+    Ok(())
+}
 
-    fn double(&mut self) -> Option<f64> {
-        let b = self.buf.get(self.pos..self.pos + 8)?;
-        self.pos += 8;
-        Some(f64::from_le_bytes(b.try_into().ok()?))
-    }
-
-    fn len_delimited(&mut self) -> Option<&[u8]> {
-        let n = usize::try_from(self.varint()?).ok()?;
-        let b = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(b)
-    }
-
-    fn span(&mut self) -> Option<Span> {
-        let msg = self.len_delimited()?;
-        let mut r = Wire { buf: msg, pos: 0 };
-        let mut s = Span::default();
-        while r.pos < msg.len() {
-            match r.key()? {
-                (1, VARINT) => s.offset = i32::try_from(unzigzag(r.varint()?)).ok()?,
-                (2, VARINT) => s.length = u32::try_from(r.varint()?).ok()?,
-                (_, w) => r.skip(w)?,
-            }
+/// A repeated `double`, packed (`LEN`) or not.
+fn doubles(r: &mut Reader<'_>, wire: u8, out: &mut Vec<f64>) -> Result<()> {
+    match wire {
+        FIXED64 => {
+            out.push(f64::from_bits(r.fixed64()?));
+            return Ok(());
         }
-        Some(s)
+        LEN => {}
+        other => return Err(Error::Content(format!("remote_write histogram: doubles with wire type {other}"))),
     }
-
-    /// A repeated `sint64`, packed (`LEN`) or not.
-    fn sint64s(&mut self, wire: u8, out: &mut Vec<i64>) -> Option<()> {
-        match wire {
-            VARINT => out.push(unzigzag(self.varint()?)),
-            LEN => {
-                let b = self.len_delimited()?;
-                let mut r = Wire { buf: b, pos: 0 };
-                while r.pos < b.len() {
-                    out.push(unzigzag(r.varint()?));
-                }
-            }
-            _ => return None,
-        }
-        Some(())
+    let range = r.len_delimited()?;
+    let bytes = &r.buf[range];
+    if bytes.len() % 8 != 0 {
+        return Err(Error::Content("remote_write histogram: a packed double list is not a multiple of 8 bytes".into()));
     }
-
-    /// A repeated `double`, packed (`LEN`) or not.
-    fn doubles(&mut self, wire: u8, out: &mut Vec<f64>) -> Option<()> {
-        match wire {
-            FIXED64 => out.push(self.double()?),
-            LEN => {
-                let b = self.len_delimited()?;
-                if b.len() % 8 != 0 {
-                    return None;
-                }
-                out.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))));
-            }
-            _ => return None,
-        }
-        Some(())
-    }
-
-    fn skip(&mut self, wire: u8) -> Option<()> {
-        match wire {
-            VARINT => {
-                self.varint()?;
-            }
-            FIXED64 => self.pos = self.pos.checked_add(8).filter(|p| *p <= self.buf.len())?,
-            LEN => {
-                self.len_delimited()?;
-            }
-            5 => self.pos = self.pos.checked_add(4).filter(|p| *p <= self.buf.len())?,
-            _ => return None,
-        }
-        Some(())
-    }
+    out.extend(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))));
+    Ok(())
 }
 
 #[cfg(test)]

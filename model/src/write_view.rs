@@ -628,14 +628,16 @@ fn parse_metadata(buf: &[u8], range: Range<usize>) -> Result<MetricMetadata> {
     Ok(MetricMetadata { metric_family_name: name, r#type: crate::remote_write::type_of_number(kind), help, unit })
 }
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
+// Protobuf wire types.
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// A protobuf reader over a message's bytes (also [`crate::histogram::parse_histogram`]'s).
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 fn truncated() -> Error {
@@ -643,7 +645,7 @@ fn truncated() -> Error {
 }
 
 impl Reader<'_> {
-    fn varint(&mut self) -> Result<u64> {
+    pub(crate) fn varint(&mut self) -> Result<u64> {
         // Keys and lengths are mostly one byte; timestamps six. With ten bytes left (the most
         // a varint takes), no byte needs its own bounds check.
         if let Some(&b) = self.buf.get(self.pos)
@@ -675,18 +677,18 @@ impl Reader<'_> {
         Err(truncated())
     }
 
-    fn key(&mut self) -> Result<(u64, u8)> {
+    pub(crate) fn key(&mut self) -> Result<(u64, u8)> {
         let k = self.varint()?;
         Ok((k >> 3, (k & 7) as u8))
     }
 
-    fn fixed64(&mut self) -> Result<u64> {
+    pub(crate) fn fixed64(&mut self) -> Result<u64> {
         let b = self.buf.get(self.pos..self.pos + 8).ok_or_else(truncated)?;
         self.pos += 8;
         Ok(u64::from_le_bytes(b.try_into().map_err(|_| truncated())?))
     }
 
-    fn len_delimited(&mut self) -> Result<Range<usize>> {
+    pub(crate) fn len_delimited(&mut self) -> Result<Range<usize>> {
         let n = usize::try_from(self.varint()?).map_err(|_| truncated())?;
         let start = self.pos;
         let end = start.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(truncated)?;
@@ -694,7 +696,7 @@ impl Reader<'_> {
         Ok(start..end)
     }
 
-    fn skip(&mut self, wire: u8) -> Result<()> {
+    pub(crate) fn skip(&mut self, wire: u8) -> Result<()> {
         match wire {
             VARINT => self.varint().map(drop),
             FIXED64 => self.fixed64().map(drop),
