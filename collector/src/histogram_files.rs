@@ -18,7 +18,7 @@
 //!
 //! Rows are sorted by `metric_name`, `labels`, `timestamp`, one row per series and timestamp.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -136,7 +136,6 @@ fn write_rows(data_dir: &Path, partition: &str, level: i32, mut rows: Vec<Row>) 
 }
 
 fn batch(rows: &[Row]) -> Result<RecordBatch> {
-    let h = |r: &Row| r.3.clone();
     let floats = |f: fn(&FloatHistogram) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| f(&r.3)))) as Arc<dyn Array>;
     let int_lists = |f: &dyn Fn(&FloatHistogram) -> Vec<i32>| {
         let mut b = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new("item", DataType::Int32, false)));
@@ -156,7 +155,7 @@ fn batch(rows: &[Row]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
         Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.2)).with_timezone("UTC")),
-        Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| h(r).counter_reset_hint as i8))),
+        Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| r.3.counter_reset_hint as i8))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.3.schema))),
         floats(|h| h.zero_threshold),
         floats(|h| h.zero_count),
@@ -184,8 +183,9 @@ pub(crate) fn read(
 ) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(8 * 1024).build()?;
-    // The label set of each (name, labels JSON) met, or None when it does not match.
-    let mut sets: HashMap<(String, String), Option<Labels>> = HashMap::new();
+    // The series of the row before: its name, labels JSON and label set (None when it does not
+    // match). Rows are sorted by series, so each series' labels are parsed once.
+    let mut last: Option<(String, String, Option<Labels>)> = None;
     let corrupt = |what: &str| Error::Corrupt(format!("{}: {what}", path.display()));
     for batch in reader {
         let batch = batch?;
@@ -222,19 +222,14 @@ pub(crate) fn read(
             if t < start_ms || t > end_ms {
                 continue;
             }
-            let key = (names.value(i), labels.value(i));
-            let set = match sets.get(&(key.0.to_string(), key.1.to_string())) {
-                Some(s) => s.clone(),
-                None => {
-                    let map: BTreeMap<String, String> =
-                        serde_json::from_str(key.1).map_err(|e| corrupt(&format!("labels {:?} are not a JSON object: {e}", key.1)))?;
-                    let set = Labels::from_pairs(std::iter::once((METRIC_NAME.to_string(), key.0.to_string())).chain(map));
-                    let set = matches_all(matchers, &set).then_some(set);
-                    sets.insert((key.0.to_string(), key.1.to_string()), set.clone());
-                    set
-                }
-            };
-            let Some(set) = set else { continue };
+            let (name, json) = (names.value(i), labels.value(i));
+            if !last.as_ref().is_some_and(|(n, l, _)| n == name && l == json) {
+                let map: BTreeMap<String, String> =
+                    serde_json::from_str(json).map_err(|e| corrupt(&format!("labels {json:?} are not a JSON object: {e}")))?;
+                let set = Labels::from_pairs(std::iter::once((METRIC_NAME.to_string(), name.to_string())).chain(map));
+                last = Some((name.to_string(), json.to_string(), matches_all(matchers, &set).then_some(set)));
+            }
+            let Some(set) = last.as_ref().and_then(|(_, _, set)| set.clone()) else { continue };
             let h = FloatHistogram {
                 counter_reset_hint: CounterResetHint::from_number(hint.value(i) as u64),
                 schema: schema.value(i),
