@@ -769,6 +769,88 @@ async fn load(
     Ok(())
 }
 
+/// `load_with_nhcb`: besides the classic histograms' `_bucket`, `_count` and `_sum` series,
+/// the native histograms with custom buckets they convert to, as promqltest converts them:
+/// per base name and labels (without `le`) and per point, the cumulative bucket counts in
+/// order of `le` (a repeated bound ignored), the count from `_count` or else the highest
+/// bucket, a `+Inf` bucket added when missing, the sum from `_sum` (0 without one). A point
+/// whose counts do not convert (not cumulative, negative, the count not the `+Inf` bucket's) is
+/// left out.
+pub fn custom_bucket_histograms(series: &[SeriesDesc]) -> Vec<SeriesDesc> {
+    #[derive(Default)]
+    struct Parts {
+        buckets: Vec<(f64, f64)>,
+        count: Option<f64>,
+        sum: f64,
+    }
+    let mut by_base: std::collections::BTreeMap<Labels, std::collections::BTreeMap<usize, Parts>> = Default::default();
+    for s in series {
+        let name = s.labels.metric_name().unwrap_or("");
+        let (base, le) = if let Some(b) = name.strip_suffix("_bucket") {
+            match s.labels.get("le").and_then(|v| v.parse::<f64>().ok()).filter(|le| !le.is_nan()) {
+                Some(le) => (b, Some(le)),
+                None => continue,
+            }
+        } else if let Some(b) = name.strip_suffix("_sum").or(name.strip_suffix("_count")) {
+            (b, None)
+        } else {
+            continue;
+        };
+        let labels = s.labels.with("__name__", base).filter(|k| k != "le");
+        let per_point = by_base.entry(labels).or_default();
+        for (i, p) in s.points.iter().enumerate() {
+            let Point::Value(v) = p else { continue };
+            let parts = per_point.entry(i).or_default();
+            match le {
+                Some(le) => parts.buckets.push((le, *v)),
+                None if name.ends_with("_sum") => parts.sum = *v,
+                None => parts.count = Some(*v),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (labels, per_point) in by_base {
+        let len = per_point.keys().max().map_or(0, |i| i + 1);
+        let mut points = vec![Point::Omitted; len];
+        for (i, mut parts) in per_point {
+            // Sorted by bound, the first of a repeated bound kept.
+            parts.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            parts.buckets.dedup_by(|b, a| a.0 == b.0);
+            if parts.buckets.windows(2).any(|w| w[1].1 < w[0].1) || parts.buckets.iter().any(|b| b.1 < 0.0) {
+                continue;
+            }
+            let Some(count) = parts.count.or(parts.buckets.last().map(|b| b.1)) else { continue };
+            if parts.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                parts.buckets.push((f64::INFINITY, count));
+            }
+            if parts.buckets.last().map(|b| b.1) != Some(count) {
+                continue;
+            }
+            let mut previous = 0.0;
+            let h = FloatHistogram {
+                schema: pharos_model::histogram::CUSTOM_BUCKETS_SCHEMA,
+                count,
+                sum: parts.sum,
+                positive_spans: vec![pharos_model::histogram::Span { offset: 0, length: parts.buckets.len() as u32 }],
+                positive_buckets: parts
+                    .buckets
+                    .iter()
+                    .map(|b| {
+                        let delta = b.1 - previous;
+                        previous = b.1;
+                        delta
+                    })
+                    .collect(),
+                custom_values: parts.buckets.iter().map(|b| b.0).filter(|le| le.is_finite()).collect(),
+                ..Default::default()
+            };
+            points[i] = Point::Histogram(Box::new(h.compact()));
+        }
+        out.push(SeriesDesc { labels, points });
+    }
+    out
+}
+
 fn fmt_ms(ms: i64) -> String {
     let secs = ms as f64 / 1000.0;
     format!("{secs}")
@@ -1147,7 +1229,11 @@ pub async fn run_script(name: &str, text: &str, log_dir: &Path) -> Result<FileRe
                     inst = Some(fresh(log_dir).await);
                 }
                 let p = &inst.as_ref().map(|i| &i.pharos).ok_or("no instance")?;
-                load(p, &client, *interval_ms, series)
+                let mut series = series.clone();
+                if *nhcb {
+                    series.extend(custom_bucket_histograms(&series));
+                }
+                load(p, &client, *interval_ms, &series)
                     .await
                     .map_err(|e| format!("{name}: {e}"))?;
             }

@@ -44,7 +44,7 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
         (Value::Scalar(l), Value::Vector(r)) => vector_scalar(&ev.memo, op, r, l, true, return_bool).map(Value::Vector),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
-            let derived = Derived { memo: &ev.memo, expr: b as *const BinaryExpr as usize, matching: &matching };
+            let derived = Derived::new(&ev.memo, b, &matching);
             match op {
                 T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &derived))),
                 _ => {
@@ -53,7 +53,7 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
                         .as_ref()
                         .map(|m| m.card.clone())
                         .unwrap_or(VectorMatchCardinality::OneToOne);
-                    vector_vector(op, l, r, &derived, &card, &fill, return_bool)
+                    vector_vector(l, r, &derived, &card, &fill, Results::of(op, return_bool), |l, r| pair_element(op, *l, *r, return_bool))
                         .and_then(check_unique)
                         .map(Value::Vector)
                 }
@@ -68,12 +68,12 @@ pub fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
     }
 }
 
-fn is_comparison(op: u16) -> bool {
+pub(crate) fn is_comparison(op: u16) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
 }
 
 /// Arithmetic operators drop the metric name of their result.
-fn drops_name(op: u16) -> bool {
+pub(crate) fn drops_name(op: u16) -> bool {
     matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
 }
 
@@ -108,7 +108,7 @@ fn apply(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
 
 /// Label sets a vector-vector operation derives from its operands' sets, once per query (the
 /// same series meet at every step of a range query) through the evaluator's [`LabelMemo`].
-struct Derived<'a> {
+pub(crate) struct Derived<'a> {
     memo: &'a LabelMemo,
     /// The operation's address: its memo tags are `expr + 1` (signature) and `expr + 2` (result
     /// labels), inside the expression's own allocation, so distinct from every other tag.
@@ -116,7 +116,11 @@ struct Derived<'a> {
     matching: &'a Option<LabelModifier>,
 }
 
-impl Derived<'_> {
+impl<'a> Derived<'a> {
+    pub(crate) fn new(memo: &'a LabelMemo, b: &BinaryExpr, matching: &'a Option<LabelModifier>) -> Self {
+        Derived { memo, expr: b as *const BinaryExpr as usize, matching }
+    }
+
     fn signature(&self, labels: &Labels) -> Labels {
         self.memo.derive(labels, self.expr + 1, |l| signature(l, self.matching))
     }
@@ -151,7 +155,7 @@ fn vector_scalar(
 
 /// The result of a vector element `v` with `scalar` (on the left when `scalar_on_left`), if
 /// kept.
-fn scalar_element(op: u16, v: f64, scalar: f64, scalar_on_left: bool, return_bool: bool) -> Result<Option<f64>> {
+pub(crate) fn scalar_element(op: u16, v: f64, scalar: f64, scalar_on_left: bool, return_bool: bool) -> Result<Option<f64>> {
     let (l, r) = if scalar_on_left { (scalar, v) } else { (v, scalar) };
     let (mut value, keep) = apply(op, l, r)?;
     if is_comparison(op) {
@@ -165,7 +169,7 @@ fn scalar_element(op: u16, v: f64, scalar: f64, scalar_on_left: bool, return_boo
 }
 
 /// The result of two matched vector elements, if kept.
-fn pair_element(op: u16, l: f64, r: f64, return_bool: bool) -> Result<Option<f64>> {
+pub(crate) fn pair_element(op: u16, l: f64, r: f64, return_bool: bool) -> Result<Option<f64>> {
     let (value, keep) = apply(op, l, r)?;
     Ok(if return_bool {
         Some(bool_value(keep))
@@ -211,7 +215,7 @@ pub fn tabulate(
         (Operand::Scalar(s), Operand::Table(v)) => scalar_table(op, v, s, true, return_bool, frame, memo, max_cells),
         (Operand::Table(l), Operand::Table(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
-            let derived = Derived { memo, expr: b as *const BinaryExpr as usize, matching: &matching };
+            let derived = Derived::new(memo, b, &matching);
             pair_table(op, l, r, &derived, return_bool, frame, max_cells)
         }
         _ => None,
@@ -300,23 +304,64 @@ fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
     }
 }
 
-fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, derived: &Derived<'_>) -> Vec<Sample> {
-    let signatures = |side: &[Sample]| -> HashSet<Labels> { side.iter().map(|s| derived.signature(&s.labels)).collect() };
+/// An element of an instant vector for the matching code: a float [`Sample`], or a float or
+/// native histogram sample of the native evaluator.
+pub(crate) trait Element: Sized {
+    type Value;
+    fn labels(&self) -> &Labels;
+    fn value(&self) -> &Self::Value;
+    fn new(labels: Labels, value: Self::Value) -> Self;
+    /// A missing operand filled in with the float `value` (`fill`, `fill_left`, `fill_right`).
+    fn filled(labels: Labels, value: f64) -> Self;
+}
+
+impl Element for Sample {
+    type Value = f64;
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn value(&self) -> &f64 {
+        &self.value
+    }
+    fn new(labels: Labels, value: f64) -> Self {
+        Sample { labels, value }
+    }
+    fn filled(labels: Labels, value: f64) -> Self {
+        Sample { labels, value }
+    }
+}
+
+/// `and`, `or` or `unless` of two vectors, matched on their signatures.
+pub(crate) fn set_op<T: Element>(op: u16, lhs: Vec<T>, rhs: Vec<T>, derived: &Derived<'_>) -> Vec<T> {
+    let signatures = |side: &[T]| -> HashSet<Labels> { side.iter().map(|s| derived.signature(s.labels())).collect() };
     match op {
         T_LAND => {
             let right = signatures(&rhs);
-            lhs.into_iter().filter(|s| right.contains(&derived.signature(&s.labels))).collect()
+            lhs.into_iter().filter(|s| right.contains(&derived.signature(s.labels()))).collect()
         }
         T_LUNLESS => {
             let right = signatures(&rhs);
-            lhs.into_iter().filter(|s| !right.contains(&derived.signature(&s.labels))).collect()
+            lhs.into_iter().filter(|s| !right.contains(&derived.signature(s.labels()))).collect()
         }
         _ => {
             let left = signatures(&lhs);
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|s| !left.contains(&derived.signature(&s.labels))));
+            out.extend(rhs.into_iter().filter(|s| !left.contains(&derived.signature(s.labels()))));
             out
         }
+    }
+}
+
+/// How a vector-vector operation labels its results: its operator and `bool` modifier.
+#[derive(Clone, Copy)]
+pub(crate) struct Results {
+    op: u16,
+    return_bool: bool,
+}
+
+impl Results {
+    pub(crate) fn of(op: u16, return_bool: bool) -> Self {
+        Results { op, return_bool }
     }
 }
 
@@ -325,15 +370,17 @@ fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, derived: &Derived<'_>) ->
 /// paired with `fill.rhs`, then each "one" element no "many" element matched with `fill.lhs`,
 /// a filled element carrying the signature's labels. The fill values are taken as written:
 /// Prometheus applies them after swapping the sides of `group_right`, and so does Pharos.
-fn vector_vector(
-    op: u16,
-    lhs: Vec<Sample>,
-    rhs: Vec<Sample>,
+/// `element(left, right)` is the value of a matched pair, `None` when a comparison drops it.
+pub(crate) fn vector_vector<T: Element>(
+    lhs: Vec<T>,
+    rhs: Vec<T>,
     derived: &Derived<'_>,
     card: &VectorMatchCardinality,
     fill: &VectorMatchFillValues,
-    return_bool: bool,
-) -> Result<Vec<Sample>> {
+    results: Results,
+    element: impl Fn(&T::Value, &T::Value) -> Result<Option<T::Value>>,
+) -> Result<Vec<T>> {
+    let Results { op, return_bool } = results;
     let fills = fill.lhs.is_some() || fill.rhs.is_some();
     if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !fills) {
         return Ok(Vec::new());
@@ -346,19 +393,19 @@ fn vector_vector(
         _ => Vec::new(),
     };
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let one_sigs: Vec<Labels> = one.iter().map(|s| derived.signature(&s.labels)).collect();
-    let many_sigs: Vec<Labels> = many.iter().map(|s| derived.signature(&s.labels)).collect();
+    let one_sigs: Vec<Labels> = one.iter().map(|s| derived.signature(s.labels())).collect();
+    let many_sigs: Vec<Labels> = many.iter().map(|s| derived.signature(s.labels())).collect();
     // While the memo is canonical, equal signatures are one shared set: keyed by address, the
     // maps below hash no label strings (at every step of a range query).
     let by_address = derived.memo.is_canonical();
     let key = |sig: &Labels| if by_address { SigKey::Address(sig.ptr_id()) } else { SigKey::Content(sig.clone()) };
-    let mut one_by_sig: HashMap<SigKey, (Labels, Sample)> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
+    let mut one_by_sig: HashMap<SigKey, (Labels, T)> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
     // The "one" side's signatures in input order, for the filled results' order.
     let mut one_order: Vec<SigKey> = Vec::new();
     for (s, sig) in one.into_iter().zip(one_sigs) {
         if let Some((_, dup)) = one_by_sig.get(&key(&sig)) {
             let side = if one_to_many { "left" } else { "right" };
-            let (mut a, mut b) = (go_labels(&s.labels), go_labels(&dup.labels));
+            let (mut a, mut b) = (go_labels(s.labels()), go_labels(dup.labels()));
             if b < a {
                 std::mem::swap(&mut a, &mut b);
             }
@@ -380,10 +427,10 @@ fn vector_vector(
     let mut matched: HashMap<SigKey, Option<HashSet<Labels>>> = HashMap::default();
     let mut out = Vec::new();
     // Prometheus' `doBinOp`: the duplicate checks come before a comparison drops the element.
-    let pair = |m: &Sample, o: &Sample, sig: SigKey, matched: &mut HashMap<SigKey, Option<HashSet<Labels>>>, out: &mut Vec<Sample>| -> Result<()> {
-        let (l, r) = if one_to_many { (o.value, m.value) } else { (m.value, o.value) };
-        let value = pair_element(op, l, r, return_bool)?;
-        let result_labels = || derived.result_labels(&m.labels, &o.labels, op, one_to_one, &include, return_bool);
+    let pair = |m: &T, o: &T, sig: SigKey, matched: &mut HashMap<SigKey, Option<HashSet<Labels>>>, out: &mut Vec<T>| -> Result<()> {
+        let (l, r) = if one_to_many { (o.value(), m.value()) } else { (m.value(), o.value()) };
+        let value = element(l, r)?;
+        let result_labels = || derived.result_labels(m.labels(), o.labels(), op, one_to_one, &include, return_bool);
         if one_to_one {
             if matched.insert(sig, None).is_some() {
                 return Err(Error::Execution(
@@ -393,7 +440,7 @@ fn vector_vector(
                 ));
             }
             if let Some(value) = value {
-                out.push(Sample { labels: result_labels(), value });
+                out.push(T::new(result_labels(), value));
             }
             return Ok(());
         }
@@ -404,7 +451,7 @@ fn vector_vector(
             ));
         }
         if let Some(value) = value {
-            out.push(Sample { labels, value });
+            out.push(T::new(labels, value));
         }
         Ok(())
     };
@@ -414,7 +461,7 @@ fn vector_vector(
             None => {
                 if let Some(value) = fill.rhs {
                     let k = key(&sig);
-                    pair(&m, &Sample { labels: sig, value }, k, &mut matched, &mut out)?;
+                    pair(&m, &T::filled(sig, value), k, &mut matched, &mut out)?;
                 }
             }
         }
@@ -425,7 +472,7 @@ fn vector_vector(
                 continue;
             }
             let (sig, o) = &one_by_sig[&k];
-            pair(&Sample { labels: sig.clone(), value }, o, k, &mut matched, &mut out)?;
+            pair(&T::filled(sig.clone(), value), o, k, &mut matched, &mut out)?;
         }
     }
     Ok(out)

@@ -179,10 +179,10 @@ impl Evaluator {
 }
 
 /// Prometheus rejects a vector holding one label set twice (e.g. after dropping names).
-pub fn check_unique(samples: Vec<Sample>) -> Result<Vec<Sample>> {
+pub fn check_unique<T: super::binary::Element>(samples: Vec<T>) -> Result<Vec<T>> {
     let mut seen: HashSet<&Labels, ahash::RandomState> = HashSet::with_capacity_and_hasher(samples.len(), Default::default());
     for s in &samples {
-        if !seen.insert(&s.labels) {
+        if !seen.insert(s.labels()) {
             return Err(Error::Execution(
                 "vector cannot contain metrics with the same labelset".into(),
             ));

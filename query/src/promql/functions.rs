@@ -202,10 +202,11 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
 
 /// `sort_by_label`: by the named labels' values in natural order (digit runs compared as
 /// numbers), then by the whole label set; `desc` reverses both.
-pub fn sort_by_label(v: &mut [Sample], labels: &[String], desc: bool) {
+pub(crate) fn sort_by_label<T: super::binary::Element>(v: &mut [T], labels: &[String], desc: bool) {
     v.sort_by(|a, b| {
+        let (a, b) = (a.labels(), b.labels());
         for l in labels {
-            let (x, y) = (a.labels.get(l).unwrap_or(""), b.labels.get(l).unwrap_or(""));
+            let (x, y) = (a.get(l).unwrap_or(""), b.get(l).unwrap_or(""));
             if x == y {
                 continue;
             }
@@ -216,11 +217,7 @@ pub fn sort_by_label(v: &mut [Sample], labels: &[String], desc: bool) {
                 Ordering::Greater
             };
         }
-        if desc {
-            b.labels.cmp(&a.labels)
-        } else {
-            a.labels.cmp(&b.labels)
-        }
+        if desc { b.cmp(a) } else { a.cmp(b) }
     });
 }
 

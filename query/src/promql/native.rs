@@ -39,15 +39,17 @@ use std::sync::Arc;
 use pharos_model::otlp::is_stale_nan;
 use pharos_model::{FloatHistogram, HistogramSeries, LabelMatcher, Labels, MetricsReader, Series};
 use promql_parser::parser::token::{
-    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LSS, T_LTE, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
+    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_LAND, T_LOR, T_LUNLESS, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUB, T_SUM, T_TOPK,
 };
-use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{BinaryExpr, Call, Expr, MatrixSelector, SubqueryExpr, VectorMatchCardinality, VectorSelector};
 
 use super::annotations::{Anchor, Annotations, INFO, Level, Rendered, WARNING};
 use crate::logql::template::go_quote;
 
-use super::eval::unwrap_parens;
+use super::binary::{self, Derived, Element, Results};
+use super::eval::{Evaluator, LabelMemo, check_unique, unwrap_parens};
 use super::range_functions::{self, Window};
 use super::selector::{Frame, MAX_SAMPLES, fetch_bounds, matcher_groups, reference_time, too_many_samples};
 use super::value::{NativeSeries, RangeSeries, Sample, Value};
@@ -188,7 +190,7 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         }
         data.insert(key(vs), series.into_values().collect());
     }
-    let ev = Native { frame, data, hist_keys, notes: Annotations::default() };
+    let ev = Native { reader, frame, data, hist_keys, notes: Annotations::default(), memo: LabelMemo::default(), delegates: Default::default() };
     let steps: Vec<i64> = if range_query {
         let mut steps = Vec::new();
         let mut t = frame.start_ms;
@@ -211,18 +213,35 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         let value = Value::Native { range: true, series: ev.range_samples(&m.vs, m.range.as_millis() as i64)? };
         return Ok(Some(Prepared::Answer(value, Rendered::default())));
     }
+    // A subquery at the top of an instant query: the samples of its steps.
+    if let Expr::Subquery(sq) = root
+        && !range_query
+        && ev.kind(&sq.expr).is_some()
+    {
+        let (_, found) = ev.subquery(sq, frame.start_ms)?;
+        let series = found.into_iter().map(|s| NativeSeries { labels: s.labels, floats: s.floats, histograms: s.histograms }).collect();
+        return Ok(Some(Prepared::Answer(Value::Native { range: true, series }, ev.render(query, expr))));
+    }
     if let Some(kind) = ev.kind(root) {
-        let mut out: BTreeMap<Labels, NativeSeries> = BTreeMap::new();
+        // Sorted by labels, as the float evaluator sorts, unless `sort_by_label` ordered them.
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut series: Vec<NativeSeries> = Vec::new();
         for &t in &steps {
+            ev.memo.new_step();
             for (labels, s) in ev.eval(root, t)? {
-                let series = out.entry(labels.clone()).or_insert_with(|| NativeSeries { labels, floats: Vec::new(), histograms: Vec::new() });
+                let i = *index.entry(labels.clone()).or_insert_with(|| {
+                    series.push(NativeSeries { labels, floats: Vec::new(), histograms: Vec::new() });
+                    series.len() - 1
+                });
                 match s {
-                    NSample::F(v) => series.floats.push((t, v)),
-                    NSample::H(h) => series.histograms.push((t, h)),
+                    NSample::F(v) => series[i].floats.push((t, v)),
+                    NSample::H(h) => series[i].histograms.push((t, h)),
                 }
             }
         }
-        let series: Vec<NativeSeries> = out.into_values().collect();
+        if range_query || !super::keeps_order(root) {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
         let value = match kind {
             Kind::Histograms => Value::Native { range: range_query, series },
             // Only floats: the float evaluator's own shape.
@@ -231,11 +250,11 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
                 series.into_iter().filter_map(|s| s.floats.first().map(|&(_, value)| Sample { labels: s.labels, value })).collect(),
             ),
         };
-        return Ok(Some(Prepared::Answer(value, ev.notes.render(query, expr))));
+        return Ok(Some(Prepared::Answer(value, ev.render(query, expr))));
     }
     let mut virtual_series = HashMap::new();
     let rewritten = ev.rewrite(expr, &steps, &mut virtual_series)?;
-    Ok(Some(Prepared::Rewritten { expr: rewritten, series: virtual_series, notes: ev.notes.render(query, expr) }))
+    Ok(Some(Prepared::Rewritten { expr: rewritten, series: virtual_series, notes: ev.render(query, expr) }))
 }
 
 /// What an expression the native evaluator handles gives.
@@ -258,7 +277,9 @@ const TO_FLOAT: &[&str] = &[
     "histogram_fraction",
 ];
 
-struct Native {
+struct Native<'r> {
+    /// The store, for the parts of the query that read no histograms ([`Native::delegate`]).
+    reader: &'r dyn MetricsReader,
     frame: Frame,
     /// The samples of every selector of the query, by the selector's address.
     data: HashMap<usize, Vec<NSeries>>,
@@ -266,6 +287,26 @@ struct Native {
     hist_keys: std::collections::HashSet<usize>,
     /// Warnings and infos.
     notes: Annotations,
+    /// Label sets binary operators derive (matching signatures, result labels).
+    memo: LabelMemo,
+    /// Float evaluators of the parts that read no histograms, by the part's address.
+    delegates: std::cell::RefCell<HashMap<usize, Evaluator>>,
+}
+
+impl Element for (Labels, NSample) {
+    type Value = NSample;
+    fn labels(&self) -> &Labels {
+        &self.0
+    }
+    fn value(&self) -> &NSample {
+        &self.1
+    }
+    fn new(labels: Labels, value: NSample) -> Self {
+        (labels, value)
+    }
+    fn filled(labels: Labels, value: f64) -> Self {
+        (labels, NSample::F(value))
+    }
 }
 
 /// Range functions over histograms (or floats) that give histograms.
@@ -286,25 +327,6 @@ const IGNORING_IN_RANGES: &[&str] = &[
     "predict_linear", "double_exponential_smoothing", "holt_winters",
 ];
 
-/// `Some(bool modifier)` when a binary operation matches its sides one-to-one on all labels
-/// but the name (no `on`, `ignoring`, `group_*` or fill values), the only matching evaluated
-/// here.
-fn plain_matching(b: &promql_parser::parser::BinaryExpr) -> Option<bool> {
-    match &b.modifier {
-        None => Some(false),
-        Some(m) if m.matching.is_none()
-            && matches!(m.card, promql_parser::parser::VectorMatchCardinality::OneToOne)
-            && m.fill_values == Default::default() =>
-        {
-            Some(m.return_bool)
-        }
-        _ => None,
-    }
-}
-
-/// Comparison operators.
-const COMPARISONS: [promql_parser::parser::token::TokenId; 6] = [T_EQLC, T_NEQ, T_GTR, T_LSS, T_GTE, T_LTE];
-
 fn number(e: &Expr) -> Option<f64> {
     match unwrap_parens(e) {
         Expr::NumberLiteral(n) => Some(n.val),
@@ -313,7 +335,7 @@ fn number(e: &Expr) -> Option<f64> {
     }
 }
 
-impl Native {
+impl Native<'_> {
     /// Whether `e` reads a selector holding histograms.
     fn touches(&self, e: &Expr) -> bool {
         let mut found = Vec::new();
@@ -321,18 +343,38 @@ impl Native {
         found.iter().any(|(vs, _)| self.hist_keys.contains(&key(vs)))
     }
 
+    /// What a loaded selector gives: floats unless it selected histograms.
+    fn kind_of_selector(&self, vs: &VectorSelector) -> Kind {
+        if self.hist_keys.contains(&key(vs)) { Kind::Histograms } else { Kind::Floats }
+    }
+
     /// What `e` gives when this evaluator handles all of it, else `None`.
     fn kind(&self, e: &Expr) -> Option<Kind> {
+        // What reads no histograms is the float evaluator's ([`Native::delegate`]).
+        if !matches!(e, Expr::VectorSelector(_)) && !self.touches(e) {
+            return (e.value_type() == ValueType::Vector).then_some(Kind::Floats);
+        }
         match e {
             Expr::Paren(p) => self.kind(&p.expr),
-            Expr::VectorSelector(vs) => self.data.contains_key(&key(vs)).then_some(Kind::Histograms),
+            Expr::VectorSelector(vs) => self.data.contains_key(&key(vs)).then(|| self.kind_of_selector(vs)),
             Expr::Call(c) if RANGE_TO_HISTOGRAMS.contains(&c.func.name) || RANGE_TO_FLOATS.contains(&c.func.name) => {
+                let to_floats = RANGE_TO_FLOATS.contains(&c.func.name);
                 match c.args.args.first().map(|a| unwrap_parens(a)) {
-                    Some(Expr::MatrixSelector(m)) if self.data.contains_key(&key(&m.vs)) => {
-                        Some(if RANGE_TO_FLOATS.contains(&c.func.name) { Kind::Floats } else { Kind::Histograms })
+                    Some(Expr::MatrixSelector(m)) if self.data.contains_key(&key(&m.vs)) => Some(if to_floats { Kind::Floats } else { self.kind_of_selector(&m.vs) }),
+                    Some(Expr::Subquery(sq)) => {
+                        let inner = self.kind(&sq.expr)?;
+                        Some(if to_floats || inner == Kind::Floats { Kind::Floats } else { Kind::Histograms })
                     }
                     _ => None,
                 }
+            }
+            Expr::Call(c) if c.func.name == "absent_over_time" => match c.args.args.first().map(|a| unwrap_parens(a)) {
+                Some(Expr::Subquery(sq)) => self.kind(&sq.expr).map(|_| Kind::Floats),
+                _ => None,
+            },
+            Expr::Call(c) if matches!(c.func.name, "sort_by_label" | "sort_by_label_desc") => {
+                let strings = c.args.args[1..].iter().all(|a| matches!(unwrap_parens(a), Expr::StringLiteral(_)));
+                if strings { self.kind(c.args.args.first()?) } else { None }
             }
             Expr::Call(c) if matches!(c.func.name, "label_replace" | "label_join") => {
                 let strings = c.args.args[1..].iter().all(|a| matches!(unwrap_parens(a), Expr::StringLiteral(_)));
@@ -345,7 +387,7 @@ impl Native {
             Expr::Call(c) if TO_FLOAT.contains(&c.func.name) => {
                 let args = &c.args.args;
                 let (numbers, vector) = args.split_at(args.len().checked_sub(1)?);
-                (numbers.iter().all(|a| number(a).is_some()) && vector.first().and_then(|v| self.kind(v)) == Some(Kind::Histograms))
+                (numbers.iter().all(|a| self.is_scalar(a)) && vector.first().and_then(|v| self.kind(v)) == Some(Kind::Histograms))
                     .then_some(Kind::Floats)
             }
             Expr::Aggregate(a) if a.op.id() == T_COUNT_VALUES => {
@@ -356,23 +398,23 @@ impl Native {
                 let inner = self.kind(&a.expr)?;
                 Some(if [T_COUNT, T_GROUP].contains(&a.op.id()) { Kind::Floats } else { inner })
             }
-            Expr::Binary(b) if COMPARISONS.contains(&b.op.id()) && number(&b.lhs).is_none() && number(&b.rhs).is_none() => {
-                let return_bool = plain_matching(b)?;
-                let (l, _) = (self.kind(&b.lhs)?, self.kind(&b.rhs)?);
-                Some(if return_bool { Kind::Floats } else { l })
+            Expr::Binary(b) => {
+                let floats_only = |k: Kind| if b.return_bool() { Kind::Floats } else { k };
+                match (self.is_scalar(&b.lhs), self.is_scalar(&b.rhs)) {
+                    (true, true) => None,
+                    (true, false) => self.kind(&b.rhs).map(floats_only),
+                    (false, true) => self.kind(&b.lhs).map(floats_only),
+                    (false, false) => {
+                        let (l, r) = (self.kind(&b.lhs)?, self.kind(&b.rhs)?);
+                        let both_floats = if l == Kind::Floats && r == Kind::Floats { Kind::Floats } else { Kind::Histograms };
+                        Some(match b.op.id() {
+                            T_LAND | T_LUNLESS => l,
+                            op if binary::is_comparison(op) => floats_only(l),
+                            _ => both_floats,
+                        })
+                    }
+                }
             }
-            Expr::Binary(b) if plain_matching(b) == Some(false) => match b.op.id() {
-                T_MUL | T_DIV if number(&b.lhs).is_some() || number(&b.rhs).is_some() => match (number(&b.lhs), number(&b.rhs)) {
-                    (Some(_), None) if b.op.id() == T_MUL => self.kind(&b.rhs),
-                    (None, Some(_)) => self.kind(&b.lhs),
-                    _ => None,
-                },
-                T_ADD | T_SUB | T_MUL | T_DIV => match (self.kind(&b.lhs), self.kind(&b.rhs)) {
-                    (Some(l), Some(r)) => Some(if l == Kind::Floats && r == Kind::Floats { Kind::Floats } else { Kind::Histograms }),
-                    _ => None,
-                },
-                _ => None,
-            },
             _ => None,
         }
     }
@@ -415,31 +457,33 @@ impl Native {
                 copy.expr = Box::new(self.rewrite(&u.expr, steps, out)?);
                 Expr::Unary(copy)
             }
-            Expr::Aggregate(a) if [T_MIN, T_MAX, T_TOPK, T_BOTTOMK, T_QUANTILE, T_STDDEV, T_STDVAR].contains(&a.op.id()) && self.is_leaf(&a.expr) => {
-                if self.leaf_has_histograms(&a.expr) {
+            Expr::Aggregate(a) if [T_MIN, T_MAX, T_TOPK, T_BOTTOMK, T_QUANTILE, T_STDDEV, T_STDVAR].contains(&a.op.id()) && self.ignorable(&a.expr) => {
+                let (floats, ignored) = self.ignoring_histograms(&a.expr, steps, out)?;
+                if ignored {
                     let at = Anchor::aggregate_param(a);
                     self.notes.add(Level::Info, format!("{INFO}: ignored histogram in {} aggregation", a.op.to_string().to_lowercase()), at);
                 }
                 let mut a2 = a.clone();
-                a2.expr = Box::new(self.float_only(&a.expr, out)?);
+                a2.expr = Box::new(floats);
                 if let Some(p) = &a.param {
                     a2.param = Some(Box::new(self.rewrite(p, steps, out)?));
                 }
                 Expr::Aggregate(a2)
             }
             Expr::Binary(b)
-                if [T_EQLC, T_NEQ, T_GTR, T_LSS, T_GTE, T_LTE].contains(&b.op.id())
-                    && ((number(&b.lhs).is_some() && self.is_leaf(&b.rhs)) || (number(&b.rhs).is_some() && self.is_leaf(&b.lhs))) =>
+                if binary::is_comparison(b.op.id())
+                    && ((number(&b.lhs).is_some() && self.ignorable(&b.rhs)) || (number(&b.rhs).is_some() && self.ignorable(&b.lhs))) =>
             {
-                let leaf = if number(&b.lhs).is_some() { &b.rhs } else { &b.lhs };
-                if self.leaf_has_histograms(leaf) {
+                let vector = if number(&b.lhs).is_some() { &b.rhs } else { &b.lhs };
+                let (floats, ignored) = self.ignoring_histograms(vector, steps, out)?;
+                if ignored {
                     self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), self.leaf_anchor());
                 }
                 let mut b2 = b.clone();
                 if number(&b.lhs).is_some() {
-                    b2.rhs = Box::new(self.float_only(&b.rhs, out)?);
+                    b2.rhs = Box::new(floats);
                 } else {
-                    b2.lhs = Box::new(self.float_only(&b.lhs, out)?);
+                    b2.lhs = Box::new(floats);
                 }
                 Expr::Binary(b2)
             }
@@ -453,14 +497,14 @@ impl Native {
                 let mut c2 = c.clone();
                 let mut args = Vec::new();
                 for (i, a) in c.args.args.iter().enumerate() {
-                    if self.is_leaf(a) {
+                    if self.ignorable(a) {
                         if IGNORING_IN_RANGES.contains(&c.func.name)
                             && let Some(metric) = self.mixed_metric(a)
                         {
                             let message = format!("{INFO}: ignored histograms in a range containing both floats and histograms for metric name {}", go_quote(&metric));
                             self.notes.add(Level::Info, message, Anchor::call_arg(c, i));
                         }
-                        args.push(Box::new(self.float_only(a, out)?));
+                        args.push(Box::new(self.ignoring_histograms(a, steps, out)?.0));
                     } else {
                         args.push(Box::new(self.rewrite(a, steps, out)?));
                     }
@@ -480,6 +524,12 @@ impl Native {
                 let mut copy = c.clone();
                 copy.args.args = c.args.args.iter().map(|a| self.rewrite(a, steps, out).map(Box::new)).collect::<Result<_>>()?;
                 Expr::Call(copy)
+            }
+            // The inner expression of a subquery runs at the subquery's steps, not the query's.
+            Expr::Subquery(sq) => {
+                let mut copy = sq.clone();
+                copy.expr = Box::new(self.rewrite(&sq.expr, &self.subquery_steps(sq, steps), out)?);
+                Expr::Subquery(copy)
             }
             _ => {
                 let mut found = Vec::new();
@@ -526,6 +576,7 @@ impl Native {
         let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
         let mut by_labels: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
         for (i, &t) in steps.iter().enumerate() {
+            self.memo.new_step();
             for (labels, s) in self.eval(e, t)? {
                 if let Some(v) = value(s) {
                     by_labels.entry(labels).or_insert_with(|| vec![None; steps.len()])[i] = Some(v);
@@ -549,6 +600,90 @@ impl Native {
         let name = format!("{VIRTUAL_PREFIX}{}", out.len());
         out.insert(name.clone(), series);
         super::parse(&name)
+    }
+
+    /// Whether `e` is a scalar this module takes from the float evaluator (a number, `time()`,
+    /// `scalar(…)` of floats, …).
+    fn is_scalar(&self, e: &Expr) -> bool {
+        e.value_type() == ValueType::Scalar && !self.touches(e)
+    }
+
+    /// `e`, which reads no histograms, evaluated at `t` by the float evaluator (one per
+    /// expression, over the samples its selectors read in the query's frame).
+    fn delegate(&self, e: &Expr, t: i64) -> Result<Value> {
+        let id = e as *const Expr as usize;
+        if !self.delegates.borrow().contains_key(&id) {
+            let ev = Evaluator {
+                frame: self.frame,
+                fetched: super::selector::Fetched::load(self.reader, e, self.frame)?,
+                memo: Default::default(),
+                tables: Default::default(),
+                annotations: Default::default(),
+            };
+            self.delegates.borrow_mut().insert(id, ev);
+        }
+        let delegates = self.delegates.borrow();
+        let ev = &delegates[&id];
+        ev.memo.new_step();
+        ev.eval(e, t)
+    }
+
+    /// This module's annotations and those of the float evaluators it delegated to.
+    fn render(self, query: &str, expr: &Expr) -> Rendered {
+        let mut out = self.notes.render(query, expr);
+        for (_, ev) in self.delegates.into_inner() {
+            out.merge(ev.annotations.render(query, expr));
+        }
+        out
+    }
+
+    /// The times the inner expression of `sq` is evaluated at when the query evaluates at
+    /// `steps`, in order.
+    fn subquery_steps(&self, sq: &SubqueryExpr, steps: &[i64]) -> Vec<i64> {
+        let (range_ms, step_ms) = super::subquery::range_and_step(sq);
+        let mut inner = std::collections::BTreeSet::new();
+        for &t in steps {
+            inner.extend(super::subquery::steps(super::subquery::reference_time(sq, self.frame, t), range_ms, step_ms));
+        }
+        inner.into_iter().collect()
+    }
+
+    /// Whether `e`, read by a function or aggregation of floats, is something
+    /// [`Native::ignoring_histograms`] turns into floats: a leaf, an expression this module
+    /// evaluates, or a subquery of one.
+    fn ignorable(&self, e: &Expr) -> bool {
+        if !self.touches(e) {
+            return false;
+        }
+        match unwrap_parens(e) {
+            Expr::Subquery(sq) => self.kind(&sq.expr).is_some(),
+            inner => self.is_leaf(inner) || self.kind(inner).is_some(),
+        }
+    }
+
+    /// `e` (one [`Native::ignorable`] accepts) as a selector of its float samples, histogram
+    /// samples left out; and whether there were any.
+    fn ignoring_histograms(&self, e: &Expr, steps: &[i64], out: &mut HashMap<String, Vec<Series>>) -> Result<(Expr, bool)> {
+        if self.is_leaf(e) {
+            return Ok((self.float_only(e, out)?, self.leaf_has_histograms(e)));
+        }
+        let ignored = std::cell::Cell::new(false);
+        let floats_of = |s: NSample| match s {
+            NSample::F(v) => Some(v),
+            NSample::H(_) => {
+                ignored.set(true);
+                None
+            }
+        };
+        let expr = match unwrap_parens(e) {
+            Expr::Subquery(sq) => {
+                let mut copy = sq.clone();
+                copy.expr = Box::new(self.steps_to_virtual(&sq.expr, &self.subquery_steps(sq, steps), out, floats_of)?);
+                Expr::Subquery(copy)
+            }
+            inner => self.steps_to_virtual(inner, steps, out, floats_of)?,
+        };
+        Ok((expr, ignored.get()))
     }
 
     /// The leaf `e` as a selector of its float samples only, each histogram sample of a series
@@ -758,23 +893,133 @@ impl Native {
         }
     }
 
+    /// The series a subquery gives when the query evaluates at `t`: the inner expression at
+    /// every multiple of the step in its window, and that window.
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<(Window, Vec<NSeries>)> {
+        let at = super::subquery::reference_time(sq, self.frame, t);
+        let (range_ms, step_ms) = super::subquery::range_and_step(sq);
+        let mut by_labels: BTreeMap<Labels, NSeries> = BTreeMap::new();
+        for ts in super::subquery::steps(at, range_ms, step_ms) {
+            for (labels, sample) in self.eval(&sq.expr, ts)? {
+                let s = by_labels.entry(labels.clone()).or_insert_with(|| NSeries { labels, ..Default::default() });
+                match sample {
+                    NSample::F(v) => s.floats.push((ts, v)),
+                    NSample::H(h) => s.histograms.push((ts, h)),
+                }
+            }
+        }
+        Ok((Window { start_ms: at.saturating_sub(range_ms), end_ms: at }, by_labels.into_values().collect()))
+    }
+
+    /// A binary operation, as Prometheus' `VectorscalarBinop` (one side a number) and
+    /// `VectorBinop` (vector matching, `group_*`, set operators) evaluate it on both kinds of
+    /// samples.
+    fn binary(&self, b: &BinaryExpr, t: i64) -> Result<NVector> {
+        let (op, return_bool) = (b.op.id(), b.return_bool());
+        let modifier = b.modifier.as_ref();
+        let fill = modifier.map(|m| m.fill_values.clone()).unwrap_or_default();
+        if (fill.lhs.is_some() || fill.rhs.is_some()) && matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+            return Err(Error::BadData("filling in missing series not allowed for set operators".into()));
+        }
+        if self.is_scalar(&b.lhs) || self.is_scalar(&b.rhs) {
+            let on_left = self.is_scalar(&b.lhs);
+            let k = match self.delegate(if on_left { &b.lhs } else { &b.rhs }, t)? {
+                Value::Scalar(k) => k,
+                other => return Err(Error::Internal(format!("a scalar operand gave a {}", other.type_name()))),
+            };
+            let drop_name = binary::drops_name(op) || return_bool;
+            let mut out = Vec::new();
+            for (labels, s) in self.eval(if on_left { &b.rhs } else { &b.lhs }, t)? {
+                let v = match s {
+                    NSample::F(v) => binary::scalar_element(op, v, k, on_left, return_bool)?.map(NSample::F),
+                    NSample::H(h) if op == T_MUL => Some(NSample::H(Arc::new(h.mul(k)))),
+                    NSample::H(h) if op == T_DIV && !on_left => Some(NSample::H(Arc::new(h.div(k)))),
+                    NSample::H(_) => self.incompatible(),
+                };
+                if let Some(v) = v {
+                    out.push((if drop_name { labels.without_name() } else { labels }, v));
+                }
+            }
+            return check_unique(out);
+        }
+        let (lhs, rhs) = (self.eval(&b.lhs, t)?, self.eval(&b.rhs, t)?);
+        let matching = modifier.and_then(|m| m.matching.clone());
+        let derived = Derived::new(&self.memo, b, &matching);
+        if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+            return Ok(binary::set_op(op, lhs, rhs, &derived));
+        }
+        let card = modifier.map(|m| m.card.clone()).unwrap_or(VectorMatchCardinality::OneToOne);
+        let out = binary::vector_vector(lhs, rhs, &derived, &card, &fill, Results::of(op, return_bool), |l, r| self.element(op, return_bool, l, r))?;
+        check_unique(out)
+    }
+
+    /// Prometheus' `vectorElemBinop` on two matched samples: the result, `None` where a
+    /// comparison drops it or the kinds do not combine (an info then).
+    fn element(&self, op: u16, return_bool: bool, l: &NSample, r: &NSample) -> Result<Option<NSample>> {
+        use pharos_model::histogram::CounterResetHint;
+        Ok(match (l, r) {
+            (NSample::F(x), NSample::F(y)) => binary::pair_element(op, *x, *y, return_bool)?.map(NSample::F),
+            (NSample::H(x), NSample::H(y)) => match op {
+                T_ADD => x.add(y).ok().map(|h| NSample::H(Arc::new(h))),
+                T_SUB => x.sub(y).ok().map(|mut h| {
+                    h.counter_reset_hint = CounterResetHint::Gauge;
+                    NSample::H(Arc::new(h))
+                }),
+                // Histograms compare for (in)equality only; the left one is kept.
+                T_EQLC | T_NEQ => {
+                    let holds = same_histogram(x, y) == (op == T_EQLC);
+                    if return_bool { Some(NSample::F(if holds { 1.0 } else { 0.0 })) } else { holds.then(|| l.clone()) }
+                }
+                _ => self.incompatible(),
+            },
+            (NSample::H(x), NSample::F(y)) if op == T_MUL => Some(NSample::H(Arc::new(x.mul(*y)))),
+            (NSample::H(x), NSample::F(y)) if op == T_DIV => Some(NSample::H(Arc::new(x.div(*y)))),
+            (NSample::F(x), NSample::H(y)) if op == T_MUL => Some(NSample::H(Arc::new(y.mul(*x)))),
+            // What Prometheus cannot combine (a float and a histogram added, a histogram times
+            // a histogram, …) gives nothing, with an info.
+            _ => self.incompatible(),
+        })
+    }
+
+    fn incompatible(&self) -> Option<NSample> {
+        self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), Anchor::none());
+        None
+    }
+
     fn series(&self, vs: &VectorSelector) -> Result<&[NSeries]> {
         self.data.get(&key(vs)).map(Vec::as_slice).ok_or_else(|| Error::Internal(format!("selector {vs} was not loaded")))
     }
 
     /// Evaluates `e` (one [`Native::kind`] accepts) at `t`.
     fn eval(&self, e: &Expr, t: i64) -> Result<NVector> {
+        if !matches!(e, Expr::VectorSelector(_)) && !self.touches(e) {
+            return match self.delegate(e, t)? {
+                Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, NSample::F(s.value))).collect()),
+                other => Err(Error::Internal(format!("expected a vector, got a {}", other.type_name()))),
+            };
+        }
         match e {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::VectorSelector(vs) => Ok(self.latest(vs, t)?.into_iter().map(|(labels, _, s)| (labels, s)).collect()),
             Expr::Call(c) if RANGE_TO_HISTOGRAMS.contains(&c.func.name) || RANGE_TO_FLOATS.contains(&c.func.name) => {
-                let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|a| unwrap_parens(a)) else {
-                    return Err(Error::Internal(format!("{} without a range selector", c.func.name)));
+                let (w, evaluated) = match c.args.args.first().map(|a| unwrap_parens(a)) {
+                    Some(Expr::MatrixSelector(m)) => {
+                        let at = reference_time(&m.vs, self.frame, t);
+                        (Window { start_ms: at.saturating_sub(m.range.as_millis() as i64), end_ms: at }, None)
+                    }
+                    Some(Expr::Subquery(sq)) => {
+                        let (w, series) = self.subquery(sq, t)?;
+                        (w, Some(series))
+                    }
+                    _ => return Err(Error::Internal(format!("{} without a range selector or a subquery", c.func.name))),
                 };
-                let at = reference_time(&m.vs, self.frame, t);
-                let w = Window { start_ms: at.saturating_sub(m.range.as_millis() as i64), end_ms: at };
+                let series = match (&evaluated, c.args.args.first().map(|a| unwrap_parens(a))) {
+                    (Some(series), _) => series.as_slice(),
+                    (None, Some(Expr::MatrixSelector(m))) => self.series(&m.vs)?,
+                    _ => &[],
+                };
                 let mut out = Vec::new();
-                for s in self.series(&m.vs)? {
+                for s in series {
                     let floats: Vec<(i64, f64)> = s.floats.iter().copied().filter(|(ts, v)| *ts > w.start_ms && *ts <= w.end_ms && !is_stale_nan(*v)).collect();
                     let hists: Vec<&(i64, Arc<FloatHistogram>)> = s.histograms.iter().filter(|(ts, h)| *ts > w.start_ms && *ts <= w.end_ms && !is_stale(h)).collect();
                     if floats.is_empty() && hists.is_empty() {
@@ -831,7 +1076,13 @@ impl Native {
             }
             Expr::Call(c) if TO_FLOAT.contains(&c.func.name) => {
                 let args = &c.args.args;
-                let numbers: Vec<f64> = args[..args.len() - 1].iter().filter_map(|a| number(a)).collect();
+                let numbers: Vec<f64> = args[..args.len() - 1]
+                    .iter()
+                    .map(|a| match self.delegate(a, t)? {
+                        Value::Scalar(v) => Ok(v),
+                        other => Err(Error::Internal(format!("a scalar argument gave a {}", other.type_name()))),
+                    })
+                    .collect::<Result<_>>()?;
                 let input = self.eval(&args[args.len() - 1], t)?;
                 Ok(input
                     .into_iter()
@@ -898,93 +1149,25 @@ impl Native {
                     })
                     .collect())
             }
-            Expr::Binary(b) if matches!(b.op.id(), T_MUL | T_DIV) && (number(&b.lhs).is_some() || number(&b.rhs).is_some()) => {
-                let (vector, k) = match (number(&b.lhs), number(&b.rhs)) {
-                    (Some(k), None) => (&b.rhs, k),
-                    (None, Some(k)) => (&b.lhs, k),
-                    _ => return Err(Error::Internal("no number in a native product".into())),
+            Expr::Binary(b) => self.binary(b, t),
+            Expr::Call(c) if c.func.name == "absent_over_time" => {
+                let Some(Expr::Subquery(sq)) = c.args.args.first().map(|a| unwrap_parens(a)) else {
+                    return Err(Error::Internal("absent_over_time without a subquery".into()));
                 };
-                let div = b.op.id() == T_DIV;
-                Ok(self
-                    .eval(vector, t)?
-                    .into_iter()
-                    .map(|(labels, s)| {
-                        let s = match s {
-                            NSample::F(v) if div => NSample::F(v / k),
-                            NSample::F(v) => NSample::F(v * k),
-                            NSample::H(h) if div => NSample::H(Arc::new(h.div(k))),
-                            NSample::H(h) => NSample::H(Arc::new(h.mul(k))),
-                        };
-                        (labels.without_name(), s)
+                let (_, series) = self.subquery(sq, t)?;
+                Ok(if series.is_empty() { vec![(Labels::default(), NSample::F(1.0))] } else { Vec::new() })
+            }
+            Expr::Call(c) if matches!(c.func.name, "sort_by_label" | "sort_by_label_desc") => {
+                let names: Vec<String> = c.args.args[1..]
+                    .iter()
+                    .filter_map(|a| match unwrap_parens(a) {
+                        Expr::StringLiteral(s) => Some(s.val.clone()),
+                        _ => None,
                     })
-                    .collect())
-            }
-            Expr::Binary(b) if COMPARISONS.contains(&b.op.id()) => {
-                let (op, return_bool) = (b.op.id(), plain_matching(b) == Some(true));
-                let right: HashMap<Labels, NSample> = self.eval(&b.rhs, t)?.into_iter().map(|(l, s)| (l.without_name(), s)).collect();
-                let mut out = Vec::new();
-                for (labels, l) in self.eval(&b.lhs, t)? {
-                    let Some(r) = right.get(&labels.without_name()) else { continue };
-                    // Floats compare as numbers; histograms only for (in)equality; a float and
-                    // a histogram not at all (an info, no result).
-                    let holds = match (&l, r) {
-                        (NSample::F(x), NSample::F(y)) => Some(match op {
-                            T_EQLC => x == y,
-                            T_NEQ => x != y,
-                            T_GTR => x > y,
-                            T_LSS => x < y,
-                            T_GTE => x >= y,
-                            _ => x <= y,
-                        }),
-                        (NSample::H(x), NSample::H(y)) if op == T_EQLC || op == T_NEQ => Some(same_histogram(x, y) == (op == T_EQLC)),
-                        _ => {
-                            self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), Anchor::none());
-                            None
-                        }
-                    };
-                    match holds {
-                        Some(h) if return_bool => out.push((labels.without_name(), NSample::F(if h { 1.0 } else { 0.0 }))),
-                        // The left side's sample, labels and name kept.
-                        Some(true) => out.push((labels, l)),
-                        _ => {}
-                    }
-                }
-                Ok(out)
-            }
-            Expr::Binary(b) => {
-                let op = b.op.id();
-                let right: HashMap<Labels, NSample> = self.eval(&b.rhs, t)?.into_iter().map(|(l, s)| (l.without_name(), s)).collect();
-                let mut out = Vec::new();
-                for (labels, l) in self.eval(&b.lhs, t)? {
-                    let labels = labels.without_name();
-                    let Some(r) = right.get(&labels) else { continue };
-                    let v = match (l, r) {
-                        (NSample::F(x), NSample::F(y)) => Some(NSample::F(match op {
-                            T_ADD => x + y,
-                            T_SUB => x - y,
-                            T_MUL => x * y,
-                            _ => x / y,
-                        })),
-                        (NSample::H(x), NSample::H(y)) if op == T_ADD => x.add(y).ok().map(|h| NSample::H(Arc::new(h))),
-                        (NSample::H(x), NSample::H(y)) if op == T_SUB => x.sub(y).ok().map(|mut h| {
-                            h.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
-                            NSample::H(Arc::new(h))
-                        }),
-                        (NSample::H(x), NSample::F(y)) if op == T_MUL => Some(NSample::H(Arc::new(x.mul(*y)))),
-                        (NSample::H(x), NSample::F(y)) if op == T_DIV => Some(NSample::H(Arc::new(x.div(*y)))),
-                        (NSample::F(x), NSample::H(y)) if op == T_MUL => Some(NSample::H(Arc::new(y.mul(x)))),
-                        // What Prometheus cannot combine (a float and a histogram added, a
-                        // histogram times a histogram, …) gives nothing, with an info.
-                        _ => {
-                            self.notes.add(Level::Info, format!("{INFO}: incompatible sample types encountered for binary operator"), Anchor::none());
-                            None
-                        }
-                    };
-                    if let Some(v) = v {
-                        out.push((labels, v));
-                    }
-                }
-                Ok(out)
+                    .collect();
+                let mut v = self.eval(&c.args.args[0], t)?;
+                super::functions::sort_by_label(&mut v, &names, c.func.name == "sort_by_label_desc");
+                Ok(v)
             }
             other => Err(Error::unsupported(format!("evaluating native histogram samples in `{other}`"))),
         }

@@ -116,9 +116,75 @@ fn absent_sees_histogram_samples() {
 }
 
 #[test]
+fn vector_matching_and_set_operators_carry_histograms() {
+    let s = store();
+    // At 10m: rpc_seconds{job="a"} is hist(11) (count 33), {job="b"} hist(2) (count 6), and
+    // up{job="a"} is 1.
+    let q = |q: &str| floats(&instant_query(&s, q, 600_000).unwrap_or_else(|e| panic!("{q}: {e}")));
+    let one = |labels: &str, v: f64| vec![(labels.to_string(), v)];
+    // `group_left` matches each histogram with up of its job: b has none.
+    assert_eq!(q("histogram_count(rpc_seconds * on(job) group_left up)"), one("{job=\"a\"}", 33.0));
+    assert_eq!(q("histogram_count(2 * rpc_seconds{job=\"b\"})"), one("{job=\"b\"}", 12.0));
+    // Set operators match on all labels but the name, or the `on` labels.
+    assert_eq!(q("histogram_count(rpc_seconds and on(job) up)"), one("{job=\"a\"}", 33.0));
+    assert_eq!(q("histogram_count(rpc_seconds unless up)"), one("{job=\"b\"}", 6.0));
+    // `or` keeps the left side's series and the right side's of other signatures: up{job="a"}
+    // (a float, which histogram_count leaves out) and rpc_seconds{job="b"}.
+    assert_eq!(q("count(up or rpc_seconds)"), one("{}", 2.0));
+    assert_eq!(q("histogram_count(up or rpc_seconds)"), one("{job=\"b\"}", 6.0));
+    // Histograms compare for equality, matched across jobs by `ignoring`: 11 ≠ 2.
+    assert_eq!(q("rpc_seconds{job=\"a\"} == bool ignoring(job) rpc_seconds{job=\"b\"}"), one("{}", 0.0));
+    assert_eq!(q("count(rpc_seconds == rpc_seconds)"), one("{}", 2.0));
+    // A histogram is not compared with a number (an info, no result); a float is.
+    assert!(q("count(rpc_seconds > 0)").is_empty());
+    assert_eq!(q("count(up > 0)"), one("{}", 1.0));
+    // Operands that read no histograms come from the float evaluator: `vector(1) == 1` keeps
+    // both histograms, `scalar(up)` (1) asks for the highest bucket's upper bound, 2.
+    assert_eq!(q("count((rpc_seconds) and on() (vector(1) == 1))"), one("{}", 2.0));
+    assert!(q("count((rpc_seconds) and on() (vector(-1) == 1))").is_empty());
+    assert_eq!(q("histogram_quantile(scalar(up), rpc_seconds{job=\"b\"})"), one("{job=\"b\"}", 2.0));
+    assert_eq!(q("histogram_count(rpc_seconds{job=\"b\"} / on() group_left vector(2))"), one("{job=\"b\"}", 3.0));
+    // Both jobs share the signature {} once `job` is ignored: many-to-many.
+    let e = instant_query(&s, "rpc_seconds + ignoring(job) rpc_seconds", 600_000).unwrap_err().to_string();
+    assert!(e.contains("many-to-many matching not allowed"), "{e}");
+}
+
+#[test]
+fn subqueries_over_histograms() {
+    let s = store();
+    let q = |q: &str, t: i64| floats(&instant_query(&s, q, t).unwrap_or_else(|e| panic!("{q}: {e}")));
+    // Steps 8m, 9m and 10m of job b: three times hist(2), count 6 each.
+    assert_eq!(q("histogram_count(sum_over_time(rpc_seconds{job=\"b\"}[3m:1m]))", 600_000), vec![("{job=\"b\"}".to_string(), 18.0)]);
+    // A float function over a subquery of a histogram function: counts 21..33 at 6m..10m.
+    assert_eq!(q("max_over_time(histogram_count(rpc_seconds{job=\"a\"})[5m:1m])", 600_000), vec![("{job=\"a\"}".to_string(), 33.0)]);
+    assert_eq!(q("min_over_time(histogram_count(rpc_seconds{job=\"a\"})[5m:1m] offset 2m)", 600_000), vec![("{job=\"a\"}".to_string(), 15.0)]);
+    // The rate of job a over 2m is hist(1) per minute: count 3 / 60 per second at every step.
+    let r = q("histogram_count(last_over_time(rate(rpc_seconds{job=\"a\"}[2m])[5m:1m]))", 600_000);
+    assert_eq!(r.len(), 1);
+    assert!((r[0].1 - 0.05).abs() < 1e-12, "{r:?}");
+    // absent_over_time of a subquery: present at 10m; at 30m the rates' windows hold nothing.
+    assert!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 600_000).is_empty());
+    assert_eq!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 1_800_000), vec![("{}".to_string(), 1.0)]);
+    // A float aggregation over a histogram expression ignores the histograms, with an info.
+    let r = instant_query(&s, "topk(1, rate(rpc_seconds[2m]))", 600_000).unwrap();
+    assert!(floats(&r).is_empty());
+    assert!(r.annotations.infos.iter().any(|i| i.contains("ignored histogram in topk aggregation")), "{:?}", r.annotations.infos);
+}
+
+#[test]
+fn sort_by_label_orders_histograms() {
+    let s = store();
+    let r = instant_query(&s, "sort_by_label_desc(rpc_seconds, \"job\")", 600_000).unwrap();
+    let Value::Native { series, .. } = &r.value else { panic!("{:?}", r.value) };
+    let jobs: Vec<&str> = series.iter().map(|s| s.labels.get("job").unwrap()).collect();
+    assert_eq!(jobs, ["b", "a"]);
+    assert_eq!(series[0].histograms[0].1.count, 6.0);
+}
+
+#[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["(rpc_seconds) and on() (vector(1) == 1)", "rpc_seconds + on(job) up", "rpc_seconds or up", "max_over_time(rate(rpc_seconds[1m])[5m:1m])"] {
+    for q in ["limitk(1, rpc_seconds)", "timestamp(rate(rpc_seconds[1m]))"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
