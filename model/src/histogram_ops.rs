@@ -21,9 +21,6 @@ use crate::histogram::{Bucket, CounterResetHint, EXPONENTIAL_SCHEMAS, FloatHisto
 /// The error of [`FloatHistogram::add`]/[`FloatHistogram::sub`] for an exponential histogram
 /// combined with a custom-bucket one (Prometheus' `ErrHistogramsIncompatibleSchema`).
 pub const INCOMPATIBLE_SCHEMAS: &str = "cannot apply this operation on histograms with a mix of exponential and custom bucket schemas";
-/// The error of [`FloatHistogram::add`]/[`FloatHistogram::sub`] for two custom-bucket histograms
-/// whose `custom_values` differ.
-pub const MISMATCHED_CUSTOM_BUCKETS: &str = "mismatched custom buckets";
 
 /// Bucket index → count of one side of a histogram, in index order.
 type Side = BTreeMap<i64, f64>;
@@ -79,6 +76,14 @@ fn add_to(side: &mut Side, index: i64, count: f64) {
         }
         Entry::Occupied(mut e) => *e.get_mut() += count,
     }
+}
+
+/// The bounds both sorted lists hold, in order.
+fn shared_bounds(a: &[f64], b: &[f64]) -> Vec<f64> {
+    if a == b {
+        return a.to_vec();
+    }
+    a.iter().copied().filter(|x| b.binary_search_by(|y| y.total_cmp(x)).is_ok()).collect()
 }
 
 /// The absolute upper bound of exponential bucket `index` (see [`exponential_bound`]).
@@ -266,10 +271,11 @@ impl FloatHistogram {
     /// threshold are then left out of the bucket sum, as in Prometheus' `addBuckets`. Counts,
     /// sums, zero counts and buckets add.
     ///
-    /// Custom-bucket histograms add bucket by bucket and only with custom-bucket histograms of
-    /// the same `custom_values`: otherwise the error is [`MISMATCHED_CUSTOM_BUCKETS`]
-    /// (current Prometheus instead reconciles the two to the bounds they share and reports an
-    /// info annotation). Exponential with custom is the error [`INCOMPATIBLE_SCHEMAS`].
+    /// Custom-bucket histograms add bucket by bucket. When their `custom_values` differ, both
+    /// are first reconciled to the bounds they share, as current Prometheus does (each bucket
+    /// counted in the first shared bound at or above its upper bound, else in `+Inf`; see
+    /// [`FloatHistogram::reconciles_custom_buckets`] for the info PromQL then gives).
+    /// Exponential with custom is the error [`INCOMPATIBLE_SCHEMAS`].
     ///
     /// The counter reset hint is Prometheus' (`adjustCounterReset`): equal hints stay; else
     /// `Gauge` if either is `Gauge`; else `Unknown` if either is `Unknown`; else (one
@@ -288,6 +294,28 @@ impl FloatHistogram {
         self.combine(other, true)
     }
 
+    /// Whether `add`/`sub` of these two histograms reconciles custom buckets of different bounds
+    /// (Prometheus' info "mismatched custom buckets were reconciled during …").
+    pub fn reconciles_custom_buckets(&self, other: &FloatHistogram) -> bool {
+        self.uses_custom_buckets() && other.uses_custom_buckets() && self.custom_values != other.custom_values
+    }
+
+    /// The buckets of a custom-bucket histogram on `bounds`, a subset of its own bounds: each
+    /// bucket counted in the first of `bounds` at or above its upper bound, or in the `+Inf`
+    /// bucket (index `bounds.len()`).
+    fn custom_buckets_within(&self, bounds: &[f64]) -> Side {
+        let own = side_map(&self.positive_spans, &self.positive_buckets);
+        if bounds == self.custom_values.as_slice() {
+            return own;
+        }
+        let mut out = Side::new();
+        for (index, count) in own {
+            let upper = usize::try_from(index).ok().and_then(|i| self.custom_values.get(i)).copied().unwrap_or(f64::INFINITY);
+            add_to(&mut out, bounds.partition_point(|b| *b < upper) as i64, count);
+        }
+        out
+    }
+
     /// Whether `add`/`sub` of these two histograms is a counter reset hint collision: one says
     /// `CounterReset`, the other `NotCounterReset` (Prometheus then warns "conflicting counter
     /// resets", and the result's hint is `Unknown`).
@@ -299,16 +327,15 @@ impl FloatHistogram {
         if self.uses_custom_buckets() != other.uses_custom_buckets() {
             return Err(INCOMPATIBLE_SCHEMAS.to_string());
         }
-        if self.uses_custom_buckets() && self.custom_values != other.custom_values {
-            return Err(MISMATCHED_CUSTOM_BUCKETS.to_string());
-        }
         let sign = if subtract { -1.0 } else { 1.0 };
         let (hint, _) = combined_hint(self.counter_reset_hint, other.counter_reset_hint);
         let count = self.count + sign * other.count;
         let sum = self.sum + sign * other.sum;
         if self.uses_custom_buckets() {
-            let mut positive = side_map(&self.positive_spans, &self.positive_buckets);
-            for (index, c) in side_map(&other.positive_spans, &other.positive_buckets) {
+            // Bounds that differ are reconciled to those both have.
+            let bounds = shared_bounds(&self.custom_values, &other.custom_values);
+            let mut positive = self.custom_buckets_within(&bounds);
+            for (index, c) in other.custom_buckets_within(&bounds) {
                 add_to(&mut positive, index, sign * c);
             }
             let (positive_spans, positive_buckets) = side_spans(&positive, false);
@@ -318,6 +345,7 @@ impl FloatHistogram {
                 sum,
                 positive_spans,
                 positive_buckets,
+                custom_values: bounds,
                 ..self.clone()
             }
             .compact());
@@ -396,9 +424,9 @@ impl FloatHistogram {
     /// Whether a counter reset happened between `previous` and `self` (Prometheus'
     /// `DetectReset`). The hint decides first: `CounterReset` is a reset, `NotCounterReset` is
     /// not. Otherwise (`Unknown`, and `Gauge` treated as a counter) it is a reset when: the
-    /// count decreased; one histogram has custom buckets and the other not, or their
-    /// `custom_values` differ (current Prometheus instead compares the counts rolled up to the
-    /// bounds both share); the schema increased; the zero threshold decreased; the widened zero
+    /// count decreased; one histogram has custom buckets and the other not; for custom buckets
+    /// of different bounds, a count on the bounds both share decreased or went missing; the
+    /// schema increased; the zero threshold decreased; the widened zero
     /// bucket would cut a populated bucket of `previous` in two; the zero count decreased
     /// (against `previous`' zero count for `self`'s threshold); or a bucket of `previous`
     /// (merged to `self`'s schema, outside `self`'s zero bucket) has a higher count than the
@@ -413,8 +441,14 @@ impl FloatHistogram {
         if self.count < previous.count {
             return true;
         }
-        if self.uses_custom_buckets() && (!previous.uses_custom_buckets() || self.custom_values != previous.custom_values) {
+        if self.uses_custom_buckets() != previous.uses_custom_buckets() {
             return true;
+        }
+        if self.reconciles_custom_buckets(previous) {
+            // Custom buckets of other bounds compare on the bounds both have.
+            let bounds = shared_bounds(&self.custom_values, &previous.custom_values);
+            let now = self.custom_buckets_within(&bounds);
+            return previous.custom_buckets_within(&bounds).into_iter().any(|(index, count)| now.get(&index).map_or(count != 0.0, |c| *c < count));
         }
         if self.schema > previous.schema || self.zero_threshold < previous.zero_threshold {
             return true;
@@ -1036,7 +1070,7 @@ mod tests {
     }
 
     #[test]
-    fn custom_buckets_combine_only_with_equal_bounds() {
+    fn custom_buckets_of_other_bounds_are_reconciled_to_the_shared_ones() {
         // native_histograms.test: sum of {{custom_values:[2] buckets:[1]}} and [7].
         let a = nh("{{schema:-53 sum:1 count:1 custom_values:[2] buckets:[1]}}");
         let b = nh("{{schema:-53 sum:3 count:4 custom_values:[2] buckets:[7]}}");
@@ -1045,9 +1079,25 @@ mod tests {
         assert_eq!(sum, nh("{{schema:-53 sum:4 count:5 custom_values:[2] buckets:[8]}}"));
         let c = nh("{{schema:-53 sum:4 count:3 custom_values:[2] buckets:[1 2]}}");
         assert_eq!(c.sub(&a).unwrap(), nh("{{schema:-53 sum:3 count:2 custom_values:[2] buckets:[0 2]}}").compact());
+        // No shared bound: everything lands in +Inf.
         let other_bounds = nh("{{schema:-53 sum:1 count:1 custom_values:[5 10] buckets:[1]}}");
-        assert_eq!(a.add(&other_bounds).unwrap_err(), MISMATCHED_CUSTOM_BUCKETS);
-        assert_eq!(a.sub(&other_bounds).unwrap_err(), MISMATCHED_CUSTOM_BUCKETS);
+        assert!(a.reconciles_custom_buckets(&other_bounds) && !a.reconciles_custom_buckets(&b));
+        assert_eq!(a.add(&other_bounds).unwrap(), nh("{{schema:-53 sum:2 count:2 buckets:[2]}}"));
+        assert_eq!(a.sub(&other_bounds).unwrap(), nh("{{schema:-53 sum:0 count:0}}"));
+        // Shared bound 5: x is (≤1: 1, (1,5]: 2, (5,10]: 3, +Inf: 4) → (≤5: 3, +Inf: 7);
+        // y is (≤5: 10, (5,20]: 20, +Inf: 30) → (≤5: 10, +Inf: 50).
+        let x = nh("{{schema:-53 sum:20 count:10 custom_values:[1 5 10] buckets:[1 2 3 4]}}");
+        let y = nh("{{schema:-53 sum:100 count:60 custom_values:[5 20] buckets:[10 20 30]}}");
+        assert_eq!(x.add(&y).unwrap(), nh("{{schema:-53 sum:120 count:70 custom_values:[5] buckets:[13 57]}}"));
+        assert_eq!(y.sub(&x).unwrap(), nh("{{schema:-53 sum:80 count:50 custom_values:[5] buckets:[7 43]}}"));
+        // Resets compare on the shared bounds: y has more in both than x.
+        assert!(!y.detect_reset(&x));
+        // On the shared bounds 1 and 5, x is (1, 2, 7). z is the same: no reset. w moves the
+        // two observations of (1,5] above 5: that bucket decreases, a reset.
+        let z = nh("{{schema:-53 sum:20 count:10 custom_values:[1 5] buckets:[1 2 7]}}");
+        assert!(!z.detect_reset(&x));
+        let w = nh("{{schema:-53 sum:20 count:10 custom_values:[1 5] buckets:[1 0 9]}}");
+        assert!(w.detect_reset(&x));
         let exponential = nh("{{sum:2 count:3 buckets:[1 1 1]}}");
         assert_eq!(exponential.add(&a).unwrap_err(), INCOMPATIBLE_SCHEMAS);
         assert_eq!(a.sub(&exponential).unwrap_err(), INCOMPATIBLE_SCHEMAS);
@@ -1223,8 +1273,11 @@ mod tests {
         // native_histograms.test "reset_in_bucket" shape: only one bucket decreases.
         let one_down = nh("{{schema:-53 sum:6 count:5 custom_values:[5 10] buckets:[1 1 3]}}");
         assert!(one_down.detect_reset(&before));
+        // Other bounds compare on the shared bound 5: (1, 3) before, (1, 4) after.
         let other_bounds = nh("{{schema:-53 sum:6 count:5 custom_values:[5 20] buckets:[1 3 1]}}");
-        assert!(other_bounds.detect_reset(&before));
+        assert!(!other_bounds.detect_reset(&before));
+        let fewer_below_5 = nh("{{schema:-53 sum:6 count:5 custom_values:[5 20] buckets:[0 4 1]}}");
+        assert!(fewer_below_5.detect_reset(&before));
         // Exponential and custom, same count: a reset either way (custom vs not, schema up).
         let exponential = nh("{{sum:5 count:4 buckets:[1 2 1]}}");
         assert!(exponential.detect_reset(&before));

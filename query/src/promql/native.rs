@@ -818,7 +818,12 @@ impl Native<'_> {
                             self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
                             return None;
                         }
-                        histogram_rate(hists, w, is_counter, is_rate).map(|h| NSample::H(Arc::new(h)))
+                        let mut reconciled = Vec::new();
+                        let rate = histogram_rate(hists, w, is_counter, is_rate, &mut reconciled);
+                        for operation in reconciled {
+                            self.reconciled(Anchor::call_arg(c, 0), operation);
+                        }
+                        rate.map(|h| NSample::H(Arc::new(h)))
                     }
                     (false, false) => mixed(),
                     _ => None,
@@ -830,15 +835,11 @@ impl Native<'_> {
                     (NSample::F(b), NSample::F(l)) => range_functions::instant_value(&[(*t1, *b), (*t2, *l)], name == "irate").map(NSample::F),
                     (NSample::H(b), NSample::H(l)) => {
                         // `irate` over a reset takes the last histogram alone, whatever the
-                        // buckets of the one before.
-                        let reset = name == "irate" && l.detect_reset(b) && !(b.uses_custom_buckets() && l.uses_custom_buckets());
+                        // buckets of the one before (a change between exponential and custom
+                        // buckets is one).
+                        let reset = name == "irate" && l.detect_reset(b);
                         if !reset && b.uses_custom_buckets() != l.uses_custom_buckets() {
                             self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
-                            return None;
-                        }
-                        if !reset && b.uses_custom_buckets() && l.uses_custom_buckets() && b.custom_values != l.custom_values {
-                            // Prometheus reconciles the buckets both share; Pharos does not yet,
-                            // and gives no value rather than a wrong one.
                             return None;
                         }
                         if name == "irate" && (gauge(b) || gauge(l)) {
@@ -847,7 +848,10 @@ impl Native<'_> {
                         if name == "idelta" && !(gauge(b) && gauge(l)) {
                             self.warn(c, "this native histogram metric is not a gauge:", metric);
                         }
-                        let mut h = if reset || (name == "irate" && l.detect_reset(b)) { (**l).clone() } else { l.sub(b).ok()? };
+                        if !reset && l.reconciles_custom_buckets(b) {
+                            self.reconciled(Anchor::call_arg(c, 0), "subtraction");
+                        }
+                        let mut h = if reset { (**l).clone() } else { l.sub(b).ok()? };
                         if name == "irate" {
                             h = h.div((t2 - t1) as f64 / 1000.0);
                         }
@@ -862,7 +866,14 @@ impl Native<'_> {
                     return mixed();
                 }
                 let n = all.len() as f64;
-                match sum(&all.into_iter().map(|(_, s)| s).collect::<Vec<_>>())? {
+                let summed = sum(all.iter().map(|(_, s)| s));
+                if summed.reconciled {
+                    self.reconciled(Anchor::call_arg(c, 0), "aggregation");
+                }
+                if summed.incompatible {
+                    self.warn(c, "vector contains a mix of histograms with exponential and custom buckets schemas for metric name", metric);
+                }
+                match summed.value? {
                     NSample::F(v) if name == "avg_over_time" => Some(NSample::F(v / n)),
                     NSample::H(h) if name == "avg_over_time" => Some(NSample::H(Arc::new(h.div(n)))),
                     other => Some(other),
@@ -956,15 +967,14 @@ impl Native<'_> {
     /// Prometheus' `vectorElemBinop` on two matched samples: the result, `None` where a
     /// comparison drops it or the kinds do not combine (an info then).
     fn element(&self, op: u16, return_bool: bool, l: &NSample, r: &NSample) -> Result<Option<NSample>> {
-        use pharos_model::histogram::CounterResetHint;
         Ok(match (l, r) {
             (NSample::F(x), NSample::F(y)) => binary::pair_element(op, *x, *y, return_bool)?.map(NSample::F),
             (NSample::H(x), NSample::H(y)) => match op {
-                T_ADD => x.add(y).ok().map(|h| NSample::H(Arc::new(h))),
-                T_SUB => x.sub(y).ok().map(|mut h| {
-                    h.counter_reset_hint = CounterResetHint::Gauge;
-                    NSample::H(Arc::new(h))
-                }),
+                T_ADD | T_SUB if x.reconciles_custom_buckets(y) => {
+                    self.reconciled(Anchor::none(), if op == T_ADD { "addition" } else { "subtraction" });
+                    self.histograms_combined(op, x, y)
+                }
+                T_ADD | T_SUB => self.histograms_combined(op, x, y),
                 // Histograms compare for (in)equality only; the left one is kept.
                 T_EQLC | T_NEQ => {
                     let holds = same_histogram(x, y) == (op == T_EQLC);
@@ -979,6 +989,22 @@ impl Native<'_> {
             // a histogram, …) gives nothing, with an info.
             _ => self.incompatible(),
         })
+    }
+
+    /// `x + y` or `x - y` (a gauge), `None` when exponential and custom buckets mix.
+    fn histograms_combined(&self, op: u16, x: &FloatHistogram, y: &FloatHistogram) -> Option<NSample> {
+        if op == T_ADD {
+            return x.add(y).ok().map(|h| NSample::H(Arc::new(h)));
+        }
+        x.sub(y).ok().map(|mut h| {
+            h.counter_reset_hint = pharos_model::histogram::CounterResetHint::Gauge;
+            NSample::H(Arc::new(h))
+        })
+    }
+
+    /// Prometheus' info for custom buckets of different bounds reconciled during `operation`.
+    fn reconciled(&self, at: Anchor, operation: &str) {
+        self.notes.add(Level::Info, format!("{INFO}: mismatched custom buckets were reconciled during {operation}"), at);
     }
 
     fn incompatible(&self) -> Option<NSample> {
@@ -1122,11 +1148,12 @@ impl Native<'_> {
             }
             Expr::Aggregate(a) => {
                 let input = self.eval(&a.expr, t)?;
-                let mut groups: BTreeMap<Labels, Vec<NSample>> = BTreeMap::new();
+                let mut groups: BTreeMap<Labels, Vec<(Labels, NSample)>> = BTreeMap::new();
                 for (labels, s) in input {
-                    groups.entry(super::aggregate::grouping_labels(&labels, &a.modifier)).or_default().push(s);
+                    groups.entry(super::aggregate::grouping_labels(&labels, &a.modifier)).or_default().push((labels, s));
                 }
                 let op = a.op.id();
+                let at = Anchor::aggregate_param(a);
                 Ok(groups
                     .into_iter()
                     .filter_map(|(labels, samples)| {
@@ -1137,7 +1164,22 @@ impl Native<'_> {
                         if op == T_GROUP {
                             return Some((labels, NSample::F(1.0)));
                         }
-                        let sum = sum(&samples)?;
+                        let summed = sum(samples.iter().map(|(_, s)| s));
+                        if summed.reconciled {
+                            self.reconciled(at, "aggregation");
+                        }
+                        if summed.mixed {
+                            self.notes.add(Level::Warning, format!("{WARNING}: encountered a mix of histograms and floats for aggregation"), at);
+                        }
+                        if summed.incompatible {
+                            let metric = samples.iter().find_map(|(l, s)| matches!(s, NSample::H(_)).then(|| l.metric_name().unwrap_or("").to_string()));
+                            let message = format!(
+                                "{WARNING}: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                                go_quote(&metric.unwrap_or_default())
+                            );
+                            self.notes.add(Level::Warning, message, at);
+                        }
+                        let sum = summed.value?;
                         Some((
                             labels,
                             match (sum, op == T_AVG) {
@@ -1201,35 +1243,64 @@ fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
     a == b
 }
 
-/// The sum of one group's samples: floats or histograms, `None` when they mix or the
-/// histograms do not add up (custom buckets that differ).
-fn sum(samples: &[NSample]) -> Option<NSample> {
-    match samples.first()? {
-        NSample::F(_) => {
-            let mut total = 0.0;
+/// What adding up one group's samples gave.
+#[derive(Default)]
+struct Summed {
+    /// The sum of the floats or of the histograms; `None` when they mix, or when exponential
+    /// and custom buckets do.
+    value: Option<NSample>,
+    /// Floats and histograms mixed.
+    mixed: bool,
+    /// Exponential and custom buckets mixed.
+    incompatible: bool,
+    /// Custom buckets of different bounds were reconciled.
+    reconciled: bool,
+}
+
+fn sum<'s>(mut samples: impl Iterator<Item = &'s NSample>) -> Summed {
+    let mut out = Summed::default();
+    match samples.next() {
+        None => {}
+        Some(NSample::F(first)) => {
+            let mut total = *first;
             for s in samples {
-                let NSample::F(v) = s else { return None };
+                let NSample::F(v) = s else {
+                    out.mixed = true;
+                    return out;
+                };
                 total += v;
             }
-            Some(NSample::F(total))
+            out.value = Some(NSample::F(total));
         }
-        NSample::H(first) => {
+        Some(NSample::H(first)) => {
             let mut total = (**first).clone();
-            for s in &samples[1..] {
-                let NSample::H(h) = s else { return None };
-                total = total.add(h).ok()?;
+            for s in samples {
+                let NSample::H(h) = s else {
+                    out.mixed = true;
+                    return out;
+                };
+                out.reconciled |= total.reconciles_custom_buckets(h);
+                match total.add(h) {
+                    Ok(sum) => total = sum,
+                    Err(_) => {
+                        out.incompatible = true;
+                        return out;
+                    }
+                }
             }
-            Some(NSample::H(Arc::new(total)))
+            out.value = Some(NSample::H(Arc::new(total)));
         }
     }
+    out
 }
 
 /// Prometheus' `histogramRate` with `extrapolatedRate`'s extrapolation, over at least two
 /// histogram samples of a window: the last minus the first (at the lowest schema of the window),
 /// with counter resets added back for counters; scaled to the window's edges (the zero point
-/// taken from the counts) and per second for `rate`. `None` when the histograms do not combine
-/// (custom buckets with other bounds, or custom mixed with exponential).
-fn histogram_rate(points: &[&(i64, Arc<FloatHistogram>)], w: Window, is_counter: bool, is_rate: bool) -> Option<FloatHistogram> {
+/// taken from the counts) and per second for `rate`. `None` when custom buckets mix with
+/// exponential ones; where custom buckets of different bounds were reconciled, the operation
+/// (`subtraction`, `addition`) is added to `reconciled`.
+fn histogram_rate(points: &[&(i64, Arc<FloatHistogram>)], w: Window, is_counter: bool, is_rate: bool, reconciled: &mut Vec<&'static str>) -> Option<FloatHistogram> {
     let mut prev: FloatHistogram = (*points[0].1).clone();
     // A reset between the first two samples: the first counts as empty.
     if is_counter && points[1].1.detect_reset(&prev) {
@@ -1248,11 +1319,18 @@ fn histogram_rate(points: &[&(i64, Arc<FloatHistogram>)], w: Window, is_counter:
             min_schema = min_schema.min(h.schema);
         }
     }
-    let mut result = last.copy_to_schema(min_schema).sub(&prev).ok()?;
+    let last = last.copy_to_schema(min_schema);
+    if last.reconciles_custom_buckets(&prev) {
+        reconciled.push("subtraction");
+    }
+    let mut result = last.sub(&prev).ok()?;
     if is_counter {
         for pair in points.windows(2) {
             let (before, after) = (&pair[0].1, &pair[1].1);
             if after.detect_reset(before) {
+                if result.reconciles_custom_buckets(before) {
+                    reconciled.push("addition");
+                }
                 result = result.add(before).ok()?;
             }
         }

@@ -189,3 +189,28 @@ fn what_is_not_evaluated_yet_says_so() {
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
 }
+
+#[test]
+fn custom_buckets_of_other_bounds_are_summed_on_the_shared_bounds() {
+    let mut s = HistStore::default();
+    let custom = |bounds: &[f64], buckets: &[f64]| {
+        Arc::new(FloatHistogram {
+            schema: pharos_model::histogram::CUSTOM_BUCKETS_SCHEMA,
+            count: buckets.iter().sum(),
+            positive_spans: vec![Span { offset: 0, length: buckets.len() as u32 }],
+            positive_buckets: buckets.to_vec(),
+            custom_values: bounds.to_vec(),
+            ..Default::default()
+        })
+    };
+    for (v, h) in [("1", custom(&[1.0, 5.0, 10.0], &[1.0, 2.0, 3.0, 4.0])), ("2", custom(&[5.0, 20.0], &[10.0, 20.0, 30.0]))] {
+        s.histograms.push(HistogramSeries { labels: Labels::from_pairs([("__name__", "cb"), ("v", v)]), samples: vec![(0, h)] });
+    }
+    // On the shared bound 5: (≤5: 1+2, +Inf: 3+4) plus (10, 20+30) is (13, 57), so 13 of the
+    // 70 observations are at most 5.
+    let r = instant_query(&s, "histogram_fraction(0, 5, sum(cb))", 60_000).unwrap();
+    let f = floats(&r);
+    assert_eq!(f.len(), 1);
+    assert!((f[0].1 - 13.0 / 70.0).abs() < 1e-12, "{f:?}");
+    assert!(r.annotations.infos.iter().any(|i| i.starts_with("PromQL info: mismatched custom buckets were reconciled during aggregation")), "{:?}", r.annotations.infos);
+}
