@@ -2,7 +2,8 @@
 //! remote read client evaluates its own queries over the samples Pharos stores.
 //!
 //! Each query of the request selects the series its matchers match and answers their raw
-//! samples in `[start, end]` (staleness markers included, as Prometheus' TSDB returns them), in
+//! samples in `[start, end]` (staleness markers included, as Prometheus' TSDB returns them),
+//! float samples and native histograms (as float histograms), in
 //! the `SAMPLES` response type (see [`pharos_model::remote_read`]). As in Prometheus, a query
 //! may return at most [`SAMPLE_LIMIT`] samples; errors are plain text.
 
@@ -11,8 +12,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pharos_model::remote_read::{self, MatcherType, ReadResponse, QueryResult};
-use pharos_model::remote_write::{RemoteSample, TimeSeries, proto_labels};
-use pharos_model::{LabelMatcher, MetricsReader};
+use std::collections::BTreeMap;
+
+use pharos_model::remote_write::{Histogram, RemoteSample, TimeSeries, proto_labels};
+use pharos_model::{LabelMatcher, Labels, MetricsReader};
 
 use super::AppState;
 
@@ -66,25 +69,29 @@ pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> R
                 "remote read: query {i}: needs at least one matcher that does not match the empty string"
             )));
         }
-        let series = reader
-            .select_series(&matchers, q.start_timestamp_ms, q.end_timestamp_ms)
-            .map_err(|e| ReadError::Internal(format!("remote read: query {i}: {e}")))?;
-        let samples: usize = series.iter().map(|s| s.samples.len()).sum();
+        let internal = |e: String| ReadError::Internal(format!("remote read: query {i}: {e}"));
+        let series = reader.select_series(&matchers, q.start_timestamp_ms, q.end_timestamp_ms).map_err(internal)?;
+        let histograms = reader.select_histograms(&matchers, q.start_timestamp_ms, q.end_timestamp_ms).map_err(internal)?;
+        // A series holding both kinds answers both in one `TimeSeries`, as Prometheus does.
+        let mut by_labels: BTreeMap<Labels, TimeSeries> = BTreeMap::new();
+        let mut samples = 0usize;
+        for s in series {
+            samples += s.samples.len();
+            let ts = by_labels.entry(s.labels.clone()).or_insert_with(|| TimeSeries { labels: proto_labels(&s.labels), ..Default::default() });
+            ts.samples = s.samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect();
+        }
+        for s in histograms {
+            samples += s.samples.len();
+            let ts = by_labels.entry(s.labels.clone()).or_insert_with(|| TimeSeries { labels: proto_labels(&s.labels), ..Default::default() });
+            ts.histograms = s.samples.iter().map(|(t, h)| Histogram::float(*t, h)).collect();
+        }
         if samples > sample_limit {
             return Err(ReadError::BadRequest(format!(
                 "remote read: query {i}: exceeded sample limit ({sample_limit}): {samples} samples in {} series",
-                series.len()
+                by_labels.len()
             )));
         }
-        let timeseries = series
-            .into_iter()
-            .map(|s| TimeSeries {
-                labels: proto_labels(&s.labels),
-                samples: s.samples.into_iter().map(|(timestamp, value)| RemoteSample { value, timestamp }).collect(),
-                histograms: Vec::new(),
-            })
-            .collect();
-        results.push(QueryResult { timeseries });
+        results.push(QueryResult { timeseries: by_labels.into_values().collect() });
     }
     Ok(remote_read::encode_response(&ReadResponse { results }))
 }

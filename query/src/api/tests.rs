@@ -1327,6 +1327,31 @@ async fn remote_read_answers_raw_samples_per_query() {
         ]
     );
 
+    // Native histograms come as float histograms, in the series' one `TimeSeries` with its
+    // floats (a float at 10 s, then a histogram at 11 s).
+    let mut with_histograms = metrics();
+    let h = pharos_model::FloatHistogram {
+        count: 3.0,
+        sum: 4.5,
+        positive_spans: vec![pharos_model::histogram::Span { offset: 1, length: 2 }],
+        positive_buckets: vec![1.0, 2.0],
+        ..Default::default()
+    };
+    with_histograms.add(&[("__name__", "lat"), ("job", "api")], &[(10_000, 7.0)]);
+    with_histograms.add_histograms(&[("__name__", "lat"), ("job", "api")], vec![(11_000, Arc::new(h))]);
+    let body = request(vec![q(0, 99_000, vec![m(MatcherType::Eq, "__name__", "lat")])], vec![]);
+    let bytes = super::remote_read::answer(&with_histograms, &body, 10).unwrap();
+    let answer = rr::decode_response(&bytes).unwrap();
+    let [ts] = answer.results[0].timeseries.as_slice() else { panic!("{answer:?}") };
+    assert_eq!(ts.samples.iter().map(|s| (s.timestamp, s.value)).collect::<Vec<_>>(), vec![(10_000, 7.0)]);
+    let [hist] = ts.histograms.as_slice() else { panic!("{ts:?}") };
+    assert_eq!((hist.timestamp, hist.count_float, hist.sum, hist.schema), (11_000, Some(3.0), 4.5, 0));
+    assert_eq!(hist.positive_counts, vec![1.0, 2.0]);
+    assert_eq!(hist.positive_spans.iter().map(|s| (s.offset, s.length)).collect::<Vec<_>>(), vec![(1, 2)]);
+    assert!(hist.negative_counts.is_empty() && hist.positive_deltas.is_empty());
+    // The sample limit counts histograms too.
+    assert!(super::remote_read::answer(&with_histograms, &body, 1).is_err());
+
     let problem = |store: Arc<dyn MetricsReader>, body: Vec<u8>| async move {
         let resp = super::router(store, Arc::new(logs())).oneshot(post(body)).await.unwrap();
         let status = resp.status();

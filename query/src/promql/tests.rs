@@ -10,6 +10,7 @@ use super::*;
 #[derive(Default)]
 pub struct MemStore {
     pub series: Vec<Series>,
+    pub histograms: Vec<pharos_model::HistogramSeries>,
     pub calls: std::sync::Mutex<usize>,
 }
 
@@ -19,6 +20,10 @@ impl MemStore {
             labels: Labels::from_pairs(labels.iter().copied()),
             samples: samples.to_vec(),
         });
+    }
+
+    pub fn add_histograms(&mut self, labels: &[(&str, &str)], samples: Vec<(i64, std::sync::Arc<pharos_model::FloatHistogram>)>) {
+        self.histograms.push(pharos_model::HistogramSeries { labels: Labels::from_pairs(labels.iter().copied()), samples });
     }
 }
 
@@ -42,6 +47,19 @@ impl MetricsReader for MemStore {
                     .copied()
                     .filter(|(t, _)| *t >= start && *t <= end)
                     .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+
+    fn select_histograms(&self, m: &[LabelMatcher], start: i64, end: i64) -> std::result::Result<Vec<pharos_model::HistogramSeries>, String> {
+        Ok(self
+            .histograms
+            .iter()
+            .filter(|s| matches_all(m, &s.labels))
+            .map(|s| pharos_model::HistogramSeries {
+                labels: s.labels.clone(),
+                samples: s.samples.iter().filter(|(t, _)| *t >= start && *t <= end).cloned().collect(),
             })
             .filter(|s| !s.samples.is_empty())
             .collect())

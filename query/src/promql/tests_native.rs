@@ -4,34 +4,10 @@
 use std::sync::Arc;
 
 use pharos_model::histogram::Span;
-use pharos_model::select::matches_all;
-use pharos_model::{FloatHistogram, HistogramSeries, LabelMatcher, Labels, MetricsReader, Series};
+use pharos_model::{FloatHistogram, HistogramSeries, Labels};
 
 use super::tests::MemStore;
 use super::*;
-
-/// [`MemStore`]'s floats plus histogram series.
-#[derive(Default)]
-struct HistStore {
-    floats: MemStore,
-    histograms: Vec<HistogramSeries>,
-}
-
-impl MetricsReader for HistStore {
-    fn select_series(&self, m: &[LabelMatcher], start: i64, end: i64) -> std::result::Result<Vec<Series>, String> {
-        self.floats.select_series(m, start, end)
-    }
-
-    fn select_histograms(&self, m: &[LabelMatcher], start: i64, end: i64) -> std::result::Result<Vec<HistogramSeries>, String> {
-        Ok(self
-            .histograms
-            .iter()
-            .filter(|s| matches_all(m, &s.labels))
-            .map(|s| HistogramSeries { labels: s.labels.clone(), samples: s.samples.iter().filter(|(t, _)| *t >= start && *t <= end).cloned().collect() })
-            .filter(|s| !s.samples.is_empty())
-            .collect())
-    }
-}
 
 /// Schema 0, `n` observations in bucket 0 ((0.5, 1]) and `2n` in bucket 1 ((1, 2]), sum `4n`.
 fn hist(n: f64) -> Arc<FloatHistogram> {
@@ -46,15 +22,15 @@ fn hist(n: f64) -> Arc<FloatHistogram> {
 
 /// `rpc_seconds{job="a"}` grows by one hist(1) a minute from hist(1) at 0 to hist(11) at 10m;
 /// `rpc_seconds{job="b"}` is hist(2) every minute; `up{job="a"}` is a float 1.
-fn store() -> HistStore {
-    let mut s = HistStore::default();
+fn store() -> MemStore {
+    let mut s = MemStore::default();
     let series = |job: &str, f: &dyn Fn(i64) -> f64| HistogramSeries {
         labels: Labels::from_pairs([("__name__", "rpc_seconds"), ("job", job)]),
         samples: (0..=10).map(|i| (i * 60_000, hist(f(i)))).collect(),
     };
     s.histograms.push(series("a", &|i| (i + 1) as f64));
     s.histograms.push(series("b", &|_| 2.0));
-    s.floats.add(&[("__name__", "up"), ("job", "a")], &(0..=10).map(|i| (i * 60_000, 1.0)).collect::<Vec<_>>());
+    s.add(&[("__name__", "up"), ("job", "a")], &(0..=10).map(|i| (i * 60_000, 1.0)).collect::<Vec<_>>());
     s
 }
 
@@ -192,7 +168,7 @@ fn what_is_not_evaluated_yet_says_so() {
 
 #[test]
 fn custom_buckets_of_other_bounds_are_summed_on_the_shared_bounds() {
-    let mut s = HistStore::default();
+    let mut s = MemStore::default();
     let custom = |bounds: &[f64], buckets: &[f64]| {
         Arc::new(FloatHistogram {
             schema: pharos_model::histogram::CUSTOM_BUCKETS_SCHEMA,
