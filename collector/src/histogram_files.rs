@@ -135,6 +135,17 @@ fn write_rows(data_dir: &Path, partition: &str, level: i32, mut rows: Vec<Row>) 
     })
 }
 
+/// The samples of `series` as one batch of the files' columns, sorted as the files are.
+pub(crate) fn series_batch(series: &[HistogramSeries]) -> Result<RecordBatch> {
+    let mut rows: Vec<Row> = Vec::with_capacity(series.iter().map(|s| s.samples.len()).sum());
+    for s in series {
+        let (name, json) = (s.labels.get(METRIC_NAME).unwrap_or("").to_string(), labels_json(&s.labels));
+        rows.extend(s.samples.iter().map(|(t, h)| (name.clone(), json.clone(), *t, h.clone())));
+    }
+    rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    batch(&rows)
+}
+
 fn batch(rows: &[Row]) -> Result<RecordBatch> {
     let floats = |f: fn(&FloatHistogram) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| f(&r.3)))) as Arc<dyn Array>;
     let int_lists = |f: &dyn Fn(&FloatHistogram) -> Vec<i32>| {

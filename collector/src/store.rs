@@ -1049,7 +1049,7 @@ impl Store {
     /// Native histogram samples of the matching series: the published files (oldest first),
     /// then the head being flushed and the head, all from one snapshot; of two samples of a
     /// series at one timestamp the later one wins.
-    fn select_histograms_in(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<pharos_model::HistogramSeries>> {
+    pub(crate) fn select_histograms_in(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<pharos_model::HistogramSeries>> {
         let mut heads = Vec::new();
         let manifest = {
             let st = self.state.read();

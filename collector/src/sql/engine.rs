@@ -134,8 +134,9 @@ async fn run(
         .map_err(classify)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(LabelFunction::udf());
-    ctx.register_table("metrics", Arc::new(MetricsTable::new(store, data_dir, counters.clone())))
+    ctx.register_table("metrics", Arc::new(MetricsTable::new(store.clone(), data_dir, counters.clone())))
         .map_err(classify)?;
+    ctx.register_table("histograms", Arc::new(super::histograms_table::HistogramsTable::new(store))).map_err(classify)?;
     let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = ctx.sql_with_options(&query, read_only).await.map_err(classify)?;
     let columns: Vec<SqlColumn> = frame
@@ -232,6 +233,20 @@ fn json_column(a: &ArrayRef, n: usize) -> std::result::Result<Vec<Value>, arrow:
             let c = cast(a, &DataType::Utf8)?;
             let c = c.as_string::<i32>();
             (0..n).map(|i| value_at(i, &|i| Value::String(c.value(i).to_string()))).collect()
+        }
+        // A list as a JSON array of its items, each encoded as a column's values are.
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                out.push(if null[i] {
+                    Value::Null
+                } else {
+                    let items = l.value(i);
+                    Value::Array(json_column(&items, items.len())?)
+                });
+            }
+            out
         }
         _ => {
             let options = FormatOptions::default();

@@ -333,7 +333,7 @@ fn timestamp_literal_ms(e: &Expr) -> Option<(i64, i64)> {
 }
 
 /// The metric name of a `metric_name = '…'` filter.
-fn metric_name_equals(e: &Expr) -> Option<String> {
+pub(crate) fn metric_name_equals(e: &Expr) -> Option<String> {
     let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = e else { return None };
     let (col, lit) = match (left.as_ref(), right.as_ref()) {
         (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),

@@ -490,3 +490,51 @@ async fn a_sort_over_its_memory_limit_spills_under_the_data_directory() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The `histograms` table: samples in a published file and in the head, with their buckets as
+/// JSON arrays; filters on the metric and the time.
+#[tokio::test]
+async fn histograms_table_reads_files_and_head() {
+    use pharos_model::histogram::Span;
+    use pharos_model::remote_write::{Histogram, Label, TimeSeries, WriteRequest};
+    use pharos_model::FloatHistogram;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Arc::new(CollectorMetrics::default())).unwrap());
+    // n observations in bucket 1 ((1, 2] at schema 0) and 2n in bucket 3 ((4, 8]).
+    let hist = |n: f64| FloatHistogram {
+        count: 3.0 * n,
+        sum: 10.0 * n,
+        positive_spans: vec![Span { offset: 1, length: 1 }, Span { offset: 1, length: 1 }],
+        positive_buckets: vec![n, 2.0 * n],
+        ..Default::default()
+    };
+    let body = |name: &str, t: i64, n: f64| {
+        let series = TimeSeries {
+            labels: vec![Label { name: "__name__".into(), value: name.into() }, Label { name: "pod".into(), value: "p0".into() }],
+            samples: vec![],
+            histograms: vec![Histogram::float(t, &hist(n))],
+        };
+        snap::raw::Encoder::new().compress_vec(&WriteRequest { timeseries: vec![series], ..Default::default() }.encode_to_vec()).unwrap()
+    };
+    store.ingest_durable(crate::wal::WalKind::RemoteWriteSnappy, &body("lat", T0, 1.0)).unwrap();
+    store.flush().unwrap();
+    store.ingest_durable(crate::wal::WalKind::RemoteWriteSnappy, &body("lat", T0 + 60_000, 2.0)).unwrap();
+    store.ingest_durable(crate::wal::WalKind::RemoteWriteSnappy, &body("other", T0, 5.0)).unwrap();
+    let engine = SqlEngine::new(store).unwrap();
+    let a = ok(
+        &engine,
+        "SELECT label(labels, 'pod'), timestamp, count, sum, schema, positive_span_offsets, positive_counts FROM histograms \
+         WHERE metric_name = 'lat' ORDER BY timestamp",
+    )
+    .await;
+    assert_eq!(
+        a.rows,
+        vec![
+            vec![json!("p0"), json!("2026-01-01T10:00:00.000Z"), json!(3.0), json!(10.0), json!(0), json!([1, 1]), json!([1.0, 2.0])],
+            vec![json!("p0"), json!("2026-01-01T10:01:00.000Z"), json!(6.0), json!(20.0), json!(0), json!([1, 1]), json!([2.0, 4.0])],
+        ]
+    );
+    let a = ok(&engine, &format!("SELECT metric_name, sum(count) FROM histograms WHERE timestamp < to_timestamp_millis({}) GROUP BY metric_name ORDER BY 1", T0 + 1)).await;
+    assert_eq!(a.rows, vec![vec![json!("lat"), json!(3.0)], vec![json!("other"), json!(15.0)]]);
+}
