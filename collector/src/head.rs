@@ -66,9 +66,11 @@ pub struct Head {
     /// Seeded per process: label values come from clients.
     hasher: ahash::RandomState,
     pub(crate) logs: Vec<LogRecord>,
-    /// Native histogram samples per series, in append order (not indexed: a selection checks
-    /// every histogram series).
+    /// Native histogram samples per series, in append order.
     pub(crate) histograms: HashMap<Labels, Vec<(i64, Arc<FloatHistogram>)>, ahash::RandomState>,
+    /// The histogram series by metric name: a selection that names its metric (nearly every
+    /// one) checks those series only.
+    histogram_names: HashMap<String, Vec<Labels>, ahash::RandomState>,
     /// Native histogram samples held.
     pub(crate) histogram_samples: usize,
     /// Per source, the highest offset whose data is in this head.
@@ -191,14 +193,29 @@ impl Head {
     pub(crate) fn append_histograms(&mut self, samples: Vec<HistogramSample>) {
         self.histogram_samples += samples.len();
         for s in samples {
-            self.histograms.entry(s.labels).or_default().push((s.timestamp_ms, s.histogram));
+            match self.histograms.entry(s.labels) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push((s.timestamp_ms, s.histogram)),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let name = e.key().metric_name().unwrap_or("").to_string();
+                    self.histogram_names.entry(name).or_default().push(e.key().clone());
+                    e.insert(vec![(s.timestamp_ms, s.histogram)]);
+                }
+            }
         }
     }
 
     /// The native histogram samples of the series matching `matchers` in `[start_ms, end_ms]`,
     /// appended to `out` (one entry per series and call, samples in append order).
     pub(crate) fn select_histograms(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64, out: &mut Vec<HistogramSeries>) {
-        for (labels, samples) in &self.histograms {
+        // The series of the names a name matcher (one not matching the empty name) allows, else
+        // every series.
+        let candidates: Vec<&Labels> = match matchers.iter().find(|m| m.name == pharos_model::METRIC_NAME && !m.matches_value("")) {
+            Some(m) if matches!(m.op, MatchOp::Equal) => self.histogram_names.get(&m.value).into_iter().flatten().collect(),
+            Some(m) => self.histogram_names.iter().filter(|(name, _)| m.matches_value(name)).flat_map(|(_, series)| series).collect(),
+            None => self.histograms.keys().collect(),
+        };
+        for labels in candidates {
+            let Some(samples) = self.histograms.get(labels) else { continue };
             if !matches_all(matchers, labels) {
                 continue;
             }
@@ -353,6 +370,42 @@ mod tests {
         assert_eq!(next.chunk_bytes(), next.series[0].samples.heap_bytes(), "the reserved room is counted");
         assert_eq!(Head::after(&Head::default()).chunk_reserve, 0);
         assert_eq!(Head::after(&head).series.capacity(), 2, "room for the series before");
+    }
+
+    /// Histogram selections through the name index give what checking every series gives.
+    #[test]
+    fn histogram_selections_by_name_equal_a_check_of_every_series() {
+        let mut head = Head::default();
+        let series: Vec<Labels> = ["a", "b", "ab", ""]
+            .iter()
+            .flat_map(|name| ["x", "y"].map(|job| if name.is_empty() { Labels::from_pairs([("job", job)]) } else { Labels::from_pairs([("__name__", *name), ("job", job)]) }))
+            .collect();
+        for t in [1000, 2000] {
+            let samples = series
+                .iter()
+                .map(|l| HistogramSample { labels: l.clone(), timestamp_ms: t, histogram: Arc::new(FloatHistogram { count: t as f64, ..Default::default() }) })
+                .collect();
+            head.append_histograms(samples);
+        }
+        let m = |name: &str, op: &str, value: &str| LabelMatcher::new(name, op, value).unwrap();
+        for matchers in [
+            vec![m("__name__", "=", "a")],
+            vec![m("__name__", "=", "a"), m("job", "=", "y")],
+            vec![m("__name__", "=~", "a.*")],
+            vec![m("__name__", "!=", "")],
+            vec![m("__name__", "!=", "a"), m("job", "=", "x")],
+            vec![m("__name__", "=", "")],
+            vec![m("job", "=~", "x|y")],
+            vec![m("__name__", "=", "none")],
+        ] {
+            let mut got = Vec::new();
+            head.select_histograms(&matchers, 0, 1500, &mut got);
+            let mut got: Vec<(Labels, usize)> = got.into_iter().map(|s| (s.labels, s.samples.len())).collect();
+            got.sort();
+            let mut want: Vec<(Labels, usize)> = series.iter().filter(|l| matches_all(&matchers, l)).map(|l| (l.clone(), 1)).collect();
+            want.sort();
+            assert_eq!(got, want, "{matchers:?}");
+        }
     }
 
     fn naive(all: &[(Labels, Vec<(i64, f64)>)], m: &[LabelMatcher], start: i64, end: i64) -> HashMap<Labels, Vec<(i64, f64)>> {
