@@ -238,8 +238,8 @@ fn json_column(a: &ArrayRef, n: usize) -> std::result::Result<Vec<Value>, arrow:
         DataType::List(_) => {
             let l = a.as_list::<i32>();
             let mut out = Vec::with_capacity(n);
-            for i in 0..n {
-                out.push(if null[i] {
+            for (i, &is_null) in null.iter().enumerate() {
+                out.push(if is_null {
                     Value::Null
                 } else {
                     let items = l.value(i);
