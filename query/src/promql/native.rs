@@ -128,6 +128,28 @@ fn selectors<'a>(expr: &'a Expr, frame: Frame, span: (i64, i64), out: &mut Vec<(
     }
 }
 
+/// The first and last time the node `target` of `expr` is evaluated at when `expr` is evaluated
+/// at times in `span` (wider inside subqueries, as [`selectors`] walks them).
+fn span_of(expr: &Expr, target: usize, frame: Frame, span: (i64, i64)) -> Option<(i64, i64)> {
+    if expr as *const Expr as usize == target {
+        return Some(span);
+    }
+    match expr {
+        Expr::Paren(p) => span_of(&p.expr, target, frame, span),
+        Expr::Unary(u) => span_of(&u.expr, target, frame, span),
+        Expr::Binary(b) => span_of(&b.lhs, target, frame, span).or_else(|| span_of(&b.rhs, target, frame, span)),
+        Expr::Aggregate(a) => a.param.as_deref().and_then(|p| span_of(p, target, frame, span)).or_else(|| span_of(&a.expr, target, frame, span)),
+        Expr::Call(c) => c.args.args.iter().find_map(|a| span_of(a, target, frame, span)),
+        Expr::Subquery(sq) => {
+            let (range_ms, _) = super::subquery::range_and_step(sq);
+            let first = super::subquery::reference_time(sq, frame, span.0);
+            let last = super::subquery::reference_time(sq, frame, span.1);
+            span_of(&sq.expr, target, frame, (first.saturating_sub(range_ms), last))
+        }
+        _ => None,
+    }
+}
+
 /// The histogram series matching any matcher group of `vs` in `[from, last]`.
 fn histograms_of(reader: &dyn MetricsReader, vs: &VectorSelector, (from, last): (i64, i64)) -> Result<Vec<HistogramSeries>> {
     let mut by_labels: BTreeMap<Labels, HistogramSeries> = BTreeMap::new();
@@ -190,7 +212,7 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         }
         data.insert(key(vs), series.into_values().collect());
     }
-    let ev = Native { reader, frame, data, hist_keys, notes: Annotations::default(), memo: LabelMemo::default(), delegates: Default::default() };
+    let ev = Native { reader, root: expr, frame, data, hist_keys, notes: Annotations::default(), memo: LabelMemo::default(), delegates: Default::default() };
     let steps: Vec<i64> = if range_query {
         let mut steps = Vec::new();
         let mut t = frame.start_ms;
@@ -280,6 +302,8 @@ const TO_FLOAT: &[&str] = &[
 struct Native<'r> {
     /// The store, for the parts of the query that read no histograms ([`Native::delegate`]).
     reader: &'r dyn MetricsReader,
+    /// The whole query.
+    root: &'r Expr,
     frame: Frame,
     /// The samples of every selector of the query, by the selector's address.
     data: HashMap<usize, Vec<NSeries>>,
@@ -613,9 +637,11 @@ impl Native<'_> {
     fn delegate(&self, e: &Expr, t: i64) -> Result<Value> {
         let id = e as *const Expr as usize;
         if !self.delegates.borrow().contains_key(&id) {
+            let frame = self.frame;
+            let span = span_of(self.root, id, frame, (frame.start_ms, frame.end_ms)).unwrap_or((frame.start_ms, frame.end_ms));
             let ev = Evaluator {
-                frame: self.frame,
-                fetched: super::selector::Fetched::load(self.reader, e, self.frame)?,
+                frame,
+                fetched: super::selector::Fetched::load_spanned(self.reader, e, frame, span)?,
                 memo: Default::default(),
                 tables: Default::default(),
                 annotations: Default::default(),

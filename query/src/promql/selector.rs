@@ -172,6 +172,15 @@ impl Fetched {
         Fetched::load_except(reader, expr, frame, HashSet::new(), 0)
     }
 
+    /// [`Fetched::load`] for an `expr` evaluated at times in `span` (a part of a query inside
+    /// subqueries, whose times reach before the frame).
+    pub fn load_spanned(reader: &dyn MetricsReader, expr: &Expr, frame: Frame, span: (i64, i64)) -> Result<Fetched> {
+        let mut fetched = Fetched { lookback_ms: frame.lookback_ms, ..Default::default() };
+        let mut total = 0;
+        fetched.walk(reader, expr, frame, span, &mut total)?;
+        Ok(fetched)
+    }
+
     /// [`Fetched::load`] except the selectors at the addresses in `skip`, which `streamed`
     /// samples were read for already (they count towards the query's limit and its stats).
     pub fn load_except(

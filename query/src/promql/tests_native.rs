@@ -138,6 +138,10 @@ fn subqueries_over_histograms() {
     let r = q("histogram_count(last_over_time(rate(rpc_seconds{job=\"a\"}[2m])[5m:1m]))", 600_000);
     assert_eq!(r.len(), 1);
     assert!((r[0].1 - 0.05).abs() < 1e-12, "{r:?}");
+    // A part that reads no histograms (`sum by (job) (up)`, the float evaluator's) inside a
+    // subquery is read over the subquery's times, back to 1m: the least count is hist(2)'s 6.
+    let q2 = "min_over_time((histogram_count(rpc_seconds{job=\"a\"}) * on(job) group_left sum by (job) (up))[10m:1m])";
+    assert_eq!(q(q2, 600_000), vec![("{job=\"a\"}".to_string(), 6.0)]);
     // absent_over_time of a subquery: present at 10m; at 30m the rates' windows hold nothing.
     assert!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 600_000).is_empty());
     assert_eq!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 1_800_000), vec![("{}".to_string(), 1.0)]);
