@@ -406,7 +406,8 @@ impl Native<'_> {
             }
             Expr::Call(c) if c.func.name == "timestamp" => match c.args.args.first().map(|a| unwrap_parens(a)) {
                 Some(Expr::VectorSelector(vs)) if self.data.contains_key(&key(vs)) => Some(Kind::Floats),
-                _ => None,
+                Some(arg) => self.kind(arg).map(|_| Kind::Floats),
+                None => None,
             },
             Expr::Call(c) if TO_FLOAT.contains(&c.func.name) => {
                 let args = &c.args.args;
@@ -1119,10 +1120,12 @@ impl Native<'_> {
                 }
                 Ok(out)
             }
+            // A selector's samples keep their own times; what an expression computes is at `t`.
             Expr::Call(c) if c.func.name == "timestamp" => {
                 let input = match c.args.args.first().map(|a| unwrap_parens(a)) {
                     Some(Expr::VectorSelector(vs)) => self.latest(vs, t)?,
-                    _ => return Err(Error::Internal("timestamp without a selector".into())),
+                    Some(arg) => self.eval(arg, t)?.into_iter().map(|(labels, s)| (labels, t, s)).collect(),
+                    None => return Err(Error::BadData("timestamp() takes one argument".into())),
                 };
                 Ok(input.into_iter().map(|(labels, ts, _)| (labels.without_name(), NSample::F(ts as f64 / 1000.0))).collect())
             }

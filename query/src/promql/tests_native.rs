@@ -145,6 +145,9 @@ fn subqueries_over_histograms() {
     // absent_over_time of a subquery: present at 10m; at 30m the rates' windows hold nothing.
     assert!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 600_000).is_empty());
     assert_eq!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 1_800_000), vec![("{}".to_string(), 1.0)]);
+    // `timestamp` of a computed histogram is the evaluation time, of a sample its own time.
+    assert_eq!(q("timestamp(rate(rpc_seconds{job=\"a\"}[2m]))", 630_000), vec![("{job=\"a\"}".to_string(), 630.0)]);
+    assert_eq!(q("timestamp(rpc_seconds{job=\"a\"})", 630_000), vec![("{job=\"a\"}".to_string(), 600.0)]);
     // A float aggregation over a histogram expression ignores the histograms, with an info.
     let r = instant_query(&s, "topk(1, rate(rpc_seconds[2m]))", 600_000).unwrap();
     assert!(floats(&r).is_empty());
@@ -164,7 +167,7 @@ fn sort_by_label_orders_histograms() {
 #[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["limitk(1, rpc_seconds)", "timestamp(rate(rpc_seconds[1m]))"] {
+    for q in ["limitk(1, rpc_seconds)", "limit_ratio(0.5, rpc_seconds)"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
