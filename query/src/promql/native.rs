@@ -9,29 +9,32 @@
 //!
 //! - selectors (instant: per series the latest sample, float or histogram, within the
 //!   lookback; a range selector at the top of an instant query: every sample of its range);
-//! - range functions over a range selector ([`RANGE_TO_HISTOGRAMS`], [`RANGE_TO_FLOATS`]):
+//! - range functions over a range selector or a subquery ([`RANGE_TO_HISTOGRAMS`], [`RANGE_TO_FLOATS`]):
 //!   `rate`, `increase` and `delta` (Prometheus' `histogramRate` and its extrapolation),
 //!   `irate`, `idelta`, `*_over_time` that read histograms, `changes`, `resets`; `timestamp`;
 //! - `sum`, `avg`, `count`, `group` and `count_values`, with `by`/`without`;
-//! - `+ - * /` and comparisons between two vectors matched one-to-one on their labels without
-//!   the metric name (no `on`/`ignoring`/`group_*`), `*`/`/` by a number;
-//! - `label_replace`, `label_join`;
+//! - binary operators with the float evaluator's vector matching ([`binary::vector_vector`] and
+//!   [`binary::set_op`], generic over the sample kind): `on`/`ignoring`, `group_*`, `bool`, fill
+//!   values, `and`/`or`/`unless`; a number or any scalar on one side;
+//! - subqueries of any of these, `absent_over_time` of one, `sort_by_label`, `label_replace`,
+//!   `label_join`;
 //! - `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
 //!   `histogram_stdvar`, `histogram_quantile(φ, …)` and `histogram_fraction(lower, upper, …)`
-//!   (their numeric arguments as number literals), which turn histograms into floats.
+//!   (their numeric arguments any scalar), which turn histograms into floats.
 //!
 //! Once any selector of a query holds histograms, every selector of it is loaded here, so float
-//! series are operands too. A query made only of these is answered here (histograms in
-//! Prometheus' JSON, [`Value::Native`]). In a larger query, each float-valued part (a
-//! `histogram_*` call, `count`, …) is evaluated here for every step and handed to the float
-//! evaluator as a series of its own, behind a selector of a name only this module uses
-//! ([`WithVirtual`]), so everything around it is the float evaluator's. A selector of
-//! histograms under a function that ignores histograms (`abs`, `max_over_time`, `topk`, a
-//! comparison with a number, …) becomes a selector of its floats, the histogram samples turned
-//! into staleness markers; under `absent`/`absent_over_time`, a selector of the presence of its
-//! samples. Histogram samples anywhere else (set operators, `on`/`ignoring` matching, a
-//! subquery, …) are refused with `400 bad_data` "… is not supported yet", never evaluated as if
-//! the series had no samples.
+//! series are operands too; a part that reads no histograms at all (`vector(1)`, `scalar(x)`,
+//! `sum(rate(y[5m]))`) is evaluated by a float [`Evaluator`] of its own ([`Native::delegate`]).
+//! A query made only of these is answered here (histograms in Prometheus' JSON,
+//! [`Value::Native`]). In a larger query, each float-valued part (a `histogram_*` call, `count`,
+//! …) is evaluated here for every step and handed to the float evaluator as a series of its
+//! own, behind a selector of a name only this module uses ([`WithVirtual`]), so everything
+//! around it is the float evaluator's. An argument holding histograms of a function or
+//! aggregation that ignores them (`abs`, `max_over_time`, `topk`, a comparison with a number,
+//! …) becomes a selector of its floats, the histogram samples left out (a selector's turned into
+//! staleness markers); under `absent`/`absent_over_time`, a selector of the presence of its
+//! samples. Histogram samples anywhere else (`limitk`, …) are refused with `400 bad_data` "… is
+//! not supported yet", never evaluated as if the series had no samples.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
