@@ -284,35 +284,9 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         groups[i].1.push(s);
     }
 
-    if op == T_LIMIT_RATIO {
+    if op == T_LIMIT_RATIO || op == T_LIMITK {
         let param = param_scalar(&a.param)?;
-        if param.is_nan() {
-            return Err(Error::Execution(format!("Ratio value is NaN for {}", a.op)));
-        }
-        let ratio = param.clamp(-1.0, 1.0);
-        if ratio != param {
-            ev.annotations.invalid_ratio(param, ratio, Anchor::aggregate_param(a));
-        }
-        // Every group keeps the same series: those whose label hash falls in the ratio's part
-        // of [0, 1], as Prometheus samples them (the grouping does not change the choice).
-        let mut out = Vec::new();
-        if ratio != 0.0 {
-            for (_, members) in groups {
-                out.extend(members.into_iter().filter(|s| keeps_in_ratio(ratio, &s.labels)));
-            }
-        }
-        return Ok(Value::Vector(out));
-    }
-
-    if op == T_LIMITK {
-        let k = count_param(param_scalar(&a.param)?, a)?;
-        // The first k series of each group in Prometheus' series order (sorted by labels).
-        let mut out = Vec::new();
-        for (_, mut members) in groups {
-            members.sort_by(|x, y| x.labels.cmp(&y.labels));
-            out.extend(members.into_iter().take(k));
-        }
-        return Ok(Value::Vector(out));
+        return limit(a, param, groups.into_iter().map(|(_, members)| members), &ev.annotations).map(Value::Vector);
     }
 
     if op == T_TOPK || op == T_BOTTOMK {
@@ -441,6 +415,40 @@ pub fn tabulate(a: &AggregateExpr, input: &StepTable, memo: &LabelMemo, frame: F
         }
     }
     Some(table)
+}
+
+/// `limitk(param, …)` or `limit_ratio(param, …)` over the members of each group (in the groups'
+/// order), of either sample kind: the first `k` series of each group in Prometheus' series order
+/// (sorted by labels), or the series whose label hash falls in the ratio's part of [0, 1] (the
+/// grouping does not change the choice), as Prometheus samples them.
+pub(crate) fn limit<T: super::binary::Element>(
+    a: &AggregateExpr,
+    param: f64,
+    groups: impl Iterator<Item = Vec<T>>,
+    annotations: &super::annotations::Annotations,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    if a.op.id() == T_LIMIT_RATIO {
+        if param.is_nan() {
+            return Err(Error::Execution(format!("Ratio value is NaN for {}", a.op)));
+        }
+        let ratio = param.clamp(-1.0, 1.0);
+        if ratio != param {
+            annotations.invalid_ratio(param, ratio, Anchor::aggregate_param(a));
+        }
+        if ratio != 0.0 {
+            for members in groups {
+                out.extend(members.into_iter().filter(|s| keeps_in_ratio(ratio, s.labels())));
+            }
+        }
+        return Ok(out);
+    }
+    let k = count_param(param, a)?;
+    for mut members in groups {
+        members.sort_by(|x, y| x.labels().cmp(y.labels()));
+        out.extend(members.into_iter().take(k));
+    }
+    Ok(out)
 }
 
 /// True when `name` is a valid Prometheus label name.

@@ -12,7 +12,8 @@
 //! - range functions over a range selector or a subquery ([`RANGE_TO_HISTOGRAMS`], [`RANGE_TO_FLOATS`]):
 //!   `rate`, `increase` and `delta` (Prometheus' `histogramRate` and its extrapolation),
 //!   `irate`, `idelta`, `*_over_time` that read histograms, `changes`, `resets`; `timestamp`;
-//! - `sum`, `avg`, `count`, `group` and `count_values`, with `by`/`without`;
+//! - `sum`, `avg`, `count`, `group`, `limitk`, `limit_ratio` and `count_values`, with
+//!   `by`/`without`;
 //! - binary operators with the float evaluator's vector matching ([`binary::vector_vector`] and
 //!   [`binary::set_op`], generic over the sample kind): `on`/`ignoring`, `group_*`, `bool`, fill
 //!   values, `and`/`or`/`unless`; a number or any scalar on one side;
@@ -33,7 +34,7 @@
 //! aggregation that ignores them (`abs`, `max_over_time`, `topk`, a comparison with a number,
 //! …) becomes a selector of its floats, the histogram samples left out (a selector's turned into
 //! staleness markers); under `absent`/`absent_over_time`, a selector of the presence of its
-//! samples. Histogram samples anywhere else (`limitk`, …) are refused with `400 bad_data` "… is
+//! samples. Histogram samples anywhere else (`info()`, …) are refused with `400 bad_data` "… is
 //! not supported yet", never evaluated as if the series had no samples.
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +43,7 @@ use std::sync::Arc;
 use pharos_model::otlp::is_stale_nan;
 use pharos_model::{FloatHistogram, HistogramSeries, LabelMatcher, Labels, MetricsReader, Series};
 use promql_parser::parser::token::{
-    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_LAND, T_LOR, T_LUNLESS, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
+    T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_LAND, T_LIMIT_RATIO, T_LIMITK, T_LOR, T_LUNLESS, T_MAX, T_MIN, T_MUL, T_NEQ, T_QUANTILE, T_STDDEV,
     T_STDVAR, T_SUB, T_SUM, T_TOPK,
 };
 use promql_parser::parser::value::ValueType;
@@ -421,6 +422,9 @@ impl Native<'_> {
             Expr::Aggregate(a) if a.op.id() == T_COUNT_VALUES => {
                 let is_string = matches!(a.param.as_deref().map(unwrap_parens), Some(Expr::StringLiteral(_)));
                 (is_string && self.kind(&a.expr).is_some()).then_some(Kind::Floats)
+            }
+            Expr::Aggregate(a) if [T_LIMITK, T_LIMIT_RATIO].contains(&a.op.id()) && a.param.as_deref().is_some_and(|p| self.is_scalar(p)) => {
+                self.kind(&a.expr)
             }
             Expr::Aggregate(a) if a.param.is_none() && [T_SUM, T_AVG, T_COUNT, T_GROUP].contains(&a.op.id()) => {
                 let inner = self.kind(&a.expr)?;
@@ -1177,6 +1181,23 @@ impl Native<'_> {
                     *counts.entry(super::aggregate::grouping_labels(&labels, &a.modifier).with(label, &value)).or_default() += 1.0;
                 }
                 Ok(counts.into_iter().map(|(labels, n)| (labels, NSample::F(n))).collect())
+            }
+            Expr::Aggregate(a) if [T_LIMITK, T_LIMIT_RATIO].contains(&a.op.id()) => {
+                let param = match a.param.as_deref().map(|p| self.delegate(p, t)).transpose()? {
+                    Some(Value::Scalar(v)) => v,
+                    _ => return Err(Error::BadData(format!("{} requires a parameter", a.op))),
+                };
+                // Groups in first-seen order, as the float evaluator forms them.
+                let mut index: HashMap<Labels, usize> = HashMap::new();
+                let mut groups: Vec<NVector> = Vec::new();
+                for (labels, s) in self.eval(&a.expr, t)? {
+                    let i = *index.entry(super::aggregate::grouping_labels(&labels, &a.modifier)).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[i].push((labels, s));
+                }
+                super::aggregate::limit(a, param, groups.into_iter(), &self.notes)
             }
             Expr::Aggregate(a) => {
                 let input = self.eval(&a.expr, t)?;

@@ -155,6 +155,27 @@ fn subqueries_over_histograms() {
 }
 
 #[test]
+fn limitk_and_limit_ratio_choose_histogram_series_as_float_ones() {
+    let s = store();
+    let jobs = |q: &str| -> Vec<String> {
+        let r = instant_query(&s, q, 600_000).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let Value::Native { series, .. } = &r.value else { panic!("{:?}", r.value) };
+        series.iter().map(|s| s.labels.get("job").unwrap().to_string()).collect()
+    };
+    // The first series by labels: job a; with `by (job)` each job is a group of one.
+    assert_eq!(jobs("limitk(1, rpc_seconds)"), ["a"]);
+    assert_eq!(jobs("limitk(scalar(up), rpc_seconds)"), ["a"]);
+    assert_eq!(jobs("limitk(1, rpc_seconds) by (job)"), ["a", "b"]);
+    // A ratio keeps a series by its label hash: 1 keeps all, and a ratio and its complement
+    // split the series between them.
+    assert_eq!(jobs("limit_ratio(1, rpc_seconds)"), ["a", "b"]);
+    let mut split = jobs("limit_ratio(0.5, rpc_seconds)");
+    split.extend(jobs("limit_ratio(-0.5, rpc_seconds)"));
+    split.sort();
+    assert_eq!(split, ["a", "b"]);
+}
+
+#[test]
 fn sort_by_label_orders_histograms() {
     let s = store();
     let r = instant_query(&s, "sort_by_label_desc(rpc_seconds, \"job\")", 600_000).unwrap();
@@ -167,7 +188,7 @@ fn sort_by_label_orders_histograms() {
 #[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["limitk(1, rpc_seconds)", "limit_ratio(0.5, rpc_seconds)"] {
+    for q in ["info(rpc_seconds)"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
