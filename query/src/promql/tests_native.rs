@@ -188,7 +188,7 @@ fn sort_by_label_orders_histograms() {
 #[test]
 fn what_is_not_evaluated_yet_says_so() {
     let s = store();
-    for q in ["info(rpc_seconds)"] {
+    for q in ["info(rpc_seconds)", "histogram_fraction(0, scalar(rpc_seconds), rpc_seconds)"] {
         let e = instant_query(&s, q, 600_000).unwrap_err().to_string();
         assert!(e.contains("native histogram") && e.contains("not supported yet"), "{q}: {e}");
     }
