@@ -321,8 +321,10 @@ async fn remote_write_2_0_and_exemplars_are_stored_and_reported() {
     // signature, so only the histogram is left.
     let (_, or) = pharos.get_json(&format!("/api/v1/query?query={}&time={t}", enc("rw2_latency_seconds or vector(1)"))).await;
     assert_eq!(or["data"]["result"], h["data"]["result"], "{or}");
+    let (_, limited) = pharos.get_json(&format!("/api/v1/query?query={}&time={t}", enc("limitk(1, rw2_latency_seconds)"))).await;
+    assert_eq!(limited["data"]["result"], h["data"]["result"], "{limited}");
     // An expression over it that is not evaluated yet says so.
-    let (status, e) = pharos.get_json(&format!("/api/v1/query?query={}&time={t}", enc("limitk(1, rw2_latency_seconds)"))).await;
+    let (status, e) = pharos.get_json(&format!("/api/v1/query?query={}&time={t}", enc("info(rw2_latency_seconds)"))).await;
     assert_eq!(status, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("native histogram samples") && e["error"].as_str().unwrap().contains("not supported yet"), "{e}");
 
