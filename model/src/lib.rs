@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod client_model;
 pub mod env;
 pub mod float;
 pub mod histogram;

@@ -678,6 +678,65 @@ async fn native_histograms_come_back_as_prometheus_answers_them() {
     let floats: Vec<(f64, &str)> = got["result"][1]["values"].as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap())).collect();
     assert_eq!(floats, vec![(at(2), "3")], "{got}");
     assert_eq!(counts(&got["result"][1]), vec![(at(3), "6".into()), (at(4), "6".into()), (at(5), "6".into())], "{got}");
+
+    // Federation in the protobuf format a Prometheus scraping native histograms asks for: the
+    // same families, series, timestamps and histograms from both (a histogram compared by its
+    // counts, since one may write whole counts as integer deltas and the other as floats).
+    let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
+    let federated = |base: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(format!("{base}/federate?match[]=peer_latency_seconds")).header("accept", accept).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{base}");
+            let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(content_type.starts_with("application/vnd.google.protobuf"), "{base}: {content_type}");
+            let families = pharos_model::client_model::decode_delimited(&r.bytes().await.unwrap()).unwrap();
+            families
+                .into_iter()
+                .map(|f| {
+                    let metrics: Vec<(Vec<(String, String)>, Option<i64>, Option<FloatHistogram>)> = f
+                        .metric
+                        .iter()
+                        .map(|m| (m.label.iter().map(|l| (l.name.clone(), l.value.clone())).collect(), m.timestamp_ms, m.histogram.as_ref().map(counts_of)))
+                        .collect();
+                    (f.name.unwrap_or_default(), f.r#type, metrics)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let (want, got) = (federated(prom_base.clone()).await, federated(pharos_base.clone()).await);
+    assert!(want.iter().map(|f| f.2.len()).sum::<usize>() == 4, "Prometheus federated {want:?}");
+    assert_eq!(got, want);
+}
+
+/// A protobuf exposition histogram as absolute counts (integer deltas summed, float counts as
+/// they are), spans merged as Prometheus compacts them.
+fn counts_of(h: &pharos_model::client_model::Histogram) -> pharos_model::histogram::FloatHistogram {
+    use pharos_model::histogram::{FloatHistogram, Span};
+    let absolute = |deltas: &[i64], floats: &[f64]| -> Vec<f64> {
+        if !floats.is_empty() {
+            return floats.to_vec();
+        }
+        let mut c = 0i64;
+        deltas.iter().map(|d| {
+            c += d;
+            c as f64
+        }).collect()
+    };
+    let spans = |s: &[pharos_model::client_model::BucketSpan]| s.iter().map(|s| Span { offset: s.offset, length: s.length }).collect();
+    FloatHistogram {
+        schema: h.schema.unwrap_or(0),
+        zero_threshold: h.zero_threshold.unwrap_or(0.0),
+        zero_count: h.zero_count_float.unwrap_or(h.zero_count.unwrap_or(0) as f64),
+        count: h.sample_count_float.unwrap_or(h.sample_count.unwrap_or(0) as f64),
+        sum: h.sample_sum.unwrap_or(0.0),
+        positive_spans: spans(&h.positive_span),
+        positive_buckets: absolute(&h.positive_delta, &h.positive_count),
+        negative_spans: spans(&h.negative_span),
+        negative_buckets: absolute(&h.negative_delta, &h.negative_count),
+        ..Default::default()
+    }
+    .compact()
 }
 
 /// JSON equality where numbers in strings may differ by a relative 2e-16: Prometheus' table of

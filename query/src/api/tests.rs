@@ -1382,7 +1382,8 @@ async fn remote_read_answers_raw_samples_per_query() {
 
 /// `/federate`: the newest sample of each selected series within the 5-minute lookback, in
 /// the text format Prometheus' federation writes (families sorted, `untyped`, Go's float
-/// text, escaped label values, timestamps); stale, too old and unmatched series left out.
+/// text, escaped label values, `instance=""` added last where missing, timestamps); stale, too
+/// old and unmatched series left out.
 #[tokio::test]
 async fn federate_answers_the_newest_samples_in_the_text_format() {
     use pharos_model::otlp::STALE_NAN_BITS;
@@ -1402,17 +1403,18 @@ async fn federate_answers_the_newest_samples_in_the_text_format() {
             })
             .collect()
     };
-    let text = super::federate::exposition(&store, &groups(&[r#"{job=~"node|api|gone"}"#, "up"]), now).unwrap();
+    let exposition = |store: &MemStore, g: &[Vec<LabelMatcher>]| super::federate::text(&super::federate::latest_samples(store, g, now).unwrap());
+    let text = exposition(&store, &groups(&[r#"{job=~"node|api|gone"}"#, "up"]));
     assert_eq!(
         text,
         "# TYPE node_load1 untyped\n\
-         node_load1{job=\"node\"} 1.2e-05 999999000\n\
+         node_load1{job=\"node\",instance=\"\"} 1.2e-05 999999000\n\
          # TYPE node_memory_MemTotal_bytes untyped\n\
-         node_memory_MemTotal_bytes{job=\"node\",path=\"C:\\\\x \\\"y\\\"\\nz\"} 1.6624267264e+10 999700000\n\
+         node_memory_MemTotal_bytes{job=\"node\",path=\"C:\\\\x \\\"y\\\"\\nz\",instance=\"\"} 1.6624267264e+10 999700000\n\
          # TYPE up untyped\n\
          up{instance=\"a:9100\",job=\"node\"} 1 999995000\n"
     );
-    assert_eq!(super::federate::exposition(&store, &[], now).unwrap(), "", "no match[], no series");
+    assert_eq!(exposition(&store, &[]), "", "no match[], no series");
 
     // Through the router: the content type, and a bad selector.
     let app = super::router(Arc::new(store), Arc::new(logs()));
@@ -1423,4 +1425,85 @@ async fn federate_answers_the_newest_samples_in_the_text_format() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("not a series selector"), "{body:?}");
+}
+
+/// `/federate` in the protobuf format: floats in `UNTYPED` families, native histograms in
+/// `HISTOGRAM`/`GAUGE_HISTOGRAM` ones, a new family where the name or the type changes; the
+/// text format leaves histograms out; `Accept` picks the format.
+#[tokio::test]
+async fn federate_writes_native_histograms_in_the_protobuf_format() {
+    use pharos_model::client_model::{self, MetricType};
+    use pharos_model::histogram::{CounterResetHint, Span};
+    use pharos_model::otlp::STALE_NAN_BITS;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let h = |count: f64| pharos_model::FloatHistogram {
+        count,
+        sum: 10.0,
+        zero_threshold: 0.001,
+        zero_count: 1.0,
+        positive_spans: vec![Span { offset: 1, length: 2 }],
+        positive_buckets: vec![count - 3.0, 2.0],
+        ..Default::default()
+    };
+    let mut store = MemStore::default();
+    // job a: a float, then a newer histogram; job b: floats only; job c: a stale histogram.
+    store.add(&[("__name__", "lat"), ("job", "a")], &[(now - 10_000, 1.0)]);
+    store.add_histograms(&[("__name__", "lat"), ("job", "a")], vec![(now - 5_000, Arc::new(h(6.0)))]);
+    store.add(&[("__name__", "lat"), ("job", "b")], &[(now - 4_000, 2.5)]);
+    let stale = pharos_model::FloatHistogram { sum: f64::from_bits(STALE_NAN_BITS), ..h(6.0) };
+    store.add_histograms(&[("__name__", "lat"), ("job", "c")], vec![(now - 9_000, Arc::new(h(4.0))), (now - 3_000, Arc::new(stale))]);
+    let gauge = pharos_model::FloatHistogram { counter_reset_hint: CounterResetHint::Gauge, ..h(4.5) };
+    store.add_histograms(&[("__name__", "queue")], vec![(now - 1_000, Arc::new(gauge))]);
+    let app = super::router(Arc::new(store), Arc::new(logs()));
+    let get = |accept: &'static str| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(Request::get("/federate?match[]=%7B__name__%3D~%22lat%7Cqueue%22%7D").header("accept", accept).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+            (content_type, resp.into_body().collect().await.unwrap().to_bytes())
+        }
+    };
+    // The Accept header a Prometheus scraping with native histograms sends.
+    let (content_type, body) =
+        get("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.2").await;
+    assert_eq!(content_type, client_model::CONTENT_TYPE);
+    let families = client_model::decode_delimited(&body).unwrap();
+    let summary: Vec<(String, i32, Vec<String>)> = families
+        .iter()
+        .map(|f| (f.name.clone().unwrap(), f.r#type.unwrap(), f.metric.iter().map(|m| m.label.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>().join(" ")).collect()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("lat".to_string(), MetricType::Histogram as i32, vec!["job=a instance=".to_string()]),
+            ("lat".to_string(), MetricType::Untyped as i32, vec!["job=b instance=".to_string()]),
+            ("queue".to_string(), MetricType::GaugeHistogram as i32, vec!["instance=".to_string()]),
+        ]
+    );
+    let a = &families[0].metric[0];
+    assert_eq!(a.timestamp_ms, Some(now - 5_000));
+    let ha = a.histogram.as_ref().unwrap();
+    // Counts 3 and 2 in buckets 1 and 2: deltas 3, -1; 6 observations, 1 in the zero bucket.
+    assert_eq!((ha.sample_count, ha.zero_count, ha.sample_sum, ha.schema), (Some(6), Some(1), Some(10.0), Some(0)));
+    assert_eq!(ha.positive_delta, vec![3, -1]);
+    assert_eq!((families[1].metric[0].untyped.as_ref().unwrap().value, families[1].metric[0].timestamp_ms), (2.5, Some(now - 4_000)));
+    // 4.5 observations: float counts.
+    let hq = families[2].metric[0].histogram.as_ref().unwrap();
+    assert_eq!((hq.sample_count_float, hq.positive_count.clone()), (Some(4.5), vec![1.5, 2.0]));
+
+    // The text format: only the float series.
+    let (content_type, body) = get("text/plain;version=0.0.4;q=0.5,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.4").await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(String::from_utf8(body.to_vec()).unwrap(), format!("# TYPE lat untyped\nlat{{job=\"b\",instance=\"\"}} 2.5 {}\n", now - 4_000));
+    for (accept, protobuf) in [
+        ("", false),
+        ("*/*", false),
+        ("application/openmetrics-text;version=1.0.0", false),
+        ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", true),
+        ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text", false),
+        ("application/openmetrics-text;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8,*/*;q=0.1", true),
+    ] {
+        assert_eq!(super::federate::wants_protobuf(accept), protobuf, "{accept:?}");
+    }
 }
