@@ -42,14 +42,8 @@ pub struct Untyped {
     pub value: f64,
 }
 
-/// `BucketSpan`.
-#[derive(Clone, PartialEq, Message)]
-pub struct BucketSpan {
-    #[prost(sint32, tag = "1")]
-    pub offset: i32,
-    #[prost(uint32, tag = "2")]
-    pub length: u32,
-}
+/// `BucketSpan`: the same message as remote_write's.
+pub use crate::remote_write::BucketSpan;
 
 /// `Histogram`, its native fields (federation writes no classic buckets).
 #[derive(Clone, PartialEq, Message)]
