@@ -560,7 +560,7 @@ impl Native<'_> {
             // The inner expression of a subquery runs at the subquery's steps, not the query's.
             Expr::Subquery(sq) => {
                 let mut copy = sq.clone();
-                copy.expr = Box::new(self.rewrite(&sq.expr, &self.subquery_steps(sq, steps), out)?);
+                copy.expr = Box::new(self.rewrite(&sq.expr, &self.subquery_steps(sq, steps)?, out)?);
                 Expr::Subquery(copy)
             }
             _ => {
@@ -607,11 +607,20 @@ impl Native<'_> {
     fn steps_to_virtual(&self, e: &Expr, steps: &[i64], out: &mut HashMap<String, Vec<Series>>, value: impl Fn(NSample) -> Option<f64>) -> Result<Expr> {
         let stale = f64::from_bits(pharos_model::otlp::STALE_NAN_BITS);
         let mut by_labels: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+        // Each series holds a slot per step: the slots count as the points of a subquery.
+        let mut budget = super::subquery::PointBudget::new();
         for (i, &t) in steps.iter().enumerate() {
             self.memo.new_step();
             for (labels, s) in self.eval(e, t)? {
                 if let Some(v) = value(s) {
-                    by_labels.entry(labels).or_insert_with(|| vec![None; steps.len()])[i] = Some(v);
+                    let slots = match by_labels.entry(labels) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            budget.take(steps.len())?;
+                            e.insert(vec![None; steps.len()])
+                        }
+                    };
+                    slots[i] = Some(v);
                 }
             }
         }
@@ -673,13 +682,17 @@ impl Native<'_> {
 
     /// The times the inner expression of `sq` is evaluated at when the query evaluates at
     /// `steps`, in order.
-    fn subquery_steps(&self, sq: &SubqueryExpr, steps: &[i64]) -> Vec<i64> {
+    /// More times than a subquery may hold points is refused as too many samples.
+    fn subquery_steps(&self, sq: &SubqueryExpr, steps: &[i64]) -> Result<Vec<i64>> {
         let (range_ms, step_ms) = super::subquery::range_and_step(sq);
+        let mut budget = super::subquery::PointBudget::new();
+        budget.take((range_ms / step_ms) as usize)?;
         let mut inner = std::collections::BTreeSet::new();
         for &t in steps {
             inner.extend(super::subquery::steps(super::subquery::reference_time(sq, self.frame, t), range_ms, step_ms));
+            super::subquery::PointBudget::new().take(inner.len())?;
         }
-        inner.into_iter().collect()
+        Ok(inner.into_iter().collect())
     }
 
     /// Whether `e`, read by a function or aggregation of floats, is something
@@ -712,7 +725,7 @@ impl Native<'_> {
         let expr = match unwrap_parens(e) {
             Expr::Subquery(sq) => {
                 let mut copy = sq.clone();
-                copy.expr = Box::new(self.steps_to_virtual(&sq.expr, &self.subquery_steps(sq, steps), out, floats_of)?);
+                copy.expr = Box::new(self.steps_to_virtual(&sq.expr, &self.subquery_steps(sq, steps)?, out, floats_of)?);
                 Expr::Subquery(copy)
             }
             inner => self.steps_to_virtual(inner, steps, out, floats_of)?,
@@ -944,8 +957,12 @@ impl Native<'_> {
         let at = super::subquery::reference_time(sq, self.frame, t);
         let (range_ms, step_ms) = super::subquery::range_and_step(sq);
         let mut by_labels: BTreeMap<Labels, NSeries> = BTreeMap::new();
+        let mut budget = super::subquery::PointBudget::new();
+        super::subquery::PointBudget::new().take((range_ms / step_ms) as usize)?;
         for ts in super::subquery::steps(at, range_ms, step_ms) {
-            for (labels, sample) in self.eval(&sq.expr, ts)? {
+            let samples = self.eval(&sq.expr, ts)?;
+            budget.take(samples.len())?;
+            for (labels, sample) in samples {
                 let s = by_labels.entry(labels.clone()).or_insert_with(|| NSeries { labels, ..Default::default() });
                 match sample {
                     NSample::F(v) => s.floats.push((ts, v)),

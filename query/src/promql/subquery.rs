@@ -7,7 +7,7 @@ use pharos_model::Labels;
 use promql_parser::parser::{AtModifier, Offset, SubqueryExpr};
 
 use super::eval::Evaluator;
-use super::selector::Frame;
+use super::selector::{Frame, MAX_SAMPLES, too_many_samples};
 use super::value::{RangeSeries, Value};
 use crate::error::{Error, Result};
 
@@ -53,6 +53,39 @@ pub fn steps(at: i64, range_ms: i64, step_ms: i64) -> impl Iterator<Item = i64> 
         .take_while(move |ts| *ts <= at)
 }
 
+thread_local! {
+    /// Most points one subquery evaluation may hold: [`MAX_SAMPLES`], as Prometheus counts a
+    /// subquery's points towards `--query.max-samples`; lowered by tests only.
+    static POINT_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_SAMPLES) };
+}
+
+/// Counts the points a subquery evaluation holds, refusing the query (Prometheus' "too many
+/// samples") past [`POINT_LIMIT`], so that `x[30d:1ms]` fails instead of exhausting memory.
+pub(crate) struct PointBudget {
+    held: usize,
+    limit: usize,
+}
+
+impl PointBudget {
+    pub(crate) fn new() -> Self {
+        PointBudget { held: 0, limit: POINT_LIMIT.with(|l| l.get()) }
+    }
+
+    pub(crate) fn take(&mut self, points: usize) -> Result<()> {
+        self.held += points;
+        if self.held > self.limit { Err(too_many_samples()) } else { Ok(()) }
+    }
+}
+
+/// Runs `f` with the subquery point limit set to `limit` on this thread.
+#[cfg(test)]
+pub(crate) fn with_point_limit<R>(limit: usize, f: impl FnOnce() -> R) -> R {
+    let before = POINT_LIMIT.with(|l| l.replace(limit));
+    let out = f();
+    POINT_LIMIT.with(|l| l.set(before));
+    out
+}
+
 /// Evaluates the subquery at `t`: one range series per label set the inner expression produced.
 pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries>> {
     let at = reference_time(sq, ev.frame, t);
@@ -60,6 +93,10 @@ pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries
     let mut order: Vec<Labels> = Vec::new();
     // `ahash`: SipHash over every output label set at every step showed in profiles.
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>, ahash::RandomState> = HashMap::default();
+    let mut budget = PointBudget::new();
+    // More steps than points the limit allows is refused before evaluating them (Prometheus
+    // would grind through them until its query timeout, which Pharos does not have).
+    PointBudget::new().take((range_ms / step_ms) as usize)?;
     for ts in steps(at, range_ms, step_ms) {
         let samples = match ev.eval(&sq.expr, ts)? {
             Value::Vector(v) => v,
@@ -74,6 +111,7 @@ pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries
                 )));
             }
         };
+        budget.take(samples.len())?;
         for s in samples {
             let points = by_labels.entry(s.labels.clone()).or_insert_with(|| {
                 order.push(s.labels.clone());

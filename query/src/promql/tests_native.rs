@@ -142,6 +142,13 @@ fn subqueries_over_histograms() {
     // subquery is read over the subquery's times, back to 1m: the least count is hist(2)'s 6.
     let q2 = "min_over_time((histogram_count(rpc_seconds{job=\"a\"}) * on(job) group_left sum by (job) (up))[10m:1m])";
     assert_eq!(q(q2, 600_000), vec![("{job=\"a\"}".to_string(), 6.0)]);
+    // The points of a subquery over histograms count towards the sample limit too: ten steps.
+    for (limit, fails) in [(9, true), (10, false)] {
+        for q in ["histogram_count(sum_over_time(rpc_seconds{job=\"b\"}[10m:1m]))", "max_over_time(histogram_count(rpc_seconds{job=\"b\"})[10m:1m])"] {
+            let r = super::subquery::with_point_limit(limit, || instant_query(&s, q, 600_000));
+            assert_eq!(r.as_ref().is_err_and(|e| e.to_string().contains("too many samples")), fails, "{q} with {limit}: {:?}", r.map(|r| r.value));
+        }
+    }
     // absent_over_time of a subquery: present at 10m; at 30m the rates' windows hold nothing.
     assert!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 600_000).is_empty());
     assert_eq!(q("absent_over_time(rate(rpc_seconds[5m])[5m:1m])", 1_800_000), vec![("{}".to_string(), 1.0)]);

@@ -15,6 +15,23 @@ fn matrix(store: &MemStore, q: &str, t: i64) -> Vec<(String, Vec<(i64, f64)>)> {
     }
 }
 
+/// A subquery's points count towards the query's sample limit, as in Prometheus: `x[30d:1ms]`
+/// is refused instead of filling memory. `vector(1)` over (0, 200s] at 1 s steps is 200 points.
+#[test]
+fn subquery_points_count_towards_the_sample_limit() {
+    let s = store();
+    let q = "count_over_time(vector(1)[200s:1s])";
+    let e = super::subquery::with_point_limit(199, || instant_query(&s, q, 200 * S)).unwrap_err().to_string();
+    assert!(e.contains("too many samples"), "{e}");
+    let ok = super::subquery::with_point_limit(200, || vector(&s, q, 200 * S));
+    assert_eq!(ok, vec![pair("{}", 200.0)]);
+    // Two series of 200 points: within a limit of 300 steps, past it in points.
+    let two = r#"count_over_time((vector(1) or label_replace(vector(1), "a", "b", "", ""))[200s:1s])"#;
+    let e = super::subquery::with_point_limit(300, || instant_query(&s, two, 200 * S)).unwrap_err().to_string();
+    assert!(e.contains("too many samples"), "{e}");
+    assert_eq!(super::subquery::with_point_limit(400, || vector(&s, two, 200 * S)).len(), 2);
+}
+
 #[test]
 fn subqueries_evaluate_at_aligned_steps_in_a_left_open_window() {
     let s = store();
