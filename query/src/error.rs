@@ -20,6 +20,9 @@ pub enum Error {
     /// The store failed or an internal invariant broke. HTTP 500, `internal`.
     #[error("{0}")]
     Internal(String),
+    /// The query ran past its timeout. HTTP 503, `timeout`.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// Result alias of this crate.
@@ -37,6 +40,7 @@ impl Error {
             Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
             Error::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         }
     }
 }

@@ -110,13 +110,20 @@ fn answer(r: &promql::QueryResult, with_stats: bool) -> Result<Vec<u8>> {
 }
 
 /// The query's options: `lookback_delta` (a duration; zero or negative: the default 5m, as in
-/// Prometheus).
+/// Prometheus) and `timeout` (a duration, capped by the default 2m, as Prometheus caps it by
+/// `--query.timeout`).
 fn query_options(params: &Params) -> Result<promql::QueryOptions> {
     let mut options = promql::QueryOptions::default();
     if let Some(s) = params.get("lookback_delta").filter(|s| !s.is_empty()) {
         let ms = parse_duration_ms("lookback_delta", s)?;
         if ms > 0 {
             options.lookback_ms = ms;
+        }
+    }
+    if let Some(s) = params.get("timeout").filter(|s| !s.is_empty()) {
+        let ms = parse_duration_ms("timeout", s)?;
+        if ms > 0 {
+            options.timeout = options.timeout.min(std::time::Duration::from_millis(ms as u64));
         }
     }
     Ok(options)

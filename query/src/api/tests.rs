@@ -1246,6 +1246,23 @@ async fn lookback_delta_is_a_per_query_parameter() {
     assert!(body["error"].as_str().unwrap_or("").contains("lookback_delta"), "{body}");
 }
 
+/// `timeout` stops a query that evaluates past it with Prometheus' `503 timeout`; a bad one is
+/// a `400`.
+#[tokio::test]
+async fn a_query_past_its_timeout_answers_503() {
+    // 11,000 steps, each evaluating a subquery of 3,600 steps: far more than a millisecond.
+    let heavy = "/api/v1/query_range?query=count_over_time(vector(1)%5B1h%3A1s%5D)&start=0&end=11000&step=1";
+    let (status, body) = get(&format!("{heavy}&timeout=1ms")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errorType"], "timeout", "{body}");
+    assert_eq!(body["error"], "query timed out in expression evaluation", "{body}");
+    let (status, body) = get("/api/v1/query?query=up&time=25&timeout=30s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = get("/api/v1/query?query=up&timeout=later").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap_or("").contains("timeout"), "{body}");
+}
+
 /// `limit` on query answers keeps the first series of a vector or matrix (in the answer's
 /// order) and warns when it left some out; scalars are not affected.
 #[tokio::test]

@@ -66,11 +66,44 @@ pub fn parse(query: &str) -> Result<Expr> {
 pub struct QueryOptions {
     /// How far back an instant vector selector looks for a sample (ms).
     pub lookback_ms: i64,
+    /// How long the evaluation may take ([`DEFAULT_TIMEOUT`] unless the query sets `timeout`).
+    pub timeout: std::time::Duration,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { lookback_ms: LOOKBACK_MS }
+        QueryOptions { lookback_ms: LOOKBACK_MS, timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+/// The longest a query may be evaluated: Prometheus' default `--query.timeout`.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+thread_local! {
+    /// When the query evaluated on this thread must stop (queries run one per blocking thread).
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Restores the thread's previous deadline when a query ends.
+struct DeadlineGuard(Option<std::time::Instant>);
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(self.0));
+    }
+}
+
+fn set_deadline(timeout: std::time::Duration) -> DeadlineGuard {
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    DeadlineGuard(DEADLINE.with(|d| d.replace(deadline)))
+}
+
+/// Prometheus' timeout error once the query's deadline has passed: checked at every step of a
+/// range query and of a subquery, so a query that evaluates step by step stops within a step.
+pub(crate) fn check_deadline() -> Result<()> {
+    match DEADLINE.with(|d| d.get()) {
+        Some(deadline) if std::time::Instant::now() > deadline => Err(Error::Timeout("query timed out in expression evaluation".into())),
+        _ => Ok(()),
     }
 }
 
@@ -86,6 +119,7 @@ pub fn instant_query_with_options(
     time_ms: i64,
     options: QueryOptions,
 ) -> Result<QueryResult> {
+    let _deadline = set_deadline(options.timeout);
     let expr = parse(query)?;
     let frame = Frame {
         start_ms: time_ms,
@@ -187,6 +221,7 @@ fn range_query_with(
     max_cells: usize,
     options: QueryOptions,
 ) -> Result<QueryResult> {
+    let _deadline = set_deadline(options.timeout);
     if step_ms <= 0 {
         return Err(Error::BadData(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -271,6 +306,7 @@ fn range_query_with(
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>, ahash::RandomState> = HashMap::default();
     let mut t = start_ms;
     while t <= end_ms {
+        check_deadline()?;
         ev.memo.new_step();
         match ev.eval(&expr, t)? {
             Value::Scalar(v) => by_labels.entry(Labels::default()).or_default().push((t, v)),

@@ -253,6 +253,7 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut series: Vec<NativeSeries> = Vec::new();
         for &t in &steps {
+            super::check_deadline()?;
             ev.memo.new_step();
             for (labels, s) in ev.eval(root, t)? {
                 let i = *index.entry(labels.clone()).or_insert_with(|| {
@@ -610,6 +611,7 @@ impl Native<'_> {
         // Each series holds a slot per step: the slots count as the points of a subquery.
         let mut budget = super::subquery::PointBudget::new();
         for (i, &t) in steps.iter().enumerate() {
+            super::check_deadline()?;
             self.memo.new_step();
             for (labels, s) in self.eval(e, t)? {
                 if let Some(v) = value(s) {
@@ -960,6 +962,7 @@ impl Native<'_> {
         let mut budget = super::subquery::PointBudget::new();
         super::subquery::PointBudget::new().take((range_ms / step_ms) as usize)?;
         for ts in super::subquery::steps(at, range_ms, step_ms) {
+            super::check_deadline()?;
             let samples = self.eval(&sq.expr, ts)?;
             budget.take(samples.len())?;
             for (labels, sample) in samples {

@@ -98,6 +98,7 @@ pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries
     // would grind through them until its query timeout, which Pharos does not have).
     PointBudget::new().take((range_ms / step_ms) as usize)?;
     for ts in steps(at, range_ms, step_ms) {
+        super::check_deadline()?;
         let samples = match ev.eval(&sq.expr, ts)? {
             Value::Vector(v) => v,
             Value::Scalar(v) => vec![super::value::Sample {

@@ -638,7 +638,7 @@ fn name_drop_collisions_are_errors_at_every_step_of_a_range_query() {
 #[test]
 fn lookback_can_be_set_per_query() {
     let s = store();
-    let one_minute = QueryOptions { lookback_ms: 60 * S };
+    let one_minute = QueryOptions { lookback_ms: 60 * S, ..QueryOptions::default() };
     let instant = |q: &str, t: i64, o: QueryOptions| match instant_query_with_options(&s, q, t, o).unwrap().value {
         Value::Vector(v) => v.len(),
         other => panic!("{other:?}"),

@@ -32,6 +32,22 @@ fn subquery_points_count_towards_the_sample_limit() {
     assert_eq!(super::subquery::with_point_limit(400, || vector(&s, two, 200 * S)).len(), 2);
 }
 
+/// A query past its timeout stops at the next step with a timeout error, in a range query's
+/// steps and in a subquery's; within it, it answers.
+#[test]
+fn a_query_past_its_deadline_stops_at_the_next_step() {
+    let s = store();
+    let none = QueryOptions { timeout: std::time::Duration::ZERO, ..QueryOptions::default() };
+    let q = r#"max_over_time(reqs{instance="a"}[2m:1m])"#;
+    let e = range_query_with_options(&s, q, 0, 600 * S, 15 * S, none).unwrap_err();
+    assert_eq!(e, Error::Timeout("query timed out in expression evaluation".into()));
+    let e = instant_query_with_options(&s, q, 150 * S, none).unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
+    assert!(range_query_with_options(&s, q, 0, 600 * S, 15 * S, QueryOptions::default()).is_ok());
+    // The deadline ends with its query: the next query on this thread has its own.
+    assert_eq!(vector(&s, q, 150 * S), vec![pair(r#"{instance="a", job="api"}"#, 8.0)]);
+}
+
 #[test]
 fn subqueries_evaluate_at_aligned_steps_in_a_left_open_window() {
     let s = store();
