@@ -216,7 +216,7 @@ pub(crate) fn prepare(reader: &dyn MetricsReader, query: &str, expr: &Expr, fram
         }
         data.insert(key(vs), series.into_values().collect());
     }
-    let ev = Native { reader, root: expr, frame, data, hist_keys, notes: Annotations::default(), memo: LabelMemo::default(), delegates: Default::default() };
+    let ev = Native { reader, root: expr, frame, data, hist_keys, notes: Annotations::default(), memo: LabelMemo::default(), delegates: Default::default(), touched: Default::default() };
     let steps: Vec<i64> = if range_query {
         let mut steps = Vec::new();
         let mut t = frame.start_ms;
@@ -320,6 +320,8 @@ struct Native<'r> {
     memo: LabelMemo,
     /// Float evaluators of the parts that read no histograms, by the part's address.
     delegates: std::cell::RefCell<HashMap<usize, Evaluator>>,
+    /// [`Native::touches`] by node address.
+    touched: std::cell::RefCell<HashMap<usize, bool>>,
 }
 
 impl Element for (Labels, NSample) {
@@ -366,10 +368,17 @@ fn number(e: &Expr) -> Option<f64> {
 
 impl Native<'_> {
     /// Whether `e` reads a selector holding histograms.
+    /// Asked for every node at every step, so remembered by the node's address.
     fn touches(&self, e: &Expr) -> bool {
+        let id = e as *const Expr as usize;
+        if let Some(&t) = self.touched.borrow().get(&id) {
+            return t;
+        }
         let mut found = Vec::new();
         selectors(e, self.frame, (self.frame.start_ms, self.frame.end_ms), &mut found);
-        found.iter().any(|(vs, _)| self.hist_keys.contains(&key(vs)))
+        let t = found.iter().any(|(vs, _)| self.hist_keys.contains(&key(vs)));
+        self.touched.borrow_mut().insert(id, t);
+        t
     }
 
     /// What a loaded selector gives: floats unless it selected histograms.
@@ -686,13 +695,12 @@ impl Native<'_> {
     /// `steps`, in order.
     /// More times than a subquery may hold points is refused as too many samples.
     fn subquery_steps(&self, sq: &SubqueryExpr, steps: &[i64]) -> Result<Vec<i64>> {
+        super::subquery::check_step_count(sq)?;
         let (range_ms, step_ms) = super::subquery::range_and_step(sq);
-        let mut budget = super::subquery::PointBudget::new();
-        budget.take((range_ms / step_ms) as usize)?;
         let mut inner = std::collections::BTreeSet::new();
         for &t in steps {
             inner.extend(super::subquery::steps(super::subquery::reference_time(sq, self.frame, t), range_ms, step_ms));
-            super::subquery::PointBudget::new().take(inner.len())?;
+            super::subquery::PointBudget::check(inner.len())?;
         }
         Ok(inner.into_iter().collect())
     }
@@ -960,7 +968,7 @@ impl Native<'_> {
         let (range_ms, step_ms) = super::subquery::range_and_step(sq);
         let mut by_labels: BTreeMap<Labels, NSeries> = BTreeMap::new();
         let mut budget = super::subquery::PointBudget::new();
-        super::subquery::PointBudget::new().take((range_ms / step_ms) as usize)?;
+        super::subquery::check_step_count(sq)?;
         for ts in super::subquery::steps(at, range_ms, step_ms) {
             super::check_deadline()?;
             let samples = self.eval(&sq.expr, ts)?;

@@ -75,6 +75,18 @@ impl PointBudget {
         self.held += points;
         if self.held > self.limit { Err(too_many_samples()) } else { Ok(()) }
     }
+
+    /// Whether `points` held at once are within the limit.
+    pub(crate) fn check(points: usize) -> Result<()> {
+        PointBudget::new().take(points)
+    }
+}
+
+/// Refuses a subquery with more steps than points the limit allows before evaluating any
+/// (Prometheus would grind through them until its query timeout).
+pub(crate) fn check_step_count(sq: &SubqueryExpr) -> Result<()> {
+    let (range_ms, step_ms) = range_and_step(sq);
+    PointBudget::check((range_ms / step_ms) as usize)
 }
 
 /// Runs `f` with the subquery point limit set to `limit` on this thread.
@@ -94,9 +106,7 @@ pub fn eval(ev: &Evaluator, sq: &SubqueryExpr, t: i64) -> Result<Vec<RangeSeries
     // `ahash`: SipHash over every output label set at every step showed in profiles.
     let mut by_labels: HashMap<Labels, Vec<(i64, f64)>, ahash::RandomState> = HashMap::default();
     let mut budget = PointBudget::new();
-    // More steps than points the limit allows is refused before evaluating them (Prometheus
-    // would grind through them until its query timeout, which Pharos does not have).
-    PointBudget::new().take((range_ms / step_ms) as usize)?;
+    check_step_count(sq)?;
     for ts in steps(at, range_ms, step_ms) {
         super::check_deadline()?;
         let samples = match ev.eval(&sq.expr, ts)? {
