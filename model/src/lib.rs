@@ -41,6 +41,7 @@ pub mod sql;
 pub mod team;
 pub mod trino;
 pub mod write_view;
+pub mod xor_chunk;
 
 pub use histogram::FloatHistogram;
 pub use labels::{Labels, METRIC_NAME};

@@ -1,10 +1,15 @@
-//! Prometheus remote read: `prometheus.ReadRequest` and `prometheus.ReadResponse` (Prometheus'
-//! `prompb/remote.proto`), snappy block-compressed, with the `SAMPLES` response type.
+//! Prometheus remote read: `prometheus.ReadRequest` and its two answers (Prometheus'
+//! `prompb/remote.proto`).
 //!
-//! A request holds queries (a time range and label matchers each); the answer holds, per query,
-//! every matching series with its raw samples in the range, in the `TimeSeries` message of
-//! remote_write. The streamed `STREAMED_XOR_CHUNKS` response type is not supported: a request
-//! that accepts only it is refused ([`negotiate`]).
+//! A request holds queries (a time range and label matchers each) and the response types the
+//! client reads, preferred first ([`negotiate`]):
+//!
+//! - `SAMPLES`: one snappy-compressed `ReadResponse` holding, per query, every matching series
+//!   with its raw samples in the range, in the `TimeSeries` message of remote_write;
+//! - `STREAMED_XOR_CHUNKS`: a stream of frames ([`write_frame`]), each a `ChunkedReadResponse`
+//!   with one series (or part of one) of one query, its samples in XOR chunks
+//!   ([`crate::xor_chunk`]) of at most 120 samples, not snappy-compressed. Thanos' sidecar reads
+//!   only this type.
 
 use prost::Message;
 
@@ -13,6 +18,13 @@ use crate::{Error, Result};
 
 /// `Content-Type` of a `SAMPLES` answer (its body is snappy-compressed, `Content-Encoding: snappy`).
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// `Content-Type` of a `STREAMED_XOR_CHUNKS` answer.
+pub const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+
+/// Most bytes of labels and chunks in one frame before a series goes on in the next (Prometheus'
+/// `--storage.remote.read-max-bytes-in-frame` default); a frame exceeds it by at most one chunk.
+pub const MAX_BYTES_IN_FRAME: usize = 1 << 20;
 
 /// `prometheus.ReadRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -31,8 +43,18 @@ pub struct ReadRequest {
 pub enum ResponseType {
     /// One `ReadResponse` of raw samples.
     Samples = 0,
-    /// A stream of `ChunkedReadResponse` frames of XOR chunks (not supported).
+    /// A stream of `ChunkedReadResponse` frames of XOR chunks.
     StreamedXorChunks = 1,
+}
+
+impl ResponseType {
+    /// The name in `remote.proto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResponseType::Samples => "SAMPLES",
+            ResponseType::StreamedXorChunks => "STREAMED_XOR_CHUNKS",
+        }
+    }
 }
 
 /// `prometheus.Query`.
@@ -148,22 +170,150 @@ pub fn negotiate(request: &ReadRequest) -> Result<ResponseType> {
     if request.accepted_response_types.is_empty() {
         return Ok(ResponseType::Samples);
     }
-    if request.accepted_response_types.contains(&(ResponseType::Samples as i32)) {
-        return Ok(ResponseType::Samples);
+    if let Some(t) = request.accepted_response_types.iter().find_map(|t| ResponseType::try_from(*t).ok()) {
+        return Ok(t);
     }
-    let named: Vec<String> = request
-        .accepted_response_types
-        .iter()
-        .map(|t| match ResponseType::try_from(*t) {
-            Ok(ResponseType::Samples) => "SAMPLES".to_string(),
-            Ok(ResponseType::StreamedXorChunks) => "STREAMED_XOR_CHUNKS".to_string(),
-            Err(_) => t.to_string(),
-        })
-        .collect();
+    let named: Vec<String> = request.accepted_response_types.iter().map(i32::to_string).collect();
     Err(Error::Content(format!(
-        "remote read: none of the accepted response types [{}] is supported; supported: [SAMPLES]",
+        "remote read: none of the accepted response types [{}] is supported; supported: [SAMPLES, STREAMED_XOR_CHUNKS]",
         named.join(", ")
     )))
+}
+
+/// `prometheus.ChunkedReadResponse`: one frame of a `STREAMED_XOR_CHUNKS` answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedReadResponse {
+    /// The series of this frame (Prometheus and Pharos send one).
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    /// The query of the request these series answer.
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+/// `prometheus.ChunkedSeries`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkedSeries {
+    /// The series' labels, sorted by name.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<crate::remote_write::Label>,
+    /// Chunks in time order.
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
+}
+
+/// `prometheus.Chunk`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Chunk {
+    /// First sample's timestamp (ms).
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    /// Last sample's timestamp (ms).
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    /// The encoding of `data`.
+    #[prost(enumeration = "ChunkEncoding", tag = "3")]
+    pub r#type: i32,
+    /// The encoded samples.
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+/// `prometheus.Chunk.Encoding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ChunkEncoding {
+    /// Not set.
+    Unknown = 0,
+    /// Float samples ([`crate::xor_chunk`]).
+    Xor = 1,
+    /// Native histograms with integer counts (not written by Pharos).
+    Histogram = 2,
+    /// Native histograms with float counts (not written by Pharos).
+    FloatHistogram = 3,
+}
+
+/// Appends the frames of one series' float samples (sorted by time) to `out`: XOR chunks of at
+/// most [`crate::xor_chunk::SAMPLES_PER_CHUNK`] samples, a new frame when the labels and chunks
+/// of the current one reach `max_frame_bytes`. A series without samples gets no frame.
+pub fn write_series_frames(
+    out: &mut Vec<u8>,
+    query_index: i64,
+    labels: Vec<crate::remote_write::Label>,
+    samples: &[(i64, f64)],
+    max_frame_bytes: usize,
+) {
+    let label_bytes: usize = labels.iter().map(|l| l.encoded_len()).sum();
+    let mut series = ChunkedSeries { labels, chunks: Vec::new() };
+    let mut left = max_frame_bytes.saturating_sub(label_bytes) as isize;
+    for (i, part) in samples.chunks(crate::xor_chunk::SAMPLES_PER_CHUNK).enumerate() {
+        let mut chunk = crate::xor_chunk::XorChunk::new();
+        for &(t, v) in part {
+            chunk.append(t, v);
+        }
+        let chunk = Chunk {
+            min_time_ms: part[0].0,
+            max_time_ms: part[part.len() - 1].0,
+            r#type: ChunkEncoding::Xor as i32,
+            data: chunk.bytes().to_vec(),
+        };
+        left -= chunk.encoded_len() as isize;
+        series.chunks.push(chunk);
+        let more = (i + 1) * crate::xor_chunk::SAMPLES_PER_CHUNK < samples.len();
+        if left <= 0 || !more {
+            let frame = ChunkedReadResponse { chunked_series: vec![series.clone()], query_index };
+            write_frame(out, &frame.encode_to_vec());
+            series.chunks.clear();
+            left = max_frame_bytes.saturating_sub(label_bytes) as isize;
+        }
+    }
+}
+
+/// Appends one frame as Prometheus' `ChunkedWriter` writes it: the message's length as an
+/// unsigned varint, its CRC-32 (Castagnoli) big-endian, the message.
+pub fn write_frame(out: &mut Vec<u8>, message: &[u8]) {
+    let mut n = message.len() as u64;
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(&crc32c::crc32c(message).to_be_bytes());
+    out.extend_from_slice(message);
+}
+
+/// Reads a `STREAMED_XOR_CHUNKS` answer back into its frames, checking each one's checksum (for
+/// clients and tests).
+pub fn read_frames(mut body: &[u8]) -> Result<Vec<ChunkedReadResponse>> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let bad = |what: &str| Error::Content(format!("remote read: frame {}: {what}", frames.len()));
+        let mut len = 0u64;
+        let mut used = 0;
+        loop {
+            let b = *body.get(used).ok_or_else(|| bad("the length varint is cut off"))?;
+            len |= ((b & 0x7f) as u64) << (7 * used);
+            used += 1;
+            if b < 0x80 {
+                break;
+            }
+            if used == 10 {
+                return Err(bad("the length varint is longer than 10 bytes"));
+            }
+        }
+        let end = used + 4 + len as usize;
+        if body.len() < end {
+            return Err(bad(&format!("{len} bytes announced, {} left", body.len().saturating_sub(used + 4))));
+        }
+        let crc = u32::from_be_bytes(body[used..used + 4].try_into().expect("4 bytes"));
+        let message = &body[used + 4..end];
+        if crc32c::crc32c(message) != crc {
+            return Err(bad("checksum mismatch"));
+        }
+        frames.push(ChunkedReadResponse::decode(message).map_err(|e| bad(&format!("not a ChunkedReadResponse: {e}")))?);
+        body = &body[end..];
+    }
+    Ok(frames)
 }
 
 /// Encodes and snappy-compresses a request (for clients and tests).
@@ -196,9 +346,57 @@ mod tests {
     fn negotiates_as_prometheus_does() {
         let req = |types: &[i32]| ReadRequest { queries: vec![], accepted_response_types: types.to_vec() };
         assert_eq!(negotiate(&req(&[])).unwrap(), ResponseType::Samples);
-        assert_eq!(negotiate(&req(&[1, 0])).unwrap(), ResponseType::Samples);
-        let e = negotiate(&req(&[1, 7])).unwrap_err().to_string();
-        assert!(e.contains("[STREAMED_XOR_CHUNKS, 7]") && e.contains("supported: [SAMPLES]"), "{e}");
+        assert_eq!(negotiate(&req(&[1, 0])).unwrap(), ResponseType::StreamedXorChunks);
+        assert_eq!(negotiate(&req(&[0, 1])).unwrap(), ResponseType::Samples);
+        assert_eq!(negotiate(&req(&[7, 1])).unwrap(), ResponseType::StreamedXorChunks);
+        let e = negotiate(&req(&[7, 9])).unwrap_err().to_string();
+        assert!(e.contains("[7, 9]") && e.contains("supported: [SAMPLES, STREAMED_XOR_CHUNKS]"), "{e}");
+    }
+
+    #[test]
+    fn frames_carry_length_and_castagnoli_checksum() {
+        // CRC-32C's check value: "123456789" → E3069283.
+        let mut out = Vec::new();
+        write_frame(&mut out, b"123456789");
+        assert_eq!(out, [&[9u8, 0xE3, 0x06, 0x92, 0x83][..], b"123456789"].concat());
+        // A message of 200 bytes takes a 2-byte length.
+        let frame = ChunkedReadResponse { chunked_series: vec![], query_index: 3 };
+        let mut big = ChunkedSeries { labels: vec![], chunks: vec![] };
+        big.chunks.push(Chunk { min_time_ms: 1, max_time_ms: 2, r#type: 1, data: vec![7; 200] });
+        let framed = ChunkedReadResponse { chunked_series: vec![big], query_index: 1 };
+        let mut out = Vec::new();
+        write_frame(&mut out, &frame.encode_to_vec());
+        write_frame(&mut out, &framed.encode_to_vec());
+        assert_eq!(read_frames(&out).unwrap(), vec![frame, framed]);
+        let mut corrupt = out.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert!(read_frames(&corrupt).unwrap_err().to_string().contains("frame 1: checksum mismatch"));
+        assert!(read_frames(&out[..out.len() - 1]).unwrap_err().to_string().contains("frame 1: "));
+    }
+
+    #[test]
+    fn a_series_is_cut_into_chunks_of_120_and_frames_of_the_size_limit() {
+        let labels = vec![crate::remote_write::Label { name: "__name__".into(), value: "up".into() }];
+        let samples: Vec<(i64, f64)> = (0..250).map(|i| (i * 1000, i as f64)).collect();
+        let mut out = Vec::new();
+        write_series_frames(&mut out, 2, labels.clone(), &samples, MAX_BYTES_IN_FRAME);
+        let frames = read_frames(&out).unwrap();
+        assert_eq!(frames.len(), 1);
+        let chunks = &frames[0].chunked_series[0].chunks;
+        assert_eq!(chunks.iter().map(|c| (c.min_time_ms, c.max_time_ms)).collect::<Vec<_>>(), [(0, 119_000), (120_000, 239_000), (240_000, 249_000)]);
+        let decoded: Vec<(i64, f64)> = chunks.iter().flat_map(|c| crate::xor_chunk::decode(&c.data).unwrap()).collect();
+        assert_eq!(decoded, samples);
+        assert_eq!((frames[0].query_index, &frames[0].chunked_series[0].labels), (2, &labels));
+        // With room for about one chunk per frame, each chunk goes in a frame of its own.
+        let mut out = Vec::new();
+        write_series_frames(&mut out, 0, labels.clone(), &samples, 20);
+        let frames = read_frames(&out).unwrap();
+        assert_eq!(frames.iter().map(|f| f.chunked_series[0].chunks.len()).collect::<Vec<_>>(), [1, 1, 1]);
+        assert!(frames.iter().all(|f| f.chunked_series[0].labels == labels));
+        let mut out = Vec::new();
+        write_series_frames(&mut out, 0, labels, &[], MAX_BYTES_IN_FRAME);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -402,6 +402,44 @@ async fn prometheus_and_pharos_answer_alike() {
     reader.assert_running();
     assert!(read_failures.is_empty(), "a Prometheus reading Pharos answers differently:\n{}", read_failures.join("\n"));
 
+    // Streamed remote read (`STREAMED_XOR_CHUNKS`, what Thanos' sidecar asks for): Prometheus'
+    // answer from its own TSDB and Pharos' decode to the same samples of node-exporter's series
+    // in [start, end], and each chunk Prometheus sends, decoded and encoded again by Pharos'
+    // encoder, gives Prometheus' bytes.
+    let (start_ms, end_ms) = ((start * 1000.0).round() as i64, (end * 1000.0).round() as i64);
+    let prom_stream = streamed_read(&prom_base, start_ms, end_ms).await;
+    let pharos_stream = streamed_read(&pharos_base, start_ms, end_ms).await;
+    let in_range = |frames: &[pharos_model::remote_read::ChunkedReadResponse]| {
+        let mut out: BTreeMap<Key, Vec<(i64, u64)>> = BTreeMap::new();
+        for s in frames.iter().flat_map(|f| &f.chunked_series) {
+            let key: Key = s.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+            for c in &s.chunks {
+                let samples = pharos_model::xor_chunk::decode(&c.data).unwrap_or_else(|e| panic!("{key:?}: {e}"));
+                let kept = samples.iter().filter(|(t, _)| (start_ms..=end_ms).contains(t));
+                out.entry(key.clone()).or_default().extend(kept.map(|(t, v)| (*t, v.to_bits())));
+            }
+        }
+        out.retain(|_, samples| !samples.is_empty());
+        out
+    };
+    let (prom_samples, pharos_samples) = (in_range(&prom_stream), in_range(&pharos_stream));
+    assert!(prom_samples.len() > 50, "Prometheus streamed {} series", prom_samples.len());
+    assert_eq!(pharos_samples.keys().collect::<Vec<_>>(), prom_samples.keys().collect::<Vec<_>>(), "series streamed");
+    for (key, samples) in &prom_samples {
+        assert_eq!(&pharos_samples[key], samples, "streamed samples of {key:?} (timestamp, value bits)");
+    }
+    let mut chunks = 0;
+    for c in prom_stream.iter().flat_map(|f| &f.chunked_series).flat_map(|s| &s.chunks) {
+        assert_eq!(c.r#type, pharos_model::remote_read::ChunkEncoding::Xor as i32);
+        let mut ours = pharos_model::xor_chunk::XorChunk::new();
+        for (t, v) in pharos_model::xor_chunk::decode(&c.data).unwrap() {
+            ours.append(t, v);
+        }
+        assert!(same_chunk_bits(&ours, &c.data), "Prometheus' chunk {:02x?}, Pharos' encoding {:02x?}", c.data, ours.bytes());
+        chunks += 1;
+    }
+    println!("streamed remote read: {} series alike, {chunks} of Prometheus' chunks re-encoded to its bytes", prom_samples.len());
+
     // Federation: Pharos' `/federate` has the families and series Prometheus' own has, and each
     // of its samples is one of the raw samples Prometheus holds (Pharos may be a scrape or two
     // behind).
@@ -487,6 +525,59 @@ async fn prometheus_and_pharos_answer_alike() {
         .map(|m| m.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
         .collect();
     assert_eq!(got, pharos_fed.keys().cloned().collect::<BTreeSet<_>>(), "series the federating Prometheus holds");
+}
+
+/// The frames of a `STREAMED_XOR_CHUNKS` remote read of `{job="node"}` over `[start_ms, end_ms]`
+/// from the server at `base`. Prometheus sends its open head chunks as they are while it appends
+/// to them, so a chunk may announce a sample its bytes do not hold yet: such an answer is asked
+/// for again.
+async fn streamed_read(base: &str, start_ms: i64, end_ms: i64) -> Vec<pharos_model::remote_read::ChunkedReadResponse> {
+    use pharos_model::remote_read::{self as rr, Matcher, MatcherType, Query, ReadRequest, ResponseType};
+    let body = rr::encode_request(&ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: start_ms,
+            end_timestamp_ms: end_ms,
+            matchers: vec![Matcher { r#type: MatcherType::Eq as i32, name: "job".into(), value: "node".into() }],
+            hints: None,
+        }],
+        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+    });
+    let client = reqwest::Client::new();
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let r = client
+            .post(format!("{base}/api/v1/read"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-read-version", "0.1.0")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{base}: streamed remote read: {}", r.status());
+        assert_eq!(r.headers()["content-type"], rr::STREAMED_CONTENT_TYPE, "{base}");
+        let frames = rr::read_frames(&r.bytes().await.unwrap()).unwrap_or_else(|e| panic!("{base}: {e}"));
+        let undecodable = frames
+            .iter()
+            .flat_map(|f| &f.chunked_series)
+            .flat_map(|s| &s.chunks)
+            .find_map(|c| pharos_model::xor_chunk::decode(&c.data).err());
+        match undecodable {
+            None => return frames,
+            Some(e) => last_error = e.to_string(),
+        }
+    }
+    panic!("{base}: every streamed answer held a chunk that does not decode: {last_error}");
+}
+
+/// Whether Pharos' encoding `ours` of the samples of Prometheus' chunk `theirs` is the same
+/// bits: the same bytes, except that the unused low bits of the last byte may already hold
+/// the start of a sample Prometheus appended to its open chunk after counting the samples.
+fn same_chunk_bits(ours: &pharos_model::xor_chunk::XorChunk, theirs: &[u8]) -> bool {
+    let ours_bytes = ours.bytes();
+    let n = ours_bytes.len();
+    let mask = 0xffu8 << (8 - ours.bits_used_in_last_byte());
+    theirs.len() == n && theirs[..n - 1] == ours_bytes[..n - 1] && theirs[n - 1] & mask == ours_bytes[n - 1]
 }
 
 /// Starts a Prometheus named `name` (its log, config and data under `dir`) with `config`,

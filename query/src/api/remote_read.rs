@@ -2,16 +2,23 @@
 //! remote read client evaluates its own queries over the samples Pharos stores.
 //!
 //! Each query of the request selects the series its matchers match and answers their raw
-//! samples in `[start, end]` (staleness markers included, as Prometheus' TSDB returns them),
-//! float samples and native histograms (as float histograms), in
-//! the `SAMPLES` response type (see [`pharos_model::remote_read`]). As in Prometheus, a query
-//! may return at most [`SAMPLE_LIMIT`] samples; errors are plain text.
+//! samples in `[start, end]` (staleness markers included, as Prometheus' TSDB returns them), in
+//! the response type the client prefers (see [`pharos_model::remote_read`]):
+//!
+//! - `SAMPLES`: float samples and native histograms (as float histograms);
+//! - `STREAMED_XOR_CHUNKS`: float samples in XOR chunks, series by series in label order. Pharos
+//!   writes no histogram chunks: when a query selects native histograms the answer is `SAMPLES`
+//!   if the client accepts it, else a 400 naming the series.
+//!
+//! The answer is built in memory before it is sent, so a query may return at most
+//! [`SAMPLE_LIMIT`] samples (Prometheus' limit of `SAMPLES` answers) in either type; errors are
+//! plain text.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pharos_model::remote_read::{self, MatcherType, ReadResponse, QueryResult};
+use pharos_model::remote_read::{self, MatcherType, QueryResult, ReadResponse, ResponseType};
 use std::collections::BTreeMap;
 
 use pharos_model::remote_write::{Histogram, RemoteSample, TimeSeries, proto_labels};
@@ -38,19 +45,23 @@ pub async fn read(State(state): State<AppState>, body: Bytes) -> Response {
         .await
         .unwrap_or_else(|e| Err(ReadError::Internal(format!("remote read task failed: {e}"))));
     match answered {
-        Ok(body) => {
+        Ok((ResponseType::Samples, body)) => {
             ([(header::CONTENT_TYPE, remote_read::CONTENT_TYPE), (header::CONTENT_ENCODING, "snappy")], body).into_response()
+        }
+        Ok((ResponseType::StreamedXorChunks, body)) => {
+            ([(header::CONTENT_TYPE, remote_read::STREAMED_CONTENT_TYPE)], body).into_response()
         }
         Err(ReadError::BadRequest(msg)) => (StatusCode::BAD_REQUEST, msg).into_response(),
         Err(ReadError::Internal(msg)) => (StatusCode::INTERNAL_SERVER_ERROR, msg).into_response(),
     }
 }
 
-/// The snappy-compressed `ReadResponse` to the snappy-compressed `ReadRequest` `body`.
-pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> Result<Vec<u8>, ReadError> {
+/// The answer to the snappy-compressed `ReadRequest` `body`, and its type: a snappy-compressed
+/// `ReadResponse`, or the frames of a streamed one.
+pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> Result<(ResponseType, Vec<u8>), ReadError> {
     let bad = |e: pharos_model::Error| ReadError::BadRequest(e.to_string());
     let request = remote_read::decode_request(body).map_err(bad)?;
-    remote_read::negotiate(&request).map_err(bad)?;
+    let mut kind = remote_read::negotiate(&request).map_err(bad)?;
     let mut results = Vec::with_capacity(request.queries.len());
     for (i, q) in request.queries.iter().enumerate() {
         let matchers = q
@@ -93,5 +104,33 @@ pub fn answer(reader: &dyn MetricsReader, body: &[u8], sample_limit: usize) -> R
         }
         results.push(QueryResult { timeseries: by_labels.into_values().collect() });
     }
-    Ok(remote_read::encode_response(&ReadResponse { results }))
+    if kind == ResponseType::StreamedXorChunks {
+        let with_histograms = results.iter().enumerate().find_map(|(i, r)| {
+            r.timeseries.iter().find(|ts| !ts.histograms.is_empty()).map(|ts| (i, ts))
+        });
+        if let Some((i, ts)) = with_histograms {
+            if !request.accepted_response_types.contains(&(ResponseType::Samples as i32)) {
+                let labels: Vec<String> = ts.labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+                return Err(ReadError::BadRequest(format!(
+                    "remote read: query {i}: series {{{}}} holds native histograms, which Pharos does not write as STREAMED_XOR_CHUNKS \
+                     (histogram chunks are not supported); accept SAMPLES to read them",
+                    labels.join(", ")
+                )));
+            }
+            kind = ResponseType::Samples;
+        }
+    }
+    match kind {
+        ResponseType::Samples => Ok((kind, remote_read::encode_response(&ReadResponse { results }))),
+        ResponseType::StreamedXorChunks => {
+            let mut out = Vec::new();
+            for (i, result) in results.into_iter().enumerate() {
+                for ts in result.timeseries {
+                    let samples: Vec<(i64, f64)> = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+                    remote_read::write_series_frames(&mut out, i as i64, ts.labels, &samples, remote_read::MAX_BYTES_IN_FRAME);
+                }
+            }
+            Ok((kind, out))
+        }
+    }
 }

@@ -1306,7 +1306,7 @@ async fn remote_read_answers_raw_samples_per_query() {
             q(0, 99_000, vec![m(MatcherType::Re, "job", "a.*"), m(MatcherType::Neq, "__name__", "up")]),
             q(0, 99_000, vec![m(MatcherType::Nre, "__name__", "up|temp"), m(MatcherType::Re, "job", ".+")]),
         ],
-        vec![1, 0],
+        vec![0, 1],
     );
     let resp = super::router(store.clone(), Arc::new(logs())).oneshot(post(body)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -1357,7 +1357,8 @@ async fn remote_read_answers_raw_samples_per_query() {
     with_histograms.add(&[("__name__", "lat"), ("job", "api")], &[(10_000, 7.0)]);
     with_histograms.add_histograms(&[("__name__", "lat"), ("job", "api")], vec![(11_000, Arc::new(h))]);
     let body = request(vec![q(0, 99_000, vec![m(MatcherType::Eq, "__name__", "lat")])], vec![]);
-    let bytes = super::remote_read::answer(&with_histograms, &body, 10).unwrap();
+    let (kind, bytes) = super::remote_read::answer(&with_histograms, &body, 10).unwrap();
+    assert_eq!(kind, rr::ResponseType::Samples);
     let answer = rr::decode_response(&bytes).unwrap();
     let [ts] = answer.results[0].timeseries.as_slice() else { panic!("{answer:?}") };
     assert_eq!(ts.samples.iter().map(|s| (s.timestamp, s.value)).collect::<Vec<_>>(), vec![(10_000, 7.0)]);
@@ -1377,7 +1378,7 @@ async fn remote_read_answers_raw_samples_per_query() {
     let up = || vec![m(MatcherType::Eq, "__name__", "up")];
     for (body, wanted) in [
         (b"not snappy".to_vec(), "not snappy-compressed"),
-        (request(vec![q(0, 1, up())], vec![1]), "supported: [SAMPLES]"),
+        (request(vec![q(0, 1, up())], vec![7]), "supported: [SAMPLES, STREAMED_XOR_CHUNKS]"),
         (request(vec![q(0, 1, vec![m(MatcherType::Re, "job", "(")])], vec![]), "query 0: matcher job=~\"(\""),
         (request(vec![q(0, 1, up()), q(0, 1, vec![Matcher { r#type: 9, name: "a".into(), value: "b".into() }])], vec![]), "query 1: unknown matcher type 9"),
         (request(vec![q(0, 1, vec![m(MatcherType::Re, "job", ".*")])], vec![]), "does not match the empty string"),
@@ -1395,6 +1396,73 @@ async fn remote_read_answers_raw_samples_per_query() {
     assert!(super::remote_read::answer(store.as_ref(), &two, 2).is_ok());
     let err = super::remote_read::answer(store.as_ref(), &two, 1).unwrap_err();
     assert_eq!(err, super::remote_read::ReadError::BadRequest("remote read: query 0: exceeded sample limit (1): 2 samples in 1 series".into()));
+}
+
+/// Remote read in `STREAMED_XOR_CHUNKS` (what Thanos' sidecar asks for): checksummed frames, one
+/// series each in label order, with the query's index; the samples (a staleness marker bit for
+/// bit) in XOR chunks. Native histograms fall back to `SAMPLES` when the client accepts it,
+/// else the request is refused naming the series.
+#[tokio::test]
+async fn remote_read_streams_xor_chunks() {
+    use pharos_model::otlp::STALE_NAN_BITS;
+    use pharos_model::remote_read::{self as rr, Matcher, MatcherType, Query, ReadRequest, ResponseType};
+    let mut store = metrics();
+    let long: Vec<(i64, f64)> = (0..130).map(|i| (1_000 * i, i as f64 * 0.5)).collect();
+    store.add(&[("__name__", "up"), ("job", "api")], &[(10_000, 1.0), (15_000, f64::from_bits(STALE_NAN_BITS))]);
+    store.add(&[("__name__", "reqs"), ("job", "api")], &long);
+    let m = |name: &str, value: &str| Matcher { r#type: MatcherType::Eq as i32, name: name.into(), value: value.into() };
+    let q = |start: i64, end: i64, matchers: Vec<Matcher>| Query { start_timestamp_ms: start, end_timestamp_ms: end, matchers, hints: None };
+    let body = rr::encode_request(&ReadRequest {
+        queries: vec![q(0, 200_000, vec![m("job", "api")]), q(5_000, 9_000, vec![m("__name__", "reqs")])],
+        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+    });
+    let post = |body: Vec<u8>| Request::post("/api/v1/read").header("content-encoding", "snappy").body(Body::from(body)).unwrap();
+    let store: Arc<dyn MetricsReader> = Arc::new(store);
+    let resp = super::router(store.clone(), Arc::new(logs())).oneshot(post(body)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse");
+    assert!(resp.headers().get("content-encoding").is_none());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let frames = rr::read_frames(&bytes).unwrap();
+    // Per frame: query index, series, samples per chunk, samples (timestamp, value bits).
+    type Frame = (i64, String, Vec<usize>, Vec<(i64, u64)>);
+    let got: Vec<Frame> = frames
+        .iter()
+        .map(|f| {
+            let [s] = f.chunked_series.as_slice() else { panic!("{f:?}") };
+            let name = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>().join(",");
+            let decoded: Vec<(i64, f64)> = s.chunks.iter().flat_map(|c| pharos_model::xor_chunk::decode(&c.data).unwrap()).collect();
+            for c in &s.chunks {
+                assert_eq!(c.r#type, rr::ChunkEncoding::Xor as i32);
+            }
+            let sizes = s.chunks.iter().map(|c| pharos_model::xor_chunk::decode(&c.data).unwrap().len()).collect();
+            (f.query_index, name, sizes, decoded.iter().map(|(t, v)| (*t, v.to_bits())).collect())
+        })
+        .collect();
+    let bits = |s: &[(i64, f64)]| s.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            (0, "__name__=reqs,job=api".to_string(), vec![120, 10], bits(&long)),
+            (0, "__name__=up,job=api".to_string(), vec![2], vec![(10_000, 1f64.to_bits()), (15_000, STALE_NAN_BITS)]),
+            (1, "__name__=reqs,job=api".to_string(), vec![5], bits(&long[5..10])),
+        ]
+    );
+    // Chunk time ranges are those of their samples.
+    let first = &frames[0].chunked_series[0].chunks;
+    assert_eq!((first[0].min_time_ms, first[0].max_time_ms, first[1].min_time_ms, first[1].max_time_ms), (0, 119_000, 120_000, 129_000));
+
+    // Native histograms: SAMPLES when accepted too, else a 400 naming the series.
+    let mut with_histograms = metrics();
+    let h = pharos_model::FloatHistogram { count: 1.0, sum: 1.0, ..Default::default() };
+    with_histograms.add_histograms(&[("__name__", "lat"), ("job", "api")], vec![(11_000, Arc::new(h))]);
+    let ask = |types: Vec<i32>| rr::encode_request(&ReadRequest { queries: vec![q(0, 99_000, vec![m("__name__", "lat")])], accepted_response_types: types });
+    let (kind, bytes) = super::remote_read::answer(&with_histograms, &ask(vec![1, 0]), 10).unwrap();
+    assert_eq!(kind, ResponseType::Samples);
+    assert_eq!(rr::decode_response(&bytes).unwrap().results[0].timeseries[0].histograms.len(), 1);
+    let err = super::remote_read::answer(&with_histograms, &ask(vec![1]), 10).unwrap_err();
+    let super::remote_read::ReadError::BadRequest(msg) = err else { panic!("{err:?}") };
+    assert!(msg.contains("query 0: series {__name__=\"lat\", job=\"api\"} holds native histograms") && msg.contains("accept SAMPLES"), "{msg}");
 }
 
 /// `/federate`: the newest sample of each selected series within the 5-minute lookback, in
