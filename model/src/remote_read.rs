@@ -47,16 +47,6 @@ pub enum ResponseType {
     StreamedXorChunks = 1,
 }
 
-impl ResponseType {
-    /// The name in `remote.proto`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ResponseType::Samples => "SAMPLES",
-            ResponseType::StreamedXorChunks => "STREAMED_XOR_CHUNKS",
-        }
-    }
-}
-
 /// `prometheus.Query`.
 #[derive(Clone, PartialEq, Message)]
 pub struct Query {
@@ -261,9 +251,9 @@ pub fn write_series_frames(
         series.chunks.push(chunk);
         let more = (i + 1) * crate::xor_chunk::SAMPLES_PER_CHUNK < samples.len();
         if left <= 0 || !more {
-            let frame = ChunkedReadResponse { chunked_series: vec![series.clone()], query_index };
+            let chunks = std::mem::take(&mut series.chunks);
+            let frame = ChunkedReadResponse { chunked_series: vec![ChunkedSeries { labels: series.labels.clone(), chunks }], query_index };
             write_frame(out, &frame.encode_to_vec());
-            series.chunks.clear();
             left = max_frame_bytes.saturating_sub(label_bytes) as isize;
         }
     }
@@ -301,10 +291,11 @@ pub fn read_frames(mut body: &[u8]) -> Result<Vec<ChunkedReadResponse>> {
                 return Err(bad("the length varint is longer than 10 bytes"));
             }
         }
-        let end = used + 4 + len as usize;
-        if body.len() < end {
-            return Err(bad(&format!("{len} bytes announced, {} left", body.len().saturating_sub(used + 4))));
-        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(used + 4))
+            .filter(|end| *end <= body.len())
+            .ok_or_else(|| bad(&format!("{len} bytes announced, {} left", body.len().saturating_sub(used + 4))))?;
         let crc = u32::from_be_bytes(body[used..used + 4].try_into().expect("4 bytes"));
         let message = &body[used + 4..end];
         if crc32c::crc32c(message) != crc {
@@ -373,6 +364,9 @@ mod tests {
         corrupt[last] ^= 1;
         assert!(read_frames(&corrupt).unwrap_err().to_string().contains("frame 1: checksum mismatch"));
         assert!(read_frames(&out[..out.len() - 1]).unwrap_err().to_string().contains("frame 1: "));
+        // A length no body can hold is an error, not an overflow.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0, 0];
+        assert!(read_frames(&huge).unwrap_err().to_string().contains("bytes announced"));
     }
 
     #[test]
