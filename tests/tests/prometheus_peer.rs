@@ -571,13 +571,15 @@ async fn streamed_read(base: &str, start_ms: i64, end_ms: i64) -> Vec<pharos_mod
 }
 
 /// Whether Pharos' encoding `ours` of the samples of Prometheus' chunk `theirs` is the same
-/// bits: the same bytes, except that the unused low bits of the last byte may already hold
-/// the start of a sample Prometheus appended to its open chunk after counting the samples.
+/// bits. Prometheus sends its open head chunk as it is while it appends to it, and counts a
+/// sample only once the sample is written, so `theirs` may go on after the bits of the samples
+/// it counts: in the unused low bits of Pharos' last byte and in further bytes. Every bit Pharos
+/// wrote must be there.
 fn same_chunk_bits(ours: &pharos_model::xor_chunk::XorChunk, theirs: &[u8]) -> bool {
     let ours_bytes = ours.bytes();
     let n = ours_bytes.len();
     let mask = 0xffu8 << (8 - ours.bits_used_in_last_byte());
-    theirs.len() == n && theirs[..n - 1] == ours_bytes[..n - 1] && theirs[n - 1] & mask == ours_bytes[n - 1]
+    theirs.len() >= n && theirs[..n - 1] == ours_bytes[..n - 1] && theirs[n - 1] & mask == ours_bytes[n - 1]
 }
 
 /// Starts a Prometheus named `name` (its log, config and data under `dir`) with `config`,
