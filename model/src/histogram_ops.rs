@@ -873,10 +873,9 @@ mod tests {
         assert_eq!(h.compact().positive_spans, spans(&[(0, 1)]));
     }
 
-    #[test]
-    fn copy_to_schema_merges_buckets_as_target_idx() {
-        // Prometheus' TestFloatHistogramCopyToSchema "schema change" (1 → 0).
-        let h = fh(
+    /// The schema-1 histogram of Prometheus' "schema change" test cases (copy to schema 0, add).
+    fn schema_1_example() -> FloatHistogram {
+        fh(
             1,
             0.01,
             11.0,
@@ -884,7 +883,13 @@ mod tests {
             2.345,
             (&[(-4, 3), (5, 5)], &[1.0, 0.0, 0.0, 3.0, 2.0, 2.0, 3.0, 4.0]),
             (&[(6, 3), (6, 4)], &[3.0, 0.5, 0.5, 2.0, 3.0, 2.0, 4.0]),
-        );
+        )
+    }
+
+    #[test]
+    fn copy_to_schema_merges_buckets_as_target_idx() {
+        // Prometheus' TestFloatHistogramCopyToSchema "schema change" (1 → 0).
+        let h = schema_1_example();
         let want = fh(
             0,
             0.01,
@@ -950,15 +955,7 @@ mod tests {
     #[test]
     fn add_reduces_to_the_lower_schema() {
         // TestFloatHistogramAdd "schema change": schema 0 + schema 1 → schema 0.
-        let b1 = fh(
-            1,
-            0.01,
-            11.0,
-            30.0,
-            2.345,
-            (&[(-4, 3), (5, 5)], &[1.0, 0.0, 0.0, 3.0, 2.0, 2.0, 3.0, 4.0]),
-            (&[(6, 3), (6, 4)], &[3.0, 0.5, 0.5, 2.0, 3.0, 2.0, 4.0]),
-        );
+        let b1 = schema_1_example();
         let want = fh(
             0,
             0.01,
