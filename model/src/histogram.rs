@@ -518,7 +518,7 @@ fn doubles(r: &mut Reader<'_>, wire: u8, out: &mut Vec<f64>) -> Result<()> {
     }
     let range = r.len_delimited()?;
     let bytes = &r.buf[range];
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(Error::Content("remote_write histogram: a packed double list is not a multiple of 8 bytes".into()));
     }
     out.extend(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))));
